@@ -1,0 +1,135 @@
+/* limits.h - every numeric default of authgate, each with the reason for it.
+ *
+ * The config module exposes most of these as bounded options (AG_*_MIN/MAX
+ * where a bound is not obvious); code never hard-codes a limit elsewhere.
+ */
+#ifndef AUTHGATE_LIMITS_H
+#define AUTHGATE_LIMITS_H
+
+/* --- HTTP heads --------------------------------------------------------- */
+
+/* Kerberos tokens of users in many groups exceed 8 KiB; Microsoft's
+ * MaxTokenSize is 48000 bytes, base64 makes that 64000: 64 KiB holds it. */
+#define AG_HEADER_MAX (64 * 1024)
+#define AG_HEADER_MAX_MIN 4096
+#define AG_HEADER_MAX_MAX (256 * 1024)
+/* Field count cap: real browsers send < 40; 200 leaves room, stops hash-DoS
+ * style floods of tiny fields. */
+#define AG_HEADER_FIELDS_MAX 200
+/* Request target: long query strings exist, 16 KiB is what most origins take. */
+#define AG_URL_MAX (16 * 1024)
+/* Host name length per RFC 1035. */
+#define AG_HOST_MAX 255
+
+/* --- connections -------------------------------------------------------- */
+
+/* A 2-core box holds this many idle keep-alive clients in well under 200 MiB. */
+#define AG_MAX_CONNECTIONS 10000
+#define AG_MAX_CONNECTIONS_MAX 1000000
+#define AG_MAX_LISTENERS 16
+#define AG_MAX_CONNECT_PORTS 64
+/* Listen backlog: bursts of new connections during benchmarks and storms. */
+#define AG_LISTEN_BACKLOG 1024
+
+/* --- buffers ------------------------------------------------------------ */
+
+/* Bytes read from a client but not yet parsed (pipelined requests, bytes that
+ * arrive while a head is being processed). Reading stops at the ceiling. */
+#define AG_INBUF_MAX (AG_HEADER_MAX + 16 * 1024)
+/* Bytes queued for writing to one peer before reads on the other side stop:
+ * bounded memory per connection with enough in flight to fill the pipe. */
+#define AG_WRITE_HIGH_WATER (256 * 1024)
+/* Size of one read from a socket. 64 KiB matches loopback segment sizes and
+ * keeps per-read overhead low for large transfers. */
+#define AG_READ_CHUNK (64 * 1024)
+
+/* --- deadlines (milliseconds) ------------------------------------------- */
+
+/* A request head must arrive within this time (slowloris). */
+#define AG_HEAD_TIMEOUT_MS 30000
+/* An idle keep-alive client connection is closed after this. */
+#define AG_IDLE_TIMEOUT_MS 120000
+/* DNS resolution of an upstream name. */
+#define AG_DNS_TIMEOUT_MS 10000
+/* TCP connect to one upstream address. */
+#define AG_CONNECT_TIMEOUT_MS 10000
+/* Upstream silent while we wait for (more of) its response. */
+#define AG_UPSTREAM_IDLE_TIMEOUT_MS 60000
+/* A pooled idle upstream connection is closed after this (origins close
+ * theirs at 5-75 s; closing first avoids reusing a dying connection). */
+#define AG_UPSTREAM_KEEPALIVE_MS 15000
+/* A CONNECT tunnel with no traffic either way. */
+#define AG_TUNNEL_IDLE_TIMEOUT_MS 600000
+/* Graceful shutdown waits at most this long for in-flight exchanges. */
+#define AG_SHUTDOWN_TIMEOUT_MS 10000
+#define AG_TIMEOUT_MIN_MS 100
+#define AG_TIMEOUT_MAX_MS (24 * 3600 * 1000)
+
+/* --- request bodies on refused requests --------------------------------- */
+
+/* A body on a 407/403'd request is read and discarded up to this size to keep
+ * the connection; a larger one closes it (cheaper than draining). */
+#define AG_DRAIN_MAX (64 * 1024)
+
+/* --- authentication ----------------------------------------------------- */
+
+/* A handshake (first token to identity) must finish in this time. */
+#define AG_HANDSHAKE_TIMEOUT_MS 30000
+/* Handshakes in progress, all clients and per client address (503 beyond). */
+#define AG_MAX_HANDSHAKES 4096
+#define AG_MAX_HANDSHAKES_PER_ADDR 256
+/* Verification jobs in flight on the thread pool (503 beyond). */
+#define AG_MAX_JOBS 1024
+/* Worker threads: a verifier blocks on winbindd or the KDC's key work; DNS
+ * shares the pool, so keep enough threads that DNS is not starved. */
+#define AG_THREADPOOL_SIZE 8
+#define AG_THREADPOOL_MAX 128
+/* Rounds per handshake: NTLM needs 2 (3 with a retry), Negotiate 1-3. */
+#define AG_NTLM_MAX_ROUNDS 3
+#define AG_NEGOTIATE_MAX_ROUNDS 5
+/* Base64 Basic credentials: user (<=255) + ':' + password (<=1024). */
+#define AG_BASIC_MAX_DECODED 1300
+/* A decoded NTLM message: real ones are < 1.5 KiB. */
+#define AG_NTLM_MAX_DECODED 4096
+/* Cache lifetime of a successful Basic verification (seconds). */
+#define AG_BASIC_CACHE_TTL_S 300
+#define AG_BASIC_CACHE_MAX 65536
+/* Failed verifications per user / per client address within the window
+ * before further attempts are refused without calling the backend. */
+#define AG_FAIL_MAX_PER_USER 10
+#define AG_FAIL_MAX_PER_ADDR 50
+#define AG_FAIL_WINDOW_S 60
+/* The user file: lines and total size. */
+#define AG_USERFILE_MAX_BYTES (16 * 1024 * 1024)
+#define AG_USER_MAX 255
+#define AG_PASSWORD_MAX 1024
+
+/* --- config file -------------------------------------------------------- */
+
+#define AG_CONFIG_MAX_BYTES (1024 * 1024)
+#define AG_CONFIG_LINE_MAX 4096
+
+/* ntlm */
+/* AV pairs walked in one NTLMv2 blob (client echo of our target info plus
+ * its own): Windows sends about 11, so 64 is generous; the cap bounds the
+ * walk and the quadratic echo check. */
+#define AG_NTLM_MAX_AV_PAIRS 64
+/* Domain and workstation names in an AUTHENTICATE, in UTF-8 bytes: the same
+ * 255 as AG_USER_MAX (AD names are far shorter; winbind is never given more). */
+#define AG_NTLM_NAME_MAX 255
+
+/* config bounds */
+/* Refused-request bodies read to keep a connection: past 1 MiB, closing and
+ * letting the client reconnect costs less than reading. */
+#define AG_DRAIN_MAX_MAX (1024 * 1024)
+/* Handshakes in progress can never outnumber connections. */
+#define AG_MAX_HANDSHAKES_MAX AG_MAX_CONNECTIONS_MAX
+/* Jobs beyond this only queue behind the pool's threads: more is not faster. */
+#define AG_MAX_JOBS_MAX 65536
+/* Failure counters: beyond this a lockout protects nothing. */
+#define AG_FAIL_MAX_MAX 100000
+/* Values on one config line: far above the longest list (connect_ports), so
+ * only a garbage line hits it; bounds the tokenizer's stack array. */
+#define AG_CONFIG_MAX_VALUES 128
+
+#endif

@@ -1,0 +1,133 @@
+/* config.h - authgate's configuration: an immutable, refcounted snapshot.
+ *
+ * Glossary: option = one "name value..." line of the file; table = the
+ * registry in config.c (name, type, bounds, default, reloadable) from which
+ * parsing, defaults and the sample documentation all follow.
+ *
+ * File syntax: one option per line, "#" starts a comment (outside quotes),
+ * values separated by blanks, a value may be "double quoted" (with \" and \\
+ * escapes). Durations: integer + ms|s|m|h (bare integer = seconds). Sizes:
+ * integer + optional k|m (KiB, MiB). Booleans: on|off. Relative paths are
+ * resolved against the directory of the config file. An unknown option, a
+ * value out of bounds or a repeated single-valued option is an error reported
+ * as "file:line: message".
+ *
+ * Loop thread only. A reload parses into a fresh struct and swaps it in only
+ * when valid; holders of the old one keep it alive with ag_config_ref().
+ */
+#ifndef AG_CONFIG_H
+#define AG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "authgate/limits.h"
+
+enum ag_scheme { AG_SCHEME_NONE = 0, AG_SCHEME_NEGOTIATE, AG_SCHEME_NTLM, AG_SCHEME_BASIC };
+enum ag_backend { AG_BACKEND_NONE = 0, AG_BACKEND_LOCAL, AG_BACKEND_WINBIND };
+enum ag_access_format { AG_ACCESS_SQUID = 0, AG_ACCESS_JSON };
+
+struct ag_listen {
+    struct sockaddr_storage addr; /* resolved numeric address (no DNS) */
+    char text[64];                /* as written: "127.0.0.1:3128", "[::1]:3128" */
+};
+
+struct ag_config {
+    int refs;
+    char *path;    /* absolute path of the file, owned */
+    int64_t loaded; /* wall-clock seconds when parsed */
+
+    /* listeners: "listen ADDR:PORT", repeatable; default 127.0.0.1:3128.
+     * Not reloadable (a change is logged and ignored until restart). */
+    struct ag_listen listen[AG_MAX_LISTENERS];
+    size_t n_listen;
+
+    /* logs */
+    char *error_log;  /* "error_log PATH|-": "-" = stderr (default) */
+    char *access_log; /* "access_log PATH|-|none": "-" = stdout (default), NULL = none */
+    enum ag_access_format access_format; /* "access_log_format squid|json", default squid */
+    int log_level;    /* "log_level error|warn|info|debug", default info (enum ag_log_level) */
+
+    /* forwarding */
+    char *via_pseudonym;   /* "via_pseudonym NAME", default "authgate"; token chars only */
+    bool x_forwarded_for;  /* "x_forwarded_for on|off", default off */
+    uint16_t connect_ports[AG_MAX_CONNECT_PORTS]; /* "connect_ports 443 8443 ..." default 443 */
+    size_t n_connect_ports;
+
+    /* limits (defaults from limits.h; bounds in the table) */
+    uint32_t header_max;      /* "header_max SIZE" */
+    uint32_t max_connections; /* "max_connections N" */
+    uint32_t drain_max;       /* "drain_max SIZE" */
+    uint32_t threadpool_size; /* "threadpool_size N", not reloadable */
+
+    /* deadlines, milliseconds */
+    uint32_t head_timeout_ms;          /* "head_timeout DURATION" */
+    uint32_t idle_timeout_ms;          /* "idle_timeout DURATION" */
+    uint32_t dns_timeout_ms;           /* "dns_timeout DURATION" */
+    uint32_t connect_timeout_ms;       /* "connect_timeout DURATION" */
+    uint32_t upstream_idle_timeout_ms; /* "upstream_idle_timeout DURATION" */
+    uint32_t upstream_keepalive_ms;    /* "upstream_keepalive_timeout DURATION" */
+    uint32_t tunnel_idle_timeout_ms;   /* "tunnel_idle_timeout DURATION" */
+    uint32_t shutdown_timeout_ms;      /* "shutdown_timeout DURATION" */
+
+    /* authentication */
+    enum ag_scheme schemes[3]; /* "auth_schemes negotiate ntlm basic" (order = offer order) or
+                                  "auth_schemes none" (open proxy); default all three */
+    size_t n_schemes;
+    char *basic_realm;             /* "basic_realm STRING", default "authgate" */
+    enum ag_backend basic_backend; /* "basic_backend local|winbind", default local */
+    enum ag_backend ntlm_backend;  /* "ntlm_backend local|winbind", default local */
+    char *user_file;               /* "user_file PATH", default none */
+    char *identity_header;         /* "identity_header NAME", default none (off) */
+    uint32_t handshake_timeout_ms; /* "handshake_timeout DURATION" */
+    uint32_t identity_max_age_ms;  /* "identity_max_age DURATION", 0 = unlimited (default) */
+    uint32_t max_handshakes;       /* "max_handshakes N" */
+    uint32_t max_handshakes_per_addr; /* "max_handshakes_per_addr N" */
+    uint32_t max_jobs;             /* "max_jobs N" */
+    uint32_t basic_cache_ttl_ms;   /* "basic_cache_ttl DURATION", 0 = no cache */
+    uint32_t fail_max_per_user;    /* "fail_max_per_user N" */
+    uint32_t fail_max_per_addr;    /* "fail_max_per_addr N" */
+    uint32_t fail_window_ms;       /* "fail_window DURATION" */
+};
+
+/* Parses the file at path into a new config (refs = 1) or returns NULL with a
+ * "file:line: message" (or "file: message") in err. */
+struct ag_config *ag_config_load(const char *path, char *err, size_t errlen);
+/* Same, from a string (for tests); name is used in error messages. */
+struct ag_config *ag_config_parse(const char *text, size_t len, const char *name,
+                                  const char *basedir, char *err, size_t errlen);
+/* A config with every default (for tests). */
+struct ag_config *ag_config_default(void);
+
+struct ag_config *ag_config_ref(struct ag_config *c);
+/* Drops a reference; frees at zero. Accepts NULL. */
+void ag_config_unref(struct ag_config *c);
+
+/* Parsing helpers, exposed for unit tests. Each returns 0 or AG_EINVAL. */
+int ag_config_parse_duration_ms(const char *s, uint32_t *out);
+int ag_config_parse_size(const char *s, uint32_t *out);
+/* "1.2.3.4:80", "[::1]:80", "*:80" (= 0.0.0.0), "[::]:80". */
+int ag_config_parse_listen(const char *s, struct ag_listen *out);
+
+bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s);
+bool ag_config_port_allowed(const struct ag_config *c, uint16_t port);
+const char *ag_scheme_name(enum ag_scheme s); /* "Negotiate", "NTLM", "Basic", "-" */
+
+/* Writes the effective configuration (every option, "name value" lines) to f:
+ * "authgate -t -c FILE -v" prints it, so an operator sees what defaults apply. */
+void ag_config_dump(const struct ag_config *c, FILE *f);
+
+/* The option table, for the sample-drift test and reload handling. i is an
+ * index below ag_config_option_count(); out of range gives NULL / false. */
+size_t ag_config_option_count(void);
+const char *ag_config_option_name(size_t i);
+bool ag_config_option_reloadable(size_t i);
+/* The name of the first option that a reload cannot change (listen,
+ * threadpool_size) whose value differs between a and b, or NULL: the reload
+ * code logs it and keeps running with the old value until a restart. */
+const char *ag_config_fixed_changed(const struct ag_config *a, const struct ag_config *b);
+
+#endif

@@ -1,0 +1,185 @@
+/* head.c - recording llhttp's head callbacks with ceilings (see head.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/limits.h"
+#include "head.h"
+
+void ag_head_init(struct ag_head *h, uint32_t limit)
+{
+    memset(h, 0, sizeof *h);
+    h->limit = limit;
+    ag_buf_init(&h->raw, limit);
+}
+
+void ag_head_reset(struct ag_head *h)
+{
+    uint32_t limit = h->limit;
+    ag_head_free(h);
+    ag_head_init(h, limit);
+}
+
+void ag_head_free(struct ag_head *h)
+{
+    /* Heads carry Proxy-Authorization: wipe, never just free. */
+    ag_buf_free(&h->raw);
+    free(h->fields);
+    h->fields = NULL;
+    h->n_fields = h->cap_fields = 0;
+}
+
+static int append(struct ag_head *h, const char *at, size_t len)
+{
+    if (h->err)
+        return -1;
+    if (ag_buf_append(&h->raw, at, len) != 0) {
+        h->err = AG_ELIMIT;
+        return -1;
+    }
+    return 0;
+}
+
+int ag_head_on_url(struct ag_head *h, const char *at, size_t len)
+{
+    if (h->url_len == 0)
+        h->url_off = (uint32_t)h->raw.len;
+    if (h->url_len + len > AG_URL_MAX) {
+        h->err = AG_ELIMIT;
+        return -1;
+    }
+    if (append(h, at, len))
+        return -1;
+    h->url_len += (uint32_t)len;
+    return 0;
+}
+
+int ag_head_on_field(struct ag_head *h, const char *at, size_t len)
+{
+    if (!h->in_field) {
+        if (h->n_fields == h->cap_fields) {
+            if (h->cap_fields >= AG_HEADER_FIELDS_MAX) {
+                h->err = AG_ELIMIT;
+                return -1;
+            }
+            uint32_t ncap = h->cap_fields ? h->cap_fields * 2 : 16;
+            if (ncap > AG_HEADER_FIELDS_MAX)
+                ncap = AG_HEADER_FIELDS_MAX;
+            struct ag_field *n = realloc(h->fields, ncap * sizeof *n);
+            if (!n) {
+                h->err = AG_ENOMEM;
+                return -1;
+            }
+            h->fields = n;
+            h->cap_fields = ncap;
+        }
+        struct ag_field *f = &h->fields[h->n_fields++];
+        f->name_off = (uint32_t)h->raw.len;
+        f->name_len = 0;
+        f->val_off = f->val_len = 0;
+        h->in_field = true;
+    }
+    if (append(h, at, len))
+        return -1;
+    h->fields[h->n_fields - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+void ag_head_field_done(struct ag_head *h)
+{
+    h->in_field = false;
+}
+
+int ag_head_on_value(struct ag_head *h, const char *at, size_t len)
+{
+    if (h->n_fields == 0)
+        return -1;
+    struct ag_field *f = &h->fields[h->n_fields - 1];
+    if (!h->in_value) {
+        f->val_off = (uint32_t)h->raw.len;
+        h->in_value = true;
+    }
+    if (append(h, at, len))
+        return -1;
+    f->val_len += (uint32_t)len;
+    return 0;
+}
+
+void ag_head_value_done(struct ag_head *h)
+{
+    h->in_value = false;
+    h->in_field = false;
+}
+
+int ag_head_find(const struct ag_head *h, const char *name, const char **val, size_t *len)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        size_t nl;
+        const char *nm = ag_head_name(h, i, &nl);
+        if (ag_strieq(nm, nl, name)) {
+            if (n == 0 && val) {
+                *val = ag_head_value(h, i, len);
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Calls fn for every comma-separated, OWS-trimmed element of v. */
+static bool list_contains(const char *v, size_t vl, const char *token, size_t tl)
+{
+    size_t i = 0;
+    while (i < vl) {
+        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < vl && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e > s && ag_strieq(v + s, e - s, token) && tl == e - s)
+            return true;
+    }
+    return false;
+}
+
+bool ag_head_has_token(const struct ag_head *h, const char *name, const char *token)
+{
+    size_t tl = strlen(token);
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        if (!ag_strieq(nm, nl, name))
+            continue;
+        const char *v = ag_head_value(h, i, &vl);
+        if (list_contains(v, vl, token, tl))
+            return true;
+    }
+    return false;
+}
+
+static const char *const hop_fields[] = {
+    "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer", "Upgrade",
+    "Proxy-Authorization", "Proxy-Authenticate", NULL,
+};
+
+bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_header)
+{
+    size_t nl;
+    const char *nm = ag_head_name(h, i, &nl);
+    for (const char *const *p = hop_fields; *p; p++)
+        if (ag_strieq(nm, nl, *p))
+            return true;
+    if (identity_header && ag_strieq(nm, nl, identity_header))
+        return true;
+    /* Every field the sender named in Connection is hop-by-hop too. */
+    char name[128];
+    if (nl >= sizeof name)
+        return false;
+    memcpy(name, nm, nl);
+    name[nl] = '\0';
+    return ag_head_has_token(h, "Connection", name) ||
+           ag_head_has_token(h, "Proxy-Connection", name);
+}

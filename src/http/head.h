@@ -1,0 +1,78 @@
+/* head.h - HTTP head collection on top of llhttp, and the request model.
+ *
+ * Glossary: head = start line + header section of one message; field = one
+ * header line (name, value); hop-by-hop = fields that describe one connection
+ * and never cross the proxy (RFC 9110 §7.6.1).
+ *
+ * llhttp parses; this module only records what its callbacks report, with a
+ * ceiling on the bytes and the number of fields. The ag_head is owned by the
+ * connection that reads it. Loop thread only.
+ */
+#ifndef AG_HTTP_HEAD_H
+#define AG_HTTP_HEAD_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+struct ag_field {
+    uint32_t name_off, name_len;
+    uint32_t val_off, val_len;
+};
+
+struct ag_head {
+    struct ag_buf raw;       /* url/status text, names and values, back to back */
+    struct ag_field *fields; /* owned; grows up to AG_HEADER_FIELDS_MAX */
+    uint32_t n_fields, cap_fields;
+    uint32_t url_off, url_len;   /* request target or response reason */
+    uint32_t limit;              /* header_max of the config in force */
+    bool in_field, in_value;     /* which span the last callback extended */
+    int err;                     /* AG_ELIMIT once a ceiling was hit */
+};
+
+void ag_head_init(struct ag_head *h, uint32_t limit);
+/* Forgets the contents but keeps nothing allocated (idle connections hold no
+ * head memory). */
+void ag_head_reset(struct ag_head *h);
+void ag_head_free(struct ag_head *h);
+
+/* llhttp callbacks feed these; each returns 0 or -1 (ceiling hit: h->err). */
+int ag_head_on_url(struct ag_head *h, const char *at, size_t len);
+int ag_head_on_field(struct ag_head *h, const char *at, size_t len);
+int ag_head_on_value(struct ag_head *h, const char *at, size_t len);
+void ag_head_field_done(struct ag_head *h);
+void ag_head_value_done(struct ag_head *h);
+
+static inline const char *ag_head_name(const struct ag_head *h, uint32_t i, size_t *len)
+{
+    *len = h->fields[i].name_len;
+    return h->raw.data + h->fields[i].name_off;
+}
+static inline const char *ag_head_value(const struct ag_head *h, uint32_t i, size_t *len)
+{
+    *len = h->fields[i].val_len;
+    return h->raw.data + h->fields[i].val_off;
+}
+static inline const char *ag_head_url(const struct ag_head *h, size_t *len)
+{
+    *len = h->url_len;
+    return h->url_len ? h->raw.data + h->url_off : "";
+}
+
+/* Number of fields called name (case-insensitive); the first one's value in
+ * val and len when there is at least one. */
+int ag_head_find(const struct ag_head *h, const char *name, const char **val, size_t *len);
+
+/* True if the comma-separated list in the named fields contains token
+ * (case-insensitive), e.g. Connection: close. */
+bool ag_head_has_token(const struct ag_head *h, const char *name, const char *token);
+
+/* True when field i must not be forwarded: the fixed hop-by-hop set, any
+ * field named in Connection / Proxy-Connection, Proxy-Authorization, and
+ * the configured identity header (may be NULL). */
+bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_header);
+
+#endif

@@ -1,0 +1,53 @@
+/* reply.c - canned responses (see reply.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "reply.h"
+
+const char *ag_reply_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 405: return "Method Not Allowed";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 508: return "Loop Detected";
+    default: return "Error";
+    }
+}
+
+int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive,
+                   bool http10, const char *detail)
+{
+    char body[256];
+    int bl = snprintf(body, sizeof body, "%d %s%s%s\n", status, ag_reply_reason(status),
+                      detail ? ": " : "", detail ? detail : "");
+    if (bl < 0)
+        return AG_EINVAL;
+    if ((size_t)bl >= sizeof body)
+        bl = (int)sizeof body - 1;
+    const char *conn = keepalive ? "keep-alive" : "close";
+    return ag_buf_printf(out,
+                         "HTTP/1.1 %d %s\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\n"
+                         "Content-Length: %d\r\n"
+                         "%s"
+                         "Connection: %s\r\n"
+                         "%s%s%s"
+                         "\r\n%.*s",
+                         status, ag_reply_reason(status), bl, extra ? extra : "", conn,
+                         http10 ? "Proxy-Connection: " : "", http10 ? conn : "",
+                         http10 ? "\r\n" : "", bl, body);
+}

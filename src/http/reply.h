@@ -1,0 +1,23 @@
+/* reply.h - the gateway's own responses: small, self-delimited bodies.
+ *
+ * Every reply carries Content-Length so a kept-alive client can read the
+ * next one; nothing from the request (least of all a credential) is echoed.
+ * Pure; loop thread by use.
+ */
+#ifndef AG_HTTP_REPLY_H
+#define AG_HTTP_REPLY_H
+
+#include <stdbool.h>
+
+#include "util/util.h"
+
+const char *ag_reply_reason(int status);
+
+/* Appends a complete response to out: status line, Content-Type text/plain,
+ * Content-Length, the extra header lines (each ending in CRLF, may be NULL),
+ * Connection: keep-alive|close (and Proxy-Connection for HTTP/1.0 clients),
+ * and a one-line body explaining the status (detail may be NULL). */
+int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive,
+                   bool http10, const char *detail);
+
+#endif

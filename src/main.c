@@ -1,0 +1,135 @@
+/* main.c - argv, start-up order, signals, the loop, orderly shutdown.
+ *
+ * authgate -c FILE        run in the foreground
+ * authgate -t -c FILE     check the file and exit (0 valid, 1 not)
+ * authgate passwd FILE USER   add or change a user of a local user file
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "server/server.h"
+#include "util/log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: authgate [-t] [-v] -c FILE\n"
+               "       authgate passwd FILE USER\n"
+               "  -c FILE  configuration file (see proxy.conf.sample)\n"
+               "  -t       check the configuration and exit\n"
+               "  -v       with -t: print the effective configuration\n"
+               "  -V       print the version\n");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct ag_server *srv = h->data;
+    char err[512];
+    switch (signum) {
+    case SIGTERM:
+    case SIGINT:
+        ag_server_stop(srv);
+        break;
+    case SIGHUP:
+        ag_server_reload(srv, err, sizeof err);
+        break;
+    case SIGUSR1:
+        if (ag_log_open(srv->cfg->error_log, srv->cfg->access_log) != 0)
+            ag_err("event=log_reopen_failed");
+        else
+            ag_info("event=logs_reopened");
+        break;
+    }
+}
+
+static void set_threadpool_size(uint32_t n)
+{
+    /* libuv reads UV_THREADPOOL_SIZE once, at the first use of the pool:
+     * set it before anything queues work (DNS included). */
+    char v[16];
+    snprintf(v, sizeof v, "%u", n);
+    setenv("UV_THREADPOOL_SIZE", v, 1);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool check = false, verbose = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check = true; break;
+        case 'v': verbose = true; break;
+        case 'V': printf("authgate %s\n", AG_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    char err[512];
+    struct ag_config *cfg = ag_config_load(path, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check) {
+        if (verbose)
+            ag_config_dump(cfg, stdout);
+        else
+            printf("%s: configuration ok\n", cfg->path);
+        ag_config_unref(cfg);
+        return 0;
+    }
+    if (ag_log_open(cfg->error_log, cfg->access_log) != 0) {
+        fprintf(stderr, "authgate: cannot open the logs (%s, %s)\n", cfg->error_log,
+                cfg->access_log ? cfg->access_log : "none");
+        ag_config_unref(cfg);
+        return 1;
+    }
+    ag_log_set_level((enum ag_log_level)cfg->log_level);
+    set_threadpool_size(cfg->threadpool_size);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct ag_server srv;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    srv.cfg = cfg;
+    srv.config_path = cfg->path;
+    srv.started_ms = uv_now(&loop);
+    uv_timer_init(&loop, &srv.shutdown_timer);
+    srv.shutdown_timer.data = &srv;
+    uv_signal_t *sigs[] = {&srv.sig_term, &srv.sig_int, &srv.sig_hup, &srv.sig_usr1};
+    int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
+        uv_signal_init(&loop, sigs[i]);
+        sigs[i]->data = &srv;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+    int rc = ag_server_listen(&srv);
+    if (rc == 0) {
+        ag_info("event=started version=%s pid=%d config=%s", AG_VERSION, (int)getpid(), cfg->path);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    } else {
+        srv.exit_code = 1;
+        ag_server_stop(&srv);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    int lc = uv_loop_close(&loop);
+    if (lc != 0) {
+        ag_err("event=loop_close_failed error=\"%s\"", uv_strerror(lc));
+        srv.exit_code = 3;
+    } else {
+        ag_info("event=stopped");
+    }
+    ag_config_unref(srv.cfg);
+    ag_log_close();
+    return srv.exit_code;
+}

@@ -1,0 +1,251 @@
+/* upstream.c - resolve and connect with deadlines (see upstream.h).
+ *
+ * Each connect attempt owns a fresh socket handle: a failed or timed-out
+ * attempt is abandoned (its back pointer cleared) and frees itself from its
+ * close callback, so no handle memory is ever reused while libuv holds it. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/err.h"
+#include "upstream.h"
+#include "util/log.h"
+
+/* A resolution outlives a timed-out upstream: it is freed by its own callback. */
+struct gai_ctx {
+    uv_getaddrinfo_t req;
+    struct ag_upstream *up; /* NULL once abandoned */
+};
+
+struct ag_attempt {
+    uv_tcp_t tcp; /* first member: the handle pointer is the attempt pointer */
+    uv_connect_t req;
+    struct ag_upstream *up; /* NULL once abandoned */
+};
+
+static void start_connect(struct ag_upstream *up);
+
+static void free_upstream_if_done(struct ag_upstream *up)
+{
+    if (--up->handles == 0) {
+        if (up->ai)
+            freeaddrinfo(up->ai);
+        ag_head_free(&up->head);
+        free(up);
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_upstream_if_done(h->data);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct ag_upstream *up = h->data;
+    free(h); /* the attempt */
+    free_upstream_if_done(up);
+}
+
+static void free_attempt(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void abandon_attempt(struct ag_upstream *up)
+{
+    struct ag_attempt *a = up->attempt;
+    if (!a)
+        return;
+    up->attempt = NULL;
+    a->up = NULL;
+    uv_close((uv_handle_t *)&a->tcp, free_attempt);
+}
+
+static void finish(struct ag_upstream *up, int status)
+{
+    uv_timer_stop(&up->timer);
+    ag_upstream_ready_cb cb = up->ready_cb;
+    up->ready_cb = NULL;
+    if (cb && up->owner)
+        cb(up, status);
+}
+
+void ag_upstream_close(struct ag_upstream *up)
+{
+    if (!up || up->closing)
+        return;
+    up->closing = true;
+    up->owner = NULL;
+    up->ready_cb = NULL;
+    if (up->gai) {
+        up->gai->up = NULL;
+        uv_cancel((uv_req_t *)&up->gai->req);
+        up->gai = NULL;
+    }
+    abandon_attempt(up);
+    uv_close((uv_handle_t *)&up->timer, on_timer_closed);
+    if (up->tcp)
+        uv_close((uv_handle_t *)up->tcp, on_tcp_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct ag_upstream *up = t->data;
+    if (up->gai) {
+        /* DNS deadline: abandon the resolution; its callback frees it. */
+        up->gai->up = NULL;
+        uv_cancel((uv_req_t *)&up->gai->req);
+        up->gai = NULL;
+        ag_debug("event=upstream_resolve_timeout host=%s", up->host);
+        finish(up, AG_ELIMIT);
+        return;
+    }
+    if (up->attempt) {
+        ag_debug("event=upstream_connect_timeout host=%s ip=%s", up->host, up->peer_ip);
+        up->last_err = AG_ELIMIT;
+        abandon_attempt(up);
+        up->ai_cur = up->ai_cur ? up->ai_cur->ai_next : NULL;
+        start_connect(up);
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct ag_attempt *a = req->data;
+    struct ag_upstream *up = a->up;
+    if (!up)
+        return; /* abandoned: its close callback frees it */
+    if (status == 0) {
+        up->attempt = NULL;
+        up->tcp = &a->tcp;
+        up->tcp->data = up;
+        up->handles++;
+        up->connected = true;
+        finish(up, 0);
+        return;
+    }
+    ag_debug("event=upstream_connect_failed host=%s ip=%s error=%s", up->host, up->peer_ip,
+             uv_strerror(status));
+    up->last_err = AG_EIO;
+    abandon_attempt(up);
+    up->ai_cur = up->ai_cur ? up->ai_cur->ai_next : NULL;
+    start_connect(up);
+}
+
+static void start_connect(struct ag_upstream *up)
+{
+    for (; up->ai_cur; up->ai_cur = up->ai_cur->ai_next) {
+        struct addrinfo *ai = up->ai_cur;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        const void *src = ai->ai_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        inet_ntop(ai->ai_family, src, up->peer_ip, sizeof up->peer_ip);
+        struct ag_attempt *a = calloc(1, sizeof *a);
+        if (!a) {
+            up->last_err = AG_ENOMEM;
+            break;
+        }
+        uv_tcp_init(up->timer.loop, &a->tcp);
+        a->tcp.data = up;
+        a->up = up;
+        a->req.data = a;
+        uv_tcp_nodelay(&a->tcp, 1);
+        if (uv_tcp_connect(&a->req, &a->tcp, ai->ai_addr, on_connect) != 0) {
+            a->up = NULL;
+            uv_close((uv_handle_t *)&a->tcp, free_attempt);
+            up->last_err = AG_EIO;
+            continue;
+        }
+        up->attempt = a;
+        uv_timer_start(&up->timer, on_timeout, up->connect_timeout_ms, 0);
+        return;
+    }
+    finish(up, up->last_err ? up->last_err : AG_EIO);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct gai_ctx *g = req->data;
+    struct ag_upstream *up = g->up;
+    free(g);
+    if (!up) {
+        if (res)
+            uv_freeaddrinfo(res);
+        return;
+    }
+    up->gai = NULL;
+    uv_timer_stop(&up->timer);
+    if (status != 0 || !res) {
+        if (res)
+            uv_freeaddrinfo(res);
+        ag_debug("event=upstream_resolve_failed host=%s error=%s", up->host, uv_strerror(status));
+        finish(up, AG_ENOTFOUND);
+        return;
+    }
+    up->ai = res;
+    up->ai_cur = res;
+    start_connect(up);
+}
+
+/* Deferred start so ready_cb never runs inside ag_upstream_open. */
+static void on_start(uv_timer_t *t)
+{
+    struct ag_upstream *up = t->data;
+    start_connect(up);
+}
+
+struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct ag_target *t,
+                                     uint32_t dns_timeout_ms, uint32_t connect_timeout_ms,
+                                     ag_upstream_ready_cb cb)
+{
+    struct ag_upstream *up = calloc(1, sizeof *up);
+    if (!up)
+        return NULL;
+    up->owner = owner;
+    up->ready_cb = cb;
+    up->connect_timeout_ms = connect_timeout_ms;
+    snprintf(up->host, sizeof up->host, "%s", t->host);
+    up->port = t->port;
+    ag_head_init(&up->head, AG_HEADER_MAX);
+    uv_timer_init(loop, &up->timer);
+    up->timer.data = up;
+    up->handles = 1;
+
+    char port[8];
+    snprintf(port, sizeof port, "%u", t->port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+
+    /* Numeric hosts skip the thread pool entirely. */
+    struct addrinfo *res = NULL;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(t->host, port, &hints, &res) == 0) {
+        up->ai = res;
+        up->ai_cur = res;
+        uv_timer_start(&up->timer, on_start, 0, 0);
+        return up;
+    }
+    hints.ai_flags = AI_NUMERICSERV;
+    struct gai_ctx *g = calloc(1, sizeof *g);
+    if (!g) {
+        ag_upstream_close(up);
+        return NULL;
+    }
+    g->up = up;
+    g->req.data = g;
+    if (uv_getaddrinfo(loop, &g->req, on_resolved, t->host, port, &hints) != 0) {
+        free(g);
+        ag_upstream_close(up);
+        return NULL;
+    }
+    up->gai = g;
+    uv_timer_start(&up->timer, on_timeout, dns_timeout_ms, 0);
+    return up;
+}

@@ -1,0 +1,69 @@
+/* upstream.h - one connection from the gateway to an origin server.
+ *
+ * Glossary: resolve = uv_getaddrinfo with a deadline (numeric hosts skip it);
+ * connect = try each resolved address in turn, each with its own deadline;
+ * pooled = idle after a finished exchange, kept for the next request of the
+ * SAME client connection to the same host:port (never shared across clients).
+ *
+ * Ownership: the client connection owns its upstream (ag_upstream_close hands
+ * it to libuv; the memory is freed by the last close callback). While a
+ * getaddrinfo request runs it holds its own allocation, so a timed-out or
+ * closed upstream never dangles. Loop thread only.
+ */
+#ifndef AG_PROXY_UPSTREAM_H
+#define AG_PROXY_UPSTREAM_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http/head.h"
+#include "http/target.h"
+
+struct ag_upstream;
+/* status: 0 connected, AG_ENOTFOUND (name), AG_EIO (refused/unreachable on
+ * every address), AG_ELIMIT (a deadline passed: DNS or connect). */
+typedef void (*ag_upstream_ready_cb)(struct ag_upstream *up, int status);
+
+struct gai_ctx;
+struct ag_attempt;
+
+struct ag_upstream {
+    uv_tcp_t *tcp;             /* the connected socket (inside its attempt), NULL before */
+    struct ag_attempt *attempt; /* connect in progress, NULL when none */
+    uv_timer_t timer;
+    int handles;               /* open handles; memory freed when it reaches 0 after close */
+    bool closing;
+    void *owner;               /* the client connection; NULL once detached */
+    ag_upstream_ready_cb ready_cb;
+    char host[AG_HOST_MAX + 1];
+    uint16_t port;
+    char peer_ip[48];          /* address actually connected, for the access log */
+    struct addrinfo *ai;       /* owned result list */
+    struct addrinfo *ai_cur;   /* address being tried */
+    struct gai_ctx *gai;       /* pending resolution, NULL when none */
+    bool connected;
+    uint32_t connect_timeout_ms;
+    int last_err;              /* why the last address failed */
+
+    /* response side, driven by the connection module */
+    llhttp_t parser;
+    struct ag_head head;
+    size_t out_pending;        /* bytes queued to the origin, not yet written */
+    bool reading;
+    bool reused;               /* this exchange runs on a pooled connection */
+    bool idle;                 /* pooled */
+    uint64_t exchanges;
+};
+
+/* Allocates an upstream for host:port and starts resolving and connecting;
+ * ready_cb fires exactly once unless ag_upstream_close comes first. */
+struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct ag_target *t,
+                                     uint32_t dns_timeout_ms, uint32_t connect_timeout_ms,
+                                     ag_upstream_ready_cb cb);
+/* Detaches from the owner, cancels pending work and closes the handles.
+ * Accepts NULL. No callback fires for the owner after this. */
+void ag_upstream_close(struct ag_upstream *up);
+
+#endif

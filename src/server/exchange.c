@@ -1,0 +1,724 @@
+/* exchange.c - HTTP semantics of one request/response through the proxy.
+ *
+ * Request side: llhttp callbacks record the head (head.c) and stage body
+ * bytes for the upstream; the parser pauses at the end of the head (so the
+ * gateway decides before any body byte moves) and at the end of the message
+ * (so a pipelined request waits for this response). Response side: the
+ * upstream's head is rewritten (hop-by-hop fields out, framing regenerated,
+ * Via in) and its body is re-framed for the client. Loop thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "auth_glue.h"
+#include "conn.h"
+#include "http/reply.h"
+#include "util/log.h"
+
+/* --- request callbacks ------------------------------------------------------ */
+
+static int rq_begin(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->in_message = true;
+    conn_set_timer(c, c->cfg->head_timeout_ms);
+    return 0;
+}
+
+static int rq_url(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_url(&((struct conn *)p->data)->head, at, len);
+}
+
+static int rq_field(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_field(&((struct conn *)p->data)->head, at, len);
+}
+
+static int rq_value(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_value(&((struct conn *)p->data)->head, at, len);
+}
+
+static int rq_field_done(llhttp_t *p)
+{
+    ag_head_field_done(&((struct conn *)p->data)->head);
+    return 0;
+}
+
+static int rq_value_done(llhttp_t *p)
+{
+    ag_head_value_done(&((struct conn *)p->data)->head);
+    return 0;
+}
+
+static int rq_headers_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->head_ready = true;
+    /* Upgrade is stripped as hop-by-hop, so the request stays plain HTTP. */
+    if (p->method != HTTP_CONNECT)
+        p->upgrade = 0;
+    return HPE_PAUSED;
+}
+
+static int rq_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+    if (c->drain) {
+        c->drained += len;
+        if (c->drained > c->cfg->drain_max) {
+            conn_close_after_flush(c);
+            return HPE_PAUSED;
+        }
+        return 0;
+    }
+    int rc = 0;
+    if (c->req_chunked)
+        rc = ag_buf_printf(&c->stage_up, "%zx\r\n", len);
+    if (!rc)
+        rc = ag_buf_append(&c->stage_up, at, len);
+    if (!rc && c->req_chunked)
+        rc = ag_buf_append(&c->stage_up, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+static int rq_message_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->msg_done = true;
+    if (!c->drain && c->req_chunked && c->state != CONN_READ_HEAD)
+        ag_buf_append(&c->stage_up, "0\r\n\r\n", 5);
+    return HPE_PAUSED;
+}
+
+const llhttp_settings_t ag_request_settings = {
+    .on_message_begin = rq_begin,
+    .on_url = rq_url,
+    .on_header_field = rq_field,
+    .on_header_value = rq_value,
+    .on_header_field_complete = rq_field_done,
+    .on_header_value_complete = rq_value_done,
+    .on_headers_complete = rq_headers_complete,
+    .on_body = rq_body,
+    .on_message_complete = rq_message_complete,
+};
+
+/* --- access log ------------------------------------------------------------- */
+
+void exchange_log(struct conn *c)
+{
+    struct ag_stats *st = &c->srv->stats;
+    int s = c->status;
+    if (s >= 200 && s < 300)
+        st->status_2xx++;
+    else if (s >= 300 && s < 400)
+        st->status_3xx++;
+    else if (s >= 400 && s < 500)
+        st->status_4xx++;
+    else if (s >= 500)
+        st->status_5xx++;
+    if (!ag_access_enabled())
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    const char *tag = "TCP_MISS";
+    if (c->is_connect && s == 200)
+        tag = "TCP_TUNNEL";
+    else if (s == 407 || s == 403)
+        tag = "TCP_DENIED";
+    else if (!c->log_url)
+        tag = "NONE_NONE";
+    const char *method = c->log_url ? llhttp_method_name((llhttp_method_t)c->method) : "NONE";
+    ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
+              (int)(tv.tv_usec / 1000),
+              (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), c->peer, tag, s,
+              (unsigned long long)c->bytes_sent, method, c->log_url ? c->log_url : "error:invalid-request",
+              ag_conn_user(c), c->hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
+              c->hier_ip, c->ctype[0] ? c->ctype : "-");
+}
+
+/* --- replies and the end of an exchange ------------------------------------ */
+
+static void next_request(struct conn *c)
+{
+    ag_head_reset(&c->head);
+    c->state = CONN_READ_HEAD;
+    c->msg_done = c->in_message = c->drain = false;
+    c->resp_started = c->resp_done = c->resp_chunked_out = c->resp_1xx = false;
+    c->up_dirty = c->up_407 = c->retried = false;
+    c->is_connect = false;
+    c->status = 0;
+    c->head_bytes = 0;
+    c->drained = 0;
+    c->ctype[0] = '\0';
+    free(c->log_url);
+    c->log_url = NULL;
+    ag_buf_free(&c->req_head_up);
+    c->paused = false;
+    llhttp_resume(&c->parser);
+    conn_set_timer(c, c->cfg->idle_timeout_ms);
+    conn_parse(c);
+}
+
+void exchange_maybe_done(struct conn *c)
+{
+    if (c->state == CONN_CLOSING || c->flushing_close || !c->resp_done || !c->msg_done)
+        return;
+    struct ag_upstream *up = c->up;
+    if (up) {
+        bool reuse = up->connected && !up->closing && !c->up_dirty && !c->is_connect &&
+                     c->state == CONN_FORWARD && llhttp_should_keep_alive(&up->parser);
+        if (reuse) {
+            up->idle = true;
+            up->reused = false;
+            uv_timer_stop(&up->timer);
+        } else {
+            ag_upstream_close(up);
+            c->up = NULL;
+        }
+    }
+    if (c->state == CONN_FORWARD)
+        exchange_log(c);
+    if (c->close_after || !c->keepalive || c->srv->stopping || c->eof) {
+        conn_close_after_flush(c);
+        return;
+    }
+    if (up && c->up)
+        exchange_pool_timer(c);
+    next_request(c);
+}
+
+void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
+{
+    if (c->state == CONN_CLOSING || c->flushing_close)
+        return;
+    bool keep = c->keepalive && !c->close_after && !c->srv->stopping && !c->is_connect;
+    c->status = status;
+    c->resp_started = c->resp_done = true;
+    if (ag_reply_build(&c->stage_client, status, extra, keep, c->http10, detail) != 0) {
+        conn_close(c, "reply_failed");
+        return;
+    }
+    conn_flush(c);
+    exchange_log(c);
+    if (!keep) {
+        conn_close_after_flush(c);
+        return;
+    }
+    /* The body of a refused request is read and discarded (up to a cap) so
+     * the connection survives; it never reaches a parser as a request. */
+    ag_upstream_close(c->up);
+    c->up = NULL;
+    c->drain = true;
+    c->state = CONN_READ_HEAD;
+    if (c->msg_done) {
+        exchange_maybe_done(c);
+        return;
+    }
+    conn_resume(c);
+}
+
+/* --- the upstream request -------------------------------------------------- */
+
+static bool via_has_us(const struct ag_head *h, const char *pseudonym)
+{
+    size_t pl = strlen(pseudonym);
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        if (!ag_strieq(nm, nl, "Via"))
+            continue;
+        const char *v = ag_head_value(h, i, &vl);
+        /* Each element is "protocol received-by [comment]": match received-by. */
+        for (size_t k = 0; k + pl <= vl; k++) {
+            bool start = k > 0 && (v[k - 1] == ' ' || v[k - 1] == '\t');
+            bool end = k + pl == vl || v[k + pl] == ' ' || v[k + pl] == ',' || v[k + pl] == '\t';
+            if (start && end && ag_strieq(v + k, pl, pseudonym))
+                return true;
+        }
+    }
+    return false;
+}
+
+static int build_upstream_head(struct conn *c, struct ag_buf *b)
+{
+    const struct ag_head *h = &c->head;
+    const struct ag_config *cfg = c->cfg;
+    int rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->method),
+                           c->target.path_len ? (int)c->target.path_len : 1,
+                           c->target.path_len ? c->target.path : "/");
+    if (c->target.ipv6)
+        rc |= ag_buf_printf(b, "Host: [%s]", c->target.host);
+    else
+        rc |= ag_buf_printf(b, "Host: %s", c->target.host);
+    rc |= c->target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->target.port)
+                               : ag_buf_append(b, "\r\n", 2);
+    const char *xff = NULL;
+    size_t xffl = 0;
+    for (uint32_t i = 0; i < h->n_fields && !rc; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        const char *v = ag_head_value(h, i, &vl);
+        if (ag_head_is_hop(h, i, cfg->identity_header) || ag_strieq(nm, nl, "Host") ||
+            ag_strieq(nm, nl, "Content-Length") || ag_strieq(nm, nl, "Transfer-Encoding"))
+            continue;
+        if (cfg->x_forwarded_for && ag_strieq(nm, nl, "X-Forwarded-For")) {
+            xff = v;
+            xffl = vl;
+            continue;
+        }
+        if (ag_strieq(nm, nl, "Max-Forwards") &&
+            (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS)) {
+            unsigned long mf = strtoul(v, NULL, 10);
+            rc |= ag_buf_printf(b, "Max-Forwards: %lu\r\n", mf ? mf - 1 : 0);
+            continue;
+        }
+        rc |= ag_buf_append(b, nm, nl);
+        rc |= ag_buf_append(b, ": ", 2);
+        rc |= ag_buf_append(b, v, vl);
+        rc |= ag_buf_append(b, "\r\n", 2);
+    }
+    if (c->req_chunked)
+        rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
+    else if (c->parser.flags & F_CONTENT_LENGTH)
+        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
+                            (unsigned long long)c->req_content_length);
+    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", cfg->via_pseudonym);
+    if (cfg->x_forwarded_for)
+        rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
+                            xff ? ", " : "", c->peer);
+    const char *ident = ag_conn_identity_header(c);
+    if (ident)
+        rc |= ag_buf_appendz(b, ident);
+    rc |= ag_buf_append(b, "\r\n", 2);
+    return rc ? AG_ELIMIT : 0;
+}
+
+/* --- the upstream response ------------------------------------------------- */
+
+static struct conn *rs_conn(llhttp_t *p)
+{
+    struct ag_upstream *up = p->data;
+    return up->owner;
+}
+
+static int rs_status(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_url(&((struct ag_upstream *)p->data)->head, at, len);
+}
+
+static int rs_field(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_field(&((struct ag_upstream *)p->data)->head, at, len);
+}
+
+static int rs_value(llhttp_t *p, const char *at, size_t len)
+{
+    return ag_head_on_value(&((struct ag_upstream *)p->data)->head, at, len);
+}
+
+static int rs_field_done(llhttp_t *p)
+{
+    ag_head_field_done(&((struct ag_upstream *)p->data)->head);
+    return 0;
+}
+
+static int rs_value_done(llhttp_t *p)
+{
+    ag_head_value_done(&((struct ag_upstream *)p->data)->head);
+    return 0;
+}
+
+static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < h->n_fields && !rc; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        const char *v = ag_head_value(h, i, &vl);
+        if (ag_head_is_hop(h, i, NULL) || ag_strieq(nm, nl, "Content-Length") ||
+            ag_strieq(nm, nl, "Transfer-Encoding"))
+            continue;
+        if (c && ag_strieq(nm, nl, "Content-Type"))
+            ag_escape(c->ctype, sizeof c->ctype, v, vl);
+        rc |= ag_buf_append(b, nm, nl);
+        rc |= ag_buf_append(b, ": ", 2);
+        rc |= ag_buf_append(b, v, vl);
+        rc |= ag_buf_append(b, "\r\n", 2);
+    }
+    return rc;
+}
+
+static int rs_headers_complete(llhttp_t *p)
+{
+    struct ag_upstream *up = p->data;
+    struct conn *c = rs_conn(p);
+    if (!c)
+        return -1;
+    int st = p->status_code;
+    size_t rl;
+    const char *reason = ag_head_url(&up->head, &rl);
+    struct ag_buf *b = &c->stage_client;
+    if (st < 200) {
+        /* 101 would switch protocols we stripped; other 1xx are relayed to
+         * HTTP/1.1 clients (100 Continue answers their Expect). */
+        if (st == 101)
+            return -1;
+        c->resp_1xx = true;
+        int rc = 0;
+        if (!c->http10) {
+            rc |= ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
+            rc |= copy_fields(b, &up->head, NULL);
+            rc |= ag_buf_append(b, "\r\n", 2);
+        }
+        ag_head_reset(&up->head);
+        return rc ? -1 : 0;
+    }
+    c->resp_1xx = false;
+    if (st == 407) {
+        /* An origin asking for *proxy* credentials would harvest ours. */
+        c->up_407 = true;
+        return -1;
+    }
+    c->resp_started = true;
+    c->status = st;
+    bool no_body = c->is_head || st == 204 || st == 304;
+    int rc = ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
+    rc |= copy_fields(b, &up->head, c);
+    if (no_body) {
+        if (p->flags & F_CONTENT_LENGTH)
+            rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
+                                (unsigned long long)p->content_length);
+    } else if (p->flags & F_CHUNKED) {
+        if (c->http10)
+            c->close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
+        else {
+            c->resp_chunked_out = true;
+            rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
+        }
+    } else if (p->flags & F_CONTENT_LENGTH) {
+        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+    } else {
+        c->close_after = true; /* close-delimited */
+    }
+    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
+    if (c->close_after || !c->keepalive || c->srv->stopping)
+        rc |= ag_buf_appendz(b, "Connection: close\r\n");
+    else if (c->http10)
+        rc |= ag_buf_appendz(b, "Connection: keep-alive\r\nProxy-Connection: keep-alive\r\n");
+    rc |= ag_buf_append(b, "\r\n", 2);
+    if (rc)
+        return -1;
+    return c->is_head ? 1 : 0;
+}
+
+static int rs_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = rs_conn(p);
+    if (!c)
+        return -1;
+    int rc = 0;
+    if (c->resp_chunked_out)
+        rc = ag_buf_printf(&c->stage_client, "%zx\r\n", len);
+    if (!rc)
+        rc = ag_buf_append(&c->stage_client, at, len);
+    if (!rc && c->resp_chunked_out)
+        rc = ag_buf_append(&c->stage_client, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+static int rs_message_complete(llhttp_t *p)
+{
+    struct conn *c = rs_conn(p);
+    if (!c)
+        return -1;
+    if (p->status_code < 200)
+        return 0; /* an interim response: the final one follows */
+    if (c->resp_chunked_out)
+        ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
+    c->resp_done = true;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t response_settings = {
+    .on_status = rs_status,
+    .on_header_field = rs_field,
+    .on_header_value = rs_value,
+    .on_header_field_complete = rs_field_done,
+    .on_header_value_complete = rs_value_done,
+    .on_headers_complete = rs_headers_complete,
+    .on_body = rs_body,
+    .on_message_complete = rs_message_complete,
+};
+
+/* --- upstream timers, failures, retry ------------------------------------- */
+
+static void on_up_timer(uv_timer_t *t)
+{
+    struct ag_upstream *up = t->data;
+    struct conn *c = up->owner;
+    if (!c)
+        return;
+    if (up->idle) {
+        ag_upstream_close(up);
+        c->up = NULL;
+        return;
+    }
+    exchange_upstream_timeout(c);
+}
+
+void exchange_pool_timer(struct conn *c)
+{
+    uv_timer_start(&c->up->timer, on_up_timer, c->cfg->upstream_keepalive_ms, 0);
+}
+
+static void upstream_failed(struct conn *c, int status, const char *why)
+{
+    c->srv->stats.upstream_errors++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_info("conn=%llu event=upstream_error host=%s status=%d reason=%s", (unsigned long long)c->id,
+            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), status, why);
+    ag_upstream_close(c->up);
+    c->up = NULL;
+    if (c->resp_started && c->status) {
+        conn_close(c, "upstream_failed_mid_response");
+        return;
+    }
+    if (!c->msg_done)
+        c->close_after = true; /* part of the body is unread: cannot resync */
+    exchange_reply(c, status, NULL, why);
+}
+
+void exchange_upstream_timeout(struct conn *c)
+{
+    c->srv->stats.timeout_upstream++;
+    upstream_failed(c, 504, "upstream timeout");
+}
+
+static void start_exchange_io(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
+    up->parser.data = up;
+    ag_head_reset(&up->head);
+    snprintf(c->hier_ip, sizeof c->hier_ip, "%s", up->peer_ip);
+    if (ag_buf_append(&c->stage_up, c->req_head_up.data, c->req_head_up.len) != 0) {
+        upstream_failed(c, 502, "request head too large");
+        return;
+    }
+    c->state = CONN_FORWARD;
+    uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
+    conn_flush(c);
+    conn_resume(c);
+}
+
+static void on_upstream_ready(struct ag_upstream *up, int status)
+{
+    struct conn *c = up->owner;
+    if (status != 0) {
+        struct ag_stats *st = &c->srv->stats;
+        if (status == AG_ELIMIT) {
+            if (up->ai)
+                st->timeout_connect++;
+            else
+                st->timeout_dns++;
+            upstream_failed(c, 504, up->ai ? "connect timeout" : "name resolution timeout");
+        } else {
+            upstream_failed(c, 502, status == AG_ENOTFOUND ? "name not resolved"
+                                                           : "connection refused");
+        }
+        return;
+    }
+    c->srv->stats.upstream_opened++;
+    if (c->is_connect) {
+        c->srv->stats.tunnels++;
+        snprintf(c->hier_ip, sizeof c->hier_ip, "%s", up->peer_ip);
+        c->status = 200;
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        char *d = malloc(sizeof ok - 1);
+        if (!d) {
+            conn_close(c, "nomem");
+            return;
+        }
+        memcpy(d, ok, sizeof ok - 1);
+        conn_write_client(c, d, sizeof ok - 1);
+        c->state = CONN_TUNNEL;
+        /* Bytes that followed the CONNECT head belong to the tunnel. */
+        if (c->inbuf.len) {
+            size_t n;
+            char *rest = ag_buf_steal(&c->inbuf, &n);
+            conn_write_up(c, rest, n);
+        }
+        ag_buf_free(&c->inbuf);
+        ag_head_free(&c->head);
+        conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+        conn_update_reading(c);
+        return;
+    }
+    start_exchange_io(c);
+}
+
+static void open_upstream(struct conn *c)
+{
+    c->state = CONN_UPSTREAM;
+    c->up = ag_upstream_open(c->srv->loop, c, &c->target, c->cfg->dns_timeout_ms,
+                             c->cfg->connect_timeout_ms, on_upstream_ready);
+    if (!c->up)
+        upstream_failed(c, 502, "cannot open upstream");
+}
+
+void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
+{
+    struct ag_upstream *up = c->up;
+    if (!up)
+        return;
+    if (up->idle || c->state != CONN_FORWARD) {
+        /* A pooled connection that talks is out of step: drop it. */
+        ag_upstream_close(up);
+        c->up = NULL;
+        return;
+    }
+    uv_timer_again(&up->timer);
+    enum llhttp_errno e = llhttp_execute(&up->parser, data, (size_t)n);
+    if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&up->parser);
+        if (pos && pos < data + n)
+            c->up_dirty = true;
+    } else if (e != HPE_OK) {
+        conn_flush(c);
+        upstream_failed(c, 502, c->up_407 ? "upstream demanded proxy authentication"
+                                          : "invalid upstream response");
+        return;
+    }
+    conn_flush(c);
+    if (c->resp_done)
+        exchange_maybe_done(c);
+    else
+        conn_update_reading(c);
+}
+
+void exchange_on_upstream_eof(struct conn *c, int err)
+{
+    struct ag_upstream *up = c->up;
+    if (!up)
+        return;
+    if (up->idle || c->state != CONN_FORWARD) {
+        ag_upstream_close(up);
+        c->up = NULL;
+        return;
+    }
+    if (err == UV_EOF && c->resp_started) {
+        llhttp_finish(&up->parser); /* completes a close-delimited body */
+        conn_flush(c);
+        if (c->resp_done) {
+            c->up_dirty = true;
+            exchange_maybe_done(c);
+            return;
+        }
+    }
+    /* A pooled connection the origin closed just as we reused it: one retry
+     * on a fresh connection when nothing of the exchange is lost. */
+    if (!c->resp_started && up->reused && !c->retried && !c->req_has_body) {
+        c->retried = true;
+        ag_upstream_close(up);
+        c->up = NULL;
+        open_upstream(c);
+        return;
+    }
+    upstream_failed(c, 502, "upstream closed the connection");
+}
+
+/* --- the request head ------------------------------------------------------ */
+
+void exchange_on_head(struct conn *c)
+{
+    conn_refresh_config(c);
+    uv_timer_stop(&c->timer);
+    struct ag_head *h = &c->head;
+    llhttp_t *p = &c->parser;
+    c->srv->stats.requests++;
+    c->t_start_ms = uv_now(c->srv->loop);
+    c->bytes_sent = 0;
+    c->method = p->method;
+    c->is_connect = p->method == HTTP_CONNECT;
+    c->is_head = p->method == HTTP_HEAD;
+    c->http10 = p->http_major == 1 && p->http_minor == 0;
+    c->keepalive = llhttp_should_keep_alive(p) && !c->srv->stopping;
+    c->req_chunked = (p->flags & F_CHUNKED) != 0;
+    c->req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    c->req_has_body = c->req_chunked || c->req_content_length > 0;
+    c->hier_ip[0] = '\0';
+
+    size_t ul;
+    const char *url = ag_head_url(h, &ul);
+    char esc[512];
+    free(c->log_url);
+    c->log_url = strdup(ag_escape(esc, sizeof esc, url, ul));
+
+    if (ag_head_find(h, "Host", NULL, NULL) > 1) {
+        c->close_after = true;
+        exchange_reply(c, 400, NULL, "several Host fields");
+        return;
+    }
+    int rc = c->is_connect ? ag_target_parse_authority(url, ul, &c->target)
+                           : ag_target_parse_absolute(url, ul, &c->target);
+    if (rc != 0) {
+        c->srv->stats.bad_requests++;
+        c->close_after = true;
+        exchange_reply(c, 400, NULL,
+                       c->is_connect ? "CONNECT needs host:port"
+                                     : (ul && url[0] == '/') ? "origin-form request to a proxy"
+                                                             : "invalid request target");
+        return;
+    }
+    if (via_has_us(h, c->cfg->via_pseudonym)) {
+        c->srv->stats.loops_detected++;
+        ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);
+        exchange_reply(c, 508, NULL, "forwarding loop detected");
+        return;
+    }
+    if (c->method == HTTP_TRACE) {
+        const char *mf;
+        size_t mfl;
+        if (ag_head_find(h, "Max-Forwards", &mf, &mfl) && mfl == 1 && mf[0] == '0') {
+            exchange_reply(c, 405, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, CONNECT\r\n",
+                           "TRACE stops here");
+            return;
+        }
+    }
+    /* Authentication decides before any byte moves upstream. */
+    if (ag_conn_auth(c) != AG_AUTH_PROCEED)
+        return;
+    exchange_proceed(c);
+}
+
+void exchange_proceed(struct conn *c)
+{
+    if (c->is_connect && !ag_config_port_allowed(c->cfg, c->target.port)) {
+        c->srv->stats.ports_denied++;
+        exchange_reply(c, 403, NULL, "CONNECT to this port is not allowed");
+        return;
+    }
+    if (!c->is_connect) {
+        ag_buf_free(&c->req_head_up);
+        if (build_upstream_head(c, &c->req_head_up) != 0) {
+            c->close_after = true;
+            exchange_reply(c, 431, NULL, "request head too large");
+            return;
+        }
+    }
+    struct ag_upstream *up = c->up;
+    if (up && up->idle && !c->is_connect && up->port == c->target.port &&
+        strcmp(up->host, c->target.host) == 0) {
+        c->srv->stats.upstream_reused++;
+        up->idle = false;
+        up->reused = true;
+        start_exchange_io(c);
+        return;
+    }
+    ag_upstream_close(up);
+    c->up = NULL;
+    open_upstream(c);
+}

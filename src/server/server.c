@@ -1,0 +1,136 @@
+/* server.c - listeners, the accept gate, reload and graceful stop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/err.h"
+#include "server.h"
+#include "util/log.h"
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    struct ag_listener *l = s->data;
+    struct ag_server *srv = l->srv;
+    if (status < 0) {
+        ag_warn("event=accept_error error=%s", uv_strerror(status));
+        return;
+    }
+    if (srv->n_conns >= srv->cfg->max_connections) {
+        /* Not accepting makes libuv stop polling this listener until we
+         * accept again: the kernel backlog holds the rest. */
+        if (!l->blocked)
+            srv->stats.limit_accept_paused++;
+        l->blocked = true;
+        return;
+    }
+    ag_conn_accept(srv, s);
+}
+
+void ag_server_conn_gone(struct ag_server *srv)
+{
+    if (srv->stopping) {
+        if (srv->n_conns == 0)
+            ag_server_stop(srv);
+        return;
+    }
+    for (size_t i = 0; i < srv->n_listeners && srv->n_conns < srv->cfg->max_connections; i++) {
+        struct ag_listener *l = srv->listeners[i];
+        if (l->blocked) {
+            l->blocked = false;
+            ag_conn_accept(srv, (uv_stream_t *)&l->tcp);
+        }
+    }
+}
+
+int ag_server_listen(struct ag_server *srv)
+{
+    const struct ag_config *cfg = srv->cfg;
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        struct ag_listener *l = calloc(1, sizeof *l);
+        if (!l)
+            return AG_ENOMEM;
+        l->srv = srv;
+        uv_tcp_init(srv->loop, &l->tcp);
+        l->tcp.data = l;
+        srv->listeners[srv->n_listeners++] = l;
+        const struct sockaddr *sa = (const struct sockaddr *)&cfg->listen[i].addr;
+        int rc = uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
+        if (rc != 0) {
+            ag_err("event=listen_failed address=%s error=\"%s\"", cfg->listen[i].text,
+                   uv_strerror(rc));
+            return AG_EIO;
+        }
+        ag_info("event=listening address=%s", cfg->listen[i].text);
+    }
+    return 0;
+}
+
+static bool same_listeners(const struct ag_config *a, const struct ag_config *b)
+{
+    if (a->n_listen != b->n_listen)
+        return false;
+    for (size_t i = 0; i < a->n_listen; i++)
+        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+            return false;
+    return true;
+}
+
+int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
+{
+    struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
+    if (!n) {
+        ag_err("event=reload_failed error=\"%s\"", err);
+        return -1;
+    }
+    if (!same_listeners(srv->cfg, n))
+        ag_warn("event=reload_listeners_unchanged note=\"listen changes need a restart\"");
+    if (n->threadpool_size != srv->cfg->threadpool_size)
+        ag_warn("event=reload_threadpool_unchanged note=\"threadpool_size needs a restart\"");
+    ag_config_unref(srv->cfg);
+    srv->cfg = n;
+    ag_log_set_level((enum ag_log_level)n->log_level);
+    ag_info("event=reloaded config=%s", n->path);
+    return 0;
+}
+
+static void on_shutdown_deadline(uv_timer_t *t)
+{
+    struct ag_server *srv = t->data;
+    ag_warn("event=shutdown_deadline connections=%u", srv->n_conns);
+    ag_conn_drain_all(srv, true);
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void ag_server_stop(struct ag_server *srv)
+{
+    if (!srv->stopping) {
+        srv->stopping = true;
+        ag_info("event=shutdown_begin connections=%u", srv->n_conns);
+        for (size_t i = 0; i < srv->n_listeners; i++)
+            uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);
+        srv->n_listeners = 0;
+        uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
+                       0);
+        ag_conn_drain_all(srv, false);
+    }
+    if (srv->n_conns == 0) {
+        /* Last step: with no connection left, close our own handles so
+         * uv_run returns and uv_loop_close can succeed. */
+        close_if_open((uv_handle_t *)&srv->shutdown_timer);
+        close_if_open((uv_handle_t *)&srv->sig_term);
+        close_if_open((uv_handle_t *)&srv->sig_int);
+        close_if_open((uv_handle_t *)&srv->sig_hup);
+        close_if_open((uv_handle_t *)&srv->sig_usr1);
+    }
+}

@@ -1,0 +1,70 @@
+/* server.h - the daemon's top-level state: listeners, connections, counters.
+ *
+ * Glossary: accept gate = accepting pauses at max_connections and resumes
+ * when a connection closes; drain = graceful shutdown (no new connections,
+ * in-flight exchanges finish up to a deadline). Loop thread only.
+ */
+#ifndef AG_SERVER_H
+#define AG_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+
+/* Counters since start; every limit hit has one (visible through authgatectl). */
+struct ag_stats {
+    uint64_t conns_accepted, requests, forwarded, tunnels;
+    uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
+    uint64_t bad_requests, header_too_large, loops_detected, ports_denied;
+    uint64_t limit_accept_paused, limit_inbuf_full;
+    uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
+        timeout_tunnel;
+    uint64_t upstream_errors, upstream_reused, upstream_opened;
+    uint64_t bytes_in, bytes_out;
+};
+
+struct conn;
+
+struct ag_listener {
+    uv_tcp_t tcp;
+    struct ag_server *srv;
+    bool blocked; /* a connection is waiting to be accepted (gate closed) */
+};
+
+struct ag_server {
+    uv_loop_t *loop;
+    struct ag_config *cfg; /* current configuration (owned reference) */
+    char *config_path;
+    struct ag_listener *listeners[AG_MAX_LISTENERS];
+    size_t n_listeners;
+    struct conn *conns; /* doubly linked list of live connections */
+    uint32_t n_conns;
+    uint64_t next_conn_id;
+    bool stopping;
+    uv_timer_t shutdown_timer;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    int exit_code;
+    struct ag_stats stats;
+    uint64_t started_ms;
+};
+
+/* Creates the listeners of cfg; returns 0 or a negative AG_E* with a message
+ * logged. */
+int ag_server_listen(struct ag_server *srv);
+/* Called by a connection that closed: reopens the accept gate if needed. */
+void ag_server_conn_gone(struct ag_server *srv);
+/* Re-reads the config file; on error keeps the old one. Returns 0 or -1 and
+ * fills err with "file:line: message". */
+int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
+/* Starts the graceful shutdown. */
+void ag_server_stop(struct ag_server *srv);
+
+/* conn.c */
+void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);
+/* Graceful shutdown: closes idle connections, marks the others to close when
+ * their exchange ends. force closes everything. */
+void ag_conn_drain_all(struct ag_server *srv, bool force);
+
+#endif

@@ -1,0 +1,107 @@
+/* buf.c - ag_buf: growable byte buffers with a ceiling (see util.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void ag_buf_init(struct ag_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+static int reserve(struct ag_buf *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra)
+        return AG_ELIMIT;
+    size_t need = b->len + extra;
+    if (need <= b->cap)
+        return 0;
+    size_t ncap = b->cap ? b->cap : 256;
+    while (ncap < need)
+        ncap = ncap > b->max / 2 ? b->max : ncap * 2;
+    char *n = realloc(b->data, ncap);
+    if (!n)
+        return AG_ENOMEM;
+    b->data = n;
+    b->cap = ncap;
+    return 0;
+}
+
+int ag_buf_append(struct ag_buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int rc = reserve(b, n);
+    if (rc)
+        return rc;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int ag_buf_appendz(struct ag_buf *b, const char *s)
+{
+    return ag_buf_append(b, s, strlen(s));
+}
+
+int ag_buf_printf(struct ag_buf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return AG_EINVAL;
+    if ((size_t)n < sizeof small)
+        return ag_buf_append(b, small, (size_t)n);
+    /* Format into a scratch copy: vsnprintf needs a byte for its NUL, which
+     * must not count against the ceiling (an append of n bytes may reach max). */
+    if ((size_t)n > b->max || b->len > b->max - (size_t)n)
+        return AG_ELIMIT;
+    char *tmp = malloc((size_t)n + 1);
+    if (!tmp)
+        return AG_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = ag_buf_append(b, tmp, (size_t)n);
+    ag_wipe(tmp, (size_t)n + 1); /* the text may be secret, like the buffer's */
+    free(tmp);
+    return rc;
+}
+
+void ag_buf_consume(struct ag_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+char *ag_buf_steal(struct ag_buf *b, size_t *len)
+{
+    char *d = b->data;
+    if (len)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return d;
+}
+
+void ag_buf_free(struct ag_buf *b)
+{
+    if (b->data) {
+        ag_wipe(b->data, b->cap);
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

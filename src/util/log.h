@@ -1,0 +1,38 @@
+/* log.h - the error log (key=value lines) and the access log.
+ *
+ * One line per event: "<ISO time> level=<l> <key=value...>". Callers escape
+ * untrusted strings with ag_escape() before passing them; tokens, challenges
+ * and passwords are never passed here. Loop thread only (the pool threads
+ * return results to the loop and the loop logs them).
+ */
+#ifndef AG_LOG_H
+#define AG_LOG_H
+
+#include <stdbool.h>
+
+enum ag_log_level { AG_LOG_ERROR = 0, AG_LOG_WARN, AG_LOG_INFO, AG_LOG_DEBUG };
+
+/* Opens (or reopens, for SIGUSR1/logrotate) the logs. "-" means stderr for the
+ * error log and stdout for the access log; NULL/"" disables the access log. */
+int ag_log_open(const char *error_path, const char *access_path);
+void ag_log_close(void);
+void ag_log_set_level(enum ag_log_level lvl);
+enum ag_log_level ag_log_get_level(void);
+int ag_log_level_parse(const char *s, enum ag_log_level *out);
+const char *ag_log_level_name(enum ag_log_level lvl);
+
+void ag_log(enum ag_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One access-log line (the caller formats Squid's native fields). */
+void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool ag_access_enabled(void);
+
+#define ag_err(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
+#define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)
+#define ag_info(...) ag_log(AG_LOG_INFO, __VA_ARGS__)
+#define ag_debug(...)                                                                              \
+    do {                                                                                           \
+        if (ag_log_get_level() >= AG_LOG_DEBUG)                                                    \
+            ag_log(AG_LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
+
+#endif

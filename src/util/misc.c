@@ -1,0 +1,98 @@
+/* misc.c - wiping, constant-time compare, escaping, clocks, error strings. */
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+void ag_wipe(void *p, size_t n)
+{
+    if (p && n)
+        explicit_bzero(p, n);
+}
+
+int ag_ct_memcmp(const void *a, const void *b, size_t n)
+{
+    const volatile uint8_t *x = a, *y = b;
+    uint8_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= (uint8_t)(x[i] ^ y[i]);
+    return d != 0;
+}
+
+bool ag_strieq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y + 32);
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, total = 0;
+    if (dstcap == 0)
+        return dst;
+    /* Room for "..." is kept only when the escaped text does not fit whole:
+     * a string that fits is never shown as truncated. */
+    for (size_t i = 0; i < n && total < dstcap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        total += (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? 1 : 4;
+    }
+    bool cut = total >= dstcap;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        size_t need = (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? 1 : 4;
+        if (cut && o + need + 3 >= dstcap) {
+            if (dstcap > 4) {
+                o = o < dstcap - 4 ? o : dstcap - 4;
+                memcpy(dst + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        if (need == 1) {
+            dst[o++] = (char)ch;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[ch >> 4];
+            dst[o++] = hex[ch & 15];
+        }
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+uint64_t ag_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *ag_strerror(int code)
+{
+    switch (code) {
+    case AG_OK: return "ok";
+    case AG_ENOMEM: return "out of memory";
+    case AG_ELIMIT: return "limit exceeded";
+    case AG_EINVAL: return "invalid input";
+    case AG_EIO: return "i/o error";
+    case AG_ENOTFOUND: return "not found";
+    case AG_EAUTH: return "authentication failed";
+    case AG_EBACKEND: return "backend unavailable";
+    case AG_EUNSUPP: return "refused by policy";
+    case AG_EAGAIN: return "busy";
+    default: return "unknown error";
+    }
+}

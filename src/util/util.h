@@ -1,0 +1,62 @@
+/* util.h - small helpers shared by every module.
+ *
+ * Glossary: ag_buf = growable byte buffer with a hard ceiling; cursor = a
+ * bounds-checked little-endian reader (cursor.h); wipe = explicit_bzero.
+ * Every function here is thread-safe on distinct objects; nothing here uses
+ * libuv, so auth/ code may use it on pool threads.
+ */
+#ifndef AG_UTIL_H
+#define AG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "authgate/err.h"
+
+/* A growable buffer that never grows past max (set at creation). Owns data. */
+struct ag_buf {
+    char *data;
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
+    size_t max; /* ceiling: appends beyond it fail with AG_ELIMIT */
+};
+
+void ag_buf_init(struct ag_buf *b, size_t max);
+/* Appends n bytes; AG_ELIMIT past the ceiling, AG_ENOMEM. */
+int ag_buf_append(struct ag_buf *b, const void *p, size_t n);
+int ag_buf_appendz(struct ag_buf *b, const char *s);
+int ag_buf_printf(struct ag_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes (memmove). */
+void ag_buf_consume(struct ag_buf *b, size_t n);
+/* Hands the data to the caller (who frees it) and empties the buffer. */
+char *ag_buf_steal(struct ag_buf *b, size_t *len);
+/* Wipes (the bytes may be secret) and frees. Accepts an empty buffer. */
+void ag_buf_free(struct ag_buf *b);
+
+/* explicit_bzero: for secrets, never optimised away. */
+void ag_wipe(void *p, size_t n);
+/* Constant-time comparison of two equal-length byte strings: 0 if equal. */
+int ag_ct_memcmp(const void *a, const void *b, size_t n);
+
+/* Strict RFC 4648 base64 (standard alphabet, padding required, no spaces).
+ * Decodes into out (capacity outcap); AG_ELIMIT if the decoded size would
+ * exceed outcap (checked before decoding), AG_EINVAL for any bad character,
+ * bad padding or length. Empty input decodes to 0 bytes. */
+int ag_b64_decode(const char *in, size_t inlen, uint8_t *out, size_t outcap, size_t *outlen);
+/* Encoded length of n bytes, without the NUL. */
+size_t ag_b64_encoded_len(size_t n);
+/* Encodes into out (which holds ag_b64_encoded_len(n)+1 bytes), NUL-terminated. */
+void ag_b64_encode(const uint8_t *in, size_t n, char *out);
+
+/* ASCII case-insensitive equality of (a,alen) with NUL-terminated b. */
+bool ag_strieq(const char *a, size_t alen, const char *b);
+/* Escapes untrusted bytes for a log line into dst (always NUL-terminated):
+ * printable ASCII except '"' and '\\' kept, everything else \xHH; truncated
+ * to dstcap-1 with a trailing "..." when cut. Returns dst. */
+char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n);
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC). */
+uint64_t ag_now_ms(void);
+
+#endif
