@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "auth/passwd.h"
 #include "server/server.h"
 #include "util/log.h"
 
@@ -56,6 +57,8 @@ static void set_threadpool_size(uint32_t n)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+        return ag_passwd_main(argc - 1, argv + 1);
     const char *path = NULL;
     bool check = false, verbose = false;
     int opt;
@@ -113,7 +116,11 @@ int main(int argc, char **argv)
         sigs[i]->data = &srv;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
-    int rc = ag_server_listen(&srv);
+    int rc = ag_auth_init(&srv, err, sizeof err);
+    if (rc != 0)
+        ag_err("event=startup_failed error=\"%s\"", err);
+    else
+        rc = ag_server_listen(&srv);
     if (rc == 0) {
         ag_info("event=started version=%s pid=%d config=%s", AG_VERSION, (int)getpid(), cfg->path);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -129,6 +136,7 @@ int main(int argc, char **argv)
     } else {
         ag_info("event=stopped");
     }
+    ag_auth_shutdown(&srv);
     ag_config_unref(srv.cfg);
     ag_log_close();
     return srv.exit_code;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "session/table.h"
 #include "util/log.h"
 
 struct wreq {
@@ -53,6 +54,7 @@ void conn_close(struct conn *c, const char *reason)
     ag_debug("conn=%llu event=close reason=%s", (unsigned long long)c->id, reason);
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
+    ag_conn_auth_close(c);
     c->state = CONN_CLOSING;
     ag_upstream_close(c->up);
     c->up = NULL;
@@ -101,10 +103,18 @@ static void on_timer(uv_timer_t *t)
             st->timeout_head++;
             ag_info("conn=%llu event=head_timeout client=%s", (unsigned long long)c->id, c->peer);
             conn_close(c, "head_timeout");
+        } else if (c->session && c->session->in_handshake) {
+            c->srv->auth.fail_timeout++;
+            ag_info("conn=%llu event=handshake_timeout client=%s", (unsigned long long)c->id,
+                    c->peer);
+            conn_close(c, "handshake_timeout");
         } else {
             st->timeout_idle++;
             conn_close(c, "idle_timeout");
         }
+        break;
+    case CONN_AUTH_VERIFY:
+        ag_conn_auth_timeout(c);
         break;
     case CONN_TUNNEL:
         st->timeout_tunnel++;
@@ -492,7 +502,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     llhttp_init(&c->parser, HTTP_REQUEST, &ag_request_settings);
     c->parser.data = c;
     c->state = CONN_READ_HEAD;
-    conn_set_timer(c, c->cfg->idle_timeout_ms);
+    conn_set_timer(c, ag_conn_wait_timeout(c));
     conn_update_reading(c);
 }
 

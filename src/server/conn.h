@@ -83,6 +83,8 @@ struct conn {
     struct ag_buf stage_client, stage_up;
     size_t out_pending;      /* bytes queued to the client */
     struct ag_upstream *up;  /* owned; may be pooled (idle) */
+    struct ag_session *session; /* this connection's auth-session row (owned by the table) */
+    struct ag_job *job;      /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
 };
 
@@ -100,6 +102,15 @@ void conn_parse(struct conn *c);
 void conn_resume(struct conn *c);
 void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
+
+/* conn_auth.c */
+/* The connection is going away: detaches its job, removes its session row. */
+void ag_conn_auth_close(struct conn *c);
+/* The deadline for a connection waiting for its next request: the idle
+ * deadline, or what is left of a handshake's. */
+uint64_t ag_conn_wait_timeout(struct conn *c);
+/* A verification took longer than its deadline. */
+void ag_conn_auth_timeout(struct conn *c);
 
 /* exchange.c */
 extern const llhttp_settings_t ag_request_settings;

@@ -1,23 +1,509 @@
-/* conn_auth.c - authentication of a connection (see auth_glue.h).
- * Interim: with auth_schemes none every request proceeds; otherwise every
- * request is refused with 407 until the auth core lands. */
+/* conn_auth.c - authentication of a client connection (see auth_glue.h).
+ *
+ * Per request head: find the one Proxy-Authorization (consumed here, never
+ * forwarded), decide among: the connection's identity, a cached Basic
+ * result, a verification job, or a 407. An identity is a property of this
+ * connection's session row only; a new credential on an authenticated
+ * connection resets it before anything else happens. Loop thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/basic.h"
+#include "auth/scheme.h"
+#include "auth/userfile.h"
+#include "auth/verify_local.h"
+#include "auth/verify_winbind.h"
 #include "auth_glue.h"
 #include "conn.h"
+#include "session/basic_cache.h"
+#include "session/table.h"
+#include "session/throttle.h"
+#include "util/log.h"
 
-enum ag_auth_verdict ag_conn_auth(struct conn *c)
+/* The local user file, shared by jobs that may outlive a reload. */
+struct ag_users {
+    int refs;
+    struct ag_userfile *uf;
+};
+
+static struct ag_users *users_ref(struct ag_users *u)
 {
-    if (c->cfg->n_schemes == 0)
-        return AG_AUTH_PROCEED;
-    exchange_reply(c, 407, "Proxy-Authenticate: Basic realm=\"authgate\"\r\n", NULL);
-    return AG_AUTH_REPLIED;
+    if (u)
+        u->refs++;
+    return u;
 }
+
+static void users_unref(struct ag_users *u)
+{
+    if (u && --u->refs == 0) {
+        ag_userfile_free(u->uf);
+        free(u);
+    }
+}
+
+static bool needs_userfile(const struct ag_config *cfg)
+{
+    return (ag_config_scheme_enabled(cfg, AG_SCHEME_BASIC) &&
+            cfg->basic_backend == AG_BACKEND_LOCAL) ||
+           (ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) && cfg->ntlm_backend == AG_BACKEND_LOCAL);
+}
+
+static int load_users(const struct ag_config *cfg, struct ag_users **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!needs_userfile(cfg) || !cfg->user_file)
+        return 0;
+    struct ag_userfile *uf = ag_userfile_load(cfg->user_file, err, errlen);
+    if (!uf)
+        return -1;
+    struct ag_users *u = calloc(1, sizeof *u);
+    if (!u) {
+        ag_userfile_free(uf);
+        snprintf(err, errlen, "%s: out of memory", cfg->user_file);
+        return -1;
+    }
+    u->refs = 1;
+    u->uf = uf;
+    *out = u;
+    return 0;
+}
+
+int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
+{
+    const struct ag_config *cfg = srv->cfg;
+    srv->sessions = ag_session_table_new();
+    srv->basic_cache = ag_basic_cache_create(AG_BASIC_CACHE_MAX);
+    srv->throttle = ag_throttle_create(65536, cfg->fail_max_per_user, cfg->fail_max_per_addr,
+                                       cfg->fail_window_ms);
+    srv->workers.loop = srv->loop;
+    srv->workers.max_jobs = cfg->max_jobs;
+    if (!srv->sessions || !srv->basic_cache || !srv->throttle) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (needs_userfile(cfg) && !cfg->user_file)
+        ag_warn("event=no_user_file note=\"a local backend without user_file: Basic/NTLM "
+                "through it are not offered\"");
+    return load_users(cfg, &srv->users, err, errlen);
+}
+
+int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen)
+{
+    struct ag_users *u;
+    if (load_users(ncfg, &u, err, errlen) != 0)
+        return -1;
+    users_unref(srv->users);
+    srv->users = u;
+    /* Cached Basic results were checked against the old backend/file. */
+    ag_basic_cache_clear(srv->basic_cache);
+    ag_throttle_set_limits(srv->throttle, ncfg->fail_max_per_user, ncfg->fail_max_per_addr,
+                           ncfg->fail_window_ms);
+    srv->workers.max_jobs = ncfg->max_jobs;
+    return 0;
+}
+
+void ag_auth_shutdown(struct ag_server *srv)
+{
+    users_unref(srv->users);
+    srv->users = NULL;
+    ag_basic_cache_free(srv->basic_cache);
+    srv->basic_cache = NULL;
+    ag_throttle_free(srv->throttle);
+    srv->throttle = NULL;
+    ag_session_table_free(srv->sessions);
+    srv->sessions = NULL;
+}
+
+/* --- what is offered --------------------------------------------------------- */
+
+static bool scheme_available(const struct ag_server *srv, const struct ag_config *cfg,
+                             enum ag_scheme s)
+{
+    if (!ag_config_scheme_enabled(cfg, s))
+        return false;
+    switch (s) {
+    case AG_SCHEME_BASIC:
+        return cfg->basic_backend == AG_BACKEND_WINBIND ||
+               (cfg->basic_backend == AG_BACKEND_LOCAL && srv->users);
+    default:
+        return false; /* NTLM and Negotiate are offered once their engines exist */
+    }
+}
+
+/* Sends 407. With cont_scheme, only that scheme and its token (a handshake
+ * continues); otherwise the full set in configured order. */
+static void send_407(struct conn *c, const char *why)
+{
+    const struct ag_config *cfg = c->cfg;
+    char extra[1024];
+    size_t o = 0;
+    extra[0] = '\0';
+    for (size_t i = 0; i < cfg->n_schemes; i++) {
+        enum ag_scheme s = cfg->schemes[i];
+        if (!scheme_available(c->srv, cfg, s))
+            continue;
+        int n;
+        if (s == AG_SCHEME_BASIC)
+            n = snprintf(extra + o, sizeof extra - o,
+                         "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n",
+                         cfg->basic_realm);
+        else
+            n = snprintf(extra + o, sizeof extra - o, "Proxy-Authenticate: %s\r\n",
+                         ag_scheme_name(s));
+        if (n < 0 || (size_t)n >= sizeof extra - o)
+            break;
+        o += (size_t)n;
+    }
+    c->srv->auth.challenges++;
+    /* A client that waits for 100 Continue will not send its body after a
+     * final status: draining would read its next request as body. */
+    if (c->req_has_body && ag_head_has_token(&c->head, "Expect", "100-continue"))
+        c->close_after = true;
+    /* Tunnel bytes may already follow a CONNECT head: never parse them. */
+    if (c->is_connect && c->inbuf.len)
+        c->close_after = true;
+    ag_debug("conn=%llu event=auth_challenge client=%s reason=%s", (unsigned long long)c->id,
+             c->peer, why);
+    exchange_reply(c, 407, extra, "authentication required");
+}
+
+static void send_503(struct conn *c, const char *why)
+{
+    c->close_after = true;
+    exchange_reply(c, 503, "Retry-After: 5\r\n", why);
+}
+
+/* --- identity ------------------------------------------------------------------ */
 
 const char *ag_conn_user(const struct conn *c)
 {
-    return "-";
+    static char buf[4 * AG_USER_MAX + 8];
+    const struct ag_session *s = c->session;
+    if (!s || s->state != AG_AS_AUTHENTICATED)
+        return "-";
+    char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2];
+    ag_escape(u, sizeof u, s->id.user, strlen(s->id.user));
+    ag_escape(d, sizeof d, s->id.domain, strlen(s->id.domain));
+    /* Squid's log escapes spaces in the user column too. */
+    if (d[0])
+        snprintf(buf, sizeof buf, "%s\\%s", d, u);
+    else
+        snprintf(buf, sizeof buf, "%s", u);
+    for (char *p = buf; *p; p++)
+        if (*p == ' ')
+            *p = '+';
+    return buf;
 }
 
 const char *ag_conn_identity_header(const struct conn *c)
 {
-    return NULL;
+    static char buf[AG_USER_MAX * 2 + 300];
+    const struct ag_session *s = c->session;
+    if (!c->cfg->identity_header || !s || s->state != AG_AS_AUTHENTICATED)
+        return NULL;
+    /* Names came through strict parsers (no CTLs), so they are safe in a field. */
+    if (s->id.domain[0])
+        snprintf(buf, sizeof buf, "%s: %s\\%s\r\n", c->cfg->identity_header, s->id.domain,
+                 s->id.user);
+    else
+        snprintf(buf, sizeof buf, "%s: %s\r\n", c->cfg->identity_header, s->id.user);
+    return buf;
+}
+
+/* --- Basic -------------------------------------------------------------------- */
+
+struct basic_job {
+    struct ag_job base;
+    enum ag_backend backend;
+    struct ag_users *users; /* reference, for the local backend */
+    struct ag_basic_cred cred;
+    int rc;
+    struct ag_identity id;
+    char reason[64];
+    uint32_t cache_ttl_ms;
+};
+
+static void basic_run(struct ag_job *j)
+{
+    struct basic_job *b = (struct basic_job *)j;
+    struct ag_user_split sp;
+    if (b->backend == AG_BACKEND_LOCAL) {
+        b->rc = ag_verify_basic_local_blocking(b->users->uf, b->cred.user, b->cred.password,
+                                               b->id.user, sizeof b->id.user);
+        if (b->rc == 0 && ag_basic_split_user(b->cred.user, b->cred.user_len, &sp) == 0 &&
+            sp.domain_len && sp.domain_len < sizeof b->id.domain) {
+            memcpy(b->id.domain, sp.domain, sp.domain_len);
+            b->id.domain[sp.domain_len] = '\0';
+        }
+        snprintf(b->reason, sizeof b->reason, "%s", b->rc ? "wrong password or unknown user" : "");
+        return;
+    }
+    char domain[AG_USER_MAX + 1] = "", account[AG_USER_MAX + 1];
+    if (ag_basic_split_user(b->cred.user, b->cred.user_len, &sp) != 0 ||
+        sp.account_len >= sizeof account || sp.domain_len >= sizeof domain) {
+        b->rc = AG_EAUTH;
+        snprintf(b->reason, sizeof b->reason, "malformed user name");
+        return;
+    }
+    memcpy(domain, sp.domain, sp.domain_len);
+    domain[sp.domain_len] = '\0';
+    memcpy(account, sp.account, sp.account_len);
+    account[sp.account_len] = '\0';
+    struct ag_wb_result r;
+    b->rc = ag_wb_plain_blocking(domain, account, b->cred.password, &r);
+    snprintf(b->reason, sizeof b->reason, "%s", r.reason);
+    ag_wipe(r.session_key, sizeof r.session_key);
+    if (b->rc == 0)
+        ag_identity_move(&b->id, &r.id);
+    else
+        ag_identity_clear(&r.id);
+}
+
+static void basic_done(struct ag_job *j, void *owner)
+{
+    struct basic_job *b = (struct basic_job *)j;
+    struct conn *c = owner;
+    struct ag_server *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    c->job = NULL;
+    c->state = CONN_READ_HEAD;
+    char u[AG_USER_MAX * 2];
+    ag_escape(u, sizeof u, b->cred.user, b->cred.user_len);
+    if (b->rc == 0) {
+        srv->auth.succeeded[AG_SCHEME_BASIC]++;
+        struct ag_basic_identity bid;
+        memset(&bid, 0, sizeof bid);
+        snprintf(bid.user, sizeof bid.user, "%s", b->id.user);
+        snprintf(bid.domain, sizeof bid.domain, "%s", b->id.domain);
+        if (b->cache_ttl_ms)
+            ag_basic_cache_insert(srv->basic_cache, b->cred.user, b->cred.password, &bid,
+                                  now + b->cache_ttl_ms);
+        ag_throttle_success(srv->throttle, b->cred.user, c->peer);
+        ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &b->id, now);
+        ag_info("conn=%llu event=auth_ok scheme=Basic client=%s user=%s backend=%s ms=%llu",
+                (unsigned long long)c->id, c->peer, u,
+                b->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
+                (unsigned long long)(now - j->queued_ms));
+        conn_set_timer(c, 0);
+        exchange_proceed(c);
+        return;
+    }
+    srv->auth.failed[AG_SCHEME_BASIC]++;
+    ag_session_handshake_end(srv->sessions, c->session);
+    if (b->rc == AG_EBACKEND) {
+        srv->auth.fail_backend++;
+        ag_err("conn=%llu event=auth_backend_error scheme=Basic client=%s user=%s error=\"%s\"",
+               (unsigned long long)c->id, c->peer, u, b->reason);
+        send_503(c, "authentication backend unavailable");
+        return;
+    }
+    ag_throttle_fail(srv->throttle, b->cred.user, c->peer, now);
+    if (strstr(b->reason, "unknown user"))
+        srv->auth.fail_unknown_user++;
+    else
+        srv->auth.fail_bad_password++;
+    ag_info("conn=%llu event=auth_failed scheme=Basic client=%s user=%s reason=\"%s\"",
+            (unsigned long long)c->id, c->peer, u, b->reason);
+    send_407(c, "basic_failed");
+}
+
+static void basic_release(struct ag_job *j)
+{
+    struct basic_job *b = (struct basic_job *)j;
+    ag_basic_cred_clear(&b->cred);
+    ag_identity_clear(&b->id);
+    users_unref(b->users);
+}
+
+static const struct ag_job_ops basic_ops = {"basic", basic_run, basic_done, basic_release};
+
+static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentials *cr)
+{
+    struct ag_server *srv = c->srv;
+    const struct ag_config *cfg = c->cfg;
+    uint64_t now = uv_now(srv->loop);
+    struct ag_basic_cred cred;
+    if (ag_basic_parse(cr->token, cr->token_len, &cred) != 0) {
+        srv->auth.fail_malformed++;
+        ag_info("conn=%llu event=auth_malformed scheme=Basic client=%s", (unsigned long long)c->id,
+                c->peer);
+        send_407(c, "basic_malformed");
+        return AG_AUTH_REPLIED;
+    }
+    srv->auth.started[AG_SCHEME_BASIC]++;
+    struct ag_basic_identity hit;
+    if (cfg->basic_cache_ttl_ms &&
+        ag_basic_cache_lookup(srv->basic_cache, cred.user, cred.password, now, &hit)) {
+        srv->auth.basic_cache_hits++;
+        srv->auth.succeeded[AG_SCHEME_BASIC]++;
+        struct ag_identity id;
+        memset(&id, 0, sizeof id);
+        snprintf(id.user, sizeof id.user, "%s", hit.user);
+        snprintf(id.domain, sizeof id.domain, "%s", hit.domain);
+        ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &id, now);
+        ag_basic_cred_clear(&cred);
+        return AG_AUTH_PROCEED;
+    }
+    if (ag_throttle_check(srv->throttle, cred.user, c->peer, now) != 0) {
+        /* Same answer as a wrong password: guessing learns nothing. */
+        srv->auth.fail_throttled++;
+        char u[AG_USER_MAX * 2];
+        ag_info("conn=%llu event=auth_throttled scheme=Basic client=%s user=%s",
+                (unsigned long long)c->id, c->peer, ag_escape(u, sizeof u, cred.user, cred.user_len));
+        ag_basic_cred_clear(&cred);
+        send_407(c, "throttled");
+        return AG_AUTH_REPLIED;
+    }
+    if (ag_session_handshake_begin(srv->sessions, c->session, AG_SCHEME_BASIC, cfg->max_handshakes,
+                                   cfg->max_handshakes_per_addr, now) != 0) {
+        srv->auth.limit_handshakes++;
+        ag_basic_cred_clear(&cred);
+        send_503(c, "too many authentications in progress");
+        return AG_AUTH_REPLIED;
+    }
+    struct basic_job *b = calloc(1, sizeof *b);
+    if (!b) {
+        ag_basic_cred_clear(&cred);
+        send_503(c, "out of memory");
+        return AG_AUTH_REPLIED;
+    }
+    b->base.ops = &basic_ops;
+    b->backend = cfg->basic_backend;
+    b->users = users_ref(srv->users);
+    b->cred = cred; /* moved */
+    b->cache_ttl_ms = cfg->basic_cache_ttl_ms;
+    if (ag_job_submit(&srv->workers, &b->base, c) != 0) {
+        srv->auth.limit_jobs++;
+        basic_release(&b->base);
+        free(b);
+        ag_session_handshake_end(srv->sessions, c->session);
+        send_503(c, "too many verifications in flight");
+        return AG_AUTH_REPLIED;
+    }
+    c->job = &b->base;
+    c->state = CONN_AUTH_VERIFY;
+    c->session->state = AG_AS_VERIFYING;
+    conn_set_timer(c, cfg->handshake_timeout_ms);
+    return AG_AUTH_PENDING;
+}
+
+/* --- the decision per request --------------------------------------------------- */
+
+enum ag_auth_verdict ag_conn_auth(struct conn *c)
+{
+    struct ag_server *srv = c->srv;
+    const struct ag_config *cfg = c->cfg;
+    if (cfg->n_schemes == 0)
+        return AG_AUTH_PROCEED;
+    uint64_t now = uv_now(srv->loop);
+    if (!c->session) {
+        c->session = ag_session_add(srv->sessions, c->id, c->peer, now);
+        if (!c->session) {
+            send_503(c, "out of memory");
+            return AG_AUTH_REPLIED;
+        }
+    }
+    struct ag_session *s = c->session;
+    s->last_use_ms = now;
+    s->requests++;
+
+    const char *v = NULL;
+    size_t vl = 0;
+    int n = ag_head_find(&c->head, "Proxy-Authorization", &v, &vl);
+    if (n > 1) {
+        /* Several credentials: which one would we believe? None. */
+        srv->auth.fail_malformed++;
+        ag_session_reset(srv->sessions, s);
+        c->close_after = true;
+        exchange_reply(c, 400, NULL, "several Proxy-Authorization fields");
+        return AG_AUTH_REPLIED;
+    }
+    if (s->state == AG_AS_AUTHENTICATED && cfg->identity_max_age_ms &&
+        now - s->authenticated_ms > cfg->identity_max_age_ms) {
+        srv->auth.identity_expired++;
+        ag_session_reset(srv->sessions, s);
+    }
+    if (n == 0) {
+        if (s->state == AG_AS_AUTHENTICATED && s->scheme != AG_SCHEME_BASIC)
+            return AG_AUTH_PROCEED; /* connection-based identity */
+        /* Basic is per request: each request carries its own credentials. */
+        ag_session_reset(srv->sessions, s);
+        send_407(c, "no_credentials");
+        return AG_AUTH_REPLIED;
+    }
+    struct ag_credentials cr;
+    if (ag_credentials_parse(v, vl, &cr) != 0) {
+        srv->auth.fail_malformed++;
+        ag_session_reset(srv->sessions, s);
+        c->close_after = memchr(v, ',', vl) != NULL;
+        if (c->close_after) {
+            exchange_reply(c, 400, NULL, "several credentials in one field");
+            return AG_AUTH_REPLIED;
+        }
+        send_407(c, "malformed_credentials");
+        return AG_AUTH_REPLIED;
+    }
+    /* A new credential on an authenticated connection: forget the old
+     * identity first, then verify afresh. */
+    if (s->state == AG_AS_AUTHENTICATED) {
+        srv->auth.identity_reset++;
+        ag_session_reset(srv->sessions, s);
+    }
+    if (cr.token_len == 0 || !scheme_available(srv, cfg, cr.scheme)) {
+        if (cr.token_len == 0)
+            srv->auth.fail_malformed++;
+        ag_session_reset(srv->sessions, s);
+        send_407(c, cr.token_len == 0 ? "empty_token" : "unsupported_scheme");
+        return AG_AUTH_REPLIED;
+    }
+    switch (cr.scheme) {
+    case AG_SCHEME_BASIC:
+        return basic_auth(c, &cr);
+    default:
+        send_407(c, "unsupported_scheme");
+        return AG_AUTH_REPLIED;
+    }
+}
+
+/* --- connection end and deadlines ---------------------------------------------- */
+
+void ag_conn_auth_close(struct conn *c)
+{
+    if (c->job) {
+        ag_job_detach(c->job);
+        c->job = NULL;
+    }
+    if (c->session) {
+        ag_session_remove(c->srv->sessions, c->session);
+        c->session = NULL;
+    }
+}
+
+uint64_t ag_conn_wait_timeout(struct conn *c)
+{
+    uint64_t idle = c->cfg->idle_timeout_ms;
+    struct ag_session *s = c->session;
+    if (s && s->in_handshake) {
+        uint64_t spent = uv_now(c->srv->loop) - s->handshake_ms;
+        uint64_t left = spent < c->cfg->handshake_timeout_ms ? c->cfg->handshake_timeout_ms - spent : 1;
+        return left < idle ? left : idle;
+    }
+    return idle;
+}
+
+void ag_conn_auth_timeout(struct conn *c)
+{
+    struct ag_server *srv = c->srv;
+    srv->auth.fail_timeout++;
+    srv->auth.fail_backend++;
+    ag_err("conn=%llu event=auth_backend_timeout client=%s job=%s", (unsigned long long)c->id,
+           c->peer, c->job ? c->job->ops->name : "-");
+    if (c->job) {
+        ag_job_detach(c->job);
+        c->job = NULL;
+    }
+    ag_session_reset(srv->sessions, c->session);
+    c->state = CONN_READ_HEAD;
+    send_503(c, "authentication backend timeout");
 }

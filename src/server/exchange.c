@@ -158,7 +158,7 @@ static void next_request(struct conn *c)
     ag_buf_free(&c->req_head_up);
     c->paused = false;
     llhttp_resume(&c->parser);
-    conn_set_timer(c, c->cfg->idle_timeout_ms);
+    conn_set_timer(c, ag_conn_wait_timeout(c));
     conn_parse(c);
 }
 
@@ -194,7 +194,10 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
 {
     if (c->state == CONN_CLOSING || c->flushing_close)
         return;
-    bool keep = c->keepalive && !c->close_after && !c->srv->stopping && !c->is_connect;
+    /* A refused CONNECT keeps the connection only for a 407 (NTLM needs it
+     * for its next leg) and only if nothing followed its head. */
+    bool keep = c->keepalive && !c->close_after && !c->srv->stopping &&
+                !(c->is_connect && (status != 407 || c->inbuf.len));
     c->status = status;
     c->resp_started = c->resp_done = true;
     if (ag_reply_build(&c->stage_client, status, extra, keep, c->http10, detail) != 0) {
@@ -212,6 +215,7 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
     ag_upstream_close(c->up);
     c->up = NULL;
     c->drain = true;
+    c->parser.upgrade = 0; /* a refused CONNECT: the next bytes are HTTP again */
     c->state = CONN_READ_HEAD;
     if (c->msg_done) {
         exchange_maybe_done(c);

@@ -88,6 +88,11 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
         ag_err("event=reload_failed error=\"%s\"", err);
         return -1;
     }
+    if (ag_auth_reload(srv, n, err, errlen) != 0) {
+        ag_err("event=reload_failed error=\"%s\"", err);
+        ag_config_unref(n);
+        return -1;
+    }
     if (!same_listeners(srv->cfg, n))
         ag_warn("event=reload_listeners_unchanged note=\"listen changes need a restart\"");
     if (n->threadpool_size != srv->cfg->threadpool_size)

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "work.h"
 
 /* Counters since start; every limit hit has one (visible through authgatectl). */
 struct ag_stats {
@@ -25,7 +26,22 @@ struct ag_stats {
     uint64_t bytes_in, bytes_out;
 };
 
+/* Authentication counters, per scheme where it matters. */
+struct ag_auth_stats {
+    uint64_t challenges;          /* 407s sent */
+    uint64_t started[4], succeeded[4], failed[4]; /* indexed by enum ag_scheme */
+    uint64_t fail_bad_password, fail_unknown_user, fail_malformed, fail_policy, fail_timeout,
+        fail_backend, fail_throttled, fail_ntlmv1, fail_replay, fail_skew;
+    uint64_t basic_cache_hits;
+    uint64_t limit_handshakes, limit_jobs, limit_rounds;
+    uint64_t identity_expired, identity_reset;
+};
+
 struct conn;
+struct ag_session_table;
+struct ag_basic_cache;
+struct ag_throttle;
+struct ag_users;
 
 struct ag_listener {
     uv_tcp_t tcp;
@@ -48,6 +64,14 @@ struct ag_server {
     int exit_code;
     struct ag_stats stats;
     uint64_t started_ms;
+
+    /* authentication (conn_auth.c) */
+    struct ag_session_table *sessions;
+    struct ag_workers workers;
+    struct ag_users *users;        /* the local user file in force, refcounted */
+    struct ag_basic_cache *basic_cache;
+    struct ag_throttle *throttle;
+    struct ag_auth_stats auth;
 };
 
 /* Creates the listeners of cfg; returns 0 or a negative AG_E* with a message
@@ -60,6 +84,13 @@ void ag_server_conn_gone(struct ag_server *srv);
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
 /* Starts the graceful shutdown. */
 void ag_server_stop(struct ag_server *srv);
+
+/* conn_auth.c: server-wide authentication state. ag_auth_init loads what
+ * cfg needs (the user file); ag_auth_reload prepares the state of a new config
+ * before it is swapped in (0, or -1 with err filled: the old one stays). */
+int ag_auth_init(struct ag_server *srv, char *err, size_t errlen);
+int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen);
+void ag_auth_shutdown(struct ag_server *srv);
 
 /* conn.c */
 void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);

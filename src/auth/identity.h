@@ -1,0 +1,34 @@
+/* identity.h - who a verified client is, as the backends report it.
+ *
+ * Filled by a verifier (on a pool thread, into its job), then moved into the
+ * connection's session row on the loop thread. Owns sids.
+ */
+#ifndef AG_AUTH_IDENTITY_H
+#define AG_AUTH_IDENTITY_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/limits.h"
+
+struct ag_identity {
+    char user[AG_USER_MAX + 1];   /* canonical account name */
+    char domain[AG_USER_MAX + 1]; /* domain or realm, "" when none */
+    char *sids;                   /* comma-separated SIDs (user, groups) or NULL; owned */
+};
+
+static inline void ag_identity_clear(struct ag_identity *id)
+{
+    free(id->sids);
+    memset(id, 0, sizeof *id);
+}
+
+/* Moves src into dst (dst's old contents are released; src is emptied). */
+static inline void ag_identity_move(struct ag_identity *dst, struct ag_identity *src)
+{
+    ag_identity_clear(dst);
+    *dst = *src;
+    memset(src, 0, sizeof *src);
+}
+
+#endif

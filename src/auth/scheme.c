@@ -1,0 +1,39 @@
+/* scheme.c - parsing "Proxy-Authorization: <scheme> <token>" (see scheme.h). */
+#include <string.h>
+
+#include "authgate/err.h"
+#include "scheme.h"
+#include "util/util.h"
+
+int ag_credentials_parse(const char *v, size_t len, struct ag_credentials *out)
+{
+    size_t i = 0;
+    while (i < len && v[i] != ' ')
+        i++;
+    if (i == 0)
+        return AG_EINVAL;
+    if (memchr(v, ',', len))
+        return AG_EINVAL; /* "Basic a, Basic b": a second credential */
+    struct ag_credentials c = {AG_SCHEME_NONE, NULL, 0};
+    if (ag_strieq(v, i, "Basic"))
+        c.scheme = AG_SCHEME_BASIC;
+    else if (ag_strieq(v, i, "NTLM"))
+        c.scheme = AG_SCHEME_NTLM;
+    else if (ag_strieq(v, i, "Negotiate"))
+        c.scheme = AG_SCHEME_NEGOTIATE;
+    while (i < len && v[i] == ' ')
+        i++;
+    c.token = v + i;
+    c.token_len = len - i;
+    /* token68 has no inner spaces: anything after one is malformed. */
+    if (memchr(c.token, ' ', c.token_len) || memchr(c.token, '\t', c.token_len))
+        return AG_EINVAL;
+    *out = c;
+    return 0;
+}
+
+int ag_token_is_ntlmssp(const char *token, size_t len)
+{
+    /* base64("NTLMSSP\0") starts with "TlRMTVNTUA" */
+    return len >= 10 && memcmp(token, "TlRMTVNTUA", 10) == 0;
+}

@@ -1,0 +1,167 @@
+/* verify_winbind.c - libwbclient calls, one context per thread (see .h). */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <wbclient.h>
+
+#include "authgate/err.h"
+#include "util/util.h"
+#include "verify_winbind.h"
+
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *p)
+{
+    wbcCtxFree(p);
+}
+
+static void ctx_key_init(void)
+{
+    pthread_key_create(&ctx_key, ctx_free);
+}
+
+static struct wbcContext *thread_ctx(void)
+{
+    pthread_once(&ctx_once, ctx_key_init);
+    struct wbcContext *ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        /* A context reconnects by itself after winbindd restarts. */
+        ctx = wbcCtxCreate();
+        if (ctx)
+            pthread_setspecific(ctx_key, ctx);
+    }
+    return ctx;
+}
+
+const char *ag_wb_status_text(uint32_t s)
+{
+    switch (s) {
+    case 0xc000006a: return "wrong password";
+    case 0xc0000064: return "unknown user";
+    case 0xc000005e: return "unknown domain";
+    case 0xc0000072: return "account disabled";
+    case 0xc0000234: return "account locked out";
+    case 0xc0000071: return "password expired";
+    case 0xc000006d: return "logon failure";
+    case 0xc0000193: return "account expired";
+    case 0xc000006f: return "logon hours";
+    case 0xc0000070: return "workstation restriction";
+    default: return NULL;
+    }
+}
+
+static int finish(wbcErr rc, struct wbcAuthUserInfo *info, struct wbcAuthErrorInfo *err,
+                  struct ag_wb_result *out)
+{
+    int ret;
+    if (rc == WBC_ERR_SUCCESS && info) {
+        if (info->user_flags & (WBC_AUTH_USER_INFO_GUEST | WBC_AUTH_USER_INFO_USED_LM_PASSWORD)) {
+            /* A guest mapping is not an identity; LM is never acceptable. */
+            snprintf(out->reason, sizeof out->reason, "%s",
+                     (info->user_flags & WBC_AUTH_USER_INFO_GUEST) ? "guest" : "used LM");
+            ret = AG_EAUTH;
+        } else {
+            snprintf(out->id.user, sizeof out->id.user, "%s",
+                     info->account_name ? info->account_name : "");
+            snprintf(out->id.domain, sizeof out->id.domain, "%s",
+                     info->domain_name ? info->domain_name : "");
+            memcpy(out->session_key, info->user_session_key, sizeof out->session_key);
+            struct ag_buf sids;
+            ag_buf_init(&sids, 64 * 1024);
+            for (uint32_t i = 0; i < info->num_sids; i++) {
+                char s[WBC_SID_STRING_BUFLEN];
+                wbcSidToStringBuf(&info->sids[i].sid, s, sizeof s);
+                if (ag_buf_printf(&sids, "%s%s", i ? "," : "", s) != 0)
+                    break;
+            }
+            if (ag_buf_append(&sids, "", 1) == 0)
+                out->id.sids = ag_buf_steal(&sids, NULL);
+            else
+                ag_buf_free(&sids);
+            ret = out->id.user[0] ? 0 : AG_EAUTH;
+        }
+    } else if (rc == WBC_ERR_AUTH_ERROR) {
+        out->nt_status = err ? err->nt_status : 0;
+        const char *t = ag_wb_status_text(out->nt_status);
+        if (t)
+            snprintf(out->reason, sizeof out->reason, "%s", t);
+        else
+            snprintf(out->reason, sizeof out->reason, "nt_status 0x%08x", out->nt_status);
+        ret = AG_EAUTH;
+    } else if (rc == WBC_ERR_DOMAIN_NOT_FOUND) {
+        snprintf(out->reason, sizeof out->reason, "unknown domain");
+        ret = AG_EAUTH;
+    } else {
+        snprintf(out->reason, sizeof out->reason, "winbind: %s", wbcErrorString(rc));
+        ret = AG_EBACKEND;
+    }
+    if (info) {
+        ag_wipe(info->user_session_key, sizeof info->user_session_key);
+        ag_wipe(info->lm_session_key, sizeof info->lm_session_key);
+        wbcFreeMemory(info);
+    }
+    if (err)
+        wbcFreeMemory(err);
+    return ret;
+}
+
+int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
+                         struct ag_wb_result *out)
+{
+    memset(out, 0, sizeof *out);
+    struct wbcContext *ctx = thread_ctx();
+    if (!ctx) {
+        snprintf(out->reason, sizeof out->reason, "winbind: no context");
+        return AG_EBACKEND;
+    }
+    struct wbcAuthUserParams p;
+    memset(&p, 0, sizeof p);
+    p.account_name = user;
+    p.domain_name = domain && *domain ? domain : NULL;
+    p.level = WBC_AUTH_USER_LEVEL_PLAIN;
+    p.password.plaintext = password;
+    struct wbcAuthUserInfo *info = NULL;
+    struct wbcAuthErrorInfo *err = NULL;
+    wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
+    return finish(rc, info, err, out);
+}
+
+int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
+                            const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
+                            const uint8_t *lm, size_t lm_len, struct ag_wb_result *out)
+{
+    memset(out, 0, sizeof *out);
+    struct wbcContext *ctx = thread_ctx();
+    if (!ctx) {
+        snprintf(out->reason, sizeof out->reason, "winbind: no context");
+        return AG_EBACKEND;
+    }
+    struct wbcAuthUserParams p;
+    memset(&p, 0, sizeof p);
+    p.account_name = user;
+    p.domain_name = domain;
+    p.workstation_name = workstation;
+    p.level = WBC_AUTH_USER_LEVEL_RESPONSE;
+    /* Let Samba accept NTLMv2 from a workstation and return its session key. */
+    p.parameter_control = 0x00000020 /* MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT */ |
+                          0x00000800 /* MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT */;
+    memcpy(p.password.response.challenge, challenge, 8);
+    p.password.response.nt_length = (uint32_t)nt_len;
+    p.password.response.nt_data = (uint8_t *)nt;
+    p.password.response.lm_length = (uint32_t)lm_len;
+    p.password.response.lm_data = (uint8_t *)lm;
+    struct wbcAuthUserInfo *info = NULL;
+    struct wbcAuthErrorInfo *err = NULL;
+    wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
+    return finish(rc, info, err, out);
+}
+
+int ag_wb_ping_blocking(void)
+{
+    struct wbcContext *ctx = thread_ctx();
+    return ctx && wbcCtxPing(ctx) == WBC_ERR_SUCCESS ? 0 : AG_EBACKEND;
+}

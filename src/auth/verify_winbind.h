@@ -1,0 +1,41 @@
+/* verify_winbind.h - verification through Samba winbindd (libwbclient).
+ *
+ * Every function here blocks (a hung winbindd made one call wait ~65 s), so
+ * they run only on pool threads (*_blocking). Each thread has its own
+ * wbcContext (a context has no lock), created on first use and freed by a
+ * thread-key destructor. Any pool thread.
+ */
+#ifndef AG_AUTH_VERIFY_WINBIND_H
+#define AG_AUTH_VERIFY_WINBIND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+
+/* Why a verification failed, for the log line and the counters. */
+struct ag_wb_result {
+    struct ag_identity id;       /* filled on success */
+    uint8_t session_key[16];     /* user session key (NTLM: session base key); secret */
+    uint32_t nt_status;          /* on AG_EAUTH: e.g. 0xc000006a wrong password */
+    char reason[64];             /* short text: "wrong password", "winbind unavailable" */
+};
+
+/* Plaintext (Basic): user and domain exactly as the client sent them (domain
+ * may be "" for winbind's default). 0, AG_EAUTH (refused, incl. guest),
+ * AG_EBACKEND (winbindd not reachable or failing: fail closed). */
+int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
+                         struct ag_wb_result *out);
+
+/* NTLM challenge/response. nt/lm are the responses as received. */
+int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
+                            const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
+                            const uint8_t *lm, size_t lm_len, struct ag_wb_result *out);
+
+/* 0 when winbindd answers a ping. */
+int ag_wb_ping_blocking(void);
+
+/* "0xc000006a" -> "wrong password" etc.; NULL when not known. */
+const char *ag_wb_status_text(uint32_t nt_status);
+
+#endif

@@ -1,0 +1,297 @@
+/* table.c - the auth-session table (see table.h).
+ *
+ * Two hash maps, both chained with a power-of-two bucket array that doubles
+ * when the load passes 1: rows by connection id, and handshake counts by
+ * client address (for the per-address cap). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/err.h"
+#include "table.h"
+
+struct addr_count {
+    char peer[48];
+    uint32_t n;
+    struct addr_count *next;
+};
+
+struct ag_session_table {
+    struct ag_session **buckets;
+    size_t nbuckets, rows, authenticated, handshakes;
+    struct ag_session *list;
+    struct addr_count **abuckets;
+    size_t nabuckets, naddrs;
+};
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t strhash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+struct ag_session_table *ag_session_table_new(void)
+{
+    struct ag_session_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->nbuckets = 64;
+    t->nabuckets = 64;
+    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
+    t->abuckets = calloc(t->nabuckets, sizeof *t->abuckets);
+    if (!t->buckets || !t->abuckets) {
+        free(t->buckets);
+        free(t->abuckets);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void free_row(struct ag_session *s)
+{
+    if (s->mech && s->mech_free)
+        s->mech_free(s->mech);
+    ag_identity_clear(&s->id);
+    free(s);
+}
+
+void ag_session_table_free(struct ag_session_table *t)
+{
+    if (!t)
+        return;
+    for (struct ag_session *s = t->list, *n; s; s = n) {
+        n = s->next;
+        free_row(s);
+    }
+    for (size_t i = 0; i < t->nabuckets; i++)
+        for (struct addr_count *a = t->abuckets[i], *n; a; a = n) {
+            n = a->next;
+            free(a);
+        }
+    free(t->buckets);
+    free(t->abuckets);
+    free(t);
+}
+
+static void grow(struct ag_session_table *t)
+{
+    size_t nb = t->nbuckets * 2;
+    struct ag_session **b = calloc(nb, sizeof *b);
+    if (!b)
+        return; /* keep the old array: longer chains, still correct */
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (struct ag_session *s = t->buckets[i], *n; s; s = n) {
+            n = s->hnext;
+            size_t k = mix(s->conn_id) & (nb - 1);
+            s->hnext = b[k];
+            b[k] = s;
+        }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
+}
+
+struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, const char *peer,
+                                  uint64_t now_ms)
+{
+    struct ag_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->conn_id = conn_id;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    s->created_ms = s->last_use_ms = now_ms;
+    if (t->rows >= t->nbuckets)
+        grow(t);
+    size_t k = mix(conn_id) & (t->nbuckets - 1);
+    s->hnext = t->buckets[k];
+    t->buckets[k] = s;
+    s->next = t->list;
+    if (t->list)
+        t->list->prev = s;
+    t->list = s;
+    t->rows++;
+    return s;
+}
+
+struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t conn_id)
+{
+    for (struct ag_session *s = t->buckets[mix(conn_id) & (t->nbuckets - 1)]; s; s = s->hnext)
+        if (s->conn_id == conn_id)
+            return s;
+    return NULL;
+}
+
+static struct addr_count **addr_slot(struct ag_session_table *t, const char *peer)
+{
+    struct addr_count **p = &t->abuckets[strhash(peer) & (t->nabuckets - 1)];
+    for (; *p; p = &(*p)->next)
+        if (strcmp((*p)->peer, peer) == 0)
+            break;
+    return p;
+}
+
+static void addr_grow(struct ag_session_table *t)
+{
+    size_t nb = t->nabuckets * 2;
+    struct addr_count **b = calloc(nb, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < t->nabuckets; i++)
+        for (struct addr_count *a = t->abuckets[i], *n; a; a = n) {
+            n = a->next;
+            size_t k = strhash(a->peer) & (nb - 1);
+            a->next = b[k];
+            b[k] = a;
+        }
+    free(t->abuckets);
+    t->abuckets = b;
+    t->nabuckets = nb;
+}
+
+uint32_t ag_session_handshakes_from(const struct ag_session_table *t, const char *peer)
+{
+    struct addr_count **p = addr_slot((struct ag_session_table *)t, peer);
+    return *p ? (*p)->n : 0;
+}
+
+int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
+                               enum ag_scheme scheme, uint32_t max_global, uint32_t max_per_addr,
+                               uint64_t now_ms)
+{
+    if (s->in_handshake && s->scheme == scheme) {
+        s->rounds++;
+        return 0;
+    }
+    if (s->in_handshake)
+        ag_session_handshake_end(t, s); /* scheme switched: start from scratch */
+    if (t->handshakes >= max_global)
+        return AG_EAGAIN;
+    struct addr_count **p = addr_slot(t, s->peer);
+    if (*p && (*p)->n >= max_per_addr)
+        return AG_EAGAIN;
+    if (!*p) {
+        if (t->naddrs >= t->nabuckets) {
+            addr_grow(t);
+            p = addr_slot(t, s->peer);
+        }
+        struct addr_count *a = calloc(1, sizeof *a);
+        if (!a)
+            return AG_ENOMEM;
+        memcpy(a->peer, s->peer, sizeof a->peer);
+        *p = a;
+        t->naddrs++;
+    }
+    (*p)->n++;
+    t->handshakes++;
+    s->in_handshake = true;
+    s->scheme = scheme;
+    s->rounds = 1;
+    s->handshake_ms = now_ms;
+    return 0;
+}
+
+void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(void *))
+{
+    if (s->mech && s->mech_free)
+        s->mech_free(s->mech);
+    s->mech = mech;
+    s->mech_free = mech_free;
+}
+
+void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s)
+{
+    ag_session_set_mech(s, NULL, NULL);
+    if (!s->in_handshake)
+        return;
+    s->in_handshake = false;
+    s->rounds = 0;
+    t->handshakes--;
+    struct addr_count **p = addr_slot(t, s->peer);
+    if (*p && --(*p)->n == 0) {
+        struct addr_count *a = *p;
+        *p = a->next;
+        free(a);
+        t->naddrs--;
+    }
+}
+
+void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
+                             enum ag_scheme scheme, struct ag_identity *id, uint64_t now_ms)
+{
+    ag_session_handshake_end(t, s);
+    if (s->state != AG_AS_AUTHENTICATED)
+        t->authenticated++;
+    s->state = AG_AS_AUTHENTICATED;
+    s->scheme = scheme;
+    ag_identity_move(&s->id, id);
+    s->authenticated_ms = s->last_use_ms = now_ms;
+}
+
+void ag_session_reset(struct ag_session_table *t, struct ag_session *s)
+{
+    ag_session_handshake_end(t, s);
+    if (s->state == AG_AS_AUTHENTICATED)
+        t->authenticated--;
+    s->state = AG_AS_NONE;
+    s->scheme = AG_SCHEME_NONE;
+    ag_identity_clear(&s->id);
+}
+
+void ag_session_remove(struct ag_session_table *t, struct ag_session *s)
+{
+    if (!s)
+        return;
+    ag_session_reset(t, s);
+    struct ag_session **p = &t->buckets[mix(s->conn_id) & (t->nbuckets - 1)];
+    for (; *p; p = &(*p)->hnext)
+        if (*p == s) {
+            *p = s->hnext;
+            break;
+        }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->list = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    t->rows--;
+    free_row(s);
+}
+
+void ag_session_foreach(const struct ag_session_table *t,
+                        bool (*fn)(const struct ag_session *, void *), void *arg)
+{
+    for (const struct ag_session *s = t->list; s; s = s->next)
+        if (!fn(s, arg))
+            return;
+}
+
+void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out)
+{
+    out->rows = t->rows;
+    out->authenticated = t->authenticated;
+    out->handshakes = t->handshakes;
+}
+
+const char *ag_auth_state_name(enum ag_auth_state s)
+{
+    switch (s) {
+    case AG_AS_NONE: return "none";
+    case AG_AS_NTLM_CHALLENGED: return "ntlm_challenged";
+    case AG_AS_GSS_CONTINUE: return "gss_continue";
+    case AG_AS_VERIFYING: return "verifying";
+    case AG_AS_AUTHENTICATED: return "authenticated";
+    }
+    return "?";
+}

@@ -1,0 +1,89 @@
+/* table.h - the auth-session table: one row per client connection.
+ *
+ * Glossary: row = the authentication state of one connection (scheme,
+ * handshake state, identity, times, counters); handshake = from the first
+ * token of a multi-round scheme to its identity; mech state = what a scheme
+ * keeps between rounds (NTLM challenge and raw messages, a GSS context),
+ * owned by the row and released through its free function.
+ *
+ * An identity lives in exactly one row, the row of the connection that proved
+ * it, and dies with that connection: nothing here is keyed by anything a
+ * client can present on another connection. Lookup by connection id and
+ * removal are O(1) (hash + intrusive list). Loop thread only.
+ */
+#ifndef AG_SESSION_TABLE_H
+#define AG_SESSION_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/identity.h"
+#include "config/config.h"
+
+enum ag_auth_state {
+    AG_AS_NONE = 0,          /* no identity, no handshake */
+    AG_AS_NTLM_CHALLENGED,   /* CHALLENGE sent, AUTHENTICATE expected */
+    AG_AS_GSS_CONTINUE,      /* GSS_S_CONTINUE_NEEDED, next token expected */
+    AG_AS_VERIFYING,         /* a verification job runs */
+    AG_AS_AUTHENTICATED,     /* identity bound to the connection */
+};
+
+struct ag_session {
+    uint64_t conn_id;
+    char peer[48];
+    enum ag_scheme scheme;       /* scheme of the handshake or identity */
+    enum ag_auth_state state;
+    uint32_t rounds;             /* legs of the current handshake */
+    bool in_handshake;           /* counted against the handshake caps */
+    struct ag_identity id;       /* valid when state == AUTHENTICATED */
+    uint64_t created_ms, handshake_ms, authenticated_ms, last_use_ms;
+    uint64_t requests, bytes_in, bytes_out;
+    void *mech;                  /* scheme state between rounds, owned */
+    void (*mech_free)(void *);
+    struct ag_session *hnext;    /* hash chain */
+    struct ag_session *prev, *next; /* iteration list */
+};
+
+struct ag_session_counters {
+    size_t rows, authenticated, handshakes;
+};
+
+struct ag_session_table;
+
+struct ag_session_table *ag_session_table_new(void);
+/* Frees every row (their mech state and identity too). Accepts NULL. */
+void ag_session_table_free(struct ag_session_table *t);
+
+/* Adds the row of a new connection; NULL on allocation failure. */
+struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, const char *peer,
+                                  uint64_t now_ms);
+struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t conn_id);
+/* Removes and frees the row (ends its handshake, releases its state). */
+void ag_session_remove(struct ag_session_table *t, struct ag_session *s);
+
+/* Starts (or continues) a handshake for s under the global and per-address
+ * caps: 0, or AG_EAGAIN when a cap is full (answer 503). */
+int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
+                               enum ag_scheme scheme, uint32_t max_global, uint32_t max_per_addr,
+                               uint64_t now_ms);
+/* Ends the handshake (success or not) and frees the mech state. */
+void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s);
+/* Binds id (moved) to the connection. */
+void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
+                             enum ag_scheme scheme, struct ag_identity *id, uint64_t now_ms);
+/* Forgets identity and handshake: the connection is anonymous again. */
+void ag_session_reset(struct ag_session_table *t, struct ag_session *s);
+/* Replaces the mech state (the old one is freed). */
+void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(void *));
+
+/* Read-only iteration for the status socket: fn returns false to stop. */
+void ag_session_foreach(const struct ag_session_table *t,
+                        bool (*fn)(const struct ag_session *, void *), void *arg);
+void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out);
+/* Handshakes in progress from one address (for tests and ctl). */
+uint32_t ag_session_handshakes_from(const struct ag_session_table *t, const char *peer);
+
+const char *ag_auth_state_name(enum ag_auth_state s);
+
+#endif
