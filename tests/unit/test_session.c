@@ -1,0 +1,125 @@
+/* test_session.c - the auth-session table: rows per connection, O(1) lookup
+ * and removal at scale, handshake caps (global and per address), identity
+ * reset, and release of scheme state. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "authgate/err.h"
+#include "session/table.h"
+
+static int mech_freed;
+static void mech_free(void *p)
+{
+    free(p);
+    mech_freed++;
+}
+
+static void test_add_get_remove_many(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    enum { N = 20000 };
+    static struct ag_session *rows[N];
+    for (uint64_t i = 0; i < N; i++) {
+        rows[i] = ag_session_add(t, i * 7919 + 1, "10.0.0.1", 5);
+        assert_non_null(rows[i]);
+    }
+    for (uint64_t i = 0; i < N; i++)
+        assert_ptr_equal(ag_session_get(t, i * 7919 + 1), rows[i]);
+    assert_null(ag_session_get(t, 2));
+    for (uint64_t i = 0; i < N; i += 2)
+        ag_session_remove(t, rows[i]);
+    struct ag_session_counters c;
+    ag_session_counters(t, &c);
+    assert_int_equal(c.rows, N / 2);
+    assert_null(ag_session_get(t, 1));
+    assert_ptr_equal(ag_session_get(t, 7919 + 1), rows[1]);
+    ag_session_table_free(t);
+}
+
+static void test_handshake_caps(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *a = ag_session_add(t, 1, "10.0.0.1", 0);
+    struct ag_session *b = ag_session_add(t, 2, "10.0.0.1", 0);
+    struct ag_session *c = ag_session_add(t, 3, "10.0.0.2", 0);
+    struct ag_session *d = ag_session_add(t, 4, "10.0.0.3", 0);
+    /* per address 1, global 2 */
+    assert_int_equal(ag_session_handshake_begin(t, a, AG_SCHEME_NTLM, 2, 1, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, b, AG_SCHEME_NTLM, 2, 1, 0), AG_EAGAIN);
+    assert_int_equal(ag_session_handshake_begin(t, c, AG_SCHEME_NTLM, 2, 1, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, d, AG_SCHEME_NTLM, 2, 1, 0), AG_EAGAIN);
+    /* a second round of the same handshake is not a new handshake */
+    assert_int_equal(ag_session_handshake_begin(t, a, AG_SCHEME_NTLM, 2, 1, 0), 0);
+    assert_int_equal(a->rounds, 2);
+    assert_int_equal(ag_session_handshakes_from(t, "10.0.0.1"), 1);
+    ag_session_handshake_end(t, a);
+    assert_int_equal(ag_session_handshakes_from(t, "10.0.0.1"), 0);
+    assert_int_equal(ag_session_handshake_begin(t, b, AG_SCHEME_NTLM, 2, 1, 0), 0);
+    /* removing a connection mid-handshake releases its slot */
+    ag_session_remove(t, c);
+    assert_int_equal(ag_session_handshake_begin(t, d, AG_SCHEME_NTLM, 2, 1, 0), 0);
+    struct ag_session_counters n;
+    ag_session_counters(t, &n);
+    assert_int_equal(n.handshakes, 2);
+    ag_session_table_free(t);
+}
+
+static void test_scheme_switch_and_mech(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *s = ag_session_add(t, 9, "::1", 0);
+    mech_freed = 0;
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_NTLM, 10, 10, 0), 0);
+    ag_session_set_mech(s, malloc(8), mech_free);
+    /* switching scheme mid-handshake discards the old state */
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_NEGOTIATE, 10, 10, 0), 0);
+    assert_int_equal(mech_freed, 1);
+    assert_null(s->mech);
+    assert_int_equal(s->rounds, 1);
+    ag_session_set_mech(s, malloc(8), mech_free);
+    ag_session_remove(t, s);
+    assert_int_equal(mech_freed, 2);
+    ag_session_table_free(t);
+}
+
+static void test_identity_lifecycle(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *s = ag_session_add(t, 5, "127.0.0.1", 0);
+    struct ag_identity id = {0};
+    snprintf(id.user, sizeof id.user, "alice");
+    snprintf(id.domain, sizeof id.domain, "CORP");
+    id.sids = strdup("S-1-5-21-1-2-3-1000");
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_BASIC, 10, 10, 0), 0);
+    ag_session_authenticate(t, s, AG_SCHEME_BASIC, &id, 100);
+    assert_null(id.sids); /* moved */
+    struct ag_session_counters n;
+    ag_session_counters(t, &n);
+    assert_int_equal(n.authenticated, 1);
+    assert_int_equal(n.handshakes, 0);
+    assert_string_equal(s->id.user, "alice");
+    ag_session_reset(t, s);
+    assert_int_equal(s->state, AG_AS_NONE);
+    assert_string_equal(s->id.user, "");
+    ag_session_counters(t, &n);
+    assert_int_equal(n.authenticated, 0);
+    /* no identity is reachable through another connection id */
+    assert_null(ag_session_get(t, 6));
+    ag_session_table_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_get_remove_many),
+        cmocka_unit_test(test_handshake_caps),
+        cmocka_unit_test(test_scheme_switch_and_mech),
+        cmocka_unit_test(test_identity_lifecycle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
