@@ -91,6 +91,14 @@ struct ag_config {
     uint32_t fail_max_per_user;    /* "fail_max_per_user N" */
     uint32_t fail_max_per_addr;    /* "fail_max_per_addr N" */
     uint32_t fail_window_ms;       /* "fail_window DURATION" */
+
+    /* the proxy's own name and NTLM */
+    char *proxy_host;      /* "proxy_host NAME": name clients use for the proxy; default none =
+                              the machine's host name at start-up */
+    char *ntlm_domain;     /* "ntlm_domain NAME": NetBIOS domain sent in the CHALLENGE (local
+                              backend; winbind reports its own), default "AUTHGATE" */
+    char *ntlm_dns_domain; /* "ntlm_dns_domain NAME", default none */
+    bool ntlm_require_mic; /* "ntlm_require_mic on|off", default off (curl never sends one) */
 };
 
 /* Parses the file at path into a new config (refs = 1) or returns NULL with a

@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+#include <unistd.h>
+
 #include "auth/basic.h"
+#include "auth/ntlm.h"
 #include "auth/scheme.h"
 #include "auth/userfile.h"
 #include "auth/verify_local.h"
@@ -126,20 +130,27 @@ static bool scheme_available(const struct ag_server *srv, const struct ag_config
     case AG_SCHEME_BASIC:
         return cfg->basic_backend == AG_BACKEND_WINBIND ||
                (cfg->basic_backend == AG_BACKEND_LOCAL && srv->users);
+    case AG_SCHEME_NTLM:
+        return cfg->ntlm_backend == AG_BACKEND_WINBIND ||
+               (cfg->ntlm_backend == AG_BACKEND_LOCAL && srv->users);
     default:
-        return false; /* NTLM and Negotiate are offered once their engines exist */
+        return false; /* Negotiate is offered once its acceptor exists */
     }
 }
 
-/* Sends 407. With cont_scheme, only that scheme and its token (a handshake
- * continues); otherwise the full set in configured order. */
-static void send_407(struct conn *c, const char *why)
+/* Sends 407. With a continuation (scheme name and base64 token), only that
+ * scheme and its token (a handshake continues); otherwise the full set in
+ * configured order. */
+static void send_407_cont(struct conn *c, const char *why, const char *cont_scheme,
+                          const char *cont_token)
 {
     const struct ag_config *cfg = c->cfg;
-    char extra[1024];
+    char extra[1024 + 2 * AG_NTLM_MAX_DECODED];
     size_t o = 0;
     extra[0] = '\0';
-    for (size_t i = 0; i < cfg->n_schemes; i++) {
+    if (cont_scheme)
+        snprintf(extra, sizeof extra, "Proxy-Authenticate: %s %s\r\n", cont_scheme, cont_token);
+    for (size_t i = 0; i < cfg->n_schemes && !cont_scheme; i++) {
         enum ag_scheme s = cfg->schemes[i];
         if (!scheme_available(c->srv, cfg, s))
             continue;
@@ -166,6 +177,11 @@ static void send_407(struct conn *c, const char *why)
     ag_debug("conn=%llu event=auth_challenge client=%s reason=%s", (unsigned long long)c->id,
              c->peer, why);
     exchange_reply(c, 407, extra, "authentication required");
+}
+
+static void send_407(struct conn *c, const char *why)
+{
+    send_407_cont(c, why, NULL, NULL);
 }
 
 static void send_503(struct conn *c, const char *why)
@@ -388,6 +404,276 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
     return AG_AUTH_PENDING;
 }
 
+
+/* --- NTLM ------------------------------------------------------------------------ */
+
+/* The names our CHALLENGE carries: NetBIOS domain from config, the computer
+ * from proxy_host (or the host name), as Windows expects them. */
+struct ntlm_names {
+    char nb_computer[16];
+    char dns_computer[256];
+};
+
+static void ntlm_names(const struct ag_config *cfg, struct ntlm_names *n)
+{
+    char host[256] = "localhost";
+    if (cfg->proxy_host)
+        snprintf(host, sizeof host, "%s", cfg->proxy_host);
+    else if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(n->dns_computer, sizeof n->dns_computer, "%s", host);
+    size_t i = 0;
+    for (; host[i] && host[i] != '.' && i < 15; i++)
+        n->nb_computer[i] = (host[i] >= 'a' && host[i] <= 'z') ? (char)(host[i] - 32) : host[i];
+    n->nb_computer[i] = '\0';
+}
+
+static void ntlm_server(const struct ag_config *cfg, struct ntlm_names *names,
+                        struct ag_ntlm_server *out)
+{
+    ntlm_names(cfg, names);
+    memset(out, 0, sizeof *out);
+    out->nb_domain = cfg->ntlm_domain;
+    out->nb_computer = names->nb_computer;
+    out->dns_domain = cfg->ntlm_dns_domain ? cfg->ntlm_dns_domain : "";
+    out->dns_computer = names->dns_computer;
+    out->require_mic = cfg->ntlm_require_mic;
+    /* MsvAvTargetName is checked only against a configured proxy_host: a
+     * guessed host name would refuse honest clients. */
+    out->spns = NULL;
+}
+
+static uint64_t filetime_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec + 11644473600ULL) * 10000000ULL + (uint64_t)ts.tv_nsec / 100;
+}
+
+struct ntlm_job {
+    struct ag_job base;
+    enum ag_backend backend;
+    struct ag_users *users;
+    struct ag_ntlm_verify *v; /* owned */
+    int rc;
+    struct ag_identity id;
+    const char *reason;
+    char wb_reason[64];
+};
+
+static void ntlm_run(struct ag_job *j)
+{
+    struct ntlm_job *n = (struct ntlm_job *)j;
+    if (n->backend == AG_BACKEND_LOCAL) {
+        n->rc = ag_ntlm_verify_local_blocking(n->v, n->users->uf, &n->id, &n->reason);
+        return;
+    }
+    const struct ag_ntlm_auth *a = &n->v->a;
+    struct ag_wb_result r;
+    /* User and domain exactly as the client sent them: Samba tries the
+     * domain as sent, upper-cased, then empty; normalising breaks NTLMv2. */
+    n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation,
+                                    n->v->st->server_challenge, a->nt.p, a->nt.len, a->lm.p,
+                                    a->lm.len, &r);
+    snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
+    n->reason = n->wb_reason;
+    if (n->rc == 0)
+        n->rc = ag_ntlm_verify_mic(n->v, r.session_key, &n->reason);
+    ag_wipe(r.session_key, sizeof r.session_key);
+    if (n->rc == 0)
+        ag_identity_move(&n->id, &r.id);
+    else
+        ag_identity_clear(&r.id);
+}
+
+static void ntlm_release(struct ag_job *j)
+{
+    struct ntlm_job *n = (struct ntlm_job *)j;
+    ag_ntlm_verify_free(n->v);
+    ag_identity_clear(&n->id);
+    users_unref(n->users);
+}
+
+static void ntlm_done(struct ag_job *j, void *owner)
+{
+    struct ntlm_job *n = (struct ntlm_job *)j;
+    struct conn *c = owner;
+    struct ag_server *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    c->job = NULL;
+    c->state = CONN_READ_HEAD;
+    char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2], w[AG_USER_MAX * 2];
+    const struct ag_ntlm_auth *a = &n->v->a;
+    ag_escape(u, sizeof u, a->user, strlen(a->user));
+    ag_escape(d, sizeof d, a->domain, strlen(a->domain));
+    ag_escape(w, sizeof w, a->workstation, strlen(a->workstation));
+    const char *via = c->session->ntlm_in_negotiate ? "Negotiate" : "NTLM";
+    if (n->rc == 0) {
+        srv->auth.succeeded[AG_SCHEME_NTLM]++;
+        ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
+        ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=%s domain=%s "
+                "workstation=%s backend=%s mic=%s ms=%llu",
+                (unsigned long long)c->id, via, c->peer, u, d, w,
+                n->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
+                a->mic_present ? "yes" : "no", (unsigned long long)(now - j->queued_ms));
+        conn_set_timer(c, 0);
+        exchange_proceed(c);
+        return;
+    }
+    srv->auth.failed[AG_SCHEME_NTLM]++;
+    ag_session_handshake_end(srv->sessions, c->session);
+    if (n->rc == AG_EBACKEND) {
+        srv->auth.fail_backend++;
+        ag_err("conn=%llu event=auth_backend_error scheme=NTLM client=%s user=%s domain=%s "
+               "error=\"%s\"",
+               (unsigned long long)c->id, c->peer, u, d, n->reason ? n->reason : "?");
+        send_503(c, "authentication backend unavailable");
+        return;
+    }
+    ag_throttle_fail(srv->throttle, a->user, c->peer, now);
+    if (n->reason && strstr(n->reason, "unknown user"))
+        srv->auth.fail_unknown_user++;
+    else
+        srv->auth.fail_bad_password++;
+    ag_info("conn=%llu event=auth_failed scheme=NTLM via=%s client=%s user=%s domain=%s "
+            "workstation=%s reason=\"%s\"",
+            (unsigned long long)c->id, via, c->peer, u, d, w, n->reason ? n->reason : "?");
+    send_407(c, "ntlm_failed");
+}
+
+static const struct ag_job_ops ntlm_ops = {"ntlm", ntlm_run, ntlm_done, ntlm_release};
+
+/* A failed NTLM leg: the handshake is dropped and a fresh 407 offered. */
+static enum ag_auth_verdict ntlm_refuse(struct conn *c, const char *event, const char *reason,
+                                        bool close)
+{
+    ag_info("conn=%llu event=%s scheme=NTLM client=%s reason=\"%s\"", (unsigned long long)c->id,
+            event, c->peer, reason);
+    ag_session_reset(c->srv->sessions, c->session);
+    if (close)
+        c->close_after = true;
+    send_407(c, event);
+    return AG_AUTH_REPLIED;
+}
+
+static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credentials *cr,
+                                      bool in_negotiate)
+{
+    struct ag_server *srv = c->srv;
+    const struct ag_config *cfg = c->cfg;
+    struct ag_session *s = c->session;
+    uint64_t now = uv_now(srv->loop);
+    uint8_t msg[AG_NTLM_MAX_DECODED];
+    size_t len;
+    int rc = ag_b64_decode(cr->token, cr->token_len, msg, sizeof msg, &len);
+    if (rc != 0) {
+        srv->auth.fail_malformed++;
+        return ntlm_refuse(c, "auth_malformed",
+                           rc == AG_ELIMIT ? "token over the NTLM size limit" : "invalid base64",
+                           rc == AG_ELIMIT);
+    }
+    int type = ag_ntlm_message_type(msg, len);
+    if (type == NTLMSSP_NEGOTIATE_MSG) {
+        rc = ag_session_handshake_begin(srv->sessions, s, AG_SCHEME_NTLM, cfg->max_handshakes,
+                                        cfg->max_handshakes_per_addr, now);
+        if (rc != 0) {
+            srv->auth.limit_handshakes++;
+            ag_session_reset(srv->sessions, s);
+            send_503(c, "too many authentications in progress");
+            return AG_AUTH_REPLIED;
+        }
+        if (s->rounds > AG_NTLM_MAX_ROUNDS) {
+            srv->auth.limit_rounds++;
+            return ntlm_refuse(c, "auth_too_many_rounds", "too many NTLM legs", true);
+        }
+        if (s->rounds == 1)
+            srv->auth.started[AG_SCHEME_NTLM]++;
+        struct ntlm_names names;
+        struct ag_ntlm_server ns;
+        ntlm_server(cfg, &names, &ns);
+        struct ag_ntlm_state *st;
+        uint8_t chal[1024];
+        size_t chlen;
+        rc = ag_ntlm_challenge(msg, len, &ns, filetime_now(), &st, chal, sizeof chal, &chlen);
+        if (rc != 0) {
+            srv->auth.fail_malformed++;
+            return ntlm_refuse(c, "auth_malformed", "malformed NEGOTIATE", false);
+        }
+        /* A new NEGOTIATE replaces any outstanding challenge. */
+        ag_session_set_mech(s, st, ag_ntlm_state_free);
+        s->state = AG_AS_NTLM_CHALLENGED;
+        s->ntlm_in_negotiate = in_negotiate;
+        char b64[2048];
+        ag_b64_encode(chal, chlen, b64);
+        /* NTLM binds to the connection: without keep-alive it cannot complete,
+         * but the CHALLENGE is still sent (MS-NTHT), then the connection ends. */
+        if (!c->keepalive)
+            ag_debug("conn=%llu event=ntlm_without_keepalive client=%s", (unsigned long long)c->id,
+                     c->peer);
+        send_407_cont(c, "ntlm_challenge", in_negotiate ? "Negotiate" : "NTLM", b64);
+        if (!c->keepalive)
+            ag_session_reset(srv->sessions, s);
+        return AG_AUTH_REPLIED;
+    }
+    if (type != NTLMSSP_AUTHENTICATE_MSG) {
+        srv->auth.fail_malformed++;
+        return ntlm_refuse(c, "auth_malformed", "not an NTLMSSP NEGOTIATE or AUTHENTICATE", false);
+    }
+    if (s->state != AG_AS_NTLM_CHALLENGED || !s->mech) {
+        srv->auth.fail_malformed++;
+        return ntlm_refuse(c, "auth_unexpected", "AUTHENTICATE without a challenge on this connection",
+                           false);
+    }
+    s->rounds++;
+    /* The challenge is consumed here, whatever the outcome. */
+    struct ag_ntlm_state *st = ag_session_take_mech(s);
+    struct ntlm_names names;
+    struct ag_ntlm_server ns;
+    ntlm_server(cfg, &names, &ns);
+    struct ag_ntlm_verify *v = NULL;
+    const char *reason = "";
+    rc = ag_ntlm_check(msg, len, st, &ns, &v, &reason);
+    ag_wipe(msg, len);
+    if (rc != 0) {
+        srv->auth.failed[AG_SCHEME_NTLM]++;
+        if (rc == AG_EUNSUPP)
+            srv->auth.fail_ntlmv1++;
+        else
+            srv->auth.fail_policy++;
+        return ntlm_refuse(c, "auth_refused", reason, false);
+    }
+    if (ag_throttle_check(srv->throttle, v->a.user, c->peer, now) != 0) {
+        srv->auth.fail_throttled++;
+        ag_ntlm_verify_free(v);
+        return ntlm_refuse(c, "auth_throttled", "too many failures", false);
+    }
+    struct ntlm_job *n = calloc(1, sizeof *n);
+    if (!n) {
+        ag_ntlm_verify_free(v);
+        ag_session_reset(srv->sessions, s);
+        send_503(c, "out of memory");
+        return AG_AUTH_REPLIED;
+    }
+    n->base.ops = &ntlm_ops;
+    n->backend = cfg->ntlm_backend;
+    n->users = users_ref(srv->users);
+    n->v = v;
+    if (ag_job_submit(&srv->workers, &n->base, c) != 0) {
+        srv->auth.limit_jobs++;
+        ntlm_release(&n->base);
+        free(n);
+        ag_session_reset(srv->sessions, s);
+        send_503(c, "too many verifications in flight");
+        return AG_AUTH_REPLIED;
+    }
+    c->job = &n->base;
+    c->state = CONN_AUTH_VERIFY;
+    s->state = AG_AS_VERIFYING;
+    conn_set_timer(c, cfg->handshake_timeout_ms);
+    return AG_AUTH_PENDING;
+}
+
 /* --- the decision per request --------------------------------------------------- */
 
 enum ag_auth_verdict ag_conn_auth(struct conn *c)
@@ -450,6 +736,12 @@ enum ag_auth_verdict ag_conn_auth(struct conn *c)
         srv->auth.identity_reset++;
         ag_session_reset(srv->sessions, s);
     }
+    /* Windows falls back to raw NTLMSSP inside Negotiate when Kerberos fails. */
+    bool ntlm_in_negotiate = cr.scheme == AG_SCHEME_NEGOTIATE &&
+                             ag_token_is_ntlmssp(cr.token, cr.token_len) &&
+                             scheme_available(srv, cfg, AG_SCHEME_NTLM);
+    if (ntlm_in_negotiate)
+        return ntlm_auth(c, &cr, true);
     if (cr.token_len == 0 || !scheme_available(srv, cfg, cr.scheme)) {
         if (cr.token_len == 0)
             srv->auth.fail_malformed++;
@@ -460,6 +752,8 @@ enum ag_auth_verdict ag_conn_auth(struct conn *c)
     switch (cr.scheme) {
     case AG_SCHEME_BASIC:
         return basic_auth(c, &cr);
+    case AG_SCHEME_NTLM:
+        return ntlm_auth(c, &cr, false);
     default:
         send_407(c, "unsupported_scheme");
         return AG_AUTH_REPLIED;

@@ -209,6 +209,14 @@ void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(voi
     s->mech_free = mech_free;
 }
 
+void *ag_session_take_mech(struct ag_session *s)
+{
+    void *m = s->mech;
+    s->mech = NULL;
+    s->mech_free = NULL;
+    return m;
+}
+
 void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s)
 {
     ag_session_set_mech(s, NULL, NULL);

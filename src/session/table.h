@@ -36,6 +36,7 @@ struct ag_session {
     enum ag_auth_state state;
     uint32_t rounds;             /* legs of the current handshake */
     bool in_handshake;           /* counted against the handshake caps */
+    bool ntlm_in_negotiate;      /* raw NTLMSSP arrived inside "Negotiate": answer in kind */
     struct ag_identity id;       /* valid when state == AUTHENTICATED */
     uint64_t created_ms, handshake_ms, authenticated_ms, last_use_ms;
     uint64_t requests, bytes_in, bytes_out;
@@ -76,6 +77,8 @@ void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
 void ag_session_reset(struct ag_session_table *t, struct ag_session *s);
 /* Replaces the mech state (the old one is freed). */
 void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(void *));
+/* Hands the mech state to the caller (the row no longer frees it). */
+void *ag_session_take_mech(struct ag_session *s);
 
 /* Read-only iteration for the status socket: fn returns false to stop. */
 void ag_session_foreach(const struct ag_session_table *t,

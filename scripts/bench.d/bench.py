@@ -1,0 +1,895 @@
+#!/usr/bin/python3
+"""bench.py - the work behind scripts/bench (run it through that wrapper).
+
+One run starts, in the private temp dir the wrapper made, on loopback high
+ports:
+  origin    nginx-light (private config, worker_processes 1, access_log off)
+            serving /small (100 bytes), /1m (1 MiB) and /nginx_status
+  authgate  `authgate -c FILE`, auth_schemes none (open proxy)
+  squid     Squid 5.7 -N (foreground, single process), cache deny all, no auth
+and measures the targets "direct" (origin), "authgate" and "squid" side by
+side. Each measurement is a section function in SECTIONS; sections share the
+started daemons through Ctx and put their figures into ctx.results, from
+which the table is printed.
+
+Adding a section (e.g. authenticated Basic/NTLM/Negotiate vs Squid helpers):
+write `def section_x(ctx)`, start extra instances with start_authgate(ctx,
+name, extra_lines) / start_squid(ctx, name, extra_lines, env) (they are
+stopped with everything else at exit, or call stop_target() when done), put
+figures with ctx.put(metric, target, value) and add ROWS entries for them.
+
+Verification of proxied load: every wrk run reads the origin's request
+counter (stub_status) before and after and checks that the origin received
+at least as many requests as wrk completed (and not wildly more), that wrk
+saw no non-2xx/3xx statuses, and reports socket errors. Each proxy also gets
+a probe request at start (status 200, 100-byte body, Via header).
+Never fails on numbers; --strict makes an unmeasurable column or a failed
+verification an error (exit 2).
+"""
+
+import argparse
+import asyncio
+import datetime
+import grp
+import json
+import os
+import pwd
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+SMALL_SIZE = 100
+BIG_SIZE = 1 << 20
+
+# ---------------------------------------------------------------------------
+# context
+
+
+class Target:
+    """Something a load generator can talk to: the origin itself or a proxy."""
+
+    def __init__(self, name, kind, port=None):
+        self.name = name      # "direct", "authgate", "squid", "authgate-basic", ...
+        self.kind = kind      # "direct", "authgate", "squid"
+        self.port = port
+        self.proc = None      # subprocess.Popen (own session: pgid == pid)
+        self.ok = False
+        self.reason = "not started"
+        self.rss_start_kib = None
+        self.logs = []        # files worth showing when it fails
+
+    @property
+    def proxied(self):
+        return self.kind != "direct"
+
+
+class Ctx:
+    def __init__(self, args):
+        self.args = args
+        self.root = args.root
+        self.tmp = args.tmp
+        self.seconds = args.seconds
+        self.targets = {}     # name -> Target
+        self.origin = None    # Target (kind "direct") for nginx
+        self.results = {}     # metric -> target name -> value
+        self.notes = []       # verification notes / warnings
+        self.failures = []    # things --strict turns into exit 2
+        self.procs = []       # every Popen started, for stop_all
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    def put(self, metric, target, value):
+        self.results.setdefault(metric, {})[target] = value
+
+    def get(self, metric, target):
+        return self.results.get(metric, {}).get(target)
+
+    def note(self, msg, failure=False):
+        self.notes.append(msg)
+        if failure:
+            self.failures.append(msg)
+        log("NOTE: " + msg)
+
+
+def log(msg):
+    print("[bench] " + msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def record_pgid(ctx, pgid, add=True):
+    """Keeps $tmp/pgids (read by the wrapper's last-resort cleanup) current."""
+    path = os.path.join(ctx.tmp, "pgids")
+    try:
+        with open(path) as f:
+            ids = [l.strip() for l in f if l.strip()]
+    except FileNotFoundError:
+        ids = []
+    if add:
+        ids.append(str(pgid))
+    else:
+        ids = [i for i in ids if i != str(pgid)]
+    with open(path + ".new", "w") as f:
+        f.write("".join(i + "\n" for i in ids))
+    os.replace(path + ".new", path)
+
+
+def spawn(ctx, argv, logfile, env=None, cwd=None):
+    out = open(logfile, "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True, env=env, cwd=cwd or ctx.tmp)
+    out.close()
+    ctx.procs.append(p)
+    record_pgid(ctx, p.pid)
+    return p
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_proc(ctx, p, sig=signal.SIGTERM, grace=5.0):
+    """Signals the whole process group, waits, then SIGKILLs the group."""
+    if p is None:
+        return
+    pgid = p.pid
+    if p.poll() is None or group_alive(pgid):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        t0 = time.monotonic()
+        deadline = t0 + grace
+        while time.monotonic() < deadline:
+            p.poll()
+            if not group_alive(pgid):
+                break
+            time.sleep(0.05)
+        if group_alive(pgid):
+            log(f"pid {pgid} ({os.path.basename(p.args[0])}) ignored signal {sig}: SIGKILL")
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        # the group may outlive its leader for a moment (workers, helpers)
+        deadline = time.monotonic() + 5
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if time.monotonic() - t0 > 2:
+            log(f"stopping pid {pgid} ({os.path.basename(p.args[0])}) took "
+                f"{time.monotonic() - t0:.1f} s")
+    record_pgid(ctx, pgid, add=False)
+    if p in ctx.procs:
+        ctx.procs.remove(p)
+
+
+def run_tool(ctx, argv, timeout):
+    """Runs a load generator in its own process group (recorded, so that the
+    wrapper's cleanup ends it even if this helper dies); returns (rc, out, err)."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    ctx.procs.append(p)
+    record_pgid(ctx, p.pid)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_proc(ctx, p, signal.SIGKILL, grace=1)
+        return -1, "", f"timed out after {timeout} s"
+    finally:
+        stop_proc(ctx, p, signal.SIGKILL, grace=1)   # on Ctrl-C too; no-op once exited
+    return p.returncode, out, err
+
+
+def stop_target(ctx, t):
+    if t.proc is not None:
+        # nginx: SIGTERM = fast shutdown; Squid: SIGTERM + shutdown_lifetime 0
+        stop_proc(ctx, t.proc)
+        t.proc = None
+
+
+def stop_all(ctx):
+    for p in list(reversed(ctx.procs)):
+        stop_proc(ctx, p)
+
+
+def wait_port(port, proc, timeout):
+    """True once 127.0.0.1:port accepts; False if proc exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def group_pids(pgid):
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:      # field 5 (pgrp), counted after "state"
+            pids.append(int(d))
+    return pids
+
+
+def rss_kib(t):
+    """VmRSS of the target's whole process group (the daemon plus any helpers), KiB."""
+    if t.proc is None:
+        return None
+    total = 0
+    for pid in group_pids(t.proc.pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def fd_count(t):
+    try:
+        return len(os.listdir(f"/proc/{t.proc.pid}/fd"))
+    except OSError:
+        return None
+
+
+def version_of(argv, pattern):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        m = re.search(pattern, out.stdout + out.stderr)
+        return m.group(1) if m else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+
+
+# ---------------------------------------------------------------------------
+# origin: nginx-light
+
+
+def worker_user():
+    for u, g in (("www-data", "www-data"), ("nobody", "nogroup")):
+        try:
+            pwd.getpwnam(u)
+            grp.getgrnam(g)
+            return u, g
+        except KeyError:
+            continue
+    return None
+
+
+def start_origin(ctx):
+    d = os.path.join(ctx.tmp, "origin")
+    www = os.path.join(d, "www")
+    os.makedirs(www, mode=0o755)
+    with open(os.path.join(www, "small"), "wb") as f:
+        f.write((b"authgate-bench-small-response-" * 4)[:SMALL_SIZE - 1] + b"\n")
+    with open(os.path.join(www, "1m"), "wb") as f:
+        f.write(os.urandom(BIG_SIZE))
+    for name in ("small", "1m"):
+        os.chmod(os.path.join(www, name), 0o644)
+    port = free_port()
+    user = ""
+    if os.geteuid() == 0:
+        wu = worker_user()
+        user = f"user {wu[0]} {wu[1]};" if wu else ""
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""# private origin for scripts/bench
+{user}
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {ctx.fd_limit};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+# above anything a proxy can open (a proxy may hold one upstream per idle client)
+events {{ worker_connections {max(1024, ctx.fd_limit - 64)}; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 10000000;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {www};
+        location = /nginx_status {{ stub_status; }}
+    }}
+}}
+""")
+    t = Target("origin", "direct", port)
+    t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
+    t.proc = spawn(ctx, ["nginx", "-e", os.path.join(d, "error.log"), "-p", d + "/", "-c", conf],
+                   os.path.join(d, "stdout.log"))
+    if not wait_port(port, t.proc, 10):
+        raise SystemExit("bench: nginx (origin) did not start:\n" + "".join(tail(p) for p in t.logs))
+    t.ok = True
+    t.reason = ""
+    ctx.origin = t
+    direct = Target("direct", "direct", port)
+    direct.ok = True
+    direct.reason = ""
+    ctx.targets["direct"] = direct
+    log(f"origin nginx on 127.0.0.1:{port} (pid {t.proc.pid})")
+    return t
+
+
+def origin_requests(ctx):
+    """nginx's total request counter (the status request itself included)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ctx.origin.port}/nginx_status", timeout=10) as r:
+        text = r.read().decode()
+    return int(text.splitlines()[2].split()[2])
+
+
+def origin_url(ctx, path):
+    return f"http://127.0.0.1:{ctx.origin.port}{path}"
+
+
+# ---------------------------------------------------------------------------
+# proxies
+
+
+def probe(ctx, t):
+    """One absolute-URL GET through the proxy: returns None or an error string."""
+    req = (f"GET {origin_url(ctx, '/small')} HTTP/1.1\r\nHost: 127.0.0.1:{ctx.origin.port}\r\n"
+           f"Connection: close\r\n\r\n").encode()
+    try:
+        with socket.create_connection(("127.0.0.1", t.port), timeout=10) as s:
+            s.sendall(req)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as e:
+        return f"probe failed: {e}"
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines or len(lines[0].split()) < 2 or lines[0].split()[1] != "200":
+        return f"probe got {lines[0] if lines else 'nothing'!r}"
+    if len(body) != SMALL_SIZE:
+        return f"probe got a {len(body)}-byte body, expected {SMALL_SIZE}"
+    via = [l for l in lines[1:] if l.lower().startswith("via:")]
+    if not via:
+        ctx.note(f"{t.name}: response has no Via header (proxied?)")
+    else:
+        log(f"{t.name}: probe 200, {via[0]}")
+    return None
+
+
+def finish_start(ctx, t, timeout):
+    if not wait_port(t.port, t.proc, timeout):
+        rc = t.proc.poll()
+        t.reason = (f"exited with status {rc} before listening" if rc is not None
+                    else f"not accepting on 127.0.0.1:{t.port} after {timeout:.0f} s")
+        log(f"{t.name} unavailable: {t.reason}")
+        for p in t.logs:
+            text = tail(p)
+            if text.strip():
+                log(f"--- {p} (tail)\n{text.rstrip()}")
+        stop_target(ctx, t)
+        return t
+    time.sleep(1.0)  # settle before "idle after start"
+    t.rss_start_kib = rss_kib(t)
+    err = probe(ctx, t)
+    if err:
+        t.reason = err
+        log(f"{t.name} unavailable: {err}")
+        stop_target(ctx, t)
+        return t
+    t.ok = True
+    t.reason = ""
+    log(f"{t.name} on 127.0.0.1:{t.port} (pid {t.proc.pid}), RSS after start {t.rss_start_kib} KiB")
+    return t
+
+
+def authgate_bin(ctx):
+    return os.environ.get("AUTHGATE_BIN") or os.path.join(ctx.root, "build", "authgate")
+
+
+def start_authgate(ctx, name="authgate", extra_lines=(), env=None):
+    """Starts `authgate -c FILE` in the foreground (own process group).
+    extra_lines: more config lines (auth sections override auth_schemes there)."""
+    t = Target(name, "authgate", free_port())
+    ctx.targets[name] = t
+    binary = authgate_bin(ctx)
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        t.reason = f"no executable at {binary} (build it, or set AUTHGATE_BIN)"
+        log(f"{name} unavailable: {t.reason}")
+        return t
+    d = os.path.join(ctx.tmp, name)
+    os.makedirs(d, mode=0o755)
+    lines = [f"listen 127.0.0.1:{t.port}", "access_log none", f"error_log {d}/error.log",
+             f"max_connections {ctx.args.idle_conns + 1024}", "idle_timeout 300s"]
+    if not any(l.split()[:1] == ["auth_schemes"] for l in extra_lines):
+        lines.append("auth_schemes none")
+    lines += list(extra_lines)
+    conf = os.path.join(d, "authgate.conf")
+    with open(conf, "w") as f:
+        f.write("# private authgate config for scripts/bench\n" + "\n".join(lines) + "\n")
+    t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
+    t.proc = spawn(ctx, [binary, "-c", conf], os.path.join(d, "stdout.log"),
+                   env=dict(os.environ, **(env or {})))
+    return finish_start(ctx, t, 10)
+
+
+def start_squid(ctx, name="squid", extra_lines=(), env=None):
+    """Starts Squid 5.7 with a private config, `-N` (foreground, no kids) in its
+    own process group; drops to the proxy user itself (it refuses root).
+    extra_lines go before http_access (auth_param, acl ... for auth sections)."""
+    t = Target(name, "squid", free_port())
+    ctx.targets[name] = t
+    if shutil.which("squid") is None:
+        t.reason = "squid not installed (apt-get install squid)"
+        log(f"{name} unavailable: {t.reason}")
+        return t
+    d = os.path.join(ctx.tmp, name)
+    os.makedirs(d, mode=0o755)
+    try:
+        pw = pwd.getpwnam("proxy")
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    except (KeyError, PermissionError):
+        pass
+    fds = min(ctx.fd_limit, 65536)
+    conf = os.path.join(d, "squid.conf")
+    with open(conf, "w") as f:
+        f.write(f"""# private Squid config for scripts/bench
+http_port 127.0.0.1:{t.port}
+visible_hostname authgate-bench-{name}
+cache_effective_user proxy
+cache_effective_group proxy
+workers 1
+max_filedescriptors {fds}
+pid_filename {d}/squid.pid
+cache_log {d}/cache.log
+access_log none
+cache_store_log none
+logfile_rotate 0
+coredump_dir {d}
+netdb_filename none
+pinger_enable off
+shutdown_lifetime 0 seconds
+icp_port 0
+htcp_port 0
+snmp_port 0
+cache deny all
+{chr(10).join(extra_lines)}
+http_access allow all
+""")
+    t.logs = [os.path.join(d, "cache.log"), os.path.join(d, "stdout.log")]
+    svc = re.sub(r"[^A-Za-z0-9]", "", f"agb{os.getpid()}{name}")
+    t.proc = spawn(ctx, ["squid", "-N", "-f", conf, "-n", svc], os.path.join(d, "stdout.log"),
+                   env=dict(os.environ, **(env or {})), cwd=d)
+    return finish_start(ctx, t, 30)
+
+
+# ---------------------------------------------------------------------------
+# load generation: wrk
+
+LUA = """-- generated by scripts/bench
+wrk.method = "GET"
+wrk.path = "{path}"
+wrk.headers["Host"] = "{host}"
+{extra}
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {{"requests":%.0f,"duration_us":%.0f,"bytes":%.0f,' ..
+    '"err_connect":%.0f,"err_read":%.0f,"err_write":%.0f,"err_status":%.0f,"err_timeout":%.0f,' ..
+    '"lat_mean_us":%.1f,"lat_p50_us":%.0f,"lat_p99_us":%.0f,"lat_max_us":%.0f}}\\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk(ctx, t, path, conns, threads, seconds, headers=None, label=""):
+    """Runs wrk against target t for `path` on the origin (absolute URL through
+    a proxy), verifies it against the origin's counter, returns the summary."""
+    n = len(os.listdir(ctx.tmp))
+    lua = os.path.join(ctx.tmp, f"wrk-{n}.lua")
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+    wpath = origin_url(ctx, path) if t.proxied else path
+    with open(lua, "w") as f:
+        f.write(LUA.format(path=wpath, host=f"127.0.0.1:{ctx.origin.port}", extra=extra))
+    threads = max(1, min(threads, conns))
+    argv = ["wrk", "-c", str(conns), "-t", str(threads), "-d", f"{seconds}s", "--latency",
+            "--timeout", "10s", "-s", lua, f"http://127.0.0.1:{t.port}/"]
+    before = origin_requests(ctx)
+    rc, stdout, stderr = run_tool(ctx, argv, seconds + 60)
+    after = origin_requests(ctx)
+    m = re.search(r"^BENCHJSON (\{.*\})$", stdout, re.M)
+    if rc != 0 or not m:
+        ctx.note(f"{label} {t.name}: wrk failed (rc {rc}): "
+                 f"{(stderr or stdout).strip()[-300:]}", failure=True)
+        return None
+    r = json.loads(m.group(1))
+    r["origin_requests"] = after - before - 1   # minus the second status request
+    r["seconds"] = r["duration_us"] / 1e6
+    r["rps"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
+    errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+    bad = []
+    if r["requests"] == 0:
+        bad.append("no request completed")
+    if r["err_status"]:
+        bad.append(f"{r['err_status']} non-2xx/3xx responses")
+    if r["origin_requests"] < r["requests"]:
+        bad.append(f"origin saw only {r['origin_requests']} of {r['requests']} requests")
+    elif r["origin_requests"] > r["requests"] * 1.02 + conns + 10:
+        bad.append(f"origin saw {r['origin_requests']} requests, wrk completed {r['requests']}")
+    if errs > max(10, r["requests"] * 0.01):
+        bad.append(f"socket errors: connect {r['err_connect']} read {r['err_read']} "
+                   f"write {r['err_write']} timeout {r['err_timeout']}")
+    r["verified"] = not bad
+    if bad:
+        ctx.note(f"{label} {t.name}: " + "; ".join(bad), failure=True)
+    elif errs:
+        log(f"{label} {t.name}: {errs} socket errors (under 1%)")
+    log(f"{label} {t.name}: {r['requests']} requests in {r['seconds']:.2f} s = {r['rps']:.0f} req/s, "
+        f"p99 {r['lat_p99_us'] / 1000:.2f} ms, {r['bytes'] / r['seconds'] / 2**20:.1f} MiB/s, "
+        f"origin saw {r['origin_requests']}")
+    return r
+
+
+def load_targets(ctx):
+    return [t for name, t in ctx.targets.items() if name in ("direct", "authgate", "squid")]
+
+
+# ---------------------------------------------------------------------------
+# sections
+
+
+def section_keepalive(ctx):
+    """Keep-alive request rate with 100-byte responses, and its p99 latency."""
+    for t in load_targets(ctx):
+        if not t.ok:
+            continue
+        r = wrk(ctx, t, "/small", ctx.args.conns, ctx.args.threads, ctx.seconds, label="keep-alive")
+        if r:
+            ctx.put("ka_rps", t.name, r["rps"])
+            ctx.put("ka_p99_ms", t.name, r["lat_p99_us"] / 1000.0)
+
+
+def section_newconn(ctx):
+    """Every request on a new client connection (Connection: close)."""
+    for t in load_targets(ctx):
+        if not t.ok:
+            continue
+        r = wrk(ctx, t, "/small", ctx.args.conns, ctx.args.threads, ctx.seconds,
+                headers={"Connection": "close"}, label="new-conn")
+        if r:
+            ctx.put("nc_rps", t.name, r["rps"])
+
+
+def section_throughput(ctx):
+    """1 MiB responses over a few keep-alive connections: MiB/s."""
+    for t in load_targets(ctx):
+        if not t.ok:
+            continue
+        r = wrk(ctx, t, "/1m", ctx.args.tp_conns, ctx.args.threads, ctx.seconds, label="1MiB")
+        if r:
+            ctx.put("tp_mibs", t.name, r["bytes"] / r["seconds"] / 2**20)
+
+
+async def _open_idle(port, n, request, concurrency, timeout):
+    sem = asyncio.Semaphore(concurrency)
+    conns, errors = [], []
+
+    async def one():
+        async with sem:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port), timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                errors.append(f"connect: {e!r}")
+                return
+            try:
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+                status = head.split(b" ", 2)[1]
+                m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+                if status != b"200" or not m:
+                    raise ValueError(f"status {status!r}, content-length {bool(m)}")
+                await asyncio.wait_for(reader.readexactly(int(m.group(1))), timeout)
+            except (OSError, ValueError, IndexError, asyncio.TimeoutError,
+                    asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+                errors.append(f"request: {e!r}")
+                abort(writer)
+                return
+            conns.append((reader, writer))
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return conns, errors
+
+
+def abort(writer):
+    """Close with RST (SO_LINGER 0): no TIME_WAIT eating the ephemeral ports."""
+    sock = writer.get_extra_info("socket")
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    except OSError:
+        pass
+    writer.transport.abort()
+
+
+async def _idle_round(ctx, t, n):
+    req = (f"GET {origin_url(ctx, '/small')} HTTP/1.1\r\nHost: 127.0.0.1:{ctx.origin.port}\r\n"
+           f"\r\n").encode()
+    before = rss_kib(t)
+    fds_before = fd_count(t)
+    t0 = time.monotonic()
+    conns, errors = await _open_idle(t.port, n, req, ctx.args.idle_concurrency, 30)
+    opened = time.monotonic() - t0
+    await asyncio.sleep(1.0)  # settle; lets the event loop notice peer closes
+    with_conns = rss_kib(t)
+    fds_with = fd_count(t)
+    alive = sum(1 for r, _ in conns if not r.at_eof())
+    for _, w in conns:
+        abort(w)
+    await asyncio.sleep(0)
+    return before, with_conns, fds_before, fds_with, alive, errors, opened
+
+
+def section_idle_memory(ctx):
+    """RSS with N idle keep-alive client connections, each after one request."""
+    n = ctx.args.idle_conns
+    ctx.idle_n = n
+    for t in load_targets(ctx):
+        if not t.proxied:
+            continue
+        if t.rss_start_kib is not None:
+            ctx.put("rss_idle_mib", t.name, t.rss_start_kib / 1024.0)
+        if not t.ok:
+            continue
+        before, with_conns, fdb, fdw, alive, errors, secs = asyncio.run(_idle_round(ctx, t, n))
+        log(f"idle-conns {t.name}: {alive}/{n} open after {secs:.1f} s, RSS {before} -> {with_conns} KiB, "
+            f"fds {fdb} -> {fdw}" + (f", {len(errors)} errors, first: {errors[0]}" if errors else ""))
+        if alive < n:
+            ctx.note(f"idle-conns {t.name}: only {alive} of {n} connections held open "
+                     f"({len(errors)} failed{': ' + errors[0] if errors else ''})", failure=True)
+        ctx.put("rss_conns_mib", t.name, with_conns / 1024.0)
+        if fdw is not None:
+            ctx.put("fds_conns", t.name, fdw)
+        if alive:
+            ctx.put("per_conn_kib", t.name, (with_conns - before) / alive)
+        # let the proxy drop the connections before the next measurement
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            c = fd_count(t)
+            if c is None or fdb is None or c <= fdb + 64:
+                break
+            time.sleep(0.1)
+
+
+# Order matters only for time: memory first (fresh processes), then load.
+SECTIONS = [
+    ("memory", section_idle_memory),
+    ("keepalive", section_keepalive),
+    ("newconn", section_newconn),
+    ("throughput", section_throughput),
+]
+
+# metric, label, unit, format, target (None or (kind, threshold, text)).
+# kinds: "ag/squid>=" "ag/direct>=" "ag<"
+ROWS = [
+    ("ka_rps", "keep-alive req/s (100 B)", "req/s", "{:.0f}", ("ag/squid>=", 3.0, "ag/squid >= 3x")),
+    ("ka_p99_ms", "keep-alive p99 (lower=better)", "ms", "{:.2f}", None),
+    ("nc_rps", "new-connection req/s", "req/s", "{:.0f}", ("ag/squid>=", 2.0, "ag/squid >= 2x")),
+    ("tp_mibs", "1 MiB throughput", "MiB/s", "{:.0f}", ("ag/direct>=", 0.70, "ag/direct >= 0.70")),
+    ("rss_idle_mib", "RSS idle after start", "MiB", "{:.1f}", ("ag<", 10.0, "ag < 10 MiB")),
+    ("rss_conns_mib", "RSS with {n} idle conns", "MiB", "{:.1f}", None),
+    ("per_conn_kib", "per idle keep-alive conn", "KiB", "{:.1f}", ("ag<", 16.0, "ag < 16 KiB")),
+    ("fds_conns", "open fds with {n} idle conns", "fds", "{:.0f}", None),
+]
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def print_table(ctx):
+    cols = ["direct", "authgate", "squid"]
+    hdr = f"{'metric':<30} {'unit':<6} " + "".join(f"{c:>10}" for c in cols) + \
+        f"{'ag/squid':>10}{'ag/direct':>10}   target (met?)"
+    print()
+    print(hdr)
+    print("-" * len(hdr))
+    for metric, label, unit, fmt, target in ROWS:
+        vals = [ctx.get(metric, c) for c in cols]
+        if all(v is None for v in vals):
+            continue
+        label = label.format(n=getattr(ctx, "idle_n", ctx.args.idle_conns))
+        cells = "".join(f"{(fmt.format(v) if v is not None else 'n/a'):>10}" for v in vals)
+        d, ag, sq = vals
+        rs, rd = ratio(ag, sq), ratio(ag, d)
+        rcells = "".join(f"{(f'{r:.2f}x' if r is not None else '-'):>10}" for r in (rs, rd))
+        tcell = ""
+        if target:
+            kind, thr, text = target
+            v = {"ag/squid>=": rs, "ag/direct>=": rd, "ag<": ag}[kind]
+            met = "n/a" if v is None else ("yes" if (v < thr if kind == "ag<" else v >= thr) else "no")
+            tcell = f"{text} ({met})"
+        print(f"{label:<30} {unit:<6} {cells}{rcells}   {tcell}")
+    print()
+
+
+def print_header(ctx):
+    a = ctx.args
+    print(f"authgate benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}, "
+          f"{os.uname().nodename}, {os.cpu_count()} CPUs, Linux {os.uname().release}")
+    nv = version_of(["nginx", "-v"], r"nginx/(\S+)")
+    sv = version_of(["squid", "-v"], r"Version (\S+)")
+    wv = version_of(["wrk", "-v"], r"wrk (\S+)")
+    print(f"nginx {nv}, squid {sv}, wrk {wv}, authgate {authgate_bin(ctx)}")
+    print(f"{a.seconds} s per measurement; wrk -c {a.conns} -t {a.threads} (keep-alive, new-conn), "
+          f"-c {a.tp_conns} (1 MiB); {a.idle_conns} idle conns; fd limit {ctx.fd_limit}")
+    print("All on this machine's loopback, load generator included: absolute figures are this "
+          "run's only; compare the ratios.")
+
+
+# ---------------------------------------------------------------------------
+
+
+def env_int(name, default):
+    v = os.environ.get(name)
+    return int(v) if v not in (None, "") else default
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="Benchmark: origin direct vs authgate (auth_schemes none) vs Squid 5.7, "
+                    "side by side on loopback. Prints figures; never fails on numbers.",
+        epilog="Environment: BENCH_SECONDS (5), BENCH_CONNS (50), BENCH_THREADS (2), "
+               "BENCH_TP_CONNS (4), BENCH_IDLE_CONNS (10000), BENCH_IDLE_CONCURRENCY (32), "
+               "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir.")
+    p.add_argument("--root", required=True, help=argparse.SUPPRESS)
+    p.add_argument("--tmp", required=True, help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 s per measurement, 1,000 idle connections")
+    p.add_argument("--sections", default=",".join(s for s, _ in SECTIONS),
+                   help="comma-separated subset of: " + ", ".join(s for s, _ in SECTIONS))
+    p.add_argument("--no-squid", action="store_true", help="do not start Squid")
+    p.add_argument("--no-authgate", action="store_true", help="do not start authgate")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 if a column could not be measured or a verification failed "
+                        "(never because of the numbers themselves)")
+    a = p.parse_args(argv)
+    a.seconds = env_int("BENCH_SECONDS", 1 if a.quick else 5)
+    a.conns = env_int("BENCH_CONNS", 50)
+    a.threads = env_int("BENCH_THREADS", 2)
+    a.tp_conns = env_int("BENCH_TP_CONNS", 4)
+    a.idle_conns = env_int("BENCH_IDLE_CONNS", 1000 if a.quick else 10000)
+    a.idle_concurrency = env_int("BENCH_IDLE_CONCURRENCY", 32)
+    known = {s for s, _ in SECTIONS}
+    a.section_list = [s for s in a.sections.split(",") if s]
+    for s in a.section_list:
+        if s not in known:
+            p.error(f"unknown section {s!r}")
+    return a
+
+
+def main(argv):
+    args = parse_args(argv)
+    ctx = Ctx(args)
+    need = args.idle_conns + 200
+    if "memory" in args.section_list and ctx.fd_limit < need:
+        args.idle_conns = max(100, ctx.fd_limit - 200)
+        log(f"fd limit {ctx.fd_limit} too low for the requested idle connections: "
+            f"using {args.idle_conns}")
+
+    def on_signal(signum, frame):
+        # once: a second signal (Ctrl-C reaches the wrapper and us, the
+        # wrapper forwards SIGTERM) must not interrupt the cleanup
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt
+    # explicitly: a background job of a non-interactive shell starts with
+    # SIGINT ignored
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        print(f"bench: missing {', '.join(missing)} (apt-get install nginx-light wrk squid)",
+              file=sys.stderr)
+        return 1
+
+    t0 = time.monotonic()
+    rc = 0
+    try:
+        print_header(ctx)
+        sys.stdout.flush()
+        start_origin(ctx)
+        if not args.no_authgate:
+            start_authgate(ctx)
+        if not args.no_squid:
+            start_squid(ctx)
+        for name, fn in SECTIONS:
+            if name in args.section_list:
+                fn(ctx)
+        print_table(ctx)
+        for name in ("authgate", "squid"):
+            t = ctx.targets.get(name)
+            if t is not None and not t.ok:
+                msg = f"{name} column not measured: {t.reason}"
+                print("NOTE: " + msg)
+                ctx.failures.append(msg)
+        for n in ctx.notes:
+            print("NOTE: " + n)
+        print(f"(run took {time.monotonic() - t0:.0f} s)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"results": ctx.results, "notes": ctx.notes,
+                           "unavailable": {n: t.reason for n, t in ctx.targets.items() if not t.ok},
+                           "seconds": args.seconds, "idle_conns": args.idle_conns}, f, indent=1)
+        if args.strict and ctx.failures:
+            rc = 2
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        rc = 130
+    finally:
+        stop_all(ctx)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,206 @@
+/* ntlm.c - the NTLM server handshake (see ntlm.h). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "authgate/err.h"
+#include "ntcrypto.h"
+#include "ntlm.h"
+#include "util/util.h"
+
+void ag_ntlm_state_free(void *p)
+{
+    struct ag_ntlm_state *st = p;
+    if (!st)
+        return;
+    free(st->neg);
+    free(st->chal);
+    ag_wipe(st, sizeof *st);
+    free(st);
+}
+
+int ag_ntlm_challenge(const uint8_t *neg, size_t neglen, const struct ag_ntlm_server *srv,
+                      uint64_t filetime_now, struct ag_ntlm_state **out, uint8_t *chal,
+                      size_t chalcap, size_t *chal_len)
+{
+    struct ag_ntlm_negotiate n;
+    if (ag_ntlm_message_type(neg, neglen) != NTLMSSP_NEGOTIATE_MSG ||
+        ag_ntlm_parse_negotiate(neg, neglen, &n) != 0)
+        return AG_EINVAL;
+    struct ag_ntlm_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return AG_ENOMEM;
+    /* A CSPRNG challenge, fresh per handshake: predictable ones enable
+     * precomputed-response attacks. */
+    if (getrandom(st->server_challenge, 8, 0) != 8) {
+        ag_ntlm_state_free(st);
+        return AG_EIO;
+    }
+    struct ag_ntlm_challenge_params p = {
+        .client_flags = n.flags,
+        .server_challenge = st->server_challenge,
+        .target_name = srv->nb_domain,
+        .nb_domain = srv->nb_domain,
+        .nb_computer = srv->nb_computer,
+        .dns_domain = srv->dns_domain,
+        .dns_computer = srv->dns_computer,
+        .timestamp = filetime_now,
+    };
+    size_t cl;
+    int rc = ag_ntlm_build_challenge(&p, chal, chalcap, &cl, &st->chal_flags);
+    if (rc != 0) {
+        ag_ntlm_state_free(st);
+        return rc;
+    }
+    st->neg = malloc(neglen);
+    st->chal = malloc(cl);
+    if (!st->neg || !st->chal) {
+        ag_ntlm_state_free(st);
+        return AG_ENOMEM;
+    }
+    memcpy(st->neg, neg, neglen);
+    st->neglen = neglen;
+    memcpy(st->chal, chal, cl);
+    st->challen = cl;
+    *chal_len = cl;
+    *out = st;
+    return 0;
+}
+
+void ag_ntlm_verify_free(struct ag_ntlm_verify *v)
+{
+    if (!v)
+        return;
+    if (v->msg) {
+        ag_wipe(v->msg, v->len);
+        free(v->msg);
+    }
+    ag_ntlm_state_free(v->st);
+    ag_wipe(&v->a, sizeof v->a);
+    free(v);
+}
+
+/* MsvAvTargetName (UTF-16LE) against our SPNs, ASCII case-insensitive. */
+static bool spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns)
+{
+    if (!spns || !tn->len)
+        return true;
+    for (; *spns; spns++) {
+        size_t l = strlen(*spns);
+        if (tn->len != 2 * l)
+            continue;
+        bool eq = true;
+        for (size_t i = 0; i < l && eq; i++) {
+            uint8_t lo = tn->p[2 * i], hi = tn->p[2 * i + 1];
+            char a = (char)lo, b = (*spns)[i];
+            if (a >= 'A' && a <= 'Z')
+                a = (char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b + 32);
+            eq = hi == 0 && a == b;
+        }
+        if (eq)
+            return true;
+    }
+    return false;
+}
+
+int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
+                  const struct ag_ntlm_server *srv, struct ag_ntlm_verify **out,
+                  const char **reason)
+{
+    struct ag_ntlm_verify *v = calloc(1, sizeof *v);
+    if (!v) {
+        ag_ntlm_state_free(st);
+        *reason = "out of memory";
+        return AG_ENOMEM;
+    }
+    v->st = st; /* consumed whatever happens: a challenge is single-use */
+    v->require_mic = srv->require_mic;
+    v->msg = malloc(len ? len : 1);
+    if (!v->msg) {
+        ag_ntlm_verify_free(v);
+        *reason = "out of memory";
+        return AG_ENOMEM;
+    }
+    memcpy(v->msg, msg, len);
+    v->len = len;
+    int rc = ag_ntlm_parse_authenticate(v->msg, len, &v->a);
+    if (rc != 0) {
+        *reason = rc == AG_EUNSUPP ? "NTLMv1, LM or anonymous refused" : "malformed AUTHENTICATE";
+        ag_ntlm_verify_free(v);
+        return rc == AG_EUNSUPP ? AG_EUNSUPP : AG_EINVAL;
+    }
+    struct ag_ntlm_challenge ch;
+    if (ag_ntlm_parse_challenge(st->chal, st->challen, &ch) != 0) {
+        *reason = "internal: own challenge unreadable";
+        ag_ntlm_verify_free(v);
+        return AG_EINVAL;
+    }
+    if (ag_ntlm_flags_subset(v->a.flags, st->chal_flags) != 0) {
+        *reason = "AUTHENTICATE flags not offered in CHALLENGE";
+    } else if (ag_ntlmv2_check_av_echo(ch.target_info.p, ch.target_info.len, &v->a.v2) != 0) {
+        *reason = "server AV pairs missing or altered";
+    } else if (!spn_ok(&v->a.v2.target_name, srv->spns)) {
+        *reason = "MsvAvTargetName is not one of our SPNs";
+    } else if (v->a.v2.channel_bindings &&
+               memcmp(v->a.v2.channel_bindings, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) != 0) {
+        *reason = "channel bindings on plain HTTP";
+    } else if (srv->require_mic && !v->a.mic_present) {
+        *reason = "MIC required but absent";
+    } else {
+        *out = v;
+        return 0;
+    }
+    ag_ntlm_verify_free(v);
+    return AG_EINVAL;
+}
+
+int ag_ntlm_verify_mic(struct ag_ntlm_verify *v, const uint8_t session_base_key[16],
+                       const char **reason)
+{
+    if (!v->a.mic_present)
+        return 0;
+    uint8_t exported[16];
+    int rc = ag_ntlm_exported_session_key(session_base_key, v->a.flags, v->a.enc_key.p,
+                                          v->a.enc_key.len, exported);
+    if (rc == 0)
+        rc = ag_ntlm_mic_verify(exported, v->st->neg, v->st->neglen, v->st->chal,
+                                v->st->challen, v->msg, v->len);
+    ag_wipe(exported, sizeof exported);
+    if (rc != 0) {
+        *reason = "MIC mismatch";
+        return AG_EAUTH;
+    }
+    return 0;
+}
+
+int ag_ntlm_verify_local_blocking(struct ag_ntlm_verify *v, const struct ag_userfile *uf,
+                                  struct ag_identity *id, const char **reason)
+{
+    uint8_t hash[16], key[16];
+    char canon[AG_USER_MAX + 1];
+    const struct ag_ntlm_auth *a = &v->a;
+    /* An unknown user costs the same HMAC work as a known one. */
+    int found = ag_userfile_lookup(uf, a->domain, a->user, hash, canon, sizeof canon);
+    if (found != 0)
+        memset(hash, 0xa5, sizeof hash);
+    int rc = ag_ntlmv2_verify_local(hash, a->user16, a->user16_len, a->domain16, a->domain16_len,
+                                    v->st->server_challenge, a->nt.p, a->nt.len, key);
+    ag_wipe(hash, sizeof hash);
+    if (found != 0 || rc != 0) {
+        ag_wipe(key, sizeof key);
+        *reason = "wrong password or unknown user";
+        return AG_EAUTH;
+    }
+    rc = ag_ntlm_verify_mic(v, key, reason);
+    ag_wipe(key, sizeof key);
+    if (rc != 0)
+        return rc;
+    memset(id, 0, sizeof *id);
+    memcpy(id->user, canon, sizeof id->user);
+    memcpy(id->domain, a->domain, sizeof id->domain < sizeof a->domain ? sizeof id->domain
+                                                                         : sizeof a->domain);
+    id->domain[sizeof id->domain - 1] = '\0';
+    return 0;
+}

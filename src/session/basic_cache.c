@@ -1,0 +1,250 @@
+/* basic_cache.c - the Basic credential cache (see basic_cache.h).
+ *
+ * A hash table of chained entries (the buckets are indexed by key bytes: the
+ * key is already a salted SHA-256, so an attacker cannot aim collisions at a
+ * bucket) plus a doubly linked age list for O(1) eviction of the oldest.
+ */
+#include <errno.h>
+#include <nettle/sha2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "authgate/err.h"
+#include "session/basic_cache.h"
+#include "util/util.h"
+
+#define KEY_LEN SHA256_DIGEST_SIZE
+#define SALT_LEN 32
+
+struct cache_ent {
+    uint8_t key[KEY_LEN];     /* salted hash of the credential; wiped on removal */
+    uint64_t expires_ms;      /* monotonic ms; dead when <= now */
+    struct cache_ent *hnext;  /* bucket chain */
+    struct cache_ent **hpprev; /* the pointer that points at us: O(1) unlink */
+    struct cache_ent *older, *newer; /* age list */
+    size_t names_len;         /* bytes in names[] */
+    char names[];             /* "user\0domain\0" */
+};
+
+struct ag_basic_cache {
+    struct cache_ent **buckets; /* owned; nbuckets = mask + 1, a power of two */
+    size_t mask;
+    size_t n, max;
+    struct cache_ent *oldest, *newest; /* age list ends */
+    uint8_t salt[SALT_LEN];    /* secret; wiped on free */
+    struct ag_basic_cache_stats st;
+};
+
+/* Fills buf from getrandom(2), retrying on EINTR and short reads. */
+static int random_bytes(uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return AG_EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+void ag_basic_cache_key(const struct ag_basic_cache *c, const char *user, const char *password,
+                        uint8_t out[32])
+{
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, SALT_LEN, c->salt);
+    /* user cannot contain NUL (basic.c refuses CTLs), so "user\0password"
+     * is an unambiguous encoding of the pair. */
+    sha256_update(&ctx, strlen(user) + 1, (const uint8_t *)user);
+    sha256_update(&ctx, strlen(password), (const uint8_t *)password);
+    sha256_digest(&ctx, KEY_LEN, out);
+    /* The context has absorbed the password: its buffer holds plaintext. */
+    ag_wipe(&ctx, sizeof(ctx));
+}
+
+struct ag_basic_cache *ag_basic_cache_create(size_t max_entries)
+{
+    struct ag_basic_cache *c;
+    size_t nb = 16;
+
+    if (max_entries == 0 || max_entries > AG_BASIC_CACHE_MAX)
+        return NULL;
+    while (nb < max_entries)
+        nb <<= 1;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->buckets = calloc(nb, sizeof(*c->buckets));
+    if (!c->buckets || random_bytes(c->salt, sizeof(c->salt)) < 0) {
+        ag_basic_cache_free(c);
+        return NULL;
+    }
+    c->mask = nb - 1;
+    c->max = max_entries;
+    return c;
+}
+
+static size_t bucket_of(const struct ag_basic_cache *c, const uint8_t key[KEY_LEN])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h));
+    return (size_t)h & c->mask;
+}
+
+static void unlink_ent(struct ag_basic_cache *c, struct cache_ent *e)
+{
+    *e->hpprev = e->hnext;
+    if (e->hnext)
+        e->hnext->hpprev = e->hpprev;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        c->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        c->newest = e->older;
+    c->n--;
+    ag_wipe(e, sizeof(*e) + e->names_len);
+    free(e);
+}
+
+static struct cache_ent *find(const struct ag_basic_cache *c, const uint8_t key[KEY_LEN])
+{
+    for (struct cache_ent *e = c->buckets[bucket_of(c, key)]; e; e = e->hnext)
+        if (ag_ct_memcmp(e->key, key, KEY_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+bool ag_basic_cache_lookup(struct ag_basic_cache *c, const char *user, const char *password,
+                           uint64_t now_ms, struct ag_basic_identity *out)
+{
+    uint8_t key[KEY_LEN];
+    struct cache_ent *e;
+
+    if (!c || !user || !password || !out)
+        return false;
+    ag_basic_cache_key(c, user, password, key);
+    e = find(c, key);
+    ag_wipe(key, sizeof(key));
+    if (e && e->expires_ms <= now_ms) {
+        unlink_ent(c, e);
+        c->st.expired++;
+        e = NULL;
+    }
+    if (!e) {
+        c->st.misses++;
+        return false;
+    }
+    size_t ulen = strlen(e->names);
+    memcpy(out->user, e->names, ulen + 1);
+    memcpy(out->domain, e->names + ulen + 1, strlen(e->names + ulen + 1) + 1);
+    c->st.hits++;
+    return true;
+}
+
+int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char *password,
+                          const struct ag_basic_identity *id, uint64_t expires_ms)
+{
+    uint8_t key[KEY_LEN];
+    struct cache_ent *e, *old;
+    size_t ulen, dlen, b;
+
+    if (!c || !user || !password || !id)
+        return AG_EINVAL;
+    ulen = strnlen(id->user, sizeof(id->user));
+    dlen = strnlen(id->domain, sizeof(id->domain));
+    if (ulen == sizeof(id->user) || dlen == sizeof(id->domain))
+        return AG_EINVAL;
+
+    e = malloc(sizeof(*e) + ulen + dlen + 2);
+    if (!e)
+        return AG_ENOMEM;
+    ag_basic_cache_key(c, user, password, key);
+    old = find(c, key);
+    if (old)
+        unlink_ent(c, old);
+    else if (c->n >= c->max) {
+        /* Full: the oldest goes (it is also the first to expire when every
+         * entry has the same TTL, so expired entries leave first). */
+        c->st.evictions++;
+        unlink_ent(c, c->oldest);
+    }
+    memcpy(e->key, key, KEY_LEN);
+    ag_wipe(key, sizeof(key));
+    e->expires_ms = expires_ms;
+    e->names_len = ulen + dlen + 2;
+    memcpy(e->names, id->user, ulen + 1);
+    memcpy(e->names + ulen + 1, id->domain, dlen + 1);
+
+    b = bucket_of(c, e->key);
+    e->hnext = c->buckets[b];
+    if (e->hnext)
+        e->hnext->hpprev = &e->hnext;
+    e->hpprev = &c->buckets[b];
+    c->buckets[b] = e;
+
+    e->newer = NULL;
+    e->older = c->newest;
+    if (c->newest)
+        c->newest->newer = e;
+    else
+        c->oldest = e;
+    c->newest = e;
+    c->n++;
+    c->st.inserts++;
+    return 0;
+}
+
+size_t ag_basic_cache_purge(struct ag_basic_cache *c, uint64_t now_ms)
+{
+    size_t dropped = 0;
+    if (!c)
+        return 0;
+    for (struct cache_ent *e = c->oldest, *next; e; e = next) {
+        next = e->newer;
+        if (e->expires_ms <= now_ms) {
+            unlink_ent(c, e);
+            dropped++;
+        }
+    }
+    c->st.expired += dropped;
+    return dropped;
+}
+
+void ag_basic_cache_clear(struct ag_basic_cache *c)
+{
+    if (!c)
+        return;
+    while (c->oldest)
+        unlink_ent(c, c->oldest);
+}
+
+size_t ag_basic_cache_count(const struct ag_basic_cache *c)
+{
+    return c ? c->n : 0;
+}
+
+void ag_basic_cache_stats(const struct ag_basic_cache *c, struct ag_basic_cache_stats *out)
+{
+    if (c)
+        *out = c->st;
+    else
+        memset(out, 0, sizeof(*out));
+}
+
+void ag_basic_cache_free(struct ag_basic_cache *c)
+{
+    if (!c)
+        return;
+    if (c->buckets)
+        ag_basic_cache_clear(c);
+    free(c->buckets);
+    ag_wipe(c->salt, sizeof(c->salt));
+    free(c);
+}
