@@ -5,6 +5,7 @@
  * authgate passwd FILE USER   add or change a user of a local user file
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,21 @@ static void on_signal(uv_signal_t *h, int signum)
             ag_info("event=logs_reopened");
         break;
     }
+}
+
+/* Every client and every pooled upstream holds a descriptor: take the hard
+ * limit as the soft one, and remember it for the pooling budget. */
+static uint64_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)rl.rlim_cur;
 }
 
 static void set_threadpool_size(uint32_t n)
@@ -105,8 +121,13 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     srv.loop = &loop;
     srv.cfg = cfg;
-    srv.config_path = cfg->path;
+    /* Our own copy: the first config is freed once nothing holds it. */
+    srv.config_path = strdup(cfg->path);
     srv.started_ms = uv_now(&loop);
+    srv.fd_limit = raise_fd_limit();
+    if (srv.fd_limit < (uint64_t)cfg->max_connections + 64)
+        ag_warn("event=fd_limit_low limit=%llu max_connections=%u note=\"raise LimitNOFILE\"",
+                (unsigned long long)srv.fd_limit, cfg->max_connections);
     uv_timer_init(&loop, &srv.shutdown_timer);
     srv.shutdown_timer.data = &srv;
     uv_signal_t *sigs[] = {&srv.sig_term, &srv.sig_int, &srv.sig_hup, &srv.sig_usr1};
@@ -137,6 +158,7 @@ int main(int argc, char **argv)
         ag_info("event=stopped");
     }
     ag_auth_shutdown(&srv);
+    free(srv.config_path);
     ag_config_unref(srv.cfg);
     ag_log_close();
     return srv.exit_code;

@@ -84,9 +84,25 @@ int ag_head_on_field(struct ag_head *h, const char *at, size_t len)
     return 0;
 }
 
-void ag_head_field_done(struct ag_head *h)
+static bool tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int ag_head_field_done(struct ag_head *h)
 {
     h->in_field = false;
+    if (h->n_fields == 0)
+        return -1;
+    size_t nl;
+    const char *nm = ag_head_name(h, h->n_fields - 1, &nl);
+    if (nl == 0)
+        return -1;
+    for (size_t i = 0; i < nl; i++)
+        if (!tchar((unsigned char)nm[i]))
+            return -1;
+    return 0;
 }
 
 int ag_head_on_value(struct ag_head *h, const char *at, size_t len)

@@ -43,7 +43,9 @@ void ag_head_free(struct ag_head *h);
 int ag_head_on_url(struct ag_head *h, const char *at, size_t len);
 int ag_head_on_field(struct ag_head *h, const char *at, size_t len);
 int ag_head_on_value(struct ag_head *h, const char *at, size_t len);
-void ag_head_field_done(struct ag_head *h);
+/* Ends a field name; -1 unless it is a token (RFC 9110 §5.1): llhttp 8
+ * accepts "Name : value", which would smuggle a second meaning past us. */
+int ag_head_field_done(struct ag_head *h);
 void ag_head_value_done(struct ag_head *h);
 
 static inline const char *ag_head_name(const struct ag_head *h, uint32_t i, size_t *len)

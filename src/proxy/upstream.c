@@ -26,9 +26,17 @@ struct ag_attempt {
 
 static void start_connect(struct ag_upstream *up);
 
+static uint32_t live; /* loop thread only */
+
+uint32_t ag_upstream_live(void)
+{
+    return live;
+}
+
 static void free_upstream_if_done(struct ag_upstream *up)
 {
     if (--up->handles == 0) {
+        live--;
         if (up->ai)
             freeaddrinfo(up->ai);
         ag_head_free(&up->head);
@@ -205,6 +213,7 @@ struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct 
     struct ag_upstream *up = calloc(1, sizeof *up);
     if (!up)
         return NULL;
+    live++;
     up->owner = owner;
     up->ready_cb = cb;
     up->connect_timeout_ms = connect_timeout_ms;

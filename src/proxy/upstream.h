@@ -62,6 +62,9 @@ struct ag_upstream {
 struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct ag_target *t,
                                      uint32_t dns_timeout_ms, uint32_t connect_timeout_ms,
                                      ag_upstream_ready_cb cb);
+/* Upstream connections alive (pooled or busy), for the fd budget. */
+uint32_t ag_upstream_live(void);
+
 /* Detaches from the owner, cancels pending work and closes the handles.
  * Accepts NULL. No callback fires for the owner after this. */
 void ag_upstream_close(struct ag_upstream *up);

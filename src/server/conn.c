@@ -229,6 +229,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(p, p ? AG_READ_CHUNK : 0);
 }
 
+/* Client reads never bring more than the input buffer can still take
+ * (tunnels have no input buffer: full-size reads). */
+static void on_alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    size_t room = AG_READ_CHUNK;
+    if (c->state != CONN_TUNNEL && AG_INBUF_MAX - c->inbuf.len < room)
+        room = AG_INBUF_MAX - c->inbuf.len;
+    char *p = room ? malloc(room) : NULL;
+    *buf = uv_buf_init(p, p ? (unsigned)room : 0);
+}
+
 void conn_update_reading(struct conn *c)
 {
     if (c->state == CONN_CLOSING || c->flushing_close)
@@ -239,7 +251,7 @@ void conn_update_reading(struct conn *c)
     if (c->state == CONN_TUNNEL)
         want_client = !c->tun_client_eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (want_client && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read_client) == 0)
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_read_client) == 0)
             c->reading = true;
     } else if (!want_client && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -292,8 +304,8 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     struct conn *c = s->data;
     if (n <= 0) {
         free(buf->base);
-        if (n == 0)
-            return;
+        if (n == 0 || n == UV_ENOBUFS)
+            return; /* nothing read (ENOBUFS: no room; reads stop below) */
         if (c->state == CONN_TUNNEL && n == UV_EOF && c->up) {
             tunnel_eof(c, true);
             return;
@@ -394,9 +406,31 @@ void conn_parse(struct conn *c)
             const char *pos = llhttp_get_error_pos(&c->parser);
             used = (pos && pos >= data && pos <= data + len) ? (size_t)(pos - data) : len;
         }
-        if (c->state == CONN_READ_HEAD && !c->head_ready)
-            c->head_bytes += used;
+        if (c->state == CONN_READ_HEAD && !c->msg_done && !c->drain) {
+            if (!c->head_ready)
+                c->head_bytes += used;
+            /* obs-fold (a line starting with SP/HTAB inside the head): llhttp 8
+             * joins it silently; we refuse it (RFC 9112 §5.2). The range
+             * [0, used) holds only head bytes: the parser pauses at its end. */
+            for (size_t i = 0; i < used && !c->fold; i++) {
+                if (c->last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
+                    c->fold = true;
+                c->last_lf = data[i] == '\n';
+            }
+            if (c->fold && e == HPE_OK)
+                e = HPE_USER;
+        }
         conn_flush(c);
+        if (c->fold) {
+            ag_buf_consume(&c->inbuf, len);
+            c->srv->stats.bad_requests++;
+            ag_info("conn=%llu event=bad_request client=%s status=400 error=\"obs-fold\"",
+                    (unsigned long long)c->id, c->peer);
+            c->keepalive = false;
+            c->close_after = true;
+            exchange_reply(c, 400, NULL, "folded header line");
+            break;
+        }
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             c->paused = true;
         } else if (e != HPE_OK) {

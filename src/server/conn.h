@@ -58,6 +58,7 @@ struct conn {
     bool eof;                /* client half-closed */
     bool flushing_close;     /* shutdown issued: close once written */
     uint64_t head_bytes;     /* bytes of the current head, against header_max */
+    bool last_lf, fold;      /* obs-fold detection across reads */
 
     /* current exchange */
     struct ag_target target;

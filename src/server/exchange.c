@@ -43,8 +43,7 @@ static int rq_value(llhttp_t *p, const char *at, size_t len)
 
 static int rq_field_done(llhttp_t *p)
 {
-    ag_head_field_done(&((struct conn *)p->data)->head);
-    return 0;
+    return ag_head_field_done(&((struct conn *)p->data)->head);
 }
 
 static int rq_value_done(llhttp_t *p)
@@ -151,6 +150,7 @@ static void next_request(struct conn *c)
     c->is_connect = false;
     c->status = 0;
     c->head_bytes = 0;
+    c->last_lf = c->fold = false;
     c->drained = 0;
     c->ctype[0] = '\0';
     free(c->log_url);
@@ -170,6 +170,13 @@ void exchange_maybe_done(struct conn *c)
     if (up) {
         bool reuse = up->connected && !up->closing && !c->up_dirty && !c->is_connect &&
                      c->state == CONN_FORWARD && llhttp_should_keep_alive(&up->parser);
+        /* Each pooled upstream holds a descriptor for an idle client: past
+         * three quarters of the descriptor limit, new clients matter more
+         * than the pool (the accept gate closes at the limit itself). */
+        if (reuse && ((uint64_t)c->srv->n_conns + ag_upstream_live()) * 4 > c->srv->fd_limit * 3) {
+            c->srv->stats.upstream_not_pooled_fds++;
+            reuse = false;
+        }
         if (reuse) {
             up->idle = true;
             up->reused = false;
@@ -325,8 +332,7 @@ static int rs_value(llhttp_t *p, const char *at, size_t len)
 
 static int rs_field_done(llhttp_t *p)
 {
-    ag_head_field_done(&((struct ag_upstream *)p->data)->head);
-    return 0;
+    return ag_head_field_done(&((struct ag_upstream *)p->data)->head);
 }
 
 static int rs_value_done(llhttp_t *p)
@@ -415,7 +421,8 @@ static int rs_headers_complete(llhttp_t *p)
     rc |= ag_buf_append(b, "\r\n", 2);
     if (rc)
         return -1;
-    return c->is_head ? 1 : 0;
+    /* 1 tells llhttp that no body follows, whatever Content-Length says. */
+    return no_body ? 1 : 0;
 }
 
 static int rs_body(llhttp_t *p, const char *at, size_t len)
@@ -661,6 +668,26 @@ void exchange_on_head(struct conn *c)
     free(c->log_url);
     c->log_url = strdup(ag_escape(esc, sizeof esc, url, ul));
 
+    /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
+     * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
+     * re-frame, or TE on HTTP/1.0, is how requests get smuggled. */
+    const char *te;
+    size_t tel;
+    int nte = ag_head_find(h, "Transfer-Encoding", &te, &tel);
+    if (nte > 0) {
+        bool chunked_only = nte == 1 && ag_strieq(te, tel, "chunked");
+        c->close_after = true;
+        c->srv->stats.bad_requests++;
+        if (c->http10) {
+            exchange_reply(c, 400, NULL, "Transfer-Encoding on HTTP/1.0");
+            return;
+        }
+        if (!chunked_only) {
+            exchange_reply(c, 501, NULL, "transfer coding not supported");
+            return;
+        }
+        c->close_after = false;
+    }
     if (ag_head_find(h, "Host", NULL, NULL) > 1) {
         c->close_after = true;
         exchange_reply(c, 400, NULL, "several Host fields");

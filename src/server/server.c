@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "authgate/err.h"
+#include "proxy/upstream.h"
 #include "server.h"
 #include "util/log.h"
 
@@ -19,7 +20,10 @@ static void on_connection(uv_stream_t *s, int status)
         ag_warn("event=accept_error error=%s", uv_strerror(status));
         return;
     }
-    if (srv->n_conns >= srv->cfg->max_connections) {
+    /* The gate closes at max_connections, and also before descriptors run
+     * out (each client may need one more for its upstream). */
+    if (srv->n_conns >= srv->cfg->max_connections ||
+        (srv->fd_limit && (uint64_t)srv->n_conns + ag_upstream_live() + 64 >= srv->fd_limit)) {
         /* Not accepting makes libuv stop polling this listener until we
          * accept again: the kernel backlog holds the rest. */
         if (!l->blocked)
@@ -37,7 +41,10 @@ void ag_server_conn_gone(struct ag_server *srv)
             ag_server_stop(srv);
         return;
     }
-    for (size_t i = 0; i < srv->n_listeners && srv->n_conns < srv->cfg->max_connections; i++) {
+    for (size_t i = 0; i < srv->n_listeners && srv->n_conns < srv->cfg->max_connections &&
+                       (!srv->fd_limit ||
+                        (uint64_t)srv->n_conns + ag_upstream_live() + 64 < srv->fd_limit);
+         i++) {
         struct ag_listener *l = srv->listeners[i];
         if (l->blocked) {
             l->blocked = false;

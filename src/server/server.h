@@ -22,7 +22,7 @@ struct ag_stats {
     uint64_t limit_accept_paused, limit_inbuf_full;
     uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
         timeout_tunnel;
-    uint64_t upstream_errors, upstream_reused, upstream_opened;
+    uint64_t upstream_errors, upstream_reused, upstream_opened, upstream_not_pooled_fds;
     uint64_t bytes_in, bytes_out;
 };
 
@@ -64,6 +64,7 @@ struct ag_server {
     int exit_code;
     struct ag_stats stats;
     uint64_t started_ms;
+    uint64_t fd_limit;  /* RLIMIT_NOFILE after start-up raised the soft limit */
 
     /* authentication (conn_auth.c) */
     struct ag_session_table *sessions;

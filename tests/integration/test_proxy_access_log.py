@@ -1,0 +1,81 @@
+"""The access log in Squid's native format:
+   time.ms elapsed client code/status bytes method URL user hierarchy/peer type
+"""
+
+import re
+import time
+
+from harness.rawhttp import get_request
+from harness.tools import curl
+
+SQUID_LINE = re.compile(
+    r"^(?P<time>\d{9,}\.\d{3})\s+(?P<elapsed>\d+) (?P<client>\S+) "
+    r"(?P<code>[A-Z_]+)/(?P<status>\d{3}) (?P<bytes>\d+) (?P<method>\S+) (?P<url>\S+) "
+    r"(?P<user>\S+) (?P<hier>[A-Z_]+)/(?P<peer>\S+) (?P<type>\S+)$")
+
+
+def _parse(line):
+    m = SQUID_LINE.match(line)
+    assert m, "not a Squid native access-log line: %r" % line
+    return m.groupdict()
+
+
+def test_access_log_get(gateway, origin):
+    url = origin.url("/echo?q=1")
+    before = time.time()
+    r = curl(gateway.url, url)
+    assert r.status == 200
+    (line,) = gateway.wait_access_log(1)
+    f = _parse(line)
+    assert before - 1 <= float(f["time"]) <= time.time() + 1
+    assert f["client"] == "127.0.0.1"
+    assert f["status"] == "200"
+    assert f["method"] == "GET"
+    assert f["url"] == url
+    assert f["user"] == "-"
+    assert int(f["bytes"]) >= len(r.body)
+    assert f["hier"] == "HIER_DIRECT"
+    assert f["peer"] == "127.0.0.1"
+    assert f["type"] == "application/json"
+    assert int(f["elapsed"]) < 5000
+
+
+def test_access_log_one_line_per_request(gateway, origin):
+    c = gateway.client()
+    for i in range(3):
+        assert c.request(get_request(origin.url("/n%d" % i))).status == 200
+    lines = gateway.wait_access_log(3)
+    urls = [_parse(l)["url"] for l in lines]
+    assert urls == [origin.url("/n%d" % i) for i in range(3)]
+
+
+def test_access_log_error_status(gateway, closed_port):
+    r = curl(gateway.url, closed_port.url("/gone"))
+    assert r.status == 502
+    (line,) = gateway.wait_access_log(1)
+    f = _parse(line)
+    assert f["status"] == "502"
+    assert f["url"] == closed_port.url("/gone")
+
+
+def test_access_log_connect(make_gateway, tls_origin):
+    gw = make_gateway(connect_ports=[tls_origin.port])
+    r = curl(gw.url, "-k", "https://localhost:%d/stream" % tls_origin.port)
+    assert r.rc == 0, r
+    (line,) = gw.wait_access_log(1)
+    f = _parse(line)
+    assert f["method"] == "CONNECT"
+    assert f["url"] == "localhost:%d" % tls_origin.port
+    assert f["status"] == "200"
+    assert f["client"] == "127.0.0.1"
+    # the tunnelled bytes are counted (the 1 MiB body went through)
+    assert int(f["bytes"]) > 1 << 20
+    assert f["hier"] == "HIER_DIRECT"
+
+
+def test_access_log_ipv6_client(make_gateway, origin):
+    from harness.gateway import free_port
+    gw = make_gateway(listen=["[::1]:%d" % free_port("::1")])
+    assert curl(gw.url, origin.url("/v6")).status == 200
+    (line,) = gw.wait_access_log(1)
+    assert _parse(line)["client"] == "::1"
