@@ -175,6 +175,13 @@ static const struct choice access_formats[] = {
     {NULL, 0},
 };
 
+static const struct choice name_formats[] = {
+    {"keep", 0},
+    {"strip", 1},
+    {"backslash", 2},
+    {NULL, 0},
+};
+
 static const struct choice backends[] = {
     {"local", AG_BACKEND_LOCAL},
     {"winbind", AG_BACKEND_WINBIND},
@@ -278,6 +285,18 @@ static const struct opt opts[] = {
      check_dnsname, "DNS domain named in NTLM challenges"},
     {"ntlm_require_mic", T_BOOL, OFF(ntlm_require_mic), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
      "refuse NTLM AUTHENTICATE messages without a MIC"},
+
+    /* Negotiate (Kerberos) */
+    {"keytab", T_PATH, OFF(keytab), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "keytab holding the proxy's HTTP/ keys"},
+    {"negotiate_acceptor", T_STRING, OFF(negotiate_acceptor), 0, 0, 0, "none", F_RELOAD | F_NONE,
+     NULL, NULL, "principal tickets must be for; any = every key in the keytab"},
+    {"negotiate_name_format", T_ENUM, OFF(negotiate_name_format), 0, 0, 0, NULL, F_RELOAD,
+     name_formats, NULL, "how a Kerberos principal becomes the user name"},
+    {"negotiate_realms", T_STRING, OFF(negotiate_realms), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     NULL, "comma-separated realms allowed; none = any"},
+    {"rcache_dir", T_PATH, OFF(rcache_dir), 0, 0, 0, "none", F_NONE, NULL, NULL,
+     "directory of the Kerberos replay cache"},
 };
 
 #undef TMO

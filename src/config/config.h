@@ -99,6 +99,14 @@ struct ag_config {
                               backend; winbind reports its own), default "AUTHGATE" */
     char *ntlm_dns_domain; /* "ntlm_dns_domain NAME", default none */
     bool ntlm_require_mic; /* "ntlm_require_mic on|off", default off (curl never sends one) */
+
+    /* Negotiate (Kerberos) */
+    char *keytab;             /* "keytab PATH", default none = KRB5_KTNAME or the system default */
+    char *negotiate_acceptor; /* "negotiate_acceptor NAME|any", default none = HTTP@<proxy_host> */
+    int negotiate_name_format; /* "negotiate_name_format keep|strip|backslash" (enum
+                                  ag_gss_name_format), default keep */
+    char *negotiate_realms;   /* "negotiate_realms R1,R2", default none = any realm */
+    char *rcache_dir;         /* "rcache_dir PATH", default none = MIT's default (/var/tmp) */
 };
 
 /* Parses the file at path into a new config (refs = 1) or returns NULL with a

@@ -42,6 +42,7 @@ static void on_closed(uv_handle_t *h)
     ag_buf_free(&c->stage_up);
     ag_buf_free(&c->req_head_up);
     free(c->log_url);
+    free(c->resp_extra);
     ag_config_unref(c->cfg);
     free(c);
     ag_server_conn_gone(srv);

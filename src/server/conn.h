@@ -73,6 +73,8 @@ struct conn {
     bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
     uint64_t req_content_length;
     char hier_ip[48];        /* upstream address for the access log */
+    char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
+                                the final Negotiate token in Proxy-Authentication-Info */
     int status;              /* status sent to the client, 0 before */
     char ctype[64];          /* response Content-Type for the access log */
     uint64_t t_start_ms;     /* monotonic start of the exchange */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth/basic.h"
+#include "auth/negotiate.h"
 #include "auth/ntlm.h"
 #include "auth/scheme.h"
 #include "auth/userfile.h"
@@ -73,8 +74,50 @@ static int load_users(const struct ag_config *cfg, struct ag_users **out, char *
     return 0;
 }
 
+/* The acceptor name: configured, "any", or HTTP@<proxy_host or host name>. */
+static void acceptor_name(const struct ag_config *cfg, char *out, size_t cap)
+{
+    if (cfg->negotiate_acceptor && strcmp(cfg->negotiate_acceptor, "any") == 0) {
+        out[0] = '\0';
+        return;
+    }
+    if (cfg->negotiate_acceptor) {
+        snprintf(out, cap, "%s", cfg->negotiate_acceptor);
+        return;
+    }
+    char host[256] = "localhost";
+    if (cfg->proxy_host)
+        snprintf(host, sizeof host, "%s", cfg->proxy_host);
+    else if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, cap, "HTTP@%s", host);
+}
+
+/* Negotiate is offered only with working acceptor credentials; without them
+ * one clear line says why (missing keytab, no key for the name). */
+static struct ag_gss_acceptor *load_acceptor(const struct ag_config *cfg)
+{
+    if (!ag_config_scheme_enabled(cfg, AG_SCHEME_NEGOTIATE))
+        return NULL;
+    char name[300], err[700];
+    acceptor_name(cfg, name, sizeof name);
+    struct ag_gss_acceptor *a = ag_gss_acceptor_new(cfg->keytab, name, err, sizeof err);
+    if (!a)
+        ag_err("event=negotiate_unavailable error=\"%s\" note=\"Negotiate is not offered\"", err);
+    else
+        ag_info("event=negotiate_ready acceptor=%s keytab=%s", ag_gss_acceptor_name(a),
+                cfg->keytab ? cfg->keytab : "(default)");
+    return a;
+}
+
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 {
+    /* MIT reads the replay cache directory from the environment when a
+     * context is made: set it before any GSS call, once. */
+    if (srv->cfg->rcache_dir)
+        setenv("KRB5RCACHEDIR", srv->cfg->rcache_dir, 1);
+    srv->gss = load_acceptor(srv->cfg);
     const struct ag_config *cfg = srv->cfg;
     srv->sessions = ag_session_table_new();
     srv->basic_cache = ag_basic_cache_create(AG_BASIC_CACHE_MAX);
@@ -99,6 +142,8 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
         return -1;
     users_unref(srv->users);
     srv->users = u;
+    ag_gss_acceptor_unref(srv->gss);
+    srv->gss = load_acceptor(ncfg);
     /* Cached Basic results were checked against the old backend/file. */
     ag_basic_cache_clear(srv->basic_cache);
     ag_throttle_set_limits(srv->throttle, ncfg->fail_max_per_user, ncfg->fail_max_per_addr,
@@ -109,6 +154,8 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
 
 void ag_auth_shutdown(struct ag_server *srv)
 {
+    ag_gss_acceptor_unref(srv->gss);
+    srv->gss = NULL;
     users_unref(srv->users);
     srv->users = NULL;
     ag_basic_cache_free(srv->basic_cache);
@@ -133,8 +180,10 @@ static bool scheme_available(const struct ag_server *srv, const struct ag_config
     case AG_SCHEME_NTLM:
         return cfg->ntlm_backend == AG_BACKEND_WINBIND ||
                (cfg->ntlm_backend == AG_BACKEND_LOCAL && srv->users);
+    case AG_SCHEME_NEGOTIATE:
+        return srv->gss != NULL;
     default:
-        return false; /* Negotiate is offered once its acceptor exists */
+        return false;
     }
 }
 
@@ -674,6 +723,187 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     return AG_AUTH_PENDING;
 }
 
+
+/* --- Negotiate (Kerberos) ----------------------------------------------------------- */
+
+struct neg_job {
+    struct ag_job base;
+    struct ag_gss_acceptor *acc; /* reference */
+    struct ag_gss_ctx *ctx;      /* moved in from the session row, moved back on continue */
+    uint8_t *tok;                /* owned */
+    size_t toklen;
+    struct ag_gss_step step;
+};
+
+static void neg_run(struct ag_job *j)
+{
+    struct neg_job *n = (struct neg_job *)j;
+    ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
+}
+
+static void neg_release(struct ag_job *j)
+{
+    struct neg_job *n = (struct neg_job *)j;
+    ag_gss_ctx_free(n->ctx);
+    if (n->tok) {
+        ag_wipe(n->tok, n->toklen);
+        free(n->tok);
+    }
+    ag_gss_step_clear(&n->step);
+    ag_gss_acceptor_unref(n->acc);
+}
+
+/* prefix + base64(tok) + suffix, NUL-terminated (malloc'd), or NULL. */
+static char *b64_wrap(const char *prefix, const uint8_t *tok, size_t len, const char *suffix)
+{
+    size_t pl = strlen(prefix), bl = ag_b64_encoded_len(len), sl = strlen(suffix);
+    char *h = malloc(pl + bl + sl + 1);
+    if (!h)
+        return NULL;
+    memcpy(h, prefix, pl);
+    ag_b64_encode(tok, len, h + pl);
+    memcpy(h + pl + bl, suffix, sl + 1);
+    return h;
+}
+
+static void neg_done(struct ag_job *j, void *owner)
+{
+    struct neg_job *n = (struct neg_job *)j;
+    struct conn *c = owner;
+    struct ag_server *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    c->job = NULL;
+    c->state = CONN_READ_HEAD;
+    struct ag_gss_step *st = &n->step;
+    const char *acc = ag_gss_acceptor_name(n->acc);
+    if (st->status == 1) {
+        /* CONTINUE_NEEDED: the context waits in the row for the next round. */
+        ag_session_set_mech(c->session, n->ctx, ag_gss_ctx_free);
+        n->ctx = NULL;
+        c->session->state = AG_AS_GSS_CONTINUE;
+        char *h = st->outlen ? b64_wrap("", st->out, st->outlen, "") : NULL;
+        send_407_cont(c, "gss_continue", "Negotiate", h ? h : "");
+        free(h);
+        return;
+    }
+    if (st->status == 0) {
+        struct ag_identity id;
+        char p[1100];
+        ag_escape(p, sizeof p, st->principal, strlen(st->principal));
+        int rc = ag_gss_map_name(st->principal, (enum ag_gss_name_format)c->cfg->negotiate_name_format,
+                                 c->cfg->negotiate_realms, &id);
+        if (rc != 0) {
+            srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
+            srv->auth.fail_policy++;
+            ag_session_handshake_end(srv->sessions, c->session);
+            ag_info("conn=%llu event=auth_refused scheme=Negotiate client=%s principal=%s "
+                    "reason=\"%s\"",
+                    (unsigned long long)c->id, c->peer, p,
+                    rc == AG_EUNSUPP ? "realm not allowed" : "unusable principal name");
+            /* A valid identity the policy refuses gets 403: a 407 would make
+             * the browser prompt for a password that cannot help. */
+            exchange_reply(c, 403, NULL, "this account may not use the proxy");
+            return;
+        }
+        srv->auth.succeeded[AG_SCHEME_NEGOTIATE]++;
+        ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
+        ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=%s acceptor=%s "
+                "ms=%llu",
+                (unsigned long long)c->id, c->peer, p, acc,
+                (unsigned long long)(now - j->queued_ms));
+        if (st->outlen) {
+            free(c->resp_extra);
+            c->resp_extra =
+                b64_wrap("Proxy-Authentication-Info: Negotiate ", st->out, st->outlen, "\r\n");
+        }
+        conn_set_timer(c, 0);
+        exchange_proceed(c);
+        return;
+    }
+    srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
+    if (strstr(st->error, "eplay"))
+        srv->auth.fail_replay++;
+    else if (strstr(st->error, "skew"))
+        srv->auth.fail_skew++;
+    else
+        srv->auth.fail_policy++;
+    ag_session_reset(srv->sessions, c->session);
+    ag_info("conn=%llu event=auth_failed scheme=Negotiate client=%s acceptor=%s error=\"%s\"",
+            (unsigned long long)c->id, c->peer, acc, st->error);
+    send_407(c, "gss_failed");
+}
+
+static const struct ag_job_ops neg_ops = {"negotiate", neg_run, neg_done, neg_release};
+
+static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_credentials *cr)
+{
+    struct ag_server *srv = c->srv;
+    const struct ag_config *cfg = c->cfg;
+    struct ag_session *s = c->session;
+    uint64_t now = uv_now(srv->loop);
+    /* Tokens up to the header limit (large PACs); never an empty or
+     * malformed one to GSS. */
+    size_t cap = cr->token_len / 4 * 3 + 3;
+    uint8_t *tok = malloc(cap);
+    size_t len = 0;
+    if (!tok || ag_b64_decode(cr->token, cr->token_len, tok, cap, &len) != 0 ||
+        ag_gss_token_precheck(tok, len) != 0) {
+        free(tok);
+        srv->auth.fail_malformed++;
+        ag_info("conn=%llu event=auth_malformed scheme=Negotiate client=%s", (unsigned long long)c->id,
+                c->peer);
+        ag_session_reset(srv->sessions, s);
+        send_407(c, "gss_malformed");
+        return AG_AUTH_REPLIED;
+    }
+    bool continuing = s->state == AG_AS_GSS_CONTINUE && s->mech;
+    if (!continuing)
+        ag_session_reset(srv->sessions, s);
+    if (ag_session_handshake_begin(srv->sessions, s, AG_SCHEME_NEGOTIATE, cfg->max_handshakes,
+                                   cfg->max_handshakes_per_addr, now) != 0) {
+        free(tok);
+        srv->auth.limit_handshakes++;
+        ag_session_reset(srv->sessions, s);
+        send_503(c, "too many authentications in progress");
+        return AG_AUTH_REPLIED;
+    }
+    if (s->rounds > AG_NEGOTIATE_MAX_ROUNDS) {
+        free(tok);
+        srv->auth.limit_rounds++;
+        ag_session_reset(srv->sessions, s);
+        c->close_after = true;
+        send_407(c, "too_many_rounds");
+        return AG_AUTH_REPLIED;
+    }
+    if (s->rounds == 1)
+        srv->auth.started[AG_SCHEME_NEGOTIATE]++;
+    struct neg_job *n = calloc(1, sizeof *n);
+    if (!n) {
+        free(tok);
+        ag_session_reset(srv->sessions, s);
+        send_503(c, "out of memory");
+        return AG_AUTH_REPLIED;
+    }
+    n->base.ops = &neg_ops;
+    n->acc = ag_gss_acceptor_ref(srv->gss);
+    n->ctx = continuing ? ag_session_take_mech(s) : NULL;
+    n->tok = tok;
+    n->toklen = len;
+    if (ag_job_submit(&srv->workers, &n->base, c) != 0) {
+        srv->auth.limit_jobs++;
+        neg_release(&n->base);
+        free(n);
+        ag_session_reset(srv->sessions, s);
+        send_503(c, "too many verifications in flight");
+        return AG_AUTH_REPLIED;
+    }
+    c->job = &n->base;
+    c->state = CONN_AUTH_VERIFY;
+    s->state = AG_AS_VERIFYING;
+    conn_set_timer(c, cfg->handshake_timeout_ms);
+    return AG_AUTH_PENDING;
+}
+
 /* --- the decision per request --------------------------------------------------- */
 
 enum ag_auth_verdict ag_conn_auth(struct conn *c)
@@ -754,6 +984,8 @@ enum ag_auth_verdict ag_conn_auth(struct conn *c)
         return basic_auth(c, &cr);
     case AG_SCHEME_NTLM:
         return ntlm_auth(c, &cr, false);
+    case AG_SCHEME_NEGOTIATE:
+        return negotiate_auth(c, &cr);
     default:
         send_407(c, "unsupported_scheme");
         return AG_AUTH_REPLIED;

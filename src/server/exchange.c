@@ -155,6 +155,8 @@ static void next_request(struct conn *c)
     c->ctype[0] = '\0';
     free(c->log_url);
     c->log_url = NULL;
+    free(c->resp_extra);
+    c->resp_extra = NULL;
     ag_buf_free(&c->req_head_up);
     c->paused = false;
     llhttp_resume(&c->parser);
@@ -414,6 +416,8 @@ static int rs_headers_complete(llhttp_t *p)
         c->close_after = true; /* close-delimited */
     }
     rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
+    if (c->resp_extra)
+        rc |= ag_buf_appendz(b, c->resp_extra);
     if (c->close_after || !c->keepalive || c->srv->stopping)
         rc |= ag_buf_appendz(b, "Connection: close\r\n");
     else if (c->http10)
@@ -547,14 +551,17 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         c->srv->stats.tunnels++;
         snprintf(c->hier_ip, sizeof c->hier_ip, "%s", up->peer_ip);
         c->status = 200;
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        char *d = malloc(sizeof ok - 1);
-        if (!d) {
+        struct ag_buf ok;
+        ag_buf_init(&ok, 64 * 1024);
+        if (ag_buf_printf(&ok, "HTTP/1.1 200 Connection established\r\n%s\r\n",
+                          c->resp_extra ? c->resp_extra : "") != 0) {
+            ag_buf_free(&ok);
             conn_close(c, "nomem");
             return;
         }
-        memcpy(d, ok, sizeof ok - 1);
-        conn_write_client(c, d, sizeof ok - 1);
+        size_t okl;
+        char *d = ag_buf_steal(&ok, &okl);
+        conn_write_client(c, d, okl);
         c->state = CONN_TUNNEL;
         /* Bytes that followed the CONNECT head belong to the tunnel. */
         if (c->inbuf.len) {

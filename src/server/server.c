@@ -78,16 +78,6 @@ int ag_server_listen(struct ag_server *srv)
     return 0;
 }
 
-static bool same_listeners(const struct ag_config *a, const struct ag_config *b)
-{
-    if (a->n_listen != b->n_listen)
-        return false;
-    for (size_t i = 0; i < a->n_listen; i++)
-        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
-            return false;
-    return true;
-}
-
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
 {
     struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
@@ -100,10 +90,9 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
         ag_config_unref(n);
         return -1;
     }
-    if (!same_listeners(srv->cfg, n))
-        ag_warn("event=reload_listeners_unchanged note=\"listen changes need a restart\"");
-    if (n->threadpool_size != srv->cfg->threadpool_size)
-        ag_warn("event=reload_threadpool_unchanged note=\"threadpool_size needs a restart\"");
+    const char *fixed = ag_config_fixed_changed(srv->cfg, n);
+    if (fixed)
+        ag_warn("event=reload_option_unchanged option=%s note=\"needs a restart\"", fixed);
     ag_config_unref(srv->cfg);
     srv->cfg = n;
     ag_log_set_level((enum ag_log_level)n->log_level);

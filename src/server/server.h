@@ -42,6 +42,7 @@ struct ag_session_table;
 struct ag_basic_cache;
 struct ag_throttle;
 struct ag_users;
+struct ag_gss_acceptor;
 
 struct ag_listener {
     uv_tcp_t tcp;
@@ -72,6 +73,7 @@ struct ag_server {
     struct ag_users *users;        /* the local user file in force, refcounted */
     struct ag_basic_cache *basic_cache;
     struct ag_throttle *throttle;
+    struct ag_gss_acceptor *gss;   /* NULL when Negotiate is not available */
     struct ag_auth_stats auth;
 };
 

@@ -1,0 +1,278 @@
+/* negotiate.c - the GSS-API acceptor (see negotiate.h). */
+#include <gssapi/gssapi.h>
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authgate/err.h"
+#include "negotiate.h"
+#include "util/util.h"
+
+struct ag_gss_acceptor {
+    int refs; /* loop thread only */
+    gss_cred_id_t cred;
+    char name[300];
+};
+
+struct ag_gss_ctx {
+    gss_ctx_id_t ctx;
+};
+
+/* "major text (minor text)", the one formatter for every GSS error. */
+static void format_status(OM_uint32 major, OM_uint32 minor, char *out, size_t cap)
+{
+    char maj[256] = "", min[256] = "";
+    OM_uint32 mctx = 0, m;
+    gss_buffer_desc b;
+    size_t o = 0;
+    do {
+        if (GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &mctx, &b)))
+            break;
+        o += (size_t)snprintf(maj + o, o < sizeof maj ? sizeof maj - o : 0, "%s%.*s", o ? "; " : "",
+                              (int)b.length, (char *)b.value);
+        gss_release_buffer(&m, &b);
+    } while (mctx && o < sizeof maj);
+    mctx = 0;
+    o = 0;
+    if (minor) {
+        do {
+            if (GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5,
+                                             &mctx, &b)))
+                break;
+            o += (size_t)snprintf(min + o, o < sizeof min ? sizeof min - o : 0, "%s%.*s",
+                                  o ? "; " : "", (int)b.length, (char *)b.value);
+            gss_release_buffer(&m, &b);
+        } while (mctx && o < sizeof min);
+    }
+    char esc1[256], esc2[256];
+    snprintf(out, cap, "%s (%s)", ag_escape(esc1, sizeof esc1, maj, strlen(maj)),
+             ag_escape(esc2, sizeof esc2, min, strlen(min)));
+}
+
+struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
+                                            size_t errlen)
+{
+    OM_uint32 major, minor;
+    gss_name_t gname = GSS_C_NO_NAME;
+    if (name && *name) {
+        gss_buffer_desc nb = {strlen(name), (void *)name};
+        gss_OID type = (strchr(name, '@') && !strchr(name, '/')) ? GSS_C_NT_HOSTBASED_SERVICE
+                                                                 : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
+        major = gss_import_name(&minor, &nb, type, &gname);
+        if (GSS_ERROR(major)) {
+            char e[512];
+            format_status(major, minor, e, sizeof e);
+            snprintf(err, errlen, "acceptor name '%s': %s", name, e);
+            return NULL;
+        }
+    }
+    gss_key_value_element_desc el = {"keytab", keytab};
+    gss_key_value_set_desc store = {1, &el};
+    gss_OID_desc krb5 = *gss_mech_krb5;
+    gss_OID_set_desc mechs = {1, &krb5};
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    /* Acquired for every mechanism (SPNEGO included, or its negotiation
+     * could not be restricted below); the result's mech is checked anyway. */
+    major = gss_acquire_cred_from(&minor, gname, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_ACCEPT,
+                                  keytab ? &store : GSS_C_NO_CRED_STORE, &cred, NULL, NULL);
+    if (gname != GSS_C_NO_NAME)
+        gss_release_name(&minor, &gname);
+    if (GSS_ERROR(major)) {
+        char e[512];
+        format_status(major, minor, e, sizeof e);
+        snprintf(err, errlen, "keytab %s, acceptor %s: %s", keytab ? keytab : "(default)",
+                 name && *name ? name : "any", e);
+        return NULL;
+    }
+    /* SPNEGO may choose only krb5: never an NTLM GSS mechanism. */
+    major = gss_set_neg_mechs(&minor, cred, &mechs);
+    if (GSS_ERROR(major)) {
+        char e[512];
+        format_status(major, minor, e, sizeof e);
+        snprintf(err, errlen, "gss_set_neg_mechs: %s", e);
+        gss_release_cred(&minor, &cred);
+        return NULL;
+    }
+    /* acquire_cred is lazy about the keytab: probe that a key exists now,
+     * so a missing or empty keytab is reported at start-up, not per client. */
+    gss_name_t probe = GSS_C_NO_NAME;
+    major = gss_inquire_cred(&minor, cred, &probe, NULL, NULL, NULL);
+    if (probe != GSS_C_NO_NAME)
+        gss_release_name(&minor, &probe);
+    struct ag_gss_acceptor *a = calloc(1, sizeof *a);
+    if (!a) {
+        gss_release_cred(&minor, &cred);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->refs = 1;
+    a->cred = cred;
+    snprintf(a->name, sizeof a->name, "%s", name && *name ? name : "any");
+    return a;
+}
+
+struct ag_gss_acceptor *ag_gss_acceptor_ref(struct ag_gss_acceptor *a)
+{
+    if (a)
+        a->refs++;
+    return a;
+}
+
+void ag_gss_acceptor_unref(struct ag_gss_acceptor *a)
+{
+    OM_uint32 minor;
+    if (a && --a->refs == 0) {
+        gss_release_cred(&minor, &a->cred);
+        free(a);
+    }
+}
+
+const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a)
+{
+    return a ? a->name : "-";
+}
+
+int ag_gss_token_precheck(const uint8_t *t, size_t len)
+{
+    if (len < 2 || (t[0] != 0x60 && t[0] != 0xa1))
+        return AG_EINVAL;
+    size_t n, hdr;
+    if (t[1] < 0x80) {
+        n = t[1];
+        hdr = 2;
+    } else {
+        size_t k = t[1] & 0x7f;
+        if (k == 0 || k > 4 || len < 2 + k)
+            return AG_EINVAL;
+        n = 0;
+        for (size_t i = 0; i < k; i++)
+            n = (n << 8) | t[2 + i];
+        hdr = 2 + k;
+    }
+    return n == len - hdr ? 0 : AG_EINVAL;
+}
+
+void ag_gss_ctx_free(void *p)
+{
+    struct ag_gss_ctx *c = p;
+    OM_uint32 minor;
+    if (!c)
+        return;
+    if (c->ctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &c->ctx, GSS_C_NO_BUFFER);
+    free(c);
+}
+
+void ag_gss_step_clear(struct ag_gss_step *s)
+{
+    free(s->out);
+    memset(s, 0, sizeof *s);
+}
+
+void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
+                            const uint8_t *in, size_t inlen, struct ag_gss_step *out)
+{
+    OM_uint32 major, minor, flags = 0, m;
+    memset(out, 0, sizeof *out);
+    struct ag_gss_ctx *c = *ctxp;
+    if (!c && !(c = calloc(1, sizeof *c))) {
+        out->status = AG_EAUTH;
+        snprintf(out->error, sizeof out->error, "out of memory");
+        return;
+    }
+    gss_buffer_desc ib = {inlen, (void *)in}, ob = GSS_C_EMPTY_BUFFER;
+    gss_name_t src = GSS_C_NO_NAME;
+    gss_OID mech = GSS_C_NO_OID;
+    gss_cred_id_t deleg = GSS_C_NO_CREDENTIAL;
+    major = gss_accept_sec_context(&minor, &c->ctx, a->cred, &ib, GSS_C_NO_CHANNEL_BINDINGS, &src,
+                                   &mech, &ob, &flags, NULL, &deleg);
+    /* Delegated credentials are never used: released at once. */
+    if (deleg != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&m, &deleg);
+    if (ob.length) {
+        out->out = malloc(ob.length);
+        if (out->out) {
+            memcpy(out->out, ob.value, ob.length);
+            out->outlen = ob.length;
+        }
+    }
+    gss_release_buffer(&m, &ob);
+    if (major == GSS_S_CONTINUE_NEEDED) {
+        out->status = 1;
+        *ctxp = c;
+        if (src != GSS_C_NO_NAME)
+            gss_release_name(&m, &src);
+        return;
+    }
+    if (GSS_ERROR(major)) {
+        format_status(major, minor, out->error, sizeof out->error);
+        out->status = AG_EAUTH;
+    } else if (!mech || !gss_oid_equal(mech, gss_mech_krb5)) {
+        snprintf(out->error, sizeof out->error, "mechanism is not Kerberos 5");
+        out->status = AG_EUNSUPP;
+    } else if (flags & GSS_C_ANON_FLAG) {
+        snprintf(out->error, sizeof out->error, "anonymous Kerberos refused");
+        out->status = AG_EUNSUPP;
+    } else {
+        gss_buffer_desc nb = GSS_C_EMPTY_BUFFER;
+        if (GSS_ERROR(gss_display_name(&m, src, &nb, NULL)) || nb.length == 0 ||
+            nb.length >= sizeof out->principal) {
+            snprintf(out->error, sizeof out->error, "client name unavailable");
+            out->status = AG_EAUTH;
+        } else {
+            memcpy(out->principal, nb.value, nb.length);
+            out->principal[nb.length] = '\0';
+            out->status = 0;
+        }
+        gss_release_buffer(&m, &nb);
+    }
+    if (src != GSS_C_NO_NAME)
+        gss_release_name(&m, &src);
+    ag_gss_ctx_free(c);
+    *ctxp = NULL;
+}
+
+int ag_gss_map_name(const char *principal, enum ag_gss_name_format fmt, const char *realms,
+                    struct ag_identity *out)
+{
+    const char *at = strrchr(principal, '@');
+    if (!at || at == principal || !at[1])
+        return AG_EINVAL;
+    for (const char *p = principal; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return AG_EINVAL;
+    const char *realm = at + 1;
+    size_t ul = (size_t)(at - principal), rl = strlen(realm);
+    if (realms && *realms) {
+        bool ok = false;
+        const char *r = realms;
+        while (*r && !ok) {
+            const char *e = strchr(r, ',');
+            size_t l = e ? (size_t)(e - r) : strlen(r);
+            ok = l == rl && ag_strieq(r, l, realm);
+            r = e ? e + 1 : r + l;
+        }
+        if (!ok)
+            return AG_EUNSUPP;
+    }
+    if (ul >= sizeof out->user || rl >= sizeof out->domain)
+        return AG_EINVAL;
+    memset(out, 0, sizeof *out);
+    switch (fmt) {
+    case AG_GSS_NAME_KEEP:
+        snprintf(out->user, sizeof out->user, "%s", principal);
+        break;
+    case AG_GSS_NAME_STRIP:
+        memcpy(out->user, principal, ul);
+        out->user[ul] = '\0';
+        break;
+    case AG_GSS_NAME_BACKSLASH:
+        memcpy(out->user, principal, ul);
+        out->user[ul] = '\0';
+        memcpy(out->domain, realm, rl);
+        break;
+    }
+    return 0;
+}

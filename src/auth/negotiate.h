@@ -1,0 +1,72 @@
+/* negotiate.h - the Kerberos acceptor (RFC 4559 over MIT GSS-API).
+ *
+ * Glossary: acceptor = the proxy's GSS credentials from its keytab, acquired
+ * once per configuration (and again on reload), restricted to one principal
+ * (default HTTP@<proxy_host>) unless "any" is configured, and with SPNEGO
+ * limited to krb5 so an installed gss-ntlmssp can never be negotiated;
+ * step = one gss_accept_sec_context call: it completes, asks for another
+ * round (CONTINUE_NEEDED), or fails with a formatted "major (minor)" text.
+ *
+ * The acceptor is refcounted: jobs keep the one they started with across a
+ * reload. A context (struct ag_gss_ctx) is owned by the connection's
+ * session row between rounds and moved into the job for a step. Pure; the
+ * *_blocking step runs on pool threads, everything else on the loop.
+ */
+#ifndef AG_AUTH_NEGOTIATE_H
+#define AG_AUTH_NEGOTIATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+
+struct ag_gss_acceptor;
+struct ag_gss_ctx;
+
+enum ag_gss_name_format {
+    AG_GSS_NAME_KEEP = 0,   /* alice@REALM */
+    AG_GSS_NAME_STRIP,      /* alice (domain = REALM) */
+    AG_GSS_NAME_BACKSLASH,  /* REALM\alice (domain = REALM) */
+};
+
+/* Acquires acceptor credentials. keytab NULL = KRB5_KTNAME or the default;
+ * name NULL/"" = any principal of the keytab, "svc@host" = host-based
+ * service, anything else a Kerberos principal. NULL and err filled when the
+ * keytab is missing/unreadable or holds no key for the name. */
+struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
+                                            size_t errlen);
+struct ag_gss_acceptor *ag_gss_acceptor_ref(struct ag_gss_acceptor *a);
+void ag_gss_acceptor_unref(struct ag_gss_acceptor *a);
+/* The acceptor name for logs ("HTTP@proxy.example" or "any"). */
+const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a);
+
+/* Cheap shape check before GSS sees a token: a GSS initial token
+ * ([APPLICATION 0], 0x60) or an SPNEGO response (0xa1), with a DER length
+ * that matches the token. 0 or AG_EINVAL. */
+int ag_gss_token_precheck(const uint8_t *tok, size_t len);
+
+struct ag_gss_step {
+    int status;          /* 0 complete, 1 continue, AG_EAUTH failed, AG_EUNSUPP refused */
+    uint8_t *out;        /* output token (owned), may be NULL */
+    size_t outlen;
+    char principal[512]; /* client principal on completion */
+    char error[512];     /* "major text (minor text)" on failure */
+};
+
+/* One accept step. *ctx is the context of this handshake (NULL at first; on
+ * continue it holds the context for the next round; on completion or failure
+ * it is released and set to NULL). */
+void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctx,
+                            const uint8_t *in, size_t inlen, struct ag_gss_step *out);
+void ag_gss_step_clear(struct ag_gss_step *s);
+/* Frees a context (void * for the session row's mech slot). */
+void ag_gss_ctx_free(void *ctx);
+
+/* Maps "user@REALM" to an identity. realms: comma-separated allow-list or
+ * NULL for any. AG_EUNSUPP when the realm is not allowed, AG_EINVAL for a
+ * name without a realm or with control characters. */
+int ag_gss_map_name(const char *principal, enum ag_gss_name_format fmt, const char *realms,
+                    struct ag_identity *out);
+
+#endif
