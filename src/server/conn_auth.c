@@ -461,6 +461,8 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
 struct ntlm_names {
     char nb_computer[16];
     char dns_computer[256];
+    char spn[300];
+    const char *spns[2];
 };
 
 static void ntlm_names(const struct ag_config *cfg, struct ntlm_names *n)
@@ -488,9 +490,15 @@ static void ntlm_server(const struct ag_config *cfg, struct ntlm_names *names,
     out->dns_domain = cfg->ntlm_dns_domain ? cfg->ntlm_dns_domain : "";
     out->dns_computer = names->dns_computer;
     out->require_mic = cfg->ntlm_require_mic;
-    /* MsvAvTargetName is checked only against a configured proxy_host: a
-     * guessed host name would refuse honest clients. */
+    /* MsvAvTargetName (relay defence) is checked only against a configured
+     * proxy_host: a guessed host name would refuse honest clients. */
     out->spns = NULL;
+    if (cfg->proxy_host) {
+        snprintf(names->spn, sizeof names->spn, "HTTP/%s", cfg->proxy_host);
+        names->spns[0] = names->spn;
+        names->spns[1] = NULL;
+        out->spns = names->spns;
+    }
 }
 
 static uint64_t filetime_now(void)
