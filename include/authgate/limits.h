@@ -132,4 +132,16 @@
  * only a garbage line hits it; bounds the tokenizer's stack array. */
 #define AG_CONFIG_MAX_VALUES 128
 
+/* ctl */
+/* Entries in the status socket's uid/gid allow-lists: a handful of admin
+ * accounts and groups; a cap keeps the config struct fixed-size. */
+#define AG_CTL_ALLOW_MAX 16
+/* One reply (sessions of 10,000 connections at ~160 bytes a line fits). */
+#define AG_CTL_REPLY_MAX (4 * 1024 * 1024)
+/* Control connections at once: operators and a scraper, never thousands. */
+#define AG_CTL_MAX_CONNS 16
+/* A control connection must send its command and read its reply within
+ * this: a stuck script cannot hold one of the slots above forever. */
+#define AG_CTL_TIMEOUT_MS 10000
+
 #endif

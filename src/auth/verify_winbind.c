@@ -165,3 +165,94 @@ int ag_wb_ping_blocking(void)
     struct wbcContext *ctx = thread_ctx();
     return ctx && wbcCtxPing(ctx) == WBC_ERR_SUCCESS ? 0 : AG_EBACKEND;
 }
+
+static int split_name(const char *name, char *dom, size_t dcap, char *acct, size_t acap)
+{
+    const char *bs = strchr(name, '\\');
+    if (bs) {
+        if ((size_t)(bs - name) >= dcap || strlen(bs + 1) >= acap)
+            return AG_EINVAL;
+        memcpy(dom, name, (size_t)(bs - name));
+        dom[bs - name] = '\0';
+        snprintf(acct, acap, "%s", bs + 1);
+    } else {
+        dom[0] = '\0';
+        if (strlen(name) >= acap)
+            return AG_EINVAL;
+        snprintf(acct, acap, "%s", name);
+    }
+    return 0;
+}
+
+static int lookup_sid(struct wbcContext *ctx, const char *name, struct wbcDomainSid *sid)
+{
+    char dom[256], acct[256];
+    if (split_name(name, dom, sizeof dom, acct, sizeof acct) != 0)
+        return AG_EINVAL;
+    if (!dom[0]) {
+        /* LookupName needs a domain: a bare name is in winbind's own. */
+        struct wbcInterfaceDetails *d = NULL;
+        wbcErr e = wbcCtxInterfaceDetails(ctx, &d);
+        if (e != WBC_ERR_SUCCESS || !d || !d->netbios_domain) {
+            if (d)
+                wbcFreeMemory(d);
+            return AG_EBACKEND;
+        }
+        snprintf(dom, sizeof dom, "%s", d->netbios_domain);
+        wbcFreeMemory(d);
+    }
+    enum wbcSidType type;
+    wbcErr rc = wbcCtxLookupName(ctx, dom, acct, sid, &type);
+    if (rc == WBC_ERR_SUCCESS)
+        return 0;
+    return (rc == WBC_ERR_WINBIND_NOT_AVAILABLE || rc == WBC_ERR_UNKNOWN_FAILURE)
+               ? AG_EBACKEND
+               : AG_ENOTFOUND;
+}
+
+int ag_wb_name_to_sid_blocking(const char *name, char *sid, size_t cap)
+{
+    struct wbcContext *ctx = thread_ctx();
+    if (!ctx)
+        return AG_EBACKEND;
+    struct wbcDomainSid s;
+    int rc = lookup_sid(ctx, name, &s);
+    if (rc)
+        return rc;
+    char buf[WBC_SID_STRING_BUFLEN];
+    wbcSidToStringBuf(&s, buf, sizeof buf);
+    snprintf(sid, cap, "%s", buf);
+    return 0;
+}
+
+int ag_wb_user_sids_blocking(const char *name, char **out)
+{
+    struct wbcContext *ctx = thread_ctx();
+    if (!ctx)
+        return AG_EBACKEND;
+    struct wbcDomainSid user;
+    int rc = lookup_sid(ctx, name, &user);
+    if (rc)
+        return rc;
+    uint32_t n = 0;
+    struct wbcDomainSid *sids = NULL;
+    wbcErr w = wbcCtxLookupUserSids(ctx, &user, false, &n, &sids);
+    if (w != WBC_ERR_SUCCESS)
+        return w == WBC_ERR_WINBIND_NOT_AVAILABLE ? AG_EBACKEND : AG_ENOTFOUND;
+    struct ag_buf b;
+    ag_buf_init(&b, 64 * 1024);
+    char s[WBC_SID_STRING_BUFLEN];
+    wbcSidToStringBuf(&user, s, sizeof s);
+    int e = ag_buf_appendz(&b, s);
+    for (uint32_t i = 0; i < n && !e; i++) {
+        wbcSidToStringBuf(&sids[i], s, sizeof s);
+        e = ag_buf_printf(&b, ",%s", s);
+    }
+    wbcFreeMemory(sids);
+    if (e || ag_buf_append(&b, "", 1) != 0) {
+        ag_buf_free(&b);
+        return AG_ENOTFOUND;
+    }
+    *out = ag_buf_steal(&b, NULL);
+    return 0;
+}

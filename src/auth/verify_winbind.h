@@ -32,6 +32,15 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
                             const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
                             const uint8_t *lm, size_t lm_len, struct ag_wb_result *out);
 
+/* Resolves "DOMAIN\name" or "name" (winbind's default domain) to a SID
+ * string. 0, AG_ENOTFOUND, AG_EBACKEND. For group names in access rules. */
+int ag_wb_name_to_sid_blocking(const char *name, char *sid, size_t cap);
+
+/* The SIDs of a user (its own, then its groups) as a comma-separated string
+ * (malloc'd into *out), for identities that did not come from winbind
+ * (Kerberos). 0, AG_ENOTFOUND, AG_EBACKEND. */
+int ag_wb_user_sids_blocking(const char *name, char **out);
+
 /* 0 when winbindd answers a ping. */
 int ag_wb_ping_blocking(void);
 

@@ -8,8 +8,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,9 @@ enum opt_type {
     T_LISTEN,   /* listen[] / n_listen */
     T_PORTS,    /* connect_ports[] / n_connect_ports */
     T_SCHEMES,  /* schemes[] / n_schemes */
+    T_MODE,     /* uint32_t file mode, written in octal (0660) */
+    T_USERS,    /* struct ag_idlist of uids: numbers or user names, or none */
+    T_GROUPS,   /* struct ag_idlist of gids: numbers or group names, or none */
 };
 
 /* Row flags. */
@@ -162,6 +167,19 @@ static int check_dnsname(const char *v, const char **why)
     }
     if (n == 0 || n > 253) {
         *why = "must be a DNS name of 1-253 characters";
+        return AG_EINVAL;
+    }
+    return 0;
+}
+
+/* The socket's group must exist when the file is read, not only at bind:
+ * a typo is then a file:line error rather than a start-up surprise. */
+static int check_group(const char *v, const char **why)
+{
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if (getgrnam_r(v, &gr, buf, sizeof buf, &res) != 0 || !res) {
+        *why = "is not a known group";
         return AG_EINVAL;
     }
     return 0;
@@ -297,6 +315,22 @@ static const struct opt opts[] = {
      NULL, "comma-separated realms allowed; none = any"},
     {"rcache_dir", T_PATH, OFF(rcache_dir), 0, 0, 0, "none", F_NONE, NULL, NULL,
      "directory of the Kerberos replay cache"},
+
+    /* access rules */
+    {"rules_file", T_PATH, OFF(rules_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "allow/deny rules: who may go where"},
+
+    /* the status socket (authgatectl) */
+    {"status_socket", T_PATH, OFF(status_socket), 0, 0, 0, "none", F_NONE, NULL, NULL,
+     "UNIX socket authgatectl talks to; none = off"},
+    {"status_socket_mode", T_MODE, OFF(status_socket_mode), 0, 0777, 0660, NULL, 0, NULL, NULL,
+     "permissions of the status socket (octal)"},
+    {"status_socket_group", T_STRING, OFF(status_socket_group), 0, 0, 0, "none", F_NONE, NULL,
+     check_group, "group owning the status socket"},
+    {"status_allow_users", T_USERS, OFF(status_allow_users), 0, 0, 0, "0", F_RELOAD, NULL, NULL,
+     "users (names or uids) whose connections to the socket are served"},
+    {"status_allow_groups", T_GROUPS, OFF(status_allow_groups), 0, 0, 0, "none", F_RELOAD, NULL,
+     NULL, "groups (names or gids) whose members' connections are served"},
 };
 
 #undef TMO
@@ -581,6 +615,17 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
         for (size_t i = 0; !rc && i < c->n_connect_ports; i++)
             rc = ag_buf_printf(b, "%s%u", i ? " " : "", (unsigned)c->connect_ports[i]);
         return rc;
+    case T_MODE:
+        return ag_buf_printf(b, "0%03o", (unsigned)*(const uint32_t *)f);
+    case T_USERS:
+    case T_GROUPS: {
+        const struct ag_idlist *l = f;
+        if (l->n == 0)
+            return ag_buf_appendz(b, "none");
+        for (size_t i = 0; !rc && i < l->n; i++)
+            rc = ag_buf_printf(b, "%s%u", i ? " " : "", (unsigned)l->id[i]);
+        return rc;
+    }
     case T_SCHEMES:
         if (c->n_schemes == 0)
             return ag_buf_appendz(b, "none");
@@ -840,9 +885,82 @@ static int set_schemes(struct pctx *x, const struct opt *o, char **argv, size_t 
     return 0;
 }
 
+/* Octal digits only, with or without a leading 0: "0660", "660". */
+static int set_mode(struct pctx *x, const struct opt *o, const char *v)
+{
+    char sv[80];
+    uint32_t m = 0;
+    size_t n = strlen(v);
+    if (n == 0 || n > 4)
+        goto bad;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '7')
+            goto bad;
+        m = m * 8 + (uint32_t)(v[i] - '0');
+    }
+    if (m > o->max)
+        goto bad;
+    *(uint32_t *)field(o, x->c) = m;
+    return 0;
+bad:
+    return fail(x, "%s: invalid mode '%s' (octal, such as 0660)", o->name,
+                shown(v, sv, sizeof sv));
+}
+
+/* A user or group: a number, or a name resolved now through NSS. */
+static int resolve_id(bool group, const char *v, uint32_t *out)
+{
+    if (parse_uint(v, out) == 0)
+        return 0;
+    char buf[4096];
+    if (group) {
+        struct group gr, *res = NULL;
+        if (getgrnam_r(v, &gr, buf, sizeof buf, &res) != 0 || !res)
+            return AG_ENOTFOUND;
+        *out = (uint32_t)res->gr_gid;
+    } else {
+        struct passwd pw, *res = NULL;
+        if (getpwnam_r(v, &pw, buf, sizeof buf, &res) != 0 || !res)
+            return AG_ENOTFOUND;
+        *out = (uint32_t)res->pw_uid;
+    }
+    return 0;
+}
+
+static int set_ids(struct pctx *x, const struct opt *o, char **argv, size_t argc)
+{
+    struct ag_idlist l;
+    char sv[80];
+    bool group = o->type == T_GROUPS;
+    memset(&l, 0, sizeof l);
+    if (argc == 1 && strcmp(argv[0], "none") == 0) {
+        *(struct ag_idlist *)field(o, x->c) = l;
+        return 0;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        uint32_t id;
+        if (strcmp(argv[i], "none") == 0)
+            return fail(x, "%s: 'none' must stand alone", o->name);
+        if (resolve_id(group, argv[i], &id) != 0)
+            return fail(x, "%s: unknown %s '%s'", o->name, group ? "group" : "user",
+                        shown(argv[i], sv, sizeof sv));
+        bool dup = false;
+        for (size_t k = 0; k < l.n; k++)
+            dup = dup || l.id[k] == id;
+        if (dup)
+            continue;
+        if (l.n == AG_CTL_ALLOW_MAX)
+            return fail(x, "%s: more than %d entries", o->name, AG_CTL_ALLOW_MAX);
+        l.id[l.n++] = id;
+    }
+    *(struct ag_idlist *)field(o, x->c) = l;
+    return 0;
+}
+
 static bool is_list(const struct opt *o)
 {
-    return o->type == T_LISTEN || o->type == T_PORTS || o->type == T_SCHEMES;
+    return o->type == T_LISTEN || o->type == T_PORTS || o->type == T_SCHEMES ||
+           o->type == T_USERS || o->type == T_GROUPS;
 }
 
 /* Applies one option's values (already tokenized) to the config. */
@@ -871,6 +989,11 @@ static int apply(struct pctx *x, const struct opt *o, char **argv, size_t argc)
         return set_ports(x, o, argv, argc);
     case T_SCHEMES:
         return set_schemes(x, o, argv, argc);
+    case T_MODE:
+        return set_mode(x, o, argv[0]);
+    case T_USERS:
+    case T_GROUPS:
+        return set_ids(x, o, argv, argc);
     }
     return fail(x, "%s: internal error", o->name);
 }
@@ -976,6 +1099,7 @@ static int apply_defaults(struct pctx *x)
         case T_DURATION:
         case T_SIZE:
         case T_UINT:
+        case T_MODE:
             *(uint32_t *)f = (uint32_t)o->dnum;
             break;
         case T_BOOL:

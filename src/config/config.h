@@ -35,6 +35,13 @@ struct ag_listen {
     char text[64];                /* as written: "127.0.0.1:3128", "[::1]:3128" */
 };
 
+/* A list of numeric user or group ids; names are resolved when the file is
+ * parsed (so the loop never calls NSS, which may be winbind, per connection). */
+struct ag_idlist {
+    uint32_t id[AG_CTL_ALLOW_MAX];
+    size_t n;
+};
+
 struct ag_config {
     int refs;
     char *path;    /* absolute path of the file, owned */
@@ -107,6 +114,17 @@ struct ag_config {
                                   ag_gss_name_format), default keep */
     char *negotiate_realms;   /* "negotiate_realms R1,R2", default none = any realm */
     char *rcache_dir;         /* "rcache_dir PATH", default none = MIT's default (/var/tmp) */
+
+    /* access rules */
+    char *rules_file;         /* "rules_file PATH", default none = every authenticated user
+                                 may go anywhere */
+
+    /* the status socket (authgatectl); the first three need a restart */
+    char *status_socket;          /* "status_socket PATH", default none = off */
+    uint32_t status_socket_mode;  /* "status_socket_mode 0660" (octal), default 0660 */
+    char *status_socket_group;    /* "status_socket_group NAME", default none = the daemon's */
+    struct ag_idlist status_allow_users;  /* "status_allow_users root 1000 ...", default 0 */
+    struct ag_idlist status_allow_groups; /* "status_allow_groups adm ...", default none */
 };
 
 /* Parses the file at path into a new config (refs = 1) or returns NULL with a

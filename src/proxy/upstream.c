@@ -148,6 +148,10 @@ static void start_connect(struct ag_upstream *up)
         struct addrinfo *ai = up->ai_cur;
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
+        if (up->filter && up->owner && !up->filter(up->owner, ai->ai_addr)) {
+            up->last_err = AG_EUNSUPP;
+            continue;
+        }
         const void *src = ai->ai_family == AF_INET
                               ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
                               : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
@@ -208,7 +212,7 @@ static void on_start(uv_timer_t *t)
 
 struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct ag_target *t,
                                      uint32_t dns_timeout_ms, uint32_t connect_timeout_ms,
-                                     ag_upstream_ready_cb cb)
+                                     ag_upstream_ready_cb cb, ag_upstream_filter filter)
 {
     struct ag_upstream *up = calloc(1, sizeof *up);
     if (!up)
@@ -216,6 +220,7 @@ struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct 
     live++;
     up->owner = owner;
     up->ready_cb = cb;
+    up->filter = filter;
     up->connect_timeout_ms = connect_timeout_ms;
     snprintf(up->host, sizeof up->host, "%s", t->host);
     up->port = t->port;

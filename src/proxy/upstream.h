@@ -25,6 +25,10 @@ struct ag_upstream;
 /* status: 0 connected, AG_ENOTFOUND (name), AG_EIO (refused/unreachable on
  * every address), AG_ELIMIT (a deadline passed: DNS or connect). */
 typedef void (*ag_upstream_ready_cb)(struct ag_upstream *up, int status);
+/* Decides whether an address may be connected to (access rules with dst=);
+ * false skips it. NULL allows every address. Status AG_EUNSUPP when every
+ * address was refused. */
+typedef bool (*ag_upstream_filter)(void *owner, const struct sockaddr *sa);
 
 struct gai_ctx;
 struct ag_attempt;
@@ -37,6 +41,7 @@ struct ag_upstream {
     bool closing;
     void *owner;               /* the client connection; NULL once detached */
     ag_upstream_ready_cb ready_cb;
+    ag_upstream_filter filter;
     char host[AG_HOST_MAX + 1];
     uint16_t port;
     char peer_ip[48];          /* address actually connected, for the access log */
@@ -61,7 +66,7 @@ struct ag_upstream {
  * ready_cb fires exactly once unless ag_upstream_close comes first. */
 struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct ag_target *t,
                                      uint32_t dns_timeout_ms, uint32_t connect_timeout_ms,
-                                     ag_upstream_ready_cb cb);
+                                     ag_upstream_ready_cb cb, ag_upstream_filter filter);
 /* Upstream connections alive (pooled or busy), for the fd budget. */
 uint32_t ag_upstream_live(void);
 

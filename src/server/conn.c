@@ -523,6 +523,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     int sl = sizeof ss;
     strcpy(c->peer, "-");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        c->peer_addr = ss;
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
         else if (ss.ss_family == AF_INET6)

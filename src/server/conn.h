@@ -41,6 +41,7 @@ struct conn {
     uint64_t id;
     enum conn_state state;
     char peer[48];           /* client IP as text */
+    struct sockaddr_storage peer_addr; /* client address, for src= rules */
     uint64_t created_ms;
 
     /* request parsing */
@@ -69,6 +70,9 @@ struct conn {
     uint64_t drained;
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
     bool close_after;        /* close the client connection when this exchange ends */
+    bool preauth;            /* admitted by an auth=none rule: no identity needed */
+    bool rules_by_addr;      /* a dst= rule decides once the address is known */
+    const char *denied_rule; /* rule that refused every address (points into srv->rules) */
     bool up_dirty;           /* upstream sent bytes past its response: never reuse */
     bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
     uint64_t req_content_length;

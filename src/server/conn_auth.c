@@ -21,6 +21,7 @@
 #include "auth/verify_winbind.h"
 #include "auth_glue.h"
 #include "conn.h"
+#include "rules/rules.h"
 #include "session/basic_cache.h"
 #include "session/table.h"
 #include "session/throttle.h"
@@ -111,6 +112,34 @@ static struct ag_gss_acceptor *load_acceptor(const struct ag_config *cfg)
     return a;
 }
 
+static bool uses_winbind(const struct ag_config *cfg)
+{
+    return (ag_config_scheme_enabled(cfg, AG_SCHEME_BASIC) &&
+            cfg->basic_backend == AG_BACKEND_WINBIND) ||
+           (ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) &&
+            cfg->ntlm_backend == AG_BACKEND_WINBIND);
+}
+
+static int wb_group(void *arg, const char *name, char *sid, size_t cap)
+{
+    return ag_wb_name_to_sid_blocking(name, sid, cap);
+}
+
+/* Group names resolve through winbind once, here, at load and reload: a
+ * blocking call, but on the loop only when an operator (re)loads. */
+static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    if (!cfg->rules_file)
+        return 0;
+    *out = ag_rules_load(cfg->rules_file, uses_winbind(cfg) ? wb_group : NULL, NULL, err, errlen);
+    if (!*out)
+        return -1;
+    ag_info("event=rules_loaded file=%s rules=%zu", cfg->rules_file, ag_rules_count(*out));
+    return 0;
+}
+
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 {
     /* MIT reads the replay cache directory from the environment when a
@@ -129,6 +158,8 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (load_rules(cfg, &srv->rules, err, errlen) != 0)
+        return -1;
     if (needs_userfile(cfg) && !cfg->user_file)
         ag_warn("event=no_user_file note=\"a local backend without user_file: Basic/NTLM "
                 "through it are not offered\"");
@@ -138,8 +169,15 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen)
 {
     struct ag_users *u;
-    if (load_users(ncfg, &u, err, errlen) != 0)
+    struct ag_rules *rules;
+    if (load_rules(ncfg, &rules, err, errlen) != 0)
         return -1;
+    if (load_users(ncfg, &u, err, errlen) != 0) {
+        ag_rules_free(rules);
+        return -1;
+    }
+    ag_rules_free(srv->rules);
+    srv->rules = rules;
     users_unref(srv->users);
     srv->users = u;
     ag_gss_acceptor_unref(srv->gss);
@@ -154,6 +192,8 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
 
 void ag_auth_shutdown(struct ag_server *srv)
 {
+    ag_rules_free(srv->rules);
+    srv->rules = NULL;
     ag_gss_acceptor_unref(srv->gss);
     srv->gss = NULL;
     users_unref(srv->users);
@@ -331,6 +371,7 @@ static void basic_done(struct ag_job *j, void *owner)
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
     uint64_t now = uv_now(srv->loop);
+    ag_auth_latency_record(&srv->auth, AG_SCHEME_BASIC, (int)b->backend, now - j->queued_ms);
     c->job = NULL;
     c->state = CONN_READ_HEAD;
     char u[AG_USER_MAX * 2];
@@ -558,6 +599,7 @@ static void ntlm_done(struct ag_job *j, void *owner)
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
     uint64_t now = uv_now(srv->loop);
+    ag_auth_latency_record(&srv->auth, AG_SCHEME_NTLM, (int)n->backend, now - j->queued_ms);
     c->job = NULL;
     c->state = CONN_READ_HEAD;
     char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2], w[AG_USER_MAX * 2];
@@ -736,17 +778,32 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
 
 struct neg_job {
     struct ag_job base;
+    bool want_groups;            /* rules name groups and winbind can tell them */
     struct ag_gss_acceptor *acc; /* reference */
     struct ag_gss_ctx *ctx;      /* moved in from the session row, moved back on continue */
     uint8_t *tok;                /* owned */
     size_t toklen;
     struct ag_gss_step step;
+    char *sids;                  /* the user's SIDs from winbind, or NULL (owned) */
 };
 
 static void neg_run(struct ag_job *j)
 {
     struct neg_job *n = (struct neg_job *)j;
     ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
+    if (n->step.status == 0 && n->want_groups) {
+        /* A Kerberos identity carries no SIDs here: ask winbind for the
+         * user's groups (the account part of the principal, winbind's
+         * domain), on this pool thread, so group rules apply to it too. */
+        char acct[AG_USER_MAX + 1];
+        const char *at = strrchr(n->step.principal, '@');
+        size_t l = at ? (size_t)(at - n->step.principal) : strlen(n->step.principal);
+        if (l < sizeof acct) {
+            memcpy(acct, n->step.principal, l);
+            acct[l] = '\0';
+            ag_wb_user_sids_blocking(acct, &n->sids);
+        }
+    }
 }
 
 static void neg_release(struct ag_job *j)
@@ -758,6 +815,7 @@ static void neg_release(struct ag_job *j)
         free(n->tok);
     }
     ag_gss_step_clear(&n->step);
+    free(n->sids);
     ag_gss_acceptor_unref(n->acc);
 }
 
@@ -780,6 +838,7 @@ static void neg_done(struct ag_job *j, void *owner)
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
     uint64_t now = uv_now(srv->loop);
+    ag_auth_latency_record(&srv->auth, AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, now - j->queued_ms);
     c->job = NULL;
     c->state = CONN_READ_HEAD;
     struct ag_gss_step *st = &n->step;
@@ -814,6 +873,8 @@ static void neg_done(struct ag_job *j, void *owner)
             return;
         }
         srv->auth.succeeded[AG_SCHEME_NEGOTIATE]++;
+        id.sids = n->sids;
+        n->sids = NULL;
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
         ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=%s acceptor=%s "
                 "ms=%llu",
@@ -893,6 +954,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
         return AG_AUTH_REPLIED;
     }
     n->base.ops = &neg_ops;
+    n->want_groups = ag_rules_use_groups(srv->rules) && uses_winbind(cfg);
     n->acc = ag_gss_acceptor_ref(srv->gss);
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;
     n->tok = tok;

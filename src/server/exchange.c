@@ -11,7 +11,12 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <arpa/inet.h>
+#include <time.h>
+
 #include "auth_glue.h"
+#include "rules/rules.h"
+#include "session/table.h"
 #include "conn.h"
 #include "http/reply.h"
 #include "util/log.h"
@@ -148,6 +153,8 @@ static void next_request(struct conn *c)
     c->resp_started = c->resp_done = c->resp_chunked_out = c->resp_1xx = false;
     c->up_dirty = c->up_407 = c->retried = false;
     c->is_connect = false;
+    c->preauth = c->rules_by_addr = false;
+    c->denied_rule = NULL;
     c->status = 0;
     c->head_bytes = 0;
     c->last_lf = c->fold = false;
@@ -307,6 +314,70 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         rc |= ag_buf_appendz(b, ident);
     rc |= ag_buf_append(b, "\r\n", 2);
     return rc ? AG_ELIMIT : 0;
+}
+
+
+/* --- access rules ----------------------------------------------------------- */
+
+static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *dst, bool preauth,
+                                      const char **rule)
+{
+    struct sockaddr_storage lit;
+    if (!dst) {
+        /* A literal address target is its own destination. */
+        memset(&lit, 0, sizeof lit);
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&lit;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&lit;
+        if (inet_pton(AF_INET, c->target.host, &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            dst = (const struct sockaddr *)&lit;
+        } else if (inet_pton(AF_INET6, c->target.host, &s6->sin6_addr) == 1) {
+            s6->sin6_family = AF_INET6;
+            dst = (const struct sockaddr *)&lit;
+        }
+    }
+    const struct ag_session *s = c->session;
+    bool authed = s && s->state == AG_AS_AUTHENTICATED;
+    struct ag_rules_query q = {
+        .host = c->target.host,
+        .dst = dst,
+        .port = c->target.port,
+        .method = llhttp_method_name((llhttp_method_t)c->method),
+        .path = c->is_connect ? NULL : (c->target.path_len ? c->target.path : "/"),
+        .path_len = c->is_connect ? 0 : (c->target.path_len ? c->target.path_len : 1),
+        .src = (const struct sockaddr *)&c->peer_addr,
+        .id = authed ? &s->id : NULL,
+        .scheme = authed ? s->scheme : AG_SCHEME_NONE,
+        .now = time(NULL),
+    };
+    return ag_rules_eval(c->srv->rules, &q, preauth, rule);
+}
+
+/* A valid identity that the rules refuse gets 403 naming the rule, never a
+ * 407 (which would make a browser prompt for another password). */
+static void deny(struct conn *c, const char *rule)
+{
+    c->srv->stats.rules_denied++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_info("conn=%llu event=denied rule=%s client=%s user=%s host=%s port=%u",
+            (unsigned long long)c->id, rule, c->peer, ag_conn_user(c),
+            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
+    char detail[128];
+    snprintf(detail, sizeof detail, "denied by access rule '%s'", rule);
+    exchange_reply(c, 403, NULL, detail);
+}
+
+static bool addr_allowed(void *owner, const struct sockaddr *sa)
+{
+    struct conn *c = owner;
+    if (!c->rules_by_addr || !c->srv->rules)
+        return true;
+    const char *rule;
+    if (rules_eval(c, sa, false, &rule) == AG_RULE_DENY) {
+        c->denied_rule = rule;
+        return false;
+    }
+    return true;
 }
 
 /* --- the upstream response ------------------------------------------------- */
@@ -532,6 +603,12 @@ static void start_exchange_io(struct conn *c)
 static void on_upstream_ready(struct ag_upstream *up, int status)
 {
     struct conn *c = up->owner;
+    if (status == AG_EUNSUPP && c->denied_rule) {
+        ag_upstream_close(c->up);
+        c->up = NULL;
+        deny(c, c->denied_rule);
+        return;
+    }
     if (status != 0) {
         struct ag_stats *st = &c->srv->stats;
         if (status == AG_ELIMIT) {
@@ -582,7 +659,7 @@ static void open_upstream(struct conn *c)
 {
     c->state = CONN_UPSTREAM;
     c->up = ag_upstream_open(c->srv->loop, c, &c->target, c->cfg->dns_timeout_ms,
-                             c->cfg->connect_timeout_ms, on_upstream_ready);
+                             c->cfg->connect_timeout_ms, on_upstream_ready, addr_allowed);
     if (!c->up)
         upstream_failed(c, 502, "cannot open upstream");
 }
@@ -726,6 +803,21 @@ void exchange_on_head(struct conn *c)
             return;
         }
     }
+    /* Destinations open to everyone (auth=none rules) never see a 407. */
+    if (c->srv->rules) {
+        const char *rule;
+        enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule);
+        if (v == AG_RULE_DENY) {
+            deny(c, rule);
+            return;
+        }
+        if (v == AG_RULE_ALLOW) {
+            c->srv->stats.rules_preauth_allowed++;
+            c->preauth = true;
+            exchange_proceed(c);
+            return;
+        }
+    }
     /* Authentication decides before any byte moves upstream. */
     if (ag_conn_auth(c) != AG_AUTH_PROCEED)
         return;
@@ -734,6 +826,15 @@ void exchange_on_head(struct conn *c)
 
 void exchange_proceed(struct conn *c)
 {
+    if (c->srv->rules && !c->preauth) {
+        const char *rule;
+        enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule);
+        if (v == AG_RULE_DENY) {
+            deny(c, rule);
+            return;
+        }
+        c->rules_by_addr = v == AG_RULE_NEED_ADDR;
+    }
     if (c->is_connect && !ag_config_port_allowed(c->cfg, c->target.port)) {
         c->srv->stats.ports_denied++;
         exchange_reply(c, 403, NULL, "CONNECT to this port is not allowed");
@@ -748,7 +849,7 @@ void exchange_proceed(struct conn *c)
         }
     }
     struct ag_upstream *up = c->up;
-    if (up && up->idle && !c->is_connect && up->port == c->target.port &&
+    if (up && up->idle && !c->is_connect && !c->rules_by_addr && up->port == c->target.port &&
         strcmp(up->host, c->target.host) == 0) {
         c->srv->stats.upstream_reused++;
         up->idle = false;

@@ -19,11 +19,25 @@ struct ag_stats {
     uint64_t conns_accepted, requests, forwarded, tunnels;
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t bad_requests, header_too_large, loops_detected, ports_denied;
+    uint64_t rules_denied, rules_preauth_allowed;
     uint64_t limit_accept_paused, limit_inbuf_full;
     uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
         timeout_tunnel;
     uint64_t upstream_errors, upstream_reused, upstream_opened, upstream_not_pooled_fds;
     uint64_t bytes_in, bytes_out;
+    /* the status socket: commands served, peers refused, bad or oversized
+     * command lines, connections refused at AG_CTL_MAX_CONNS */
+    uint64_t ctl_commands, ctl_denied, ctl_bad, ctl_limit;
+};
+
+/* Verification latency (job queued to done callback), a fixed-bucket
+ * histogram: bucket[i] counts samples <= ag_latency_bounds_ms[i] and above the
+ * bound before it; bucket[AG_LAT_BUCKETS] counts the rest (+Inf). */
+#define AG_LAT_BUCKETS 12
+extern const uint32_t ag_latency_bounds_ms[AG_LAT_BUCKETS];
+struct ag_latency {
+    uint64_t bucket[AG_LAT_BUCKETS + 1];
+    uint64_t count, sum_ms;
 };
 
 /* Authentication counters, per scheme where it matters. */
@@ -35,7 +49,13 @@ struct ag_auth_stats {
     uint64_t basic_cache_hits;
     uint64_t limit_handshakes, limit_jobs, limit_rounds;
     uint64_t identity_expired, identity_reset;
+    /* [enum ag_scheme][enum ag_backend]; Negotiate (GSS) uses AG_BACKEND_NONE */
+    struct ag_latency latency[4][3];
 };
+
+/* Records one verification's latency (loop thread, from the job's done
+ * callback). backend is an enum ag_backend; out-of-range indexes are ignored. */
+void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, uint64_t ms);
 
 struct conn;
 struct ag_session_table;
@@ -43,6 +63,8 @@ struct ag_basic_cache;
 struct ag_throttle;
 struct ag_users;
 struct ag_gss_acceptor;
+struct ag_rules;
+struct ag_ctl;
 
 struct ag_listener {
     uv_tcp_t tcp;
@@ -74,7 +96,11 @@ struct ag_server {
     struct ag_basic_cache *basic_cache;
     struct ag_throttle *throttle;
     struct ag_gss_acceptor *gss;   /* NULL when Negotiate is not available */
+    struct ag_rules *rules;        /* NULL: every authenticated user may go anywhere */
     struct ag_auth_stats auth;
+
+    /* the status socket (src/ctl); NULL when off or once stopping */
+    struct ag_ctl *ctl;
 };
 
 /* Creates the listeners of cfg; returns 0 or a negative AG_E* with a message

@@ -327,6 +327,7 @@ static const struct dump_case {
     {"negotiate_name_format strip", "negotiate_name_format strip"},
     {"negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE", "negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE"},
     {"rcache_dir /var/lib/authgate/rcache", "rcache_dir /var/lib/authgate/rcache"},
+    {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
     {"handshake_timeout 10s", "handshake_timeout 10s"},
     {"identity_max_age 1h", "identity_max_age 1h"},
     {"max_handshakes 100", "max_handshakes 100"},
@@ -336,6 +337,14 @@ static const struct dump_case {
     {"fail_max_per_user 5", "fail_max_per_user 5"},
     {"fail_max_per_addr 20", "fail_max_per_addr 20"},
     {"fail_window 2m", "fail_window 2m"},
+    {"status_socket /run/authgate/authgate.sock", "status_socket /run/authgate/authgate.sock"},
+    {"status_socket none", "status_socket none"},
+    {"status_socket_mode 0600", "status_socket_mode 0600"},
+    {"status_socket_mode 660", "status_socket_mode 0660"},
+    {"status_socket_group root", "status_socket_group root"},
+    {"status_allow_users root 1000 0", "status_allow_users 0 1000"},
+    {"status_allow_users none", "status_allow_users none"},
+    {"status_allow_groups root 4", "status_allow_groups 0 4"},
 };
 
 static void test_every_option_round_trips(void **state)
@@ -495,6 +504,13 @@ static const struct err_case {
     {"basic_realm \"a\tb\"", "proxy.conf:1: control character in value"},
     {"basic_realm a\rb", "proxy.conf:1: control character in value"},
     {"x_forwarded_for on\r\nlisen x\r\n", "proxy.conf:2: unknown option 'lisen'"},
+    {"status_socket_mode 0668", "proxy.conf:1: status_socket_mode: invalid mode '0668' (octal, such as 0660)"},
+    {"status_socket_mode 01777", "proxy.conf:1: status_socket_mode: invalid mode '01777' (octal, such as 0660)"},
+    {"status_socket_group no-such-group-xyz",
+     "proxy.conf:1: status_socket_group: 'no-such-group-xyz' is not a known group"},
+    {"status_allow_users root no-such-user-xyz",
+     "proxy.conf:1: status_allow_users: unknown user 'no-such-user-xyz'"},
+    {"status_allow_groups none 0", "proxy.conf:1: status_allow_groups: 'none' must stand alone"},
     {"\"lis\\\\en\" 1", "proxy.conf:1: unknown option 'lis\\x5cen'"},
 };
 
@@ -1002,7 +1018,8 @@ static void test_fixed_changed(void **state)
     size_t n_fixed = 0;
     for (size_t i = 0; i < ag_config_option_count(); i++)
         n_fixed += !ag_config_option_reloadable(i);
-    assert_int_equal(n_fixed, 3); /* listen, threadpool_size, rcache_dir */
+    /* listen, threadpool_size, rcache_dir, status_socket{,_mode,_group} */
+    assert_int_equal(n_fixed, 6);
     assert_false(ag_config_option_reloadable(ag_config_option_count()));
     ag_config_unref(a);
     ag_config_unref(b);

@@ -1,0 +1,704 @@
+/* rules.c - parsing and evaluating access rules (see rules.h). */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "authgate/err.h"
+#include "authgate/limits.h"
+#include "rules.h"
+#include "util/util.h"
+
+struct strlist {
+    char **v;
+    size_t n;
+};
+
+struct cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t a[16];
+    unsigned bits;
+};
+
+struct range {
+    uint32_t lo, hi;
+};
+
+struct twin {
+    uint8_t days;      /* bit per weekday, Sunday = bit 0 */
+    uint16_t from, to; /* minutes of the day, [from, to) */
+};
+
+struct group {
+    char *name;
+    char *sid;              /* resolved through winbind, or NULL */
+    struct strlist members; /* declared in the file */
+};
+
+struct rule {
+    char *name;
+    int line;
+    bool allow, preauth;
+    struct strlist users, hosts, methods, paths;
+    struct group **groups;
+    size_t n_groups;
+    unsigned schemes; /* bit per enum ag_scheme; 0 = any */
+    struct cidr *dsts, *srcs;
+    size_t n_dsts, n_srcs;
+    struct range *ports;
+    size_t n_ports;
+    struct twin *times;
+    size_t n_times;
+    uint64_t hits;
+};
+
+struct ag_rules {
+    struct rule *v;
+    size_t n;
+    struct group **groups;
+    size_t n_groups;
+    bool default_allow;
+    bool uses_groups;
+    uint64_t default_hits;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void strlist_free(struct strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+static int strlist_add(struct strlist *l, const char *s)
+{
+    char **n = realloc(l->v, (l->n + 1) * sizeof *n);
+    if (!n)
+        return AG_ENOMEM;
+    l->v = n;
+    if (!(l->v[l->n] = strdup(s)))
+        return AG_ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void *grow(void *p, size_t n, size_t size)
+{
+    return realloc(p, (n + 1) * size);
+}
+
+static int parse_cidr(const char *s, struct cidr *c)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end || end == slash + 1 || bits < 0)
+            return AG_EINVAL;
+    }
+    memset(c, 0, sizeof *c);
+    if (inet_pton(AF_INET, buf, c->a) == 1) {
+        c->family = AF_INET;
+        c->bits = bits < 0 ? 32 : (unsigned)bits;
+        return c->bits <= 32 ? 0 : AG_EINVAL;
+    }
+    if (inet_pton(AF_INET6, buf, c->a) == 1) {
+        c->family = AF_INET6;
+        c->bits = bits < 0 ? 128 : (unsigned)bits;
+        return c->bits <= 128 ? 0 : AG_EINVAL;
+    }
+    return AG_EINVAL;
+}
+
+static bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
+{
+    const uint8_t *a;
+    int fam = sa->sa_family;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (fam == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (fam == AF_INET6) {
+        a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d */
+        if (c->family == AF_INET && memcmp(a, mapped, 12) == 0) {
+            a += 12;
+            fam = AF_INET;
+        }
+    } else {
+        return false;
+    }
+    if (fam != c->family)
+        return false;
+    unsigned full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(a, c->a, full) != 0)
+        return false;
+    if (rest) {
+        uint8_t mask = (uint8_t)(0xff << (8 - rest));
+        if ((a[full] & mask) != (c->a[full] & mask))
+            return false;
+    }
+    return true;
+}
+
+static int parse_range(const char *s, struct range *r)
+{
+    char *end;
+    unsigned long lo = strtoul(s, &end, 10), hi = lo;
+    if (end == s)
+        return AG_EINVAL;
+    if (*end == '-') {
+        const char *h = end + 1;
+        hi = strtoul(h, &end, 10);
+        if (end == h)
+            return AG_EINVAL;
+    }
+    if (*end || lo == 0 || hi > 65535 || lo > hi)
+        return AG_EINVAL;
+    r->lo = (uint32_t)lo;
+    r->hi = (uint32_t)hi;
+    return 0;
+}
+
+static int day_index(const char *s, size_t n)
+{
+    static const char *const days[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+    for (int i = 0; i < 7; i++)
+        if (n == 3 && ag_strieq(s, 3, days[i]))
+            return i;
+    return -1;
+}
+
+/* "mon-fri@08:00-18:00", "sat@10:00-12:00", "*@00:00-24:00" */
+static int parse_twin(const char *s, struct twin *t)
+{
+    const char *at = strchr(s, '@');
+    if (!at)
+        return AG_EINVAL;
+    t->days = 0;
+    if (at - s == 1 && s[0] == '*') {
+        t->days = 0x7f;
+    } else {
+        const char *dash = memchr(s, '-', (size_t)(at - s));
+        int a = day_index(s, dash ? (size_t)(dash - s) : (size_t)(at - s));
+        int b = dash ? day_index(dash + 1, (size_t)(at - dash - 1)) : a;
+        if (a < 0 || b < 0)
+            return AG_EINVAL;
+        for (int d = a;; d = (d + 1) % 7) {
+            t->days |= (uint8_t)(1u << d);
+            if (d == b)
+                break;
+        }
+    }
+    unsigned h1, m1, h2, m2;
+    char tail;
+    if (sscanf(at + 1, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &tail) != 4 || m1 > 59 ||
+        m2 > 59 || h1 > 23 || h2 > 24 || (h2 == 24 && m2) || h1 * 60 + m1 >= h2 * 60 + m2)
+        return AG_EINVAL;
+    t->from = (uint16_t)(h1 * 60 + m1);
+    t->to = (uint16_t)(h2 * 60 + m2);
+    return 0;
+}
+
+static bool host_match(const char *pat, const char *host)
+{
+    if (pat[0] == '*' && pat[1] == '.') {
+        size_t pl = strlen(pat + 1), hl = strlen(host);
+        return hl > pl && ag_strieq(host + hl - pl, pl, pat + 1);
+    }
+    return ag_strieq(host, strlen(host), pat);
+}
+
+/* ---- identity ------------------------------------------------------------- */
+
+/* A rule's user entry matches the identity as "user", "DOMAIN\user" or
+ * "user@REALM"; an entry without a domain also matches the bare account of
+ * any domain. Case-insensitive. */
+static bool user_match(const char *entry, const struct ag_identity *id)
+{
+    size_t el = strlen(entry);
+    if (ag_strieq(id->user, strlen(id->user), entry))
+        return true;
+    if (id->domain[0]) {
+        char full[2 * AG_USER_MAX + 2];
+        snprintf(full, sizeof full, "%s\\%s", id->domain, id->user);
+        if (ag_strieq(full, strlen(full), entry))
+            return true;
+    }
+    if (strchr(entry, '\\') || strchr(entry, '@'))
+        return false;
+    const char *acct = id->user;
+    const char *bs = strrchr(acct, '\\');
+    if (bs)
+        acct = bs + 1;
+    const char *at = strchr(acct, '@');
+    size_t al = at ? (size_t)(at - acct) : strlen(acct);
+    return al == el && ag_strieq(acct, al, entry);
+}
+
+static bool sid_in(const char *sids, const char *sid)
+{
+    size_t sl = strlen(sid);
+    for (const char *p = sids; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == sl && memcmp(p, sid, sl) == 0)
+            return true;
+        p = e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+static bool group_match(const struct group *g, const struct ag_identity *id)
+{
+    if (g->sid && id->sids && sid_in(id->sids, g->sid))
+        return true;
+    for (size_t i = 0; i < g->members.n; i++)
+        if (user_match(g->members.v[i], id))
+            return true;
+    return false;
+}
+
+/* ---- parsing -------------------------------------------------------------- */
+
+struct pctx {
+    const char *file;
+    int line;
+    char *err;
+    size_t errlen;
+    ag_group_resolver resolver;
+    void *arg;
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct pctx *x, const char *fmt, ...)
+{
+    int n = snprintf(x->err, x->errlen, "%s:%d: ", x->file, x->line);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < x->errlen)
+        vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return AG_EINVAL;
+}
+
+/* Splits on blanks; "..." groups blanks (quotes are dropped). */
+static size_t split(char *line, char **argv, size_t max)
+{
+    size_t n = 0;
+    char *r = line, *w = line;
+    while (*r && n < max) {
+        while (*r == ' ' || *r == '\t')
+            r++;
+        if (!*r || *r == '#')
+            break;
+        argv[n++] = w;
+        bool q = false;
+        while (*r && (q || (*r != ' ' && *r != '\t'))) {
+            if (*r == '"')
+                q = !q;
+            else
+                *w++ = *r;
+            r++;
+        }
+        if (*r)
+            r++;
+        *w++ = '\0';
+    }
+    return n;
+}
+
+static struct group *find_group(struct ag_rules *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_groups; i++)
+        if (ag_strieq(r->groups[i]->name, strlen(r->groups[i]->name), name))
+            return r->groups[i];
+    return NULL;
+}
+
+static int add_group(struct ag_rules *r, const char *name, struct group **out)
+{
+    struct group **n = grow(r->groups, r->n_groups, sizeof *n);
+    if (!n)
+        return AG_ENOMEM;
+    r->groups = n;
+    struct group *g = calloc(1, sizeof *g);
+    if (!g || !(g->name = strdup(name))) {
+        free(g);
+        return AG_ENOMEM;
+    }
+    r->groups[r->n_groups++] = g;
+    *out = g;
+    return 0;
+}
+
+static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const char *key,
+                   char *val)
+{
+    if (!*val)
+        return fail(x, "%s: empty value", key);
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(val, "none") == 0)
+            ru->preauth = true;
+        else if (strcmp(val, "any") != 0)
+            return fail(x, "auth: '%s' is not any or none", val);
+        return 0;
+    }
+    for (char *save = NULL, *v = strtok_r(val, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+        int rc = 0;
+        if (strcmp(key, "user") == 0) {
+            rc = strlist_add(&ru->users, v);
+        } else if (strcmp(key, "group") == 0) {
+            struct group *g = find_group(r, v);
+            if (!g) {
+                char sid[256];
+                if (!x->resolver)
+                    return fail(x, "group '%s' is not declared and no winbind backend resolves it",
+                                v);
+                int e = x->resolver(x->arg, v, sid, sizeof sid);
+                if (e != 0)
+                    return fail(x, "group '%s' does not resolve (%s)", v,
+                                e == AG_EBACKEND ? "winbind unavailable" : "no such group");
+                if (add_group(r, v, &g) != 0 || !(g->sid = strdup(sid)))
+                    return AG_ENOMEM;
+            }
+            struct group **n = grow(ru->groups, ru->n_groups, sizeof *n);
+            if (!n)
+                return AG_ENOMEM;
+            ru->groups = n;
+            ru->groups[ru->n_groups++] = g;
+            r->uses_groups = true;
+        } else if (strcmp(key, "scheme") == 0) {
+            if (ag_strieq(v, strlen(v), "basic"))
+                ru->schemes |= 1u << AG_SCHEME_BASIC;
+            else if (ag_strieq(v, strlen(v), "ntlm"))
+                ru->schemes |= 1u << AG_SCHEME_NTLM;
+            else if (ag_strieq(v, strlen(v), "negotiate"))
+                ru->schemes |= 1u << AG_SCHEME_NEGOTIATE;
+            else
+                return fail(x, "scheme: '%s' is not basic, ntlm or negotiate", v);
+        } else if (strcmp(key, "host") == 0) {
+            rc = strlist_add(&ru->hosts, v);
+        } else if (strcmp(key, "method") == 0) {
+            rc = strlist_add(&ru->methods, v);
+        } else if (strcmp(key, "path") == 0) {
+            if (v[0] != '/')
+                return fail(x, "path: '%s' does not start with /", v);
+            rc = strlist_add(&ru->paths, v);
+        } else if (strcmp(key, "dst") == 0 || strcmp(key, "src") == 0) {
+            bool dst = key[0] == 'd';
+            struct cidr c;
+            if (parse_cidr(v, &c) != 0)
+                return fail(x, "%s: '%s' is not an address or CIDR network", key, v);
+            struct cidr **arr = dst ? &ru->dsts : &ru->srcs;
+            size_t *n = dst ? &ru->n_dsts : &ru->n_srcs;
+            struct cidr *na = grow(*arr, *n, sizeof *na);
+            if (!na)
+                return AG_ENOMEM;
+            *arr = na;
+            na[(*n)++] = c;
+        } else if (strcmp(key, "port") == 0) {
+            struct range pr;
+            if (parse_range(v, &pr) != 0)
+                return fail(x, "port: '%s' is not a port or range", v);
+            struct range *na = grow(ru->ports, ru->n_ports, sizeof *na);
+            if (!na)
+                return AG_ENOMEM;
+            ru->ports = na;
+            ru->ports[ru->n_ports++] = pr;
+        } else if (strcmp(key, "time") == 0) {
+            struct twin t;
+            if (parse_twin(v, &t) != 0)
+                return fail(x, "time: '%s' is not like mon-fri@08:00-18:00", v);
+            struct twin *na = grow(ru->times, ru->n_times, sizeof *na);
+            if (!na)
+                return AG_ENOMEM;
+            ru->times = na;
+            ru->times[ru->n_times++] = t;
+        } else {
+            return fail(x, "unknown matcher '%s'", key);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_line(struct pctx *x, struct ag_rules *r, char *line)
+{
+    char *argv[AG_CONFIG_MAX_VALUES];
+    size_t argc = split(line, argv, AG_CONFIG_MAX_VALUES);
+    if (argc == 0)
+        return 0;
+    if (strcmp(argv[0], "default") == 0) {
+        if (argc != 2 || (strcmp(argv[1], "allow") && strcmp(argv[1], "deny")))
+            return fail(x, "default takes allow or deny");
+        r->default_allow = strcmp(argv[1], "allow") == 0;
+        return 0;
+    }
+    if (strcmp(argv[0], "group") == 0) {
+        if (argc < 3)
+            return fail(x, "group needs a name and at least one member");
+        if (find_group(r, argv[1]))
+            return fail(x, "group '%s' declared twice", argv[1]);
+        struct group *g;
+        if (add_group(r, argv[1], &g) != 0)
+            return AG_ENOMEM;
+        for (size_t i = 2; i < argc; i++)
+            if (strlist_add(&g->members, argv[i]) != 0)
+                return AG_ENOMEM;
+        return 0;
+    }
+    if (strcmp(argv[0], "allow") && strcmp(argv[0], "deny"))
+        return fail(x, "unknown directive '%s' (allow, deny, group, default)", argv[0]);
+    if (argc < 2 || strchr(argv[1], '='))
+        return fail(x, "%s needs a rule name", argv[0]);
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i].name, argv[1]) == 0)
+            return fail(x, "rule '%s' defined twice", argv[1]);
+    struct rule *nv = grow(r->v, r->n, sizeof *nv);
+    if (!nv)
+        return AG_ENOMEM;
+    r->v = nv;
+    struct rule *ru = &r->v[r->n++];
+    memset(ru, 0, sizeof *ru);
+    ru->allow = argv[0][0] == 'a';
+    ru->line = x->line;
+    if (!(ru->name = strdup(argv[1])))
+        return AG_ENOMEM;
+    for (size_t i = 2; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq)
+            return fail(x, "'%s' is not key=value", argv[i]);
+        *eq = '\0';
+        int rc = matcher(x, r, ru, argv[i], eq + 1);
+        if (rc)
+            return rc;
+    }
+    if (ru->preauth && (ru->users.n || ru->n_groups || ru->schemes))
+        return fail(x, "rule '%s': auth=none cannot match users, groups or schemes", ru->name);
+    return 0;
+}
+
+struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_resolver resolver,
+                                void *arg, char *err, size_t errlen)
+{
+    struct ag_rules *r = calloc(1, sizeof *r);
+    char *copy = strdup(text);
+    if (!r || !copy) {
+        free(r);
+        free(copy);
+        snprintf(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    r->default_allow = true;
+    struct pctx x = {name, 0, err, errlen, resolver, arg};
+    int rc = 0;
+    for (char *line = copy; line && !rc;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        x.line++;
+        rc = parse_line(&x, r, line);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(copy);
+    if (rc) {
+        if (rc == AG_ENOMEM)
+            snprintf(err, errlen, "%s:%d: out of memory", name, x.line);
+        ag_rules_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+struct ag_rules *ag_rules_load(const char *path, ag_group_resolver resolver, void *arg, char *err,
+                               size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open", path);
+        return NULL;
+    }
+    struct ag_buf b;
+    ag_buf_init(&b, AG_CONFIG_MAX_BYTES);
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = ag_buf_append(&b, chunk, n);
+    fclose(f);
+    if (rc || ag_buf_append(&b, "", 1) != 0) {
+        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
+        ag_buf_free(&b);
+        return NULL;
+    }
+    if (memchr(b.data, '\0', b.len - 1)) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        ag_buf_free(&b);
+        return NULL;
+    }
+    struct ag_rules *r = ag_rules_parse(b.data, path, resolver, arg, err, errlen);
+    ag_buf_free(&b);
+    return r;
+}
+
+void ag_rules_free(struct ag_rules *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        struct rule *ru = &r->v[i];
+        free(ru->name);
+        strlist_free(&ru->users);
+        strlist_free(&ru->hosts);
+        strlist_free(&ru->methods);
+        strlist_free(&ru->paths);
+        free(ru->groups);
+        free(ru->dsts);
+        free(ru->srcs);
+        free(ru->ports);
+        free(ru->times);
+    }
+    for (size_t i = 0; i < r->n_groups; i++) {
+        free(r->groups[i]->name);
+        free(r->groups[i]->sid);
+        strlist_free(&r->groups[i]->members);
+        free(r->groups[i]);
+    }
+    free(r->groups);
+    free(r->v);
+    free(r);
+}
+
+/* ---- evaluation ----------------------------------------------------------- */
+
+enum m { NO = 0, YES, MAYBE };
+
+static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
+{
+    if (ru->users.n || ru->n_groups || ru->schemes) {
+        if (!q->id)
+            return NO;
+        if (ru->schemes && !(ru->schemes & (1u << q->scheme)))
+            return NO;
+        bool ok = ru->users.n == 0 && ru->n_groups == 0;
+        for (size_t i = 0; i < ru->users.n && !ok; i++)
+            ok = user_match(ru->users.v[i], q->id);
+        for (size_t i = 0; i < ru->n_groups && !ok; i++)
+            ok = group_match(ru->groups[i], q->id);
+        if (!ok)
+            return NO;
+    }
+    if (ru->hosts.n) {
+        bool ok = false;
+        for (size_t i = 0; i < ru->hosts.n && !ok; i++)
+            ok = host_match(ru->hosts.v[i], q->host);
+        if (!ok)
+            return NO;
+    }
+    if (ru->n_ports) {
+        bool ok = false;
+        for (size_t i = 0; i < ru->n_ports && !ok; i++)
+            ok = q->port >= ru->ports[i].lo && q->port <= ru->ports[i].hi;
+        if (!ok)
+            return NO;
+    }
+    if (ru->methods.n) {
+        bool ok = false;
+        for (size_t i = 0; i < ru->methods.n && !ok; i++)
+            ok = ag_strieq(q->method, strlen(q->method), ru->methods.v[i]);
+        if (!ok)
+            return NO;
+    }
+    if (ru->paths.n) {
+        bool ok = false;
+        for (size_t i = 0; i < ru->paths.n && !ok && q->path; i++) {
+            size_t pl = strlen(ru->paths.v[i]);
+            ok = q->path_len >= pl && memcmp(q->path, ru->paths.v[i], pl) == 0;
+        }
+        if (!ok)
+            return NO;
+    }
+    if (ru->n_srcs) {
+        bool ok = false;
+        for (size_t i = 0; i < ru->n_srcs && !ok && q->src; i++)
+            ok = cidr_match(&ru->srcs[i], q->src);
+        if (!ok)
+            return NO;
+    }
+    if (ru->n_times) {
+        struct tm tm;
+        localtime_r(&q->now, &tm);
+        unsigned minute = (unsigned)(tm.tm_hour * 60 + tm.tm_min);
+        bool ok = false;
+        for (size_t i = 0; i < ru->n_times && !ok; i++)
+            ok = (ru->times[i].days & (1u << tm.tm_wday)) && minute >= ru->times[i].from &&
+                 minute < ru->times[i].to;
+        if (!ok)
+            return NO;
+    }
+    if (ru->n_dsts) {
+        if (!q->dst)
+            return MAYBE;
+        bool ok = false;
+        for (size_t i = 0; i < ru->n_dsts && !ok; i++)
+            ok = cidr_match(&ru->dsts[i], q->dst);
+        if (!ok)
+            return NO;
+    }
+    return YES;
+}
+
+enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
+                                   const char **rule)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        struct rule *ru = &r->v[i];
+        if (ru->preauth != preauth)
+            continue;
+        enum m m = rule_match(ru, q);
+        if (m == MAYBE && !preauth) {
+            *rule = ru->name;
+            return AG_RULE_NEED_ADDR;
+        }
+        if (m == YES) {
+            ru->hits++;
+            *rule = ru->name;
+            return ru->allow ? AG_RULE_ALLOW : AG_RULE_DENY;
+        }
+    }
+    *rule = "default";
+    if (preauth)
+        return AG_RULE_NO_MATCH;
+    r->default_hits++;
+    return r->default_allow ? AG_RULE_ALLOW : AG_RULE_DENY;
+}
+
+bool ag_rules_use_groups(const struct ag_rules *r)
+{
+    return r && r->uses_groups;
+}
+
+size_t ag_rules_count(const struct ag_rules *r)
+{
+    return r ? r->n : 0;
+}
+
+void ag_rules_foreach(const struct ag_rules *r,
+                      void (*fn)(void *arg, const char *name, const char *action, uint64_t hits),
+                      void *arg)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        fn(arg, r->v[i].name, r->v[i].allow ? "allow" : "deny", r->v[i].hits);
+    fn(arg, "default", r->default_allow ? "allow" : "deny", r->default_hits);
+}

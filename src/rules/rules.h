@@ -1,0 +1,79 @@
+/* rules.h - access rules: who may go where.
+ *
+ * Glossary: rule = "allow|deny NAME matcher..." from the rules file, first
+ * match wins; matcher = key=value[,value...] (user, group, scheme, auth,
+ * host, dst, port, method, path, src, time); pre-auth rule = a rule with
+ * auth=none, evaluated before authentication (no 407 is ever sent for what
+ * it allows); default = the verdict when no rule matches.
+ *
+ * A dst= matcher needs the destination address: for a host name it is known
+ * only after DNS, so evaluation answers AG_RULE_NEED_ADDR and is repeated for
+ * every resolved address before connecting (a name cannot smuggle a request
+ * past a deny rule for its address).
+ *
+ * The compiled rules are immutable after load except their hit counters.
+ * Group names are resolved to SIDs once, at load, through a resolver the
+ * caller passes (winbind); groups can also be declared in the file for the
+ * local user file ("group NAME member..."). Loop thread only.
+ */
+#ifndef AG_RULES_H
+#define AG_RULES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "auth/identity.h"
+#include "config/config.h"
+
+enum ag_rule_verdict {
+    AG_RULE_ALLOW = 0,
+    AG_RULE_DENY,
+    AG_RULE_NEED_ADDR, /* a dst= rule may match: evaluate again per address */
+    AG_RULE_NO_MATCH,  /* pre-auth only: no pre-auth rule matched, authenticate */
+};
+
+struct ag_rules;
+
+/* Resolves a group name ("DOMAIN\group" or "group") to a SID string; 0 or
+ * AG_ENOTFOUND / AG_EBACKEND. May block (called at load/reload only). */
+typedef int (*ag_group_resolver)(void *arg, const char *name, char *sid, size_t cap);
+
+/* Compiles the rules file; NULL with "file:line: message" in err. resolver
+ * may be NULL (then only groups declared in the file exist). */
+struct ag_rules *ag_rules_load(const char *path, ag_group_resolver resolver, void *arg, char *err,
+                               size_t errlen);
+/* Same from a string (tests). */
+struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_resolver resolver,
+                                void *arg, char *err, size_t errlen);
+void ag_rules_free(struct ag_rules *r);
+
+struct ag_rules_query {
+    const char *host;               /* target host, lower-case */
+    const struct sockaddr *dst;     /* target address if known (literal or resolved), or NULL */
+    uint16_t port;
+    const char *method;             /* "GET", "CONNECT", ... */
+    const char *path;               /* origin-form path (not for CONNECT), may be NULL */
+    size_t path_len;
+    const struct sockaddr *src;     /* client address */
+    const struct ag_identity *id;   /* NULL before authentication */
+    enum ag_scheme scheme;
+    time_t now;                     /* wall clock, for time= windows */
+};
+
+/* Evaluates; *rule gets the name of the deciding rule ("default" when none
+ * matched). preauth selects the auth=none rules only. */
+enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
+                                   const char **rule);
+
+/* True when any rule names a group (the caller then resolves Kerberos users'
+ * groups through winbind). */
+bool ag_rules_use_groups(const struct ag_rules *r);
+size_t ag_rules_count(const struct ag_rules *r);
+/* Per-rule hit counters for authgatectl: fn(name, action, hits). */
+void ag_rules_foreach(const struct ag_rules *r,
+                      void (*fn)(void *arg, const char *name, const char *action, uint64_t hits),
+                      void *arg);
+
+#endif

@@ -1,0 +1,230 @@
+/* test_rules.c - access rules: parsing errors with file:line, first match
+ * wins, every matcher, groups (declared and resolved), pre-auth rules, the
+ * dst= deferral for host names, and a thousand rules. */
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "authgate/err.h"
+#include "rules/rules.h"
+
+static int fake_resolver(void *arg, const char *name, char *sid, size_t cap)
+{
+    if (strcmp(name, "CORP\\Internet Users") == 0) {
+        snprintf(sid, cap, "S-1-5-21-1-2-3-1105");
+        return 0;
+    }
+    return AG_ENOTFOUND;
+}
+
+static struct ag_rules *parse(const char *text, char *err, size_t n)
+{
+    return ag_rules_parse(text, "rules", fake_resolver, NULL, err, n);
+}
+
+static struct sockaddr_storage addr(const char *ip)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+        ss.ss_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+        ss.ss_family = AF_INET6;
+    return ss;
+}
+
+struct q {
+    const char *user, *domain, *sids;
+    const char *host, *dst, *method, *path, *src;
+    uint16_t port;
+    enum ag_scheme scheme;
+    bool preauth;
+    enum ag_rule_verdict want;
+    const char *want_rule;
+};
+
+static void run(struct ag_rules *r, const struct q *t)
+{
+    struct ag_identity id;
+    memset(&id, 0, sizeof id);
+    if (t->user) {
+        snprintf(id.user, sizeof id.user, "%s", t->user);
+        snprintf(id.domain, sizeof id.domain, "%s", t->domain ? t->domain : "");
+        id.sids = (char *)t->sids;
+    }
+    struct sockaddr_storage dst = t->dst ? addr(t->dst) : addr("0.0.0.0");
+    struct sockaddr_storage src = addr(t->src ? t->src : "10.1.2.3");
+    const char *path = t->path ? t->path : "/";
+    struct ag_rules_query q = {
+        .host = t->host ? t->host : "www.example.com",
+        .dst = t->dst ? (struct sockaddr *)&dst : NULL,
+        .port = t->port ? t->port : 80,
+        .method = t->method ? t->method : "GET",
+        .path = path,
+        .path_len = strlen(path),
+        .src = (struct sockaddr *)&src,
+        .id = t->user ? &id : NULL,
+        .scheme = t->scheme ? t->scheme : AG_SCHEME_NTLM,
+        .now = 1795971600, /* a Sunday, 2026-11-29 17:00 UTC */
+    };
+    const char *rule = NULL;
+    enum ag_rule_verdict v = ag_rules_eval(r, &q, t->preauth, &rule);
+    if (v != t->want || strcmp(rule, t->want_rule) != 0)
+        fail_msg("user=%s host=%s: got %d/%s, want %d/%s", t->user ? t->user : "-",
+                 q.host, v, rule, t->want, t->want_rule);
+}
+
+static const char policy[] =
+    "# a policy\n"
+    "default deny\n"
+    "group internet alice bob\n"
+    "allow updates auth=none host=*.update.example port=80,443\n"
+    "deny  no-admin path=/admin/ host=intranet.corp.example\n"
+    "allow intranet host=*.corp.example,corp.example port=80,443,8000-8099\n"
+    "allow staff group=internet\n"
+    "allow ad-users group=\"CORP\\Internet Users\"\n"
+    "allow tls-only method=CONNECT port=443 user=carol\n"
+    "deny  lan dst=10.0.0.0/8,fd00::/8\n"
+    "allow lab src=192.168.0.0/16 scheme=negotiate\n"
+    "allow weekend user=dave time=sat-sun@00:00-24:00\n"
+    "allow office user=erin time=mon-fri@08:00-18:00\n";
+
+static void test_policy(void **state)
+{
+    char err[256];
+    setenv("TZ", "UTC", 1);
+    struct ag_rules *r = parse(policy, err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    assert_true(ag_rules_use_groups(r));
+    assert_int_equal(ag_rules_count(r), 10);
+    const struct q rows[] = {
+        /* pre-auth: only auth=none rules; no match means authenticate */
+        {.host = "dl.update.example", .preauth = true, .want = AG_RULE_ALLOW, .want_rule = "updates"},
+        {.host = "update.example", .preauth = true, .want = AG_RULE_NO_MATCH, .want_rule = "default"},
+        {.host = "dl.update.example", .port = 8080, .preauth = true, .want = AG_RULE_NO_MATCH,
+         .want_rule = "default"},
+        /* first match wins: the deny before the allow */
+        {.user = "zed", .host = "intranet.corp.example", .path = "/admin/users",
+         .want = AG_RULE_DENY, .want_rule = "no-admin"},
+        {.user = "zed", .host = "intranet.corp.example", .path = "/wiki", .want = AG_RULE_ALLOW,
+         .want_rule = "intranet"},
+        {.user = "zed", .host = "corp.example", .port = 8050, .want = AG_RULE_ALLOW,
+         .want_rule = "intranet"},
+        {.user = "zed", .host = "corp.example", .port = 8100, .dst = "192.0.2.1",
+         .want = AG_RULE_DENY, .want_rule = "default"},
+        /* declared group, any domain form */
+        {.user = "alice", .domain = "CORP", .want = AG_RULE_ALLOW, .want_rule = "staff"},
+        {.user = "BOB@CORP.EXAMPLE", .want = AG_RULE_ALLOW, .want_rule = "staff"},
+        /* resolved group: by SID from the backend */
+        {.user = "frank", .domain = "CORP", .sids = "S-1-5-21-1-2-3-1001,S-1-5-21-1-2-3-1105",
+         .want = AG_RULE_ALLOW, .want_rule = "ad-users"},
+        {.user = "frank", .domain = "CORP", .sids = "S-1-5-21-1-2-3-11050", .dst = "192.0.2.1",
+         .want = AG_RULE_DENY, .want_rule = "default"},
+        /* method + port + user */
+        {.user = "carol", .method = "CONNECT", .port = 443, .want = AG_RULE_ALLOW,
+         .want_rule = "tls-only"},
+        {.user = "carol", .method = "GET", .port = 443, .dst = "192.0.2.1", .want = AG_RULE_DENY,
+         .want_rule = "default"},
+        /* dst: a name cannot decide yet; an address can */
+        {.user = "zed", .host = "db.internal", .want = AG_RULE_NEED_ADDR, .want_rule = "lan"},
+        {.user = "zed", .host = "db.internal", .dst = "10.9.8.7", .want = AG_RULE_DENY,
+         .want_rule = "lan"},
+        {.user = "zed", .host = "db.internal", .dst = "::ffff:10.9.8.7", .want = AG_RULE_DENY,
+         .want_rule = "lan"},
+        {.user = "zed", .host = "db.internal", .dst = "fd00::1", .want = AG_RULE_DENY,
+         .want_rule = "lan"},
+        {.user = "zed", .host = "db.internal", .dst = "192.0.2.1", .want = AG_RULE_DENY,
+         .want_rule = "default"},
+        /* src + scheme */
+        {.user = "zed", .src = "192.168.4.4", .scheme = AG_SCHEME_NEGOTIATE, .dst = "192.0.2.1",
+         .want = AG_RULE_ALLOW, .want_rule = "lab"},
+        {.user = "zed", .src = "192.168.4.4", .scheme = AG_SCHEME_BASIC, .dst = "192.0.2.1",
+         .want = AG_RULE_DENY, .want_rule = "default"},
+        /* time windows (the clock says Sunday 17:00 UTC) */
+        {.user = "dave", .dst = "192.0.2.1", .want = AG_RULE_ALLOW, .want_rule = "weekend"},
+        {.user = "erin", .dst = "192.0.2.1", .want = AG_RULE_DENY, .want_rule = "default"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        run(r, &rows[i]);
+    ag_rules_free(r);
+}
+
+static void test_errors(void **state)
+{
+    static const struct {
+        const char *text, *want;
+    } rows[] = {
+        {"allow", "rules:1: allow needs a rule name"},
+        {"\n\nallow a foo", "rules:3: 'foo' is not key=value"},
+        {"allow a colour=red", "rules:1: unknown matcher 'colour'"},
+        {"allow a group=nosuch", "rules:1: group 'nosuch' does not resolve (no such group)"},
+        {"allow a port=0", "rules:1: port: '0' is not a port or range"},
+        {"allow a port=90-80", "rules:1: port: '90-80' is not a port or range"},
+        {"allow a dst=10.0.0.0/33", "rules:1: dst: '10.0.0.0/33' is not an address or CIDR network"},
+        {"allow a time=mon@18:00-08:00", "rules:1: time: 'mon@18:00-08:00' is not like mon-fri@08:00-18:00"},
+        {"allow a path=admin", "rules:1: path: 'admin' does not start with /"},
+        {"allow a auth=none user=x", "rules:1: rule 'a': auth=none cannot match users, groups or schemes"},
+        {"allow a\ndeny a", "rules:2: rule 'a' defined twice"},
+        {"permit a", "rules:1: unknown directive 'permit' (allow, deny, group, default)"},
+        {"default maybe", "rules:1: default takes allow or deny"},
+        {"group g", "rules:1: group needs a name and at least one member"},
+        {"allow a user=", "rules:1: user: empty value"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char err[256] = "";
+        struct ag_rules *r = parse(rows[i].text, err, sizeof err);
+        if (r)
+            fail_msg("'%s' parsed", rows[i].text);
+        if (strcmp(err, rows[i].want) != 0)
+            fail_msg("'%s':\n got %s\nwant %s", rows[i].text, err, rows[i].want);
+    }
+    /* without winbind, only declared groups exist */
+    char err[256];
+    assert_null(ag_rules_parse("allow a group=x", "r", NULL, NULL, err, sizeof err));
+    assert_string_equal(err, "r:1: group 'x' is not declared and no winbind backend resolves it");
+}
+
+static void test_default_allow_and_counters(void **state)
+{
+    char err[256];
+    struct ag_rules *r = parse("deny evil host=evil.example\n", err, sizeof err);
+    assert_non_null(r);
+    run(r, &(struct q){.user = "x", .host = "evil.example", .want = AG_RULE_DENY, .want_rule = "evil"});
+    run(r, &(struct q){.user = "x", .host = "good.example", .want = AG_RULE_ALLOW,
+                        .want_rule = "default"});
+    ag_rules_free(r);
+}
+
+static void test_thousand_rules(void **state)
+{
+    char *text = malloc(1000 * 80 + 64);
+    size_t o = 0;
+    for (int i = 0; i < 1000; i++)
+        o += (size_t)sprintf(text + o, "deny r%d host=*.site%d.example port=%d\n", i, i, 1000 + i);
+    strcpy(text + o, "allow last user=alice\n");
+    char err[256];
+    struct ag_rules *r = parse(text, err, sizeof err);
+    free(text);
+    assert_non_null(r);
+    run(r, &(struct q){.user = "alice", .want = AG_RULE_ALLOW, .want_rule = "last"});
+    run(r, &(struct q){.user = "alice", .host = "a.site999.example", .port = 1999,
+                        .want = AG_RULE_DENY, .want_rule = "r999"});
+    ag_rules_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_default_allow_and_counters),
+        cmocka_unit_test(test_thousand_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
