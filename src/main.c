@@ -3,6 +3,7 @@
  * authgate -c FILE        run in the foreground
  * authgate -t -c FILE     check the file and exit (0 valid, 1 not)
  * authgate passwd FILE USER   add or change a user of a local user file
+ * authgate doctor -c FILE     check keytab, host name, winbind, listeners, socket
  */
 #include <signal.h>
 #include <sys/resource.h>
@@ -13,6 +14,7 @@
 #include <uv.h>
 
 #include "auth/passwd.h"
+#include "ctl/ctl.h"
 #include "server/server.h"
 #include "util/log.h"
 
@@ -20,6 +22,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: authgate [-t] [-v] -c FILE\n"
                "       authgate passwd FILE USER\n"
+               "       authgate doctor -c FILE\n"
                "  -c FILE  configuration file (see proxy.conf.sample)\n"
                "  -t       check the configuration and exit\n"
                "  -v       with -t: print the effective configuration\n"
@@ -75,6 +78,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
         return ag_passwd_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
+        return ag_doctor_main(argc - 1, argv + 1);
     const char *path = NULL;
     bool check = false, verbose = false;
     int opt;
@@ -142,6 +147,8 @@ int main(int argc, char **argv)
         ag_err("event=startup_failed error=\"%s\"", err);
     else
         rc = ag_server_listen(&srv);
+    if (rc == 0)
+        rc = ag_ctl_start(&srv);
     if (rc == 0) {
         ag_info("event=started version=%s pid=%d config=%s", AG_VERSION, (int)getpid(), cfg->path);
         uv_run(&loop, UV_RUN_DEFAULT);

@@ -42,6 +42,9 @@
 /* Size of one read from a socket. 64 KiB matches loopback segment sizes and
  * keeps per-read overhead low for large transfers. */
 #define AG_READ_CHUNK (64 * 1024)
+/* Response bodies at least this long (Content-Length) are relayed with
+ * splice(2): below it the pipe and poll set-up costs more than the copies. */
+#define AG_SPLICE_MIN (256 * 1024)
 
 /* --- deadlines (milliseconds) ------------------------------------------- */
 

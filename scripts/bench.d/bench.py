@@ -12,11 +12,19 @@ side. Each measurement is a section function in SECTIONS; sections share the
 started daemons through Ctx and put their figures into ctx.results, from
 which the table is printed.
 
-Adding a section (e.g. authenticated Basic/NTLM/Negotiate vs Squid helpers):
-write `def section_x(ctx)`, start extra instances with start_authgate(ctx,
-name, extra_lines) / start_squid(ctx, name, extra_lines, env) (they are
-stopped with everything else at exit, or call stop_target() when done), put
-figures with ctx.put(metric, target, value) and add ROWS entries for them.
+Adding a section: write `def section_x(ctx)`, start extra instances with
+start_authgate(ctx, name, extra_lines, env, prefix, probe_fn) /
+start_squid(ctx, name, extra_lines, env, prefix, probe_fn) (they are stopped
+with everything else at exit, or call stop_target() when done), put figures
+with ctx.put(metric, target, value) and add ROWS entries for them.  A section
+that raises is reported as a failure and the run goes on.
+
+The authentication sections (basic, ntlm, negotiate: authgate vs Squid with
+its helpers, against a private winbindd and MIT KDC, with the peers' own
+ceilings) live in bench_auth.py, with their own table; their load generators
+(ntlm_load.c, negotiate_load.c on the engine loadgen.h, and gss_pair.c) are
+built with gcc into the temp dir at bench time.  The open proxies of the base
+sections are started only when a base section is selected.
 
 Verification of proxied load: every wrk run reads the origin's request
 counter (stub_status) before and after and checks that the origin received
@@ -42,6 +50,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 
 SMALL_SIZE = 100
@@ -81,6 +90,7 @@ class Ctx:
         self.notes = []       # verification notes / warnings
         self.failures = []    # things --strict turns into exit 2
         self.procs = []       # every Popen started, for stop_all
+        self.cleanups = []    # callables run at exit before stop_all (peers: KDC, winbindd)
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
     def put(self, metric, target, value):
@@ -188,11 +198,12 @@ def stop_proc(ctx, p, sig=signal.SIGTERM, grace=5.0):
         ctx.procs.remove(p)
 
 
-def run_tool(ctx, argv, timeout):
+def run_tool(ctx, argv, timeout, env=None):
     """Runs a load generator in its own process group (recorded, so that the
-    wrapper's cleanup ends it even if this helper dies); returns (rc, out, err)."""
+    wrapper's cleanup ends it even if this helper dies); returns (rc, out, err).
+    env: the full environment (default: ours)."""
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     ctx.procs.append(p)
     record_pgid(ctx, p.pid)
     try:
@@ -368,6 +379,10 @@ http {{
 
 def origin_requests(ctx):
     """nginx's total request counter (the status request itself included)."""
+    rc = ctx.origin.proc.poll() if ctx.origin.proc is not None else None
+    if rc is not None:
+        raise RuntimeError(f"the origin nginx exited (status {rc}); its log: "
+                           f"{tail(ctx.origin.logs[0], 5).strip()}")
     with urllib.request.urlopen(f"http://127.0.0.1:{ctx.origin.port}/nginx_status", timeout=10) as r:
         text = r.read().decode()
     return int(text.splitlines()[2].split()[2])
@@ -410,7 +425,9 @@ def probe(ctx, t):
     return None
 
 
-def finish_start(ctx, t, timeout):
+def finish_start(ctx, t, timeout, probe_fn=None):
+    """Waits for the port, then probes: probe_fn(ctx, t) -> None or an error
+    string (default: an unauthenticated GET must get 200)."""
     if not wait_port(t.port, t.proc, timeout):
         rc = t.proc.poll()
         t.reason = (f"exited with status {rc} before listening" if rc is not None
@@ -424,7 +441,7 @@ def finish_start(ctx, t, timeout):
         return t
     time.sleep(1.0)  # settle before "idle after start"
     t.rss_start_kib = rss_kib(t)
-    err = probe(ctx, t)
+    err = (probe_fn or probe)(ctx, t)
     if err:
         t.reason = err
         log(f"{t.name} unavailable: {err}")
@@ -440,9 +457,11 @@ def authgate_bin(ctx):
     return os.environ.get("AUTHGATE_BIN") or os.path.join(ctx.root, "build", "authgate")
 
 
-def start_authgate(ctx, name="authgate", extra_lines=(), env=None):
+def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), probe_fn=None):
     """Starts `authgate -c FILE` in the foreground (own process group).
-    extra_lines: more config lines (auth sections override auth_schemes there)."""
+    extra_lines: more config lines (auth sections override auth_schemes there).
+    env: variables added to ours; prefix: a command prefix that execs the
+    daemon (winbind's namespace mode); probe_fn: see finish_start."""
     t = Target(name, "authgate", free_port())
     ctx.targets[name] = t
     binary = authgate_bin(ctx)
@@ -461,12 +480,12 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None):
     with open(conf, "w") as f:
         f.write("# private authgate config for scripts/bench\n" + "\n".join(lines) + "\n")
     t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
-    t.proc = spawn(ctx, [binary, "-c", conf], os.path.join(d, "stdout.log"),
+    t.proc = spawn(ctx, list(prefix) + [binary, "-c", conf], os.path.join(d, "stdout.log"),
                    env=dict(os.environ, **(env or {})))
-    return finish_start(ctx, t, 10)
+    return finish_start(ctx, t, 10, probe_fn)
 
 
-def start_squid(ctx, name="squid", extra_lines=(), env=None):
+def start_squid(ctx, name="squid", extra_lines=(), env=None, prefix=(), probe_fn=None):
     """Starts Squid 5.7 with a private config, `-N` (foreground, no kids) in its
     own process group; drops to the proxy user itself (it refuses root).
     extra_lines go before http_access (auth_param, acl ... for auth sections)."""
@@ -511,9 +530,9 @@ http_access allow all
 """)
     t.logs = [os.path.join(d, "cache.log"), os.path.join(d, "stdout.log")]
     svc = re.sub(r"[^A-Za-z0-9]", "", f"agb{os.getpid()}{name}")
-    t.proc = spawn(ctx, ["squid", "-N", "-f", conf, "-n", svc], os.path.join(d, "stdout.log"),
-                   env=dict(os.environ, **(env or {})), cwd=d)
-    return finish_start(ctx, t, 30)
+    t.proc = spawn(ctx, list(prefix) + ["squid", "-N", "-f", conf, "-n", svc],
+                   os.path.join(d, "stdout.log"), env=dict(os.environ, **(env or {})), cwd=d)
+    return finish_start(ctx, t, 30, probe_fn)
 
 
 # ---------------------------------------------------------------------------
@@ -723,6 +742,13 @@ SECTIONS = [
     ("newconn", section_newconn),
     ("throughput", section_throughput),
 ]
+BASE_SECTIONS = [s for s, _ in SECTIONS]
+
+# Authentication sections (basic, ntlm, negotiate: authgate vs Squid 5.7 with
+# its helpers, against real peers) live in bench_auth.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_auth  # noqa: E402
+SECTIONS += bench_auth.register(sys.modules[__name__])
 
 # metric, label, unit, format, target (None or (kind, threshold, text)).
 # kinds: "ag/squid>=" "ag/direct>=" "ag<"
@@ -745,6 +771,8 @@ def ratio(a, b):
 
 
 def print_table(ctx):
+    if not any(ctx.results.get(m) for m, *_ in ROWS):
+        return
     cols = ["direct", "authgate", "squid"]
     hdr = f"{'metric':<30} {'unit':<6} " + "".join(f"{c:>10}" for c in cols) + \
         f"{'ag/squid':>10}{'ag/direct':>10}   target (met?)"
@@ -796,10 +824,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="scripts/bench",
         description="Benchmark: origin direct vs authgate (auth_schemes none) vs Squid 5.7, "
-                    "side by side on loopback. Prints figures; never fails on numbers.",
+                    "and authenticated Basic/NTLM/Negotiate: authgate vs Squid 5.7 with its "
+                    "helpers vs the backend's own ceiling, side by side on loopback. Prints "
+                    "figures; never fails on numbers.",
         epilog="Environment: BENCH_SECONDS (5), BENCH_CONNS (50), BENCH_THREADS (2), "
                "BENCH_TP_CONNS (4), BENCH_IDLE_CONNS (10000), BENCH_IDLE_CONCURRENCY (32), "
-               "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir.")
+               "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir. "
+               "Authentication sections: " + bench_auth.ENV_HELP)
     p.add_argument("--root", required=True, help=argparse.SUPPRESS)
     p.add_argument("--tmp", required=True, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
@@ -819,6 +850,7 @@ def parse_args(argv):
     a.tp_conns = env_int("BENCH_TP_CONNS", 4)
     a.idle_conns = env_int("BENCH_IDLE_CONNS", 1000 if a.quick else 10000)
     a.idle_concurrency = env_int("BENCH_IDLE_CONCURRENCY", 32)
+    bench_auth.parse_env(a, env_int)
     known = {s for s, _ in SECTIONS}
     a.section_list = [s for s in a.sections.split(",") if s]
     for s in a.section_list:
@@ -859,14 +891,21 @@ def main(argv):
         print_header(ctx)
         sys.stdout.flush()
         start_origin(ctx)
-        if not args.no_authgate:
+        # the open proxies serve the base sections only
+        base = any(s in args.section_list for s in BASE_SECTIONS)
+        if base and not args.no_authgate:
             start_authgate(ctx)
-        if not args.no_squid:
+        if base and not args.no_squid:
             start_squid(ctx)
         for name, fn in SECTIONS:
             if name in args.section_list:
-                fn(ctx)
+                try:
+                    fn(ctx)
+                except Exception as e:  # report it, go on with the next section
+                    log(traceback.format_exc().rstrip())
+                    ctx.note(f"section {name} aborted: {e!r}", failure=True)
         print_table(ctx)
+        bench_auth.print_table(ctx)
         for name in ("authgate", "squid"):
             t = ctx.targets.get(name)
             if t is not None and not t.ok:
@@ -879,6 +918,7 @@ def main(argv):
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"results": ctx.results, "notes": ctx.notes,
+                           "auth": bench_auth.json_info(ctx),
                            "unavailable": {n: t.reason for n, t in ctx.targets.items() if not t.ok},
                            "seconds": args.seconds, "idle_conns": args.idle_conns}, f, indent=1)
         if args.strict and ctx.failures:
@@ -887,6 +927,11 @@ def main(argv):
         log("interrupted: stopping everything")
         rc = 130
     finally:
+        for fn in reversed(ctx.cleanups):
+            try:
+                fn()
+            except BaseException as e:  # keep cleaning up
+                log(f"cleanup: {e!r}")
         stop_all(ctx)
     return rc
 

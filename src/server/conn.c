@@ -23,7 +23,7 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 /* --- teardown -------------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *h)
+void conn_handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
     if (--c->handles > 0)
@@ -56,11 +56,15 @@ void conn_close(struct conn *c, const char *reason)
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
     ag_conn_auth_close(c);
+    if (c->splicing) {
+        c->splicing = false;
+        ag_splice_close(&c->sp, conn_handle_closed);
+    }
     c->state = CONN_CLOSING;
     ag_upstream_close(c->up);
     c->up = NULL;
-    uv_close((uv_handle_t *)&c->timer, on_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -262,7 +266,11 @@ void conn_update_reading(struct conn *c)
     }
     if (!up || !up->connected || up->closing)
         return;
-    bool want_up = c->out_pending < AG_WRITE_HIGH_WATER &&
+    if (c->splice_pending && c->out_pending == 0) {
+        exchange_start_splice(c);
+        return;
+    }
+    bool want_up = !c->splicing && !c->splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
                    (up->idle || c->state == CONN_FORWARD ||
                     (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {

@@ -18,6 +18,7 @@
 
 #include "http/head.h"
 #include "http/target.h"
+#include "proxy/splice.h"
 #include "proxy/upstream.h"
 #include "server.h"
 
@@ -93,10 +94,14 @@ struct conn {
     struct ag_session *session; /* this connection's auth-session row (owned by the table) */
     struct ag_job *job;      /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
+    struct ag_splice sp;     /* zero-copy body relay (two handles while running) */
+    bool splicing, splice_pending;
 };
 
 /* conn.c */
 void conn_close(struct conn *c, const char *reason);
+/* Close callback of every handle a conn counts (frees it after the last). */
+void conn_handle_closed(uv_handle_t *h);
 /* Ends the connection after everything queued is written. */
 void conn_close_after_flush(struct conn *c);
 /* Takes ownership of data (malloc'd). */
@@ -135,5 +140,7 @@ void exchange_log(struct conn *c);
 void exchange_proceed(struct conn *c);
 /* Arms the keep-alive deadline of the pooled upstream. */
 void exchange_pool_timer(struct conn *c);
+/* Writes to the client drained: a body waiting for splice can start. */
+void exchange_start_splice(struct conn *c);
 
 #endif

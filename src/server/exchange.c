@@ -135,6 +135,39 @@ void exchange_log(struct conn *c)
     else if (!c->log_url)
         tag = "NONE_NONE";
     const char *method = c->log_url ? llhttp_method_name((llhttp_method_t)c->method) : "NONE";
+    if (c->cfg->access_format == AG_ACCESS_JSON) {
+        /* One JSON object per line. The URL is already log-escaped (\xHH);
+         * every string is JSON-escaped here too, so a shipper's parser never
+         * sees a raw control byte, quote or backslash. */
+        const char *src[4] = {c->log_url ? c->log_url : "error:invalid-request", ag_conn_user(c),
+                              c->ctype[0] ? c->ctype : "-", c->peer};
+        char js[4][AG_URL_MAX + 64];
+        for (int k = 0; k < 4; k++) {
+            size_t o = 0;
+            for (const unsigned char *p = (const unsigned char *)src[k];
+                 *p && o + 7 < sizeof js[k]; p++) {
+                if (*p == '"' || *p == '\\') {
+                    js[k][o++] = '\\';
+                    js[k][o++] = (char)*p;
+                } else if (*p < 0x20 || *p >= 0x7f) {
+                    o += (size_t)snprintf(js[k] + o, sizeof js[k] - o, "\\u%04x", *p);
+                } else {
+                    js[k][o++] = (char)*p;
+                }
+            }
+            js[k][o] = '\0';
+        }
+        ag_access("{\"time\":%lld.%03d,\"duration_ms\":%llu,\"client\":\"%s\","
+                  "\"result\":\"%s\",\"status\":%d,\"bytes\":%llu,\"method\":\"%s\","
+                  "\"url\":\"%s\",\"user\":\"%s\",\"hierarchy\":\"%s\","
+                  "\"upstream\":\"%s\",\"content_type\":\"%s\",\"conn\":%llu}",
+                  (long long)tv.tv_sec, (int)(tv.tv_usec / 1000),
+                  (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), js[3], tag, s,
+                  (unsigned long long)c->bytes_sent, method, js[0], js[1],
+                  c->hier_ip[0] ? "HIER_DIRECT" : "HIER_NONE", c->hier_ip, js[2],
+                  (unsigned long long)c->id);
+        return;
+    }
     ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
               (int)(tv.tv_usec / 1000),
               (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), c->peer, tag, s,
@@ -154,6 +187,7 @@ static void next_request(struct conn *c)
     c->up_dirty = c->up_407 = c->retried = false;
     c->is_connect = false;
     c->preauth = c->rules_by_addr = false;
+    c->splice_pending = false;
     c->denied_rule = NULL;
     c->status = 0;
     c->head_bytes = 0;
@@ -664,6 +698,63 @@ static void open_upstream(struct conn *c)
         upstream_failed(c, 502, "cannot open upstream");
 }
 
+/* --- zero-copy bodies ------------------------------------------------------- */
+
+static void splice_progress(struct ag_splice *s)
+{
+    struct conn *c = s->owner;
+    if (c->up)
+        uv_timer_again(&c->up->timer);
+}
+
+static void splice_done(struct ag_splice *s, int status)
+{
+    struct conn *c = s->owner;
+    c->splicing = false;
+    ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
+             (unsigned long long)s->moved);
+    c->bytes_sent += s->moved;
+    c->srv->stats.bytes_out += s->moved;
+    ag_splice_close(s, conn_handle_closed);
+    if (status != 0) {
+        conn_close(c, "splice_failed");
+        return;
+    }
+    c->resp_done = true;
+    exchange_maybe_done(c);
+}
+
+void exchange_start_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    c->splice_pending = false;
+    uv_os_fd_t src, dst;
+    if (!up || uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
+        uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
+        conn_update_reading(c);
+        return;
+    }
+    uint64_t len = up->parser.content_length; /* llhttp counts down what is left */
+    ag_debug("conn=%llu event=splice_start bytes=%llu", (unsigned long long)c->id,
+             (unsigned long long)len);
+    /* Counted before starting: the pump may finish (and splice_done run)
+     * inside ag_splice_start when the whole body is already readable. */
+    c->handles += 2;
+    c->splicing = true;
+    int rc = ag_splice_start(&c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
+    if (rc < 0) {
+        c->handles -= 2;
+        c->splicing = false;
+        conn_update_reading(c); /* relay in user space */
+        return;
+    }
+    if (rc == 1) {
+        c->splicing = false;
+        ag_splice_close(&c->sp, conn_handle_closed);
+        conn_update_reading(c);
+    }
+}
+
 void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
 {
     struct ag_upstream *up = c->up;
@@ -688,10 +779,20 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
         return;
     }
     conn_flush(c);
-    if (c->resp_done)
+    if (c->resp_done) {
         exchange_maybe_done(c);
-    else
-        conn_update_reading(c);
+        return;
+    }
+    /* The rest of a long body goes socket to socket through a pipe. */
+    if (c->resp_started && !c->resp_chunked_out && (up->parser.flags & F_CONTENT_LENGTH) &&
+        up->parser.content_length >= AG_SPLICE_MIN) {
+        if (up->reading) {
+            uv_read_stop((uv_stream_t *)up->tcp);
+            up->reading = false;
+        }
+        c->splice_pending = true;
+    }
+    conn_update_reading(c);
 }
 
 void exchange_on_upstream_eof(struct conn *c, int err)

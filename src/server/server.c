@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "authgate/err.h"
+#include "ctl/ctl.h"
 #include "proxy/upstream.h"
 #include "server.h"
 #include "util/log.h"
@@ -121,6 +122,9 @@ void ag_server_stop(struct ag_server *srv)
         for (size_t i = 0; i < srv->n_listeners; i++)
             uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);
         srv->n_listeners = 0;
+        /* The status socket goes with the listeners: its handles must be
+         * closed for uv_loop_close to succeed. */
+        ag_ctl_stop(srv);
         uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
                        0);
         ag_conn_drain_all(srv, false);

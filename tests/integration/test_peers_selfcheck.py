@@ -197,7 +197,7 @@ def test_libwbclient_in_another_process(winbind):
 def test_winbind_stop_start_restart(fresh_winbind):
     w = fresh_winbind
     w.stop()
-    assert not pids_with_arg(w.smb_conf), "winbindd or a helper survived stop()"
+    assert not w.server_pids(), "winbindd or a helper survived stop()"
     assert w.wbinfo("-p").returncode != 0
     assert w.authenticate("alice", w.users["alice"])["result"] == "WBC_ERR_WINBIND_NOT_AVAILABLE"
     w.start()

@@ -31,7 +31,17 @@ tolerated.  Details that matter:
   * ``kinit -s`` (postdated) only yields INVALID tickets that need validation
     by the KDC: no way to present a skewed ticket;
   * an expired ticket: ``expired_client_env()`` (needs ``Kdc(clockskew=2)``,
-    because the acceptor accepts a ticket until endtime + clockskew).
+    because the acceptor accepts a ticket until endtime + clockskew);
+  * through SPNEGO (what curl sends) a skewed or otherwise rejected AP-REQ
+    makes gss_accept_sec_context return GSS_S_FAILURE *with* an output token
+    (negState=reject wrapping a KRB-ERROR); python-gssapi's high-level
+    SecurityContext.step() then returns that token instead of raising, with
+    ctx.complete False.  The raw krb5 mech (python-gssapi's default) raises.
+Checked with curl 7.88 (--negotiate, FILE and MEMORY ccaches, +600 s).
+
+krb5kdc sets SO_REUSEPORT: two KDCs can listen on one port and the kernel
+spreads requests between them.  start() checks that only this KDC's two
+sockets are bound to its port and moves to another port otherwise.
 """
 
 import os

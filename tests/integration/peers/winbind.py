@@ -39,13 +39,27 @@ NTLM (WBC_AUTH_USER_LEVEL_RESPONSE) goes through winbindd's privileged pipe in
 ``<dir>/state/winbindd_privileged`` (mode 0750, root-owned).  A gateway that
 drops root needs group access: ``allow_gid(gid)``.
 
-The server itself runs, when the machine allows it, in a private mount
-namespace where /var/log/samba, /var/lib/samba, /var/cache/samba and
-/run/samba are private directories: samba-dcerpcd and its rpcd_* workers
-(spawned by winbindd for name lookups) write their start-up banner to the
-compiled-in /var/log/samba before they read smb.conf.  Without CAP_SYS_ADMIN
-(``isolate_server=False``) it runs directly and those few banner lines land in
-/var/log/samba; nothing else outside the private directory is written.
+Group lookups: wbcLookupName needs the domain (``lookup_name("internet",
+wb.domain)``); with an empty domain it answers WBC_ERR_DOMAIN_NOT_FOUND
+(wbinfo -n hides this by filling in the default domain).
+
+The server itself runs, when the machine allows it, in a private mount and
+pid namespace (``unshare -m -p --fork``; winbindd is its pid 1):
+  * /var/log/samba, /var/lib/samba, /var/cache/samba and /run/samba are
+    private directories there: samba-dcerpcd and its rpcd_* workers (spawned
+    by winbindd for name lookups) create their log files in the compiled-in
+    /var/log/samba before they read smb.conf;
+  * samba-dcerpcd daemonizes away from winbindd and outlives it; in the pid
+    namespace the kernel kills it with winbindd, also when the test runner is
+    SIGKILLed (PDEATHSIG -> unshare --kill-child -> winbindd).
+Without CAP_SYS_ADMIN (``isolate_server=False``) it runs directly: stop()
+still kills samba-dcerpcd/rpcd_* (found by our smb.conf path on their
+command line), empty log.rpcd_* files appear in /var/log/samba, and a
+SIGKILLed runner leaves samba-dcerpcd behind.
+
+The private directory is on /dev/shm when it has room (see
+_util.private_dir: on ext4 winbindd's per-logon tdb updates made its
+throughput erratic); AUTHGATE_PEERS_TMPDIR or base_dir= choose another place.
 """
 
 import glob
@@ -63,6 +77,7 @@ from .accounts import DEFAULT_GROUPS, DEFAULT_USERS
 
 NSS_WRAPPER = "libnss_wrapper.so"
 PYTHON = "/usr/bin/python3"  # Debian's; a pyenv python3 first in PATH may lack its modules
+SAMBA_SERVERS = ("winbindd", "samba-dcerpcd", "rpcd_", "samba-bgqd")
 _SYSTEM_SAMBA_DIRS = ("/var/log/samba", "/var/lib/samba", "/var/cache/samba", "/run/samba")
 
 
@@ -204,7 +219,8 @@ class Winbind:
         if self.client_mode == "namespace" and not os.path.isdir("/run/samba"):
             raise PeerError("client_mode=namespace needs /run/samba to exist")
         if self._isolate is None:
-            self._isolate = can_unshare_mount(pid_ns=True)
+            forced = os.environ.get("AUTHGATE_WB_ISOLATE")  # "0": test the fallback
+            self._isolate = (forced != "0") and can_unshare_mount(pid_ns=True)
         self._write_nss_files()
         self._write_smb_conf()
         for name, pw in self.users.items():
@@ -398,7 +414,12 @@ class Winbind:
             stop_process(self.proc)
         finally:
             if self.dir:
-                kill_pids(pids_with_arg(self.smb_conf))
+                kill_pids(self.server_pids())
+
+    def server_pids(self):
+        """Samba server processes using this instance's smb.conf (winbindd,
+        samba-dcerpcd, rpcd_*); not clients such as ntlm_auth helpers."""
+        return pids_with_arg(self.smb_conf, SAMBA_SERVERS)
 
     def restart(self):
         self.stop()

@@ -1,0 +1,846 @@
+"""bench_auth.py - the authentication sections of scripts/bench.
+
+Each section measures authgate and Squid 5.7 (with its own helpers) side by
+side in the same run, against the same real peers, all on loopback in the
+run's private temp dir, and the peer's own ceiling measured without any
+proxy:
+
+  basic      Basic with a local user file (authgate `basic_backend local`)
+             vs Squid basic_ncsa_auth (an htpasswd file, APR1-MD5, same
+             user and password); Basic through winbind (authgate
+             `basic_backend winbind`) vs Squid `ntlm_auth
+             --helper-protocol=squid-2.5-basic` on the same winbindd.
+             wrk with a fixed `Proxy-Authorization: Basic ...` on every
+             request: keep-alive and Connection: close.  Both proxies cache
+             a verified Basic credential by default (authgate
+             basic_cache_ttl 5m, Squid credentialsttl 2 hours), so the
+             cached rows measure the proxies; the "no cache" row (authgate
+             basic_cache_ttl 0, Squid credentialsttl 0) sends every request
+             to winbindd and is compared with winbindd's plaintext ceiling
+             (tests/tools/wbclient_bench -m plain, same run).  Squid has no
+             uncached column: with `credentialsttl 0 seconds` Squid 5.7 never
+             answers the first request (checked), any ttl > 0 is a cache.
+  ntlm       NTLM full handshakes per second (ntlm_load, mode new: a new
+             connection per handshake, Type 1 -> 407/Type 2 -> Type 3 ->
+             200) and keep-alive authenticated requests per second (mode ka:
+             handshake once per connection, then plain requests), authgate
+             with the local user file, authgate through winbind, Squid
+             `ntlm_auth --helper-protocol=squid-2.5-ntlmssp` through the same
+             winbindd; winbindd's NTLMv2 ceiling (wbclient_bench -m ntlmv2);
+             the gateway's RSS before and after many handshakes (local
+             backend).
+  negotiate  Negotiate (Kerberos, SPNEGO) full handshakes per second
+             (negotiate_load, mode new: a fresh AP-REQ from
+             gss_init_sec_context on a new connection per request) and
+             keep-alive authenticated requests per second (authenticate once
+             per connection, then plain requests, like a browser), authgate
+             vs Squid negotiate_kerberos_auth, against a throwaway MIT KDC;
+             the in-process gss_init_sec_context + gss_accept_sec_context
+             pair rate (gss_pair) as the machine's ceiling.
+
+Verification: every load run counts only 200s with the expected 100-byte
+body as authenticated (wrk: any non-2xx/3xx fails the run, 407s included;
+ntlm_load/negotiate_load: any 407, other status, early close, socket error or
+stall fails it), and the origin's request counter must have grown by at
+least the number of 200s.  Each proxy is probed at start: without
+credentials it must answer 407 offering the scheme, with them 200.
+
+A peer (winbindd, the KDC) or a Squid instance that cannot start makes its
+column "n/a" with the reason in the notes: not a failure under --quick (the
+smoke run of scripts/test), a failure under a full --strict run.  An authgate
+instance that cannot start, or a measurement that does not verify, is always
+a failure under --strict.
+"""
+
+import base64
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+B = None          # the bench module (bench.py), set by register()
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+USER = "alice"    # exists in both peers (tests/integration/peers/accounts.py)
+DOMAIN = "AUTHGATE"
+
+ENV_HELP = ("BENCH_AUTH_CONNS (50) parallel connections of every authenticated load; "
+            "BENCH_SQUID_CHILDREN (20) helper processes per Squid auth_param (all started "
+            "at once); BENCH_WB_THREADS (8, authgate's threadpool_size) threads of the "
+            "winbindd ceiling runs; BENCH_GSS_THREADS (CPUs) threads of the GSS pair ceiling; "
+            "BENCH_RSS_HANDSHAKES (100000, --quick 5000) handshakes of the NTLM RSS check; "
+            "AUTHGATE_WB_CLIENT_MODE (nss_wrapper|namespace) how processes reach the private "
+            "winbindd.")
+
+
+def register(bench_module):
+    global B
+    B = bench_module
+    return [("basic", section_basic), ("ntlm", section_ntlm), ("negotiate", section_negotiate)]
+
+
+def parse_env(a, env_int):
+    a.auth_conns = env_int("BENCH_AUTH_CONNS", 50)
+    a.squid_children = env_int("BENCH_SQUID_CHILDREN", 20)
+    a.wb_threads = env_int("BENCH_WB_THREADS", 8)
+    a.gss_threads = env_int("BENCH_GSS_THREADS", os.cpu_count() or 2)
+    a.rss_handshakes = env_int("BENCH_RSS_HANDSHAKES", 5000 if a.quick else 100000)
+
+
+# ---------------------------------------------------------------------------
+# shared state: built tools, peers
+
+
+class AuthState:
+    def __init__(self):
+        self.tools = {}            # name -> (path or None, reason)
+        self.wb = None             # peers.Winbind
+        self.wb_reason = None
+        self.wb_used = False       # something loaded it since the last (re)start
+        self.kdc = None            # peers.Kdc
+        self.kdc_reason = None
+        self.peers_mod = None
+        self.sections = []         # sections that ran (their rows are printed)
+        self.info = {}             # configuration facts for the report
+
+
+def state(ctx):
+    if not hasattr(ctx, "auth"):
+        ctx.auth = AuthState()
+    return ctx.auth
+
+
+def peer_unavailable(ctx, what, reason):
+    """A peer or a Squid instance could not start: n/a, a failure only in a
+    full --strict run."""
+    ctx.note(f"{what}: n/a ({reason})", failure=not ctx.args.quick)
+
+
+def peers(ctx):
+    st = state(ctx)
+    if st.peers_mod is None:
+        sys.path.insert(0, os.path.join(ctx.root, "tests", "integration"))
+        import peers as mod  # noqa: E402  (tests/integration/peers)
+        st.peers_mod = mod
+    return st.peers_mod
+
+
+def proxy_ids():
+    try:
+        pw = pwd.getpwnam("proxy")
+        return pw.pw_uid, pw.pw_gid
+    except KeyError:
+        return None
+
+
+def track_peer_proc(ctx, old_pid, proc):
+    """Keeps the wrapper's last-resort pgid list in step with a peer's process
+    (the peers start their daemons in their own sessions: pgid == pid)."""
+    if old_pid is not None:
+        B.record_pgid(ctx, old_pid, add=False)
+    if proc is not None:
+        B.record_pgid(ctx, proc.pid)
+        return proc.pid
+    return None
+
+
+def winbind(ctx):
+    """The run's winbindd (started on first use), or None (reason in wb_reason)."""
+    st = state(ctx)
+    if st.wb is not None or st.wb_reason is not None:
+        return st.wb
+    if os.geteuid() != 0:
+        st.wb_reason = "a private winbindd needs root"
+        return None
+    missing = [p for p in ("winbindd", "wbinfo", "pdbedit", "net", "ntlm_auth")
+               if shutil.which(p) is None]
+    if missing:
+        st.wb_reason = f"missing {', '.join(missing)} (apt-get install winbind samba)"
+        return None
+    t0 = time.monotonic()
+    w = None
+    try:
+        mod = peers(ctx)
+        w = mod.Winbind(base_dir=ctx.tmp)
+        st.wb_pid = None
+
+        def close_wb():
+            w.close()
+            track_peer_proc(ctx, st.wb_pid, None)
+        ctx.cleanups.append(close_wb)
+        w.setup()
+        w.start()
+        st.wb_pid = track_peer_proc(ctx, None, w.proc)
+        ids = proxy_ids()
+        if ids:
+            w.allow_gid(ids[1])  # Squid's ntlm_auth (user proxy) needs the privileged pipe
+    except Exception as e:  # PeerError, OSError, ...
+        st.wb_reason = f"winbindd did not start: {str(e).strip()[:600]}"
+        B.log(st.wb_reason)
+        return None
+    st.wb = w
+    B.log(f"winbindd ({w.client_mode} clients) in {w.dir}, up in {time.monotonic() - t0:.1f} s")
+    return w
+
+
+def winbind_fresh(ctx):
+    """winbindd restarted if it has served load since its last start: its
+    domain child leaks ~8 KB per authentication (testenv NOTES), which should
+    not weigh on the next measurement."""
+    st = state(ctx)
+    w = winbind(ctx)
+    if w is None or not st.wb_used:
+        return w
+    try:
+        old = w.proc.pid if w.proc else None
+        w.restart()
+        st.wb_pid = track_peer_proc(ctx, old, w.proc)
+        st.wb_used = False
+        B.log("winbindd restarted (fresh domain child)")
+    except Exception as e:
+        st.wb_reason = f"winbindd did not restart: {str(e).strip()[:600]}"
+        st.wb = None
+        B.log(st.wb_reason)
+    return st.wb
+
+
+def kdc(ctx):
+    st = state(ctx)
+    if st.kdc is not None or st.kdc_reason is not None:
+        return st.kdc
+    missing = [p for p in ("krb5kdc", "kdb5_util", "kadmin.local", "kinit", "kvno")
+               if shutil.which(p) is None]
+    if missing:
+        st.kdc_reason = f"missing {', '.join(missing)} (apt-get install krb5-kdc krb5-admin-server krb5-user)"
+        return None
+    t0 = time.monotonic()
+    try:
+        mod = peers(ctx)
+        k = mod.Kdc(base_dir=ctx.tmp)
+        kdc_pid = []
+
+        def close_kdc():
+            k.close()
+            if kdc_pid:
+                track_peer_proc(ctx, kdc_pid[0], None)
+        ctx.cleanups.append(close_kdc)
+        k.setup()
+        k.start()
+        kdc_pid.append(track_peer_proc(ctx, None, k.proc))
+        ids = proxy_ids()
+        if ids:
+            k.chown_keytab(ids[0], ids[1])  # Squid's helper runs as proxy
+        k.user_keytab(USER)                 # the load generators' client keys
+    except Exception as e:
+        st.kdc_reason = f"the KDC did not start: {str(e).strip()[:600]}"
+        B.log(st.kdc_reason)
+        return None
+    st.kdc = k
+    B.log(f"KDC {k.realm} on 127.0.0.1:{k.port} in {k.dir}, up in {time.monotonic() - t0:.1f} s")
+    return k
+
+
+# ---------------------------------------------------------------------------
+# tools built at bench time
+
+
+TOOLS = {
+    # name: (source, pkg-config packages, extra libraries if pkg-config lacks them)
+    "ntlm_load": (os.path.join(HERE, "ntlm_load.c"), ["nettle"], ["-lnettle"]),
+    "negotiate_load": (os.path.join(HERE, "negotiate_load.c"), ["krb5-gssapi"],
+                       ["-lgssapi_krb5"]),
+    "gss_pair": (os.path.join(HERE, "gss_pair.c"), ["krb5-gssapi"], ["-lgssapi_krb5"]),
+    "wbclient_bench": (None, ["wbclient", "nettle"], ["-lwbclient", "-lnettle"]),
+}
+
+
+def tool(ctx, name):
+    """Path of a built tool, or None (the reason is noted as a failure: our
+    own tooling must build wherever scripts/bootstrap ran)."""
+    st = state(ctx)
+    if name in st.tools:
+        return st.tools[name][0]
+    src, pkgs, fallback = TOOLS[name]
+    if src is None:
+        src = os.path.join(ctx.root, "tests", "tools", "wbclient_bench.c")
+    d = os.path.join(ctx.tmp, "tools")
+    os.makedirs(d, exist_ok=True)
+    out = os.path.join(d, name)
+    flags = fallback
+    try:
+        p = subprocess.run(["pkg-config", "--cflags", "--libs", *pkgs], capture_output=True,
+                           text=True, timeout=30)
+        if p.returncode == 0:
+            flags = p.stdout.split()
+    except OSError:
+        pass
+    cc = shutil.which("gcc") or shutil.which("cc")
+    argv = [cc or "gcc", "-O2", "-pthread", "-o", out, src, *flags]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        ok = p.returncode == 0
+        err = (p.stderr or p.stdout).strip()[-600:]
+    except OSError as e:
+        ok, err = False, str(e)
+    if ok:
+        st.tools[name] = (out, "")
+        B.log(f"built {name}")
+        return out
+    reason = f"building {name} failed: {' '.join(argv)}: {err}"
+    st.tools[name] = (None, reason)
+    ctx.note(reason, failure=True)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# probes and load runs
+
+
+def http_get(ctx, port, headers=(), timeout=10):
+    """One absolute-URL GET of /small through the proxy on port; returns
+    (status, [(name, value)], body) or raises OSError."""
+    import socket
+    lines = [f"GET {B.origin_url(ctx, '/small')} HTTP/1.1",
+             f"Host: 127.0.0.1:{ctx.origin.port}", "Connection: close", *headers, "", ""]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall("\r\n".join(lines).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    hl = head.decode("latin-1").split("\r\n")
+    parts = hl[0].split() if hl else []
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    hdrs = []
+    for line in hl[1:]:
+        k, _, v = line.partition(":")
+        hdrs.append((k.strip().lower(), v.strip()))
+    return status, hdrs, body
+
+
+def probe_auth(scheme, header=None, handshake=None):
+    """probe_fn for finish_start: a GET without credentials must get a 407
+    offering `scheme`; then a GET with `header` (Basic) or the load generator
+    run `handshake(ctx, t)` (NTLM, Negotiate: returns None or an error) must
+    succeed."""
+    def fn(ctx, t):
+        try:
+            status, hdrs, _ = http_get(ctx, t.port)
+        except OSError as e:
+            return f"probe failed: {e}"
+        offered = [v for k, v in hdrs if k == "proxy-authenticate"]
+        if status != 407 or not any(v.split()[:1] and v.split()[0].lower() == scheme.lower()
+                                    for v in offered):
+            return f"probe without credentials got {status}, Proxy-Authenticate {offered}"
+        if header:
+            try:
+                status, hdrs, body = http_get(ctx, t.port, [f"Proxy-Authorization: {header}"])
+            except OSError as e:
+                return f"authenticated probe failed: {e}"
+            if status != 200 or len(body) != B.SMALL_SIZE:
+                return f"authenticated probe got {status} with a {len(body)}-byte body"
+        if handshake:
+            err = handshake(ctx, t)
+            if err:
+                return f"authenticated probe: {err}"
+        B.log(f"{t.name}: probe 407 ({scheme}) then 200 with credentials")
+        return None
+    return fn
+
+
+def parse_json_line(tag, text):
+    m = re.search(rf"^{tag} (\{{.*\}})$", text, re.M)
+    return json.loads(m.group(1)) if m else None
+
+
+def run_loadgen(ctx, t, toolpath, mode, env=None, seconds=None, count=None, conns=None,
+                extra=(), label="", verify=True):
+    """Runs ntlm_load/negotiate_load against target t and verifies the result
+    against the origin's counter. Returns the LOADJSON dict plus "rate"
+    (handshakes/s in mode new, authenticated requests/s in mode ka), or None."""
+    a = ctx.args
+    conns = conns or a.auth_conns
+    argv = [toolpath, "-p", str(t.port), "-U", B.origin_url(ctx, "/small"),
+            "-H", f"127.0.0.1:{ctx.origin.port}", "-c", str(conns),
+            "-t", str(max(1, min(a.threads, conns))), "-m", mode, "-b", str(B.SMALL_SIZE),
+            *extra]
+    argv += ["-n", str(count)] if count else ["-d", str(seconds or ctx.seconds)]
+    timeout = (seconds or ctx.seconds) + 60 if not count else 60 + count / 200
+    before = B.origin_requests(ctx)
+    rc, out, err = B.run_tool(ctx, argv, timeout, env=env)
+    after = B.origin_requests(ctx)
+    r = parse_json_line("LOADJSON", out)
+    if r is None:
+        msg = f"{label} {t.name}: load generator failed (rc {rc}): {(err or out).strip()[-400:]}"
+        if verify:
+            ctx.note(msg, failure=True)
+        return None if verify else msg
+    r["origin_requests"] = after - before - 1
+    secs = r["seconds"] or 1e-9
+    r["rate"] = (r["handshakes"] if mode == "new" else r["requests_ok"]) / secs
+    bad = []
+    if r["handshakes"] == 0:
+        bad.append("no handshake completed")
+    if r["failures"]:
+        bad.append(f"{r['failures']} failures (407: {r['status_407']}, other status: "
+                   f"{r['status_other']}, early close: {r['closed_early']}, socket: "
+                   f"{r['socket_errors']}, mechanism: {r['mech_errors']}, body: "
+                   f"{r['body_errors']}, stalls: {r['timeouts']}; first: {r['first_error']})")
+    if r["origin_requests"] < r["requests_ok"]:
+        bad.append(f"origin saw only {r['origin_requests']} of {r['requests_ok']} requests")
+    elif r["origin_requests"] > r["requests_ok"] * 1.02 + conns + 10:
+        bad.append(f"origin saw {r['origin_requests']} requests, {r['requests_ok']} were answered")
+    r["verified"] = not bad
+    if bad:
+        msg = f"{label} {t.name}: " + "; ".join(bad)
+        if not verify:
+            return msg
+        ctx.note(msg, failure=True)
+    what = "handshakes" if mode == "new" else "authenticated requests"
+    B.log(f"{label} {t.name}: {r['handshakes']} handshakes, {r['requests_ok']} 200s in "
+          f"{secs:.2f} s = {r['rate']:.0f} {what}/s, p50 {r['lat_p50_us'] / 1000:.2f} ms, "
+          f"p99 {r['lat_p99_us'] / 1000:.2f} ms, origin saw {r['origin_requests']}")
+    return r if not bad else None
+
+
+def wbclient_ceiling(ctx, w, mode, label):
+    """winbindd's own rate through libwbclient (no proxy), per second, or None."""
+    path = tool(ctx, "wbclient_bench")
+    if path is None:
+        return None
+    argv = w.command([path, "-m", mode, "-t", str(ctx.args.wb_threads), "-s", str(ctx.seconds),
+                      "-u", USER, "-d", w.domain])
+    env = w.gateway_env()
+    env["WBBENCH_PASSWORD"] = w.users[USER]
+    rc, out, err = B.run_tool(ctx, argv, ctx.seconds + 60, env=env)
+    state(ctx).wb_used = True
+    m = re.search(r"mode=\S+ threads=(\d+) .*ok=(\d+) fail=(\d+) per_sec=(\d+) avg_ms=([\d.]+)", out)
+    if rc != 0 or not m:
+        ctx.note(f"{label}: wbclient_bench failed (rc {rc}): {(err or out).strip()[-300:]}",
+                 failure=True)
+        return None
+    B.log(f"{label}: winbindd ceiling {m.group(4)}/s ({m.group(2)} ok, {m.group(1)} threads, "
+          f"avg {m.group(5)} ms)")
+    return float(m.group(4))
+
+
+def squid_auth_lines(ctx, scheme, program, extra=()):
+    n = ctx.args.squid_children
+    return [f"auth_param {scheme} program {program}",
+            f"auth_param {scheme} children {n} startup={n} idle={min(n, 4)}",
+            *extra,
+            "acl auth proxy_auth REQUIRED",
+            "http_access allow auth",
+            "http_access deny all"]
+
+
+def start_sq(ctx, name, lines, env=None, prefix=(), probe_fn=None):
+    """A Squid instance for one measurement, or None (n/a, noted)."""
+    if ctx.args.no_squid:
+        return None
+    t = B.start_squid(ctx, name, lines, env=env, prefix=prefix, probe_fn=probe_fn)
+    if not t.ok:
+        peer_unavailable(ctx, f"Squid ({name})", t.reason)
+        return None
+    return t
+
+
+def start_ag(ctx, name, lines, env=None, prefix=(), probe_fn=None):
+    if ctx.args.no_authgate:
+        return None
+    t = B.start_authgate(ctx, name, lines, env=env, prefix=prefix, probe_fn=probe_fn)
+    if not t.ok:
+        ctx.note(f"authgate ({name}) not measured: {t.reason}", failure=True)
+        return None
+    return t
+
+
+def stop(ctx, *targets):
+    for t in targets:
+        if t is not None:
+            B.stop_target(ctx, t)
+
+
+def wrk_auth(ctx, t, metric, col, header, close=False, label=""):
+    if t is None:
+        return
+    headers = {"Proxy-Authorization": header}
+    if close:
+        headers["Connection"] = "close"
+    r = B.wrk(ctx, t, "/small", ctx.args.auth_conns, ctx.args.threads, ctx.seconds,
+              headers=headers, label=label)
+    if r and r.get("verified"):
+        ctx.put(metric, col, r["rps"])
+
+
+def write_user_file(ctx, path, password):
+    """authgate's local user file through `authgate passwd` (the real tool)."""
+    binary = B.authgate_bin(ctx)
+    p = subprocess.run([binary, "passwd", path, USER], input=password + "\n", text=True,
+                       capture_output=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(f"authgate passwd failed: {p.stderr.strip()}")
+
+
+def write_htpasswd(path, password):
+    """An htpasswd file for basic_ncsa_auth (APR1-MD5, which it supports)."""
+    p = subprocess.run(["openssl", "passwd", "-apr1", "-stdin"], input=password + "\n",
+                       text=True, capture_output=True, timeout=30)
+    if p.returncode != 0 or not p.stdout.startswith("$apr1$"):
+        raise RuntimeError(f"openssl passwd -apr1 failed: {p.stderr.strip()}")
+    with open(path, "w") as f:
+        f.write(f"{USER}:{p.stdout.strip()}\n")
+    os.chmod(path, 0o644)
+
+
+def section_dir(ctx, name):
+    d = os.path.join(ctx.tmp, name)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    return d
+
+
+# ---------------------------------------------------------------------------
+# basic
+
+
+def section_basic(ctx):
+    st = state(ctx)
+    st.sections.append("basic")
+    d = section_dir(ctx, "basic-files")
+    password = peers(ctx).DEFAULT_USERS[USER]
+    header = "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode()
+    probe = probe_auth("Basic", header=header)
+
+    # --- local user file vs basic_ncsa_auth
+    users = os.path.join(d, "users")
+    htpasswd = os.path.join(d, "htpasswd")
+    ag = sq = None
+    try:
+        write_user_file(ctx, users, password)
+        ag = start_ag(ctx, "ag-basic-local", ["auth_schemes basic", "basic_backend local",
+                                              "ntlm_backend local", f"user_file {users}"],
+                      probe_fn=probe)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        ctx.note(f"basic local: {e}", failure=True)
+    try:
+        write_htpasswd(htpasswd, password)
+        sq = start_sq(ctx, "sq-basic-ncsa",
+                      squid_auth_lines(ctx, "basic", f"/usr/lib/squid/basic_ncsa_auth {htpasswd}",
+                                       ["auth_param basic realm bench"]),
+                      probe_fn=probe)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        peer_unavailable(ctx, "Squid basic_ncsa_auth", str(e))
+    for metric, close, label in (("basic_local_ka", False, "basic-local keep-alive"),
+                                 ("basic_local_nc", True, "basic-local new-conn")):
+        wrk_auth(ctx, ag, metric, "authgate", header, close, label)
+        wrk_auth(ctx, sq, metric, "squid", header, close, label)
+    stop(ctx, ag, sq)
+
+    # --- winbind
+    w = winbind_fresh(ctx)
+    if w is None:
+        peer_unavailable(ctx, "basic through winbind", st.wb_reason)
+        return
+    genv = w.gateway_env()
+    wb_lines = ["auth_schemes basic", "basic_backend winbind", "ntlm_backend winbind",
+                "user_file none"]
+    helper = (f"/usr/bin/ntlm_auth --configfile={w.smb_conf} "
+              "--helper-protocol=squid-2.5-basic")
+    # uncached: every request goes to winbindd; compared with its ceiling
+    ceiling = wbclient_ceiling(ctx, w, "plain", "basic winbind ceiling")
+    if ceiling is not None:
+        ctx.put("basic_wb_nocache_ka", "ceiling", ceiling)
+    # (no Squid column: Squid 5.7 with `credentialsttl 0 seconds` never
+    # answers the first request -- checked -- and any ttl > 0 is a cache)
+    ag = start_ag(ctx, "ag-basic-wb-nocache", wb_lines + ["basic_cache_ttl 0"], env=genv,
+                  prefix=w.client_prefix(), probe_fn=probe)
+    wrk_auth(ctx, ag, "basic_wb_nocache_ka", "authgate", header, False,
+             "basic-winbind no-cache keep-alive")
+    stop(ctx, ag)
+    st.wb_used = True
+    # cached (both proxies' defaults)
+    ag = start_ag(ctx, "ag-basic-wb", wb_lines, env=genv, prefix=w.client_prefix(),
+                  probe_fn=probe)
+    sq = start_sq(ctx, "sq-basic-wb",
+                  squid_auth_lines(ctx, "basic", helper, ["auth_param basic realm bench"]),
+                  env=genv, prefix=w.client_prefix(), probe_fn=probe)
+    for metric, close, label in (("basic_wb_ka", False, "basic-winbind keep-alive"),
+                                 ("basic_wb_nc", True, "basic-winbind new-conn")):
+        wrk_auth(ctx, ag, metric, "authgate", header, close, label)
+        wrk_auth(ctx, sq, metric, "squid", header, close, label)
+    stop(ctx, ag, sq)
+
+
+# ---------------------------------------------------------------------------
+# ntlm
+
+
+def section_ntlm(ctx):
+    st = state(ctx)
+    st.sections.append("ntlm")
+    loader = tool(ctx, "ntlm_load")
+    if loader is None:
+        return
+    d = section_dir(ctx, "ntlm-files")
+    password = peers(ctx).DEFAULT_USERS[USER]
+    creds = ["-u", USER, "-P", password, "-D", DOMAIN, "-W", "BENCH"]
+
+    def run(t, metric, col, mode, label, env=None):
+        if t is None:
+            return None
+        r = run_loadgen(ctx, t, loader, mode, env=env, extra=creds, label=label)
+        if r:
+            ctx.put(metric, col, r["rate"])
+        return r
+
+    def probe(env=None):
+        def hs(ctx, t):
+            r = run_loadgen(ctx, t, loader, "new", env=env, count=3, conns=1, extra=creds,
+                            label="probe", verify=False)
+            return r if isinstance(r, str) else None
+        return probe_auth("NTLM", handshake=hs)
+
+    # --- local user file: handshakes, keep-alive, RSS over many handshakes
+    users = os.path.join(d, "users")
+    ag = None
+    try:
+        write_user_file(ctx, users, password)
+        ag = start_ag(ctx, "ag-ntlm-local", ["auth_schemes ntlm", "ntlm_backend local",
+                                             "basic_backend local", f"user_file {users}",
+                                             f"ntlm_domain {DOMAIN}"], probe_fn=probe())
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        ctx.note(f"ntlm local: {e}", failure=True)
+    run(ag, "ntlm_hs_local", "authgate", "new", "ntlm-local handshakes")
+    run(ag, "ntlm_ka_local", "authgate", "ka", "ntlm-local keep-alive")
+    if ag is not None:
+        n = ctx.args.rss_handshakes
+        before = B.rss_kib(ag)
+        t0 = time.monotonic()
+        r = run_loadgen(ctx, ag, loader, "new", count=n, extra=creds,
+                        label=f"ntlm-local {n} handshakes (RSS)")
+        after = B.rss_kib(ag)
+        if r and before and after:
+            if r["handshakes"] < n:
+                ctx.note(f"RSS check: only {r['handshakes']} of {n} handshakes completed",
+                         failure=True)
+            ctx.put("ntlm_rss_before", "authgate", before / 1024.0)
+            ctx.put("ntlm_rss_after", "authgate", after / 1024.0)
+            ctx.put("ntlm_rss_growth", "authgate", float(after - before))
+            st.info["rss_handshakes"] = r["handshakes"]
+            B.log(f"ntlm-local RSS {before} -> {after} KiB over {r['handshakes']} handshakes "
+                  f"({time.monotonic() - t0:.1f} s)")
+    stop(ctx, ag)
+
+    # --- winbind: ceiling, authgate, Squid + ntlm_auth
+    w = winbind_fresh(ctx)
+    if w is None:
+        peer_unavailable(ctx, "NTLM through winbind", st.wb_reason)
+        return
+    genv = w.gateway_env()
+    ceiling = wbclient_ceiling(ctx, w, "ntlmv2", "ntlm winbind ceiling")
+    if ceiling is not None:
+        ctx.put("ntlm_hs_wb", "ceiling", ceiling)
+    ag = start_ag(ctx, "ag-ntlm-wb", ["auth_schemes ntlm", "ntlm_backend winbind",
+                                      "basic_backend winbind", "user_file none"],
+                  env=genv, prefix=w.client_prefix(), probe_fn=probe())
+    run(ag, "ntlm_hs_wb", "authgate", "new", "ntlm-winbind handshakes")
+    run(ag, "ntlm_ka_wb", "authgate", "ka", "ntlm-winbind keep-alive")
+    stop(ctx, ag)
+    st.wb_used = True
+    w = winbind_fresh(ctx)
+    if w is None:
+        peer_unavailable(ctx, "NTLM through winbind (Squid)", st.wb_reason)
+        return
+    helper = (f"/usr/bin/ntlm_auth --configfile={w.smb_conf} "
+              "--helper-protocol=squid-2.5-ntlmssp")
+    sq = start_sq(ctx, "sq-ntlm-wb",
+                  squid_auth_lines(ctx, "ntlm", helper, ["auth_param ntlm keep_alive on"]),
+                  env=genv, prefix=w.client_prefix(), probe_fn=probe())
+    run(sq, "ntlm_hs_wb", "squid", "new", "ntlm-winbind handshakes")
+    run(sq, "ntlm_ka_wb", "squid", "ka", "ntlm-winbind keep-alive")
+    stop(ctx, sq)
+    st.wb_used = True
+
+
+# ---------------------------------------------------------------------------
+# negotiate
+
+
+def section_negotiate(ctx):
+    st = state(ctx)
+    st.sections.append("negotiate")
+    loader = tool(ctx, "negotiate_load")
+    pair = tool(ctx, "gss_pair")
+    if loader is None:
+        return
+    k = kdc(ctx)
+    if k is None:
+        peer_unavailable(ctx, "Negotiate", st.kdc_reason)
+        return
+    service = "HTTP@localhost"   # the proxy's name as clients write it (proxy_host localhost)
+    cenv = k.client_env(USER, ccache="MEMORY")   # MEMORY ccache, TGT from the client keytab
+    gwenv = k.env
+    extra = ["-S", service]
+
+    def run(t, metric, col, mode, label):
+        if t is None:
+            return None
+        r = run_loadgen(ctx, t, loader, mode, env=cenv, extra=extra, label=label)
+        if r:
+            ctx.put(metric, col, r["rate"])
+        return r
+
+    def hs(ctx, t):
+        r = run_loadgen(ctx, t, loader, "new", env=cenv, count=3, conns=1, extra=extra,
+                        label="probe", verify=False)
+        return r if isinstance(r, str) else None
+    probe = probe_auth("Negotiate", handshake=hs)
+
+    # the machine's ceiling: init + accept in one process, no HTTP
+    if pair is not None:
+        penv = dict(cenv)
+        penv["KRB5_KTNAME"] = "FILE:" + k.keytab
+        penv["KRB5RCACHEDIR"] = k.rcache_dir
+        argv = [pair, "-t", str(ctx.args.gss_threads), "-d", str(ctx.seconds), "-S", service]
+        rc, out, err = B.run_tool(ctx, argv, ctx.seconds + 60, env=penv)
+        r = parse_json_line("PAIRJSON", out)
+        if rc != 0 or r is None:
+            ctx.note(f"negotiate ceiling: gss_pair failed (rc {rc}): "
+                     f"{(err or out).strip()[-300:]}", failure=True)
+        else:
+            ctx.put("neg_hs", "ceiling", r["per_sec"])
+            B.log(f"negotiate ceiling: {r['pairs']} init+accept pairs in {r['seconds']:.2f} s = "
+                  f"{r['per_sec']:.0f}/s ({r['threads']} threads)")
+
+    ag = start_ag(ctx, "ag-negotiate", ["auth_schemes negotiate", "proxy_host localhost",
+                                        f"keytab {k.keytab}", f"rcache_dir {k.rcache_dir}"],
+                  env=gwenv, probe_fn=probe)
+    run(ag, "neg_hs", "authgate", "new", "negotiate handshakes")
+    run(ag, "neg_ka", "authgate", "ka", "negotiate keep-alive")
+    stop(ctx, ag)
+    helper = (f"/usr/lib/squid/negotiate_kerberos_auth -k {k.keytab} "
+              f"-s {k.service_principal}")
+    sq = start_sq(ctx, "sq-negotiate",
+                  squid_auth_lines(ctx, "negotiate", helper, ["auth_param negotiate keep_alive on"]),
+                  env=gwenv, probe_fn=probe)
+    run(sq, "neg_hs", "squid", "new", "negotiate handshakes")
+    run(sq, "neg_ka", "squid", "ka", "negotiate keep-alive")
+    stop(ctx, sq)
+
+
+# ---------------------------------------------------------------------------
+# report
+
+# section, metric, label, unit, format, targets [(kind, threshold, text)]
+# kinds: "ag/squid>=", "ag/ceil>=", "ag>=", "ag<"
+ROWS = [
+    ("basic", "basic_local_ka", "Basic local, keep-alive", "req/s", "{:.0f}",
+     [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("basic", "basic_local_nc", "Basic local, new conn", "req/s", "{:.0f}", []),
+    ("basic", "basic_wb_ka", "Basic winbind, keep-alive", "req/s", "{:.0f}",
+     [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("basic", "basic_wb_nc", "Basic winbind, new conn", "req/s", "{:.0f}", []),
+    ("basic", "basic_wb_nocache_ka", "Basic winbind, no cache, k-a", "req/s", "{:.0f}",
+     [("ag/ceil>=", 0.90, "ag/ceiling >= 0.90")]),
+    ("ntlm", "ntlm_hs_local", "NTLM handshakes, local file", "hs/s", "{:.0f}",
+     [("ag>=", 5000, "ag >= 5,000/s")]),
+    ("ntlm", "ntlm_ka_local", "NTLM keep-alive, local file", "req/s", "{:.0f}", []),
+    ("ntlm", "ntlm_hs_wb", "NTLM handshakes, winbind", "hs/s", "{:.0f}",
+     [("ag/ceil>=", 0.90, "ag/ceiling >= 0.90")]),
+    ("ntlm", "ntlm_ka_wb", "NTLM keep-alive, winbind", "req/s", "{:.0f}", []),
+    ("ntlm", "ntlm_rss_before", "NTLM local RSS before", "MiB", "{:.1f}", []),
+    ("ntlm", "ntlm_rss_after", "  after {rss_n} handshakes", "MiB", "{:.1f}", []),
+    ("ntlm", "ntlm_rss_growth", "  growth", "KiB", "{:+.0f}", [("ag<", 1024, "flat: < +1 MiB")]),
+    ("negotiate", "neg_hs", "Negotiate handshakes", "hs/s", "{:.0f}",
+     [("ag/squid>=", 3.0, "ag/squid >= 3x"), ("ag/ceil>=", 0.60, "ag/ceiling >= 0.60")]),
+    ("negotiate", "neg_ka", "Negotiate keep-alive", "req/s", "{:.0f}",
+     [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+]
+
+
+def _ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def print_table(ctx):
+    st = getattr(ctx, "auth", None)
+    if st is None or not st.sections:
+        return
+    a = ctx.args
+    cols = ["authgate", "squid", "ceiling"]
+    legend = [f"Authentication (user {USER}; {a.seconds} s per measurement; {a.auth_conns} "
+              f"parallel connections, {a.threads} client threads; Squid helpers: children "
+              f"{a.squid_children} startup={a.squid_children} idle={min(a.squid_children, 4)} "
+              "per auth_param):"]
+    if "basic" in st.sections:
+        legend.append("basic: authgate basic_backend local (user file) / winbind vs Squid "
+                      "basic_ncsa_auth (htpasswd, APR1) / ntlm_auth squid-2.5-basic; wrk sends "
+                      "Proxy-Authorization on every request. Rows without 'no cache' use both "
+                      "proxies' default credential caches; 'no cache' is authgate "
+                      "basic_cache_ttl 0 (no Squid column: Squid 5.7 hangs with credentialsttl "
+                      f"0). Ceiling: wbclient_bench -m plain, {a.wb_threads} threads.")
+    if "ntlm" in st.sections:
+        legend.append("ntlm: ntlm_load (NTLMv2). Handshakes: a new connection each (Type 1, "
+                      "407 + Type 2, Type 3, 200). Keep-alive: one handshake per connection, "
+                      "then plain requests. Squid: ntlm_auth squid-2.5-ntlmssp (winbind only). "
+                      f"Ceiling: wbclient_bench -m ntlmv2, {a.wb_threads} threads. winbindd is "
+                      "restarted before each winbind measurement (its domain child leaks and "
+                      "slows down).")
+    if "negotiate" in st.sections:
+        legend.append("negotiate: negotiate_load (SPNEGO/krb5, a fresh AP-REQ per handshake, "
+                      "MEMORY ccache) vs Squid negotiate_kerberos_auth. Ceiling: gss_pair, "
+                      f"init + accept in one process, {a.gss_threads} threads.")
+    print()
+    for i, text in enumerate(legend):
+        print(textwrap.fill(text, 100, initial_indent="" if i == 0 else "  ",
+                            subsequent_indent="  " if i == 0 else "    "))
+    hdr = (f"{'metric':<30} {'unit':<6}" + "".join(f"{c:>10}" for c in cols) +
+           f"{'ag/squid':>10}{'ag/ceil':>9}   target (met?)")
+    print(hdr)
+    print("-" * len(hdr))
+    for section, metric, label, unit, fmt, targets in ROWS:
+        if section not in st.sections:
+            continue
+        label = label.format(rss_n=f"{st.info.get('rss_handshakes', a.rss_handshakes):,}")
+        vals = [ctx.get(metric, c) for c in cols]
+        ag, sq, ce = vals
+        cells = ""
+        for c, v in zip(cols, vals):
+            applicable = not (c == "ceiling" and not any(k == "ag/ceil>=" for k, *_ in targets)) \
+                and not (c == "squid" and section == "ntlm" and metric.endswith("_local")) \
+                and not (c == "squid" and metric == "basic_wb_nocache_ka") \
+                and not (c != "authgate" and metric.startswith("ntlm_rss"))
+            cells += f"{(fmt.format(v) if v is not None else ('n/a' if applicable else '-')):>10}"
+        rs, rc = _ratio(ag, sq), _ratio(ag, ce)
+        rcells = f"{(f'{rs:.2f}x' if rs is not None else '-'):>10}" + \
+            f"{(f'{rc:.2f}' if rc is not None else '-'):>9}"
+        tcells = []
+        for kind, thr, text in targets:
+            v = {"ag/squid>=": rs, "ag/ceil>=": rc, "ag>=": ag, "ag<": ag}[kind]
+            met = "n/a" if v is None else ("yes" if (v < thr if kind == "ag<" else v >= thr)
+                                           else "no")
+            tcells.append(f"{text} ({met})")
+        print(f"{label:<30} {unit:<6}{cells}{rcells}   {'; '.join(tcells)}")
+    print()
+
+
+def json_info(ctx):
+    st = getattr(ctx, "auth", None)
+    if st is None:
+        return {}
+    a = ctx.args
+    return {"sections": st.sections, "auth_conns": a.auth_conns,
+            "squid_children": a.squid_children, "wb_threads": a.wb_threads,
+            "gss_threads": a.gss_threads, "rss_handshakes": st.info.get("rss_handshakes"),
+            "winbind": None if st.wb_reason is None else st.wb_reason,
+            "kdc": None if st.kdc_reason is None else st.kdc_reason}

@@ -1,0 +1,22 @@
+/* commands.h - the command table of the status socket (private to src/ctl).
+ * Loop thread only. */
+#ifndef AG_CTL_COMMANDS_H
+#define AG_CTL_COMMANDS_H
+
+#include <stdbool.h>
+
+#include "proto.h"
+#include "server/server.h"
+
+/* Winbind health as "status" reports it. */
+enum ag_ctl_wb { AG_CTL_WB_UNUSED = 0, AG_CTL_WB_OK, AG_CTL_WB_DOWN };
+
+/* Whether cmd must wait for a winbind ping on the pool before it runs. */
+bool ag_ctl_needs_ping(const struct ag_server *srv, const struct ag_ctl_cmd *cmd);
+/* Runs cmd and fills r (records and the status line). */
+void ag_ctl_run(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
+                struct ag_ctl_reply *r);
+/* metrics.c: every counter, gauge and histogram in Prometheus text format. */
+void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r);
+
+#endif

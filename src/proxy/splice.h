@@ -1,0 +1,50 @@
+/* splice.h - zero-copy relay of a known number of bytes between sockets.
+ *
+ * Glossary: pump = splice(2) from the source socket into a pipe, and from
+ * the pipe into the destination socket, so bodies move as page references
+ * in the kernel and never through user space (a proxy otherwise copies each
+ * byte twice more than the client and origin do).
+ *
+ * The pump watches dup()s of the two sockets with uv_poll handles: the
+ * libuv streams that own the sockets must neither read the source nor have
+ * writes queued on the destination while it runs. Its two poll handles
+ * count as the owner's handles: ag_splice_close() closes them with the
+ * owner's close callback. Loop thread only.
+ */
+#ifndef AG_PROXY_SPLICE_H
+#define AG_PROXY_SPLICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct ag_splice;
+/* status 0: every byte delivered; negative: a socket failed or the source
+ * ended early. Called once; the owner then calls ag_splice_close(). */
+typedef void (*ag_splice_done_cb)(struct ag_splice *s, int status);
+
+struct ag_splice {
+    uv_poll_t src_poll, dst_poll;
+    int src_fd, dst_fd;    /* dups, owned */
+    int pipe_r, pipe_w;    /* owned */
+    size_t in_pipe, pipe_cap;
+    uint64_t to_read;      /* bytes still to take from the source */
+    uint64_t moved;        /* bytes delivered to the destination */
+    bool running, finished;
+    bool src_polled, dst_polled;
+    void *owner;
+    ag_splice_done_cb done;
+    void (*progress)(struct ag_splice *s); /* bytes moved: restart deadlines */
+};
+
+/* Starts moving len bytes from src to dst (the fds of libuv streams). 0 when
+ * running (two handles to count, done fires later, maybe at once); a
+ * negative errno-style code when nothing was made (relay in user space
+ * instead); 1 when half made (count two handles, close at once). The poll
+ * handles' data is owner, for the owner's close callback. */
+int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint64_t len,
+                    void *owner, ag_splice_done_cb done, void (*progress)(struct ag_splice *));
+/* Stops and releases everything; close_cb runs once per poll handle (2). */
+void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb);
+
+#endif

@@ -1,0 +1,589 @@
+"""NTLM end to end: curl, python requests + requests_ntlm, python3-ntlm-auth
+and a byte-level client (harness/auth.py) through the gateway, verified
+against the local user file and a real winbindd. One scenario per test;
+tests parametrized with `backend` run once per backend.
+
+Run: /usr/bin/python3 -m pytest -q tests/integration/test_auth_ntlm.py
+"""
+
+import base64
+import json
+
+import pytest
+
+from harness.auth import (F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS, WINDOWS_FLAGS,
+                          NtlmAuthClient, authenticate_msg, b64, basic, challenge_from,
+                          is_fresh_407, log_events, negotiate_msg, ntlm_legs, offered, pa,
+                          run_python, threads_waiting_on_socket, type1_leg, wait_until,
+                          write_user_file)
+from harness.auth import (auth_env, backend, legacy_ssl_env, local_env,  # noqa: F401
+                          winbind_env)
+from harness.rawhttp import build_request, get_request
+from harness.tools import assert_error_response, curl
+
+pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
+
+PW = USERS
+SENDS_PLAIN_BASIC = False  # no Basic through winbind here (see harness.auth.KNOWN_SANITIZER_BUGS)
+
+
+def ident(resp):
+    assert resp.status == 200, resp
+    j = json.loads(resp.body)
+    return [v for n, v in j["headers"] if n.lower() == IDENTITY_HEADER.lower()]
+
+
+def ntlm_pa(msg, scheme="NTLM"):
+    return pa("%s %s" % (scheme, b64(msg)))
+
+
+# --------------------------------------------------------------------------- real clients
+
+
+def test_curl_ntlm_two_urls_one_connection(auth_env, origin):
+    gw = auth_env.make("ntlm basic")
+    r = curl(gw.url, "-v", "--proxy-ntlm", "-U", "alice:%s" % PW["alice"],
+             origin.url("/echo/1"), origin.url("/echo/2"))
+    assert r.rc == 0 and r.status == 200, r
+    assert [x.status for x in r.responses] == [407, 200, 200], r.headers_raw
+    assert "Re-using existing connection" in r.stderr
+    assert r.stderr.count("Proxy-Authorization: NTLM") == 2  # Type 1 and Type 3 only
+    reqs = origin.wait_requests(2)
+    assert [q.target for q in reqs] == ["/echo/1", "/echo/2"]
+    for q in reqs:
+        assert q.header("proxy-authorization") is None
+        assert q.header_all(IDENTITY_HEADER) == [auth_env.identity("alice")]
+    lines = gw.wait_access_log(3)
+    assert [l.split()[3] for l in lines] == ["TCP_DENIED/407", "TCP_MISS/200", "TCP_MISS/200"]
+    assert [l.split()[7] for l in lines] == ["-"] + [auth_env.identity("alice")] * 2
+    assert "event=auth_ok scheme=NTLM via=NTLM" in gw.error_log
+    assert log_events(gw).count("auth_ok") == 1
+
+
+def test_curl_proxy_anyauth_picks_ntlm(auth_env, origin):
+    gw = auth_env.make("ntlm basic")
+    r = curl(gw.url, "--proxy-anyauth", "-U", "bob:%s" % PW["bob"], origin.url("/echo"))
+    assert r.rc == 0 and r.status == 200, r
+    statuses = [x.status for x in r.responses]
+    assert statuses == [407, 407, 200], statuses
+    assert offered(r.responses[0]) == ["ntlm", "basic"]
+    assert offered(r.responses[1]) == ["ntlm"]
+    (q,) = origin.wait_requests(1)
+    assert q.header_all(IDENTITY_HEADER) == [auth_env.identity("bob")]
+    assert "event=auth_ok scheme=NTLM" in gw.error_log
+
+
+def test_curl_ntlm_connect_to_tls_origin(auth_env, tls_origin):
+    gw = auth_env.make("ntlm basic", connect_ports=[tls_origin.port])
+    url = "https://localhost:%d/echo" % tls_origin.port
+    r = curl(gw.url, "-k", "--proxy-ntlm", "-U", "carol:%s" % PW["carol"], url)
+    assert r.rc == 0 and r.status == 200, r
+    assert [x.status for x in r.responses] == [407, 200, 200], r.headers_raw
+    (q,) = tls_origin.wait_requests(1)
+    assert q.tls and q.header("proxy-authorization") is None
+    lines = gw.wait_access_log(2)
+    f = [l.split() for l in lines]
+    assert (f[0][3], f[0][5]) == ("TCP_DENIED/407", "CONNECT")
+    assert (f[1][3], f[1][5], f[1][7]) == ("TCP_TUNNEL/200", "CONNECT",
+                                           auth_env.identity("carol"))
+
+
+def test_curl_ntlm_wrong_password(auth_env, origin):
+    gw = auth_env.make("ntlm basic")
+    r = curl(gw.url, "--proxy-ntlm", "-U", "alice:wrong-password", origin.url("/echo"))
+    assert r.status == 407, r
+    assert origin.all_requests == []
+    assert "event=auth_failed scheme=NTLM" in gw.error_log
+
+
+def test_python_requests_ntlm(auth_env, origin, legacy_ssl_env):
+    gw = auth_env.make("ntlm basic")
+    p = run_python(REQUESTS_NTLM_SCRIPT, legacy_ssl_env, gw.url, "alice", PW["alice"],
+                   origin.url("/echo/1"), origin.url("/echo/2"))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [o["status"] for o in out] == [200, 200], out
+    assert out[0]["history"] == [407, 407]
+    assert out[1]["history"] == []  # the connection stayed authenticated
+    reqs = origin.wait_requests(2)
+    for q in reqs:
+        assert q.header_all(IDENTITY_HEADER) == [auth_env.identity("alice")]
+    assert len({q.conn_id for q in reqs}) == 1 or len(reqs) == 2
+    # requests_ntlm (python3-ntlm-auth) sends a MIC with KEY_EXCH: verified
+    assert "mic=yes" in gw.error_log
+
+
+def test_ntlm_auth_raw_ntlmssp_inside_negotiate(auth_env, origin, legacy_ssl_env):
+    """Row 68: a raw NTLMSSP token in Negotiate goes to the NTLM engine and is
+    answered as Negotiate <type2>."""
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    with NtlmAuthClient(legacy_ssl_env, "alice", PW["alice"]) as cl:
+        t1 = cl.negotiate()
+        r1 = c.request(get_request(origin.url("/echo"), [pa("Negotiate " + t1)]))
+        chal = challenge_from(r1, "Negotiate")
+        t2 = r1.header("proxy-authenticate").split(" ", 1)[1]
+        t3 = cl.authenticate(t2)
+    r2 = c.request(get_request(origin.url("/echo"), [pa("Negotiate " + t3)]))
+    assert ident(r2) == [auth_env.identity("alice")]
+    assert r2.header("proxy-authentication-info") is None
+    assert "event=auth_ok scheme=NTLM via=Negotiate" in gw.error_log
+    # the connection is authenticated: no header needed any more
+    assert ident(c.request(get_request(origin.url("/echo/2")))) == [auth_env.identity("alice")]
+
+
+@pytest.mark.parametrize("flags", [0x00088206, WINDOWS_FLAGS, WINDOWS_FLAGS & ~F_UNICODE],
+                         ids=["curl-oem", "windows-unicode", "oem-key-exch"])
+@pytest.mark.parametrize("mic", [False, True], ids=["no-mic", "mic"])
+def test_byte_level_client(auth_env, origin, flags, mic):
+    gw = auth_env.make("ntlm")
+    c = gw.client()
+    r, chal, _ = ntlm_legs(c, origin.url("/echo"), "bob", PW["bob"],
+                           neg=negotiate_msg(flags), mic=mic)
+    assert ident(r) == [auth_env.identity("bob")]
+    assert chal.unicode == bool(flags & F_UNICODE)
+    assert ("mic=yes" if mic else "mic=no") in gw.error_log
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_wrong_password_fresh_407_connection_kept(auth_env, origin):
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", "wrong")
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    assert not c.is_closed(0.3)
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == [auth_env.identity("alice")]
+    assert [q.target for q in origin.all_requests] == ["/echo"]
+
+
+def test_unknown_user_same_answer(auth_env, origin):
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    wrong, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", "wrong")
+    unknown, _, _ = ntlm_legs(c, origin.url("/echo"), "nosuchuser", "wrong")
+    assert wrong.status == unknown.status == 407
+    assert wrong.headers == unknown.headers and wrong.body == unknown.body
+    assert origin.all_requests == []
+
+
+def test_unknown_domain(auth_env, origin):
+    """DOM\\user for a domain the backend does not know: 407. The local file
+    entry without a domain matches any domain, so there the user is a
+    CORP\\dave entry asked for as OTHER\\dave."""
+    if auth_env.backend == "local":
+        write_user_file(auth_env.user_file, dict(USERS, **{"CORP\\dave": "dave-Pass4"}))
+        user, pw = "dave", "dave-Pass4"
+    else:
+        user, pw = "alice", PW["alice"]
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), user, pw, domain="OTHERDOM")
+    assert_error_response(r, 407)
+    assert is_fresh_407(r)
+    assert origin.all_requests == []
+    assert "event=auth_failed scheme=NTLM" in gw.error_log
+
+
+def test_winbind_domain_as_typed(winbind_env, origin):
+    """The user's domain passes to winbind as typed (Samba also tries it upper-case)."""
+    gw = winbind_env.make("ntlm")
+    for dom in ("AUTHGATE", "authgate"):
+        c = gw.client()
+        r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"], domain=dom)
+        assert ident(r) == ["AUTHGATE\\alice"]
+
+
+@pytest.mark.xfail(strict=True, reason="daemon bug: a DOMAIN\\user entry of the local file "
+                   "yields the identity DOMAIN\\DOMAIN\\user (the canonical name already "
+                   "holds the domain; ag_ntlm_verify_local_blocking adds the client's domain)")
+def test_local_domain_entry_identity(local_env, origin):
+    write_user_file(local_env.user_file, dict(USERS, **{"CORP\\dave": "dave-Pass4"}))
+    gw = local_env.make("ntlm")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "dave", "dave-Pass4", domain="CORP")
+    assert ident(r) == ["CORP\\dave"]
+
+
+def test_winbind_stopped_503_then_recovers(winbind_env, origin):
+    wb = winbind_env.winbind
+    gw = winbind_env.make("ntlm")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    wb.stop()
+    try:
+        t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+        r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]), timeout=5)
+        assert_error_response(r, 503)
+        assert r.header("retry-after") is not None
+        assert c.is_closed(2.0)
+        gw.wait_log(r"level=error .*event=auth_backend_error scheme=NTLM .*user=alice")
+    finally:
+        wb.start()
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["AUTHGATE\\alice"]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_winbind_hung_beyond_handshake_timeout_503(winbind_env, origin):
+    wb = winbind_env.winbind
+    gw = winbind_env.make("ntlm", handshake_timeout="1s")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    wb.pause()
+    try:
+        t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+        r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]), timeout=8)
+        assert_error_response(r, 503)
+        assert c.is_closed(2.0)
+        gw.wait_log(r"event=auth_backend_timeout")
+    finally:
+        wb.resume()
+    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
+               "the hung verification to return")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"])
+    assert r.status == 200
+    assert "event=auth_ok" not in gw.error_log.split("auth_backend_timeout")[0]
+
+
+def test_client_closes_while_verification_runs(winbind_env, origin):
+    """Row 77 (NTLM): the job is detached and freed once; the next client is
+    served; the ASan build would report a use-after-free or a leak."""
+    wb = winbind_env.winbind
+    gw = winbind_env.make("ntlm", handshake_timeout="20s", log_level="debug")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    wb.pause()
+    try:
+        t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+        c.send(get_request(origin.url("/echo/detached"), [ntlm_pa(t3)]))
+        wait_until(lambda: threads_waiting_on_socket(gw.proc.pid), 10,
+                   "a pool thread blocked on the paused winbindd")
+        c.close()
+        m = gw.wait_log(r"conn=(\d+) event=close reason=client_(eof|error)")
+        conn_id = m.group(1)
+    finally:
+        wb.resume()
+    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
+               "the detached verification to return")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo/next"), "bob", PW["bob"])
+    assert ident(r) == ["AUTHGATE\\bob"]
+    assert "conn=%s event=auth_ok" % conn_id not in gw.error_log
+    assert [q.target for q in origin.requests] == ["/echo/next"]
+
+
+# --------------------------------------------------------------------------- the handshake
+
+
+def test_type3_replayed_on_another_connection(local_env, origin):
+    """Row 49: the challenge belongs to the connection that got it."""
+    gw = local_env.make("ntlm basic")
+    a = gw.client()
+    chal, t1 = type1_leg(a, origin.url("/echo"))
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    b = gw.client()
+    r = b.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"])
+    # b's own handshake is unaffected, and a's challenge is still a's
+    r = a.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]))
+    assert ident(r) == ["alice"]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_type3_replayed_after_success_on_same_connection(local_env, origin):
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    r, _, t3 = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["alice"]
+    r = c.request(get_request(origin.url("/echo/replay"), [ntlm_pa(t3)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r)
+    # a new credential unauthenticated the connection first (row 36)
+    r = c.request(get_request(origin.url("/echo/after")))
+    assert_error_response(r, 407)
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_type3_replayed_after_failure_on_same_connection(local_env, origin):
+    """Row 50: a second Type 3 after a failed one needs a new Type 1."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    bad = authenticate_msg(chal, "alice", "wrong", negotiate=t1)
+    good = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    assert_error_response(c.request(get_request(origin.url("/echo"), [ntlm_pa(bad)])), 407)
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(good)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r)
+    assert origin.all_requests == []
+    assert "auth_ok" not in log_events(gw)
+
+
+def test_client_closes_between_type2_and_type3(local_env, origin):
+    """The handshake slot is freed when the client goes away: with
+    max_handshakes_per_addr 1, the next client still gets its challenge."""
+    gw = local_env.make("ntlm", max_handshakes_per_addr=1, log_level="debug")
+    a = gw.client()
+    type1_leg(a, origin.url("/echo"))
+    a.close()
+    gw.wait_log(r"conn=\d+ event=close reason=client_(eof|error)")
+    b = gw.client()
+    r, _, _ = ntlm_legs(b, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["alice"]
+
+
+def test_type1_with_connection_close(local_env, origin):
+    """Row 19: the Type 2 is sent, then the connection closes (NTLM cannot complete)."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(negotiate_msg()),
+                                                     ("Connection", "close")]))
+    chal = challenge_from(r)
+    assert chal.server_challenge != b"\0" * 8
+    assert "close" in r.tokens("connection")
+    assert c.is_closed(2.0)
+    assert origin.all_requests == []
+
+
+def test_handshake_timeout_closes(local_env, origin):
+    """Row 34: Type 2, then silence: closed after handshake_timeout (1s),
+    long before idle_timeout (60s)."""
+    gw = local_env.make("ntlm", handshake_timeout="1s", idle_timeout="60s")
+    c = gw.client()
+    type1_leg(c, origin.url("/echo"))
+    assert c.is_closed(6.0), "unfinished handshake kept open"
+    gw.wait_log(r"event=handshake_timeout")
+
+
+def test_round_cap(local_env, origin):
+    """Row 33: repeated Type 1s: three legs answered, the fourth gets a fresh
+    407 and the connection closes."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    seen = set()
+    for _ in range(3):
+        chal, _ = type1_leg(c, origin.url("/echo"))
+        seen.add(chal.server_challenge)
+    assert len(seen) == 3, "every Type 1 must get a fresh challenge"
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(negotiate_msg())]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"])
+    assert c.is_closed(2.0)
+    assert "auth_too_many_rounds" in log_events(gw)
+
+
+def test_new_type1_replaces_the_challenge(local_env, origin):
+    """Row 51: a Type 3 for the replaced challenge fails, one for the new succeeds."""
+    gw = local_env.make("ntlm")
+    c = gw.client()
+    old, t1 = type1_leg(c, origin.url("/echo"))
+    new, t1b = type1_leg(c, origin.url("/echo"))
+    assert old.server_challenge != new.server_challenge
+    stale = authenticate_msg(old, "alice", PW["alice"], negotiate=t1)
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(stale)]))
+    assert_error_response(r, 407)
+    c2 = gw.client()
+    old, t1 = type1_leg(c2, origin.url("/echo"))
+    new, t1b = type1_leg(c2, origin.url("/echo"))
+    fresh = authenticate_msg(new, "alice", PW["alice"], negotiate=t1b)
+    assert ident(c2.request(get_request(origin.url("/echo"), [ntlm_pa(fresh)]))) == ["alice"]
+
+
+def test_valid_type3_with_connection_close(local_env, origin):
+    """Row 20: authenticate, serve, then close."""
+    gw = local_env.make("ntlm")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3), ("Connection", "close")]))
+    assert ident(r) == ["alice"]
+    assert c.is_closed(2.0)
+
+
+def test_invalid_type3_with_connection_close(local_env, origin):
+    """Row 21: 407f, then close."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    t3 = authenticate_msg(chal, "alice", "wrong", negotiate=t1)
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3), ("Connection", "close")]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r)
+    assert c.is_closed(2.0)
+    assert origin.all_requests == []
+
+
+def test_http10_without_keepalive_starting_ntlm(local_env, origin):
+    """Row 18: HTTP/1.0 without keep-alive cannot finish NTLM: 407, then close."""
+    gw = local_env.make("ntlm")
+    c = gw.client()
+    r = c.request(build_request("GET", origin.url("/echo"),
+                                [("Host", origin.authority()), ntlm_pa(negotiate_msg())],
+                                version="HTTP/1.0"))
+    assert r.status == 407
+    assert c.is_closed(2.0)
+    assert origin.all_requests == []
+
+
+def test_http10_keepalive_ntlm_completes(local_env, origin):
+    gw = local_env.make("ntlm")
+    c = gw.client()
+    hdrs = [("Host", origin.authority()), ("Proxy-Connection", "keep-alive")]
+    t1 = negotiate_msg()
+    r = c.request(build_request("GET", origin.url("/echo"), hdrs + [ntlm_pa(t1)],
+                                version="HTTP/1.0"))
+    chal = challenge_from(r)
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    r = c.request(build_request("GET", origin.url("/echo"), hdrs + [ntlm_pa(t3)],
+                                version="HTTP/1.0"))
+    assert ident(r) == ["alice"]
+
+
+def test_post_body_on_type1_leg_is_drained(local_env, origin):
+    """Row 22: a POST's body sent with the Type 1 is drained; the handshake
+    completes on the same connection."""
+    gw = local_env.make("ntlm")
+    c = gw.client()
+    body = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n" * 20
+    t1 = negotiate_msg()
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t1)], method="POST", body=body))
+    chal = challenge_from(r)
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)], method="POST", body=b"real"))
+    assert ident(r) == ["alice"]
+    assert json.loads(r.body)["body"] == "real"
+    assert [q.target for q in origin.all_requests] == ["/echo"]
+
+
+def test_authenticated_connection_idle_timeout(local_env, origin):
+    """Row 76: an authenticated connection left idle is closed by idle_timeout."""
+    gw = local_env.make("ntlm", idle_timeout="1s")
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert r.status == 200
+    assert c.is_closed(6.0)
+
+
+def test_identity_max_age(local_env, origin):
+    """After identity_max_age the connection must authenticate again."""
+    import time
+    gw = local_env.make("ntlm", identity_max_age="2s")
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert r.status == 200
+    t_auth = time.monotonic()
+    r = c.request(get_request(origin.url("/echo/soon")))
+    assert time.monotonic() - t_auth < 2.0
+    assert ident(r) == ["alice"]
+    time.sleep(max(0.0, 2.3 - (time.monotonic() - t_auth)))
+    r = c.request(get_request(origin.url("/echo/later")))
+    assert_error_response(r, 407)
+    r, _, _ = ntlm_legs(c, origin.url("/echo/again"), "alice", PW["alice"])
+    assert ident(r) == ["alice"]
+    assert [q.target for q in origin.requests] == ["/echo", "/echo/soon", "/echo/again"]
+
+
+def test_basic_on_ntlm_authenticated_connection_replaces_identity(local_env, origin):
+    """Row 36: a new Proxy-Authorization unauthenticates first."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["alice"]
+    r = c.request(get_request(origin.url("/echo"), [pa(basic("bob", "wrong"))]))
+    assert_error_response(r, 407)
+    r = c.request(get_request(origin.url("/echo/none")))
+    assert_error_response(r, 407)  # alice's identity is gone
+    r = c.request(get_request(origin.url("/echo/bob"), [pa(basic("bob", PW["bob"]))]))
+    assert ident(r) == ["bob"]
+    r = c.request(get_request(origin.url("/echo/none")))
+    assert_error_response(r, 407)  # Basic is per request
+    assert [q.target for q in origin.requests] == ["/echo", "/echo/bob"]
+
+
+# --------------------------------------------------------------------------- more clients and options
+
+
+@pytest.mark.parametrize("size", [10, 5000, 200000])
+def test_curl_ntlm_post(local_env, origin, tmp_path, size):
+    """curl sends the NEGOTIATE leg of a POST without its body, then the body
+    with the AUTHENTICATE (large bodies with Expect: 100-continue)."""
+    gw = local_env.make("ntlm")
+    f = tmp_path / "body"
+    f.write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    r = curl(gw.url, "--proxy-ntlm", "-U", "alice:%s" % PW["alice"], "--data-binary",
+             "@%s" % f, origin.url("/echo"))
+    assert r.rc == 0 and r.status == 200, r
+    j = json.loads(r.body)
+    assert j["body_len"] == size
+    assert [q.method for q in origin.requests] == ["POST"]
+
+
+def test_ntlm_domain_option_in_challenge(local_env, origin):
+    gw = local_env.make("ntlm", ntlm_domain="CORPX", ntlm_dns_domain="corpx.test")
+    c = gw.client()
+    chal, _ = type1_leg(c, origin.url("/echo"), neg=negotiate_msg(WINDOWS_FLAGS))
+    assert chal.target_name.decode("utf-16-le") == "CORPX"
+    assert chal.nb_domain == "CORPX"
+    assert chal.av_value(4).decode("utf-16-le") == "corpx.test"
+    assert chal.flags & 0x00800000  # TARGET_INFO, always
+    t3 = authenticate_msg(chal, "alice", PW["alice"])
+    assert ident(c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]))) == ["alice"]
+
+
+@pytest.mark.xfail(strict=True, reason="daemon bug: with the local backend the identity takes "
+                   "the domain the client typed, unverified (an entry without a domain matches "
+                   "any domain): NTLM as ANYDOM\\alice gives X-Authenticated-User and the "
+                   "access log user ANYDOM\\alice (ag_ntlm_verify_local_blocking copies "
+                   "a->domain into the identity)")
+def test_local_identity_does_not_take_the_client_domain(local_env, origin):
+    gw = local_env.make("ntlm")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        domain="ANYDOM")
+    assert ident(r) == ["alice"]
+
+
+def test_reload_mid_handshake_keeps_it(local_env, origin):
+    """SIGHUP between Type 2 and Type 3: handshakes in progress are kept."""
+    gw = local_env.make("ntlm basic")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    gw.reload()
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    assert ident(c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]))) == ["alice"]
+
+
+def test_ntlmssp_in_negotiate_without_ntlm_offered(local_env, origin):
+    """With NTLM not offered, a raw NTLMSSP token in Negotiate is not answered
+    with a challenge."""
+    gw = local_env.make("basic")
+    c = gw.client()
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(negotiate_msg(), "Negotiate")]))
+    assert_error_response(r, 407)
+    assert offered(r) == ["basic"] and is_fresh_407(r)
+
+
+def test_max_jobs_cap_503(winbind_env, origin):
+    """Verifications in flight beyond max_jobs get 503 at once (never a queue
+    without bound), and the one in flight still completes."""
+    wb = winbind_env.winbind
+    gw = winbind_env.make("ntlm", max_jobs=1, handshake_timeout="20s")
+    a, b = gw.client(), gw.client()
+    ca, ta = type1_leg(a, origin.url("/echo"))
+    cb, tb = type1_leg(b, origin.url("/echo"))
+    wb.pause()
+    try:
+        a.send(get_request(origin.url("/echo/a"), [ntlm_pa(authenticate_msg(
+            ca, "alice", PW["alice"], negotiate=ta))]))
+        wait_until(lambda: threads_waiting_on_socket(gw.proc.pid), 10,
+                   "a pool thread blocked on the paused winbindd")
+        r = b.request(get_request(origin.url("/echo/b"), [ntlm_pa(authenticate_msg(
+            cb, "bob", PW["bob"], negotiate=tb))]), timeout=5)
+        assert_error_response(r, 503)
+        assert b.is_closed(2.0)
+    finally:
+        wb.resume()
+    assert ident(a.recv_response(timeout=10)) == ["AUTHGATE\\alice"]
+    assert [q.target for q in origin.requests] == ["/echo/a"]
