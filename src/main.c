@@ -104,6 +104,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        /* The files the configuration names are part of it: a rules file
+         * or user file that start-up would refuse fails the check too. */
+        if (ag_auth_check_files(cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "%s\n", err);
+            ag_config_unref(cfg);
+            return 1;
+        }
         if (verbose)
             ag_config_dump(cfg, stdout);
         else

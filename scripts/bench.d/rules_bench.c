@@ -66,8 +66,8 @@ static int write_rules(const char *path, int n, enum kind k)
         fprintf(f, "allow r%04d user=nobody%d,bob group=g%d host=*.corp%d.example,"
                    "www.example.com port=443,80,8000-8099 method=CONNECT,GET path=/app%d/,/ "
                    "%sdst=10.%d.%d.0/24,fd00:%x::/32\n",
-                i, i, 100 + i % (N_SIDS - 2), i, i, k == WORST ? "time=sat-sun@00:00-24:00,*@00:00-24:00 " : "",
-                i / 256, i % 256, i);
+                i, i, 100 + i % (N_SIDS - 2), i, i,
+                k == WORST ? "time=sat-sun@00:00-24:00,*@00:00-24:00 " : "", i / 256, i % 256, i);
     }
     fprintf(f, "allow last user=alice host=www.example.com dst=192.0.2.0/24\n");
     return fclose(f);
@@ -87,14 +87,14 @@ static double measure(struct ag_rules *r, const struct ag_rules_query *q, double
     const char *rule = NULL;
     /* warm up: caches, the time zone (localtime_r reads it once) */
     for (int i = 0; i < 200; i++)
-        if (ag_rules_eval(r, q, false, &rule) != AG_RULE_ALLOW || strcmp(rule, "last") != 0)
+        if (ag_rules_eval(r, q, false, &rule, NULL) != AG_RULE_ALLOW || strcmp(rule, "last") != 0)
             return -1;
     unsigned long long n = 0;
     unsigned batch = 64;
     double t0 = now_s(), t;
     do {
         for (unsigned i = 0; i < batch; i++) {
-            enum ag_rule_verdict v = ag_rules_eval(r, q, false, &rule);
+            enum ag_rule_verdict v = ag_rules_eval(r, q, false, &rule, NULL);
             if (v != AG_RULE_ALLOW || rule[0] != 'l')
                 return -1;
         }

@@ -6,6 +6,7 @@
 #ifndef AG_AUTH_IDENTITY_H
 #define AG_AUTH_IDENTITY_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,20 @@ static inline void ag_identity_move(struct ag_identity *dst, struct ag_identity 
     ag_identity_clear(dst);
     *dst = *src;
     memset(src, 0, sizeof *src);
+}
+
+/* An identity from a local user-file entry, "DOMAIN\\user" or "user": the
+ * domain is the entry's, never one the client typed and nobody verified. */
+static inline void ag_identity_from_entry(struct ag_identity *id, const char *entry)
+{
+    const char *bs = strchr(entry, '\\');
+    memset(id, 0, sizeof *id);
+    if (bs && (size_t)(bs - entry) < sizeof id->domain) {
+        memcpy(id->domain, entry, (size_t)(bs - entry));
+        snprintf(id->user, sizeof id->user, "%s", bs + 1);
+    } else {
+        snprintf(id->user, sizeof id->user, "%s", entry);
+    }
 }
 
 #endif

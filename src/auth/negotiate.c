@@ -251,8 +251,15 @@ int ag_gss_map_name(const char *principal, enum ag_gss_name_format fmt, const ch
         while (*r && !ok) {
             const char *e = strchr(r, ',');
             size_t l = e ? (size_t)(e - r) : strlen(r);
-            ok = l == rl && ag_strieq(r, l, realm);
-            r = e ? e + 1 : r + l;
+            const char *t = r;
+            while (l && (*t == ' ' || *t == '\t')) { /* "A.TEST, B.TEST" */
+                t++;
+                l--;
+            }
+            while (l && (t[l - 1] == ' ' || t[l - 1] == '\t'))
+                l--;
+            ok = l == rl && ag_strieq(t, l, realm);
+            r = e ? e + 1 : r + strlen(r);
         }
         if (!ok)
             return AG_EUNSUPP;

@@ -1,4 +1,5 @@
 /* ntlm.c - the NTLM server handshake (see ntlm.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -197,10 +198,6 @@ int ag_ntlm_verify_local_blocking(struct ag_ntlm_verify *v, const struct ag_user
     ag_wipe(key, sizeof key);
     if (rc != 0)
         return rc;
-    memset(id, 0, sizeof *id);
-    memcpy(id->user, canon, sizeof id->user);
-    memcpy(id->domain, a->domain, sizeof id->domain < sizeof a->domain ? sizeof id->domain
-                                                                         : sizeof a->domain);
-    id->domain[sizeof id->domain - 1] = '\0';
+    ag_identity_from_entry(id, canon);
     return 0;
 }

@@ -12,8 +12,6 @@ int ag_credentials_parse(const char *v, size_t len, struct ag_credentials *out)
         i++;
     if (i == 0)
         return AG_EINVAL;
-    if (memchr(v, ',', len))
-        return AG_EINVAL; /* "Basic a, Basic b": a second credential */
     struct ag_credentials c = {AG_SCHEME_NONE, NULL, 0};
     if (ag_strieq(v, i, "Basic"))
         c.scheme = AG_SCHEME_BASIC;
@@ -21,6 +19,14 @@ int ag_credentials_parse(const char *v, size_t len, struct ag_credentials *out)
         c.scheme = AG_SCHEME_NTLM;
     else if (ag_strieq(v, i, "Negotiate"))
         c.scheme = AG_SCHEME_NEGOTIATE;
+    if (c.scheme == AG_SCHEME_NONE) {
+        /* A scheme we do not speak (Digest has comma-separated parameters):
+         * not malformed, just unsupported, and its value is never used. */
+        *out = c;
+        return 0;
+    }
+    if (memchr(v, ',', len))
+        return AG_EINVAL; /* "Basic a, Basic b": a second credential */
     while (i < len && v[i] == ' ')
         i++;
     c.token = v + i;

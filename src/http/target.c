@@ -1,6 +1,7 @@
 /* target.c - absolute-form and authority-form parsing (see target.h).
  * Input is untrusted: every index is checked against len. */
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +37,10 @@ static int parse_hostport(const char *s, size_t len, uint16_t default_port, stru
         t->ipv6 = false;
     }
     size_t hl = he - hs;
+    /* "www.example.com." is the same host as "www.example.com": one
+     * spelling, so rules and logs cannot be sidestepped by the root dot. */
+    if (!t->ipv6 && hl > 1 && s[he - 1] == '.')
+        hl--;
     if (hl == 0 || hl > AG_HOST_MAX)
         return AG_EINVAL;
     for (size_t k = 0; k < hl; k++) {
@@ -121,4 +126,72 @@ void ag_target_authority(const struct ag_target *t, char *out, size_t cap)
         snprintf(out, cap, "[%s]:%u", t->host, t->port);
     else
         snprintf(out, cap, "%s:%u", t->host, t->port);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t ag_path_normalize(const char *in, size_t len, char *out)
+{
+    const char *q = memchr(in, '?', len);
+    if (q)
+        len = (size_t)(q - in);
+    /* Decode first (so "%2e%2e" is a dot segment too), but keep "%2F"
+     * encoded: it is data inside a segment, not a separator. */
+    char dec[AG_URL_MAX + 1]; /* targets are capped at AG_URL_MAX when read */
+    if (len > AG_URL_MAX)
+        len = AG_URL_MAX;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int h, l;
+        if (in[i] == '%' && i + 2 < len && (h = hexval(in[i + 1])) >= 0 &&
+            (l = hexval(in[i + 2])) >= 0 && (h * 16 + l) != '/') {
+            dec[n++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            dec[n++] = in[i];
+        }
+    }
+    /* remove_dot_segments over the decoded path. */
+    size_t o = 0, i = 0;
+    out[o++] = '/';
+    while (i < n) {
+        while (i < n && dec[i] == '/')
+            i++;
+        size_t s = i;
+        while (i < n && dec[i] != '/')
+            i++;
+        size_t sl = i - s;
+        bool last = i >= n;
+        if (sl == 1 && dec[s] == '.') {
+            /* "." : nothing */
+        } else if (sl == 2 && dec[s] == '.' && dec[s + 1] == '.') {
+            if (o > 1) {
+                o--; /* drop the slash ending the previous segment */
+                while (o > 1 && out[o - 1] != '/')
+                    o--;
+            }
+        } else if (sl) {
+            memmove(out + o, dec + s, sl);
+            o += sl;
+            if (!last)
+                out[o++] = '/';
+            continue;
+        }
+        if (last)
+            break;
+    }
+    /* A trailing dot segment names its directory: "/a/b/.." is "/a/". */
+    if (o > 1 && out[o - 1] != '/' && n && (dec[n - 1] == '/' || dec[n - 1] == '.'))
+        out[o++] = '/';
+    out[o] = '\0';
+    return o;
 }

@@ -25,6 +25,12 @@ struct ag_target {
 int ag_target_parse_absolute(const char *url, size_t len, struct ag_target *t);
 /* AG_EINVAL unless "host:port" with a port 1..65535. */
 int ag_target_parse_authority(const char *s, size_t len, struct ag_target *t);
+/* The path of an origin-form target as an origin would see it, for access
+ * rules: query cut off, %XX decoded (except %2F, which stays a byte of a
+ * segment), dot segments removed (RFC 3986 §5.2.4), repeated slashes
+ * folded. out holds at least len + 2 bytes; returns the length. Pure. */
+size_t ag_path_normalize(const char *in, size_t len, char *out);
+
 /* "host:port" or "[v6]:port" into out (always terminated). */
 void ag_target_authority(const struct ag_target *t, char *out, size_t cap);
 

@@ -658,14 +658,19 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
 }
 
 enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
-                                   const char **rule)
+                                   const char **rule, bool *recheck)
 {
     for (size_t i = 0; i < r->n; i++) {
         struct rule *ru = &r->v[i];
         if (ru->preauth != preauth)
             continue;
         enum m m = rule_match(ru, q);
-        if (m == MAYBE && !preauth) {
+        if (m == MAYBE && preauth) {
+            if (recheck)
+                *recheck = true;
+            continue;
+        }
+        if (m == MAYBE) {
             *rule = ru->name;
             return AG_RULE_NEED_ADDR;
         }

@@ -63,9 +63,12 @@ struct ag_rules_query {
 };
 
 /* Evaluates; *rule gets the name of the deciding rule ("default" when none
- * matched). preauth selects the auth=none rules only. */
+ * matched). preauth selects the auth=none rules only. In the pre-auth pass a
+ * dst= rule that cannot be decided for a host name is passed over and
+ * *recheck set (may be NULL): the caller then evaluates the pre-auth rules
+ * again for each resolved address before connecting. */
 enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
-                                   const char **rule);
+                                   const char **rule, bool *recheck);
 
 /* True when any rule names a group (the caller then resolves Kerberos users'
  * groups through winbind). */

@@ -190,6 +190,19 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
     return 0;
 }
 
+int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
+{
+    struct ag_users *u;
+    struct ag_rules *r;
+    if (load_users(cfg, &u, err, errlen) != 0)
+        return -1;
+    users_unref(u);
+    if (load_rules(cfg, &r, err, errlen) != 0)
+        return -1;
+    ag_rules_free(r);
+    return 0;
+}
+
 void ag_auth_shutdown(struct ag_server *srv)
 {
     ag_rules_free(srv->rules);
@@ -288,8 +301,8 @@ const char *ag_conn_user(const struct conn *c)
     if (!s || s->state != AG_AS_AUTHENTICATED)
         return "-";
     char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2];
-    ag_escape(u, sizeof u, s->id.user, strlen(s->id.user));
-    ag_escape(d, sizeof d, s->id.domain, strlen(s->id.domain));
+    ag_escape_field(u, sizeof u, s->id.user, strlen(s->id.user));
+    ag_escape_field(d, sizeof d, s->id.domain, strlen(s->id.domain));
     /* Squid's log escapes spaces in the user column too. */
     if (d[0])
         snprintf(buf, sizeof buf, "%s\\%s", d, u);
@@ -334,13 +347,13 @@ static void basic_run(struct ag_job *j)
     struct basic_job *b = (struct basic_job *)j;
     struct ag_user_split sp;
     if (b->backend == AG_BACKEND_LOCAL) {
+        char canon[AG_USER_MAX + 1];
         b->rc = ag_verify_basic_local_blocking(b->users->uf, b->cred.user, b->cred.password,
-                                               b->id.user, sizeof b->id.user);
-        if (b->rc == 0 && ag_basic_split_user(b->cred.user, b->cred.user_len, &sp) == 0 &&
-            sp.domain_len && sp.domain_len < sizeof b->id.domain) {
-            memcpy(b->id.domain, sp.domain, sp.domain_len);
-            b->id.domain[sp.domain_len] = '\0';
-        }
+                                               canon, sizeof canon);
+        /* The identity is the file's entry ("DOMAIN\\user" or "user"), never
+         * a domain the client typed and nobody verified. */
+        if (b->rc == 0)
+            ag_identity_from_entry(&b->id, canon);
         snprintf(b->reason, sizeof b->reason, "%s", b->rc ? "wrong password or unknown user" : "");
         return;
     }
@@ -375,19 +388,20 @@ static void basic_done(struct ag_job *j, void *owner)
     c->job = NULL;
     c->state = CONN_READ_HEAD;
     char u[AG_USER_MAX * 2];
-    ag_escape(u, sizeof u, b->cred.user, b->cred.user_len);
+    ag_escape_field(u, sizeof u, b->cred.user, b->cred.user_len);
     if (b->rc == 0) {
         srv->auth.succeeded[AG_SCHEME_BASIC]++;
         struct ag_basic_identity bid;
         memset(&bid, 0, sizeof bid);
         snprintf(bid.user, sizeof bid.user, "%s", b->id.user);
         snprintf(bid.domain, sizeof bid.domain, "%s", b->id.domain);
+        bid.sids = b->id.sids;
         if (b->cache_ttl_ms)
             ag_basic_cache_insert(srv->basic_cache, b->cred.user, b->cred.password, &bid,
                                   now + b->cache_ttl_ms);
         ag_throttle_success(srv->throttle, b->cred.user, c->peer);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &b->id, now);
-        ag_info("conn=%llu event=auth_ok scheme=Basic client=%s user=%s backend=%s ms=%llu",
+        ag_info("conn=%llu event=auth_ok scheme=Basic client=%s user=\"%s\" backend=%s ms=%llu",
                 (unsigned long long)c->id, c->peer, u,
                 b->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
                 (unsigned long long)(now - j->queued_ms));
@@ -399,7 +413,8 @@ static void basic_done(struct ag_job *j, void *owner)
     ag_session_handshake_end(srv->sessions, c->session);
     if (b->rc == AG_EBACKEND) {
         srv->auth.fail_backend++;
-        ag_err("conn=%llu event=auth_backend_error scheme=Basic client=%s user=%s error=\"%s\"",
+        ag_err("conn=%llu event=auth_backend_error scheme=Basic client=%s user=\"%s\" "
+               "error=\"%s\"",
                (unsigned long long)c->id, c->peer, u, b->reason);
         send_503(c, "authentication backend unavailable");
         return;
@@ -409,7 +424,7 @@ static void basic_done(struct ag_job *j, void *owner)
         srv->auth.fail_unknown_user++;
     else
         srv->auth.fail_bad_password++;
-    ag_info("conn=%llu event=auth_failed scheme=Basic client=%s user=%s reason=\"%s\"",
+    ag_info("conn=%llu event=auth_failed scheme=Basic client=%s user=\"%s\" reason=\"%s\"",
             (unsigned long long)c->id, c->peer, u, b->reason);
     send_407(c, "basic_failed");
 }
@@ -429,8 +444,16 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
     struct ag_server *srv = c->srv;
     const struct ag_config *cfg = c->cfg;
     uint64_t now = uv_now(srv->loop);
+    /* Basic has no rounds: any handshake in progress (an NTLM challenge) is
+     * dropped first, whatever this credential turns out to be. */
+    ag_session_reset(srv->sessions, c->session);
     struct ag_basic_cred cred;
-    if (ag_basic_parse(cr->token, cr->token_len, &cred) != 0) {
+    int prc = ag_basic_parse(cr->token, cr->token_len, &cred);
+    if (prc != 0) {
+        /* A token over the scheme's size limit ends the connection (row 31);
+         * a too-long name inside a normal-sized token is just refused. */
+        if (cr->token_len > ag_b64_encoded_len(AG_BASIC_MAX_DECODED))
+            c->close_after = true;
         srv->auth.fail_malformed++;
         ag_info("conn=%llu event=auth_malformed scheme=Basic client=%s", (unsigned long long)c->id,
                 c->peer);
@@ -447,6 +470,7 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
         memset(&id, 0, sizeof id);
         snprintf(id.user, sizeof id.user, "%s", hit.user);
         snprintf(id.domain, sizeof id.domain, "%s", hit.domain);
+        id.sids = hit.sids; /* moved */
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &id, now);
         ag_basic_cred_clear(&cred);
         return AG_AUTH_PROCEED;
@@ -455,8 +479,8 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
         /* Same answer as a wrong password: guessing learns nothing. */
         srv->auth.fail_throttled++;
         char u[AG_USER_MAX * 2];
-        ag_info("conn=%llu event=auth_throttled scheme=Basic client=%s user=%s",
-                (unsigned long long)c->id, c->peer, ag_escape(u, sizeof u, cred.user, cred.user_len));
+        ag_info("conn=%llu event=auth_throttled scheme=Basic client=%s user=\"%s\"",
+                (unsigned long long)c->id, c->peer, ag_escape_field(u, sizeof u, cred.user, cred.user_len));
         ag_basic_cred_clear(&cred);
         send_407(c, "throttled");
         return AG_AUTH_REPLIED;
@@ -604,15 +628,15 @@ static void ntlm_done(struct ag_job *j, void *owner)
     c->state = CONN_READ_HEAD;
     char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2], w[AG_USER_MAX * 2];
     const struct ag_ntlm_auth *a = &n->v->a;
-    ag_escape(u, sizeof u, a->user, strlen(a->user));
-    ag_escape(d, sizeof d, a->domain, strlen(a->domain));
-    ag_escape(w, sizeof w, a->workstation, strlen(a->workstation));
+    ag_escape_field(u, sizeof u, a->user, strlen(a->user));
+    ag_escape_field(d, sizeof d, a->domain, strlen(a->domain));
+    ag_escape_field(w, sizeof w, a->workstation, strlen(a->workstation));
     const char *via = c->session->ntlm_in_negotiate ? "Negotiate" : "NTLM";
     if (n->rc == 0) {
         srv->auth.succeeded[AG_SCHEME_NTLM]++;
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
-        ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=%s domain=%s "
-                "workstation=%s backend=%s mic=%s ms=%llu",
+        ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=\"%s\" domain=\"%s\" "
+                "workstation=\"%s\" backend=%s mic=%s ms=%llu",
                 (unsigned long long)c->id, via, c->peer, u, d, w,
                 n->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
                 a->mic_present ? "yes" : "no", (unsigned long long)(now - j->queued_ms));
@@ -624,8 +648,8 @@ static void ntlm_done(struct ag_job *j, void *owner)
     ag_session_handshake_end(srv->sessions, c->session);
     if (n->rc == AG_EBACKEND) {
         srv->auth.fail_backend++;
-        ag_err("conn=%llu event=auth_backend_error scheme=NTLM client=%s user=%s domain=%s "
-               "error=\"%s\"",
+        ag_err("conn=%llu event=auth_backend_error scheme=NTLM client=%s user=\"%s\" "
+               "domain=\"%s\" error=\"%s\"",
                (unsigned long long)c->id, c->peer, u, d, n->reason ? n->reason : "?");
         send_503(c, "authentication backend unavailable");
         return;
@@ -635,8 +659,8 @@ static void ntlm_done(struct ag_job *j, void *owner)
         srv->auth.fail_unknown_user++;
     else
         srv->auth.fail_bad_password++;
-    ag_info("conn=%llu event=auth_failed scheme=NTLM via=%s client=%s user=%s domain=%s "
-            "workstation=%s reason=\"%s\"",
+    ag_info("conn=%llu event=auth_failed scheme=NTLM via=%s client=%s user=\"%s\" "
+            "domain=\"%s\" workstation=\"%s\" reason=\"%s\"",
             (unsigned long long)c->id, via, c->peer, u, d, w, n->reason ? n->reason : "?");
     send_407(c, "ntlm_failed");
 }
@@ -718,6 +742,10 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     if (type != NTLMSSP_AUTHENTICATE_MSG) {
         srv->auth.fail_malformed++;
         return ntlm_refuse(c, "auth_malformed", "not an NTLMSSP NEGOTIATE or AUTHENTICATE", false);
+    }
+    if (s->state == AG_AS_NTLM_CHALLENGED && s->ntlm_in_negotiate != in_negotiate) {
+        srv->auth.fail_malformed++;
+        return ntlm_refuse(c, "auth_unexpected", "scheme switched between NTLM legs", false);
     }
     if (s->state != AG_AS_NTLM_CHALLENGED || !s->mech) {
         srv->auth.fail_malformed++;
@@ -856,14 +884,14 @@ static void neg_done(struct ag_job *j, void *owner)
     if (st->status == 0) {
         struct ag_identity id;
         char p[1100];
-        ag_escape(p, sizeof p, st->principal, strlen(st->principal));
+        ag_escape_field(p, sizeof p, st->principal, strlen(st->principal));
         int rc = ag_gss_map_name(st->principal, (enum ag_gss_name_format)c->cfg->negotiate_name_format,
                                  c->cfg->negotiate_realms, &id);
         if (rc != 0) {
             srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
             srv->auth.fail_policy++;
             ag_session_handshake_end(srv->sessions, c->session);
-            ag_info("conn=%llu event=auth_refused scheme=Negotiate client=%s principal=%s "
+            ag_info("conn=%llu event=auth_refused scheme=Negotiate client=%s principal=\"%s\" "
                     "reason=\"%s\"",
                     (unsigned long long)c->id, c->peer, p,
                     rc == AG_EUNSUPP ? "realm not allowed" : "unusable principal name");
@@ -876,7 +904,7 @@ static void neg_done(struct ag_job *j, void *owner)
         id.sids = n->sids;
         n->sids = NULL;
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
-        ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=%s acceptor=%s "
+        ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=\"%s\" acceptor=%s "
                 "ms=%llu",
                 (unsigned long long)c->id, c->peer, p, acc,
                 (unsigned long long)(now - j->queued_ms));

@@ -354,7 +354,7 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
 /* --- access rules ----------------------------------------------------------- */
 
 static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *dst, bool preauth,
-                                      const char **rule)
+                                      const char **rule, bool *recheck)
 {
     struct sockaddr_storage lit;
     if (!dst) {
@@ -372,19 +372,26 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
     }
     const struct ag_session *s = c->session;
     bool authed = s && s->state == AG_AS_AUTHENTICATED;
+    /* path= rules see the path as the origin will resolve it: no "..",
+     * no %-encoded letters to hide behind. */
+    static char path[AG_URL_MAX + 2];
+    size_t pl = 0;
+    if (!c->is_connect)
+        pl = ag_path_normalize(c->target.path_len ? c->target.path : "/",
+                               c->target.path_len ? c->target.path_len : 1, path);
     struct ag_rules_query q = {
         .host = c->target.host,
         .dst = dst,
         .port = c->target.port,
         .method = llhttp_method_name((llhttp_method_t)c->method),
-        .path = c->is_connect ? NULL : (c->target.path_len ? c->target.path : "/"),
-        .path_len = c->is_connect ? 0 : (c->target.path_len ? c->target.path_len : 1),
+        .path = c->is_connect ? NULL : path,
+        .path_len = pl,
         .src = (const struct sockaddr *)&c->peer_addr,
         .id = authed ? &s->id : NULL,
         .scheme = authed ? s->scheme : AG_SCHEME_NONE,
         .now = time(NULL),
     };
-    return ag_rules_eval(c->srv->rules, &q, preauth, rule);
+    return ag_rules_eval(c->srv->rules, &q, preauth, rule, recheck);
 }
 
 /* A valid identity that the rules refuse gets 403 naming the rule, never a
@@ -393,7 +400,7 @@ static void deny(struct conn *c, const char *rule)
 {
     c->srv->stats.rules_denied++;
     char host[AG_HOST_MAX * 4 + 1];
-    ag_info("conn=%llu event=denied rule=%s client=%s user=%s host=%s port=%u",
+    ag_info("conn=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
             (unsigned long long)c->id, rule, c->peer, ag_conn_user(c),
             ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
     char detail[128];
@@ -406,8 +413,11 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
     struct conn *c = owner;
     if (!c->rules_by_addr || !c->srv->rules)
         return true;
+    /* With the address known: the pre-auth rules first (they apply to
+     * everyone), then, for an authenticated request, the others. */
     const char *rule;
-    if (rules_eval(c, sa, false, &rule) == AG_RULE_DENY) {
+    if (rules_eval(c, sa, true, &rule, NULL) == AG_RULE_DENY ||
+        (!c->preauth && rules_eval(c, sa, false, &rule, NULL) == AG_RULE_DENY)) {
         c->denied_rule = rule;
         return false;
     }
@@ -907,7 +917,9 @@ void exchange_on_head(struct conn *c)
     /* Destinations open to everyone (auth=none rules) never see a 407. */
     if (c->srv->rules) {
         const char *rule;
-        enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule);
+        bool recheck = false;
+        enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule, &recheck);
+        c->rules_by_addr = recheck;
         if (v == AG_RULE_DENY) {
             deny(c, rule);
             return;
@@ -929,12 +941,12 @@ void exchange_proceed(struct conn *c)
 {
     if (c->srv->rules && !c->preauth) {
         const char *rule;
-        enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule);
+        enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL);
         if (v == AG_RULE_DENY) {
             deny(c, rule);
             return;
         }
-        c->rules_by_addr = v == AG_RULE_NEED_ADDR;
+        c->rules_by_addr = c->rules_by_addr || v == AG_RULE_NEED_ADDR;
     }
     if (c->is_connect && !ag_config_port_allowed(c->cfg, c->target.port)) {
         c->srv->stats.ports_denied++;

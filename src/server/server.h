@@ -120,6 +120,9 @@ void ag_server_stop(struct ag_server *srv);
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen);
 int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen);
 void ag_auth_shutdown(struct ag_server *srv);
+/* For "authgate -t": loads (and frees) the user file and the rules file cfg
+ * names. 0, or -1 with "file:line: message" in err. */
+int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen);
 
 /* conn.c */
 void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);

@@ -143,7 +143,11 @@ bool ag_basic_cache_lookup(struct ag_basic_cache *c, const char *user, const cha
     }
     size_t ulen = strlen(e->names);
     memcpy(out->user, e->names, ulen + 1);
-    memcpy(out->domain, e->names + ulen + 1, strlen(e->names + ulen + 1) + 1);
+    size_t dl = strlen(e->names + ulen + 1);
+    memcpy(out->domain, e->names + ulen + 1, dl + 1);
+    /* Group rules need the SIDs a winbind verification returned. */
+    const char *sids = e->names + ulen + 1 + dl + 1;
+    out->sids = *sids ? strdup(sids) : NULL;
     c->st.hits++;
     return true;
 }
@@ -162,7 +166,8 @@ int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char
     if (ulen == sizeof(id->user) || dlen == sizeof(id->domain))
         return AG_EINVAL;
 
-    e = malloc(sizeof(*e) + ulen + dlen + 2);
+    size_t slen = id->sids ? strlen(id->sids) : 0;
+    e = malloc(sizeof(*e) + ulen + dlen + slen + 3);
     if (!e)
         return AG_ENOMEM;
     ag_basic_cache_key(c, user, password, key);
@@ -178,9 +183,10 @@ int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char
     memcpy(e->key, key, KEY_LEN);
     ag_wipe(key, sizeof(key));
     e->expires_ms = expires_ms;
-    e->names_len = ulen + dlen + 2;
+    e->names_len = ulen + dlen + slen + 3;
     memcpy(e->names, id->user, ulen + 1);
     memcpy(e->names + ulen + 1, id->domain, dlen + 1);
+    memcpy(e->names + ulen + dlen + 2, id->sids ? id->sids : "", slen + 1);
 
     b = bucket_of(c, e->key);
     e->hnext = c->buckets[b];

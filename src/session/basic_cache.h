@@ -25,6 +25,8 @@
 struct ag_basic_identity {
     char user[AG_USER_MAX + 1];   /* canonical user name */
     char domain[AG_USER_MAX + 1]; /* domain, "" when none */
+    char *sids;                   /* comma-separated SIDs or NULL: insert copies it; lookup
+                                     returns a malloc'd copy the caller frees */
 };
 
 /* Counters shown by authgatectl; monotonic since creation (clear() keeps

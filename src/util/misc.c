@@ -36,7 +36,13 @@ bool ag_strieq(const char *a, size_t alen, const char *b)
     return true;
 }
 
-char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
+/* Kept verbatim: printable ASCII except '"', '\\' and the extra set. */
+static bool plain(unsigned char ch, const char *extra)
+{
+    return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && !strchr(extra, ch);
+}
+
+static char *escape(char *dst, size_t dstcap, const char *src, size_t n, const char *extra)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0, total = 0;
@@ -44,14 +50,12 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
         return dst;
     /* Room for "..." is kept only when the escaped text does not fit whole:
      * a string that fits is never shown as truncated. */
-    for (size_t i = 0; i < n && total < dstcap; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        total += (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? 1 : 4;
-    }
+    for (size_t i = 0; i < n && total < dstcap; i++)
+        total += plain((unsigned char)src[i], extra) ? 1 : 4;
     bool cut = total >= dstcap;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)src[i];
-        size_t need = (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? 1 : 4;
+        size_t need = plain(ch, extra) ? 1 : 4;
         if (cut && o + need + 3 >= dstcap) {
             if (dstcap > 4) {
                 o = o < dstcap - 4 ? o : dstcap - 4;
@@ -71,6 +75,16 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
     }
     dst[o] = '\0';
     return dst;
+}
+
+char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
+{
+    return escape(dst, dstcap, src, n, "");
+}
+
+char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n)
+{
+    return escape(dst, dstcap, src, n, " =");
 }
 
 uint64_t ag_now_ms(void)

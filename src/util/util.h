@@ -56,6 +56,10 @@ bool ag_strieq(const char *a, size_t alen, const char *b);
  * to dstcap-1 with a trailing "..." when cut. Returns dst. */
 char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n);
 
+/* ag_escape, and also ' ' and '=' as \x20 and \x3d: for a value inside a
+ * key=value log line, where a client-chosen name must not forge a field. */
+char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n);
+
 /* Monotonic milliseconds (CLOCK_MONOTONIC). */
 uint64_t ag_now_ms(void);
 

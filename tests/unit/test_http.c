@@ -76,6 +76,32 @@ static void test_authority(void **state)
     assert_string_equal(out, "[::1]:8443");
 }
 
+static void test_path_normalize(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } rows[] = {
+        {"/admin/x", "/admin/x"},
+        {"/public/../admin/x", "/admin/x"},
+        {"/%61dmin/x", "/admin/x"},
+        {"/a/%2e%2e/admin/", "/admin/"},
+        {"/a/./b//c", "/a/b/c"},
+        {"/../../etc", "/etc"},
+        {"/a/b/..", "/a/"},
+        {"/a%2Fb", "/a%2Fb"},
+        {"/x?y=/admin/", "/x"},
+        {"/", "/"},
+        {"/%zz", "/%zz"},
+        {"/%4", "/%4"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char out[64];
+        size_t n = ag_path_normalize(rows[i].in, strlen(rows[i].in), out);
+        assert_string_equal(out, rows[i].want);
+        assert_int_equal(n, strlen(rows[i].want));
+    }
+}
+
 static void add(struct ag_head *h, const char *n, const char *v)
 {
     assert_int_equal(ag_head_on_field(h, n, strlen(n)), 0);
@@ -146,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_absolute),       cmocka_unit_test(test_authority),
         cmocka_unit_test(test_head_tokens_and_hops), cmocka_unit_test(test_head_ceiling),
         cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_path_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,7 +73,7 @@ static void run(struct ag_rules *r, const struct q *t)
         .now = 1795971600, /* a Sunday, 2026-11-29 17:00 UTC */
     };
     const char *rule = NULL;
-    enum ag_rule_verdict v = ag_rules_eval(r, &q, t->preauth, &rule);
+    enum ag_rule_verdict v = ag_rules_eval(r, &q, t->preauth, &rule, NULL);
     if (v != t->want || strcmp(rule, t->want_rule) != 0)
         fail_msg("user=%s host=%s: got %d/%s, want %d/%s", t->user ? t->user : "-",
                  q.host, v, rule, t->want, t->want_rule);

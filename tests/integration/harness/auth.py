@@ -25,8 +25,11 @@ import hmac
 import os
 import pathlib
 import re
+import shutil
+import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -284,10 +287,11 @@ def authenticate_msg(chal, user, password, domain="", workstation="WORKSTATION",
         version = CLIENT_VERSION
     if version is not None:
         flags |= F_VERSION
+    charset = "utf-16-le" if unicode else "latin-1"
     hu = hash_user if hash_user is not None else (
-        user if isinstance(user, str) else user.decode("utf-16-le" if unicode else "latin-1"))
+        user if isinstance(user, str) else user.decode(charset))
     hd = hash_domain if hash_domain is not None else (
-        domain if isinstance(domain, str) else domain.decode("utf-16-le" if unicode else "latin-1"))
+        domain if isinstance(domain, str) else domain.decode(charset))
     key = ntowfv2(password, hu, hd)
     cc = client_challenge or os.urandom(8)
     ts = chal.av_value(AV_TIMESTAMP) or struct.pack("<Q", filetime())
@@ -473,6 +477,7 @@ class AuthEnv:
         self.winbind = winbind
         self.request = request
         self.gateways = []
+        self._ctl_dirs = []
         self.expected_bugs = set()
         self.users = dict(users or (winbind.users if winbind else USERS))
         self.user_file = pathlib.Path(workdir) / "users"
@@ -515,10 +520,15 @@ class AuthEnv:
         """DOMAIN\\user as a Basic client would type it (winbind backend)."""
         return "%s\\%s" % (self.domain, user)
 
-    def make(self, schemes="ntlm basic", qualified_users=False, **opts):
+    def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, **opts):
         """qualified_users=True: the test sends Basic names only as DOMAIN\\user
         (which do not take the path of the known memcpy bug); a test module
-        that sends no Basic through winbind sets SENDS_PLAIN_BASIC = False."""
+        that sends no Basic through winbind sets SENDS_PLAIN_BASIC = False.
+        ctl=True: a status socket, for ctl(gw, "stats") and friends."""
+        if ctl:
+            d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
+            self._ctl_dirs.append(d)
+            opts.setdefault("status_socket", os.path.join(d, "ctl.sock"))
         gw = self.make_gateway(start=False, **self.options(schemes, **opts))
         self.gateways.append(gw)
         prefix = ()
@@ -545,6 +555,47 @@ class AuthEnv:
                     raise
             finally:
                 gw.kill()
+        for d in self._ctl_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def ctl(gw, command, timeout=5.0):
+    """One status-socket exchange (gateway started with ctl=True): returns the
+    reply records as a list of {key: value} dicts; fails on an .error line."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(gw.options["status_socket"])
+        s.sendall(command.encode() + b"\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    lines = data.decode("latin-1").splitlines()
+    assert lines and lines[-1] == ".ok", "ctl %r: %r" % (command, lines[-3:])
+    return [dict(kv.split("=", 1) for kv in l.split() if "=" in kv) for l in lines[:-1]]
+
+
+def stats(gw):
+    """The counters of `stats` as {name: int} (histogram lines left out)."""
+    out = {}
+    for rec in ctl(gw, "stats"):
+        if "histogram" in rec:
+            continue
+        for k, v in rec.items():
+            out[k] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+def status(gw):
+    out = {}
+    for rec in ctl(gw, "status"):
+        out.update(rec)
+    return out
 
 
 def _auth_env(request, backend, make_gateway, tmp_path, wb):
