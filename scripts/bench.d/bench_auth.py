@@ -73,7 +73,8 @@ DOMAIN = "AUTHGATE"
 ENV_HELP = ("BENCH_AUTH_CONNS (50) parallel connections of every authenticated load; "
             "BENCH_SQUID_CHILDREN (20) helper processes per Squid auth_param (all started "
             "at once); BENCH_WB_THREADS (8, authgate's threadpool_size) threads of the "
-            "winbindd ceiling runs; BENCH_GSS_THREADS (CPUs) threads of the GSS pair ceiling; "
+            "winbindd ceiling runs; BENCH_AG_EXTRA (none) more configuration lines for "
+            "every authenticated authgate, ';'-separated (e.g. 'log_level warn'); BENCH_GSS_THREADS (CPUs) threads of the GSS pair ceiling; "
             "BENCH_RSS_HANDSHAKES (100000, --quick 5000) handshakes of the NTLM RSS check; "
             "AUTHGATE_WB_CLIENT_MODE (nss_wrapper|namespace) how processes reach the private "
             "winbindd.")
@@ -139,6 +140,20 @@ def proxy_ids():
         return None
 
 
+def peer_dir_args():
+    """Where the peers put their private directories: not in our temp dir,
+    but where tests/integration/peers chooses (AUTHGATE_PEERS_TMPDIR, else
+    /dev/shm: winbindd's tdb fsyncs on a disk make its rate erratic).
+    BENCH_KEEP_TMP=1 keeps them too."""
+    return {"keep": bool(os.environ.get("BENCH_KEEP_TMP"))}
+
+
+def record_peer_dir(ctx, path):
+    """$tmp/peerdirs: the wrapper removes these if we die without cleaning up."""
+    with open(os.path.join(ctx.tmp, "peerdirs"), "a") as f:
+        f.write(path + "\n")
+
+
 def track_peer_proc(ctx, old_pid, proc):
     """Keeps the wrapper's last-resort pgid list in step with a peer's process
     (the peers start their daemons in their own sessions: pgid == pid)."""
@@ -167,7 +182,7 @@ def winbind(ctx):
     w = None
     try:
         mod = peers(ctx)
-        w = mod.Winbind(base_dir=ctx.tmp)
+        w = mod.Winbind(**peer_dir_args())
         st.wb_pid = None
 
         def close_wb():
@@ -175,6 +190,7 @@ def winbind(ctx):
             track_peer_proc(ctx, st.wb_pid, None)
         ctx.cleanups.append(close_wb)
         w.setup()
+        record_peer_dir(ctx, w.dir)
         w.start()
         st.wb_pid = track_peer_proc(ctx, None, w.proc)
         ids = proxy_ids()
@@ -222,7 +238,7 @@ def kdc(ctx):
     t0 = time.monotonic()
     try:
         mod = peers(ctx)
-        k = mod.Kdc(base_dir=ctx.tmp)
+        k = mod.Kdc(**peer_dir_args())
         kdc_pid = []
 
         def close_kdc():
@@ -231,6 +247,7 @@ def kdc(ctx):
                 track_peer_proc(ctx, kdc_pid[0], None)
         ctx.cleanups.append(close_kdc)
         k.setup()
+        record_peer_dir(ctx, k.dir)
         k.start()
         kdc_pid.append(track_peer_proc(ctx, None, k.proc))
         ids = proxy_ids()
@@ -492,7 +509,9 @@ def start_sq(ctx, name, lines, env=None, prefix=(), probe_fn=None):
 def start_ag(ctx, name, lines, env=None, prefix=(), probe_fn=None):
     if ctx.args.no_authgate:
         return None
-    t = B.start_authgate(ctx, name, lines, env=env, prefix=prefix, probe_fn=probe_fn)
+    extra = [l.strip() for l in os.environ.get("BENCH_AG_EXTRA", "").split(";") if l.strip()]
+    t = B.start_authgate(ctx, name, list(lines) + extra, env=env, prefix=prefix,
+                         probe_fn=probe_fn)
     if not t.ok:
         ctx.note(f"authgate ({name}) not measured: {t.reason}", failure=True)
         return None
@@ -505,14 +524,40 @@ def stop(ctx, *targets):
             B.stop_target(ctx, t)
 
 
-def wrk_auth(ctx, t, metric, col, header, close=False, label=""):
+def count_auth_ok(t, backend):
+    """auth_ok lines of an authgate's error log (info level) for a backend."""
+    n = 0
+    try:
+        with open(t.logs[0], errors="replace") as f:
+            for line in f:
+                if "event=auth_ok" in line and f"backend={backend}" in line:
+                    n += 1
+    except OSError:
+        pass
+    return n
+
+
+def wrk_auth(ctx, t, metric, col, header, close=False, label="", every_request=None):
+    """wrk with Basic credentials on every request.  every_request="winbind":
+    also check in authgate's log that each request was verified by that
+    backend (no cache hit)."""
     if t is None:
         return
     headers = {"Proxy-Authorization": header}
     if close:
         headers["Connection"] = "close"
+    before = count_auth_ok(t, every_request) if every_request else 0
     r = B.wrk(ctx, t, "/small", ctx.args.auth_conns, ctx.args.threads, ctx.seconds,
               headers=headers, label=label)
+    if r and every_request and "log_level" not in os.environ.get("BENCH_AG_EXTRA", ""):
+        n = count_auth_ok(t, every_request) - before
+        if n < r["requests"]:
+            ctx.note(f"{label} {t.name}: only {n} of {r['requests']} requests were verified by "
+                     f"{every_request} (a cache answered?)", failure=True)
+            r["verified"] = False
+        else:
+            B.log(f"{label} {t.name}: {n} verifications by {every_request} for "
+                  f"{r['requests']} requests")
     if r and r.get("verified"):
         ctx.put(metric, col, r["rps"])
 
@@ -602,7 +647,7 @@ def section_basic(ctx):
     ag = start_ag(ctx, "ag-basic-wb-nocache", wb_lines + ["basic_cache_ttl 0"], env=genv,
                   prefix=w.client_prefix(), probe_fn=probe)
     wrk_auth(ctx, ag, "basic_wb_nocache_ka", "authgate", header, False,
-             "basic-winbind no-cache keep-alive")
+             "basic-winbind no-cache keep-alive", every_request="winbind")
     stop(ctx, ag)
     st.wb_used = True
     w = winbind_fresh(ctx)
@@ -884,5 +929,4 @@ def json_info(ctx):
     return {"sections": st.sections, "auth_conns": a.auth_conns,
             "squid_children": a.squid_children, "wb_threads": a.wb_threads,
             "gss_threads": a.gss_threads, "rss_handshakes": st.info.get("rss_handshakes"),
-            "winbind": None if st.wb_reason is None else st.wb_reason,
-            "kdc": None if st.kdc_reason is None else st.kdc_reason}
+            "winbind_unavailable": st.wb_reason, "kdc_unavailable": st.kdc_reason}

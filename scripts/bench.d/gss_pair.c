@@ -205,5 +205,12 @@ int main(int argc, char **argv)
     printf("PAIRJSON {\"threads\":%d,\"seconds\":%.3f,\"pairs\":%" PRIu64 ",\"per_sec\":%.1f,"
            "\"failures\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
            threads, el, pairs, (double)pairs / el, fail, esc);
+    fflush(stdout);
+    for (int i = 0; i < threads; i++) {
+        OM_uint32 m;
+        gss_release_cred(&m, &ws[i].acred);
+        gss_release_name(&m, &ws[i].target);
+    }
+    free(ws);
     return fail ? 1 : 0;
 }

@@ -20,19 +20,25 @@
  * missing challenge, a close by the proxy where keep-alive was due, or a
  * socket error is counted and ends that connection (it reconnects).
  *
- * The mechanism (the including file) provides
- *   static const char *MECH_SCHEME;          "NTLM" / "Negotiate"
+ * The mechanism (the including file) defines, before including this file,
+ *   #define MECH_SCHEME "NTLM"                 the scheme name in the headers
+ *   static const int mech_max_legs;            requests up to the 200
+ * and provides
  *   static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
  *   static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
+ *   static void mech_thread_free(void *tstate);
  *   static int mech_step(void *tstate, int leg, const char *challenge,
  *                        size_t challenge_len, char *out, size_t cap,
  *                        char *err, size_t errcap);
  *       leg 0: write the first header value ("NTLM TlRM...") into out;
  *       leg n>0: challenge is the token after "<scheme> " of the 407's
- *       Proxy-Authenticate (NULL if the 407 had none); write the next value.
+ *       Proxy-Authenticate; write the next value.
  *       Returns the length written, or -1 (err filled).
- *   static int mech_max_legs;                 legs before a 200 is due
- *   static void mech_parse_opt(int c, const char *arg)  for MECH_OPTS letters
+ *
+ * Options: -d SECONDS runs by time; -n N instead stops after N handshakes
+ * (mode new) or N authenticated requests (mode ka).  A proxy that does not
+ * close within 2 s after "Connection: close", or does not answer within
+ * 15 s, counts as a stall (a failure).
  *
  * Output: one line "LOADJSON {...}" on stdout with the counters; exit 0 if
  * at least one handshake succeeded and nothing failed, 1 otherwise, 2 on
@@ -689,7 +695,7 @@ static void *thread_main(void *arg)
     char err[256] = "";
     t->mstate = mech_thread_init(t->o, err, sizeof err);
     if (!t->mstate) {
-        snprintf(t->first_error, sizeof t->first_error, "thread init: %s", err);
+        snprintf(t->first_error, sizeof t->first_error, "thread init: %.200s", err);
         t->mech_err++;
         return NULL;
     }
@@ -747,6 +753,7 @@ static void *thread_main(void *arg)
         conn_close(t, &t->c[i]);
     close(t->ep);
     free(t->c);
+    mech_thread_free(t->mstate);
     return NULL;
 }
 

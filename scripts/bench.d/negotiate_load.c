@@ -27,6 +27,7 @@ static const int mech_max_legs = 1;
 struct lg_opts;
 static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
 static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
+static void mech_thread_free(void *st);
 static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,
                      char *err, size_t errcap);
 
@@ -115,6 +116,16 @@ static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap)
         return NULL;
     }
     return s;
+}
+
+static void mech_thread_free(void *st)
+{
+    struct neg_state *s = st;
+    OM_uint32 m;
+    if (!s)
+        return;
+    gss_release_name(&m, &s->target);
+    free(s);
 }
 
 static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,

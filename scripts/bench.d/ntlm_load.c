@@ -24,6 +24,7 @@ static const int mech_max_legs = 2;
 struct lg_opts;
 static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
 static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
+static void mech_thread_free(void *st);
 static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,
                      char *err, size_t errcap);
 
@@ -65,6 +66,11 @@ static size_t to_utf16le(const char *s, bool upper, uint8_t *out, size_t cap)
 
 static int mech_global_init(struct lg_opts *o, char *err, size_t cap)
 {
+    if (strlen(o->user) > 200 || strlen(o->domain) > 200 || strlen(o->workstation) > 200 ||
+        strlen(o->password) > 400) {
+        snprintf(err, cap, "user, domain, workstation or password too long");
+        return -1;
+    }
     uint8_t pw[1024], buf[1024], nthash[16];
     size_t n = to_utf16le(o->password, false, pw, sizeof pw);
     struct md4_ctx md4;
@@ -83,8 +89,6 @@ static int mech_global_init(struct lg_opts *o, char *err, size_t cap)
     g_user16_len = to_utf16le(o->user, false, g_user16, sizeof g_user16);
     g_dom16_len = to_utf16le(o->domain, false, g_dom16, sizeof g_dom16);
     g_ws16_len = to_utf16le(o->workstation, false, g_ws16, sizeof g_ws16);
-    (void)err;
-    (void)cap;
     return 0;
 }
 
@@ -254,6 +258,11 @@ static int type3(struct ntlm_state *s, const char *chal, size_t chal_len, char *
     }
     memcpy(out, "NTLM ", 5);
     return 5 + (int)b64_encode(m, off, out + 5);
+}
+
+static void mech_thread_free(void *st)
+{
+    free(st);
 }
 
 static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "authgate/err.h"
 #include "ntcrypto.h"
@@ -33,7 +32,7 @@ int ag_ntlm_challenge(const uint8_t *neg, size_t neglen, const struct ag_ntlm_se
         return AG_ENOMEM;
     /* A CSPRNG challenge, fresh per handshake: predictable ones enable
      * precomputed-response attacks. */
-    if (getrandom(st->server_challenge, 8, 0) != 8) {
+    if (ag_random(st->server_challenge, 8) != 0) {
         ag_ntlm_state_free(st);
         return AG_EIO;
     }

@@ -329,6 +329,26 @@ const char *ag_conn_identity_header(const struct conn *c)
     return buf;
 }
 
+/* Hands a verification to the thread pool (ownership of j passes on
+ * success) and parks the connection until it answers; 503 at the cap. */
+static enum ag_auth_verdict start_job(struct conn *c, struct ag_job *j)
+{
+    struct ag_server *srv = c->srv;
+    if (ag_job_submit(&srv->workers, j, c) != 0) {
+        srv->auth.limit_jobs++;
+        j->ops->release(j);
+        free(j);
+        ag_session_reset(srv->sessions, c->session);
+        send_503(c, "too many verifications in flight");
+        return AG_AUTH_REPLIED;
+    }
+    c->job = j;
+    c->state = CONN_AUTH_VERIFY;
+    c->session->state = AG_AS_VERIFYING;
+    conn_set_timer(c, c->cfg->handshake_timeout_ms);
+    return AG_AUTH_PENDING;
+}
+
 /* --- Basic -------------------------------------------------------------------- */
 
 struct basic_job {
@@ -364,7 +384,10 @@ static void basic_run(struct ag_job *j)
         snprintf(b->reason, sizeof b->reason, "malformed user name");
         return;
     }
-    memcpy(domain, sp.domain, sp.domain_len);
+    /* sp.domain is NULL when the user typed no DOMAIN\\ (memcpy from NULL
+     * is undefined even for 0 bytes). */
+    if (sp.domain_len)
+        memcpy(domain, sp.domain, sp.domain_len);
     domain[sp.domain_len] = '\0';
     memcpy(account, sp.account, sp.account_len);
     account[sp.account_len] = '\0';
@@ -503,19 +526,7 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
     b->users = users_ref(srv->users);
     b->cred = cred; /* moved */
     b->cache_ttl_ms = cfg->basic_cache_ttl_ms;
-    if (ag_job_submit(&srv->workers, &b->base, c) != 0) {
-        srv->auth.limit_jobs++;
-        basic_release(&b->base);
-        free(b);
-        ag_session_handshake_end(srv->sessions, c->session);
-        send_503(c, "too many verifications in flight");
-        return AG_AUTH_REPLIED;
-    }
-    c->job = &b->base;
-    c->state = CONN_AUTH_VERIFY;
-    c->session->state = AG_AS_VERIFYING;
-    conn_set_timer(c, cfg->handshake_timeout_ms);
-    return AG_AUTH_PENDING;
+    return start_job(c, &b->base);
 }
 
 
@@ -786,19 +797,7 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     n->backend = cfg->ntlm_backend;
     n->users = users_ref(srv->users);
     n->v = v;
-    if (ag_job_submit(&srv->workers, &n->base, c) != 0) {
-        srv->auth.limit_jobs++;
-        ntlm_release(&n->base);
-        free(n);
-        ag_session_reset(srv->sessions, s);
-        send_503(c, "too many verifications in flight");
-        return AG_AUTH_REPLIED;
-    }
-    c->job = &n->base;
-    c->state = CONN_AUTH_VERIFY;
-    s->state = AG_AS_VERIFYING;
-    conn_set_timer(c, cfg->handshake_timeout_ms);
-    return AG_AUTH_PENDING;
+    return start_job(c, &n->base);
 }
 
 
@@ -987,19 +986,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;
     n->tok = tok;
     n->toklen = len;
-    if (ag_job_submit(&srv->workers, &n->base, c) != 0) {
-        srv->auth.limit_jobs++;
-        neg_release(&n->base);
-        free(n);
-        ag_session_reset(srv->sessions, s);
-        send_503(c, "too many verifications in flight");
-        return AG_AUTH_REPLIED;
-    }
-    c->job = &n->base;
-    c->state = CONN_AUTH_VERIFY;
-    s->state = AG_AS_VERIFYING;
-    conn_set_timer(c, cfg->handshake_timeout_ms);
-    return AG_AUTH_PENDING;
+    return start_job(c, &n->base);
 }
 
 /* --- the decision per request --------------------------------------------------- */

@@ -31,29 +31,37 @@ static int rq_begin(llhttp_t *p)
     return 0;
 }
 
-static int rq_url(llhttp_t *p, const char *at, size_t len)
+/* Both parsers record their head the same way: the request parser's data
+ * is the connection, the response parser's the upstream. */
+static struct ag_head *head_of(llhttp_t *p)
 {
-    return ag_head_on_url(&((struct conn *)p->data)->head, at, len);
+    return p->type == HTTP_REQUEST ? &((struct conn *)p->data)->head
+                                   : &((struct ag_upstream *)p->data)->head;
 }
 
-static int rq_field(llhttp_t *p, const char *at, size_t len)
+static int on_url(llhttp_t *p, const char *at, size_t len)
 {
-    return ag_head_on_field(&((struct conn *)p->data)->head, at, len);
+    return ag_head_on_url(head_of(p), at, len);
 }
 
-static int rq_value(llhttp_t *p, const char *at, size_t len)
+static int on_field(llhttp_t *p, const char *at, size_t len)
 {
-    return ag_head_on_value(&((struct conn *)p->data)->head, at, len);
+    return ag_head_on_field(head_of(p), at, len);
 }
 
-static int rq_field_done(llhttp_t *p)
+static int on_value(llhttp_t *p, const char *at, size_t len)
 {
-    return ag_head_field_done(&((struct conn *)p->data)->head);
+    return ag_head_on_value(head_of(p), at, len);
 }
 
-static int rq_value_done(llhttp_t *p)
+static int on_field_done(llhttp_t *p)
 {
-    ag_head_value_done(&((struct conn *)p->data)->head);
+    return ag_head_field_done(head_of(p));
+}
+
+static int on_value_done(llhttp_t *p)
+{
+    ag_head_value_done(head_of(p));
     return 0;
 }
 
@@ -99,11 +107,11 @@ static int rq_message_complete(llhttp_t *p)
 
 const llhttp_settings_t ag_request_settings = {
     .on_message_begin = rq_begin,
-    .on_url = rq_url,
-    .on_header_field = rq_field,
-    .on_header_value = rq_value,
-    .on_header_field_complete = rq_field_done,
-    .on_header_value_complete = rq_value_done,
+    .on_url = on_url,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_header_field_complete = on_field_done,
+    .on_header_value_complete = on_value_done,
     .on_headers_complete = rq_headers_complete,
     .on_body = rq_body,
     .on_message_complete = rq_message_complete,
@@ -315,7 +323,10 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         size_t nl, vl;
         const char *nm = ag_head_name(h, i, &nl);
         const char *v = ag_head_value(h, i, &vl);
+        /* X-Authenticated-User is stripped even when no identity header is
+         * configured: origins commonly trust it, so no client may set it. */
         if (ag_head_is_hop(h, i, cfg->identity_header) || ag_strieq(nm, nl, "Host") ||
+            ag_strieq(nm, nl, "X-Authenticated-User") ||
             ag_strieq(nm, nl, "Content-Length") || ag_strieq(nm, nl, "Transfer-Encoding"))
             continue;
         if (cfg->x_forwarded_for && ag_strieq(nm, nl, "X-Forwarded-For")) {
@@ -432,30 +443,21 @@ static struct conn *rs_conn(llhttp_t *p)
     return up->owner;
 }
 
-static int rs_status(llhttp_t *p, const char *at, size_t len)
+/* True when a WWW-Authenticate field starts with NTLM or Negotiate (with a
+ * token after it, so not a bare list element). */
+static bool www_auth_conn_bound(const struct ag_head *h)
 {
-    return ag_head_on_url(&((struct ag_upstream *)p->data)->head, at, len);
-}
-
-static int rs_field(llhttp_t *p, const char *at, size_t len)
-{
-    return ag_head_on_field(&((struct ag_upstream *)p->data)->head, at, len);
-}
-
-static int rs_value(llhttp_t *p, const char *at, size_t len)
-{
-    return ag_head_on_value(&((struct ag_upstream *)p->data)->head, at, len);
-}
-
-static int rs_field_done(llhttp_t *p)
-{
-    return ag_head_field_done(&((struct ag_upstream *)p->data)->head);
-}
-
-static int rs_value_done(llhttp_t *p)
-{
-    ag_head_value_done(&((struct ag_upstream *)p->data)->head);
-    return 0;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        if (!ag_strieq(nm, nl, "WWW-Authenticate"))
+            continue;
+        const char *v = ag_head_value(h, i, &vl);
+        if ((vl >= 5 && ag_strieq(v, 4, "NTLM") && v[4] == ' ') ||
+            (vl >= 10 && ag_strieq(v, 9, "Negotiate") && v[9] == ' '))
+            return true;
+    }
+    return false;
 }
 
 static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c)
@@ -531,6 +533,13 @@ static int rs_headers_complete(llhttp_t *p)
         c->close_after = true; /* close-delimited */
     }
     rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
+    /* An origin doing connection-bound auth (NTLM/Negotiate to the origin)
+     * works through us: its upstream connection belongs to this client
+     * connection alone (MS-NTHT 2.2.3). Say so, as Windows clients expect. */
+    if (st == 401 && (ag_head_has_token(&up->head, "WWW-Authenticate", "NTLM") ||
+                      ag_head_has_token(&up->head, "WWW-Authenticate", "Negotiate") ||
+                      www_auth_conn_bound(&up->head)))
+        rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
     if (c->resp_extra)
         rc |= ag_buf_appendz(b, c->resp_extra);
     if (c->close_after || !c->keepalive || c->srv->stopping)
@@ -573,11 +582,11 @@ static int rs_message_complete(llhttp_t *p)
 }
 
 static const llhttp_settings_t response_settings = {
-    .on_status = rs_status,
-    .on_header_field = rs_field,
-    .on_header_value = rs_value,
-    .on_header_field_complete = rs_field_done,
-    .on_header_value_complete = rs_value_done,
+    .on_status = on_url, /* the reason phrase is kept where a request keeps its target */
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_header_field_complete = on_field_done,
+    .on_header_value_complete = on_value_done,
     .on_headers_complete = rs_headers_complete,
     .on_body = rs_body,
     .on_message_complete = rs_message_complete,

@@ -36,20 +36,6 @@ struct ag_basic_cache {
     struct ag_basic_cache_stats st;
 };
 
-/* Fills buf from getrandom(2), retrying on EINTR and short reads. */
-static int random_bytes(uint8_t *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return AG_EIO;
-        got += (size_t)r;
-    }
-    return 0;
-}
 
 void ag_basic_cache_key(const struct ag_basic_cache *c, const char *user, const char *password,
                         uint8_t out[32])
@@ -79,7 +65,7 @@ struct ag_basic_cache *ag_basic_cache_create(size_t max_entries)
     if (!c)
         return NULL;
     c->buckets = calloc(nb, sizeof(*c->buckets));
-    if (!c->buckets || random_bytes(c->salt, sizeof(c->salt)) < 0) {
+    if (!c->buckets || ag_random(c->salt, sizeof(c->salt)) < 0) {
         ag_basic_cache_free(c);
         return NULL;
     }

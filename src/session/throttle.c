@@ -44,19 +44,6 @@ struct ag_throttle {
     struct ag_throttle_stats st;
 };
 
-static int random_bytes(uint8_t *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return AG_EIO;
-        got += (size_t)r;
-    }
-    return 0;
-}
 
 /* Keyed hash of a client-chosen string: SHA-256 under a secret seed, so a
  * client cannot pile its user names into one bucket. An auth attempt costs
@@ -218,7 +205,7 @@ struct ag_throttle *ag_throttle_create(size_t max_entries, uint32_t max_per_user
     if (!t)
         return NULL;
     if (table_init(&t->users, max_entries, 'u') < 0 || table_init(&t->addrs, max_entries, 'a') < 0 ||
-        random_bytes(t->seed, sizeof(t->seed)) < 0) {
+        ag_random(t->seed, sizeof(t->seed)) < 0) {
         ag_throttle_free(t);
         return NULL;
     }

@@ -1,5 +1,7 @@
 /* misc.c - wiping, constant-time compare, escaping, clocks, error strings. */
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "util.h"
@@ -85,6 +87,21 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
 char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n)
 {
     return escape(dst, dstcap, src, n, " =");
+}
+
+int ag_random(void *buf, size_t n)
+{
+    uint8_t *b = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(b + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return AG_EIO;
+        got += (size_t)r;
+    }
+    return 0;
 }
 
 uint64_t ag_now_ms(void)

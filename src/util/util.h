@@ -60,6 +60,10 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n);
  * key=value log line, where a client-chosen name must not forge a field. */
 char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n);
 
+/* Fills buf from the kernel CSPRNG (getrandom(2)), retrying on EINTR and
+ * short reads. 0 or AG_EIO. For challenges, salts and hash seeds. */
+int ag_random(void *buf, size_t n);
+
 /* Monotonic milliseconds (CLOCK_MONOTONIC). */
 uint64_t ag_now_ms(void);
 

@@ -657,6 +657,16 @@ def test_row39_configured_identity_header_replaced(local_env, origin):
     assert q.header_all("x-proxy-user") == ["alice"]
 
 
+def test_row39_client_identity_header_stripped_without_identity_header(local_env, origin):
+    gw = gw_for(local_env, identity_header="none")
+    c = gw.client()
+    r = c.request(get_request(origin.url("/echo"), [pa(basic("alice", PW)),
+                                                     ("X-Authenticated-User", "admin")]))
+    assert r.status == 200
+    (q,) = origin.wait_requests(1)
+    assert q.header("x-authenticated-user") is None
+
+
 def test_row43_secrets_never_echoed_or_logged(local_env, origin):
     """Passwords, tokens, challenges and responses appear in no response body
     and no log line (debug level)."""

@@ -11,7 +11,6 @@ from harness.rawhttp import get_request
 from harness.tools import assert_error_response
 
 pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
-SENDS_PLAIN_BASIC = False  # see harness.auth.KNOWN_SANITIZER_BUGS
 
 
 def ident(resp):

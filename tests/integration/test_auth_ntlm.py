@@ -23,7 +23,6 @@ from harness.tools import assert_error_response, curl
 pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
 
 PW = USERS
-SENDS_PLAIN_BASIC = False  # no Basic through winbind here (see harness.auth.KNOWN_SANITIZER_BUGS)
 
 
 def ident(resp):

@@ -173,3 +173,28 @@ def test_via_other_pseudonym_is_no_loop(gateway, origin):
     resp = c.request(get_request(origin.url("/echo"), [("Via", "1.1 authgate-other")]))
     assert resp.status == 200
     assert len(origin.wait_requests(1)) == 1
+
+
+@pytest.mark.parametrize("scheme,pinned", [("NTLM", True), ("Negotiate", True),
+                                           ("Basic", False)])
+def test_origin_401_connection_auth_marked_session_based(gateway, origin, scheme, pinned):
+    """PROTOCOL.md / MS-NTHT: an origin's 401 for NTLM/Negotiate is forwarded
+    unmodified with Proxy-Support: Session-Based-Authentication (its upstream
+    connection belongs to this client connection only); Basic is not."""
+    c = gateway.client()
+    r = c.request(get_request(origin.url("/auth401/" + scheme)))
+    assert r.status == 401
+    assert r.header("www-authenticate") == scheme
+    assert (r.header("proxy-support") == "Session-Based-Authentication") == pinned
+    # the connection stays usable
+    assert c.request(get_request(origin.url("/echo"))).status == 200
+
+
+def test_row40_origin_407_not_relayed(gateway, origin):
+    """BAD-INPUTS row 40: an origin answering 407 + Proxy-Authenticate would
+    harvest the client's proxy credentials: 502, its challenge never relayed."""
+    c = gateway.client()
+    r = c.request(get_request(origin.url("/proxy407")))
+    assert_error_response(r, 502)
+    assert r.header("proxy-authenticate") is None
+    assert b"proxy creds please" not in r.raw

@@ -1,21 +1,25 @@
 """Helpers for the end-to-end authentication tests (test_auth_*.py).
 
   nt_hash, write_user_file     the local user file (user:NTHASH), pure Python MD4
-  basic                        a Basic credential value
+  basic, pa                    a Basic credential value, a Proxy-Authorization field
   negotiate_msg, Challenge,    an NTLMSSP client written byte by byte (NTLMv2,
   authenticate_msg, set_field  optional MIC / KEY_EXCH), so that tests can
                                build valid messages and mutate any field
-  ntlm_legs                    a two-leg NTLM handshake over a RawClient
+  ntlm_legs, type1_leg         NTLM legs over a RawClient
   AuthEnv                      starts gateways with the local user file or a
                                real winbindd (peers/), see the auth_env fixture
-  openssl_legacy_env           environment for client code that needs MD4
-                               (python requests_ntlm / ntlm_auth on OpenSSL 3)
-  worker_blocked               true while a gateway pool thread is blocked
-                               outside futex/epoll (a verification waits on a
-                               paused winbindd)
+  ctl, stats, status           the gateway's status socket (make(ctl=True))
+  NtlmAuthClient,              third-party NTLM clients (python3-ntlm-auth,
+  REQUESTS_NTLM_SCRIPT         requests_ntlm) run in a subprocess with
+  openssl_legacy_env           OpenSSL's legacy provider (MD4)
+  threads_waiting_on_socket    gateway pool threads blocked on a socket: a
+                               verification waiting on a paused winbindd
+  KNOWN_SANITIZER_BUGS         daemon bugs that abort a sanitizer build; the
+                               tests that take their path are xfail there
 
 Fixtures (import them into a test module): auth_env (parametrized local /
 winbind through the `backend` fixture), local_env, winbind_env, legacy_ssl_env.
+The winbind ones need peers.fixtures (pytest_plugins = ["peers.fixtures"]).
 """
 
 import base64
@@ -454,14 +458,7 @@ def _sanitized(b):
 # (strict) on sanitizer builds only, and the report is recognised at teardown
 # so that it does not also count as a teardown error. When the bug is fixed
 # the tests XPASS and fail: remove the entry then.
-KNOWN_SANITIZER_BUGS = {
-    "basic-winbind-memcpy-null": (
-        re.compile(r"conn_auth\.c:\d+:\d+: runtime error: null pointer passed as argument 2"
-                   r"[^\n]*\n\s+#0 \S+ in basic_run"),
-        "daemon bug: basic_run (src/server/conn_auth.c) calls memcpy(domain, sp.domain, 0) "
-        "with sp.domain == NULL for a Basic user without DOMAIN\\; UBSan (-fno-sanitize-"
-        "recover) aborts the daemon on the first Basic verification through winbind"),
-}
+KNOWN_SANITIZER_BUGS = {}  # the basic_run memcpy(NULL) bug is fixed
 
 
 class AuthEnv:
@@ -521,10 +518,10 @@ class AuthEnv:
         return "%s\\%s" % (self.domain, user)
 
     def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, **opts):
-        """qualified_users=True: the test sends Basic names only as DOMAIN\\user
-        (which do not take the path of the known memcpy bug); a test module
-        that sends no Basic through winbind sets SENDS_PLAIN_BASIC = False.
-        ctl=True: a status socket, for ctl(gw, "stats") and friends."""
+        """qualified_users=True documents that the test sends Basic names only
+        as DOMAIN\\user (a hook for KNOWN_SANITIZER_BUGS-style workarounds; no
+        effect while the table is empty). ctl=True: a status socket, for
+        ctl(gw, "stats") and friends."""
         if ctl:
             d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
             self._ctl_dirs.append(d)
@@ -535,10 +532,6 @@ class AuthEnv:
         if self.winbind is not None:
             gw.env = self.winbind.gateway_env(gw.env, binary=gw.binary)
             prefix = self.winbind.client_prefix()
-            plain = not qualified_users and getattr(
-                getattr(self.request, "module", None), "SENDS_PLAIN_BASIC", True)
-            if "basic" in schemes.split() and plain and sanitized_build(gw.binary):
-                self.expect_known_bug("basic-winbind-memcpy-null")
         return start_gateway(gw, prefix)
 
     def finish(self):
@@ -670,7 +663,8 @@ def run_python(code, env, *args, timeout=30):
 # ----------------------------------------------------------------------------
 # Process introspection for "a verification is running" (no sleeps).
 
-_IDLE_SYSCALLS = {202, 232, 281, 7, 271}  # x86_64 futex, epoll_wait, epoll_pwait, poll, ppoll
+# poll, ppoll, read, recvfrom, recvmsg (aarch64 has no poll)
+_SOCKET_WAIT_SYSCALLS = {"x86_64": (7, 271, 0, 45, 47), "aarch64": (73, 63, 207, 212)}
 
 
 def _threads(pid):
@@ -678,13 +672,6 @@ def _threads(pid):
         return [int(t) for t in os.listdir("/proc/%d/task" % pid)]
     except OSError:
         return []
-
-
-def _wchan(pid, tid):
-    try:
-        return pathlib.Path("/proc/%d/task/%d/wchan" % (pid, tid)).read_text().strip()
-    except OSError:
-        return ""
 
 
 def _syscall(pid, tid):
@@ -708,7 +695,7 @@ def threads_waiting_on_socket(pid):
             nr = int(sc[0])
         except ValueError:
             continue
-        if nr in (7, 271, 0, 45, 47):  # poll, ppoll, read, recvfrom, recvmsg
+        if nr in _SOCKET_WAIT_SYSCALLS.get(os.uname().machine, ()):
             out.append(tid)
     return out
 

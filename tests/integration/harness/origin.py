@@ -22,6 +22,8 @@ Endpoints (any method; HEAD gets the GET headers without a body):
   /info/CODE            an interim 1xx response CODE, then 200
   /hop                  200 carrying hop-by-hop response fields
   /close                200 with Connection: close, then close
+  /auth401/SCHEME       401 with WWW-Authenticate: SCHEME (origin-side NTLM/Negotiate)
+  /proxy407             407 with Proxy-Authenticate: NTLM (an origin fishing for proxy creds)
   anything else         200 "hello from origin\\n"
 """
 
@@ -473,6 +475,11 @@ class OriginServer:
             except OSError:
                 pass
             return False
+        if head == "auth401":
+            return send_full(401, b"log in\n", extra=[("WWW-Authenticate", arg)])
+        if head == "proxy407":
+            return send_full(407, b"proxy creds please\n",
+                             extra=[("Proxy-Authenticate", "NTLM")])
         if head == "status":
             code = int(arg)
             if code in (204, 304):
