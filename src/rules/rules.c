@@ -219,29 +219,47 @@ static bool host_match(const char *pat, const char *host)
 
 /* ---- identity ------------------------------------------------------------- */
 
-/* A rule's user entry matches the identity as "user", "DOMAIN\user" or
- * "user@REALM"; an entry without a domain also matches the bare account of
- * any domain. Case-insensitive. */
-static bool user_match(const char *entry, const struct ag_identity *id)
+/* What evaluation needs of the identity and the clock, computed once per
+ * evaluation rather than once per rule. */
+struct prepared {
+    const struct ag_identity *id;
+    char full[2 * AG_USER_MAX + 2]; /* "DOMAIN\\user", or "" without a domain */
+    const char *acct;               /* account part of id->user */
+    size_t acct_len, user_len, full_len;
+    bool have_tm;
+    unsigned wday, minute;
+};
+
+static void prepare(struct prepared *p, const struct ag_identity *id)
 {
-    size_t el = strlen(entry);
-    if (ag_strieq(id->user, strlen(id->user), entry))
-        return true;
-    if (id->domain[0]) {
-        char full[2 * AG_USER_MAX + 2];
-        snprintf(full, sizeof full, "%s\\%s", id->domain, id->user);
-        if (ag_strieq(full, strlen(full), entry))
-            return true;
-    }
-    if (strchr(entry, '\\') || strchr(entry, '@'))
-        return false;
+    memset(p, 0, sizeof *p);
+    p->id = id;
+    if (!id)
+        return;
+    p->user_len = strlen(id->user);
+    if (id->domain[0])
+        p->full_len = (size_t)snprintf(p->full, sizeof p->full, "%s\\%s", id->domain, id->user);
     const char *acct = id->user;
     const char *bs = strrchr(acct, '\\');
     if (bs)
         acct = bs + 1;
     const char *at = strchr(acct, '@');
-    size_t al = at ? (size_t)(at - acct) : strlen(acct);
-    return al == el && ag_strieq(acct, al, entry);
+    p->acct = acct;
+    p->acct_len = at ? (size_t)(at - acct) : strlen(acct);
+}
+
+/* A rule's user entry matches the identity as "user", "DOMAIN\\user" or
+ * "user@REALM"; an entry without a domain also matches the bare account of
+ * any domain. Case-insensitive. */
+static bool user_match(const char *entry, const struct prepared *p)
+{
+    if (ag_strieq(p->id->user, p->user_len, entry))
+        return true;
+    if (p->full_len && ag_strieq(p->full, p->full_len, entry))
+        return true;
+    if (strchr(entry, '\\') || strchr(entry, '@'))
+        return false;
+    return ag_strieq(p->acct, p->acct_len, entry);
 }
 
 static bool sid_in(const char *sids, const char *sid)
@@ -257,12 +275,12 @@ static bool sid_in(const char *sids, const char *sid)
     return false;
 }
 
-static bool group_match(const struct group *g, const struct ag_identity *id)
+static bool group_match(const struct group *g, const struct prepared *p)
 {
-    if (g->sid && id->sids && sid_in(id->sids, g->sid))
+    if (g->sid && p->id->sids && sid_in(p->id->sids, g->sid))
         return true;
     for (size_t i = 0; i < g->members.n; i++)
-        if (user_match(g->members.v[i], id))
+        if (user_match(g->members.v[i], p))
             return true;
     return false;
 }
@@ -582,7 +600,8 @@ void ag_rules_free(struct ag_rules *r)
 
 enum m { NO = 0, YES, MAYBE };
 
-static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
+static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
+                         struct prepared *p)
 {
     if (ru->users.n || ru->n_groups || ru->schemes) {
         if (!q->id)
@@ -591,9 +610,9 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
             return NO;
         bool ok = ru->users.n == 0 && ru->n_groups == 0;
         for (size_t i = 0; i < ru->users.n && !ok; i++)
-            ok = user_match(ru->users.v[i], q->id);
+            ok = user_match(ru->users.v[i], p);
         for (size_t i = 0; i < ru->n_groups && !ok; i++)
-            ok = group_match(ru->groups[i], q->id);
+            ok = group_match(ru->groups[i], p);
         if (!ok)
             return NO;
     }
@@ -635,13 +654,17 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
             return NO;
     }
     if (ru->n_times) {
-        struct tm tm;
-        localtime_r(&q->now, &tm);
-        unsigned minute = (unsigned)(tm.tm_hour * 60 + tm.tm_min);
+        if (!p->have_tm) {
+            struct tm tm;
+            localtime_r(&q->now, &tm);
+            p->wday = (unsigned)tm.tm_wday;
+            p->minute = (unsigned)(tm.tm_hour * 60 + tm.tm_min);
+            p->have_tm = true;
+        }
         bool ok = false;
         for (size_t i = 0; i < ru->n_times && !ok; i++)
-            ok = (ru->times[i].days & (1u << tm.tm_wday)) && minute >= ru->times[i].from &&
-                 minute < ru->times[i].to;
+            ok = (ru->times[i].days & (1u << p->wday)) && p->minute >= ru->times[i].from &&
+                 p->minute < ru->times[i].to;
         if (!ok)
             return NO;
     }
@@ -660,11 +683,13 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q)
 enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
                                    const char **rule, bool *recheck)
 {
+    struct prepared p;
+    prepare(&p, q->id);
     for (size_t i = 0; i < r->n; i++) {
         struct rule *ru = &r->v[i];
         if (ru->preauth != preauth)
             continue;
-        enum m m = rule_match(ru, q);
+        enum m m = rule_match(ru, q, &p);
         if (m == MAYBE && preauth) {
             if (recheck)
                 *recheck = true;
