@@ -19,6 +19,12 @@ void ag_ntlm_state_free(void *p)
     free(st);
 }
 
+uint32_t ag_ntlm_negotiate_flags(const uint8_t *neg, size_t len)
+{
+    struct ag_ntlm_negotiate n;
+    return ag_ntlm_parse_negotiate(neg, len, &n) == 0 ? n.flags : 0;
+}
+
 int ag_ntlm_challenge(const uint8_t *neg, size_t neglen, const struct ag_ntlm_server *srv,
                       uint64_t filetime_now, struct ag_ntlm_state **out, uint8_t *chal,
                       size_t chalcap, size_t *chal_len)

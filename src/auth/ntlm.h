@@ -41,6 +41,10 @@ struct ag_ntlm_state {
 
 void ag_ntlm_state_free(void *state);
 
+/* The NegotiateFlags of a NEGOTIATE message, 0 when it does not parse (for
+ * tracing: flags are not secret). */
+uint32_t ag_ntlm_negotiate_flags(const uint8_t *neg, size_t len);
+
 /* Answers a NEGOTIATE: a new state (owned by the caller) and the CHALLENGE
  * bytes in chal/chal_len (a copy also kept in the state). AG_EINVAL for a
  * malformed NEGOTIATE, AG_EIO if no random bytes could be had. */

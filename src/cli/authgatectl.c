@@ -40,6 +40,7 @@ static void usage(FILE *f)
             "  kick id=N | user=U | addr=IP    close those client connections\n"
             "  reload                          re-read the configuration (like SIGHUP)\n"
             "  loglevel [error|warn|info|debug] show or set the error log level\n"
+            "  trace addr=IP [seconds=N] | off  log every auth decision of one client\n"
             "  help                            the daemon's command list\n"
             "\n"
             "  -s SOCKET  status socket (default $AUTHGATE_SOCKET or %s)\n"

@@ -350,6 +350,48 @@ static void cmd_kick(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum a
         kvline(r, "kicked", n);
 }
 
+/* --- trace ------------------------------------------------------------------ */
+
+/* Traces every auth decision for one client address for a while (tokens are
+ * never logged: decoded, non-secret fields only). */
+static void cmd_trace(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
+                      struct ag_ctl_reply *r)
+{
+    const char *addr = ag_ctl_arg(cmd, "addr"), *secs = ag_ctl_arg(cmd, "seconds");
+    uint64_t now = uv_now(srv->loop);
+    if (cmd->argc == 1 && strcmp(cmd->argv[0], "off") == 0) {
+        srv->trace_addr[0] = '\0';
+        srv->trace_until_ms = 0;
+        ag_warn("event=trace_off by=ctl");
+    } else if (addr) {
+        struct sockaddr_in6 a6;
+        struct sockaddr_in a4;
+        if (uv_ip4_addr(addr, 0, &a4) != 0 && uv_ip6_addr(addr, 0, &a6) != 0) {
+            ag_ctl_reply_error(r, AG_CTL_E_USAGE, "addr must be an IP address");
+            return;
+        }
+        unsigned long s = 300;
+        if (secs) {
+            char *end;
+            s = strtoul(secs, &end, 10);
+            if (*secs < '0' || *secs > '9' || *end || s == 0 || s > 86400) {
+                ag_ctl_reply_error(r, AG_CTL_E_USAGE, "seconds must be 1..86400");
+                return;
+            }
+        }
+        snprintf(srv->trace_addr, sizeof srv->trace_addr, "%s", addr);
+        srv->trace_until_ms = now + s * 1000;
+        ag_warn("event=trace_on client=%s seconds=%lu by=ctl", addr, s);
+    } else if (cmd->argc || secs) {
+        ag_ctl_reply_error(r, AG_CTL_E_USAGE, "trace addr=IP [seconds=N] | trace off");
+        return;
+    }
+    bool on = srv->trace_addr[0] && srv->trace_until_ms > now;
+    ag_ctl_kv(r, "trace_addr", on ? srv->trace_addr : "");
+    ag_ctl_kvu(r, "seconds_left", on ? (srv->trace_until_ms - now + 999) / 1000 : 0);
+    ag_ctl_end(r);
+}
+
 /* --- reload, loglevel, metrics, help ---------------------------------------- */
 
 static void cmd_reload(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
@@ -405,6 +447,7 @@ static const struct command commands[] = {
     {"reload", "", cmd_reload, {NULL}, 0},
     {"loglevel", "[error|warn|info|debug]", cmd_loglevel, {NULL}, 1},
     {"metrics", "", cmd_metrics, {NULL}, 0},
+    {"trace", "addr=IP [seconds=N] | off", cmd_trace, {"addr", "seconds", NULL}, 1},
     {"help", "", cmd_help, {NULL}, 0},
 };
 

@@ -240,6 +240,20 @@ static bool scheme_available(const struct ag_server *srv, const struct ag_config
     }
 }
 
+/* "authgatectl trace addr=IP" is on for this connection's client. */
+static bool traced(const struct conn *c)
+{
+    const struct ag_server *srv = c->srv;
+    return srv->trace_addr[0] && srv->trace_until_ms > uv_now(srv->loop) &&
+           strcmp(srv->trace_addr, c->peer) == 0;
+}
+
+#define TRACE(c, ...)                                                                              \
+    do {                                                                                           \
+        if (traced(c))                                                                             \
+            ag_info(__VA_ARGS__);                                                                  \
+    } while (0)
+
 /* Sends 407. With a continuation (scheme name and base64 token), only that
  * scheme and its token (a handshake continues); otherwise the full set in
  * configured order. */
@@ -276,8 +290,12 @@ static void send_407_cont(struct conn *c, const char *why, const char *cont_sche
     /* Tunnel bytes may already follow a CONNECT head: never parse them. */
     if (c->is_connect && c->inbuf.len)
         c->close_after = true;
-    ag_debug("conn=%llu event=auth_challenge client=%s reason=%s", (unsigned long long)c->id,
-             c->peer, why);
+    if (traced(c))
+        ag_info("conn=%llu event=trace step=challenge client=%s reason=%s continue=%s",
+                (unsigned long long)c->id, c->peer, why, cont_scheme ? cont_scheme : "-");
+    else
+        ag_debug("conn=%llu event=auth_challenge client=%s reason=%s", (unsigned long long)c->id,
+                 c->peer, why);
     exchange_reply(c, 407, extra, "authentication required");
 }
 
@@ -734,6 +752,10 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
             srv->auth.fail_malformed++;
             return ntlm_refuse(c, "auth_malformed", "malformed NEGOTIATE", false);
         }
+        TRACE(c, "conn=%llu event=trace step=ntlm_negotiate client=%s via=%s flags=0x%08x "
+                 "challenge_flags=0x%08x round=%u",
+              (unsigned long long)c->id, c->peer, in_negotiate ? "Negotiate" : "NTLM",
+              ag_ntlm_negotiate_flags(msg, len), st->chal_flags, s->rounds);
         /* A new NEGOTIATE replaces any outstanding challenge. */
         ag_session_set_mech(s, st, ag_ntlm_state_free);
         s->state = AG_AS_NTLM_CHALLENGED;
@@ -780,6 +802,16 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
         else
             srv->auth.fail_policy++;
         return ntlm_refuse(c, "auth_refused", reason, false);
+    }
+    if (traced(c)) {
+        char tu[AG_USER_MAX * 4], td[AG_USER_MAX * 4], tw[AG_USER_MAX * 4];
+        ag_info("conn=%llu event=trace step=ntlm_authenticate client=%s user=\"%s\" "
+                "domain=\"%s\" workstation=\"%s\" flags=0x%08x nt_len=%zu mic=%s",
+                (unsigned long long)c->id, c->peer,
+                ag_escape_field(tu, sizeof tu, v->a.user, strlen(v->a.user)),
+                ag_escape_field(td, sizeof td, v->a.domain, strlen(v->a.domain)),
+                ag_escape_field(tw, sizeof tw, v->a.workstation, strlen(v->a.workstation)),
+                v->a.flags, v->a.nt.len, v->a.mic_present ? "yes" : "no");
     }
     if (ag_throttle_check(srv->throttle, v->a.user, c->peer, now) != 0) {
         srv->auth.fail_throttled++;
@@ -1008,6 +1040,20 @@ enum ag_auth_verdict ag_conn_auth(struct conn *c)
     struct ag_session *s = c->session;
     s->last_use_ms = now;
     s->requests++;
+    if (traced(c)) {
+        const char *pv;
+        size_t pvl;
+        int np = ag_head_find(&c->head, "Proxy-Authorization", &pv, &pvl);
+        size_t sl = 0;
+        while (np && sl < pvl && pv[sl] != ' ')
+            sl++;
+        char sch[32];
+        ag_escape_field(sch, sizeof sch, np ? pv : "none", np ? sl : 4);
+        ag_info("conn=%llu event=trace step=request client=%s credentials=%s fields=%d "
+                "state=%s identity=\"%s\"",
+                (unsigned long long)c->id, c->peer, sch, np, ag_auth_state_name(s->state),
+                ag_conn_user(c));
+    }
 
     const char *v = NULL;
     size_t vl = 0;

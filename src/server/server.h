@@ -97,6 +97,10 @@ struct ag_server {
     struct ag_throttle *throttle;
     struct ag_gss_acceptor *gss;   /* NULL when Negotiate is not available */
     struct ag_rules *rules;        /* NULL: every authenticated user may go anywhere */
+    /* "authgatectl trace addr=IP": every auth decision for that client
+     * address is logged (at info) until trace_until_ms. */
+    char trace_addr[48];
+    uint64_t trace_until_ms;
     struct ag_auth_stats auth;
 
     /* the status socket (src/ctl); NULL when off or once stopping */

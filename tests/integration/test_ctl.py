@@ -261,6 +261,34 @@ def test_loglevel(make_gateway, sockdir):
     assert rc == 1 and "level must be" in err
 
 
+def test_trace_logs_auth_decisions_for_one_address(make_gateway, origin, sockdir):
+    """trace addr=IP: every auth decision of that client is logged (decoded,
+    non-secret fields: scheme, NTLM flags, user, domain, workstation) until
+    it ends; never a token or a password; other addresses are not traced."""
+    gw = ctl_gateway(make_gateway, sockdir)
+    on = ctl_json(gw.sock, "trace", "addr=127.0.0.1", "seconds=60")["rows"][0]
+    assert on["trace_addr"] == "127.0.0.1" and 0 < on["seconds_left"] <= 60, on
+    r = subprocess.run(["curl", "-sS", "--noproxy", "", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--proxy-ntlm", "-U", "%s:%s" % (USER, PASSWORD), "-x", gw.url,
+                        origin.url("/x")], capture_output=True, text=True, timeout=20)
+    assert r.stdout == "200", r
+    gw.wait_log(r"event=trace step=request client=127\.0\.0\.1 credentials=NTLM")
+    gw.wait_log(r"event=trace step=ntlm_negotiate client=127\.0\.0\.1 via=NTLM flags=0x[0-9a-f]{8}")
+    gw.wait_log(r'event=trace step=ntlm_authenticate client=127\.0\.0\.1 user="%s" '
+                r'domain="" workstation="WORKSTATION"' % USER)
+    gw.wait_log(r"event=trace step=challenge client=127\.0\.0\.1 reason=ntlm_challenge continue=NTLM")
+    logs = gw.error_log
+    assert PASSWORD not in logs and "TlRMTVNTUA" not in logs, "a secret in the trace"
+    # off: the next exchange leaves no trace line
+    assert ctl_json(gw.sock, "trace", "off")["rows"][0]["trace_addr"] == ""
+    before = gw.error_log.count("event=trace ")
+    c = gw.client()
+    assert c.request(get_request(origin.url("/y"), headers=[basic_header()])).status == 200
+    assert gw.error_log.count("event=trace ") == before
+    rc, _, err = ctl(gw.sock, "trace", "addr=not-an-ip")
+    assert rc == 1 and "addr must be an IP address" in err
+
+
 # ---------------------------------------------------------------------------
 # the socket itself: permissions, peers, bad input
 
