@@ -347,6 +347,33 @@ const char *ag_conn_identity_header(const struct conn *c)
     return buf;
 }
 
+/* The end of a failed Basic or NTLM verification: 503 when the backend
+ * failed (fail closed: never access), otherwise the failure counts against
+ * the user and the address and a fresh 407 is offered. pre and who are the
+ * scheme's own log fields (before and after client=). */
+static void verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const char *user,
+                          const char *reason, const char *pre, const char *who, const char *why)
+{
+    struct ag_server *srv = c->srv;
+    srv->auth.failed[scheme]++;
+    ag_session_handshake_end(srv->sessions, c->session);
+    if (rc == AG_EBACKEND) {
+        srv->auth.fail_backend++;
+        ag_err("conn=%llu event=auth_backend_error scheme=%s %sclient=%s %s error=\"%s\"",
+               (unsigned long long)c->id, ag_scheme_name(scheme), pre, c->peer, who, reason);
+        send_503(c, "authentication backend unavailable");
+        return;
+    }
+    ag_throttle_fail(srv->throttle, user, c->peer, uv_now(srv->loop));
+    if (strcmp(reason, "unknown user") == 0) /* winbind tells; the local file never does */
+        srv->auth.fail_unknown_user++;
+    else
+        srv->auth.fail_bad_password++;
+    ag_info("conn=%llu event=auth_failed scheme=%s %sclient=%s %s reason=\"%s\"",
+            (unsigned long long)c->id, ag_scheme_name(scheme), pre, c->peer, who, reason);
+    send_407(c, why);
+}
+
 /* Hands a verification to the thread pool (ownership of j passes on
  * success) and parks the connection until it answers; 503 at the cap. */
 static enum ag_auth_verdict start_job(struct conn *c, struct ag_job *j)
@@ -450,24 +477,9 @@ static void basic_done(struct ag_job *j, void *owner)
         exchange_proceed(c);
         return;
     }
-    srv->auth.failed[AG_SCHEME_BASIC]++;
-    ag_session_handshake_end(srv->sessions, c->session);
-    if (b->rc == AG_EBACKEND) {
-        srv->auth.fail_backend++;
-        ag_err("conn=%llu event=auth_backend_error scheme=Basic client=%s user=\"%s\" "
-               "error=\"%s\"",
-               (unsigned long long)c->id, c->peer, u, b->reason);
-        send_503(c, "authentication backend unavailable");
-        return;
-    }
-    ag_throttle_fail(srv->throttle, b->cred.user, c->peer, now);
-    if (strstr(b->reason, "unknown user"))
-        srv->auth.fail_unknown_user++;
-    else
-        srv->auth.fail_bad_password++;
-    ag_info("conn=%llu event=auth_failed scheme=Basic client=%s user=\"%s\" reason=\"%s\"",
-            (unsigned long long)c->id, c->peer, u, b->reason);
-    send_407(c, "basic_failed");
+    char who[AG_USER_MAX * 4 + 16];
+    snprintf(who, sizeof who, "user=\"%s\"", u);
+    verify_failed(c, AG_SCHEME_BASIC, b->rc, b->cred.user, b->reason, "", who, "basic_failed");
 }
 
 static void basic_release(struct ag_job *j)
@@ -673,25 +685,11 @@ static void ntlm_done(struct ag_job *j, void *owner)
         exchange_proceed(c);
         return;
     }
-    srv->auth.failed[AG_SCHEME_NTLM]++;
-    ag_session_handshake_end(srv->sessions, c->session);
-    if (n->rc == AG_EBACKEND) {
-        srv->auth.fail_backend++;
-        ag_err("conn=%llu event=auth_backend_error scheme=NTLM client=%s user=\"%s\" "
-               "domain=\"%s\" error=\"%s\"",
-               (unsigned long long)c->id, c->peer, u, d, n->reason ? n->reason : "?");
-        send_503(c, "authentication backend unavailable");
-        return;
-    }
-    ag_throttle_fail(srv->throttle, a->user, c->peer, now);
-    if (n->reason && strstr(n->reason, "unknown user"))
-        srv->auth.fail_unknown_user++;
-    else
-        srv->auth.fail_bad_password++;
-    ag_info("conn=%llu event=auth_failed scheme=NTLM via=%s client=%s user=\"%s\" "
-            "domain=\"%s\" workstation=\"%s\" reason=\"%s\"",
-            (unsigned long long)c->id, via, c->peer, u, d, w, n->reason ? n->reason : "?");
-    send_407(c, "ntlm_failed");
+    char via_f[32], who[AG_USER_MAX * 12 + 64];
+    snprintf(via_f, sizeof via_f, "via=%s ", via);
+    snprintf(who, sizeof who, "user=\"%s\" domain=\"%s\" workstation=\"%s\"", u, d, w);
+    verify_failed(c, AG_SCHEME_NTLM, n->rc, a->user, n->reason ? n->reason : "?", via_f, who,
+                  "ntlm_failed");
 }
 
 static const struct ag_job_ops ntlm_ops = {"ntlm", ntlm_run, ntlm_done, ntlm_release};

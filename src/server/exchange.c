@@ -256,6 +256,10 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
      * for its next leg) and only if nothing followed its head. */
     bool keep = c->keepalive && !c->close_after && !c->srv->stopping &&
                 !(c->is_connect && (status != 407 || c->inbuf.len));
+    /* A body already announced as longer than we drain: say close now, not
+     * keep-alive followed by a close. */
+    if (!c->msg_done && !c->req_chunked && c->req_content_length > c->cfg->drain_max)
+        keep = false;
     c->status = status;
     c->resp_started = c->resp_done = true;
     if (ag_reply_build(&c->stage_client, status, extra, keep, c->http10, detail) != 0) {

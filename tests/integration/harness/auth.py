@@ -537,19 +537,25 @@ class AuthEnv:
     def finish(self):
         """Stops the gateways; a report of an expected known bug is not a
         teardown error (the test is already xfail for it)."""
-        for gw in self.gateways:
-            if gw.proc is None or gw._stopped:
-                continue
-            try:
-                gw.stop()
-            except GatewayError as e:
-                text = str(e)
-                if not any(KNOWN_SANITIZER_BUGS[n][0].search(text) for n in self.expected_bugs):
-                    raise
-            finally:
-                gw.kill()
-        for d in self._ctl_dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        errors = []
+        try:
+            for gw in self.gateways:
+                if gw.proc is None or gw._stopped:
+                    continue
+                try:
+                    gw.stop()
+                except GatewayError as e:
+                    text = str(e)
+                    if not any(KNOWN_SANITIZER_BUGS[n][0].search(text)
+                               for n in self.expected_bugs):
+                        errors.append(text)
+                finally:
+                    gw.kill()
+        finally:
+            for d in self._ctl_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        if errors:
+            pytest.fail("gateway teardown: " + "\n".join(errors), pytrace=False)
 
 
 def ctl(gw, command, timeout=5.0):
