@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/md5.h>
+
 #include "authgate/err.h"
 #include "ntcrypto.h"
 #include "ntlm.h"
@@ -17,6 +19,17 @@ void ag_ntlm_state_free(void *p)
     free(st->chal);
     ag_wipe(st, sizeof *st);
     free(st);
+}
+
+void ag_ntlm2_session_challenge(const uint8_t server[8], const uint8_t client[8], uint8_t out[8])
+{
+    struct md5_ctx m;
+    uint8_t d[MD5_DIGEST_SIZE];
+    md5_init(&m);
+    md5_update(&m, 8, server);
+    md5_update(&m, 8, client);
+    md5_digest(&m, sizeof d, d);
+    memcpy(out, d, 8);
 }
 
 uint32_t ag_ntlm_negotiate_flags(const uint8_t *neg, size_t len)
@@ -131,7 +144,8 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
     }
     memcpy(v->msg, msg, len);
     v->len = len;
-    int rc = ag_ntlm_parse_authenticate(v->msg, len, &v->a);
+    int rc = srv->allow_ntlmv1 ? ag_ntlm_parse_authenticate_legacy(v->msg, len, &v->a)
+                               : ag_ntlm_parse_authenticate(v->msg, len, &v->a);
     if (rc != 0) {
         *reason = rc == AG_EUNSUPP ? "NTLMv1, LM or anonymous refused" : "malformed AUTHENTICATE";
         ag_ntlm_verify_free(v);
@@ -140,6 +154,27 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
     struct ag_ntlm_challenge ch;
     if (ag_ntlm_parse_challenge(st->chal, st->challen, &ch) != 0) {
         *reason = "internal: own challenge unreadable";
+        ag_ntlm_verify_free(v);
+        return AG_EINVAL;
+    }
+    memcpy(v->wb_challenge, st->server_challenge, 8);
+    if (v->a.v1) {
+        /* Legacy response: none of NTLMv2's protections (target info, MIC)
+         * exist to check. NTLM2-session (ESS with the client challenge in
+         * the LM field) answers a derived challenge. */
+        if (ag_ntlm_flags_subset(v->a.flags, st->chal_flags) != 0) {
+            *reason = "AUTHENTICATE flags not offered in CHALLENGE";
+        } else if (srv->require_mic) {
+            *reason = "MIC required but NTLMv1 has none";
+        } else {
+            if ((v->a.flags & NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY) &&
+                v->a.lm.len == 24) {
+                v->ntlm2_session = true;
+                ag_ntlm2_session_challenge(st->server_challenge, v->a.lm.p, v->wb_challenge);
+            }
+            *out = v;
+            return 0;
+        }
         ag_ntlm_verify_free(v);
         return AG_EINVAL;
     }
@@ -187,6 +222,10 @@ int ag_ntlm_verify_local_blocking(struct ag_ntlm_verify *v, const struct ag_user
     uint8_t hash[16], key[16];
     char canon[AG_USER_MAX + 1];
     const struct ag_ntlm_auth *a = &v->a;
+    if (a->v1) {
+        *reason = "NTLMv1 is verified only through winbind";
+        return AG_EAUTH;
+    }
     /* An unknown user costs the same HMAC work as a known one. */
     int found = ag_userfile_lookup(uf, a->domain, a->user, hash, canon, sizeof canon);
     if (found != 0)

@@ -25,7 +25,7 @@
 /* Names sent in the CHALLENGE (from config or winbind's interface details). */
 struct ag_ntlm_server {
     const char *nb_domain, *nb_computer, *dns_domain, *dns_computer;
-    bool allow_ntlmv1;      /* never: kept as an explicit refusal hook */
+    bool allow_ntlmv1;      /* accept NTLMv1/NTLM2-session responses (legacy sites, winbind) */
     bool require_mic;
     const char *const *spns; /* MsvAvTargetName must be one of these when present; NULL = any */
 };
@@ -60,7 +60,16 @@ struct ag_ntlm_verify {
     struct ag_ntlm_auth a;   /* parsed; borrows from msg */
     struct ag_ntlm_state *st; /* owned */
     bool require_mic;
+    /* The challenge the NT response answers: the server challenge, or for an
+     * NTLM2-session response MD5(server challenge || client challenge)[0..7]
+     * (MS-NLMP 3.3.1), which is what winbind must be given. */
+    uint8_t wb_challenge[8];
+    bool ntlm2_session;       /* v1 with ESS: the LM field is the client challenge */
 };
+
+/* MD5(server_challenge || client_challenge)[0..7]: the challenge an
+ * NTLM2-session response answers (MS-NLMP 3.3.1). */
+void ag_ntlm2_session_challenge(const uint8_t server[8], const uint8_t client[8], uint8_t out[8]);
 
 /* Parses the AUTHENTICATE against this connection's state (which it takes
  * over, whatever the result) and runs every check that needs no secret.

@@ -528,7 +528,21 @@ int ag_ntlmv2_check_av_echo(const uint8_t *target_info, size_t ti_len,
 
 /* --- AUTHENTICATE --------------------------------------------------------- */
 
+static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
+                              struct ag_ntlm_auth *out);
+
 int ag_ntlm_parse_authenticate(const uint8_t *msg, size_t len, struct ag_ntlm_auth *out)
+{
+    return parse_authenticate(msg, len, false, out);
+}
+
+int ag_ntlm_parse_authenticate_legacy(const uint8_t *msg, size_t len, struct ag_ntlm_auth *out)
+{
+    return parse_authenticate(msg, len, true, out);
+}
+
+static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
+                              struct ag_ntlm_auth *out)
 {
     struct ag_cursor c;
     struct ag_ntlm_auth a;
@@ -569,14 +583,15 @@ int ag_ntlm_parse_authenticate(const uint8_t *msg, size_t len, struct ag_ntlm_au
     /* Refused by policy: anonymous, LM-only, NTLMv1 and NTLMv1-ESS. */
     if (a.flags & NTLMSSP_NEGOTIATE_ANONYMOUS)
         return AG_EUNSUPP;
-    if ((rc = ag_ntlm_nt_response_kind(a.nt.len)) < 0)
+    a.v1 = allow_v1 && a.nt.len == AG_NTLMV1_RESP_LEN;
+    if (!a.v1 && (rc = ag_ntlm_nt_response_kind(a.nt.len)) < 0)
         return rc;
     if (a.user_raw.len == 0)
         return AG_EUNSUPP;
     if ((a.flags & NTLMSSP_NEGOTIATE_KEY_EXCH) && a.enc_key.len != 16)
         return AG_EINVAL;
 
-    if ((rc = ag_ntlmv2_parse_response(a.nt.p, a.nt.len, &a.v2)) < 0)
+    if (!a.v1 && (rc = ag_ntlmv2_parse_response(a.nt.p, a.nt.len, &a.v2)) < 0)
         return rc;
     if (a.v2.has_av_flags && (a.v2.av_flags & MSV_AV_FLAG_MIC_PRESENT)) {
         /* The MIC window 72..87 must exist and hold no payload. */

@@ -215,6 +215,8 @@ struct ag_ntlm_auth {
     bool mic_present;         /* MsvAvFlags has MIC_PRESENT */
     const uint8_t *mic;       /* 16 bytes at offset 72 when mic_present, else NULL */
     struct ag_ntlmv2_blob v2; /* the parsed NT response (borrowed pointers) */
+    bool v1;                  /* a 24-byte NTLMv1/NTLM2-session response, accepted only
+                                 through ag_ntlm_parse_authenticate_legacy (v2 is empty) */
     /* Owned, NUL-terminated UTF-8 copies (control characters refused). */
     char user[AG_USER_MAX + 1];
     char domain[AG_NTLM_NAME_MAX + 1];
@@ -246,6 +248,10 @@ struct ag_ntlm_auth {
  * a.mic_present, ag_ntlm_exported_session_key + ag_ntlm_mic_verify.
  * Any negative return means: answer a fresh 407 and drop the handshake. */
 int ag_ntlm_parse_authenticate(const uint8_t *msg, size_t len, struct ag_ntlm_auth *out);
+/* The same, but a 24-byte NT response (NTLMv1 or NTLM2-session) is accepted
+ * and marked v1 instead of refused: for sites that enable legacy clients
+ * (ntlm_allow_v1). LM-only and anonymous stay refused. */
+int ag_ntlm_parse_authenticate_legacy(const uint8_t *msg, size_t len, struct ag_ntlm_auth *out);
 
 /* Flags that say nothing about what was negotiated and that clients set
  * freely in an AUTHENTICATE: ignored by the subset check (MS-NLMP 4.2.4's

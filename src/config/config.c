@@ -303,6 +303,8 @@ static const struct opt opts[] = {
      check_dnsname, "DNS domain named in NTLM challenges"},
     {"ntlm_require_mic", T_BOOL, OFF(ntlm_require_mic), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
      "refuse NTLM AUTHENTICATE messages without a MIC"},
+    {"ntlm_allow_v1", T_BOOL, OFF(ntlm_allow_v1), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
+     "accept NTLMv1/NTLM2-session responses through winbind (legacy clients)"},
 
     /* Negotiate (Kerberos) */
     {"keytab", T_PATH, OFF(keytab), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,

@@ -106,6 +106,8 @@ struct ag_config {
                               backend; winbind reports its own), default "AUTHGATE" */
     char *ntlm_dns_domain; /* "ntlm_dns_domain NAME", default none */
     bool ntlm_require_mic; /* "ntlm_require_mic on|off", default off (curl never sends one) */
+    bool ntlm_allow_v1;    /* "ntlm_allow_v1 on|off", default off: accept NTLMv1 and
+                              NTLM2-session responses (legacy clients; winbind backend only) */
 
     /* Negotiate (Kerberos) */
     char *keytab;             /* "keytab PATH", default none = KRB5_KTNAME or the system default */

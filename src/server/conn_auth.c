@@ -596,6 +596,9 @@ static void ntlm_server(const struct ag_config *cfg, struct ntlm_names *names,
     out->dns_domain = cfg->ntlm_dns_domain ? cfg->ntlm_dns_domain : "";
     out->dns_computer = names->dns_computer;
     out->require_mic = cfg->ntlm_require_mic;
+    /* Legacy responses only where winbind verifies them: the local file has
+     * no NTLMv1 verifier. */
+    out->allow_ntlmv1 = cfg->ntlm_allow_v1 && cfg->ntlm_backend == AG_BACKEND_WINBIND;
     /* MsvAvTargetName (relay defence) is checked only against a configured
      * proxy_host: a guessed host name would refuse honest clients. */
     out->spns = NULL;
@@ -636,12 +639,14 @@ static void ntlm_run(struct ag_job *j)
     struct ag_wb_result r;
     /* User and domain exactly as the client sent them: Samba tries the
      * domain as sent, upper-cased, then empty; normalising breaks NTLMv2. */
-    n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation,
-                                    n->v->st->server_challenge, a->nt.p, a->nt.len, a->lm.p,
-                                    a->lm.len, &r);
+    /* An NTLM2-session LM field holds the client challenge, not a response. */
+    bool ntlm2 = n->v->ntlm2_session;
+    n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge,
+                                    a->nt.p, a->nt.len, ntlm2 ? NULL : a->lm.p,
+                                    ntlm2 ? 0 : a->lm.len, &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
-    if (n->rc == 0)
+    if (n->rc == 0 && !a->v1)
         n->rc = ag_ntlm_verify_mic(n->v, r.session_key, &n->reason);
     ag_wipe(r.session_key, sizeof r.session_key);
     if (n->rc == 0)

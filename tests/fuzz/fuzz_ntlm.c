@@ -41,11 +41,28 @@ static int inside(const uint8_t *p, size_t n, const uint8_t *base, size_t len)
     return p && p >= base && n <= len && (size_t)(p - base) <= len - n;
 }
 
+/* The legacy parser (ntlm_allow_v1) accepts a superset: 24-byte responses
+ * marked v1, everything else exactly as the strict parser. */
+static void fuzz_auth_legacy(const uint8_t *m, size_t size)
+{
+    struct ag_ntlm_auth a, b;
+    if (ag_ntlm_parse_authenticate_legacy(m, size, &a) != 0)
+        return;
+    CHECK(inside(a.nt.p, a.nt.len, m, size));
+    CHECK(inside(a.lm.p, a.lm.len, m, size));
+    CHECK(a.user_raw.len > 0 && a.user[0] != '\0');
+    if (a.v1)
+        CHECK(a.nt.len == AG_NTLMV1_RESP_LEN);
+    else
+        CHECK(ag_ntlm_parse_authenticate(m, size, &b) == 0 && b.nt.len == a.nt.len);
+}
+
 static void fuzz_auth(const uint8_t *m, size_t size)
 {
     struct ag_ntlm_auth a;
     uint8_t sbk[16], esk[16];
 
+    fuzz_auth_legacy(m, size);
     if (ag_ntlm_parse_authenticate(m, size, &a) != 0)
         return;
     CHECK(inside(a.lm.p, a.lm.len, m, size));

@@ -21,6 +21,7 @@
 #include <nettle/md4.h>
 
 #include "auth/ntcrypto.h"
+#include "auth/ntlm.h"
 #include "auth/ntlm_wire.h"
 #include "authgate/err.h"
 #include "util/cursor.h"
@@ -1095,6 +1096,33 @@ static void test_verify_empty_domain_retry(void **state)
                      AG_EINVAL);
 }
 
+/* ntlm_allow_v1: the legacy parser accepts the 4.2.2/4.2.3 messages (and
+ * only those lengths), and the NTLM2-session challenge winbind is given is
+ * MD5(ServerChallenge || ClientChallenge)[0..7] (4.2.3: the NT response
+ * 7537f803... is DESL(NTOWFv1, this value)). */
+static void test_authenticate_v1_legacy_option(void **state)
+{
+    struct ag_ntlm_auth a;
+    (void)state;
+    assert_int_equal(ag_ntlm_parse_authenticate_legacy(v1_auth, sizeof v1_auth, &a), 0);
+    assert_true(a.v1);
+    assert_int_equal(a.nt.len, 24);
+    assert_string_equal(a.user, "User");
+    assert_int_equal(ag_ntlm_parse_authenticate_legacy(ess_auth, sizeof ess_auth, &a), 0);
+    assert_true(a.v1);
+    assert_true(a.flags & NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY);
+    assert_int_equal(a.lm.len, 24);
+    static const uint8_t cc[8] = {0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa};
+    static const uint8_t want[8] = {0x5a, 0xf2, 0x55, 0x9e, 0x6b, 0xcb, 0x5c, 0x25};
+    uint8_t got[8];
+    ag_ntlm2_session_challenge(server_chal, cc, got);
+    assert_memory_equal(got, want, 8);
+    assert_memory_equal(a.lm.p, cc, 8);
+    /* a NTLMv2 message is still parsed as NTLMv2 by the legacy parser */
+    assert_int_equal(ag_ntlm_parse_authenticate_legacy(v2_auth, sizeof v2_auth, &a), 0);
+    assert_false(a.v1);
+}
+
 static void test_authenticate_v1_refused(void **state)
 {
     struct ag_ntlm_auth a;
@@ -2021,6 +2049,7 @@ int main(void)
         cmocka_unit_test(test_authenticate_4_2_4),
         cmocka_unit_test(test_verify_empty_domain_retry),
         cmocka_unit_test(test_authenticate_v1_refused),
+        cmocka_unit_test(test_authenticate_v1_legacy_option),
         cmocka_unit_test(test_authenticate_cbt),
         cmocka_unit_test(test_mic),
         cmocka_unit_test(test_curl_flow),
