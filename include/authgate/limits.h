@@ -135,6 +135,12 @@
  * only a garbage line hits it; bounds the tokenizer's stack array. */
 #define AG_CONFIG_MAX_VALUES 128
 
+/* A Kerberos user's group SIDs looked up through winbind (for group rules)
+ * are reused this long: group changes reach the proxy within 5 minutes, and
+ * a burst of new connections costs one lookup per user. */
+#define AG_GROUP_CACHE_TTL_MS (300 * 1000)
+#define AG_GROUP_CACHE_MAX 4096
+
 /* ctl */
 /* Entries in the status socket's uid/gid allow-lists: a handful of admin
  * accounts and groups; a cap keeps the config struct fixed-size. */

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <wbclient.h>
 
+#include <stdlib.h>
+
 #include "authgate/err.h"
+#include "authgate/limits.h"
 #include "util/util.h"
 #include "verify_winbind.h"
 
@@ -158,6 +161,96 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
     struct wbcAuthErrorInfo *err = NULL;
     wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
     return finish(rc, info, err, out);
+}
+
+int ag_wb_names_blocking(char *nb_domain, char *dns_domain, char *nb_name, size_t cap)
+{
+    struct wbcContext *ctx = thread_ctx();
+    struct wbcInterfaceDetails *d = NULL;
+    if (!ctx || wbcCtxInterfaceDetails(ctx, &d) != WBC_ERR_SUCCESS || !d) {
+        if (d)
+            wbcFreeMemory(d);
+        return AG_EBACKEND;
+    }
+    snprintf(nb_domain, cap, "%s", d->netbios_domain ? d->netbios_domain : "");
+    snprintf(dns_domain, cap, "%s", d->dns_domain ? d->dns_domain : "");
+    snprintf(nb_name, cap, "%s", d->netbios_name ? d->netbios_name : "");
+    wbcFreeMemory(d);
+    return 0;
+}
+
+/* --- the group-SID cache ----------------------------------------------------
+ * A small open list under one mutex: lookups are rare (once per Kerberos
+ * handshake of a user, when rules name groups) next to the winbind round
+ * trip they save. Full: everything is dropped (entries are cheap to refill). */
+
+struct gentry {
+    char name[AG_USER_MAX + 1];
+    char *sids;
+    uint64_t expires_ms;
+    struct gentry *next;
+};
+
+static pthread_mutex_t gcache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gentry *gcache;
+static size_t gcache_n;
+
+static void gcache_drop_all(void)
+{
+    for (struct gentry *e = gcache, *n; e; e = n) {
+        n = e->next;
+        free(e->sids);
+        free(e);
+    }
+    gcache = NULL;
+    gcache_n = 0;
+}
+
+void ag_wb_user_sids_cache_clear(void)
+{
+    pthread_mutex_lock(&gcache_lock);
+    gcache_drop_all();
+    pthread_mutex_unlock(&gcache_lock);
+}
+
+int ag_wb_user_sids_cached_blocking(const char *name, uint64_t now_ms, char **out)
+{
+    pthread_mutex_lock(&gcache_lock);
+    for (struct gentry **p = &gcache; *p;) {
+        struct gentry *e = *p;
+        if (e->expires_ms <= now_ms) {
+            *p = e->next;
+            free(e->sids);
+            free(e);
+            gcache_n--;
+            continue;
+        }
+        if (ag_strieq(e->name, strlen(e->name), name)) {
+            *out = strdup(e->sids);
+            pthread_mutex_unlock(&gcache_lock);
+            return *out ? 0 : AG_ENOMEM;
+        }
+        p = &e->next;
+    }
+    pthread_mutex_unlock(&gcache_lock);
+    int rc = ag_wb_user_sids_blocking(name, out);
+    if (rc != 0 || strlen(name) > AG_USER_MAX)
+        return rc;
+    struct gentry *e = calloc(1, sizeof *e);
+    if (!e || !(e->sids = strdup(*out))) {
+        free(e);
+        return 0; /* the answer stands; only the caching failed */
+    }
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->expires_ms = now_ms + AG_GROUP_CACHE_TTL_MS;
+    pthread_mutex_lock(&gcache_lock);
+    if (gcache_n >= AG_GROUP_CACHE_MAX)
+        gcache_drop_all();
+    e->next = gcache;
+    gcache = e;
+    gcache_n++;
+    pthread_mutex_unlock(&gcache_lock);
+    return 0;
 }
 
 int ag_wb_ping_blocking(void)

@@ -41,6 +41,17 @@ int ag_wb_name_to_sid_blocking(const char *name, char *sid, size_t cap);
  * (Kerberos). 0, AG_ENOTFOUND, AG_EBACKEND. */
 int ag_wb_user_sids_blocking(const char *name, char **out);
 
+/* The same through a cache shared by the pool threads (mutex), entries kept
+ * AG_GROUP_CACHE_TTL_MS; now_ms is the caller's monotonic clock. */
+int ag_wb_user_sids_cached_blocking(const char *name, uint64_t now_ms, char **out);
+/* Forgets every cached entry (reload). Any thread. */
+void ag_wb_user_sids_cache_clear(void);
+
+/* winbindd's own names (NetBIOS domain, DNS domain, NetBIOS name), for the
+ * NTLM CHALLENGE's target info. Each buffer gets "" when unknown. 0 or
+ * AG_EBACKEND. */
+int ag_wb_names_blocking(char *nb_domain, char *dns_domain, char *nb_name, size_t cap);
+
 /* 0 when winbindd answers a ping. */
 int ag_wb_ping_blocking(void);
 

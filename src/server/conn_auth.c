@@ -140,6 +140,27 @@ static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *
     return 0;
 }
 
+/* With the winbind backend, NTLM challenges name winbind's own domain and
+ * computer (what Windows clients expect of a domain member); read once per
+ * (re)load, a blocking call like the rules' group lookups. */
+static void load_wb_names(struct ag_server *srv, const struct ag_config *cfg)
+{
+    srv->wb_nb_domain[0] = srv->wb_dns_domain[0] = srv->wb_nb_name[0] = '\0';
+    if (!ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) || cfg->ntlm_backend != AG_BACKEND_WINBIND)
+        return;
+    char nd[256], dd[256], nn[256];
+    if (ag_wb_names_blocking(nd, dd, nn, sizeof nd) != 0) {
+        ag_warn("event=winbind_names_unavailable note=\"NTLM challenges name ntlm_domain "
+                "until the next reload\"");
+        return;
+    }
+    snprintf(srv->wb_nb_domain, sizeof srv->wb_nb_domain, "%s", nd);
+    snprintf(srv->wb_dns_domain, sizeof srv->wb_dns_domain, "%s", dd);
+    snprintf(srv->wb_nb_name, sizeof srv->wb_nb_name, "%s", nn);
+    ag_info("event=winbind_names nb_domain=%s dns_domain=%s nb_name=%s", nd, dd[0] ? dd : "-",
+            nn);
+}
+
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 {
     /* MIT reads the replay cache directory from the environment when a
@@ -160,6 +181,7 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     }
     if (load_rules(cfg, &srv->rules, err, errlen) != 0)
         return -1;
+    load_wb_names(srv, cfg);
     if (needs_userfile(cfg) && !cfg->user_file)
         ag_warn("event=no_user_file note=\"a local backend without user_file: Basic/NTLM "
                 "through it are not offered\"");
@@ -178,6 +200,8 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
     }
     ag_rules_free(srv->rules);
     srv->rules = rules;
+    ag_wb_user_sids_cache_clear(); /* groups may have changed with the rules */
+    load_wb_names(srv, ncfg);
     users_unref(srv->users);
     srv->users = u;
     ag_gss_acceptor_unref(srv->gss);
@@ -205,6 +229,7 @@ int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
 
 void ag_auth_shutdown(struct ag_server *srv)
 {
+    ag_wb_user_sids_cache_clear();
     ag_rules_free(srv->rules);
     srv->rules = NULL;
     ag_gss_acceptor_unref(srv->gss);
@@ -586,14 +611,21 @@ static void ntlm_names(const struct ag_config *cfg, struct ntlm_names *n)
     n->nb_computer[i] = '\0';
 }
 
-static void ntlm_server(const struct ag_config *cfg, struct ntlm_names *names,
-                        struct ag_ntlm_server *out)
+static void ntlm_server(const struct ag_server *srv, const struct ag_config *cfg,
+                        struct ntlm_names *names, struct ag_ntlm_server *out)
 {
     ntlm_names(cfg, names);
     memset(out, 0, sizeof *out);
     out->nb_domain = cfg->ntlm_domain;
     out->nb_computer = names->nb_computer;
     out->dns_domain = cfg->ntlm_dns_domain ? cfg->ntlm_dns_domain : "";
+    if (srv->wb_nb_domain[0]) {
+        out->nb_domain = srv->wb_nb_domain;
+        if (srv->wb_nb_name[0])
+            out->nb_computer = srv->wb_nb_name;
+        if (srv->wb_dns_domain[0])
+            out->dns_domain = srv->wb_dns_domain;
+    }
     out->dns_computer = names->dns_computer;
     out->require_mic = cfg->ntlm_require_mic;
     /* Legacy responses only where winbind verifies them: the local file has
@@ -746,7 +778,7 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
             srv->auth.started[AG_SCHEME_NTLM]++;
         struct ntlm_names names;
         struct ag_ntlm_server ns;
-        ntlm_server(cfg, &names, &ns);
+        ntlm_server(srv, cfg, &names, &ns);
         struct ag_ntlm_state *st;
         uint8_t chal[1024];
         size_t chlen;
@@ -793,7 +825,7 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     struct ag_ntlm_state *st = ag_session_take_mech(s);
     struct ntlm_names names;
     struct ag_ntlm_server ns;
-    ntlm_server(cfg, &names, &ns);
+    ntlm_server(srv, cfg, &names, &ns);
     struct ag_ntlm_verify *v = NULL;
     const char *reason = "";
     rc = ag_ntlm_check(msg, len, st, &ns, &v, &reason);
@@ -863,7 +895,7 @@ static void neg_run(struct ag_job *j)
         if (l < sizeof acct) {
             memcpy(acct, n->step.principal, l);
             acct[l] = '\0';
-            ag_wb_user_sids_blocking(acct, &n->sids);
+            ag_wb_user_sids_cached_blocking(acct, ag_now_ms(), &n->sids);
         }
     }
 }

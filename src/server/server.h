@@ -97,6 +97,9 @@ struct ag_server {
     struct ag_throttle *throttle;
     struct ag_gss_acceptor *gss;   /* NULL when Negotiate is not available */
     struct ag_rules *rules;        /* NULL: every authenticated user may go anywhere */
+    /* winbindd's names for NTLM challenges (ntlm_backend winbind), read at
+     * start-up and reload; empty when winbind did not answer (config then). */
+    char wb_nb_domain[256], wb_dns_domain[256], wb_nb_name[256];
     /* "authgatectl trace addr=IP": every auth decision for that client
      * address is logged (at info) until trace_until_ms. */
     char trace_addr[48];

@@ -589,3 +589,18 @@ def test_max_jobs_cap_503(winbind_env, origin):
     assert [q.target for q in origin.requests] == ["/echo/a"]
     s = stats(gw)
     assert (s["limit_jobs"], s["jobs_refused_cap"], s["jobs_submitted"]) == (1, 1, 1), s
+
+
+def test_winbind_challenge_names_winbind_domain(winbind_env, origin):
+    """With the winbind backend the CHALLENGE's target info names winbind's
+    own NetBIOS domain (its interface details), not the configured one."""
+    gw = winbind_env.make("ntlm", ntlm_domain="CONFIGURED")
+    chal, _ = type1_leg(gw.client(), origin.url("/echo"))
+    assert chal.nb_domain == winbind_env.winbind.domain
+    gw.wait_log(r"event=winbind_names nb_domain=%s" % winbind_env.winbind.domain)
+
+
+def test_local_challenge_names_configured_domain(local_env, origin):
+    gw = local_env.make("ntlm", ntlm_domain="CONFIGURED")
+    chal, _ = type1_leg(gw.client(), origin.url("/echo"))
+    assert chal.nb_domain == "CONFIGURED"

@@ -261,6 +261,36 @@ def test_loglevel(make_gateway, sockdir):
     assert rc == 1 and "level must be" in err
 
 
+def test_sessions_show_a_negotiate_client(make_gateway, origin, sockdir):
+    """A Kerberos (Negotiate) client connected while authgatectl asks: its row
+    shows the scheme and the principal, and kick closes it."""
+    from peers.kdc import Kdc
+    with Kdc() as kdc:
+        gw = ctl_gateway(make_gateway, sockdir, start=False, auth_schemes="negotiate ntlm basic",
+                         proxy_host="localhost", keytab=kdc.keytab, rcache_dir=kdc.rcache_dir)
+        gw.env = sanitizer_env({**os.environ, **kdc.env, "LSAN_OPTIONS": os.environ.get(
+            "LSAN_OPTIONS", "suppressions=%s" % (pathlib.Path(__file__).parents[1] / "lsan.supp"))})
+        gw.start()
+        proxy = "http://localhost:%d" % gw.port
+        curl = subprocess.Popen(
+            ["curl", "-sS", "--noproxy", "", "-o", "/dev/null", "-w", "%{http_code}",
+             "--proxy-negotiate", "-U", ":", "-x", proxy, origin.url("/slow/6000")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kdc.client_env("alice"))
+        try:
+            rows = wait_sessions(gw.sock, lambda rs: len(authenticated(rs, "Negotiate")) == 1)
+            (row,) = authenticated(rows, "Negotiate")
+            assert row["user"] == "alice@AUTHGATE.TEST", row
+            st = ctl_json(gw.sock, "status")
+            assert (st["negotiate"], st["acceptor"], st["keytab_readable"]) == (
+                "ready", "HTTP@localhost", "yes"), st
+            kicked = ctl_json(gw.sock, "kick", "user=alice@AUTHGATE.TEST")
+            assert kicked["kicked"] == 1, kicked
+        finally:
+            out, _ = curl.communicate(timeout=20)
+        assert out.decode() != "200"  # the kick cut the transfer
+        gw.stop()
+
+
 def test_trace_logs_auth_decisions_for_one_address(make_gateway, origin, sockdir):
     """trace addr=IP: every auth decision of that client is logged (decoded,
     non-secret fields: scheme, NTLM flags, user, domain, workstation) until
