@@ -1301,6 +1301,15 @@ void ag_config_unref(struct ag_config *c)
     free(c);
 }
 
+void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap)
+{
+    if (c->proxy_host)
+        snprintf(out, cap, "%s", c->proxy_host);
+    else if (gethostname(out, cap) != 0)
+        snprintf(out, cap, "localhost");
+    out[cap - 1] = '\0';
+}
+
 bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s)
 {
     for (size_t i = 0; i < c->n_schemes; i++)

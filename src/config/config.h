@@ -148,6 +148,10 @@ int ag_config_parse_size(const char *s, uint32_t *out);
 /* "1.2.3.4:80", "[::1]:80", "*:80" (= 0.0.0.0), "[::]:80". */
 int ag_config_parse_listen(const char *s, struct ag_listen *out);
 
+/* The name clients use for the proxy: proxy_host, or (none) the machine's host
+ * name, or "localhost" when even that fails. Always NUL-terminated. */
+void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap);
+
 bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s);
 bool ag_config_port_allowed(const struct ag_config *c, uint16_t port);
 const char *ag_scheme_name(enum ag_scheme s); /* "Negotiate", "NTLM", "Basic", "-" */

@@ -272,17 +272,8 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "ctl_bad", st->ctl_bad);
     kvline(r, "ctl_limit", st->ctl_limit);
     /* Latency histograms: cumulative buckets, as Prometheus has them. */
-    static const struct {
-        int scheme, backend;
-        const char *bname;
-    } h[] = {
-        {AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, "gss"},
-        {AG_SCHEME_NTLM, AG_BACKEND_LOCAL, "local"},
-        {AG_SCHEME_NTLM, AG_BACKEND_WINBIND, "winbind"},
-        {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
-        {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
-    };
-    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
+    const struct ag_latency_series *h = ag_latency_series;
+    for (size_t i = 0; i < AG_LAT_SERIES; i++) {
         const struct ag_latency *l = &a->latency[h[i].scheme][h[i].backend];
         ag_ctl_kv(r, "histogram", "auth_latency_ms");
         ag_ctl_kv(r, "scheme", ag_scheme_name((enum ag_scheme)h[i].scheme));

@@ -71,11 +71,7 @@ static bool userfile_used(const struct ag_config *cfg)
 /* The proxy's name: what Kerberos clients ask a ticket for. */
 static void check_host(struct doc *d, const struct ag_config *cfg, char *host, size_t cap)
 {
-    if (cfg->proxy_host)
-        snprintf(host, cap, "%s", cfg->proxy_host);
-    else if (gethostname(host, cap) != 0)
-        snprintf(host, cap, "localhost");
-    host[cap - 1] = '\0';
+    ag_config_proxy_host(cfg, host, cap);
     struct in6_addr a6;
     if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1) {
         line(d, "FAIL", "proxy_host",

@@ -188,19 +188,10 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
     one(r, "authgate_ctl_bad_commands_total", "counter", "Malformed status-socket commands.",
         st->ctl_bad);
 
-    static const struct {
-        int scheme, backend;
-        const char *bname;
-    } h[] = {
-        {AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, "gss"},
-        {AG_SCHEME_NTLM, AG_BACKEND_LOCAL, "local"},
-        {AG_SCHEME_NTLM, AG_BACKEND_WINBIND, "winbind"},
-        {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
-        {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
-    };
+    const struct ag_latency_series *h = ag_latency_series;
     const char *hn = "authgate_auth_verify_duration_seconds";
     family(r, hn, "histogram", "Time from queuing a verification to its result.");
-    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
+    for (size_t i = 0; i < AG_LAT_SERIES; i++) {
         const struct ag_latency *l = &a->latency[h[i].scheme][h[i].backend];
         const char *sl = scheme_label(h[i].scheme);
         uint64_t cum = 0;

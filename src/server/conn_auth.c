@@ -86,12 +86,8 @@ static void acceptor_name(const struct ag_config *cfg, char *out, size_t cap)
         snprintf(out, cap, "%s", cfg->negotiate_acceptor);
         return;
     }
-    char host[256] = "localhost";
-    if (cfg->proxy_host)
-        snprintf(host, sizeof host, "%s", cfg->proxy_host);
-    else if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
+    char host[256];
+    ag_config_proxy_host(cfg, host, sizeof host);
     snprintf(out, cap, "HTTP@%s", host);
 }
 
@@ -399,6 +395,19 @@ static void verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const c
     send_407(c, why);
 }
 
+/* The loop side of every verification job: records its latency, frees the
+ * connection to read again, and returns the loop's clock. */
+static uint64_t job_returned(struct conn *c, const struct ag_job *j, enum ag_scheme scheme,
+                             int backend)
+{
+    struct ag_server *srv = c->srv;
+    uint64_t now = uv_now(srv->loop);
+    ag_auth_latency_record(&srv->auth, scheme, backend, now - j->queued_ms);
+    c->job = NULL;
+    c->state = CONN_READ_HEAD;
+    return now;
+}
+
 /* Hands a verification to the thread pool (ownership of j passes on
  * success) and parks the connection until it answers; 503 at the cap. */
 static enum ag_auth_verdict start_job(struct conn *c, struct ag_job *j)
@@ -476,10 +485,7 @@ static void basic_done(struct ag_job *j, void *owner)
     struct basic_job *b = (struct basic_job *)j;
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
-    uint64_t now = uv_now(srv->loop);
-    ag_auth_latency_record(&srv->auth, AG_SCHEME_BASIC, (int)b->backend, now - j->queued_ms);
-    c->job = NULL;
-    c->state = CONN_READ_HEAD;
+    uint64_t now = job_returned(c, j, AG_SCHEME_BASIC, (int)b->backend);
     char u[AG_USER_MAX * 2];
     ag_escape_field(u, sizeof u, b->cred.user, b->cred.user_len);
     if (b->rc == 0) {
@@ -598,12 +604,8 @@ struct ntlm_names {
 
 static void ntlm_names(const struct ag_config *cfg, struct ntlm_names *n)
 {
-    char host[256] = "localhost";
-    if (cfg->proxy_host)
-        snprintf(host, sizeof host, "%s", cfg->proxy_host);
-    else if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
+    char host[256];
+    ag_config_proxy_host(cfg, host, sizeof host);
     snprintf(n->dns_computer, sizeof n->dns_computer, "%s", host);
     size_t i = 0;
     for (; host[i] && host[i] != '.' && i < 15; i++)
@@ -700,10 +702,7 @@ static void ntlm_done(struct ag_job *j, void *owner)
     struct ntlm_job *n = (struct ntlm_job *)j;
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
-    uint64_t now = uv_now(srv->loop);
-    ag_auth_latency_record(&srv->auth, AG_SCHEME_NTLM, (int)n->backend, now - j->queued_ms);
-    c->job = NULL;
-    c->state = CONN_READ_HEAD;
+    uint64_t now = job_returned(c, j, AG_SCHEME_NTLM, (int)n->backend);
     char u[AG_USER_MAX * 2], d[AG_USER_MAX * 2], w[AG_USER_MAX * 2];
     const struct ag_ntlm_auth *a = &n->v->a;
     ag_escape_field(u, sizeof u, a->user, strlen(a->user));
@@ -931,10 +930,7 @@ static void neg_done(struct ag_job *j, void *owner)
     struct neg_job *n = (struct neg_job *)j;
     struct conn *c = owner;
     struct ag_server *srv = c->srv;
-    uint64_t now = uv_now(srv->loop);
-    ag_auth_latency_record(&srv->auth, AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, now - j->queued_ms);
-    c->job = NULL;
-    c->state = CONN_READ_HEAD;
+    uint64_t now = job_returned(c, j, AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE);
     struct ag_gss_step *st = &n->step;
     const char *acc = ag_gss_acceptor_name(n->acc);
     if (st->status == 1) {

@@ -35,6 +35,14 @@ struct ag_stats {
  * bound before it; bucket[AG_LAT_BUCKETS] counts the rest (+Inf). */
 #define AG_LAT_BUCKETS 12
 extern const uint32_t ag_latency_bounds_ms[AG_LAT_BUCKETS];
+/* The (scheme, backend) pairs that have a histogram, with the backend's name
+ * for output; shared by "authgatectl stats" and the metrics. */
+struct ag_latency_series {
+    int scheme, backend;
+    const char *bname;
+};
+#define AG_LAT_SERIES 5
+extern const struct ag_latency_series ag_latency_series[AG_LAT_SERIES];
 struct ag_latency {
     uint64_t bucket[AG_LAT_BUCKETS + 1];
     uint64_t count, sum_ms;

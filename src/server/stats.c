@@ -7,6 +7,14 @@
 const uint32_t ag_latency_bounds_ms[AG_LAT_BUCKETS] = {1,   2,   5,    10,   25,   50,
                                                        100, 250, 1000, 2500, 10000, 30000};
 
+const struct ag_latency_series ag_latency_series[AG_LAT_SERIES] = {
+    {AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, "gss"},
+    {AG_SCHEME_NTLM, AG_BACKEND_LOCAL, "local"},
+    {AG_SCHEME_NTLM, AG_BACKEND_WINBIND, "winbind"},
+    {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
+    {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
+};
+
 void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, uint64_t ms)
 {
     if (scheme < 0 || scheme >= 4 || backend < 0 || backend >= 3)
