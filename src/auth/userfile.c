@@ -71,16 +71,6 @@ static int ieq(const char *a, size_t alen, const char *b, size_t blen)
     return 1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static int is_blank(char c)
 {
@@ -161,7 +151,7 @@ static int parse_line(const char *p, size_t n, struct line_ent *e, const char **
         return AG_EINVAL;
     }
     for (i = 0; i < 16; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = ag_hexval(hex[2 * i]), lo = ag_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             ag_wipe(e->hash, sizeof(e->hash));
             *msg = "NT hash must be exactly 32 hex digits";

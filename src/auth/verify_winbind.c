@@ -112,15 +112,22 @@ static int finish(wbcErr rc, struct wbcAuthUserInfo *info, struct wbcAuthErrorIn
     return ret;
 }
 
-int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
-                         struct ag_wb_result *out)
+/* Clears out and returns this thread's context, or NULL with the reason set. */
+static struct wbcContext *begin(struct ag_wb_result *out)
 {
     memset(out, 0, sizeof *out);
     struct wbcContext *ctx = thread_ctx();
-    if (!ctx) {
+    if (!ctx)
         snprintf(out->reason, sizeof out->reason, "winbind: no context");
+    return ctx;
+}
+
+int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
+                         struct ag_wb_result *out)
+{
+    struct wbcContext *ctx = begin(out);
+    if (!ctx)
         return AG_EBACKEND;
-    }
     struct wbcAuthUserParams p;
     memset(&p, 0, sizeof p);
     p.account_name = user;
@@ -137,12 +144,9 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
                             const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
                             const uint8_t *lm, size_t lm_len, struct ag_wb_result *out)
 {
-    memset(out, 0, sizeof *out);
-    struct wbcContext *ctx = thread_ctx();
-    if (!ctx) {
-        snprintf(out->reason, sizeof out->reason, "winbind: no context");
+    struct wbcContext *ctx = begin(out);
+    if (!ctx)
         return AG_EBACKEND;
-    }
     struct wbcAuthUserParams p;
     memset(&p, 0, sizeof p);
     p.account_name = user;

@@ -84,19 +84,15 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
     ag_ctl_kv(r, "log_level", ag_log_level_name(ag_log_get_level()));
     ag_ctl_end(r);
 
-    struct ag_session_counters sc = {0};
-    if (srv->sessions)
-        ag_session_counters(srv->sessions, &sc);
-    uint64_t tunnels = 0;
-    for (const struct conn *c = srv->conns; c; c = c->next)
-        tunnels += c->state == CONN_TUNNEL;
+    struct ag_gauges g;
+    ag_server_gauges(srv, &g);
     ag_ctl_kvu(r, "connections", srv->n_conns);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "authenticated", sc.authenticated);
+    ag_ctl_kvu(r, "authenticated", g.authenticated);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "handshakes", sc.handshakes);
+    ag_ctl_kvu(r, "handshakes", g.handshakes);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "tunnels", tunnels);
+    ag_ctl_kvu(r, "tunnels", g.tunnels);
     ag_ctl_end(r);
     ag_ctl_kvu(r, "jobs_in_flight", srv->workers.in_flight);
     ag_ctl_end(r);

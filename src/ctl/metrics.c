@@ -59,18 +59,14 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         "When the configuration in force was read, Unix seconds.", (uint64_t)srv->cfg->loaded);
     one(r, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());
 
-    struct ag_session_counters sc = {0};
-    if (srv->sessions)
-        ag_session_counters(srv->sessions, &sc);
-    uint64_t tunnels = 0;
-    for (const struct conn *c = srv->conns; c; c = c->next)
-        tunnels += c->state == CONN_TUNNEL;
+    struct ag_gauges g;
+    ag_server_gauges(srv, &g);
     one(r, "authgate_connections", "gauge", "Client connections open.", srv->n_conns);
     one(r, "authgate_connections_authenticated", "gauge",
-        "Client connections with a proven identity.", sc.authenticated);
+        "Client connections with a proven identity.", g.authenticated);
     one(r, "authgate_handshakes_in_progress", "gauge",
-        "Multi-round authentication handshakes in progress.", sc.handshakes);
-    one(r, "authgate_tunnels_open", "gauge", "CONNECT tunnels established.", tunnels);
+        "Multi-round authentication handshakes in progress.", g.handshakes);
+    one(r, "authgate_tunnels_open", "gauge", "CONNECT tunnels established.", g.tunnels);
     one(r, "authgate_jobs_in_flight", "gauge", "Verification jobs queued or running.",
         srv->workers.in_flight);
 

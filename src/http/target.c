@@ -7,6 +7,7 @@
 
 #include "authgate/err.h"
 #include "target.h"
+#include "util/util.h"
 
 static bool host_char(char c)
 {
@@ -128,16 +129,6 @@ void ag_target_authority(const struct ag_target *t, char *out, size_t cap)
         snprintf(out, cap, "%s:%u", t->host, t->port);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 size_t ag_path_normalize(const char *in, size_t len, char *out)
 {
@@ -152,8 +143,8 @@ size_t ag_path_normalize(const char *in, size_t len, char *out)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         int h, l;
-        if (in[i] == '%' && i + 2 < len && (h = hexval(in[i + 1])) >= 0 &&
-            (l = hexval(in[i + 2])) >= 0 && (h * 16 + l) != '/') {
+        if (in[i] == '%' && i + 2 < len && (h = ag_hexval(in[i + 1])) >= 0 &&
+            (l = ag_hexval(in[i + 2])) >= 0 && (h * 16 + l) != '/') {
             dec[n++] = (char)(h * 16 + l);
             i += 2;
         } else {

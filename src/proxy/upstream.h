@@ -59,7 +59,6 @@ struct ag_upstream {
     bool reading;
     bool reused;               /* this exchange runs on a pooled connection */
     bool idle;                 /* pooled */
-    uint64_t exchanges;
 };
 
 /* Allocates an upstream for host:port and starts resolving and connecting;

@@ -129,6 +129,13 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
 /* Starts the graceful shutdown. */
 void ag_server_stop(struct ag_server *srv);
 
+/* Point-in-time gauges for "authgatectl status" and the metrics. */
+struct ag_gauges {
+    size_t authenticated, handshakes; /* from the session table */
+    uint64_t tunnels;                 /* connections in CONN_TUNNEL */
+};
+void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out);
+
 /* conn_auth.c: server-wide authentication state. ag_auth_init loads what
  * cfg needs (the user file); ag_auth_reload prepares the state of a new config
  * before it is swapped in (0, or -1 with err filled: the old one stays). */

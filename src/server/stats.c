@@ -1,5 +1,7 @@
 /* stats.c - the verification latency histograms of struct ag_auth_stats. */
+#include "conn.h"
 #include "server.h"
+#include "session/table.h"
 
 /* Milliseconds. Local verification takes well under 1 ms, winbind a few,
  * Kerberos with a replay cache 1-10; the top buckets catch a slow domain
@@ -14,6 +16,18 @@ const struct ag_latency_series ag_latency_series[AG_LAT_SERIES] = {
     {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
     {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
 };
+
+void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out)
+{
+    struct ag_session_counters sc = {0};
+    if (srv->sessions)
+        ag_session_counters(srv->sessions, &sc);
+    out->authenticated = sc.authenticated;
+    out->handshakes = sc.handshakes;
+    out->tunnels = 0;
+    for (const struct conn *c = srv->conns; c; c = c->next)
+        out->tunnels += c->state == CONN_TUNNEL;
+}
 
 void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, uint64_t ms)
 {

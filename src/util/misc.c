@@ -21,6 +21,17 @@ int ag_ct_memcmp(const void *a, const void *b, size_t n)
     return d != 0;
 }
 
+int ag_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool ag_strieq(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);

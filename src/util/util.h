@@ -49,6 +49,9 @@ size_t ag_b64_encoded_len(size_t n);
 /* Encodes into out (which holds ag_b64_encoded_len(n)+1 bytes), NUL-terminated. */
 void ag_b64_encode(const uint8_t *in, size_t n, char *out);
 
+/* The value of one hex digit (either case), or -1. */
+int ag_hexval(char c);
+
 /* ASCII case-insensitive equality of (a,alen) with NUL-terminated b. */
 bool ag_strieq(const char *a, size_t alen, const char *b);
 /* Escapes untrusted bytes for a log line into dst (always NUL-terminated):
