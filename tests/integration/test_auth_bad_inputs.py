@@ -718,7 +718,7 @@ def test_row67_control_characters_escaped_in_logs(local_env, origin):
 
 
 def test_row75_ntlm_throttled(local_env, origin):
-    gw = local_env.make("ntlm basic", fail_max_per_user=2, fail_max_per_addr=1000,
+    gw = local_env.make("ntlm basic", fail_max_per_user_addr=2, fail_max_per_addr=1000,
                         fail_window="1m", ctl=True)
     c = gw.client()
     for _ in range(2):
