@@ -81,6 +81,11 @@
 /* Handshakes in progress, all clients and per client address (503 beyond). */
 #define AG_MAX_HANDSHAKES 4096
 #define AG_MAX_HANDSHAKES_PER_ADDR 256
+/* One client address (IPv6: one /64) may hold at most this fraction of
+ * max_handshakes, whatever max_handshakes_per_addr says: a few flooding
+ * addresses leave slots for everyone else (the per-address cap in force is
+ * min(max_handshakes_per_addr, max(1, max_handshakes / 4))). */
+#define AG_HANDSHAKE_SHARE_DIV 4
 /* Verification jobs in flight on the thread pool (503 beyond). */
 #define AG_MAX_JOBS 1024
 /* Worker threads: a verifier blocks on winbindd or the KDC's key work; DNS

@@ -239,6 +239,11 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "auth_identity_expired", a->identity_expired);
     kvline(r, "auth_identity_reset", a->identity_reset);
     kvline(r, "limit_handshakes", a->limit_handshakes);
+    struct ag_session_counters sc = {0};
+    if (srv->sessions)
+        ag_session_counters(srv->sessions, &sc);
+    kvline(r, "limit_handshakes_global", sc.refused_global);
+    kvline(r, "limit_handshakes_addr", sc.refused_addr);
     struct ag_throttle_stats ts;
     ag_throttle_stats(srv->throttle, &ts);
     kvline(r, "throttle_refused_user_addr", ts.refused_pair);

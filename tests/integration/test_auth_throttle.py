@@ -147,3 +147,40 @@ def test_guessing_bounded_per_address(local_env, origin, scheme):
     s = stats(gw)
     assert s["jobs_submitted"] == 13, s
     assert s["throttle_refused_addr"] == 9, s
+
+
+# --------------------------------------------------------------------------- item 12
+
+
+def open_pending(gw, url, source, limit):
+    """Opens NTLM handshakes (Type 1, challenge, no Type 3) from source until
+    one gets 503 or limit are open. Returns (clients held open, 503 seen)."""
+    held = []
+    for _ in range(limit):
+        c = gw.client(source=source)
+        r = c.request(get_request(url, [pa("NTLM " + b64(negotiate_msg()))]))
+        if r.status == 503:
+            assert c.is_closed(2.0)
+            return held, True
+        assert r.status == 407 and r.header("proxy-authenticate", "").startswith("NTLM "), r
+        held.append(c)
+    return held, False
+
+
+def test_two_flooding_addresses_leave_room_for_a_third(local_env, origin):
+    """max_handshakes 8 with the default max_handshakes_per_addr (256): one
+    address holds at most 8/4 = 2 pending handshakes, so two flooding
+    addresses leave room and a third logs in. Before the fix the first
+    flooder took all 8 slots and everyone else got 503."""
+    gw = local_env.make("ntlm", max_handshakes=8, handshake_timeout="20s", ctl=True)
+    url = origin.url("/echo")
+    a, a_full = open_pending(gw, url, GUESSER, 9)
+    b, b_full = open_pending(gw, url, USER_ADDR, 9)
+    c = gw.client(source=THIRD)
+    r, _, _ = ntlm_legs(c, url, "alice", USERS["alice"])
+    assert r.status == 200, r
+    assert (len(a), a_full, len(b), b_full) == (2, True, 2, True)
+    assert status(gw)["handshakes"] == "4"
+    s = stats(gw)
+    assert (s["limit_handshakes_addr"], s["limit_handshakes_global"]) == (2, 0), s
+    assert s["limit_handshakes"] == 2, s
