@@ -81,6 +81,11 @@
 /* Handshakes in progress, all clients and per client address (503 beyond). */
 #define AG_MAX_HANDSHAKES 4096
 #define AG_MAX_HANDSHAKES_PER_ADDR 256
+/* One client address (IPv6: one /64) may hold at most this fraction of
+ * max_handshakes, whatever max_handshakes_per_addr says: a few flooding
+ * addresses leave slots for everyone else (the per-address cap in force is
+ * min(max_handshakes_per_addr, max(1, max_handshakes / 4))). */
+#define AG_HANDSHAKE_SHARE_DIV 4
 /* Verification jobs in flight on the thread pool (503 beyond). */
 #define AG_MAX_JOBS 1024
 /* Worker threads: a verifier blocks on winbindd or the KDC's key work; DNS
@@ -97,11 +102,22 @@
 /* Cache lifetime of a successful Basic verification (seconds). */
 #define AG_BASIC_CACHE_TTL_S 300
 #define AG_BASIC_CACHE_MAX 65536
-/* Failed verifications per user / per client address within the window
- * before further attempts are refused without calling the backend. */
+/* Failures within the window before further attempts are refused without
+ * calling the backend: per (user, client address): a person mistyping
+ * stops well before 5, a guesser is held there without touching anyone
+ * else; per address, any user: 50 lets a NAT gateway's users mistype, and
+ * bounds a guesser that rotates users; per user (verified wrong passwords
+ * from every address): 10 stays under a typical domain lockout threshold
+ * (Microsoft's baseline is 10 in 15 minutes; lower it where the domain's is
+ * lower). */
+#define AG_FAIL_MAX_PER_USER_ADDR 5
 #define AG_FAIL_MAX_PER_USER 10
 #define AG_FAIL_MAX_PER_ADDR 50
 #define AG_FAIL_WINDOW_S 60
+/* Keys tracked per throttle table (pairs, addresses, users): 65536 live
+ * keys are ~10 MiB at most and far above the failures real traffic makes
+ * in one window; when full, untracked keys are refused (fail-safe). */
+#define AG_THROTTLE_MAX_KEYS 65536
 /* The user file: lines and total size. */
 #define AG_USERFILE_MAX_BYTES (16 * 1024 * 1024)
 #define AG_USER_MAX 255

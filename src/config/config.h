@@ -95,7 +95,8 @@ struct ag_config {
     uint32_t max_handshakes_per_addr; /* "max_handshakes_per_addr N" */
     uint32_t max_jobs;             /* "max_jobs N" */
     uint32_t basic_cache_ttl_ms;   /* "basic_cache_ttl DURATION", 0 = no cache */
-    uint32_t fail_max_per_user;    /* "fail_max_per_user N" */
+    uint32_t fail_max_per_user_addr; /* "fail_max_per_user_addr N" */
+    uint32_t fail_max_per_user;    /* "fail_max_per_user N": verified wrong passwords */
     uint32_t fail_max_per_addr;    /* "fail_max_per_addr N" */
     uint32_t fail_window_ms;       /* "fail_window DURATION" */
 

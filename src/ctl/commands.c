@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "server/conn.h"
 #include "session/table.h"
+#include "session/throttle.h"
 #include "util/log.h"
 
 struct command {
@@ -238,6 +239,23 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "auth_identity_expired", a->identity_expired);
     kvline(r, "auth_identity_reset", a->identity_reset);
     kvline(r, "limit_handshakes", a->limit_handshakes);
+    struct ag_session_counters sc = {0};
+    if (srv->sessions)
+        ag_session_counters(srv->sessions, &sc);
+    kvline(r, "limit_handshakes_global", sc.refused_global);
+    kvline(r, "limit_handshakes_addr", sc.refused_addr);
+    struct ag_throttle_stats ts;
+    ag_throttle_stats(srv->throttle, &ts);
+    kvline(r, "throttle_refused_user_addr", ts.refused_pair);
+    kvline(r, "throttle_refused_addr", ts.refused_addr);
+    kvline(r, "throttle_refused_user", ts.refused_user);
+    kvline(r, "throttle_refused_full", ts.refused_full);
+    kvline(r, "throttle_ceiling_passed", ts.ceiling_passed);
+    kvline(r, "throttle_wrong_passwords", ts.wrong_passwords);
+    kvline(r, "throttle_fail_unrecorded", ts.fail_unrecorded);
+    kvline(r, "throttle_keys_user_addr", ts.pairs);
+    kvline(r, "throttle_keys_addr", ts.addrs);
+    kvline(r, "throttle_keys_user", ts.users);
     kvline(r, "limit_jobs", a->limit_jobs);
     kvline(r, "limit_rounds", a->limit_rounds);
     kvline(r, "limit_accept_paused", st->limit_accept_paused);

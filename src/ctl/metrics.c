@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "server/conn.h"
 #include "session/table.h"
+#include "session/throttle.h"
 
 static void family(struct ag_ctl_reply *r, const char *name, const char *type, const char *help)
 {
@@ -132,6 +133,11 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
     one(r, "authgate_auth_identity_reset_total", "counter",
         "Identities reset by new credentials on the connection.", a->identity_reset);
 
+    struct ag_throttle_stats ts;
+    ag_throttle_stats(srv->throttle, &ts);
+    struct ag_session_counters sc = {0};
+    if (srv->sessions)
+        ag_session_counters(srv->sessions, &sc);
     family(r, "authgate_limit_hits_total", "counter", "Times a configured ceiling was hit.");
     const struct {
         const char *label;
@@ -141,6 +147,10 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         {"rounds", a->limit_rounds},          {"accept_paused", st->limit_accept_paused},
         {"inbuf_full", st->limit_inbuf_full}, {"header_max", st->header_too_large},
         {"ctl_connections", st->ctl_limit},
+        {"fail_max_per_user_addr", ts.refused_pair}, {"fail_max_per_addr", ts.refused_addr},
+        {"fail_max_per_user", ts.refused_user},      {"throttle_table_full", ts.refused_full},
+        {"throttle_unrecorded", ts.fail_unrecorded},
+        {"max_handshakes", sc.refused_global},       {"max_handshakes_per_addr", sc.refused_addr},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
         ag_ctl_raw(r, "authgate_limit_hits_total{limit=\"%s\"} %llu\n", limits[i].label,

@@ -157,6 +157,12 @@ static void load_wb_names(struct ag_server *srv, const struct ag_config *cfg)
             nn);
 }
 
+static struct ag_throttle_limits throttle_limits(const struct ag_config *cfg)
+{
+    return (struct ag_throttle_limits){cfg->fail_max_per_user_addr, cfg->fail_max_per_addr,
+                                       cfg->fail_max_per_user, cfg->fail_window_ms};
+}
+
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 {
     /* MIT reads the replay cache directory from the environment when a
@@ -167,8 +173,8 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     const struct ag_config *cfg = srv->cfg;
     srv->sessions = ag_session_table_new();
     srv->basic_cache = ag_basic_cache_create(AG_BASIC_CACHE_MAX);
-    srv->throttle = ag_throttle_create(65536, cfg->fail_max_per_user, cfg->fail_max_per_addr,
-                                       cfg->fail_window_ms);
+    struct ag_throttle_limits lim = throttle_limits(cfg);
+    srv->throttle = ag_throttle_create(AG_THROTTLE_MAX_KEYS, &lim);
     srv->workers.loop = srv->loop;
     srv->workers.max_jobs = cfg->max_jobs;
     if (!srv->sessions || !srv->basic_cache || !srv->throttle) {
@@ -204,8 +210,8 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
     srv->gss = load_acceptor(ncfg);
     /* Cached Basic results were checked against the old backend/file. */
     ag_basic_cache_clear(srv->basic_cache);
-    ag_throttle_set_limits(srv->throttle, ncfg->fail_max_per_user, ncfg->fail_max_per_addr,
-                           ncfg->fail_window_ms);
+    struct ag_throttle_limits lim = throttle_limits(ncfg);
+    ag_throttle_set_limits(srv->throttle, &lim);
     srv->workers.max_jobs = ncfg->max_jobs;
     return 0;
 }
@@ -368,10 +374,20 @@ const char *ag_conn_identity_header(const struct conn *c)
     return buf;
 }
 
+/* The backend checked the password and it was wrong (what a domain
+ * controller counts towards its lockout); the local file cannot tell an
+ * unknown user apart. Not: unknown users, malformed names, MIC mismatches. */
+static bool wrong_password(const char *reason)
+{
+    return strcmp(reason, "wrong password") == 0 ||
+           strcmp(reason, "wrong password or unknown user") == 0;
+}
+
 /* The end of a failed Basic or NTLM verification: 503 when the backend
  * failed (fail closed: never access), otherwise the failure counts against
- * the user and the address and a fresh 407 is offered. pre and who are the
- * scheme's own log fields (before and after client=). */
+ * (user, address), the address and, for a wrong password, the user's
+ * ceiling, and a fresh 407 is offered. pre and who are the scheme's own log
+ * fields (before and after client=). */
 static void verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const char *user,
                           const char *reason, const char *pre, const char *who, const char *why)
 {
@@ -385,7 +401,7 @@ static void verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const c
         send_503(c, "authentication backend unavailable");
         return;
     }
-    ag_throttle_fail(srv->throttle, user, c->peer, uv_now(srv->loop));
+    ag_throttle_fail(srv->throttle, user, c->peer, wrong_password(reason), uv_now(srv->loop));
     if (strcmp(reason, "unknown user") == 0) /* winbind tells; the local file never does */
         srv->auth.fail_unknown_user++;
     else
@@ -498,7 +514,7 @@ static void basic_done(struct ag_job *j, void *owner)
         if (b->cache_ttl_ms)
             ag_basic_cache_insert(srv->basic_cache, b->cred.user, b->cred.password, &bid,
                                   now + b->cache_ttl_ms);
-        ag_throttle_success(srv->throttle, b->cred.user, c->peer);
+        ag_throttle_success(srv->throttle, b->cred.user, c->peer, now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &b->id, now);
         ag_info("conn=%llu event=auth_ok scheme=Basic client=%s user=\"%s\" backend=%s ms=%llu",
                 (unsigned long long)c->id, c->peer, u,
@@ -545,9 +561,26 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
         return AG_AUTH_REPLIED;
     }
     srv->auth.started[AG_SCHEME_BASIC]++;
+    /* The throttle comes before the cache: a throttled (user, address)
+     * gets 407 whatever the cache holds, or the cache would answer a
+     * guesser's hit. The user's ceiling guards the backend only. */
     struct ag_basic_identity hit;
-    if (cfg->basic_cache_ttl_ms &&
-        ag_basic_cache_lookup(srv->basic_cache, cred.user, cred.password, now, &hit)) {
+    bool throttled = ag_throttle_check(srv->throttle, cred.user, c->peer, now) != 0;
+    bool cached = !throttled && cfg->basic_cache_ttl_ms &&
+                  ag_basic_cache_lookup(srv->basic_cache, cred.user, cred.password, now, &hit);
+    if (!throttled && !cached)
+        throttled = ag_throttle_check_backend(srv->throttle, cred.user, c->peer, now) != 0;
+    if (throttled) {
+        /* Same answer as a wrong password: guessing learns nothing. */
+        srv->auth.fail_throttled++;
+        char u[AG_USER_MAX * 2];
+        ag_info("conn=%llu event=auth_throttled scheme=Basic client=%s user=\"%s\"",
+                (unsigned long long)c->id, c->peer, ag_escape_field(u, sizeof u, cred.user, cred.user_len));
+        ag_basic_cred_clear(&cred);
+        send_407(c, "throttled");
+        return AG_AUTH_REPLIED;
+    }
+    if (cached) {
         srv->auth.basic_cache_hits++;
         srv->auth.succeeded[AG_SCHEME_BASIC]++;
         struct ag_identity id;
@@ -558,16 +591,6 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &id, now);
         ag_basic_cred_clear(&cred);
         return AG_AUTH_PROCEED;
-    }
-    if (ag_throttle_check(srv->throttle, cred.user, c->peer, now) != 0) {
-        /* Same answer as a wrong password: guessing learns nothing. */
-        srv->auth.fail_throttled++;
-        char u[AG_USER_MAX * 2];
-        ag_info("conn=%llu event=auth_throttled scheme=Basic client=%s user=\"%s\"",
-                (unsigned long long)c->id, c->peer, ag_escape_field(u, sizeof u, cred.user, cred.user_len));
-        ag_basic_cred_clear(&cred);
-        send_407(c, "throttled");
-        return AG_AUTH_REPLIED;
     }
     if (ag_session_handshake_begin(srv->sessions, c->session, AG_SCHEME_BASIC, cfg->max_handshakes,
                                    cfg->max_handshakes_per_addr, now) != 0) {
@@ -711,6 +734,7 @@ static void ntlm_done(struct ag_job *j, void *owner)
     const char *via = c->session->ntlm_in_negotiate ? "Negotiate" : "NTLM";
     if (n->rc == 0) {
         srv->auth.succeeded[AG_SCHEME_NTLM]++;
+        ag_throttle_success(srv->throttle, a->user, c->peer, now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
         ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=\"%s\" domain=\"%s\" "
                 "workstation=\"%s\" backend=%s mic=%s ms=%llu",
@@ -847,7 +871,8 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
                 ag_escape_field(tw, sizeof tw, v->a.workstation, strlen(v->a.workstation)),
                 v->a.flags, v->a.nt.len, v->a.mic_present ? "yes" : "no");
     }
-    if (ag_throttle_check(srv->throttle, v->a.user, c->peer, now) != 0) {
+    if (ag_throttle_check(srv->throttle, v->a.user, c->peer, now) != 0 ||
+        ag_throttle_check_backend(srv->throttle, v->a.user, c->peer, now) != 0) {
         srv->auth.fail_throttled++;
         ag_ntlm_verify_free(v);
         return ntlm_refuse(c, "auth_throttled", "too many failures", false);

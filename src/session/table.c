@@ -2,16 +2,19 @@
  *
  * Two hash maps, both chained with a power-of-two bucket array that doubles
  * when the load passes 1: rows by connection id, and handshake counts by
- * client address (for the per-address cap). */
+ * client address key (for the per-address cap: IPv6 counted by /64, see
+ * addrkey.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "authgate/err.h"
+#include "authgate/limits.h"
+#include "session/addrkey.h"
 #include "table.h"
 
 struct addr_count {
-    char peer[48];
+    char key[AG_ADDR_KEY_MAX + 1];
     uint32_t n;
     struct addr_count *next;
 };
@@ -22,6 +25,7 @@ struct ag_session_table {
     struct ag_session *list;
     struct addr_count **abuckets;
     size_t nabuckets, naddrs;
+    uint64_t refused_global, refused_addr;
 };
 
 static uint64_t mix(uint64_t x)
@@ -110,6 +114,7 @@ struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, 
         return NULL;
     s->conn_id = conn_id;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
+    ag_addr_key(peer, s->addr_key);
     s->created_ms = s->last_use_ms = now_ms;
     if (t->rows >= t->nbuckets)
         grow(t);
@@ -132,11 +137,11 @@ struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t con
     return NULL;
 }
 
-static struct addr_count **addr_slot(struct ag_session_table *t, const char *peer)
+static struct addr_count **addr_slot(struct ag_session_table *t, const char *key)
 {
-    struct addr_count **p = &t->abuckets[strhash(peer) & (t->nabuckets - 1)];
+    struct addr_count **p = &t->abuckets[strhash(key) & (t->nabuckets - 1)];
     for (; *p; p = &(*p)->next)
-        if (strcmp((*p)->peer, peer) == 0)
+        if (strcmp((*p)->key, key) == 0)
             break;
     return p;
 }
@@ -150,7 +155,7 @@ static void addr_grow(struct ag_session_table *t)
     for (size_t i = 0; i < t->nabuckets; i++)
         for (struct addr_count *a = t->abuckets[i], *n; a; a = n) {
             n = a->next;
-            size_t k = strhash(a->peer) & (nb - 1);
+            size_t k = strhash(a->key) & (nb - 1);
             a->next = b[k];
             b[k] = a;
         }
@@ -161,8 +166,18 @@ static void addr_grow(struct ag_session_table *t)
 
 uint32_t ag_session_handshakes_from(const struct ag_session_table *t, const char *peer)
 {
-    struct addr_count **p = addr_slot((struct ag_session_table *)t, peer);
+    char key[AG_ADDR_KEY_MAX + 1];
+    ag_addr_key(peer, key);
+    struct addr_count **p = addr_slot((struct ag_session_table *)t, key);
     return *p ? (*p)->n : 0;
+}
+
+uint32_t ag_session_addr_cap(uint32_t max_global, uint32_t max_per_addr)
+{
+    uint32_t share = max_global / AG_HANDSHAKE_SHARE_DIV;
+    if (share == 0)
+        share = 1;
+    return max_per_addr < share ? max_per_addr : share;
 }
 
 int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
@@ -175,20 +190,24 @@ int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
     }
     if (s->in_handshake)
         ag_session_handshake_end(t, s); /* scheme switched: start from scratch */
-    if (t->handshakes >= max_global)
+    if (t->handshakes >= max_global) {
+        t->refused_global++;
         return AG_EAGAIN;
-    struct addr_count **p = addr_slot(t, s->peer);
-    if (*p && (*p)->n >= max_per_addr)
+    }
+    struct addr_count **p = addr_slot(t, s->addr_key);
+    if (*p && (*p)->n >= ag_session_addr_cap(max_global, max_per_addr)) {
+        t->refused_addr++;
         return AG_EAGAIN;
+    }
     if (!*p) {
         if (t->naddrs >= t->nabuckets) {
             addr_grow(t);
-            p = addr_slot(t, s->peer);
+            p = addr_slot(t, s->addr_key);
         }
         struct addr_count *a = calloc(1, sizeof *a);
         if (!a)
             return AG_ENOMEM;
-        memcpy(a->peer, s->peer, sizeof a->peer);
+        memcpy(a->key, s->addr_key, sizeof a->key);
         *p = a;
         t->naddrs++;
     }
@@ -225,7 +244,7 @@ void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s)
     s->in_handshake = false;
     s->rounds = 0;
     t->handshakes--;
-    struct addr_count **p = addr_slot(t, s->peer);
+    struct addr_count **p = addr_slot(t, s->addr_key);
     if (*p && --(*p)->n == 0) {
         struct addr_count *a = *p;
         *p = a->next;
@@ -290,6 +309,8 @@ void ag_session_counters(const struct ag_session_table *t, struct ag_session_cou
     out->rows = t->rows;
     out->authenticated = t->authenticated;
     out->handshakes = t->handshakes;
+    out->refused_global = t->refused_global;
+    out->refused_addr = t->refused_addr;
 }
 
 const char *ag_auth_state_name(enum ag_auth_state s)

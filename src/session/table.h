@@ -20,6 +20,7 @@
 
 #include "auth/identity.h"
 #include "config/config.h"
+#include "session/addrkey.h"
 
 enum ag_auth_state {
     AG_AS_NONE = 0,          /* no identity, no handshake */
@@ -32,6 +33,7 @@ enum ag_auth_state {
 struct ag_session {
     uint64_t conn_id;
     char peer[48];
+    char addr_key[AG_ADDR_KEY_MAX + 1]; /* peer as counted by the per-address cap */
     enum ag_scheme scheme;       /* scheme of the handshake or identity */
     enum ag_auth_state state;
     uint32_t rounds;             /* legs of the current handshake */
@@ -48,6 +50,7 @@ struct ag_session {
 
 struct ag_session_counters {
     size_t rows, authenticated, handshakes;
+    uint64_t refused_global, refused_addr; /* handshakes refused at each cap, monotonic */
 };
 
 struct ag_session_table;
@@ -64,7 +67,8 @@ struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t con
 void ag_session_remove(struct ag_session_table *t, struct ag_session *s);
 
 /* Starts (or continues) a handshake for s under the global and per-address
- * caps: 0, or AG_EAGAIN when a cap is full (answer 503). */
+ * caps: 0, or AG_EAGAIN when a cap is full (answer 503). The per-address
+ * cap counts by address key (IPv6 by /64) and is ag_session_addr_cap. */
 int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
                                enum ag_scheme scheme, uint32_t max_global, uint32_t max_per_addr,
                                uint64_t now_ms);
@@ -84,7 +88,11 @@ void *ag_session_take_mech(struct ag_session *s);
 void ag_session_foreach(const struct ag_session_table *t,
                         bool (*fn)(const struct ag_session *, void *), void *arg);
 void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out);
-/* Handshakes in progress from one address (for tests and ctl). */
+/* The per-address cap in force: max_per_addr, but never more than a
+ * 1/AG_HANDSHAKE_SHARE_DIV share of max_global (at least 1), so that a few
+ * addresses can never hold every slot. */
+uint32_t ag_session_addr_cap(uint32_t max_global, uint32_t max_per_addr);
+/* Handshakes in progress from one address's key (for tests and ctl). */
 uint32_t ag_session_handshakes_from(const struct ag_session_table *t, const char *peer);
 
 const char *ag_auth_state_name(enum ag_auth_state s);

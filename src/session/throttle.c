@@ -1,22 +1,21 @@
-/* throttle.c - failure throttling per user and per address (see
- * throttle.h). Two bounded hash tables with an age list each, ordered by
- * window start: every entry whose window has passed sits at the old end,
- * so evicting them is a loop over the head, each entry evicted once. */
-#include <arpa/inet.h>
-#include <errno.h>
+/* throttle.c - failure throttling per (user, address), per address and a
+ * per-user ceiling (see throttle.h). Three bounded hash tables with an age
+ * list each, ordered by window start: every entry whose window has passed
+ * sits at the old end, so evicting them is a loop over the head, each entry
+ * evicted once. */
 #include <nettle/sha2.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "session/addrkey.h"
 #include "session/throttle.h"
 #include "util/util.h"
 
-/* Address keys: an IPv6 text plus "/64", or an unparsed text cut here. */
-#define ADDR_KEY_MAX 64
 #define SEED_LEN 16
+/* A pair key: user key, a NUL, address key. */
+#define PAIR_KEY_MAX (AG_USER_MAX + 1 + AG_ADDR_KEY_MAX)
 
 struct thr_ent {
     struct thr_ent *hnext;          /* bucket chain */
@@ -24,8 +23,9 @@ struct thr_ent {
     struct thr_ent *older, *newer;  /* age list, by window start */
     uint64_t start;                 /* window start, monotonic ms */
     uint32_t count;                 /* failures in this window */
+    bool good;                      /* pairs: the user succeeded from here */
     size_t keylen;
-    char key[];                     /* normalised key, NUL-terminated */
+    char key[];                     /* normalised key (may hold a NUL), NUL-terminated */
 };
 
 struct thr_table {
@@ -37,13 +37,12 @@ struct thr_table {
 };
 
 struct ag_throttle {
-    struct thr_table users, addrs;
-    uint32_t max_user, max_addr; /* 0 = dimension off */
-    uint64_t window_ms;
+    struct thr_table pairs, addrs, users;
+    struct ag_throttle_limits lim;
+    uint32_t pair_cap;           /* lim.per_user_addr held to half the ceiling */
     uint8_t seed[SEED_LEN];      /* random: bucket positions unpredictable */
     struct ag_throttle_stats st;
 };
-
 
 /* Keyed hash of a client-chosen string: SHA-256 under a secret seed, so a
  * client cannot pile its user names into one bucket. An auth attempt costs
@@ -83,32 +82,26 @@ static size_t user_key(const char *user, char out[AG_USER_MAX + 1])
     return n;
 }
 
-/* IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 as its /64, anything
- * else as given (cut at ADDR_KEY_MAX). */
-static size_t addr_key(const char *addr, char out[ADDR_KEY_MAX + 1])
-{
-    struct in6_addr a6;
-    char txt[INET6_ADDRSTRLEN];
-    size_t n;
+/* The keys of one attempt; a dimension whose input is unknown has len 0
+ * and want_* false. */
+struct keys {
+    char u[AG_USER_MAX + 1], a[AG_ADDR_KEY_MAX + 1], p[PAIR_KEY_MAX + 1];
+    size_t ul, al, pl;
+    bool has_u, has_a;
+};
 
-    if (inet_pton(AF_INET6, addr, &a6) == 1) {
-        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-            inet_ntop(AF_INET, &a6.s6_addr[12], txt, sizeof(txt));
-            n = strlen(txt);
-            memcpy(out, txt, n + 1);
-            return n;
-        }
-        memset(&a6.s6_addr[8], 0, 8);
-        inet_ntop(AF_INET6, &a6, txt, sizeof(txt));
-        n = strlen(txt);
-        memcpy(out, txt, n);
-        memcpy(out + n, "/64", 4);
-        return n + 3;
+static void make_keys(struct keys *k, const char *user, const char *addr)
+{
+    k->has_u = user != NULL;
+    k->has_a = addr != NULL;
+    k->ul = k->has_u ? user_key(user, k->u) : 0;
+    k->al = k->has_a ? ag_addr_key(addr, k->a) : 0;
+    k->pl = 0;
+    if (k->has_u && k->has_a) {
+        memcpy(k->p, k->u, k->ul + 1); /* with its NUL: "ab"+"c" differs from "a"+"bc" */
+        memcpy(k->p + k->ul + 1, k->a, k->al + 1);
+        k->pl = k->ul + 1 + k->al;
     }
-    n = strnlen(addr, ADDR_KEY_MAX);
-    memcpy(out, addr, n);
-    out[n] = '\0';
-    return n;
 }
 
 static int table_init(struct thr_table *tab, size_t max, uint8_t tag)
@@ -125,11 +118,8 @@ static int table_init(struct thr_table *tab, size_t max, uint8_t tag)
     return 0;
 }
 
-static void ent_remove(struct thr_table *tab, struct thr_ent *e)
+static void age_unlink(struct thr_table *tab, struct thr_ent *e)
 {
-    *e->hpprev = e->hnext;
-    if (e->hnext)
-        e->hnext->hpprev = e->hpprev;
     if (e->older)
         e->older->newer = e->newer;
     else
@@ -138,8 +128,36 @@ static void ent_remove(struct thr_table *tab, struct thr_ent *e)
         e->newer->older = e->older;
     else
         tab->newest = e->older;
+}
+
+static void age_append(struct thr_table *tab, struct thr_ent *e)
+{
+    e->newer = NULL;
+    e->older = tab->newest;
+    if (tab->newest)
+        tab->newest->newer = e;
+    else
+        tab->oldest = e;
+    tab->newest = e;
+}
+
+static void ent_remove(struct thr_table *tab, struct thr_ent *e)
+{
+    *e->hpprev = e->hnext;
+    if (e->hnext)
+        e->hnext->hpprev = e->hpprev;
+    age_unlink(tab, e);
     tab->n--;
     free(e);
+}
+
+/* Restarts e's window at now: it moves to the new end (now is the latest). */
+static void ent_restart(struct thr_table *tab, struct thr_ent *e, uint64_t now)
+{
+    age_unlink(tab, e);
+    e->start = now;
+    e->count = 0;
+    age_append(tab, e);
 }
 
 static void table_free(struct thr_table *tab)
@@ -152,85 +170,92 @@ static void table_free(struct thr_table *tab)
 /* Evicts every entry whose window has passed (they form the old end). */
 static void evict_expired(struct ag_throttle *t, struct thr_table *tab, uint64_t now)
 {
-    while (tab->oldest && now >= tab->oldest->start && now - tab->oldest->start >= t->window_ms) {
+    while (tab->oldest && now >= tab->oldest->start &&
+           now - tab->oldest->start >= t->lim.window_ms) {
         ent_remove(tab, tab->oldest);
         t->st.expired++;
     }
 }
 
-static struct thr_ent *ent_find(const struct thr_table *tab, size_t b, const char *k, size_t n)
+/* The live entry of key k, or NULL; *bucket gets its bucket for ent_add. */
+static struct thr_ent *ent_find(struct ag_throttle *t, struct thr_table *tab, const char *k,
+                                size_t n, uint64_t now, size_t *bucket)
 {
+    size_t b;
+    evict_expired(t, tab, now);
+    b = hash_key(t, tab, k, n);
+    if (bucket)
+        *bucket = b;
     for (struct thr_ent *e = tab->buckets[b]; e; e = e->hnext)
         if (e->keylen == n && memcmp(e->key, k, n) == 0)
             return e;
     return NULL;
 }
 
-/* Adds a key with a fresh window at the new end; AG_ELIMIT when full. */
-static int ent_add(struct thr_table *tab, size_t b, const char *k, size_t n, uint64_t now)
+/* Adds a key with a fresh, empty window at the new end; NULL when full. */
+static struct thr_ent *ent_add(struct thr_table *tab, size_t b, const char *k, size_t n,
+                               uint64_t now)
 {
     struct thr_ent *e;
     if (tab->n >= tab->max)
-        return AG_ELIMIT;
-    e = malloc(sizeof(*e) + n + 1);
+        return NULL;
+    e = calloc(1, sizeof(*e) + n + 1);
     if (!e)
-        return AG_ENOMEM;
-    memcpy(e->key, k, n + 1);
+        return NULL;
+    memcpy(e->key, k, n);
+    e->key[n] = '\0';
     e->keylen = n;
     e->start = now;
-    e->count = 1;
     e->hnext = tab->buckets[b];
     if (e->hnext)
         e->hnext->hpprev = &e->hnext;
     e->hpprev = &tab->buckets[b];
     tab->buckets[b] = e;
-    e->newer = NULL;
-    e->older = tab->newest;
-    if (tab->newest)
-        tab->newest->newer = e;
-    else
-        tab->oldest = e;
-    tab->newest = e;
+    age_append(tab, e);
     tab->n++;
-    return 0;
+    return e;
 }
 
-struct ag_throttle *ag_throttle_create(size_t max_entries, uint32_t max_per_user,
-                                       uint32_t max_per_addr, uint64_t window_ms)
+struct ag_throttle *ag_throttle_create(size_t max_entries, const struct ag_throttle_limits *lim)
 {
     struct ag_throttle *t;
-    if (max_entries == 0 || window_ms == 0)
+    if (max_entries == 0 || !lim || lim->window_ms == 0)
         return NULL;
     t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    if (table_init(&t->users, max_entries, 'u') < 0 || table_init(&t->addrs, max_entries, 'a') < 0 ||
-        ag_random(t->seed, sizeof(t->seed)) < 0) {
+    if (table_init(&t->pairs, max_entries, 'p') < 0 || table_init(&t->addrs, max_entries, 'a') < 0 ||
+        table_init(&t->users, max_entries, 'u') < 0 || ag_random(t->seed, sizeof(t->seed)) < 0) {
         ag_throttle_free(t);
         return NULL;
     }
-    ag_throttle_set_limits(t, max_per_user, max_per_addr, window_ms);
+    ag_throttle_set_limits(t, lim);
     return t;
 }
 
-void ag_throttle_set_limits(struct ag_throttle *t, uint32_t max_per_user, uint32_t max_per_addr,
-                            uint64_t window_ms)
+void ag_throttle_set_limits(struct ag_throttle *t, const struct ag_throttle_limits *lim)
 {
-    if (!t)
+    uint64_t w;
+    if (!t || !lim)
         return;
-    t->max_user = max_per_user;
-    t->max_addr = max_per_addr;
-    if (window_ms)
-        t->window_ms = window_ms;
+    w = t->lim.window_ms;
+    t->lim = *lim;
+    if (!lim->window_ms)
+        t->lim.window_ms = w;
+    /* One address alone must never reach a user's ceiling. */
+    t->pair_cap = lim->per_user_addr;
+    if (lim->per_user) {
+        uint32_t half = lim->per_user / 2 ? lim->per_user / 2 : 1;
+        if (!t->pair_cap || t->pair_cap > half)
+            t->pair_cap = half;
+    }
 }
 
 /* 0 = may go on; AG_ELIMIT = over cap; AG_EAGAIN = untracked and no room. */
 static int check_one(struct ag_throttle *t, struct thr_table *tab, const char *k, size_t n,
                      uint32_t cap, uint64_t now)
 {
-    struct thr_ent *e;
-    evict_expired(t, tab, now);
-    e = ent_find(tab, hash_key(t, tab, k, n), k, n);
+    struct thr_ent *e = ent_find(t, tab, k, n, now, NULL);
     if (e)
         return e->count >= cap ? AG_ELIMIT : 0;
     return tab->n >= tab->max ? AG_EAGAIN : 0;
@@ -239,70 +264,115 @@ static int check_one(struct ag_throttle *t, struct thr_table *tab, const char *k
 int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_text,
                       uint64_t now_ms)
 {
-    char uk[AG_USER_MAX + 1], ak[ADDR_KEY_MAX + 1];
-    int ru = 0, ra = 0;
+    struct keys k;
+    int rp = 0, ra = 0;
 
     if (!t)
         return 0;
     t->st.checks++;
-    if (user && t->max_user)
-        ru = check_one(t, &t->users, uk, user_key(user, uk), t->max_user, now_ms);
-    if (addr_text && t->max_addr)
-        ra = check_one(t, &t->addrs, ak, addr_key(addr_text, ak), t->max_addr, now_ms);
-    if (ru == AG_ELIMIT)
-        t->st.refused_user++;
+    make_keys(&k, user, addr_text);
+    if (k.pl && t->pair_cap)
+        rp = check_one(t, &t->pairs, k.p, k.pl, t->pair_cap, now_ms);
+    if (k.has_a && t->lim.per_addr)
+        ra = check_one(t, &t->addrs, k.a, k.al, t->lim.per_addr, now_ms);
+    if (rp == AG_ELIMIT)
+        t->st.refused_pair++;
     if (ra == AG_ELIMIT)
         t->st.refused_addr++;
-    if (ru == AG_ELIMIT || ra == AG_ELIMIT)
+    if (rp == AG_ELIMIT || ra == AG_ELIMIT)
         return AG_ELIMIT;
-    if (ru || ra) {
+    if (rp || ra) {
         t->st.refused_full++;
         return AG_EAGAIN;
     }
     return 0;
 }
 
+int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_text,
+                              uint64_t now_ms)
+{
+    struct keys k;
+    struct thr_ent *e, *p;
+
+    if (!t || !user || !t->lim.per_user)
+        return 0;
+    t->st.checks++;
+    make_keys(&k, user, addr_text);
+    e = ent_find(t, &t->users, k.u, k.ul, now_ms, NULL);
+    if (!e) {
+        if (t->users.n < t->users.max)
+            return 0;
+        t->st.refused_full++;
+        return AG_EAGAIN;
+    }
+    if (e->count < t->lim.per_user)
+        return 0;
+    p = k.pl ? ent_find(t, &t->pairs, k.p, k.pl, now_ms, NULL) : NULL;
+    if (p && p->good) {
+        t->st.ceiling_passed++;
+        return 0;
+    }
+    t->st.refused_user++;
+    return AG_ELIMIT;
+}
+
 static void fail_one(struct ag_throttle *t, struct thr_table *tab, const char *k, size_t n,
                      uint64_t now)
 {
     size_t b;
-    struct thr_ent *e;
-    evict_expired(t, tab, now);
-    b = hash_key(t, tab, k, n);
-    e = ent_find(tab, b, k, n);
-    if (e) {
-        if (e->count < UINT32_MAX)
-            e->count++;
-    } else if (ent_add(tab, b, k, n, now) < 0) {
+    struct thr_ent *e = ent_find(t, tab, k, n, now, &b);
+    if (!e)
+        e = ent_add(tab, b, k, n, now);
+    if (!e)
         t->st.fail_unrecorded++;
-    }
+    else if (e->count < UINT32_MAX)
+        e->count++;
 }
 
 void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_text,
-                      uint64_t now_ms)
+                      bool wrong_password, uint64_t now_ms)
 {
-    char uk[AG_USER_MAX + 1], ak[ADDR_KEY_MAX + 1];
+    struct keys k;
     if (!t)
         return;
     t->st.failures++;
-    if (user && t->max_user)
-        fail_one(t, &t->users, uk, user_key(user, uk), now_ms);
-    if (addr_text && t->max_addr)
-        fail_one(t, &t->addrs, ak, addr_key(addr_text, ak), now_ms);
+    if (wrong_password)
+        t->st.wrong_passwords++;
+    make_keys(&k, user, addr_text);
+    if (k.pl && t->pair_cap)
+        fail_one(t, &t->pairs, k.p, k.pl, now_ms);
+    if (k.has_a && t->lim.per_addr)
+        fail_one(t, &t->addrs, k.a, k.al, now_ms);
+    if (k.has_u && wrong_password && t->lim.per_user)
+        fail_one(t, &t->users, k.u, k.ul, now_ms);
 }
 
-void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text)
+void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text,
+                         uint64_t now_ms)
 {
-    char uk[AG_USER_MAX + 1];
-    size_t n;
-    struct thr_ent *e;
-    (void)addr_text;
+    struct keys k;
+    struct thr_ent *u, *p;
+    size_t b;
+
     if (!t || !user)
         return;
-    n = user_key(user, uk);
-    e = ent_find(&t->users, hash_key(t, &t->users, uk, n), uk, n);
-    if (e)
-        ent_remove(&t->users, e);
+    make_keys(&k, user, addr_text);
+    u = ent_find(t, &t->users, k.u, k.ul, now_ms, NULL);
+    p = k.pl ? ent_find(t, &t->pairs, k.p, k.pl, now_ms, &b) : NULL;
+    /* Marked only for a user someone is failing for: normal traffic adds
+     * nothing. The mark lets this address past the ceiling for a window. */
+    if (k.pl && (p || u)) {
+        if (!p)
+            p = ent_add(&t->pairs, b, k.p, k.pl, now_ms);
+        if (p) {
+            ent_restart(&t->pairs, p, now_ms);
+            p->good = true;
+        } else {
+            t->st.fail_unrecorded++;
+        }
+    }
+    if (u)
+        ent_remove(&t->users, u);
 }
 
 void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *out)
@@ -312,18 +382,21 @@ void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *ou
         return;
     }
     *out = t->st;
-    out->users = t->users.n;
+    out->pairs = t->pairs.n;
     out->addrs = t->addrs.n;
+    out->users = t->users.n;
 }
 
 void ag_throttle_free(struct ag_throttle *t)
 {
     if (!t)
         return;
-    if (t->users.buckets)
-        table_free(&t->users);
+    if (t->pairs.buckets)
+        table_free(&t->pairs);
     if (t->addrs.buckets)
         table_free(&t->addrs);
+    if (t->users.buckets)
+        table_free(&t->users);
     ag_wipe(t->seed, sizeof(t->seed));
     free(t);
 }

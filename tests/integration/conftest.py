@@ -80,8 +80,8 @@ class _GatewayHandle(Gateway):
         super().__init__(*a, **kw)
         self._clients = []
 
-    def client(self, timeout=5.0, host=None, port=None):
-        c = RawClient(host or self.host, port or self.port, timeout=timeout)
+    def client(self, timeout=5.0, host=None, port=None, source=None):
+        c = RawClient(host or self.host, port or self.port, timeout=timeout, source=source)
         self._clients.append(c)
         return c
 

@@ -383,10 +383,11 @@ def test_verifications_in_flight_capped(winbind_env, origin, cap):
 
 
 def test_throttle_per_user(auth_env, origin):
-    """Row 75: after fail_max_per_user failures the user is refused without
-    asking the backend (event=auth_throttled, and even the right password
-    gets the same 407) until fail_window has passed."""
-    gw = auth_env.make("basic", fail_max_per_user=3, fail_max_per_addr=1000,
+    """Row 75: after fail_max_per_user_addr failures the user is refused from
+    that address without asking the backend (event=auth_throttled, and even
+    the right password gets the same 407) until fail_window has passed.
+    (test_auth_throttle.py: the same user from another address.)"""
+    gw = auth_env.make("basic", fail_max_per_user_addr=3, fail_max_per_addr=1000,
                        fail_window="2s", basic_cache_ttl=0, ctl=True)
     c = gw.client()
     for i in range(3):

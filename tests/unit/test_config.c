@@ -146,6 +146,7 @@ static void test_defaults_match_limits(void **state)
     assert_int_equal(c->max_handshakes_per_addr, AG_MAX_HANDSHAKES_PER_ADDR);
     assert_int_equal(c->max_jobs, AG_MAX_JOBS);
     assert_int_equal(c->basic_cache_ttl_ms, AG_BASIC_CACHE_TTL_S * 1000);
+    assert_int_equal(c->fail_max_per_user_addr, AG_FAIL_MAX_PER_USER_ADDR);
     assert_int_equal(c->fail_max_per_user, AG_FAIL_MAX_PER_USER);
     assert_int_equal(c->fail_max_per_addr, AG_FAIL_MAX_PER_ADDR);
     assert_int_equal(c->fail_window_ms, AG_FAIL_WINDOW_S * 1000);
@@ -248,6 +249,7 @@ static const struct num_case {
     {"max_jobs 65536", offsetof(struct ag_config, max_jobs), 65536},
     {"basic_cache_ttl 0", offsetof(struct ag_config, basic_cache_ttl_ms), 0},
     {"basic_cache_ttl 10m", offsetof(struct ag_config, basic_cache_ttl_ms), 600000},
+    {"fail_max_per_user_addr 2", offsetof(struct ag_config, fail_max_per_user_addr), 2},
     {"fail_max_per_user 3", offsetof(struct ag_config, fail_max_per_user), 3},
     {"fail_max_per_addr 100000", offsetof(struct ag_config, fail_max_per_addr), 100000},
     {"fail_window 15m", offsetof(struct ag_config, fail_window_ms), 900000},
@@ -335,6 +337,7 @@ static const struct dump_case {
     {"max_handshakes_per_addr 10", "max_handshakes_per_addr 10"},
     {"max_jobs 64", "max_jobs 64"},
     {"basic_cache_ttl 0", "basic_cache_ttl 0"},
+    {"fail_max_per_user_addr 3", "fail_max_per_user_addr 3"},
     {"fail_max_per_user 5", "fail_max_per_user 5"},
     {"fail_max_per_addr 20", "fail_max_per_addr 20"},
     {"fail_window 2m", "fail_window 2m"},

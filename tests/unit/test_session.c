@@ -69,6 +69,58 @@ static void test_handshake_caps(void **state)
     ag_session_table_free(t);
 }
 
+/* Issue 10 item 12: one IPv6 host is its /64 (IPv4-mapped as IPv4), and no
+ * address may hold more than a quarter of the global cap, whatever
+ * max_handshakes_per_addr says. */
+static void test_handshake_cap_by_prefix_and_share(void **state)
+{
+    (void)state;
+    char k[AG_ADDR_KEY_MAX + 1];
+    assert_int_equal(ag_addr_key("2001:db8:1:2:aaaa::1", k), strlen("2001:db8:1:2::/64"));
+    assert_string_equal(k, "2001:db8:1:2::/64");
+    ag_addr_key("::ffff:10.0.0.1", k);
+    assert_string_equal(k, "10.0.0.1");
+    ag_addr_key("10.0.0.1", k);
+    assert_string_equal(k, "10.0.0.1");
+    ag_addr_key("::1", k);
+    assert_string_equal(k, "::/64");
+
+    assert_int_equal(ag_session_addr_cap(4096, 256), 256);
+    assert_int_equal(ag_session_addr_cap(8, 1000), 2);
+    assert_int_equal(ag_session_addr_cap(2, 1000), 1);
+    assert_int_equal(ag_session_addr_cap(100, 3), 3);
+
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *r[8];
+    static const char *peers[8] = {
+        "2001:db8::1", "2001:db8::2:3", "2001:db8:0:0:ffff::9", /* one /64 */
+        "2001:db8:0:1::1",                                     /* the next /64 */
+        "::ffff:10.0.0.1", "10.0.0.1",                         /* one IPv4 host */
+        "10.0.0.2", "10.0.0.3",
+    };
+    for (uint64_t i = 0; i < 8; i++)
+        r[i] = ag_session_add(t, i + 1, peers[i], 0);
+    /* global 8, per address 1000 configured: 2 in force */
+    assert_int_equal(ag_session_handshake_begin(t, r[0], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, r[1], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, r[2], AG_SCHEME_NTLM, 8, 1000, 0), AG_EAGAIN);
+    assert_int_equal(ag_session_handshakes_from(t, "2001:db8::77"), 2);
+    assert_int_equal(ag_session_handshake_begin(t, r[3], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, r[4], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, r[5], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshakes_from(t, "10.0.0.1"), 2);
+    assert_int_equal(ag_session_handshake_begin(t, r[6], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    assert_int_equal(ag_session_handshake_begin(t, r[7], AG_SCHEME_NTLM, 8, 1000, 0), 0);
+    struct ag_session_counters n;
+    ag_session_counters(t, &n);
+    assert_int_equal(n.handshakes, 7);
+    assert_int_equal(n.refused_addr, 1);
+    assert_int_equal(n.refused_global, 0);
+    ag_session_remove(t, r[1]);
+    assert_int_equal(ag_session_handshakes_from(t, "2001:db8::"), 1);
+    ag_session_table_free(t);
+}
+
 static void test_scheme_switch_and_mech(void **state)
 {
     struct ag_session_table *t = ag_session_table_new();
@@ -118,6 +170,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_get_remove_many),
         cmocka_unit_test(test_handshake_caps),
+        cmocka_unit_test(test_handshake_cap_by_prefix_and_share),
         cmocka_unit_test(test_scheme_switch_and_mech),
         cmocka_unit_test(test_identity_lifecycle),
     };

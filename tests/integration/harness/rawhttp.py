@@ -87,13 +87,17 @@ def get_request(url, headers=(), method="GET", body=b"", version="HTTP/1.1", hos
 
 
 class RawClient:
-    def __init__(self, host, port, timeout=5.0):
+    def __init__(self, host, port, timeout=5.0, source=None):
+        """source: the local address to connect from (any of 127.0.0.0/8
+        works on loopback), so one test can play several client addresses."""
         self.host = host
         self.port = port
         self.timeout = timeout
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if source:
+            self.sock.bind((source, 0))
         self.sock.connect((host, port))
         self.buf = b""
         self.eof = False
