@@ -159,6 +159,14 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
     memcpy(p.password.response.challenge, challenge, 8);
     p.password.response.nt_length = (uint32_t)nt_len;
     p.password.response.nt_data = (uint8_t *)nt;
+    /* An NTLMv2 response (longer than NTLMv1's 24 bytes) goes alone: given
+     * an LM field too, Samba falls back to LMv2 when NTProofStr fails, and
+     * LMv2 binds none of the blob's AV pairs (target name, MIC flag), so a
+     * relay could alter them and still log in. */
+    if (nt_len > 24) {
+        lm = NULL;
+        lm_len = 0;
+    }
     p.password.response.lm_length = (uint32_t)lm_len;
     p.password.response.lm_data = (uint8_t *)lm;
     struct wbcAuthUserInfo *info = NULL;

@@ -27,7 +27,9 @@ struct ag_wb_result {
 int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
                          struct ag_wb_result *out);
 
-/* NTLM challenge/response. nt/lm are the responses as received. */
+/* NTLM challenge/response. nt/lm are the responses as received; lm is
+ * ignored (never sent to winbind) when nt is an NTLMv2 response (> 24 bytes):
+ * the caller passes it only for NTLMv1 (ntlm_allow_v1). */
 int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
                             const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
                             const uint8_t *lm, size_t lm_len, struct ag_wb_result *out);

@@ -673,11 +673,13 @@ static void ntlm_run(struct ag_job *j)
     struct ag_wb_result r;
     /* User and domain exactly as the client sent them: Samba tries the
      * domain as sent, upper-cased, then empty; normalising breaks NTLMv2. */
-    /* An NTLM2-session LM field holds the client challenge, not a response. */
-    bool ntlm2 = n->v->ntlm2_session;
+    /* The LM field only for NTLMv1 (ntlm_allow_v1): beside NTLMv2 it lets
+     * Samba fall back to LMv2, which binds no AV pair; an NTLM2-session LM
+     * field holds the client challenge, not a response. */
+    bool lm = a->v1 && !n->v->ntlm2_session;
     n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge,
-                                    a->nt.p, a->nt.len, ntlm2 ? NULL : a->lm.p,
-                                    ntlm2 ? 0 : a->lm.len, &r);
+                                    a->nt.p, a->nt.len, lm ? a->lm.p : NULL, lm ? a->lm.len : 0,
+                                    &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
     if (n->rc == 0 && !a->v1)

@@ -7,14 +7,15 @@ Run: /usr/bin/python3 -m pytest -q tests/integration/test_auth_ntlm.py
 """
 
 import json
+import os
 
 import pytest
 
-from harness.auth import (F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS, WINDOWS_FLAGS,
-                          NtlmAuthClient, authenticate_msg, b64, basic, challenge_from,
-                          is_fresh_407, log_events, negotiate_msg, ntlm_legs, offered, pa,
-                          run_python, stats, status, threads_waiting_on_socket, type1_leg,
-                          wait_until, write_user_file)
+from harness.auth import (AV_TARGET_NAME, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
+                          WINDOWS_FLAGS, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
+                          basic, challenge_from, get_field, is_fresh_407, log_events,
+                          negotiate_msg, ntlm_legs, offered, pa, run_python, stats, status,
+                          threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
 from harness.auth import (auth_env, backend, legacy_ssl_env, local_env,  # noqa: F401
                           winbind_env)
 from harness.rawhttp import build_request, get_request
@@ -604,3 +605,95 @@ def test_local_challenge_names_configured_domain(local_env, origin):
     gw = local_env.make("ntlm", ntlm_domain="CONFIGURED")
     chal, _ = type1_leg(gw.client(), origin.url("/echo"))
     assert chal.nb_domain == "CONFIGURED"
+
+
+# --------------------------------------------------------------------------- LMv2 downgrade
+#
+# A genuine client sends a valid LMv2 response next to its NTLMv2 one
+# (authenticate_msg(lm=True), as Windows does). LMv2 proves the password but
+# binds none of the blob's AV pairs, so a relay that alters the blob (target
+# name, MsvAvFlags) makes NTProofStr fail: the gateway must not let the
+# backend fall back to LMv2 then.
+
+PROXY_HOST = "proxy.authgate.test"
+
+
+def _utf16(s):
+    return s.encode("utf-16-le")
+
+
+def _with_target_name(name):
+    return lambda pairs: [p for p in pairs if p[0] != AV_TARGET_NAME] + [(AV_TARGET_NAME,
+                                                                          _utf16(name))]
+
+
+def _nt_of(msg):
+    ln, _, off = get_field(msg, "nt")
+    return msg[off:off + ln]
+
+
+def _lmv2_tampered(chal, t1, user, password, edit_nt, target=None):
+    """(genuine Type 3, Type 3 whose NT response is edit_nt(genuine NT
+    response)); both carry the same valid LMv2 response."""
+    cc = os.urandom(8)
+    kw = dict(negotiate=t1, client_challenge=cc,
+              av_edit=_with_target_name(target) if target else None)
+    good = authenticate_msg(chal, user, password, **kw)
+    bad = authenticate_msg(chal, user, password, nt_override=edit_nt(_nt_of(good)), **kw)
+    assert get_field(good, "lm")[0] == get_field(bad, "lm")[0] == 24
+    return good, bad
+
+
+def _rewrite_target_name(name):
+    """Edits an NTLMv2 response's MsvAvTargetName in place, leaving NTProofStr
+    as it was (what a relay can do). nt = NTProofStr(16) + blob header(28) +
+    AV pairs + 4 zero bytes."""
+    def edit(nt):
+        pairs = _with_target_name(name)(av_parse(nt[44:-4]))
+        return nt[:44] + av_pack(pairs) + nt[-4:]
+    return edit
+
+
+def _flip(i):
+    return lambda nt: nt[:i] + bytes([nt[i] ^ 0x01]) + nt[i + 1:]
+
+
+@pytest.mark.parametrize("byte", [0, 12], ids=["first-half", "second-half"])
+def test_lmv2_next_to_tampered_ntproofstr_refused(auth_env, origin, byte):
+    """Issue 10 item 1: a flipped NTProofStr byte with a valid LMv2 beside it
+    is refused (winbind: authgate no longer hands Samba the LM response,
+    from which it fell back to LMv2)."""
+    gw = auth_env.make("ntlm", fail_max_per_user=1000, fail_max_per_addr=1000)
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    good, bad = _lmv2_tampered(chal, t1, "alice", PW["alice"], _flip(byte))
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bad)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    gw.wait_log(r"event=auth_failed scheme=NTLM")
+    # the genuine message (same LMv2) for a fresh challenge still succeeds
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    good, _ = _lmv2_tampered(chal, t1, "alice", PW["alice"], _flip(byte))
+    assert ident(c.request(get_request(origin.url("/echo"), [ntlm_pa(good)]))) == [
+        auth_env.identity("alice")]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_lmv2_next_to_rewritten_target_name_refused(auth_env, origin):
+    """Issue 10 item 1, the relay: the client named another server
+    (HTTP/evil.example); the relay rewrites MsvAvTargetName to our SPN so
+    that the target-name check passes, and cannot recompute NTProofStr. The
+    valid LMv2 beside it must not rescue it."""
+    evil = "HTTP/evil.example"
+    gw = auth_env.make("ntlm", proxy_host=PROXY_HOST)
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    _, bad = _lmv2_tampered(chal, t1, "alice", PW["alice"],
+                            _rewrite_target_name("HTTP/" + PROXY_HOST), target=evil)
+    assert _utf16("HTTP/" + PROXY_HOST) in bad
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bad)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    # it reached the backend (the target name now matches) and failed there
+    gw.wait_log(r"event=auth_failed scheme=NTLM")
+    assert origin.all_requests == []
