@@ -18,6 +18,7 @@ from harness.auth import (AV_TARGET_NAME, F_UNICODE, IDENTITY_HEADER, REQUESTS_N
                           threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
 from harness.auth import (auth_env, backend, legacy_ssl_env, local_env,  # noqa: F401
                           winbind_env)
+from harness.gateway import free_port
 from harness.rawhttp import build_request, get_request
 from harness.tools import assert_error_response, curl
 
@@ -697,3 +698,95 @@ def test_lmv2_next_to_rewritten_target_name_refused(auth_env, origin):
     # it reached the backend (the target name now matches) and failed there
     gw.wait_log(r"event=auth_failed scheme=NTLM")
     assert origin.all_requests == []
+
+
+# --------------------------------------------------------------------------- MsvAvTargetName
+#
+# Issue 10 item 2 (BAD-INPUTS row 62): with proxy_host set, a target name
+# must be HTTP/<proxy_host> or HTTP/<proxy_host>:<listening port> (Chromium
+# names the port when it is not 80), in any letter case. The byte-level
+# client puts it into the blob before NTProofStr (and the MIC) are computed,
+# as a real client does.
+
+
+def _target_cases():
+    return [
+        ("bare", lambda gw: "HTTP/" + PROXY_HOST, 200),
+        ("port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, gw.ports[0]), 200),
+        ("second-listener-port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, gw.ports[1]), 200),
+        ("upper-case", lambda gw: "HTTP/" + PROXY_HOST.upper(), 200),
+        ("mixed-case-port", lambda gw: "http/%s:%d" % (PROXY_HOST.title(), gw.ports[0]), 200),
+        ("evil", lambda gw: "HTTP/evil.example", 407),
+        ("other-port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, _other_port(gw)), 407),
+        ("empty-port", lambda gw: "HTTP/%s:" % PROXY_HOST, 407),
+        ("trailing-dot", lambda gw: "HTTP/%s." % PROXY_HOST, 407),
+        ("other-service", lambda gw: "HOST/" + PROXY_HOST, 407),
+    ]
+
+
+def _other_port(gw):
+    p = gw.ports[0] + 1
+    while p in gw.ports:
+        p += 1
+    return p
+
+
+@pytest.mark.parametrize("mic", [False, True], ids=["no-mic", "mic"])
+@pytest.mark.parametrize("case", _target_cases(), ids=[c[0] for c in _target_cases()])
+def test_target_name_with_proxy_host(auth_env, origin, case, mic):
+    _, target, status = case
+    gw = auth_env.make("ntlm basic", proxy_host=PROXY_HOST,
+                       listen=["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()])
+    c = gw.client()
+    name = target(gw)
+    r, _, t3 = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"],
+                         neg=negotiate_msg(WINDOWS_FLAGS), mic=mic,
+                         av_edit=_with_target_name(name))
+    assert _utf16(name) in t3
+    if status == 200:
+        assert ident(r) == [auth_env.identity("alice")]
+        return
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    # refused before the backend, with the reason in the log
+    gw.wait_log(r'event=auth_refused scheme=NTLM .*reason="MsvAvTargetName is not one of our SPNs"')
+    assert "auth_ok" not in log_events(gw) and "auth_failed" not in log_events(gw)
+    assert origin.all_requests == []
+
+
+def test_target_name_any_without_proxy_host(local_env, origin):
+    """Without proxy_host the gateway does not know its name: any target
+    name passes (a guessed host name would refuse honest clients)."""
+    gw = local_env.make("ntlm")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name("HTTP/evil.example"))
+    assert ident(r) == ["alice"]
+
+
+def test_target_name_rebuilt_on_reload(local_env, origin):
+    """The accepted names follow proxy_host across a reload."""
+    gw = local_env.make("ntlm", proxy_host=PROXY_HOST)
+    other = "other.authgate.test"
+    name = "HTTP/%s:%d" % (other, gw.port)
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name(name))
+    assert_error_response(r, 407)
+    gw.reload({"proxy_host": other})
+    gw.wait_log(r"event=reloaded")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name(name))
+    assert ident(r) == ["alice"]
+
+
+def test_target_name_of_explicit_acceptor(local_env, origin):
+    """The host of an explicit `negotiate_acceptor HTTP/<host>@REALM` is one
+    of the proxy's names too (with and without a listening port)."""
+    alias = "alias.authgate.test"
+    gw = local_env.make("ntlm", proxy_host=PROXY_HOST,
+                        negotiate_acceptor="HTTP/%s@AUTHGATE.TEST" % alias)
+    for name, status in (("HTTP/" + alias, 200), ("HTTP/%s:%d" % (alias.upper(), gw.port), 200),
+                         ("HTTP/%s:%d" % (PROXY_HOST, gw.port), 200),
+                         ("HTTP/AUTHGATE.TEST", 407), ("HTTP/%s@AUTHGATE.TEST" % alias, 407)):
+        r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                            av_edit=_with_target_name(name))
+        assert r.status == status, (name, r)
