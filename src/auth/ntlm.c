@@ -179,6 +179,7 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
     }
     v->st = st; /* consumed whatever happens: a challenge is single-use */
     v->require_mic = srv->require_mic;
+    v->allow_machine_accounts = srv->allow_machine_accounts;
     v->msg = malloc(len ? len : 1);
     if (!v->msg) {
         ag_ntlm_verify_free(v);

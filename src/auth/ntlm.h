@@ -49,6 +49,7 @@ struct ag_ntlm_server {
     const char *nb_domain, *nb_computer, *dns_domain, *dns_computer;
     bool allow_ntlmv1;      /* accept NTLMv1/NTLM2-session responses (legacy sites, winbind) */
     bool require_mic;
+    bool allow_machine_accounts; /* winbind: admit HOST$ trust accounts */
     const char *const *spns; /* MsvAvTargetName must be one of these when present; NULL = any */
 };
 
@@ -82,6 +83,7 @@ struct ag_ntlm_verify {
     struct ag_ntlm_auth a;   /* parsed; borrows from msg */
     struct ag_ntlm_state *st; /* owned */
     bool require_mic;
+    bool allow_machine_accounts; /* from ag_ntlm_server */
     /* The challenge the NT response answers: the server challenge, or for an
      * NTLM2-session response MD5(server challenge || client challenge)[0..7]
      * (MS-NLMP 3.3.1), which is what winbind must be given. */

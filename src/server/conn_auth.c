@@ -691,6 +691,7 @@ static void ntlm_server(const struct ag_server *srv, const struct ag_config *cfg
     }
     out->dns_computer = names->dns_computer;
     out->require_mic = cfg->ntlm_require_mic;
+    out->allow_machine_accounts = cfg->ntlm_allow_machine_accounts;
     /* Legacy responses only where winbind verifies them: the local file has
      * no NTLMv1 verifier. */
     out->allow_ntlmv1 = cfg->ntlm_allow_v1 && cfg->ntlm_backend == AG_BACKEND_WINBIND;
@@ -732,7 +733,7 @@ static void ntlm_run(struct ag_job *j)
     bool lm = a->v1 && !n->v->ntlm2_session;
     n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge,
                                     a->nt.p, a->nt.len, lm ? a->lm.p : NULL, lm ? a->lm.len : 0,
-                                    &r);
+                                    n->v->allow_machine_accounts, &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
     if (n->rc == 0 && !a->v1)

@@ -8,11 +8,12 @@ Run: /usr/bin/python3 -m pytest -q tests/integration/test_auth_ntlm.py
 
 import json
 import os
+import re
 
 import pytest
 
 from harness.auth import (AV_TARGET_NAME, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
-                          WINDOWS_FLAGS, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
+                          WINDOWS_FLAGS, AuthEnv, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
                           basic, challenge_from, get_field, is_fresh_407, log_events,
                           negotiate_msg, ntlm_legs, offered, pa, run_python, stats, status,
                           threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
@@ -790,3 +791,46 @@ def test_target_name_of_explicit_acceptor(local_env, origin):
         r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
                             av_edit=_with_target_name(name))
         assert r.status == status, (name, r)
+
+
+# --------------------------------------------------------------------------- machine accounts
+#
+# Issue 10 item 5: a workstation or server trust account (HOST$) is a
+# computer, not a person; through winbind it is refused unless
+# `ntlm_allow_machine_accounts on`. A private winbindd: the accounts are added
+# to its tdbsam with account flags [W] and [S] (peers Winbind.add_machine).
+
+MACHINE_PW = "Machine-Pass1"
+
+
+@pytest.fixture
+def machine_env(make_gateway, tmp_path, request, fresh_winbind):
+    fresh_winbind.add_machine("ws1", MACHINE_PW, "W")
+    fresh_winbind.add_machine("srv1", MACHINE_PW, "S")
+    env = AuthEnv("winbind", make_gateway, tmp_path, fresh_winbind, request=request)
+    request.addfinalizer(env.finish)
+    return env
+
+
+@pytest.mark.parametrize("account", ["WS1$", "SRV1$"])
+def test_machine_account_refused_by_default(machine_env, origin, account):
+    gw = machine_env.make("ntlm basic")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), account, MACHINE_PW)
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    gw.wait_log(r'event=auth_failed scheme=NTLM .*user="%s" .*reason="machine account"'
+                % re.escape(account))
+    # Basic never admits them either
+    r = gw.client().request(get_request(origin.url("/echo"), [pa(basic(account, MACHINE_PW))]))
+    assert_error_response(r, 407)
+    # people still log in
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["AUTHGATE\\alice"]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+@pytest.mark.parametrize("account", ["WS1$", "SRV1$"])
+def test_machine_account_with_option(machine_env, origin, account):
+    gw = machine_env.make("ntlm", ntlm_allow_machine_accounts="on")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), account, MACHINE_PW)
+    assert ident(r) == ["AUTHGATE\\" + account]
