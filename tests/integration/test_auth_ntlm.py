@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from harness.auth import (AV_TARGET_NAME, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
+from harness.auth import (AV_TARGET_NAME, CURL_FLAGS, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
                           WINDOWS_FLAGS, AuthEnv, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
                           basic, challenge_from, get_field, is_fresh_407, log_events,
                           negotiate_msg, ntlm_legs, offered, pa, run_python, stats, status,
@@ -834,3 +834,50 @@ def test_machine_account_with_option(machine_env, origin, account):
     gw = machine_env.make("ntlm", ntlm_allow_machine_accounts="on")
     r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), account, MACHINE_PW)
     assert ident(r) == ["AUTHGATE\\" + account]
+
+
+# --------------------------------------------------------------------------- guards (issue 10)
+
+
+@pytest.mark.parametrize("flags", [CURL_FLAGS, WINDOWS_FLAGS], ids=["no-key-exch", "key-exch"])
+@pytest.mark.parametrize("byte", [0, 9, 15])
+def test_mic_one_byte_flipped_default_config(auth_env, origin, flags, byte):
+    """Row 60 with both backends, under the default configuration
+    (ntlm_require_mic off): a MIC with one byte flipped is refused once the
+    backend produced the key; the untouched message for the next challenge
+    passes."""
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"), neg=negotiate_msg(flags))
+    m = bytearray(authenticate_msg(chal, "alice", PW["alice"], negotiate=t1, mic=True))
+    m[72 + byte] ^= 0x01
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bytes(m))]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    gw.wait_log(r'event=auth_failed scheme=NTLM .*reason="MIC mismatch"')
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"],
+                        neg=negotiate_msg(flags), mic=True)
+    assert ident(r) == [auth_env.identity("alice")]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_new_type1_on_authenticated_connection_clears_identity(auth_env, origin):
+    """Row 36 for NTLM: a Type 1 on an NTLM-authenticated connection
+    unauthenticates it first; `authgatectl status` then counts no
+    authenticated connection, and a request without credentials gets 407."""
+    gw = auth_env.make("ntlm basic", ctl=True)
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == [auth_env.identity("alice")]
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("1", "0"), st
+    chal, _ = type1_leg(c, origin.url("/echo/again"))
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("0", "1"), st
+    assert stats(gw)["auth_identity_reset"] == 1
+    r = c.request(get_request(origin.url("/echo/none")))
+    assert_error_response(r, 407)  # the old identity is gone
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("0", "0"), st
+    assert [q.target for q in origin.requests] == ["/echo"]
