@@ -159,7 +159,8 @@ static void load_wb_names(struct ag_server *srv, const struct ag_config *cfg)
 
 /* The host an explicit HTTP acceptor names ("HTTP@host", "HTTP/host" or
  * "HTTP/host@REALM"): clients reaching the proxy by that name use it in
- * NTLM too. NULL for none, "any" or another service. */
+ * NTLM too. NULL for none, "any", another service or no DNS name (longer
+ * than cap - 1; callers pass 254: 253 is the DNS limit). */
 static const char *acceptor_host(const struct ag_config *cfg, char *out, size_t cap)
 {
     const char *a = cfg->negotiate_acceptor;
@@ -179,9 +180,8 @@ static const char *acceptor_host(const struct ag_config *cfg, char *out, size_t 
 static size_t listening_ports(const struct ag_server *srv, const struct ag_config *cfg,
                               uint16_t ports[AG_MAX_LISTENERS])
 {
-    size_t n = 0;
-    for (size_t i = 0; i < AG_MAX_LISTENERS && i < (srv->n_listeners ? srv->n_listeners
-                                                                      : cfg->n_listen); i++) {
+    size_t n = 0, count = srv->n_listeners ? srv->n_listeners : cfg->n_listen;
+    for (size_t i = 0; i < count && i < AG_MAX_LISTENERS; i++) {
         struct sockaddr_storage ss;
         int sl = sizeof ss;
         if (srv->n_listeners) {
@@ -204,7 +204,7 @@ static void load_ntlm_spns(struct ag_server *srv, const struct ag_config *cfg)
     memset(&srv->ntlm_spns, 0, sizeof srv->ntlm_spns);
     if (!cfg->proxy_host)
         return;
-    char acc[256];
+    char acc[254];
     const char *names[] = {cfg->proxy_host, acceptor_host(cfg, acc, sizeof acc)};
     uint16_t ports[AG_MAX_LISTENERS];
     size_t np = listening_ports(srv, cfg, ports);
