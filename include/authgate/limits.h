@@ -136,6 +136,14 @@
 /* Domain and workstation names in an AUTHENTICATE, in UTF-8 bytes: the same
  * 255 as AG_USER_MAX (AD names are far shorter; winbind is never given more). */
 #define AG_NTLM_NAME_MAX 255
+/* The proxy's names an MsvAvTargetName may carry (relay defence): proxy_host
+ * and the host of an explicit HTTP negotiate_acceptor. */
+#define AG_NTLM_SPN_NAMES_MAX 2
+/* Accepted MsvAvTargetName spellings: HTTP/<name> and HTTP/<name>:<port> for
+ * every name and listening port (Chromium names the port when it is not 80). */
+#define AG_NTLM_SPNS_MAX (AG_NTLM_SPN_NAMES_MAX * (1 + AG_MAX_LISTENERS))
+/* One spelling: "HTTP/" + a DNS name (at most 253) + ":65535" + NUL. */
+#define AG_NTLM_SPN_LEN_MAX 272
 
 /* config bounds */
 /* Refused-request bodies read to keep a connection: past 1 MiB, closing and

@@ -99,8 +99,51 @@ void ag_ntlm_verify_free(struct ag_ntlm_verify *v)
     free(v);
 }
 
-/* MsvAvTargetName (UTF-16LE) against our SPNs, ASCII case-insensitive. */
-static bool spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns)
+static bool ascii_ieq(const char *a, const char *b)
+{
+    return ag_strieq(a, strlen(a), b);
+}
+
+int ag_ntlm_spns_build(struct ag_ntlm_spns *out, const char *const *names, size_t n_names,
+                       const uint16_t *ports, size_t n_ports)
+{
+    memset(out, 0, sizeof *out);
+    if (n_names > AG_NTLM_SPN_NAMES_MAX || n_ports > AG_MAX_LISTENERS)
+        return AG_ELIMIT;
+    for (size_t i = 0; i < n_names; i++) {
+        const char *name = names[i];
+        if (!name || !*name)
+            continue;
+        if (strlen(name) > 253) {
+            memset(out, 0, sizeof *out);
+            return AG_ELIMIT;
+        }
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = names[k] && ascii_ieq(names[k], name);
+        if (seen)
+            continue;
+        /* Within the caps by construction: names x (1 + ports). */
+        snprintf(out->text[out->n], AG_NTLM_SPN_LEN_MAX, "HTTP/%s", name);
+        out->list[out->n] = out->text[out->n];
+        out->n++;
+        for (size_t p = 0; p < n_ports; p++) {
+            bool dup = ports[p] == 0;
+            for (size_t k = 0; k < p && !dup; k++)
+                dup = ports[k] == ports[p];
+            if (dup)
+                continue;
+            snprintf(out->text[out->n], AG_NTLM_SPN_LEN_MAX, "HTTP/%s:%u", name,
+                     (unsigned)ports[p]);
+            out->list[out->n] = out->text[out->n];
+            out->n++;
+        }
+    }
+    out->list[out->n] = NULL;
+    return 0;
+}
+
+bool ag_ntlm_spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns)
 {
     if (!spns || !tn->len)
         return true;
@@ -136,6 +179,7 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
     }
     v->st = st; /* consumed whatever happens: a challenge is single-use */
     v->require_mic = srv->require_mic;
+    v->allow_machine_accounts = srv->allow_machine_accounts;
     v->msg = malloc(len ? len : 1);
     if (!v->msg) {
         ag_ntlm_verify_free(v);
@@ -182,7 +226,7 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
         *reason = "AUTHENTICATE flags not offered in CHALLENGE";
     } else if (ag_ntlmv2_check_av_echo(ch.target_info.p, ch.target_info.len, &v->a.v2) != 0) {
         *reason = "server AV pairs missing or altered";
-    } else if (!spn_ok(&v->a.v2.target_name, srv->spns)) {
+    } else if (!ag_ntlm_spn_ok(&v->a.v2.target_name, srv->spns)) {
         *reason = "MsvAvTargetName is not one of our SPNs";
     } else if (v->a.v2.channel_bindings &&
                memcmp(v->a.v2.channel_bindings, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) != 0) {

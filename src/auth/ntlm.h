@@ -18,15 +18,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "authgate/limits.h"
 #include "identity.h"
 #include "ntlm_wire.h"
 #include "userfile.h"
+
+/* The MsvAvTargetName spellings this proxy answers to (relay defence):
+ * HTTP/<name> and HTTP/<name>:<port> for each of its names and listening
+ * ports, matched without regard to ASCII case. Built once per configuration
+ * (ag_ntlm_spns_build); no allocation, so building cannot fail open. */
+struct ag_ntlm_spns {
+    size_t n;
+    const char *list[AG_NTLM_SPNS_MAX + 1]; /* NULL-terminated, points into text */
+    char text[AG_NTLM_SPNS_MAX][AG_NTLM_SPN_LEN_MAX];
+};
+
+/* Fills out from names (NULL or "" entries and repeats in any case skipped)
+ * and ports (repeats and 0 skipped). 0, or AG_ELIMIT for more than
+ * AG_NTLM_SPN_NAMES_MAX names, more than AG_MAX_LISTENERS ports or a name
+ * over 253 bytes (out is then empty). */
+int ag_ntlm_spns_build(struct ag_ntlm_spns *out, const char *const *names, size_t n_names,
+                       const uint16_t *ports, size_t n_ports);
+
+/* A UTF-16LE MsvAvTargetName against a NULL-terminated list of spellings,
+ * ASCII case-insensitive. An empty name or a NULL list passes. */
+bool ag_ntlm_spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns);
 
 /* Names sent in the CHALLENGE (from config or winbind's interface details). */
 struct ag_ntlm_server {
     const char *nb_domain, *nb_computer, *dns_domain, *dns_computer;
     bool allow_ntlmv1;      /* accept NTLMv1/NTLM2-session responses (legacy sites, winbind) */
     bool require_mic;
+    bool allow_machine_accounts; /* winbind: admit HOST$ trust accounts */
     const char *const *spns; /* MsvAvTargetName must be one of these when present; NULL = any */
 };
 
@@ -60,6 +83,7 @@ struct ag_ntlm_verify {
     struct ag_ntlm_auth a;   /* parsed; borrows from msg */
     struct ag_ntlm_state *st; /* owned */
     bool require_mic;
+    bool allow_machine_accounts; /* from ag_ntlm_server */
     /* The challenge the NT response answers: the server challenge, or for an
      * NTLM2-session response MD5(server challenge || client challenge)[0..7]
      * (MS-NLMP 3.3.1), which is what winbind must be given. */

@@ -53,12 +53,25 @@ const char *ag_wb_status_text(uint32_t s)
     case 0xc0000193: return "account expired";
     case 0xc000006f: return "logon hours";
     case 0xc0000070: return "workstation restriction";
+    case 0xc0000198: /* NOLOGON_INTERDOMAIN_TRUST_ACCOUNT */
+    case 0xc0000199: /* NOLOGON_WORKSTATION_TRUST_ACCOUNT */
+    case 0xc000019a: return "machine account"; /* NOLOGON_SERVER_TRUST_ACCOUNT */
     default: return NULL;
     }
 }
 
+/* Trust accounts (HOST$ of a workstation or server, another domain) are
+ * computers, not people. */
+static bool machine_account(const struct wbcAuthUserInfo *info, bool allow_machine)
+{
+    uint32_t refused = WBC_ACB_DOMTRUST;
+    if (!allow_machine)
+        refused |= WBC_ACB_WSTRUST | WBC_ACB_SVRTRUST;
+    return (info->acct_flags & refused) != 0;
+}
+
 static int finish(wbcErr rc, struct wbcAuthUserInfo *info, struct wbcAuthErrorInfo *err,
-                  struct ag_wb_result *out)
+                  bool allow_machine, struct ag_wb_result *out)
 {
     int ret;
     if (rc == WBC_ERR_SUCCESS && info) {
@@ -66,6 +79,11 @@ static int finish(wbcErr rc, struct wbcAuthUserInfo *info, struct wbcAuthErrorIn
             /* A guest mapping is not an identity; LM is never acceptable. */
             snprintf(out->reason, sizeof out->reason, "%s",
                      (info->user_flags & WBC_AUTH_USER_INFO_GUEST) ? "guest" : "used LM");
+            ret = AG_EAUTH;
+        } else if (machine_account(info, allow_machine)) {
+            /* Also checked here, not only through parameter_control: a DC
+             * that ignores it must not let a computer account through. */
+            snprintf(out->reason, sizeof out->reason, "machine account");
             ret = AG_EAUTH;
         } else {
             snprintf(out->id.user, sizeof out->id.user, "%s",
@@ -137,12 +155,13 @@ int ag_wb_plain_blocking(const char *domain, const char *user, const char *passw
     struct wbcAuthUserInfo *info = NULL;
     struct wbcAuthErrorInfo *err = NULL;
     wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
-    return finish(rc, info, err, out);
+    return finish(rc, info, err, false, out);
 }
 
 int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
                             const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
-                            const uint8_t *lm, size_t lm_len, struct ag_wb_result *out)
+                            const uint8_t *lm, size_t lm_len, bool allow_machine,
+                            struct ag_wb_result *out)
 {
     struct wbcContext *ctx = begin(out);
     if (!ctx)
@@ -153,18 +172,29 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
     p.domain_name = domain;
     p.workstation_name = workstation;
     p.level = WBC_AUTH_USER_LEVEL_RESPONSE;
-    /* Let Samba accept NTLMv2 from a workstation and return its session key. */
-    p.parameter_control = 0x00000020 /* MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT */ |
-                          0x00000800 /* MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT */;
+    /* Without these bits Samba (and a Windows DC) refuses a workstation or
+     * server trust account (HOST$) with NOLOGON_*_TRUST_ACCOUNT; they are set
+     * only with ntlm_allow_machine_accounts. */
+    if (allow_machine)
+        p.parameter_control = WBC_MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT |
+                              WBC_MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT;
     memcpy(p.password.response.challenge, challenge, 8);
     p.password.response.nt_length = (uint32_t)nt_len;
     p.password.response.nt_data = (uint8_t *)nt;
+    /* An NTLMv2 response (longer than NTLMv1's 24 bytes) goes alone: given
+     * an LM field too, Samba falls back to LMv2 when NTProofStr fails, and
+     * LMv2 binds none of the blob's AV pairs (target name, MIC flag), so a
+     * relay could alter them and still log in. */
+    if (nt_len > 24) {
+        lm = NULL;
+        lm_len = 0;
+    }
     p.password.response.lm_length = (uint32_t)lm_len;
     p.password.response.lm_data = (uint8_t *)lm;
     struct wbcAuthUserInfo *info = NULL;
     struct wbcAuthErrorInfo *err = NULL;
     wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
-    return finish(rc, info, err, out);
+    return finish(rc, info, err, allow_machine, out);
 }
 
 int ag_wb_names_blocking(char *nb_domain, char *dns_domain, char *nb_name, size_t cap)

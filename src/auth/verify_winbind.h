@@ -8,6 +8,7 @@
 #ifndef AG_AUTH_VERIFY_WINBIND_H
 #define AG_AUTH_VERIFY_WINBIND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,15 +23,21 @@ struct ag_wb_result {
 };
 
 /* Plaintext (Basic): user and domain exactly as the client sent them (domain
- * may be "" for winbind's default). 0, AG_EAUTH (refused, incl. guest),
+ * may be "" for winbind's default). 0, AG_EAUTH (refused, incl. guest and
+ * machine accounts, reason "machine account"),
  * AG_EBACKEND (winbindd not reachable or failing: fail closed). */
 int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
                          struct ag_wb_result *out);
 
-/* NTLM challenge/response. nt/lm are the responses as received. */
+/* NTLM challenge/response. nt/lm are the responses as received; lm is
+ * ignored (never sent to winbind) when nt is an NTLMv2 response (> 24 bytes):
+ * the caller passes it only for NTLMv1 (ntlm_allow_v1). Workstation and
+ * server trust accounts (HOST$) are refused ("machine account") unless
+ * allow_machine (ntlm_allow_machine_accounts); inter-domain trusts always. */
 int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
                             const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
-                            const uint8_t *lm, size_t lm_len, struct ag_wb_result *out);
+                            const uint8_t *lm, size_t lm_len, bool allow_machine,
+                            struct ag_wb_result *out);
 
 /* Resolves "DOMAIN\name" or "name" (winbind's default domain) to a SID
  * string. 0, AG_ENOTFOUND, AG_EBACKEND. For group names in access rules. */

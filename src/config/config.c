@@ -308,6 +308,8 @@ static const struct opt opts[] = {
      "refuse NTLM AUTHENTICATE messages without a MIC"},
     {"ntlm_allow_v1", T_BOOL, OFF(ntlm_allow_v1), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
      "accept NTLMv1/NTLM2-session responses through winbind (legacy clients)"},
+    {"ntlm_allow_machine_accounts", T_BOOL, OFF(ntlm_allow_machine_accounts), 0, 1, 0, NULL,
+     F_RELOAD, NULL, NULL, "admit computer (HOST$ trust) accounts through NTLM and winbind"},
 
     /* Negotiate (Kerberos) */
     {"keytab", T_PATH, OFF(keytab), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,

@@ -109,6 +109,9 @@ struct ag_config {
     bool ntlm_require_mic; /* "ntlm_require_mic on|off", default off (curl never sends one) */
     bool ntlm_allow_v1;    /* "ntlm_allow_v1 on|off", default off: accept NTLMv1 and
                               NTLM2-session responses (legacy clients; winbind backend only) */
+    bool ntlm_allow_machine_accounts; /* "ntlm_allow_machine_accounts on|off", default off:
+                                         admit workstation/server trust accounts (HOST$)
+                                         through winbind */
 
     /* Negotiate (Kerberos) */
     char *keytab;             /* "keytab PATH", default none = KRB5_KTNAME or the system default */

@@ -163,6 +163,67 @@ static struct ag_throttle_limits throttle_limits(const struct ag_config *cfg)
                                        cfg->fail_max_per_user, cfg->fail_window_ms};
 }
 
+/* The host an explicit HTTP acceptor names ("HTTP@host", "HTTP/host" or
+ * "HTTP/host@REALM"): clients reaching the proxy by that name use it in
+ * NTLM too. NULL for none, "any", another service or no DNS name (longer
+ * than cap - 1; callers pass 254: 253 is the DNS limit). */
+static const char *acceptor_host(const struct ag_config *cfg, char *out, size_t cap)
+{
+    const char *a = cfg->negotiate_acceptor;
+    if (!a || strncmp(a, "HTTP", 4) != 0 || (a[4] != '@' && a[4] != '/'))
+        return NULL;
+    size_t l = a[4] == '/' ? strcspn(a + 5, "@") : strlen(a + 5);
+    if (l == 0 || l >= cap)
+        return NULL;
+    memcpy(out, a + 5, l);
+    out[l] = '\0';
+    return out;
+}
+
+/* The ports clients reach us on: the listeners' own once they exist (listen
+ * changes only with a restart, whatever a reloaded file says), else the
+ * configured ones (start-up, before ag_server_listen). */
+static size_t listening_ports(const struct ag_server *srv, const struct ag_config *cfg,
+                              uint16_t ports[AG_MAX_LISTENERS])
+{
+    size_t n = 0, count = srv->n_listeners ? srv->n_listeners : cfg->n_listen;
+    for (size_t i = 0; i < count && i < AG_MAX_LISTENERS; i++) {
+        struct sockaddr_storage ss;
+        int sl = sizeof ss;
+        if (srv->n_listeners) {
+            if (uv_tcp_getsockname(&srv->listeners[i]->tcp, (struct sockaddr *)&ss, &sl) != 0)
+                continue;
+        } else {
+            ss = cfg->listen[i].addr;
+        }
+        ports[n++] = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                    : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    return n;
+}
+
+/* MsvAvTargetName (relay defence) is checked only against a configured
+ * proxy_host: a guessed host name would refuse honest clients. Built once
+ * per (re)load, not per handshake. */
+static void load_ntlm_spns(struct ag_server *srv, const struct ag_config *cfg)
+{
+    memset(&srv->ntlm_spns, 0, sizeof srv->ntlm_spns);
+    if (!cfg->proxy_host)
+        return;
+    char acc[254];
+    const char *names[] = {cfg->proxy_host, acceptor_host(cfg, acc, sizeof acc)};
+    uint16_t ports[AG_MAX_LISTENERS];
+    size_t np = listening_ports(srv, cfg, ports);
+    if (ag_ntlm_spns_build(&srv->ntlm_spns, names, 2, ports, np) != 0) {
+        /* Not within the config's own limits; never fail open: "" matches
+         * no target name, so only clients that send none get through. */
+        ag_err("event=ntlm_spns_unusable proxy_host=%s note=\"NTLM target names refused\"",
+               cfg->proxy_host);
+        srv->ntlm_spns.list[0] = "";
+        srv->ntlm_spns.n = 1;
+    }
+}
+
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 {
     /* MIT reads the replay cache directory from the environment when a
@@ -184,6 +245,7 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     if (load_rules(cfg, &srv->rules, err, errlen) != 0)
         return -1;
     load_wb_names(srv, cfg);
+    load_ntlm_spns(srv, cfg);
     if (needs_userfile(cfg) && !cfg->user_file)
         ag_warn("event=no_user_file note=\"a local backend without user_file: Basic/NTLM "
                 "through it are not offered\"");
@@ -204,6 +266,7 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
     srv->rules = rules;
     ag_wb_user_sids_cache_clear(); /* groups may have changed with the rules */
     load_wb_names(srv, ncfg);
+    load_ntlm_spns(srv, ncfg);
     users_unref(srv->users);
     srv->users = u;
     ag_gss_acceptor_unref(srv->gss);
@@ -621,8 +684,6 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
 struct ntlm_names {
     char nb_computer[16];
     char dns_computer[256];
-    char spn[300];
-    const char *spns[2];
 };
 
 static void ntlm_names(const struct ag_config *cfg, struct ntlm_names *n)
@@ -653,18 +714,11 @@ static void ntlm_server(const struct ag_server *srv, const struct ag_config *cfg
     }
     out->dns_computer = names->dns_computer;
     out->require_mic = cfg->ntlm_require_mic;
+    out->allow_machine_accounts = cfg->ntlm_allow_machine_accounts;
     /* Legacy responses only where winbind verifies them: the local file has
      * no NTLMv1 verifier. */
     out->allow_ntlmv1 = cfg->ntlm_allow_v1 && cfg->ntlm_backend == AG_BACKEND_WINBIND;
-    /* MsvAvTargetName (relay defence) is checked only against a configured
-     * proxy_host: a guessed host name would refuse honest clients. */
-    out->spns = NULL;
-    if (cfg->proxy_host) {
-        snprintf(names->spn, sizeof names->spn, "HTTP/%s", cfg->proxy_host);
-        names->spns[0] = names->spn;
-        names->spns[1] = NULL;
-        out->spns = names->spns;
-    }
+    out->spns = srv->ntlm_spns.n ? srv->ntlm_spns.list : NULL; /* see load_ntlm_spns */
 }
 
 static uint64_t filetime_now(void)
@@ -696,11 +750,13 @@ static void ntlm_run(struct ag_job *j)
     struct ag_wb_result r;
     /* User and domain exactly as the client sent them: Samba tries the
      * domain as sent, upper-cased, then empty; normalising breaks NTLMv2. */
-    /* An NTLM2-session LM field holds the client challenge, not a response. */
-    bool ntlm2 = n->v->ntlm2_session;
+    /* The LM field only for NTLMv1 (ntlm_allow_v1): beside NTLMv2 it lets
+     * Samba fall back to LMv2, which binds no AV pair; an NTLM2-session LM
+     * field holds the client challenge, not a response. */
+    bool lm = a->v1 && !n->v->ntlm2_session;
     n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge,
-                                    a->nt.p, a->nt.len, ntlm2 ? NULL : a->lm.p,
-                                    ntlm2 ? 0 : a->lm.len, &r);
+                                    a->nt.p, a->nt.len, lm ? a->lm.p : NULL, lm ? a->lm.len : 0,
+                                    n->v->allow_machine_accounts, &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
     if (n->rc == 0 && !a->v1)

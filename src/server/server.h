@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/ntlm.h"
 #include "config/config.h"
 #include "work.h"
 
@@ -108,6 +109,9 @@ struct ag_server {
     /* winbindd's names for NTLM challenges (ntlm_backend winbind), read at
      * start-up and reload; empty when winbind did not answer (config then). */
     char wb_nb_domain[256], wb_dns_domain[256], wb_nb_name[256];
+    /* MsvAvTargetName spellings accepted (proxy_host set; else n == 0 and
+     * any target name passes), rebuilt at start-up and reload. */
+    struct ag_ntlm_spns ntlm_spns;
     /* "authgatectl trace addr=IP": every auth decision for that client
      * address is logged (at info) until trace_until_ms. */
     char trace_addr[48];

@@ -1,4 +1,4 @@
-"""BAD-INPUTS.md rows 17-39, 43, 46-58, 65, 67, 74-76 at the HTTP level, for
+"""BAD-INPUTS.md rows 17-39, 43, 46-60, 62, 65, 67, 74-76 at the HTTP level, for
 Basic and NTLM (rows 1-16 and 44-45 are in test_proxy_bad_inputs.py; rows
 18-23, 33, 34, 36, 49-51, 76 and 77 also have scenario tests in
 test_auth_ntlm.py / test_auth_basic.py).
@@ -19,7 +19,7 @@ import struct
 
 import pytest
 
-from harness.auth import (AV_FLAGS, CURL_FLAGS, F_ANONYMOUS, F_DATAGRAM, F_LM_KEY, F_UNICODE,
+from harness.auth import (AV_FLAGS, AV_TARGET_NAME, CURL_FLAGS, F_ANONYMOUS, F_DATAGRAM, F_LM_KEY, F_UNICODE,
                           F_VERSION, IDENTITY_HEADER, SIG, USERS, WINDOWS_FLAGS, authenticate_msg,
                           b64, basic, challenge_from, get_field, is_fresh_407,
                           log_events, negotiate_msg, ntlm_legs, pa, set_field, set_flags,
@@ -33,10 +33,12 @@ ALL = ["ntlm", "basic"]
 BACKEND_VERDICTS = {"auth_failed", "auth_ok", "auth_backend_error", "auth_backend_timeout"}
 
 LIMITS = dict(fail_max_per_user=1000, fail_max_per_addr=1000)
+# proxy_host set: MsvAvTargetName is checked (row 62)
+PROXY_HOST = "proxy.authgate.test"
 
 
 def gw_for(env, **opts):
-    o = dict(LIMITS)
+    o = dict(LIMITS, proxy_host=PROXY_HOST)
     o.update(opts)
     return env.make("ntlm basic", **o)
 
@@ -169,6 +171,31 @@ def _nt_len(n):
 
 def _extra_flag(flag):
     return lambda ctx: ctx.t3(flags=(ctx.chal.flags & ~0x00010000) | flag)
+
+
+def _flip_at(field, i):
+    """Flips one bit of byte i of an AUTHENTICATE field ("nt": NTProofStr is
+    its first 16 bytes) after everything was computed: only the NTProofStr
+    or MIC check can refuse it."""
+    def edit(m):
+        ln, _, off = get_field(m, field)
+        assert i < ln
+        out = bytearray(m)
+        out[off + i] ^= 0x01
+        return bytes(out)
+    return edit
+
+
+def _mic_flipped(i):
+    def make(ctx):
+        m = bytearray(ctx.t3(mic=True))
+        m[72 + i] ^= 0x80
+        return bytes(m)
+    return make
+
+
+def _target_name(name):
+    return lambda pairs: pairs + [(AV_TARGET_NAME, name.encode("utf-16-le"))]
 
 
 def _over_4k(ctx):
@@ -307,6 +334,25 @@ CASES = [
     t3_case("duplicate-av-flags", 58, lambda ctx: ctx.t3(av_edit=_dup_flags)),
     t3_case("server-av-pair-missing", 58,
             lambda ctx: ctx.t3(av_edit=lambda p: [x for x in p if x[0] != 2])),
+    # 59: NTProofStr mismatch: a bit of the second half flipped (the first
+    # half is tried in test_auth_ntlm.py too); refused by the verifier
+    t3_case("ntproofstr-byte-12", 59, lambda ctx: _flip_at("nt", 12)(ctx.t3()), events=None),
+    t3_case("ntproofstr-byte-15", 59, lambda ctx: _flip_at("nt", 15)(ctx.t3()), events=None),
+    # 60: MsvAvFlags says MIC present but the MIC is wrong or zero, under the
+    # default configuration (ntlm_require_mic off)
+    t3_case("mic-byte-0-flipped", 60, _mic_flipped(0), events=None, neg=WINDOWS_FLAGS),
+    t3_case("mic-byte-15-flipped", 60, _mic_flipped(15), events=None, neg=WINDOWS_FLAGS),
+    t3_case("mic-flipped-no-key-exch", 60, _mic_flipped(7), events=None),
+    t3_case("mic-zeroed", 60, lambda ctx: (lambda m: m[:72] + bytes(16) + m[88:])(
+        ctx.t3(mic=True)), events=None, neg=WINDOWS_FLAGS),
+    # 62: MsvAvTargetName not ours (proxy_host is set); the accepted
+    # spellings are test_target_name_with_proxy_host in test_auth_ntlm.py
+    t3_case("target-name-evil", 62, lambda ctx: ctx.t3(av_edit=_target_name(
+        "HTTP/evil.example"))),
+    t3_case("target-name-other-service", 62, lambda ctx: ctx.t3(av_edit=_target_name(
+        "CIFS/" + PROXY_HOST))),
+    t3_case("target-name-suffix", 62, lambda ctx: ctx.t3(av_edit=_target_name(
+        "HTTP/" + PROXY_HOST + ".evil.example"))),
     # 65: flags not offered in the CHALLENGE
     t3_case("flag-datagram", 65, _extra_flag(F_DATAGRAM)),
     t3_case("flag-lm-key", 65, _extra_flag(F_LM_KEY)),

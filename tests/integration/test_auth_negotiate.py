@@ -35,6 +35,7 @@ import time
 
 import pytest
 
+from harness.auth import Challenge, authenticate_msg
 from harness.gateway import sanitizer_env
 from harness.rawhttp import build_request, get_request
 from harness.tools import CurlResult, assert_error_response
@@ -885,3 +886,36 @@ def test_negotiate_ntlm_basic_on_one_gateway(make_gateway, kdc, alice, origin):
           if f["status"] == "200"}
     assert ok["neg"] == "alice@AUTHGATE.TEST"
     assert ok["ntlm"].lower().endswith("demo") and ok["basic"].lower().endswith("demo")
+
+
+@pytest.mark.parametrize("scheme", ["NTLM", "Negotiate"])
+def test_ntlm_type3_while_gss_continues(make_gateway, kdc, alice, origin, scheme):
+    """Issue 10 guard: a NegTokenInit leaves the row in GSS-continue (its GSS
+    context in the row); an NTLM Type 3 on the same connection (as `NTLM` or
+    raw NTLMSSP in `Negotiate`) must be refused cleanly by the state check:
+    taken as NTLM state, the GSS context would corrupt the heap (the daemon
+    dies; the sanitizer build reports it). The GSS context is dropped too."""
+    gw = start_gateway(make_gateway, kdc, auth_schemes="negotiate ntlm",
+                       user_file=str(DEMO_USERS), ntlm_backend="local")
+    # a well-formed Type 3, for a challenge another connection got
+    other = gw.client()
+    t1 = ntlm_type1()
+    r = other.request(neg_req(origin.url("/echo"), raw="NTLM " + b64(t1)))
+    chal = Challenge(base64.b64decode(r.header("proxy-authenticate").split()[1]))
+    t3 = authenticate_msg(chal, DEMO_USER, DEMO_PASSWORD, negotiate=t1)
+    c = gw.client()
+    r = c.request(neg_req(origin.url("/echo"), neg_token_init([KRB5])))
+    assert_error_response(r, 407)
+    assert r.header("proxy-authenticate").startswith("Negotiate "), r
+    since = len(gw.error_log)
+    r = c.request(neg_req(origin.url("/echo"), raw="%s %s" % (scheme, b64(t3))))
+    assert_fresh_407(r, ("Negotiate", "NTLM"))
+    assert re.search(r'event=auth_unexpected scheme=NTLM .*reason="AUTHENTICATE without a '
+                     r'challenge on this connection"', gw.error_log[since:]), gw.logs_tail()
+    assert gw.alive(), gw.logs_tail()
+    # the GSS context went with it: the second Kerberos leg finds none
+    ini = Initiator(alice, mech="krb5")
+    assert_fresh_407(c.request(neg_req(origin.url("/echo"), neg_token_resp(ini.first))),
+                     ("Negotiate", "NTLM"))
+    assert origin.requests == []
+    assert_alive_and_working(gw, origin, alice)

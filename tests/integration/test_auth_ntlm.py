@@ -7,16 +7,19 @@ Run: /usr/bin/python3 -m pytest -q tests/integration/test_auth_ntlm.py
 """
 
 import json
+import os
+import re
 
 import pytest
 
-from harness.auth import (F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS, WINDOWS_FLAGS,
-                          NtlmAuthClient, authenticate_msg, b64, basic, challenge_from,
-                          is_fresh_407, log_events, negotiate_msg, ntlm_legs, offered, pa,
-                          run_python, stats, status, threads_waiting_on_socket, type1_leg,
-                          wait_until, write_user_file)
+from harness.auth import (AV_TARGET_NAME, CURL_FLAGS, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
+                          WINDOWS_FLAGS, AuthEnv, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
+                          basic, challenge_from, get_field, is_fresh_407, log_events,
+                          negotiate_msg, ntlm_legs, offered, pa, run_python, stats, status,
+                          threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
 from harness.auth import (auth_env, backend, legacy_ssl_env, local_env,  # noqa: F401
                           winbind_env)
+from harness.gateway import free_port
 from harness.rawhttp import build_request, get_request
 from harness.tools import assert_error_response, curl
 
@@ -604,3 +607,277 @@ def test_local_challenge_names_configured_domain(local_env, origin):
     gw = local_env.make("ntlm", ntlm_domain="CONFIGURED")
     chal, _ = type1_leg(gw.client(), origin.url("/echo"))
     assert chal.nb_domain == "CONFIGURED"
+
+
+# --------------------------------------------------------------------------- LMv2 downgrade
+#
+# A genuine client sends a valid LMv2 response next to its NTLMv2 one
+# (authenticate_msg(lm=True), as Windows does). LMv2 proves the password but
+# binds none of the blob's AV pairs, so a relay that alters the blob (target
+# name, MsvAvFlags) makes NTProofStr fail: the gateway must not let the
+# backend fall back to LMv2 then.
+
+PROXY_HOST = "proxy.authgate.test"
+
+
+def _utf16(s):
+    return s.encode("utf-16-le")
+
+
+def _with_target_name(name):
+    return lambda pairs: [p for p in pairs if p[0] != AV_TARGET_NAME] + [(AV_TARGET_NAME,
+                                                                          _utf16(name))]
+
+
+def _nt_of(msg):
+    ln, _, off = get_field(msg, "nt")
+    return msg[off:off + ln]
+
+
+def _lmv2_tampered(chal, t1, user, password, edit_nt, target=None):
+    """(genuine Type 3, Type 3 whose NT response is edit_nt(genuine NT
+    response)); both carry the same valid LMv2 response."""
+    cc = os.urandom(8)
+    kw = dict(negotiate=t1, client_challenge=cc,
+              av_edit=_with_target_name(target) if target else None)
+    good = authenticate_msg(chal, user, password, **kw)
+    bad = authenticate_msg(chal, user, password, nt_override=edit_nt(_nt_of(good)), **kw)
+    assert get_field(good, "lm")[0] == get_field(bad, "lm")[0] == 24
+    return good, bad
+
+
+def _rewrite_target_name(name):
+    """Edits an NTLMv2 response's MsvAvTargetName in place, leaving NTProofStr
+    as it was (what a relay can do). nt = NTProofStr(16) + blob header(28) +
+    AV pairs + 4 zero bytes."""
+    def edit(nt):
+        pairs = _with_target_name(name)(av_parse(nt[44:-4]))
+        return nt[:44] + av_pack(pairs) + nt[-4:]
+    return edit
+
+
+def _flip(i):
+    return lambda nt: nt[:i] + bytes([nt[i] ^ 0x01]) + nt[i + 1:]
+
+
+@pytest.mark.parametrize("byte", [0, 12], ids=["first-half", "second-half"])
+def test_lmv2_next_to_tampered_ntproofstr_refused(auth_env, origin, byte):
+    """Issue 10 item 1: a flipped NTProofStr byte with a valid LMv2 beside it
+    is refused (winbind: authgate no longer hands Samba the LM response,
+    from which it fell back to LMv2)."""
+    gw = auth_env.make("ntlm", fail_max_per_user=1000, fail_max_per_addr=1000)
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    good, bad = _lmv2_tampered(chal, t1, "alice", PW["alice"], _flip(byte))
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bad)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    gw.wait_log(r"event=auth_failed scheme=NTLM")
+    # the genuine message (same LMv2) for a fresh challenge still succeeds
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    good, _ = _lmv2_tampered(chal, t1, "alice", PW["alice"], _flip(byte))
+    assert ident(c.request(get_request(origin.url("/echo"), [ntlm_pa(good)]))) == [
+        auth_env.identity("alice")]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_lmv2_next_to_rewritten_target_name_refused(auth_env, origin):
+    """Issue 10 item 1, the relay: the client named another server
+    (HTTP/evil.example); the relay rewrites MsvAvTargetName to our SPN so
+    that the target-name check passes, and cannot recompute NTProofStr. The
+    valid LMv2 beside it must not rescue it."""
+    evil = "HTTP/evil.example"
+    gw = auth_env.make("ntlm", proxy_host=PROXY_HOST)
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"))
+    _, bad = _lmv2_tampered(chal, t1, "alice", PW["alice"],
+                            _rewrite_target_name("HTTP/" + PROXY_HOST), target=evil)
+    assert _utf16("HTTP/" + PROXY_HOST) in bad
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bad)]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    # it reached the backend (the target name now matches) and failed there
+    gw.wait_log(r"event=auth_failed scheme=NTLM")
+    assert origin.all_requests == []
+
+
+# --------------------------------------------------------------------------- MsvAvTargetName
+#
+# Issue 10 item 2 (BAD-INPUTS row 62): with proxy_host set, a target name
+# must be HTTP/<proxy_host> or HTTP/<proxy_host>:<listening port> (Chromium
+# names the port when it is not 80), in any letter case. The byte-level
+# client puts it into the blob before NTProofStr (and the MIC) are computed,
+# as a real client does.
+
+
+def _target_cases():
+    return [
+        ("bare", lambda gw: "HTTP/" + PROXY_HOST, 200),
+        ("port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, gw.ports[0]), 200),
+        ("second-listener-port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, gw.ports[1]), 200),
+        ("upper-case", lambda gw: "HTTP/" + PROXY_HOST.upper(), 200),
+        ("mixed-case-port", lambda gw: "http/%s:%d" % (PROXY_HOST.title(), gw.ports[0]), 200),
+        ("evil", lambda gw: "HTTP/evil.example", 407),
+        ("other-port", lambda gw: "HTTP/%s:%d" % (PROXY_HOST, _other_port(gw)), 407),
+        ("empty-port", lambda gw: "HTTP/%s:" % PROXY_HOST, 407),
+        ("trailing-dot", lambda gw: "HTTP/%s." % PROXY_HOST, 407),
+        ("other-service", lambda gw: "HOST/" + PROXY_HOST, 407),
+    ]
+
+
+def _other_port(gw):
+    p = gw.ports[0] + 1
+    while p in gw.ports:
+        p += 1
+    return p
+
+
+@pytest.mark.parametrize("mic", [False, True], ids=["no-mic", "mic"])
+@pytest.mark.parametrize("case", _target_cases(), ids=[c[0] for c in _target_cases()])
+def test_target_name_with_proxy_host(auth_env, origin, case, mic):
+    _, target, status = case
+    gw = auth_env.make("ntlm basic", proxy_host=PROXY_HOST,
+                       listen=["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()])
+    c = gw.client()
+    name = target(gw)
+    r, _, t3 = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"],
+                         neg=negotiate_msg(WINDOWS_FLAGS), mic=mic,
+                         av_edit=_with_target_name(name))
+    assert _utf16(name) in t3
+    if status == 200:
+        assert ident(r) == [auth_env.identity("alice")]
+        return
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    # refused before the backend, with the reason in the log
+    gw.wait_log(r'event=auth_refused scheme=NTLM .*reason="MsvAvTargetName is not one of our SPNs"')
+    assert "auth_ok" not in log_events(gw) and "auth_failed" not in log_events(gw)
+    assert origin.all_requests == []
+
+
+def test_target_name_any_without_proxy_host(local_env, origin):
+    """Without proxy_host the gateway does not know its name: any target
+    name passes (a guessed host name would refuse honest clients)."""
+    gw = local_env.make("ntlm")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name("HTTP/evil.example"))
+    assert ident(r) == ["alice"]
+
+
+def test_target_name_rebuilt_on_reload(local_env, origin):
+    """The accepted names follow proxy_host across a reload."""
+    gw = local_env.make("ntlm", proxy_host=PROXY_HOST)
+    other = "other.authgate.test"
+    name = "HTTP/%s:%d" % (other, gw.port)
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name(name))
+    assert_error_response(r, 407)
+    gw.reload({"proxy_host": other})
+    gw.wait_log(r"event=reloaded")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                        av_edit=_with_target_name(name))
+    assert ident(r) == ["alice"]
+
+
+def test_target_name_of_explicit_acceptor(local_env, origin):
+    """The host of an explicit `negotiate_acceptor HTTP/<host>@REALM` is one
+    of the proxy's names too (with and without a listening port)."""
+    alias = "alias.authgate.test"
+    gw = local_env.make("ntlm", proxy_host=PROXY_HOST,
+                        negotiate_acceptor="HTTP/%s@AUTHGATE.TEST" % alias)
+    for name, status in (("HTTP/" + alias, 200), ("HTTP/%s:%d" % (alias.upper(), gw.port), 200),
+                         ("HTTP/%s:%d" % (PROXY_HOST, gw.port), 200),
+                         ("HTTP/AUTHGATE.TEST", 407), ("HTTP/%s@AUTHGATE.TEST" % alias, 407)):
+        r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"],
+                            av_edit=_with_target_name(name))
+        assert r.status == status, (name, r)
+
+
+# --------------------------------------------------------------------------- machine accounts
+#
+# Issue 10 item 5: a workstation or server trust account (HOST$) is a
+# computer, not a person; through winbind it is refused unless
+# `ntlm_allow_machine_accounts on`. A private winbindd: the accounts are added
+# to its tdbsam with account flags [W] and [S] (peers Winbind.add_machine).
+
+MACHINE_PW = "Machine-Pass1"
+
+
+@pytest.fixture
+def machine_env(make_gateway, tmp_path, request, fresh_winbind):
+    fresh_winbind.add_machine("ws1", MACHINE_PW, "W")
+    fresh_winbind.add_machine("srv1", MACHINE_PW, "S")
+    env = AuthEnv("winbind", make_gateway, tmp_path, fresh_winbind, request=request)
+    request.addfinalizer(env.finish)
+    return env
+
+
+@pytest.mark.parametrize("account", ["WS1$", "SRV1$"])
+def test_machine_account_refused_by_default(machine_env, origin, account):
+    gw = machine_env.make("ntlm basic")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), account, MACHINE_PW)
+    assert_error_response(r, 407)
+    assert is_fresh_407(r), r
+    gw.wait_log(r'event=auth_failed scheme=NTLM .*user="%s" .*reason="machine account"'
+                % re.escape(account))
+    # Basic never admits them either
+    r = gw.client().request(get_request(origin.url("/echo"), [pa(basic(account, MACHINE_PW))]))
+    assert_error_response(r, 407)
+    # people still log in
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == ["AUTHGATE\\alice"]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+@pytest.mark.parametrize("account", ["WS1$", "SRV1$"])
+def test_machine_account_with_option(machine_env, origin, account):
+    gw = machine_env.make("ntlm", ntlm_allow_machine_accounts="on")
+    r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), account, MACHINE_PW)
+    assert ident(r) == ["AUTHGATE\\" + account]
+
+
+# --------------------------------------------------------------------------- guards (issue 10)
+
+
+@pytest.mark.parametrize("flags", [CURL_FLAGS, WINDOWS_FLAGS], ids=["no-key-exch", "key-exch"])
+@pytest.mark.parametrize("byte", [0, 9, 15])
+def test_mic_one_byte_flipped_default_config(auth_env, origin, flags, byte):
+    """Row 60 with both backends, under the default configuration
+    (ntlm_require_mic off): a MIC with one byte flipped is refused once the
+    backend produced the key; the untouched message for the next challenge
+    passes."""
+    gw = auth_env.make("ntlm basic")
+    c = gw.client()
+    chal, t1 = type1_leg(c, origin.url("/echo"), neg=negotiate_msg(flags))
+    m = bytearray(authenticate_msg(chal, "alice", PW["alice"], negotiate=t1, mic=True))
+    m[72 + byte] ^= 0x01
+    r = c.request(get_request(origin.url("/echo"), [ntlm_pa(bytes(m))]))
+    assert_error_response(r, 407)
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    gw.wait_log(r'event=auth_failed scheme=NTLM .*reason="MIC mismatch"')
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"],
+                        neg=negotiate_msg(flags), mic=True)
+    assert ident(r) == [auth_env.identity("alice")]
+    assert [q.target for q in origin.requests] == ["/echo"]
+
+
+def test_new_type1_on_authenticated_connection_clears_identity(auth_env, origin):
+    """Row 36 for NTLM: a Type 1 on an NTLM-authenticated connection
+    unauthenticates it first; `authgatectl status` then counts no
+    authenticated connection, and a request without credentials gets 407."""
+    gw = auth_env.make("ntlm basic", ctl=True)
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, origin.url("/echo"), "alice", PW["alice"])
+    assert ident(r) == [auth_env.identity("alice")]
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("1", "0"), st
+    chal, _ = type1_leg(c, origin.url("/echo/again"))
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("0", "1"), st
+    assert stats(gw)["auth_identity_reset"] == 1
+    r = c.request(get_request(origin.url("/echo/none")))
+    assert_error_response(r, 407)  # the old identity is gone
+    assert is_fresh_407(r, ["ntlm", "basic"]), r
+    st = status(gw)
+    assert (st["authenticated"], st["handshakes"]) == ("0", "0"), st
+    assert [q.target for q in origin.requests] == ["/echo"]

@@ -324,6 +324,7 @@ static const struct dump_case {
     {"ntlm_dns_domain corp.example", "ntlm_dns_domain corp.example"},
     {"ntlm_require_mic on", "ntlm_require_mic on"},
     {"ntlm_allow_v1 on", "ntlm_allow_v1 on"},
+    {"ntlm_allow_machine_accounts on", "ntlm_allow_machine_accounts on"},
     {"keytab /etc/authgate/http.keytab", "keytab /etc/authgate/http.keytab"},
     {"negotiate_acceptor HTTP/proxy.corp.example@CORP.EXAMPLE",
      "negotiate_acceptor HTTP/proxy.corp.example@CORP.EXAMPLE"},

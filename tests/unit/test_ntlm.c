@@ -1206,6 +1206,99 @@ static void test_authenticate_cbt(void **state)
     }
 }
 
+/* MsvAvTargetName spellings (issue 10 item 2): HTTP/<name> and
+ * HTTP/<name>:<port> for every configured name and listening port, any
+ * ASCII case; nothing else. */
+static bool spn_match(const char *const *spns, const char *target)
+{
+    uint8_t u[2 * AG_NTLM_SPN_LEN_MAX];
+    size_t l = strlen(target);
+    assert_true(l < AG_NTLM_SPN_LEN_MAX);
+    for (size_t i = 0; i < l; i++) {
+        u[2 * i] = (uint8_t)target[i];
+        u[2 * i + 1] = 0;
+    }
+    struct ag_ntlm_slice tn = {u, 2 * l};
+    return ag_ntlm_spn_ok(&tn, spns);
+}
+
+static void test_spns(void **state)
+{
+    struct ag_ntlm_spns s;
+    static const uint16_t ports[] = {3128, 8080, 3128, 0};
+    const char *names[] = {"proxy.corp.example", "PROXY.corp.example"};
+    (void)state;
+
+    assert_int_equal(ag_ntlm_spns_build(&s, names, 2, ports, 4), 0);
+    /* the second name repeats the first, port 3128 twice, 0 is no port */
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.list[0], "HTTP/proxy.corp.example");
+    assert_string_equal(s.list[1], "HTTP/proxy.corp.example:3128");
+    assert_string_equal(s.list[2], "HTTP/proxy.corp.example:8080");
+    assert_null(s.list[3]);
+    static const char *const good[] = {
+        "HTTP/proxy.corp.example",      "HTTP/PROXY.CORP.EXAMPLE",
+        "http/Proxy.Corp.Example",      "HTTP/proxy.corp.example:3128",
+        "HTTP/PROXY.CORP.EXAMPLE:8080", "",
+    };
+    static const char *const bad[] = {
+        "HTTP/evil.example",           "HTTP/proxy.corp.example:3129",
+        "HTTP/proxy.corp.example:",    "HTTP/proxy.corp.example:03128",
+        "HTTP/proxy.corp.example.",    "HTTP/proxy.corp.example:3128x",
+        "HTTP/proxy",                  "HOST/proxy.corp.example",
+        "HTTP/proxy.corp.example:80",  "proxy.corp.example",
+        "HTTP/proxy.corp.example:8080:3128",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        assert_true(spn_match(s.list, good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_false(spn_match(s.list, bad[i]));
+    /* a UTF-16 code unit with a high byte never equals an ASCII letter */
+    {
+        uint8_t u[] = {'H', 0, 'T', 0, 'T', 0, 'P', 1};
+        struct ag_ntlm_slice tn = {u, sizeof u};
+        const char *const l[] = {"HTTP", NULL};
+        assert_false(ag_ntlm_spn_ok(&tn, l));
+    }
+    /* a second, different name gets its own spellings */
+    names[1] = "alias.corp.example";
+    assert_int_equal(ag_ntlm_spns_build(&s, names, 2, ports, 2), 0);
+    assert_int_equal(s.n, 6);
+    assert_true(spn_match(s.list, "HTTP/alias.corp.example:8080"));
+    assert_true(spn_match(s.list, "HTTP/alias.corp.example"));
+    assert_false(spn_match(s.list, "HTTP/alias.corp.example:1"));
+    /* NULL or empty names are skipped; the caps hold */
+    const char *none[] = {NULL, ""};
+    assert_int_equal(ag_ntlm_spns_build(&s, none, 2, ports, 2), 0);
+    assert_int_equal(s.n, 0);
+    assert_null(s.list[0]);
+    const char *three[] = {"a", "b", "c"};
+    assert_int_equal(ag_ntlm_spns_build(&s, three, 3, ports, 2), AG_ELIMIT);
+    uint16_t many[AG_MAX_LISTENERS + 1] = {0};
+    assert_int_equal(ag_ntlm_spns_build(&s, names, 1, many, AG_MAX_LISTENERS + 1), AG_ELIMIT);
+    char longname[300];
+    memset(longname, 'a', 254);
+    longname[254] = '\0';
+    const char *ln[] = {longname};
+    assert_int_equal(ag_ntlm_spns_build(&s, ln, 1, ports, 2), AG_ELIMIT);
+    assert_int_equal(s.n, 0);
+    /* the largest list fits: two 253-byte names, 16 distinct ports */
+    char n1[254], n2[254];
+    memset(n1, 'a', 253);
+    n1[253] = '\0';
+    memset(n2, 'b', 253);
+    n2[253] = '\0';
+    for (size_t i = 0; i < AG_MAX_LISTENERS; i++)
+        many[i] = (uint16_t)(65535 - i);
+    const char *big[] = {n1, n2};
+    assert_int_equal(ag_ntlm_spns_build(&s, big, 2, many, AG_MAX_LISTENERS), 0);
+    assert_int_equal(s.n, AG_NTLM_SPNS_MAX);
+    char want[AG_NTLM_SPN_LEN_MAX];
+    snprintf(want, sizeof want, "HTTP/%s:65520", n2);
+    assert_string_equal(s.list[AG_NTLM_SPNS_MAX - 1], want);
+    assert_null(s.list[AG_NTLM_SPNS_MAX]);
+}
+
 /* A MIC we compute ourselves verifies; any change to any of the three
  * messages or the key breaks it. */
 static void test_mic(void **state)
@@ -2052,6 +2145,7 @@ int main(void)
         cmocka_unit_test(test_authenticate_v1_legacy_option),
         cmocka_unit_test(test_authenticate_cbt),
         cmocka_unit_test(test_mic),
+        cmocka_unit_test(test_spns),
         cmocka_unit_test(test_curl_flow),
         cmocka_unit_test(test_authenticate_bad_table),
         cmocka_unit_test(test_authenticate_no_partial_output),

@@ -331,6 +331,27 @@ class Winbind:
         self._pdb_add(name, password)
         self.users[name] = password
 
+    def add_machine(self, name, password, kind="W"):
+        """Add a machine trust account NAME$: kind "W" a workstation, "S" a
+        server trust account (the account flags winbind reports).  pdbedit -c
+        sets only [NDHLX] and -m only [W], so the account is imported from a
+        one-line smbpasswd file, then given password by smbpasswd.  Returns
+        the account name."""
+        if kind not in ("W", "S"):
+            raise ValueError(f"kind {kind!r}")
+        account = name.upper().rstrip("$") + "$"
+        self._add_passwd_line(account)
+        self._flush_nss_files()
+        uid = next(l.split(":")[2] for l in self._pw_lines if l.startswith(account + ":"))
+        src = self._p(f"import-{account}.smbpasswd")
+        with open(src, "w") as f:
+            f.write(f"{account}:{uid}:{'X' * 32}:{'X' * 32}:[{kind:<11}]:LCT-00000000:\n")
+        run(["pdbedit", "-s", self.smb_conf, "-i", "smbpasswd:" + src],
+            env=self._server_env(), what=f"pdbedit -i {account}")
+        os.unlink(src)
+        self.set_password(account, password)
+        return account
+
     def set_password(self, name, password):
         run(["smbpasswd", "-c", self.smb_conf, "-s", name], env=self._server_env(),
             input=f"{password}\n{password}\n".encode(), what="smbpasswd")
