@@ -1054,6 +1054,16 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
 
 /* --- the decision per request --------------------------------------------------- */
 
+void ag_conn_auth_request_begin(struct conn *c)
+{
+    struct ag_session *s = c->session;
+    /* Basic is per request: a later request without credentials (one an
+     * auth=none rule admits included) is anonymous. NTLM and Negotiate
+     * identify the connection and stay. */
+    if (s && s->state == AG_AS_AUTHENTICATED && s->scheme == AG_SCHEME_BASIC)
+        ag_session_reset(c->srv->sessions, s);
+}
+
 enum ag_auth_verdict ag_conn_auth(struct conn *c)
 {
     struct ag_server *srv = c->srv;

@@ -308,6 +308,26 @@ static bool via_has_us(const struct ag_head *h, const char *pseudonym)
     return false;
 }
 
+/* True when the field name nm equals name with case ignored and '-' and '_'
+ * taken as the same character: CGI (HTTP_X_AUTHENTICATED_USER), nginx with
+ * underscores_in_headers and many frameworks read both spellings as one
+ * field, so a client's "X_Authenticated_User" would pass for ours. */
+static bool same_field_loose(const char *nm, size_t nl, const char *name)
+{
+    if (!name || strlen(name) != nl)
+        return false;
+    for (size_t i = 0; i < nl; i++) {
+        char a = nm[i] == '_' ? '-' : nm[i], b = name[i] == '_' ? '-' : name[i];
+        if (a >= 'A' && a <= 'Z')
+            a = (char)(a + 32);
+        if (b >= 'A' && b <= 'Z')
+            b = (char)(b + 32);
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
@@ -328,9 +348,11 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         const char *nm = ag_head_name(h, i, &nl);
         const char *v = ag_head_value(h, i, &vl);
         /* X-Authenticated-User is stripped even when no identity header is
-         * configured: origins commonly trust it, so no client may set it. */
+         * configured: origins commonly trust it, so no client may set it.
+         * Both go in every spelling an origin may read as the same name. */
         if (ag_head_is_hop(h, i, cfg->identity_header) || ag_strieq(nm, nl, "Host") ||
-            ag_strieq(nm, nl, "X-Authenticated-User") ||
+            same_field_loose(nm, nl, "X-Authenticated-User") ||
+            same_field_loose(nm, nl, cfg->identity_header) ||
             ag_strieq(nm, nl, "Content-Length") || ag_strieq(nm, nl, "Transfer-Encoding"))
             continue;
         if (cfg->x_forwarded_for && ag_strieq(nm, nl, "X-Forwarded-For")) {
@@ -854,6 +876,7 @@ void exchange_on_upstream_eof(struct conn *c, int err)
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
+    ag_conn_auth_request_begin(c);
     uv_timer_stop(&c->timer);
     struct ag_head *h = &c->head;
     llhttp_t *p = &c->parser;

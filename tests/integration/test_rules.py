@@ -43,6 +43,7 @@ import pytest
 from harness.gateway import GatewayError, check_config, sanitizer_env
 from harness.origin import HELLO, OriginServer
 from harness.rawhttp import RawClient, build_request, get_request
+from harness.auth import ntlm_legs
 from harness.tools import CurlResult, assert_error_response, curl
 from peers._util import run
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
@@ -798,6 +799,129 @@ def test_preauth_dst_deny_applies_to_host_names(make_gateway, tmp_path, origin):
     r = fetch(gw, "http://localhost:%d/" % origin.port, basic("alice"))
     assert origin.all_requests == [], "localhost reached the origin at 127.0.0.1: %r" % r
     assert_denied(r, "lan")
+
+
+# --------------------------------------------------------------------------- identity and auth=none
+
+
+def ident_fields(q, name=IDENT):
+    """Every field of the origin's request whose name equals `name` when case
+    is ignored and '-' and '_' count as the same (what CGI, nginx with
+    underscores_in_headers, and frameworks that read HTTP_X_... see as one)."""
+    want = name.lower().replace("_", "-")
+    return [(n, v) for n, v in q.headers if n.lower().replace("_", "-") == want]
+
+
+def test_basic_identity_does_not_carry_to_preauth_request(make_gateway, tmp_path, origin):
+    """Basic is per request: after alice's Basic request, a request on the same
+    connection without credentials that an auth=none rule admits is anonymous
+    (no identity header at the origin, "-" in the access log), and one that no
+    auth=none rule admits gets a 407."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow staff user=alice
+        allow open auth=none host=localhost
+        """)
+    P = origin.port
+    c = gw.client()
+    assert_origin(fetch(gw, "http://127.0.0.1:%d/first" % P, basic("alice"), client=c), body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open" % P, client=c), body=None)
+    assert fetch(gw, "http://127.0.0.1:%d/closed" % P, client=c).status == 407
+    assert_origin(fetch(gw, "http://localhost:%d/open2" % P, basic("alice"), client=c), body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open3" % P, client=c), body=None)
+    reqs = origin.wait_requests(4)
+    assert [(q.target, ident_fields(q)) for q in reqs] == [
+        ("/first", [(IDENT, "alice")]), ("/open", []), ("/open2", []), ("/open3", [])]
+    log = [l.split() for l in gw.wait_access_log(5)]
+    assert [(f[3], f[6].rsplit("/", 1)[-1], f[7]) for f in log] == [
+        ("TCP_MISS/200", "first", "alice"), ("TCP_MISS/200", "open", "-"),
+        ("TCP_DENIED/407", "closed", "-"), ("TCP_MISS/200", "open2", "-"),
+        ("TCP_MISS/200", "open3", "-")]
+
+
+def test_ntlm_identity_stays_on_its_connection_for_preauth_request(make_gateway, tmp_path,
+                                                                   origin):
+    """NTLM identifies the connection, not the request: after the handshake a
+    request without credentials, auth=none or not, still carries alice."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow staff user=alice
+        allow open auth=none host=localhost
+        """)
+    P = origin.port
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, "http://127.0.0.1:%d/first" % P, "alice", PW["alice"])
+    assert_origin(r, body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open" % P, client=c), body=None)
+    assert_origin(fetch(gw, "http://127.0.0.1:%d/again" % P, client=c), body=None)
+    reqs = origin.wait_requests(3)
+    assert [ident_fields(q) for q in reqs] == [[(IDENT, "alice")]] * 3
+    log = [l.split() for l in gw.wait_access_log(4)]
+    assert [f[7] for f in log] == ["-", "alice", "alice", "alice"]
+
+
+SPELLINGS = ["X-Authenticated-User", "x-authenticated-user", "X_Authenticated_User",
+             "x_AUTHENTICATED-user", "X-Authenticated_User", "X_AUTHENTICATED_USER"]
+
+
+def test_client_identity_header_never_reaches_origin_on_preauth_request(make_gateway, tmp_path,
+                                                                         origin):
+    """Guard: a client's copy of the identity header on a request admitted
+    without authentication (auth=none) never reaches the origin, in any
+    spelling ('-' or '_', any case), also after a Basic request on the same
+    connection."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow open auth=none host=localhost
+        allow staff user=alice
+        """)
+    P = origin.port
+    c = gw.client()
+    forged = [(n, "evil") for n in SPELLINGS]
+    assert_origin(fetch_with(gw, "http://localhost:%d/a" % P, forged, client=c), body=None)
+    assert_origin(fetch_with(gw, "http://127.0.0.1:%d/b" % P,
+                             forged + [("Proxy-Authorization", basic("alice"))], client=c),
+                  body=None)
+    assert_origin(fetch_with(gw, "http://localhost:%d/c" % P, forged, client=c), body=None)
+    reqs = origin.wait_requests(3)
+    assert [ident_fields(q) for q in reqs] == [[], [(IDENT, "alice")], []], reqs
+    for q in reqs:
+        assert "evil" not in q.raw_head.decode("latin-1"), q.raw_head
+
+
+@pytest.mark.parametrize("identity_header", ["X-Proxy-User", "none"])
+def test_identity_header_spellings_stripped(make_gateway, tmp_path, origin, identity_header):
+    """Every spelling of X-Authenticated-User, and of the configured identity
+    header, is stripped, with and without authentication: the gateway's own
+    field is the only one the origin sees. Names that only look alike stay."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow open auth=none host=localhost
+        allow staff user=alice
+        """, identity_header=identity_header)
+    P = origin.port
+    configured = identity_header != "none"
+    proxy_user = ["X-Proxy-User", "x_proxy_user", "X_PROXY-USER", "x-Proxy_User"]
+    forged = ([(n, "evil") for n in SPELLINGS]
+              + [(n, "evil" if configured else "other") for n in proxy_user]
+              + [("X-Proxy-Userx", "kept"), ("X__Proxy-User", "kept")])
+    assert_origin(fetch_with(gw, "http://localhost:%d/open" % P, forged), body=None)
+    assert_origin(fetch_with(gw, "http://127.0.0.1:%d/auth" % P,
+                             forged + [("Proxy-Authorization", basic("alice"))]), body=None)
+    for q in origin.wait_requests(2):
+        own = [("X-Proxy-User", "alice")] if configured and q.target == "/auth" else []
+        assert ident_fields(q, "X-Authenticated-User") == [], q.headers
+        if configured:
+            assert ident_fields(q, "X-Proxy-User") == own, q.headers
+        else:
+            assert ident_fields(q, "X-Proxy-User") == [(n, "other") for n in proxy_user]
+        assert [v for n, v in q.headers if v == "evil"] == [], q.headers
+        assert [v for n, v in q.headers if v == "kept"] == ["kept", "kept"], q.headers
+
+
+def fetch_with(gw, url, headers, client=None):
+    c = client or gw.client()
+    return c.request(get_request(url, headers))
 
 
 # --------------------------------------------------------------------------- checking a config
