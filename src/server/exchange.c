@@ -197,6 +197,7 @@ static void next_request(struct conn *c)
     c->preauth = c->rules_by_addr = false;
     c->splice_pending = false;
     c->denied_rule = NULL;
+    c->denied_groups = false;
     c->status = 0;
     c->head_bytes = 0;
     c->last_lf = c->fold = false;
@@ -445,6 +446,18 @@ static void deny(struct conn *c, const char *rule)
     exchange_reply(c, 403, NULL, detail);
 }
 
+/* A rule needs the groups of a Kerberos user whose group lookup failed:
+ * neither allow nor deny can be trusted, so 503 (winbind may come back) and
+ * the connection closes, so that the next one looks the groups up afresh. */
+static void groups_unknown(struct conn *c, const char *rule)
+{
+    c->srv->stats.rules_groups_unavailable++;
+    ag_err("conn=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
+           (unsigned long long)c->id, rule, c->peer, ag_conn_user(c));
+    c->close_after = true;
+    exchange_reply(c, 503, "Retry-After: 5\r\n", "group membership unavailable");
+}
+
 static bool addr_allowed(void *owner, const struct sockaddr *sa)
 {
     struct conn *c = owner;
@@ -453,9 +466,12 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
     /* With the address known: the pre-auth rules first (they apply to
      * everyone), then, for an authenticated request, the others. */
     const char *rule;
-    if (rules_eval(c, sa, true, &rule, NULL) == AG_RULE_DENY ||
-        (!c->preauth && rules_eval(c, sa, false, &rule, NULL) == AG_RULE_DENY)) {
+    enum ag_rule_verdict v = rules_eval(c, sa, true, &rule, NULL);
+    if (v != AG_RULE_DENY && !c->preauth)
+        v = rules_eval(c, sa, false, &rule, NULL);
+    if (v == AG_RULE_DENY || v == AG_RULE_GROUPS_UNKNOWN) {
         c->denied_rule = rule;
+        c->denied_groups = v == AG_RULE_GROUPS_UNKNOWN;
         return false;
     }
     return true;
@@ -685,7 +701,10 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
     if (status == AG_EUNSUPP && c->denied_rule) {
         ag_upstream_close(c->up);
         c->up = NULL;
-        deny(c, c->denied_rule);
+        if (c->denied_groups)
+            groups_unknown(c, c->denied_rule);
+        else
+            deny(c, c->denied_rule);
         return;
     }
     if (status != 0) {
@@ -980,6 +999,10 @@ void exchange_proceed(struct conn *c)
         enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL);
         if (v == AG_RULE_DENY) {
             deny(c, rule);
+            return;
+        }
+        if (v == AG_RULE_GROUPS_UNKNOWN) {
+            groups_unknown(c, rule);
             return;
         }
         c->rules_by_addr = c->rules_by_addr || v == AG_RULE_NEED_ADDR;

@@ -43,10 +43,11 @@ import pytest
 from harness.gateway import GatewayError, check_config, sanitizer_env
 from harness.origin import HELLO, OriginServer
 from harness.rawhttp import RawClient, build_request, get_request
-from harness.auth import ntlm_legs
+from harness.auth import ntlm_legs, stats
 from harness.tools import CurlResult, assert_error_response, curl
 from peers._util import run
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
+from peers.kdc import Kdc
 from peers.winbind import NSS_WRAPPER, Winbind, asan_runtime
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -466,14 +467,16 @@ def test_kerberos_users_get_groups_from_winbind(make_gateway, tmp_path, kdc, win
                                                 origin):
     """alice@AUTHGATE.TEST over Negotiate is allowed by group=internet (her SIDs
     come from winbind: the ticket carries none); bob@AUTHGATE.TEST is not.
-    user= matches Kerberos names as user@REALM and as the bare account."""
+    user= matches Kerberos names as user@REALM and as the bare account. The
+    standalone winbindd reports no DNS name: realm_domain maps the realm."""
     gw = start_gateway(make_gateway, tmp_path, """
         default deny
         allow net group=internet
         allow krb-bob user=bob@AUTHGATE.TEST path=/bob/
         allow carol user=carol path=/carol/
         """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
-                       ntlm_backend="winbind", user_file="none")
+                       ntlm_backend="winbind", user_file="none",
+                       realm_domain=["%s %s" % (kdc.realm.lower(), winbind_idmap.domain)])
     assert "event=negotiate_ready" in gw.error_log, gw.logs_tail()
 
     def neg(user, path):
@@ -497,6 +500,138 @@ def test_kerberos_users_get_groups_from_winbind(make_gateway, tmp_path, kdc, win
         ("/echo", "alice@AUTHGATE.TEST"), ("/bob/x", "bob@AUTHGATE.TEST"),
         ("/carol/x", "carol@AUTHGATE.TEST")]
     assert len(re.findall(r"event=auth_ok scheme=Negotiate", gw.error_log)) == 5
+
+
+@pytest.fixture(scope="module")
+def other_kdc():
+    """A second realm, OTHER.TEST, with its own alice/bob/carol: names that
+    exist in the winbind domain too, but are other people."""
+    with Kdc(realm="OTHER.TEST", other_service=None) as k:
+        yield k
+
+
+def two_realm_keytab(tmp_path, kdc, other_kdc):
+    """HTTP/localhost of both realms in one keytab: the gateway (acceptor
+    HTTP@localhost) accepts tickets from either realm."""
+    kt = str(tmp_path / "two-realms.keytab")
+    kdc.export_keytab(kdc.service, kt)
+    other_kdc.export_keytab(other_kdc.service, kt)
+    return kt
+
+
+def neg_as(gw, env, url):
+    return curl_as(gw, "--proxy-negotiate", "-U", ":", url, env=env)
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_groups_not_borrowed_across_realms(make_gateway, tmp_path, kdc, other_kdc,
+                                                     winbind_idmap, origin):
+    """Suspected in issue 10, confirmed: the group lookup used only the account
+    part of the principal, so alice@OTHER.TEST (a realm no winbind domain
+    answers for) got the groups of AUTHGATE\\alice. Neither realm maps to the
+    winbind domain here (a standalone winbindd reports no DNS name and no
+    realm_domain is set): no Kerberos user has winbind groups, a group= allow
+    rule lets nobody in, and user= rules still work."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow net group=internet
+        allow krb-bob user=bob@OTHER.TEST path=/bob/
+        """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       keytab=two_realm_keytab(tmp_path, kdc, other_kdc))
+    r = neg_as(gw, other_kdc.client_env("alice"), origin.url("/echo/other"))
+    assert r.rc == 0 and r.status == 403, r
+    assert r.body == b"403 Forbidden: denied by access rule 'default'\n"
+    denied_line(gw, "default", "alice@OTHER.TEST", "127.0.0.1", origin.port)
+    r = neg_as(gw, kdc.client_env("alice"), origin.url("/echo/local"))
+    assert r.rc == 0 and r.status == 403, r
+    r = neg_as(gw, other_kdc.client_env("bob"), origin.url("/bob/x"))
+    assert r.rc == 0 and r.status == 200, r
+    assert [(q.target, q.header(IDENT)) for q in origin.wait_requests(1)] == [
+        ("/bob/x", "bob@OTHER.TEST")]
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_realm_domain_maps_a_realm_to_winbind(make_gateway, tmp_path, kdc, other_kdc,
+                                              winbind_idmap, origin):
+    """`realm_domain AUTHGATE.TEST AUTHGATE`: alice@AUTHGATE.TEST has the
+    groups of AUTHGATE\alice, alice@OTHER.TEST (not mapped) has none; mapping
+    OTHER.TEST too (the operator says so) gives its users that domain's
+    groups. A reload changes the map."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow net group=internet
+        """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       keytab=two_realm_keytab(tmp_path, kdc, other_kdc),
+                       realm_domain=["%s %s" % (kdc.realm, winbind_idmap.domain)])
+    local, other = kdc.client_env("alice"), other_kdc.client_env("alice")
+    assert neg_as(gw, local, origin.url("/1")).status == 200
+    assert neg_as(gw, other, origin.url("/2")).status == 403
+    assert neg_as(gw, kdc.client_env("bob"), origin.url("/3")).status == 403
+    gw.reload({"realm_domain": ["%s %s" % (kdc.realm, winbind_idmap.domain),
+                                "other.test %s" % winbind_idmap.domain.lower()]})
+    assert neg_as(gw, other, origin.url("/4")).status == 200
+    assert neg_as(gw, local, origin.url("/5")).status == 200
+    assert [q.target for q in origin.wait_requests(3)] == ["/1", "/4", "/5"]
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_group_deny_fails_closed_when_winbind_is_down(make_gateway, tmp_path, kdc,
+                                                                origin):
+    """Suspected in issue 10, confirmed: a failed group lookup was ignored, so
+    with winbindd gone `deny no-sales group=sales` let carol through. A failed
+    lookup now refuses (503, one log line, a counter) every request whose
+    decision depends on a group= rule, allow or deny; a request decided
+    before any group= rule is reached still passes."""
+    with WinbindWithIdmap() as wb:
+        gw = start_gateway(make_gateway, tmp_path, """
+            default allow
+            allow public path=/public/
+            deny no-sales group=sales
+            allow net group=internet path=/net/
+            """, backend=None, wb=wb, krb=kdc, auth_schemes="negotiate ntlm",
+                           ntlm_backend="winbind", user_file="none",
+                           status_socket=str(tmp_path / "ctl.sock"),
+                           realm_domain="%s %s" % (kdc.realm, wb.domain))
+        wb.stop()
+        carol = kdc.client_env("carol")
+        r = neg_as(gw, carol, origin.url("/echo"))
+        assert r.rc == 0 and r.status == 503, r
+        gw.wait_log(r"event=groups_unavailable %s client=\S+ %s" % (
+            kv("rule", "no-sales"), kv("user", "carol@AUTHGATE.TEST")))
+        r = neg_as(gw, kdc.client_env("alice"), origin.url("/net/x"))
+        assert r.rc == 0 and r.status == 503, r
+        r = neg_as(gw, carol, origin.url("/public/x"))
+        assert r.rc == 0 and r.status == 200, r
+        assert [q.target for q in origin.wait_requests(1)] == ["/public/x"]
+        assert len(re.findall(r"event=groups_unavailable", gw.error_log)) == 2, gw.error_log
+        assert stats(gw)["rules_groups_unavailable"] == 2
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_group_rule_refused_while_winbind_hangs(make_gateway, tmp_path, kdc, origin):
+    """winbindd stopped with SIGSTOP: the lookup hangs, the handshake deadline
+    answers 503, and carol never reaches the origin past `deny no-sales`."""
+    with WinbindWithIdmap() as wb:
+        gw = start_gateway(make_gateway, tmp_path, """
+            default allow
+            deny no-sales group=sales
+            """, backend=None, wb=wb, krb=kdc, auth_schemes="negotiate ntlm",
+                           ntlm_backend="winbind", user_file="none", handshake_timeout="1s",
+                           realm_domain="%s %s" % (kdc.realm, wb.domain))
+        wb.pause()
+        try:
+            r = neg_as(gw, kdc.client_env("carol"), origin.url("/echo"))
+            assert r.rc == 0 and r.status == 503, r
+            gw.wait_log(r"event=auth_backend_timeout")
+            assert origin.all_requests == []
+        finally:
+            wb.resume()
 
 
 # --------------------------------------------------------------------------- local backend
