@@ -607,15 +607,24 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
     case T_LOGLEVEL:
         return ag_buf_appendz(b, ag_log_level_name((enum ag_log_level) * (const int *)f));
     case T_LISTEN:
-        for (size_t i = 0; !rc && i < c->n_listen; i++) {
+    case T_REALMS: {
+        /* one entry per file line: listeners, realm_domain pairs */
+        size_t n = o->type == T_LISTEN ? c->n_listen : c->n_realm_domains;
+        if (n == 0 && o->type == T_REALMS)
+            return ag_buf_appendz(b, "none");
+        for (size_t i = 0; !rc && i < n; i++) {
             if (item != SIZE_MAX && i != item)
                 continue;
             if (item == SIZE_MAX && i > 0)
                 rc = ag_buf_append(b, " ", 1);
-            if (!rc)
+            if (!rc && o->type == T_LISTEN)
                 rc = ag_buf_appendz(b, c->listen[i].text);
+            else if (!rc)
+                rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
+                                   c->realm_domains[i].domain);
         }
         return rc;
+    }
     case T_PORTS:
         for (size_t i = 0; !rc && i < c->n_connect_ports; i++)
             rc = ag_buf_printf(b, "%s%u", i ? " " : "", (unsigned)c->connect_ports[i]);
@@ -631,19 +640,6 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
             rc = ag_buf_printf(b, "%s%u", i ? " " : "", (unsigned)l->id[i]);
         return rc;
     }
-    case T_REALMS:
-        if (c->n_realm_domains == 0)
-            return ag_buf_appendz(b, "none");
-        for (size_t i = 0; !rc && i < c->n_realm_domains; i++) {
-            if (item != SIZE_MAX && i != item)
-                continue;
-            if (item == SIZE_MAX && i > 0)
-                rc = ag_buf_append(b, " ", 1);
-            if (!rc)
-                rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
-                                   c->realm_domains[i].domain);
-        }
-        return rc;
     case T_SCHEMES:
         if (c->n_schemes == 0)
             return ag_buf_appendz(b, "none");

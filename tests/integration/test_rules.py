@@ -877,15 +877,18 @@ def test_time_windows(make_gateway, tmp_path, origin):
 # --------------------------------------------------------------------------- pre-auth rules
 
 
+PREAUTH_RULES = """
+    default deny
+    allow staff user=alice
+    allow open auth=none host=localhost
+    """
+
+
 def test_preauth_allow_has_no_407(make_gateway, tmp_path, origin, tls_origin):
     """`allow open auth=none host=localhost`, evaluated before authentication
     although it comes after `allow staff`: no Proxy-Authorization at all gets
     through to localhost (plain and CONNECT); everything else still gets 407."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow staff user=alice
-        allow open auth=none host=localhost
-        """, connect_ports=[tls_origin.port])
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES, connect_ports=[tls_origin.port])
     P = origin.port
     c = gw.client()
     r = fetch(gw, "http://localhost:%d/echo" % P, client=c)
@@ -952,11 +955,7 @@ def test_basic_identity_does_not_carry_to_preauth_request(make_gateway, tmp_path
     connection without credentials that an auth=none rule admits is anonymous
     (no identity header at the origin, "-" in the access log), and one that no
     auth=none rule admits gets a 407."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow staff user=alice
-        allow open auth=none host=localhost
-        """)
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
     P = origin.port
     c = gw.client()
     assert_origin(fetch(gw, "http://127.0.0.1:%d/first" % P, basic("alice"), client=c), body=None)
@@ -978,11 +977,7 @@ def test_ntlm_identity_stays_on_its_connection_for_preauth_request(make_gateway,
                                                                    origin):
     """NTLM identifies the connection, not the request: after the handshake a
     request without credentials, auth=none or not, still carries alice."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow staff user=alice
-        allow open auth=none host=localhost
-        """)
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
     P = origin.port
     c = gw.client()
     r, _, _ = ntlm_legs(c, "http://127.0.0.1:%d/first" % P, "alice", PW["alice"])
@@ -1005,11 +1000,7 @@ def test_client_identity_header_never_reaches_origin_on_preauth_request(make_gat
     without authentication (auth=none) never reaches the origin, in any
     spelling ('-' or '_', any case), also after a Basic request on the same
     connection."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow open auth=none host=localhost
-        allow staff user=alice
-        """)
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
     P = origin.port
     c = gw.client()
     forged = [(n, "evil") for n in SPELLINGS]
@@ -1029,11 +1020,7 @@ def test_identity_header_spellings_stripped(make_gateway, tmp_path, origin, iden
     """Every spelling of X-Authenticated-User, and of the configured identity
     header, is stripped, with and without authentication: the gateway's own
     field is the only one the origin sees. Names that only look alike stay."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow open auth=none host=localhost
-        allow staff user=alice
-        """, identity_header=identity_header)
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES, identity_header=identity_header)
     P = origin.port
     configured = identity_header != "none"
     proxy_user = ["X-Proxy-User", "x_proxy_user", "X_PROXY-USER", "x-Proxy_User"]
