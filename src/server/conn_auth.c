@@ -994,8 +994,11 @@ static void neg_done(struct ag_job *j, void *owner)
         srv->auth.succeeded[AG_SCHEME_NEGOTIATE]++;
         id.sids = n->sids;
         n->sids = NULL;
-        /* Refused later, and logged there, only by a rule that needs them. */
-        id.groups_unknown = n->groups_rc == AG_EBACKEND;
+        /* Refused later, and logged there, only by a rule that needs them.
+         * Not looked up (the rules named no group when this began) is not
+         * "none" either: a reload that adds group rules must not find this
+         * connection's user in no group. */
+        id.groups_unknown = n->groups_rc == AG_EBACKEND || !n->want_groups;
         if (n->groups_note)
             ag_debug("conn=%llu event=groups_none principal=\"%s\" reason=\"%s\"",
                      (unsigned long long)c->id, p, n->groups_note);

@@ -612,6 +612,46 @@ def test_kerberos_group_deny_fails_closed_when_winbind_is_down(make_gateway, tmp
         assert stats(gw)["rules_groups_unavailable"] == 2
 
 
+def krb_token(env):
+    """A raw Kerberos AP-REQ for HTTP@localhost (one round), made by
+    python-gssapi in a child process with the client's environment."""
+    code = ("import base64, gssapi; n = gssapi.Name('HTTP@localhost', "
+            "gssapi.NameType.hostbased_service); c = gssapi.SecurityContext(name=n, "
+            "usage='initiate', mech=gssapi.MechType.kerberos); "
+            "print(base64.b64encode(c.step()).decode())")
+    p = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True,
+                       text=True, timeout=30, check=True)
+    return "Negotiate " + p.stdout.strip()
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_group_rule_added_by_reload_on_kerberos_connection(make_gateway, tmp_path, kdc,
+                                                             winbind_idmap, origin):
+    """carol authenticated her connection while the rules named no group (so
+    her groups were never looked up); a reload then adds `deny no-sales
+    group=sales`: her next request on that connection is refused (503, the
+    connection closes), never let through as a member of no group. A new
+    connection looks her groups up and gets the deny."""
+    gw = start_gateway(make_gateway, tmp_path, "default allow\n", backend=None,
+                       wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       realm_domain="%s %s" % (kdc.realm, winbind_idmap.domain))
+    carol = kdc.client_env("carol")
+    c = gw.client()
+    assert_origin(fetch(gw, origin.url("/1"), krb_token(carol), client=c), body=None)
+    gw.rules_path.write_text("default allow\ndeny no-sales group=sales\n")
+    since = len(gw.error_log)
+    gw.reload(wait=0)
+    gw.wait_log(r"event=rules_loaded", since=since)
+    r = fetch(gw, origin.url("/2"), client=c)
+    assert_error_response(r, 503)
+    assert c.is_closed(2)
+    gw.wait_log(r"event=groups_unavailable %s" % kv("rule", "no-sales"), since=since)
+    assert_denied(fetch(gw, origin.url("/3"), krb_token(carol)), "no-sales")
+    assert [q.target for q in origin.wait_requests(1)] == ["/1"]
+
+
 @pytest.mark.needs_kdc
 @pytest.mark.needs_winbind
 def test_kerberos_group_rule_refused_while_winbind_hangs(make_gateway, tmp_path, kdc, origin):
