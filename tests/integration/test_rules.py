@@ -591,6 +591,7 @@ def test_kerberos_group_deny_fails_closed_when_winbind_is_down(make_gateway, tmp
         gw = start_gateway(make_gateway, tmp_path, """
             default allow
             allow public path=/public/
+            deny lan dst=10.0.0.0/8
             deny no-sales group=sales
             allow net group=internet path=/net/
             """, backend=None, wb=wb, krb=kdc, auth_schemes="negotiate ntlm",
@@ -607,9 +608,12 @@ def test_kerberos_group_deny_fails_closed_when_winbind_is_down(make_gateway, tmp
         assert r.rc == 0 and r.status == 503, r
         r = neg_as(gw, carol, origin.url("/public/x"))
         assert r.rc == 0 and r.status == 200, r
+        # a host name: `lan` waits for the address, then `no-sales` cannot decide
+        r = neg_as(gw, carol, "http://localhost:%d/by-name" % origin.port)
+        assert r.rc == 0 and r.status == 503, r
         assert [q.target for q in origin.wait_requests(1)] == ["/public/x"]
-        assert len(re.findall(r"event=groups_unavailable", gw.error_log)) == 2, gw.error_log
-        assert stats(gw)["rules_groups_unavailable"] == 2
+        assert len(re.findall(r"event=groups_unavailable", gw.error_log)) == 3, gw.error_log
+        assert stats(gw)["rules_groups_unavailable"] == 3
 
 
 def krb_token(env):
