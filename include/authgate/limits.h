@@ -164,6 +164,13 @@
  * a burst of new connections costs one lookup per user. */
 #define AG_GROUP_CACHE_TTL_MS (300 * 1000)
 #define AG_GROUP_CACHE_MAX 4096
+/* "realm_domain" lines: one per Kerberos realm whose users have accounts in
+ * a winbind domain other than winbind's own (trusted domains of a forest);
+ * a list this long is already a configuration nobody can review. */
+#define AG_REALM_DOMAINS_MAX 64
+/* A realm is a DNS name in practice (RFC 4120 6.1 allows more; MIT and AD
+ * use DNS-style realms): 253 characters. */
+#define AG_REALM_NAME_MAX 253
 
 /* ctl */
 /* Entries in the status socket's uid/gid allow-lists: a handful of admin

@@ -6,6 +6,7 @@
 #ifndef AG_AUTH_IDENTITY_H
 #define AG_AUTH_IDENTITY_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ struct ag_identity {
     char user[AG_USER_MAX + 1];   /* canonical account name */
     char domain[AG_USER_MAX + 1]; /* domain or realm, "" when none */
     char *sids;                   /* comma-separated SIDs (user, groups) or NULL; owned */
+    bool groups_unknown;          /* the group lookup failed: sids says nothing, and a
+                                     rule that depends on a winbind group cannot decide */
 };
 
 static inline void ag_identity_clear(struct ag_identity *id)

@@ -228,6 +228,9 @@ struct gentry {
 static pthread_mutex_t gcache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gentry *gcache;
 static size_t gcache_n;
+/* winbind's own domain names, under the same lock and TTL (0 = not known) */
+static char own_nb[256], own_dns[256];
+static uint64_t own_expires_ms;
 
 static void gcache_drop_all(void)
 {
@@ -244,7 +247,35 @@ void ag_wb_user_sids_cache_clear(void)
 {
     pthread_mutex_lock(&gcache_lock);
     gcache_drop_all();
+    own_expires_ms = 0;
     pthread_mutex_unlock(&gcache_lock);
+}
+
+int ag_wb_realm_domain_cached_blocking(const char *realm, uint64_t now_ms, char *nb_domain,
+                                       size_t cap)
+{
+    char nb[256], dns[256], name[256];
+    pthread_mutex_lock(&gcache_lock);
+    bool fresh = own_expires_ms > now_ms;
+    if (fresh) {
+        memcpy(nb, own_nb, sizeof nb);
+        memcpy(dns, own_dns, sizeof dns);
+    }
+    pthread_mutex_unlock(&gcache_lock);
+    if (!fresh) {
+        if (ag_wb_names_blocking(nb, dns, name, sizeof nb) != 0)
+            return AG_EBACKEND;
+        pthread_mutex_lock(&gcache_lock);
+        memcpy(own_nb, nb, sizeof nb);
+        memcpy(own_dns, dns, sizeof dns);
+        own_expires_ms = now_ms + AG_GROUP_CACHE_TTL_MS;
+        pthread_mutex_unlock(&gcache_lock);
+    }
+    /* A standalone winbindd has no DNS name: no realm is its own. */
+    if (!dns[0] || !nb[0] || !ag_strieq(dns, strlen(dns), realm))
+        return AG_ENOTFOUND;
+    snprintf(nb_domain, cap, "%s", nb);
+    return 0;
 }
 
 int ag_wb_user_sids_cached_blocking(const char *name, uint64_t now_ms, char **out)
@@ -364,8 +395,10 @@ int ag_wb_user_sids_blocking(const char *name, char **out)
     uint32_t n = 0;
     struct wbcDomainSid *sids = NULL;
     wbcErr w = wbcCtxLookupUserSids(ctx, &user, false, &n, &sids);
+    /* The account exists (its SID resolved): not knowing its groups is a
+     * failed lookup, never "no groups" (a group= deny would fail open). */
     if (w != WBC_ERR_SUCCESS)
-        return w == WBC_ERR_WINBIND_NOT_AVAILABLE ? AG_EBACKEND : AG_ENOTFOUND;
+        return AG_EBACKEND;
     struct ag_buf b;
     ag_buf_init(&b, 64 * 1024);
     char s[WBC_SID_STRING_BUFLEN];
@@ -378,7 +411,7 @@ int ag_wb_user_sids_blocking(const char *name, char **out)
     wbcFreeMemory(sids);
     if (e || ag_buf_append(&b, "", 1) != 0) {
         ag_buf_free(&b);
-        return AG_ENOTFOUND;
+        return AG_EBACKEND; /* a partial list is no list */
     }
     *out = ag_buf_steal(&b, NULL);
     return 0;

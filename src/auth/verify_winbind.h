@@ -45,14 +45,22 @@ int ag_wb_name_to_sid_blocking(const char *name, char *sid, size_t cap);
 
 /* The SIDs of a user (its own, then its groups) as a comma-separated string
  * (malloc'd into *out), for identities that did not come from winbind
- * (Kerberos). 0, AG_ENOTFOUND, AG_EBACKEND. */
+ * (Kerberos). 0, AG_ENOTFOUND (no such account), AG_EBACKEND (winbind
+ * unreachable, or the account exists but its groups cannot be listed). */
 int ag_wb_user_sids_blocking(const char *name, char **out);
 
 /* The same through a cache shared by the pool threads (mutex), entries kept
  * AG_GROUP_CACHE_TTL_MS; now_ms is the caller's monotonic clock. */
 int ag_wb_user_sids_cached_blocking(const char *name, uint64_t now_ms, char **out);
-/* Forgets every cached entry (reload). Any thread. */
+/* Forgets every cached entry (reload), the own-domain names included. Any
+ * thread. */
 void ag_wb_user_sids_cache_clear(void);
+
+/* Whether realm is winbind's own domain by its DNS name (case-insensitive),
+ * from winbind's interface details, cached like the SIDs. 0 with the NetBIOS
+ * domain in nb_domain, AG_ENOTFOUND (another realm), AG_EBACKEND. */
+int ag_wb_realm_domain_cached_blocking(const char *realm, uint64_t now_ms, char *nb_domain,
+                                       size_t cap);
 
 /* winbindd's own names (NetBIOS domain, DNS domain, NetBIOS name), for the
  * NTLM CHALLENGE's target info. Each buffer gets "" when unknown. 0 or

@@ -43,6 +43,7 @@ enum opt_type {
     T_MODE,     /* uint32_t file mode, written in octal (0660) */
     T_USERS,    /* struct ag_idlist of uids: numbers or user names, or none */
     T_GROUPS,   /* struct ag_idlist of gids: numbers or group names, or none */
+    T_REALMS,   /* realm_domains[] / n_realm_domains: "REALM DOMAIN" per line, or none */
 };
 
 /* Row flags. */
@@ -322,6 +323,8 @@ static const struct opt opts[] = {
      NULL, "comma-separated realms allowed; none = any"},
     {"rcache_dir", T_PATH, OFF(rcache_dir), 0, 0, 0, "none", F_NONE, NULL, NULL,
      "directory of the Kerberos replay cache"},
+    {"realm_domain", T_REALMS, OFF(realm_domains), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL,
+     NULL, "REALM DOMAIN: the winbind domain holding a Kerberos realm's groups"},
 
     /* access rules */
     {"rules_file", T_PATH, OFF(rules_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
@@ -609,15 +612,24 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
     case T_LOGLEVEL:
         return ag_buf_appendz(b, ag_log_level_name((enum ag_log_level) * (const int *)f));
     case T_LISTEN:
-        for (size_t i = 0; !rc && i < c->n_listen; i++) {
+    case T_REALMS: {
+        /* one entry per file line: listeners, realm_domain pairs */
+        size_t n = o->type == T_LISTEN ? c->n_listen : c->n_realm_domains;
+        if (n == 0 && o->type == T_REALMS)
+            return ag_buf_appendz(b, "none");
+        for (size_t i = 0; !rc && i < n; i++) {
             if (item != SIZE_MAX && i != item)
                 continue;
             if (item == SIZE_MAX && i > 0)
                 rc = ag_buf_append(b, " ", 1);
-            if (!rc)
+            if (!rc && o->type == T_LISTEN)
                 rc = ag_buf_appendz(b, c->listen[i].text);
+            else if (!rc)
+                rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
+                                   c->realm_domains[i].domain);
         }
         return rc;
+    }
     case T_PORTS:
         for (size_t i = 0; !rc && i < c->n_connect_ports; i++)
             rc = ag_buf_printf(b, "%s%u", i ? " " : "", (unsigned)c->connect_ports[i]);
@@ -964,10 +976,36 @@ static int set_ids(struct pctx *x, const struct opt *o, char **argv, size_t argc
     return 0;
 }
 
+/* "realm_domain REALM DOMAIN" adds one entry; "realm_domain none" clears. */
+static int add_realm_domain(struct pctx *x, const struct opt *o, char **argv, size_t argc)
+{
+    struct ag_config *c = x->c;
+    const char *why = NULL;
+    char sv[80];
+    if (argc == 1 && strcmp(argv[0], "none") == 0) {
+        c->n_realm_domains = 0;
+        return 0;
+    }
+    if (argc != 2)
+        return fail(x, "%s: needs a realm and a winbind domain (REALM DOMAIN)", o->name);
+    if (check_dnsname(argv[0], &why) != 0)
+        return fail(x, "%s: realm '%s' %s", o->name, shown(argv[0], sv, sizeof sv), why);
+    if (check_netbios(argv[1], &why) != 0)
+        return fail(x, "%s: domain '%s' %s", o->name, shown(argv[1], sv, sizeof sv), why);
+    if (ag_config_realm_domain(c, argv[0]))
+        return fail(x, "%s: realm %s given twice", o->name, argv[0]);
+    if (c->n_realm_domains == AG_REALM_DOMAINS_MAX)
+        return fail(x, "%s: more than %d realms", o->name, AG_REALM_DOMAINS_MAX);
+    struct ag_realm_domain *e = &c->realm_domains[c->n_realm_domains++];
+    snprintf(e->realm, sizeof e->realm, "%s", argv[0]);
+    snprintf(e->domain, sizeof e->domain, "%s", argv[1]);
+    return 0;
+}
+
 static bool is_list(const struct opt *o)
 {
     return o->type == T_LISTEN || o->type == T_PORTS || o->type == T_SCHEMES ||
-           o->type == T_USERS || o->type == T_GROUPS;
+           o->type == T_USERS || o->type == T_GROUPS || o->type == T_REALMS;
 }
 
 /* Applies one option's values (already tokenized) to the config. */
@@ -1001,6 +1039,8 @@ static int apply(struct pctx *x, const struct opt *o, char **argv, size_t argc)
     case T_USERS:
     case T_GROUPS:
         return set_ids(x, o, argv, argc);
+    case T_REALMS:
+        return add_realm_domain(x, o, argv, argc);
     }
     return fail(x, "%s: internal error", o->name);
 }
@@ -1315,6 +1355,14 @@ void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap)
     out[cap - 1] = '\0';
 }
 
+const char *ag_config_realm_domain(const struct ag_config *c, const char *realm)
+{
+    for (size_t i = 0; i < c->n_realm_domains; i++)
+        if (ag_strieq(c->realm_domains[i].realm, strlen(c->realm_domains[i].realm), realm))
+            return c->realm_domains[i].domain;
+    return NULL;
+}
+
 bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s)
 {
     for (size_t i = 0; i < c->n_schemes; i++)
@@ -1352,7 +1400,10 @@ void ag_config_dump(const struct ag_config *c, FILE *f)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
-        size_t items = o->type == T_LISTEN ? c->n_listen : 1; /* one line per listener */
+        /* one line per listener, per realm_domain entry */
+        size_t items = o->type == T_LISTEN ? c->n_listen
+                       : o->type == T_REALMS && c->n_realm_domains ? c->n_realm_domains
+                                                                   : 1;
         for (size_t k = 0; k < items; k++) {
             struct ag_buf b;
             ag_buf_init(&b, DUMP_LINE_MAX);

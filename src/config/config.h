@@ -42,6 +42,13 @@ struct ag_idlist {
     size_t n;
 };
 
+/* "realm_domain REALM DOMAIN": Kerberos users of REALM have their groups in
+ * the winbind domain DOMAIN (NetBIOS name). */
+struct ag_realm_domain {
+    char realm[AG_REALM_NAME_MAX + 1];
+    char domain[16];
+};
+
 struct ag_config {
     int refs;
     char *path;    /* absolute path of the file, owned */
@@ -120,6 +127,11 @@ struct ag_config {
                                   ag_gss_name_format), default keep */
     char *negotiate_realms;   /* "negotiate_realms R1,R2", default none = any realm */
     char *rcache_dir;         /* "rcache_dir PATH", default none = MIT's default (/var/tmp) */
+    /* "realm_domain REALM DOMAIN", repeatable, default none: which winbind
+     * domain answers for a realm's users (group= rules). A realm that is
+     * neither listed nor winbind's own DNS domain has no groups. */
+    struct ag_realm_domain realm_domains[AG_REALM_DOMAINS_MAX];
+    size_t n_realm_domains;
 
     /* access rules */
     char *rules_file;         /* "rules_file PATH", default none = every authenticated user
@@ -155,6 +167,10 @@ int ag_config_parse_listen(const char *s, struct ag_listen *out);
 /* The name clients use for the proxy: proxy_host, or (none) the machine's host
  * name, or "localhost" when even that fails. Always NUL-terminated. */
 void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap);
+
+/* The winbind domain configured for a Kerberos realm (case-insensitive),
+ * or NULL when realm_domain does not name it. */
+const char *ag_config_realm_domain(const struct ag_config *c, const char *realm);
 
 bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s);
 bool ag_config_port_allowed(const struct ag_config *c, uint16_t port);

@@ -133,11 +133,16 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
     one(r, "authgate_auth_identity_reset_total", "counter",
         "Identities reset by new credentials on the connection.", a->identity_reset);
 
+    one(r, "authgate_rules_groups_unavailable_total", "counter",
+        "Requests refused (503) because a group= rule met a failed group lookup.",
+        st->rules_groups_unavailable);
+
     struct ag_throttle_stats ts;
     ag_throttle_stats(srv->throttle, &ts);
     struct ag_session_counters sc = {0};
     if (srv->sessions)
         ag_session_counters(srv->sessions, &sc);
+
     family(r, "authgate_limit_hits_total", "counter", "Times a configured ceiling was hit.");
     const struct {
         const char *label;

@@ -598,11 +598,12 @@ void ag_rules_free(struct ag_rules *r)
 
 /* ---- evaluation ----------------------------------------------------------- */
 
-enum m { NO = 0, YES, MAYBE };
+enum m { NO = 0, YES, MAYBE, UNKNOWN };
 
 static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
                          struct prepared *p)
 {
+    bool unknown = false;
     if (ru->users.n || ru->n_groups || ru->schemes) {
         if (!q->id)
             return NO;
@@ -611,10 +612,17 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
         bool ok = ru->users.n == 0 && ru->n_groups == 0;
         for (size_t i = 0; i < ru->users.n && !ok; i++)
             ok = user_match(ru->users.v[i], p);
-        for (size_t i = 0; i < ru->n_groups && !ok; i++)
+        for (size_t i = 0; i < ru->n_groups && !ok; i++) {
             ok = group_match(ru->groups[i], p);
-        if (!ok)
+            /* A winbind group of an identity whose lookup failed: decided
+             * below, once the rest of the rule is known to match. */
+            if (!ok && ru->groups[i]->sid && q->id->groups_unknown)
+                unknown = true;
+        }
+        if (!ok && !unknown)
             return NO;
+        if (ok)
+            unknown = false;
     }
     if (ru->hosts.n) {
         bool ok = false;
@@ -668,6 +676,9 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
         if (!ok)
             return NO;
     }
+    /* Unknown groups refuse before DNS: no address can make them known. */
+    if (unknown)
+        return UNKNOWN;
     if (ru->n_dsts) {
         if (!q->dst)
             return MAYBE;
@@ -698,6 +709,10 @@ enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_que
         if (m == MAYBE) {
             *rule = ru->name;
             return AG_RULE_NEED_ADDR;
+        }
+        if (m == UNKNOWN) {
+            *rule = ru->name;
+            return AG_RULE_GROUPS_UNKNOWN;
         }
         if (m == YES) {
             ru->hits++;

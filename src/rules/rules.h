@@ -32,6 +32,8 @@ enum ag_rule_verdict {
     AG_RULE_DENY,
     AG_RULE_NEED_ADDR, /* a dst= rule may match: evaluate again per address */
     AG_RULE_NO_MATCH,  /* pre-auth only: no pre-auth rule matched, authenticate */
+    AG_RULE_GROUPS_UNKNOWN, /* the deciding rule names a winbind group and the
+                               identity's group lookup failed: refuse (503) */
 };
 
 struct ag_rules;
@@ -63,7 +65,11 @@ struct ag_rules_query {
 };
 
 /* Evaluates; *rule gets the name of the deciding rule ("default" when none
- * matched). preauth selects the auth=none rules only. In the pre-auth pass a
+ * matched). preauth selects the auth=none rules only. For an identity whose
+ * groups are unknown (id->groups_unknown), the first rule whose match would
+ * turn on a winbind group (its other matchers, dst= aside, match and no user=
+ * or file-declared member decides it) answers AG_RULE_GROUPS_UNKNOWN: allow
+ * and deny alike, so a lookup failure never opens nor closes by accident. In the pre-auth pass a
  * dst= rule that cannot be decided for a host name is passed over and
  * *recheck set (may be NULL): the caller then evaluates the pre-auth rules
  * again for each resolved address before connecting. */

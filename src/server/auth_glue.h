@@ -16,6 +16,9 @@ enum ag_auth_verdict {
 };
 
 enum ag_auth_verdict ag_conn_auth(struct conn *c);
+/* A new request head: an identity proven by Basic ends with the request that
+ * carried it, before anything (rules, logs, the identity header) reads it. */
+void ag_conn_auth_request_begin(struct conn *c);
 /* The user column of the access log: the connection's identity or "-". */
 const char *ag_conn_user(const struct conn *c);
 /* "Name: value\r\n" of the configured identity header for this connection,

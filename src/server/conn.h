@@ -74,6 +74,7 @@ struct conn {
     bool preauth;            /* admitted by an auth=none rule: no identity needed */
     bool rules_by_addr;      /* a dst= rule decides once the address is known */
     const char *denied_rule; /* rule that refused every address (points into srv->rules) */
+    bool denied_groups;      /* ... because it needs groups the lookup failed to give */
     bool up_dirty;           /* upstream sent bytes past its response: never reuse */
     bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
     uint64_t req_content_length;

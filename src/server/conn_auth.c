@@ -953,31 +953,59 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
 struct neg_job {
     struct ag_job base;
     bool want_groups;            /* rules name groups and winbind can tell them */
+    struct ag_config *cfg;       /* reference: realm_domain, read on the pool thread */
     struct ag_gss_acceptor *acc; /* reference */
     struct ag_gss_ctx *ctx;      /* moved in from the session row, moved back on continue */
     uint8_t *tok;                /* owned */
     size_t toklen;
     struct ag_gss_step step;
     char *sids;                  /* the user's SIDs from winbind, or NULL (owned) */
+    int groups_rc;               /* AG_EBACKEND: the lookup failed (groups unknown) */
+    const char *groups_note;     /* why the user has no winbind groups, or NULL */
 };
+
+/* A Kerberos identity carries no SIDs here: winbind tells the user's groups,
+ * but only for a realm that maps to a winbind domain (realm_domain, or
+ * winbind's own DNS name). The account part alone would name another
+ * person: alice@OTHER.REALM is not CORP\alice. Pool thread. */
+static void neg_groups(struct neg_job *n)
+{
+    char acct[AG_USER_MAX + 1], dom[256], name[AG_USER_MAX + 300];
+    const char *p = n->step.principal, *at = strrchr(p, '@');
+    size_t l = at ? (size_t)(at - p) : 0;
+    if (!at || l == 0 || l >= sizeof acct || strchr(p, '\\')) {
+        n->groups_note = "unusable principal";
+        return;
+    }
+    memcpy(acct, p, l);
+    acct[l] = '\0';
+    uint64_t now = ag_now_ms();
+    const char *mapped = ag_config_realm_domain(n->cfg, at + 1);
+    int rc = 0;
+    if (mapped)
+        snprintf(dom, sizeof dom, "%s", mapped);
+    else
+        rc = ag_wb_realm_domain_cached_blocking(at + 1, now, dom, sizeof dom);
+    if (rc == AG_ENOTFOUND) {
+        n->groups_note = "realm maps to no winbind domain";
+        return;
+    }
+    if (rc == 0) {
+        snprintf(name, sizeof name, "%s\\%s", dom, acct);
+        rc = ag_wb_user_sids_cached_blocking(name, now, &n->sids);
+    }
+    if (rc == AG_ENOTFOUND)
+        n->groups_note = "no such account in the winbind domain";
+    else if (rc != 0)
+        n->groups_rc = AG_EBACKEND;
+}
 
 static void neg_run(struct ag_job *j)
 {
     struct neg_job *n = (struct neg_job *)j;
     ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
-    if (n->step.status == 0 && n->want_groups) {
-        /* A Kerberos identity carries no SIDs here: ask winbind for the
-         * user's groups (the account part of the principal, winbind's
-         * domain), on this pool thread, so group rules apply to it too. */
-        char acct[AG_USER_MAX + 1];
-        const char *at = strrchr(n->step.principal, '@');
-        size_t l = at ? (size_t)(at - n->step.principal) : strlen(n->step.principal);
-        if (l < sizeof acct) {
-            memcpy(acct, n->step.principal, l);
-            acct[l] = '\0';
-            ag_wb_user_sids_cached_blocking(acct, ag_now_ms(), &n->sids);
-        }
-    }
+    if (n->step.status == 0 && n->want_groups)
+        neg_groups(n);
 }
 
 static void neg_release(struct ag_job *j)
@@ -991,6 +1019,7 @@ static void neg_release(struct ag_job *j)
     ag_gss_step_clear(&n->step);
     free(n->sids);
     ag_gss_acceptor_unref(n->acc);
+    ag_config_unref(n->cfg);
 }
 
 /* prefix + base64(tok) + suffix, NUL-terminated (malloc'd), or NULL. */
@@ -1046,6 +1075,14 @@ static void neg_done(struct ag_job *j, void *owner)
         srv->auth.succeeded[AG_SCHEME_NEGOTIATE]++;
         id.sids = n->sids;
         n->sids = NULL;
+        /* Refused later, and logged there, only by a rule that needs them.
+         * Not looked up (the rules named no group when this began) is not
+         * "none" either: a reload that adds group rules must not find this
+         * connection's user in no group. */
+        id.groups_unknown = n->groups_rc == AG_EBACKEND || !n->want_groups;
+        if (n->groups_note)
+            ag_debug("conn=%llu event=groups_none principal=\"%s\" reason=\"%s\"",
+                     (unsigned long long)c->id, p, n->groups_note);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
         ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=\"%s\" acceptor=%s "
                 "ms=%llu",
@@ -1126,6 +1163,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
     }
     n->base.ops = &neg_ops;
     n->want_groups = ag_rules_use_groups(srv->rules) && uses_winbind(cfg);
+    n->cfg = ag_config_ref(c->cfg);
     n->acc = ag_gss_acceptor_ref(srv->gss);
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;
     n->tok = tok;
@@ -1134,6 +1172,16 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
 }
 
 /* --- the decision per request --------------------------------------------------- */
+
+void ag_conn_auth_request_begin(struct conn *c)
+{
+    struct ag_session *s = c->session;
+    /* Basic is per request: a later request without credentials (one an
+     * auth=none rule admits included) is anonymous. NTLM and Negotiate
+     * identify the connection and stay. */
+    if (s && s->state == AG_AS_AUTHENTICATED && s->scheme == AG_SCHEME_BASIC)
+        ag_session_reset(c->srv->sessions, s);
+}
 
 enum ag_auth_verdict ag_conn_auth(struct conn *c)
 {

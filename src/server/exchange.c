@@ -197,6 +197,7 @@ static void next_request(struct conn *c)
     c->preauth = c->rules_by_addr = false;
     c->splice_pending = false;
     c->denied_rule = NULL;
+    c->denied_groups = false;
     c->status = 0;
     c->head_bytes = 0;
     c->last_lf = c->fold = false;
@@ -308,6 +309,26 @@ static bool via_has_us(const struct ag_head *h, const char *pseudonym)
     return false;
 }
 
+/* True when the field name nm equals name with case ignored and '-' and '_'
+ * taken as the same character: CGI (HTTP_X_AUTHENTICATED_USER), nginx with
+ * underscores_in_headers and many frameworks read both spellings as one
+ * field, so a client's "X_Authenticated_User" would pass for ours. */
+static bool same_field_loose(const char *nm, size_t nl, const char *name)
+{
+    if (!name || strlen(name) != nl)
+        return false;
+    for (size_t i = 0; i < nl; i++) {
+        char a = nm[i] == '_' ? '-' : nm[i], b = name[i] == '_' ? '-' : name[i];
+        if (a >= 'A' && a <= 'Z')
+            a = (char)(a + 32);
+        if (b >= 'A' && b <= 'Z')
+            b = (char)(b + 32);
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
@@ -328,9 +349,11 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         const char *nm = ag_head_name(h, i, &nl);
         const char *v = ag_head_value(h, i, &vl);
         /* X-Authenticated-User is stripped even when no identity header is
-         * configured: origins commonly trust it, so no client may set it. */
+         * configured: origins commonly trust it, so no client may set it.
+         * Both go in every spelling an origin may read as the same name. */
         if (ag_head_is_hop(h, i, cfg->identity_header) || ag_strieq(nm, nl, "Host") ||
-            ag_strieq(nm, nl, "X-Authenticated-User") ||
+            same_field_loose(nm, nl, "X-Authenticated-User") ||
+            same_field_loose(nm, nl, cfg->identity_header) ||
             ag_strieq(nm, nl, "Content-Length") || ag_strieq(nm, nl, "Transfer-Encoding"))
             continue;
         if (cfg->x_forwarded_for && ag_strieq(nm, nl, "X-Forwarded-For")) {
@@ -423,6 +446,18 @@ static void deny(struct conn *c, const char *rule)
     exchange_reply(c, 403, NULL, detail);
 }
 
+/* A rule needs the groups of a Kerberos user whose group lookup failed:
+ * neither allow nor deny can be trusted, so 503 (winbind may come back) and
+ * the connection closes, so that the next one looks the groups up afresh. */
+static void groups_unknown(struct conn *c, const char *rule)
+{
+    c->srv->stats.rules_groups_unavailable++;
+    ag_err("conn=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
+           (unsigned long long)c->id, rule, c->peer, ag_conn_user(c));
+    c->close_after = true;
+    exchange_reply(c, 503, "Retry-After: 5\r\n", "group membership unavailable");
+}
+
 static bool addr_allowed(void *owner, const struct sockaddr *sa)
 {
     struct conn *c = owner;
@@ -431,9 +466,12 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
     /* With the address known: the pre-auth rules first (they apply to
      * everyone), then, for an authenticated request, the others. */
     const char *rule;
-    if (rules_eval(c, sa, true, &rule, NULL) == AG_RULE_DENY ||
-        (!c->preauth && rules_eval(c, sa, false, &rule, NULL) == AG_RULE_DENY)) {
+    enum ag_rule_verdict v = rules_eval(c, sa, true, &rule, NULL);
+    if (v != AG_RULE_DENY && !c->preauth)
+        v = rules_eval(c, sa, false, &rule, NULL);
+    if (v == AG_RULE_DENY || v == AG_RULE_GROUPS_UNKNOWN) {
         c->denied_rule = rule;
+        c->denied_groups = v == AG_RULE_GROUPS_UNKNOWN;
         return false;
     }
     return true;
@@ -663,7 +701,10 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
     if (status == AG_EUNSUPP && c->denied_rule) {
         ag_upstream_close(c->up);
         c->up = NULL;
-        deny(c, c->denied_rule);
+        if (c->denied_groups)
+            groups_unknown(c, c->denied_rule);
+        else
+            deny(c, c->denied_rule);
         return;
     }
     if (status != 0) {
@@ -854,6 +895,7 @@ void exchange_on_upstream_eof(struct conn *c, int err)
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
+    ag_conn_auth_request_begin(c);
     uv_timer_stop(&c->timer);
     struct ag_head *h = &c->head;
     llhttp_t *p = &c->parser;
@@ -957,6 +999,10 @@ void exchange_proceed(struct conn *c)
         enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL);
         if (v == AG_RULE_DENY) {
             deny(c, rule);
+            return;
+        }
+        if (v == AG_RULE_GROUPS_UNKNOWN) {
+            groups_unknown(c, rule);
             return;
         }
         c->rules_by_addr = c->rules_by_addr || v == AG_RULE_NEED_ADDR;

@@ -43,9 +43,11 @@ import pytest
 from harness.gateway import GatewayError, check_config, sanitizer_env
 from harness.origin import HELLO, OriginServer
 from harness.rawhttp import RawClient, build_request, get_request
+from harness.auth import ntlm_legs, stats
 from harness.tools import CurlResult, assert_error_response, curl
 from peers._util import run
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
+from peers.kdc import Kdc
 from peers.winbind import NSS_WRAPPER, Winbind, asan_runtime
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -465,14 +467,16 @@ def test_kerberos_users_get_groups_from_winbind(make_gateway, tmp_path, kdc, win
                                                 origin):
     """alice@AUTHGATE.TEST over Negotiate is allowed by group=internet (her SIDs
     come from winbind: the ticket carries none); bob@AUTHGATE.TEST is not.
-    user= matches Kerberos names as user@REALM and as the bare account."""
+    user= matches Kerberos names as user@REALM and as the bare account. The
+    standalone winbindd reports no DNS name: realm_domain maps the realm."""
     gw = start_gateway(make_gateway, tmp_path, """
         default deny
         allow net group=internet
         allow krb-bob user=bob@AUTHGATE.TEST path=/bob/
         allow carol user=carol path=/carol/
         """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
-                       ntlm_backend="winbind", user_file="none")
+                       ntlm_backend="winbind", user_file="none",
+                       realm_domain=["%s %s" % (kdc.realm.lower(), winbind_idmap.domain)])
     assert "event=negotiate_ready" in gw.error_log, gw.logs_tail()
 
     def neg(user, path):
@@ -496,6 +500,182 @@ def test_kerberos_users_get_groups_from_winbind(make_gateway, tmp_path, kdc, win
         ("/echo", "alice@AUTHGATE.TEST"), ("/bob/x", "bob@AUTHGATE.TEST"),
         ("/carol/x", "carol@AUTHGATE.TEST")]
     assert len(re.findall(r"event=auth_ok scheme=Negotiate", gw.error_log)) == 5
+
+
+@pytest.fixture(scope="module")
+def other_kdc():
+    """A second realm, OTHER.TEST, with its own alice/bob/carol: names that
+    exist in the winbind domain too, but are other people."""
+    with Kdc(realm="OTHER.TEST", other_service=None) as k:
+        yield k
+
+
+def two_realm_keytab(tmp_path, kdc, other_kdc):
+    """HTTP/localhost of both realms in one keytab: the gateway (acceptor
+    HTTP@localhost) accepts tickets from either realm."""
+    kt = str(tmp_path / "two-realms.keytab")
+    kdc.export_keytab(kdc.service, kt)
+    other_kdc.export_keytab(other_kdc.service, kt)
+    return kt
+
+
+def neg_as(gw, env, url):
+    return curl_as(gw, "--proxy-negotiate", "-U", ":", url, env=env)
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_groups_not_borrowed_across_realms(make_gateway, tmp_path, kdc, other_kdc,
+                                                     winbind_idmap, origin):
+    """Suspected in issue 10, confirmed: the group lookup used only the account
+    part of the principal, so alice@OTHER.TEST (a realm no winbind domain
+    answers for) got the groups of AUTHGATE\\alice. Neither realm maps to the
+    winbind domain here (a standalone winbindd reports no DNS name and no
+    realm_domain is set): no Kerberos user has winbind groups, a group= allow
+    rule lets nobody in, and user= rules still work."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow net group=internet
+        allow krb-bob user=bob@OTHER.TEST path=/bob/
+        """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       keytab=two_realm_keytab(tmp_path, kdc, other_kdc))
+    r = neg_as(gw, other_kdc.client_env("alice"), origin.url("/echo/other"))
+    assert r.rc == 0 and r.status == 403, r
+    assert r.body == b"403 Forbidden: denied by access rule 'default'\n"
+    denied_line(gw, "default", "alice@OTHER.TEST", "127.0.0.1", origin.port)
+    r = neg_as(gw, kdc.client_env("alice"), origin.url("/echo/local"))
+    assert r.rc == 0 and r.status == 403, r
+    r = neg_as(gw, other_kdc.client_env("bob"), origin.url("/bob/x"))
+    assert r.rc == 0 and r.status == 200, r
+    assert [(q.target, q.header(IDENT)) for q in origin.wait_requests(1)] == [
+        ("/bob/x", "bob@OTHER.TEST")]
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_realm_domain_maps_a_realm_to_winbind(make_gateway, tmp_path, kdc, other_kdc,
+                                              winbind_idmap, origin):
+    """`realm_domain AUTHGATE.TEST AUTHGATE`: alice@AUTHGATE.TEST has the
+    groups of AUTHGATE\alice, alice@OTHER.TEST (not mapped) has none; mapping
+    OTHER.TEST too (the operator says so) gives its users that domain's
+    groups. A reload changes the map."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default deny
+        allow net group=internet
+        """, backend=None, wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       keytab=two_realm_keytab(tmp_path, kdc, other_kdc),
+                       realm_domain=["%s %s" % (kdc.realm, winbind_idmap.domain)])
+    local, other = kdc.client_env("alice"), other_kdc.client_env("alice")
+    assert neg_as(gw, local, origin.url("/1")).status == 200
+    assert neg_as(gw, other, origin.url("/2")).status == 403
+    assert neg_as(gw, kdc.client_env("bob"), origin.url("/3")).status == 403
+    gw.reload({"realm_domain": ["%s %s" % (kdc.realm, winbind_idmap.domain),
+                                "other.test %s" % winbind_idmap.domain.lower()]})
+    assert neg_as(gw, other, origin.url("/4")).status == 200
+    assert neg_as(gw, local, origin.url("/5")).status == 200
+    assert [q.target for q in origin.wait_requests(3)] == ["/1", "/4", "/5"]
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_group_deny_fails_closed_when_winbind_is_down(make_gateway, tmp_path, kdc,
+                                                                origin):
+    """Suspected in issue 10, confirmed: a failed group lookup was ignored, so
+    with winbindd gone `deny no-sales group=sales` let carol through. A failed
+    lookup now refuses (503, one log line, a counter) every request whose
+    decision depends on a group= rule, allow or deny; a request decided
+    before any group= rule is reached still passes."""
+    with WinbindWithIdmap() as wb:
+        gw = start_gateway(make_gateway, tmp_path, """
+            default allow
+            allow public path=/public/
+            deny lan dst=10.0.0.0/8
+            deny no-sales group=sales
+            allow net group=internet path=/net/
+            """, backend=None, wb=wb, krb=kdc, auth_schemes="negotiate ntlm",
+                           ntlm_backend="winbind", user_file="none",
+                           status_socket=str(tmp_path / "ctl.sock"),
+                           realm_domain="%s %s" % (kdc.realm, wb.domain))
+        wb.stop()
+        carol = kdc.client_env("carol")
+        r = neg_as(gw, carol, origin.url("/echo"))
+        assert r.rc == 0 and r.status == 503, r
+        gw.wait_log(r"event=groups_unavailable %s client=\S+ %s" % (
+            kv("rule", "no-sales"), kv("user", "carol@AUTHGATE.TEST")))
+        r = neg_as(gw, kdc.client_env("alice"), origin.url("/net/x"))
+        assert r.rc == 0 and r.status == 503, r
+        r = neg_as(gw, carol, origin.url("/public/x"))
+        assert r.rc == 0 and r.status == 200, r
+        # a host name: `lan` waits for the address, then `no-sales` cannot decide
+        r = neg_as(gw, carol, "http://localhost:%d/by-name" % origin.port)
+        assert r.rc == 0 and r.status == 503, r
+        assert [q.target for q in origin.wait_requests(1)] == ["/public/x"]
+        assert len(re.findall(r"event=groups_unavailable", gw.error_log)) == 3, gw.error_log
+        assert stats(gw)["rules_groups_unavailable"] == 3
+
+
+def krb_token(env):
+    """A raw Kerberos AP-REQ for HTTP@localhost (one round), made by
+    python-gssapi in a child process with the client's environment."""
+    code = ("import base64, gssapi; n = gssapi.Name('HTTP@localhost', "
+            "gssapi.NameType.hostbased_service); c = gssapi.SecurityContext(name=n, "
+            "usage='initiate', mech=gssapi.MechType.kerberos); "
+            "print(base64.b64encode(c.step()).decode())")
+    p = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True,
+                       text=True, timeout=30, check=True)
+    return "Negotiate " + p.stdout.strip()
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_group_rule_added_by_reload_on_kerberos_connection(make_gateway, tmp_path, kdc,
+                                                             winbind_idmap, origin):
+    """carol authenticated her connection while the rules named no group (so
+    her groups were never looked up); a reload then adds `deny no-sales
+    group=sales`: her next request on that connection is refused (503, the
+    connection closes), never let through as a member of no group. A new
+    connection looks her groups up and gets the deny."""
+    gw = start_gateway(make_gateway, tmp_path, "default allow\n", backend=None,
+                       wb=winbind_idmap, krb=kdc, auth_schemes="negotiate ntlm",
+                       ntlm_backend="winbind", user_file="none",
+                       realm_domain="%s %s" % (kdc.realm, winbind_idmap.domain))
+    carol = kdc.client_env("carol")
+    c = gw.client()
+    assert_origin(fetch(gw, origin.url("/1"), krb_token(carol), client=c), body=None)
+    gw.rules_path.write_text("default allow\ndeny no-sales group=sales\n")
+    since = len(gw.error_log)
+    gw.reload(wait=0)
+    gw.wait_log(r"event=rules_loaded", since=since)
+    r = fetch(gw, origin.url("/2"), client=c)
+    assert_error_response(r, 503)
+    assert c.is_closed(2)
+    gw.wait_log(r"event=groups_unavailable %s" % kv("rule", "no-sales"), since=since)
+    assert_denied(fetch(gw, origin.url("/3"), krb_token(carol)), "no-sales")
+    assert [q.target for q in origin.wait_requests(1)] == ["/1"]
+
+
+@pytest.mark.needs_kdc
+@pytest.mark.needs_winbind
+def test_kerberos_group_rule_refused_while_winbind_hangs(make_gateway, tmp_path, kdc, origin):
+    """winbindd stopped with SIGSTOP: the lookup hangs, the handshake deadline
+    answers 503, and carol never reaches the origin past `deny no-sales`."""
+    with WinbindWithIdmap() as wb:
+        gw = start_gateway(make_gateway, tmp_path, """
+            default allow
+            deny no-sales group=sales
+            """, backend=None, wb=wb, krb=kdc, auth_schemes="negotiate ntlm",
+                           ntlm_backend="winbind", user_file="none", handshake_timeout="1s",
+                           realm_domain="%s %s" % (kdc.realm, wb.domain))
+        wb.pause()
+        try:
+            r = neg_as(gw, kdc.client_env("carol"), origin.url("/echo"))
+            assert r.rc == 0 and r.status == 503, r
+            gw.wait_log(r"event=auth_backend_timeout")
+            assert origin.all_requests == []
+        finally:
+            wb.resume()
 
 
 # --------------------------------------------------------------------------- local backend
@@ -741,15 +921,18 @@ def test_time_windows(make_gateway, tmp_path, origin):
 # --------------------------------------------------------------------------- pre-auth rules
 
 
+PREAUTH_RULES = """
+    default deny
+    allow staff user=alice
+    allow open auth=none host=localhost
+    """
+
+
 def test_preauth_allow_has_no_407(make_gateway, tmp_path, origin, tls_origin):
     """`allow open auth=none host=localhost`, evaluated before authentication
     although it comes after `allow staff`: no Proxy-Authorization at all gets
     through to localhost (plain and CONNECT); everything else still gets 407."""
-    gw = start_gateway(make_gateway, tmp_path, """
-        default deny
-        allow staff user=alice
-        allow open auth=none host=localhost
-        """, connect_ports=[tls_origin.port])
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES, connect_ports=[tls_origin.port])
     P = origin.port
     c = gw.client()
     r = fetch(gw, "http://localhost:%d/echo" % P, client=c)
@@ -798,6 +981,113 @@ def test_preauth_dst_deny_applies_to_host_names(make_gateway, tmp_path, origin):
     r = fetch(gw, "http://localhost:%d/" % origin.port, basic("alice"))
     assert origin.all_requests == [], "localhost reached the origin at 127.0.0.1: %r" % r
     assert_denied(r, "lan")
+
+
+# --------------------------------------------------------------------------- identity and auth=none
+
+
+def ident_fields(q, name=IDENT):
+    """Every field of the origin's request whose name equals `name` when case
+    is ignored and '-' and '_' count as the same (what CGI, nginx with
+    underscores_in_headers, and frameworks that read HTTP_X_... see as one)."""
+    want = name.lower().replace("_", "-")
+    return [(n, v) for n, v in q.headers if n.lower().replace("_", "-") == want]
+
+
+def test_basic_identity_does_not_carry_to_preauth_request(make_gateway, tmp_path, origin):
+    """Basic is per request: after alice's Basic request, a request on the same
+    connection without credentials that an auth=none rule admits is anonymous
+    (no identity header at the origin, "-" in the access log), and one that no
+    auth=none rule admits gets a 407."""
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
+    P = origin.port
+    c = gw.client()
+    assert_origin(fetch(gw, "http://127.0.0.1:%d/first" % P, basic("alice"), client=c), body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open" % P, client=c), body=None)
+    assert fetch(gw, "http://127.0.0.1:%d/closed" % P, client=c).status == 407
+    assert_origin(fetch(gw, "http://localhost:%d/open2" % P, basic("alice"), client=c), body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open3" % P, client=c), body=None)
+    reqs = origin.wait_requests(4)
+    assert [(q.target, ident_fields(q)) for q in reqs] == [
+        ("/first", [(IDENT, "alice")]), ("/open", []), ("/open2", []), ("/open3", [])]
+    log = [l.split() for l in gw.wait_access_log(5)]
+    assert [(f[3], f[6].rsplit("/", 1)[-1], f[7]) for f in log] == [
+        ("TCP_MISS/200", "first", "alice"), ("TCP_MISS/200", "open", "-"),
+        ("TCP_DENIED/407", "closed", "-"), ("TCP_MISS/200", "open2", "-"),
+        ("TCP_MISS/200", "open3", "-")]
+
+
+def test_ntlm_identity_stays_on_its_connection_for_preauth_request(make_gateway, tmp_path,
+                                                                   origin):
+    """NTLM identifies the connection, not the request: after the handshake a
+    request without credentials, auth=none or not, still carries alice."""
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
+    P = origin.port
+    c = gw.client()
+    r, _, _ = ntlm_legs(c, "http://127.0.0.1:%d/first" % P, "alice", PW["alice"])
+    assert_origin(r, body=None)
+    assert_origin(fetch(gw, "http://localhost:%d/open" % P, client=c), body=None)
+    assert_origin(fetch(gw, "http://127.0.0.1:%d/again" % P, client=c), body=None)
+    reqs = origin.wait_requests(3)
+    assert [ident_fields(q) for q in reqs] == [[(IDENT, "alice")]] * 3
+    log = [l.split() for l in gw.wait_access_log(4)]
+    assert [f[7] for f in log] == ["-", "alice", "alice", "alice"]
+
+
+SPELLINGS = ["X-Authenticated-User", "x-authenticated-user", "X_Authenticated_User",
+             "x_AUTHENTICATED-user", "X-Authenticated_User", "X_AUTHENTICATED_USER"]
+
+
+def test_client_identity_header_never_reaches_origin_on_preauth_request(make_gateway, tmp_path,
+                                                                         origin):
+    """Guard: a client's copy of the identity header on a request admitted
+    without authentication (auth=none) never reaches the origin, in any
+    spelling ('-' or '_', any case), also after a Basic request on the same
+    connection."""
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES)
+    P = origin.port
+    c = gw.client()
+    forged = [(n, "evil") for n in SPELLINGS]
+    assert_origin(fetch_with(gw, "http://localhost:%d/a" % P, forged, client=c), body=None)
+    assert_origin(fetch_with(gw, "http://127.0.0.1:%d/b" % P,
+                             forged + [("Proxy-Authorization", basic("alice"))], client=c),
+                  body=None)
+    assert_origin(fetch_with(gw, "http://localhost:%d/c" % P, forged, client=c), body=None)
+    reqs = origin.wait_requests(3)
+    assert [ident_fields(q) for q in reqs] == [[], [(IDENT, "alice")], []], reqs
+    for q in reqs:
+        assert "evil" not in q.raw_head.decode("latin-1"), q.raw_head
+
+
+@pytest.mark.parametrize("identity_header", ["X-Proxy-User", "none"])
+def test_identity_header_spellings_stripped(make_gateway, tmp_path, origin, identity_header):
+    """Every spelling of X-Authenticated-User, and of the configured identity
+    header, is stripped, with and without authentication: the gateway's own
+    field is the only one the origin sees. Names that only look alike stay."""
+    gw = start_gateway(make_gateway, tmp_path, PREAUTH_RULES, identity_header=identity_header)
+    P = origin.port
+    configured = identity_header != "none"
+    proxy_user = ["X-Proxy-User", "x_proxy_user", "X_PROXY-USER", "x-Proxy_User"]
+    forged = ([(n, "evil") for n in SPELLINGS]
+              + [(n, "evil" if configured else "other") for n in proxy_user]
+              + [("X-Proxy-Userx", "kept"), ("X__Proxy-User", "kept")])
+    assert_origin(fetch_with(gw, "http://localhost:%d/open" % P, forged), body=None)
+    assert_origin(fetch_with(gw, "http://127.0.0.1:%d/auth" % P,
+                             forged + [("Proxy-Authorization", basic("alice"))]), body=None)
+    for q in origin.wait_requests(2):
+        own = [("X-Proxy-User", "alice")] if configured and q.target == "/auth" else []
+        assert ident_fields(q, "X-Authenticated-User") == [], q.headers
+        if configured:
+            assert ident_fields(q, "X-Proxy-User") == own, q.headers
+        else:
+            assert ident_fields(q, "X-Proxy-User") == [(n, "other") for n in proxy_user]
+        assert [v for n, v in q.headers if v == "evil"] == [], q.headers
+        assert [v for n, v in q.headers if v == "kept"] == ["kept", "kept"], q.headers
+
+
+def fetch_with(gw, url, headers, client=None):
+    c = client or gw.client()
+    return c.request(get_request(url, headers))
 
 
 # --------------------------------------------------------------------------- checking a config

@@ -331,6 +331,10 @@ static const struct dump_case {
     {"negotiate_name_format strip", "negotiate_name_format strip"},
     {"negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE", "negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE"},
     {"rcache_dir /var/lib/authgate/rcache", "rcache_dir /var/lib/authgate/rcache"},
+    {"realm_domain corp.example CORP", "realm_domain corp.example CORP"},
+    {"realm_domain CORP.EXAMPLE CORP\nrealm_domain eu.corp.example EU",
+     "realm_domain eu.corp.example EU"},
+    {"realm_domain none", "realm_domain none"},
     {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
     {"handshake_timeout 10s", "handshake_timeout 10s"},
     {"identity_max_age 1h", "identity_max_age 1h"},
@@ -517,6 +521,17 @@ static const struct err_case {
      "proxy.conf:1: status_allow_users: unknown user 'no-such-user-xyz'"},
     {"status_allow_groups none 0", "proxy.conf:1: status_allow_groups: 'none' must stand alone"},
     {"\"lis\\\\en\" 1", "proxy.conf:1: unknown option 'lis\\x5cen'"},
+    {"realm_domain CORP.EXAMPLE",
+     "proxy.conf:1: realm_domain: needs a realm and a winbind domain (REALM DOMAIN)"},
+    {"realm_domain CORP.EXAMPLE CORP X",
+     "proxy.conf:1: realm_domain: needs a realm and a winbind domain (REALM DOMAIN)"},
+    {"realm_domain CORP/X CORP",
+     "proxy.conf:1: realm_domain: realm 'CORP/X' must be a DNS name (letters, digits, '-' and '.')"},
+    {"realm_domain CORP.EXAMPLE CORP.EXAMPLE",
+     "proxy.conf:1: realm_domain: domain 'CORP.EXAMPLE' must be a NetBIOS name (1-15 characters, "
+     "no . \\ / : * ? \" < > |)"},
+    {"realm_domain A.EXAMPLE A\nrealm_domain a.example B",
+     "proxy.conf:2: realm_domain: realm a.example given twice"},
 };
 
 static void test_error_messages(void **state)
@@ -530,6 +545,28 @@ static void test_error_messages(void **state)
         if (strcmp(err, err_cases[i].want) != 0)
             fail_msg("'%s':\n got: %s\nwant: %s", err_cases[i].text, err, err_cases[i].want);
     }
+}
+
+/* realm_domain: a lookup by realm, case-insensitive; none clears. */
+static void test_realm_domain_lookup(void **state)
+{
+    (void)state;
+    char err[256];
+    struct ag_config *c = parse("realm_domain CORP.EXAMPLE CORP\n"
+                                "realm_domain eu.corp.example EU\n",
+                                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->n_realm_domains, 2);
+    assert_string_equal(ag_config_realm_domain(c, "corp.example"), "CORP");
+    assert_string_equal(ag_config_realm_domain(c, "EU.CORP.EXAMPLE"), "EU");
+    assert_null(ag_config_realm_domain(c, "corp.example.evil"));
+    assert_null(ag_config_realm_domain(c, "EXAMPLE"));
+    ag_config_unref(c);
+    c = parse("realm_domain CORP.EXAMPLE CORP\nrealm_domain none\n", err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(c->n_realm_domains, 0);
+    ag_config_unref(c);
 }
 
 /* Lists too long, lines too long, NUL bytes, files too large. */
@@ -1117,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_every_option_round_trips),
         cmocka_unit_test(test_full_config_fields),
         cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_realm_domain_lookup),
         cmocka_unit_test(test_error_caps),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_sizes),

@@ -40,6 +40,7 @@ static struct sockaddr_storage addr(const char *ip)
 
 struct q {
     const char *user, *domain, *sids;
+    bool groups_unknown;
     const char *host, *dst, *method, *path, *src;
     uint16_t port;
     enum ag_scheme scheme;
@@ -56,6 +57,7 @@ static void run(struct ag_rules *r, const struct q *t)
         snprintf(id.user, sizeof id.user, "%s", t->user);
         snprintf(id.domain, sizeof id.domain, "%s", t->domain ? t->domain : "");
         id.sids = (char *)t->sids;
+        id.groups_unknown = t->groups_unknown;
     }
     struct sockaddr_storage dst = t->dst ? addr(t->dst) : addr("0.0.0.0");
     struct sockaddr_storage src = addr(t->src ? t->src : "10.1.2.3");
@@ -218,6 +220,50 @@ static void test_thousand_rules(void **state)
     ag_rules_free(r);
 }
 
+/* A Kerberos user whose group lookup failed: the first rule whose outcome
+ * turns on a winbind group answers GROUPS_UNKNOWN, allow or deny; rules
+ * decided without it (user=, declared members, other matchers) still do. */
+static void test_groups_unknown(void **state)
+{
+    (void)state;
+    char err[256];
+    struct ag_rules *r = parse("default allow\n"
+                               "group helpdesk carol\n"
+                               "allow public path=/public/\n"
+                               "allow hd group=helpdesk path=/hd/\n"
+                               "deny no-ad group=\"CORP\\Internet Users\" host=*.shop.example\n"
+                               "allow by-user user=dave,\"CORP\\Internet Users\" path=/net/\n"
+                               "allow by-either user=erin group=\"CORP\\Internet Users\" path=/e/\n"
+                               "deny lan-ad group=\"CORP\\Internet Users\" dst=10.0.0.0/8\n",
+                               err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    const struct q rows[] = {
+        {.user = "carol@X", .groups_unknown = true, .path = "/public/a", .want = AG_RULE_ALLOW,
+         .want_rule = "public"},
+        {.user = "carol@X", .groups_unknown = true, .path = "/hd/", .want = AG_RULE_ALLOW,
+         .want_rule = "hd"},
+        {.user = "zed@X", .groups_unknown = true, .host = "www.shop.example",
+         .want = AG_RULE_GROUPS_UNKNOWN, .want_rule = "no-ad"},
+        /* the same user with a known (empty) membership passes the deny */
+        {.user = "zed@X", .host = "www.shop.example", .path = "/x", .dst = "192.0.2.1",
+         .want = AG_RULE_ALLOW, .want_rule = "default"},
+        {.user = "dave@X", .groups_unknown = true, .path = "/net/", .want = AG_RULE_ALLOW,
+         .want_rule = "by-user"},
+        {.user = "erin@X", .groups_unknown = true, .path = "/e/", .want = AG_RULE_ALLOW,
+         .want_rule = "by-either"},
+        {.user = "zed@X", .groups_unknown = true, .path = "/e/", .want = AG_RULE_GROUPS_UNKNOWN,
+         .want_rule = "by-either"},
+        /* a dst= rule cannot make unknown groups known: refused before DNS */
+        {.user = "zed@X", .groups_unknown = true, .path = "/other", .want = AG_RULE_GROUPS_UNKNOWN,
+         .want_rule = "lan-ad"},
+        {.user = "zed@X", .path = "/other", .want = AG_RULE_ALLOW, .want_rule = "default"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        run(r, &rows[i]);
+    ag_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_default_allow_and_counters),
         cmocka_unit_test(test_thousand_rules),
+        cmocka_unit_test(test_groups_unknown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
