@@ -246,6 +246,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "bad_requests", st->bad_requests);
     kvline(r, "loops_detected", st->loops_detected);
     kvline(r, "ports_denied", st->ports_denied);
+    kvline(r, "dst_this_network", st->dst_this_network);
     kvline(r, "timeout_head", st->timeout_head);
     kvline(r, "timeout_idle", st->timeout_idle);
     kvline(r, "timeout_dns", st->timeout_dns);

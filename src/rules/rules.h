@@ -50,7 +50,7 @@ struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_res
 void ag_rules_free(struct ag_rules *r);
 
 struct ag_rules_query {
-    const char *host;               /* target host, lower-case */
+    const char *host;               /* target host, canonical (ag_host_canon) */
     const struct sockaddr *dst;     /* target address if known (literal or resolved), or NULL */
     uint16_t port;
     const char *method;             /* "GET", "CONNECT", ... */

@@ -423,6 +423,21 @@ static void deny(struct conn *c, const char *rule)
     exchange_reply(c, 403, NULL, detail);
 }
 
+/* The target is, or resolved only to, 0.0.0.0/8 or ::, which the kernel
+ * would connect to this host itself: 403 like a dst= deny (Squid refuses
+ * it the same way through its to_localhost acl), for everyone. */
+static void refuse_this_network(struct conn *c)
+{
+    ag_upstream_close(c->up);
+    c->up = NULL;
+    c->srv->stats.dst_this_network++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
+            (unsigned long long)c->id, c->peer, ag_conn_user(c),
+            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
+    exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
+}
+
 static bool addr_allowed(void *owner, const struct sockaddr *sa)
 {
     struct conn *c = owner;
@@ -664,6 +679,10 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         ag_upstream_close(c->up);
         c->up = NULL;
         deny(c, c->denied_rule);
+        return;
+    }
+    if (status == AG_EUNSUPP && up->this_network) {
+        refuse_this_network(c);
         return;
     }
     if (status != 0) {

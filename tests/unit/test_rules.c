@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "authgate/err.h"
+#include "http/target.h"
 #include "rules/rules.h"
 
 static int fake_resolver(void *arg, const char *name, char *sid, size_t cap)
@@ -59,9 +60,15 @@ static void run(struct ag_rules *r, const struct q *t)
     }
     struct sockaddr_storage dst = t->dst ? addr(t->dst) : addr("0.0.0.0");
     struct sockaddr_storage src = addr(t->src ? t->src : "10.1.2.3");
+    /* as the server does: the host canonical */
     const char *path = t->path ? t->path : "/";
+    char host[AG_HOST_MAX + 1];
+    enum ag_host_kind kind;
+    const char *h = t->host ? t->host : "www.example.com";
+    if (ag_host_canon(h, strlen(h), host, sizeof host, &kind) < 0)
+        fail_msg("host %s does not canonicalize", h);
     struct ag_rules_query q = {
-        .host = t->host ? t->host : "www.example.com",
+        .host = host,
         .dst = t->dst ? (struct sockaddr *)&dst : NULL,
         .port = t->port ? t->port : 80,
         .method = t->method ? t->method : "GET",
@@ -175,6 +182,13 @@ static void test_errors(void **state)
         {"default maybe", "rules:1: default takes allow or deny"},
         {"group g", "rules:1: group needs a name and at least one member"},
         {"allow a user=", "rules:1: user: empty value"},
+        {"deny a host=secret.test..", "rules:1: host: 'secret.test..' is not a host name, *.domain "
+                                      "or address"},
+        {"deny a host=*.127.0.0.1", "rules:1: host: '*.127.0.0.1' is not a host name, *.domain or "
+                                    "address"},
+        {"deny a host=1.2.3.4.5", "rules:1: host: '1.2.3.4.5' is not a host name, *.domain or "
+                                  "address"},
+        {"deny a host=a%2eb", "rules:1: host: 'a%2eb' is not a host name, *.domain or address"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[256] = "";
@@ -201,6 +215,54 @@ static void test_default_allow_and_counters(void **state)
     ag_rules_free(r);
 }
 
+/* Issue 10: one spelling per host and address. Every spelling of a denied
+ * host or address gets the deny; the rules may be written in any spelling
+ * too. */
+static void test_one_spelling(void **state)
+{
+    char err[256];
+    struct ag_rules *r = parse("default allow\n"
+                               "deny secret host=Secret.Test.,0x7f.0.0.2\n"
+                               "deny v6 host=[2001:DB8:0::1],2001:db8::2\n"
+                               "deny wild host=*.Blocked.Test.\n"
+                               "deny mapped-rule dst=::ffff:10.0.0.0/104\n"
+                               "deny loop dst=127.0.0.0/8,::1/128\n"
+                               "deny lan-src src=::ffff:192.168.0.0/112\n",
+                               err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    static const char *const secret[] = {"secret.test", "SECRET.test.", "127.0.0.2", "127.2",
+                                         "2130706434", "0x7f.0.0.2", "[::ffff:127.0.0.2]",
+                                         "0177.0.0.2"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
+        run(r, &(struct q){.user = "x", .host = secret[i], .want = AG_RULE_DENY,
+                            .want_rule = "secret"});
+    run(r, &(struct q){.user = "x", .host = "[2001:db8:0:0:0:0:0:1]", .want = AG_RULE_DENY,
+                        .want_rule = "v6"});
+    run(r, &(struct q){.user = "x", .host = "[2001:DB8::2]", .want = AG_RULE_DENY,
+                        .want_rule = "v6"});
+    run(r, &(struct q){.user = "x", .host = "a.blocked.test.", .want = AG_RULE_DENY,
+                        .want_rule = "wild"});
+    run(r, &(struct q){.user = "x", .host = "secret.test.example", .dst = "192.0.2.1",
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* dst=/src=: IPv4-mapped IPv6 is IPv4, in the rule and in the address */
+    static const char *const ten[] = {"10.1.2.3", "::ffff:10.1.2.3"};
+    for (size_t i = 0; i < 2; i++)
+        run(r, &(struct q){.user = "x", .host = "db.test", .dst = ten[i], .want = AG_RULE_DENY,
+                            .want_rule = "mapped-rule"});
+    static const char *const loop[] = {"127.0.0.1", "::ffff:127.0.0.1", "127.9.9.9", "::1"};
+    for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++)
+        run(r, &(struct q){.user = "x", .host = "db.test", .dst = loop[i], .want = AG_RULE_DENY,
+                            .want_rule = "loop"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "192.168.7.7",
+                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.168.7.7",
+                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.169.7.7",
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    ag_rules_free(r);
+}
+
 static void test_thousand_rules(void **state)
 {
     char *text = malloc(1000 * 80 + 64);
@@ -224,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_default_allow_and_counters),
+        cmocka_unit_test(test_one_spelling),
         cmocka_unit_test(test_thousand_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
