@@ -334,59 +334,66 @@ void ag_target_authority(const struct ag_target *t, char *out, size_t cap)
 
 
 
+/* ---- the path path= rules see ---------------------------------------------- */
+
+/* The next byte of the path as an origin decodes it: a valid %XX is its
+ * byte (decoded once: "%252e" stays "%2e"), anything else itself. */
+static char path_byte(const char *in, size_t len, size_t *i)
+{
+    int h, l;
+    char c = in[*i];
+    if (c == '%' && *i + 2 < len && (h = ag_hexval(in[*i + 1])) >= 0 &&
+        (l = ag_hexval(in[*i + 2])) >= 0) {
+        *i += 3;
+        return (char)(h * 16 + l);
+    }
+    (*i)++;
+    return c;
+}
+
 size_t ag_path_normalize(const char *in, size_t len, char *out)
 {
-    const char *q = memchr(in, '?', len);
-    if (q)
-        len = (size_t)(q - in);
-    /* Decode first (so "%2e%2e" is a dot segment too), but keep "%2F"
-     * encoded: it is data inside a segment, not a separator. */
-    char dec[AG_URL_MAX + 1]; /* targets are capped at AG_URL_MAX when read */
-    if (len > AG_URL_MAX)
-        len = AG_URL_MAX;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int h, l;
-        if (in[i] == '%' && i + 2 < len && (h = ag_hexval(in[i + 1])) >= 0 &&
-            (l = ag_hexval(in[i + 2])) >= 0 && (h * 16 + l) != '/') {
-            dec[n++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            dec[n++] = in[i];
-        }
-    }
-    /* remove_dot_segments over the decoded path. */
+    size_t cut = 0;
+    while (cut < len && in[cut] != '?' && in[cut] != '#')
+        cut++;
+    len = cut;
+    /* out[0..o) always ends with "/": each segment is decoded straight
+     * into place after it, then kept (with its own "/" when a separator
+     * follows), dropped (".", empty) or dropped with its parent (".."). */
     size_t o = 0, i = 0;
     out[o++] = '/';
-    while (i < n) {
-        while (i < n && dec[i] == '/')
-            i++;
-        size_t s = i;
-        while (i < n && dec[i] != '/')
-            i++;
-        size_t sl = i - s;
-        bool last = i >= n;
-        if (sl == 1 && dec[s] == '.') {
-            /* "." : nothing */
-        } else if (sl == 2 && dec[s] == '.' && dec[s + 1] == '.') {
+    while (i < len) {
+        size_t seg = o;
+        bool sep = false;
+        while (i < len) {
+            char c = path_byte(in, len, &i);
+            /* IIS takes "\" for "/"; %2F and %5C are separators too, so an
+             * encoded slash can never hide "/admin/" inside one segment. */
+            if (c == '/' || c == '\\') {
+                sep = true;
+                break;
+            }
+            out[o++] = c;
+        }
+        /* ";name=value" belongs to the segment (Tomcat, RFC 2396 params):
+         * "/admin;x=1/" is "/admin/", "/..;/" is "/../". */
+        const char *semi = memchr(out + seg, ';', o - seg);
+        size_t sl = semi ? (size_t)(semi - (out + seg)) : o - seg;
+        o = seg;
+        if (sl == 0 || (sl == 1 && out[seg] == '.'))
+            continue;
+        if (sl == 2 && out[seg] == '.' && out[seg + 1] == '.') {
             if (o > 1) {
-                o--; /* drop the slash ending the previous segment */
-                while (o > 1 && out[o - 1] != '/')
+                o--; /* the slash ending the parent */
+                while (out[o - 1] != '/')
                     o--;
             }
-        } else if (sl) {
-            memmove(out + o, dec + s, sl);
-            o += sl;
-            if (!last)
-                out[o++] = '/';
             continue;
         }
-        if (last)
-            break;
+        o += sl;
+        if (sep)
+            out[o++] = '/';
     }
-    /* A trailing dot segment names its directory: "/a/b/.." is "/a/". */
-    if (o > 1 && out[o - 1] != '/' && n && (dec[n - 1] == '/' || dec[n - 1] == '.'))
-        out[o++] = '/';
     out[o] = '\0';
     return o;
 }

@@ -64,10 +64,16 @@ int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a);
 int ag_target_parse_absolute(const char *url, size_t len, struct ag_target *t);
 /* AG_EINVAL unless "host:port" with a port 1..65535. */
 int ag_target_parse_authority(const char *s, size_t len, struct ag_target *t);
-/* The path of an origin-form target as an origin would see it, for access
- * rules: query cut off, %XX decoded (except %2F, which stays a byte of a
- * segment), dot segments removed (RFC 3986 §5.2.4), repeated slashes
- * folded. out holds at least len + 2 bytes; returns the length. Pure. */
+/* The path of an origin-form target as origins resolve it, for path=
+ * rules: what IIS, Tomcat, Apache or nginx would serve as the same
+ * resource must match the same rule. Query (and fragment) cut off; every
+ * valid %XX decoded once; "/", backslash, %2F and %5C all separate segments
+ * (an encoded slash never hides a segment boundary); ";parameters" cut
+ * from each segment (Tomcat: "/admin;x=1/", "/..;/"); "." and ".."
+ * segments removed (RFC 3986 §5.2.4, after decoding, so "%2e%2e" too);
+ * repeated slashes folded. Letter case is kept: the caller compares with
+ * or without it. Always starts with "/". out holds at least len + 2 bytes;
+ * returns the length (out is terminated). Pure. */
 size_t ag_path_normalize(const char *in, size_t len, char *out);
 
 /* "host:port" or "[v6]:port" into out (always terminated). */

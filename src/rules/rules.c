@@ -246,6 +246,15 @@ static int host_pattern(const char *v, char *out, size_t cap)
     return 0;
 }
 
+/* Prefix match of a path= entry against the request's rule path, both
+ * normalized (ag_path_normalize); letter case per rules_path_case. */
+static bool path_match(const char *pat, const char *path, size_t len, bool case_sensitive)
+{
+    size_t pl = strlen(pat);
+    if (len < pl)
+        return false;
+    return case_sensitive ? memcmp(path, pat, pl) == 0 : ag_strieq(path, pl, pat);
+}
 
 /* ---- identity ------------------------------------------------------------- */
 
@@ -442,7 +451,17 @@ static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const ch
         } else if (strcmp(key, "path") == 0) {
             if (v[0] != '/')
                 return fail(x, "path: '%s' does not start with /", v);
-            rc = strlist_add(&ru->paths, v);
+            if (strpbrk(v, "?#"))
+                return fail(x, "path: '%s' has a query or fragment", v);
+            /* The entry is normalized as request paths are, so that it is
+             * written in any spelling and compared in one. */
+            size_t vl = strlen(v);
+            char *norm = malloc(vl + 2);
+            if (!norm)
+                return AG_ENOMEM;
+            ag_path_normalize(v, vl, norm);
+            rc = strlist_add(&ru->paths, norm);
+            free(norm);
         } else if (strcmp(key, "dst") == 0 || strcmp(key, "src") == 0) {
             bool dst = key[0] == 'd';
             struct cidr c;
@@ -672,10 +691,8 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
     }
     if (ru->paths.n) {
         bool ok = false;
-        for (size_t i = 0; i < ru->paths.n && !ok && q->path; i++) {
-            size_t pl = strlen(ru->paths.v[i]);
-            ok = q->path_len >= pl && memcmp(q->path, ru->paths.v[i], pl) == 0;
-        }
+        for (size_t i = 0; i < ru->paths.n && !ok && q->path; i++)
+            ok = path_match(ru->paths.v[i], q->path, q->path_len, q->path_case_sensitive);
         if (!ok)
             return NO;
     }

@@ -54,8 +54,9 @@ struct ag_rules_query {
     const struct sockaddr *dst;     /* target address if known (literal or resolved), or NULL */
     uint16_t port;
     const char *method;             /* "GET", "CONNECT", ... */
-    const char *path;               /* origin-form path (not for CONNECT), may be NULL */
+    const char *path;               /* rule path (ag_path_normalize; not for CONNECT), or NULL */
     size_t path_len;
+    bool path_case_sensitive;       /* rules_path_case sensitive: path= compares case */
     const struct sockaddr *src;     /* client address */
     const struct ag_identity *id;   /* NULL before authentication */
     enum ag_scheme scheme;

@@ -401,6 +401,7 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
         .method = llhttp_method_name((llhttp_method_t)c->method),
         .path = c->is_connect ? NULL : path,
         .path_len = pl,
+        .path_case_sensitive = c->cfg->rules_path_case == AG_PATH_CASE_SENSITIVE,
         .src = (const struct sockaddr *)&c->peer_addr,
         .id = authed ? &s->id : NULL,
         .scheme = authed ? s->scheme : AG_SCHEME_NONE,

@@ -329,6 +329,7 @@ static const struct dump_case {
     {"negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE", "negotiate_realms CORP.EXAMPLE,LAB.EXAMPLE"},
     {"rcache_dir /var/lib/authgate/rcache", "rcache_dir /var/lib/authgate/rcache"},
     {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
+    {"rules_path_case Sensitive", "rules_path_case sensitive"},
     {"handshake_timeout 10s", "handshake_timeout 10s"},
     {"identity_max_age 1h", "identity_max_age 1h"},
     {"max_handshakes 100", "max_handshakes 100"},

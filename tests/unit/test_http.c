@@ -259,18 +259,52 @@ static void test_path_normalize(void **state)
         {"/a/./b//c", "/a/b/c"},
         {"/../../etc", "/etc"},
         {"/a/b/..", "/a/"},
-        {"/a%2Fb", "/a%2Fb"},
         {"/x?y=/admin/", "/x"},
         {"/", "/"},
+        {"", "/"},
+        {"?x", "/"},
         {"/%zz", "/%zz"},
         {"/%4", "/%4"},
+        {"/%", "/%"},
+        /* issue 10: spellings origins serve as /admin/ */
+        {"/ADMIN/", "/ADMIN/"}, /* case is the caller's business */
+        {"/x\\..\\admin/", "/admin/"},
+        {"/x%5C..%5Cadmin/", "/admin/"},
+        {"/admin;x=1/", "/admin/"},
+        {"/admin;jsessionid=1;y/x", "/admin/x"},
+        {"/admin%2f", "/admin/"},
+        {"/admin%2F", "/admin/"},
+        {"/a%2Fb", "/a/b"},
+        {"%61dmin", "/admin"},
+        {"/%61%64%6d%69%6e/", "/admin/"},
+        {"/public/..;/admin/", "/admin/"},
+        {"/public/%2e%2e;/admin/", "/admin/"},
+        {"/public/%2E./admin/", "/admin/"},
+        {"/public/.%2e%2fadmin/", "/admin/"},
+        {"/public/..%2fadmin/", "/admin/"},
+        {"/public/..%5cadmin/", "/admin/"},
+        {"//admin//", "/admin/"},
+        {"/./admin/.", "/admin/"},
+        {"/admin/x/..", "/admin/"},
+        {"/admin/x/..;y", "/admin/"},
+        {"/;x/admin", "/admin"},
+        {"/admin;x", "/admin"},
+        {"/admin#frag/..", "/admin"},
+        {"/%252e%252e/admin", "/%2e%2e/admin"}, /* decoded once, as origins do */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char out[64];
         size_t n = ag_path_normalize(rows[i].in, strlen(rows[i].in), out);
-        assert_string_equal(out, rows[i].want);
-        assert_int_equal(n, strlen(rows[i].want));
+        if (n != strlen(rows[i].want) || strcmp(out, rows[i].want) != 0)
+            fail_msg("'%s': got '%.*s', want '%s'", rows[i].in, (int)n, out, rows[i].want);
     }
+    /* a decoded NUL is a byte like any other: the length says where it ends */
+    char out[16];
+    assert_int_equal(ag_path_normalize("/a%00b", 6, out), 4);
+    assert_memory_equal(out, "/a\0b", 5);
+    /* the output never exceeds len + 1 bytes (+ NUL) */
+    assert_int_equal(ag_path_normalize("a", 1, out), 2);
+    assert_string_equal(out, "/a");
 }
 
 static void add(struct ag_head *h, const char *n, const char *v)

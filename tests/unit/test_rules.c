@@ -44,7 +44,7 @@ struct q {
     const char *host, *dst, *method, *path, *src;
     uint16_t port;
     enum ag_scheme scheme;
-    bool preauth;
+    bool preauth, case_sensitive;
     enum ag_rule_verdict want;
     const char *want_rule;
 };
@@ -60,10 +60,11 @@ static void run(struct ag_rules *r, const struct q *t)
     }
     struct sockaddr_storage dst = t->dst ? addr(t->dst) : addr("0.0.0.0");
     struct sockaddr_storage src = addr(t->src ? t->src : "10.1.2.3");
-    /* as the server does: the host canonical */
-    const char *path = t->path ? t->path : "/";
-    char host[AG_HOST_MAX + 1];
+    /* as the server does: the host canonical, the path normalized */
+    const char *raw = t->path ? t->path : "/";
+    char path[256], host[AG_HOST_MAX + 1];
     enum ag_host_kind kind;
+    ag_path_normalize(raw, strlen(raw), path);
     const char *h = t->host ? t->host : "www.example.com";
     if (ag_host_canon(h, strlen(h), host, sizeof host, &kind) < 0)
         fail_msg("host %s does not canonicalize", h);
@@ -74,6 +75,7 @@ static void run(struct ag_rules *r, const struct q *t)
         .method = t->method ? t->method : "GET",
         .path = path,
         .path_len = strlen(path),
+        .path_case_sensitive = t->case_sensitive,
         .src = (struct sockaddr *)&src,
         .id = t->user ? &id : NULL,
         .scheme = t->scheme ? t->scheme : AG_SCHEME_NTLM,
@@ -189,6 +191,7 @@ static void test_errors(void **state)
         {"deny a host=1.2.3.4.5", "rules:1: host: '1.2.3.4.5' is not a host name, *.domain or "
                                   "address"},
         {"deny a host=a%2eb", "rules:1: host: 'a%2eb' is not a host name, *.domain or address"},
+        {"deny a path=/admin?x=1", "rules:1: path: '/admin?x=1' has a query or fragment"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[256] = "";
@@ -215,9 +218,9 @@ static void test_default_allow_and_counters(void **state)
     ag_rules_free(r);
 }
 
-/* Issue 10: one spelling per host and address. Every spelling of a denied
- * host or address gets the deny; the rules may be written in any spelling
- * too. */
+/* Issue 10: one spelling per host, address and path. Every spelling of a
+ * denied host, address or path gets the deny; the rules may be written in
+ * any spelling too. */
 static void test_one_spelling(void **state)
 {
     char err[256];
@@ -227,7 +230,9 @@ static void test_one_spelling(void **state)
                                "deny wild host=*.Blocked.Test.\n"
                                "deny mapped-rule dst=::ffff:10.0.0.0/104\n"
                                "deny loop dst=127.0.0.0/8,::1/128\n"
-                               "deny lan-src src=::ffff:192.168.0.0/112\n",
+                               "deny lan-src src=::ffff:192.168.0.0/112\n"
+                               "deny admin path=/admin/\n"
+                               "deny cgi path=/CGI-BIN/./x/../\n",
                                err, sizeof err);
     if (!r)
         fail_msg("%s", err);
@@ -260,6 +265,32 @@ static void test_one_spelling(void **state)
                         .want = AG_RULE_DENY, .want_rule = "lan-src"});
     run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.169.7.7",
                         .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* path=: every spelling an origin serves as /admin/ */
+    static const char *const admin[] = {
+        "/admin/",     "/ADMIN/",   "/Admin/x",        "/x\\..\\admin/", "/admin;x=1/",
+        "/admin%2f",   "/%61dmin/", "/public/..;/admin/", "/a/%2e%2e/admin/", "//admin//x",
+        "/admin%5Cx",  "/admin/?q",
+    };
+    for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)
+        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = admin[i],
+                            .want = AG_RULE_DENY, .want_rule = "admin"});
+    static const char *const other[] = {"/admin", "/administrator", "/public/admin/",
+                                        "/x?p=/admin/", "/admin%252f"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = other[i],
+                            .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* rules_path_case sensitive: only the letter case of the entry */
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/ADMIN/", .case_sensitive = true,
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/adm%69n;x/",
+                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "admin"});
+    /* the entry itself was normalized: /CGI-BIN/./x/../ is /CGI-BIN/ */
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
+                        .want = AG_RULE_DENY, .want_rule = "cgi"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
+                        .case_sensitive = true, .want = AG_RULE_ALLOW, .want_rule = "default"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/CGI-BIN/a",
+                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "cgi"});
     ag_rules_free(r);
 }
 
