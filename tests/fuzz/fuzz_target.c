@@ -10,6 +10,7 @@
  * segment and no ";", and normalizing it again changes nothing.
  * Build: cmake -DAG_FUZZ=ON with CC=clang; run: fuzz_target corpus/target.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+/* An invariant broken is a finding: abort so libFuzzer keeps the input. */
+static void CHECK(bool ok)
+{
+    if (!ok)
+        abort();
+}
 
 static void check_host(const char *in, size_t len)
 {
