@@ -332,6 +332,15 @@ void ag_target_authority(const struct ag_target *t, char *out, size_t cap)
         snprintf(out, cap, "%s:%u", t->host, t->port);
 }
 
+void ag_target_url(const struct ag_target *t, char *out, size_t cap)
+{
+    char port[8] = "";
+    if (t->port != 80)
+        snprintf(port, sizeof port, ":%u", t->port);
+    snprintf(out, cap, "http://%s%s%s%s%.*s", t->ipv6 ? "[" : "", t->host, t->ipv6 ? "]" : "",
+             port, t->path_len ? (int)t->path_len : 1, t->path_len ? t->path : "/");
+}
+
 
 
 /* ---- the path path= rules see ---------------------------------------------- */

@@ -78,5 +78,8 @@ size_t ag_path_normalize(const char *in, size_t len, char *out);
 
 /* "host:port" or "[v6]:port" into out (always terminated). */
 void ag_target_authority(const struct ag_target *t, char *out, size_t cap);
+/* "http://host[:port]/path?query" with the canonical host (no ":80"), the
+ * path as the client sent it; into out (always terminated, truncated to cap). */
+void ag_target_url(const struct ag_target *t, char *out, size_t cap);
 
 #endif

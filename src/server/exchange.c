@@ -932,6 +932,14 @@ void exchange_on_head(struct conn *c)
                                                              : "invalid request target");
         return;
     }
+    /* The access log names the canonical host, as rules, logs and connect do. */
+    char canon[AG_URL_MAX + AG_HOST_MAX + 16];
+    if (c->is_connect)
+        ag_target_authority(&c->target, canon, sizeof canon);
+    else
+        ag_target_url(&c->target, canon, sizeof canon);
+    free(c->log_url);
+    c->log_url = strdup(ag_escape(esc, sizeof esc, canon, strlen(canon)));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);

@@ -770,6 +770,11 @@ def test_host_deny_holds_for_every_spelling(make_gateway, tmp_path, origin, orig
                                                 "127.0.0.1:%d" % P]
     assert [q.peer[0] for q in reqs] == ["127.0.0.1"] * 3
     assert origin_127_0_0_2.all_requests == []
+    # the access log names the canonical URL too
+    urls = [l.split()[6] for l in gw.wait_access_log(3 + 11 * 2 + 9 + 3)]
+    assert urls[3:5] == ["http://127.0.0.2:%d/x" % P2, "127.0.0.2:%d" % P2]
+    assert urls[-3:] == ["http://public.test:%d/echo" % P, "http://127.0.0.1:%d/echo" % P,
+                         "http://127.0.0.1:%d/echo" % P]
 
 
 @pytest.mark.parametrize("rules", [None, "default allow\ndeny loop dst=127.0.0.0/8,::1/128\n"],

@@ -103,6 +103,19 @@ static void test_authority(void **state)
         assert_string_equal(out, canon[i].want);
     }
     assert_int_equal(ag_target_parse_authority("secret.test..:443", 17, &t), AG_EINVAL);
+    /* the URL for the access log, canonical host and the client's path */
+    static const struct {
+        const char *url, *want;
+    } urls[] = {
+        {"HTTP://0x7f.1:80/A%2e/?q", "http://127.0.0.1/A%2e/?q"},
+        {"http://[::FFFF:127.0.0.2]:8080", "http://127.0.0.2:8080/"},
+        {"http://[2001:DB8::1]:81/x", "http://[2001:db8::1]:81/x"},
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        assert_int_equal(ag_target_parse_absolute(urls[i].url, strlen(urls[i].url), &t), 0);
+        ag_target_url(&t, out, sizeof out);
+        assert_string_equal(out, urls[i].want);
+    }
 }
 
 /* Every spelling of issue 10 and the WHATWG URL host parser's edge cases
