@@ -87,6 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char auth[AG_HOST_MAX + 16];
     if (ag_target_parse_absolute(in, size, &t) == 0 ||
         ag_target_parse_authority(in, size, &t) == 0) {
+        char url[64];
+        ag_target_url(&t, url, sizeof url); /* truncates: must stay in bounds */
+        CHECK(strlen(url) < sizeof url && strncmp(url, "http://", 7) == 0);
         ag_target_authority(&t, auth, sizeof auth);
         struct ag_target t2;
         CHECK(ag_target_parse_authority(auth, strlen(auth), &t2) == 0);
