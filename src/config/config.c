@@ -194,6 +194,12 @@ static const struct choice access_formats[] = {
     {NULL, 0},
 };
 
+static const struct choice path_cases[] = {
+    {"insensitive", AG_PATH_CASE_INSENSITIVE},
+    {"sensitive", AG_PATH_CASE_SENSITIVE},
+    {NULL, 0},
+};
+
 static const struct choice name_formats[] = {
     {"keep", 0},
     {"strip", 1},
@@ -329,6 +335,8 @@ static const struct opt opts[] = {
     /* access rules */
     {"rules_file", T_PATH, OFF(rules_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
      "allow/deny rules: who may go where"},
+    {"rules_path_case", T_ENUM, OFF(rules_path_case), 0, 0, AG_PATH_CASE_INSENSITIVE, NULL,
+     F_RELOAD, path_cases, NULL, "whether path= rules tell /Admin/ from /admin/"},
 
     /* the status socket (authgatectl) */
     {"status_socket", T_PATH, OFF(status_socket), 0, 0, 0, "none", F_NONE, NULL, NULL,

@@ -29,6 +29,8 @@
 enum ag_scheme { AG_SCHEME_NONE = 0, AG_SCHEME_NEGOTIATE, AG_SCHEME_NTLM, AG_SCHEME_BASIC };
 enum ag_backend { AG_BACKEND_NONE = 0, AG_BACKEND_LOCAL, AG_BACKEND_WINBIND };
 enum ag_access_format { AG_ACCESS_SQUID = 0, AG_ACCESS_JSON };
+/* How path= rules compare letter case (rules_path_case). */
+enum ag_path_case { AG_PATH_CASE_INSENSITIVE = 0, AG_PATH_CASE_SENSITIVE };
 
 struct ag_listen {
     struct sockaddr_storage addr; /* resolved numeric address (no DNS) */
@@ -136,6 +138,9 @@ struct ag_config {
     /* access rules */
     char *rules_file;         /* "rules_file PATH", default none = every authenticated user
                                  may go anywhere */
+    int rules_path_case;      /* "rules_path_case insensitive|sensitive" (enum ag_path_case),
+                                 default insensitive: IIS and many apps ignore case, so a
+                                 deny for /admin/ must hold for /ADMIN/ */
 
     /* the status socket (authgatectl); the first three need a restart */
     char *status_socket;          /* "status_socket PATH", default none = off */

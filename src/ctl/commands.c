@@ -265,6 +265,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "loops_detected", st->loops_detected);
     kvline(r, "ports_denied", st->ports_denied);
     kvline(r, "rules_groups_unavailable", st->rules_groups_unavailable);
+    kvline(r, "dst_this_network", st->dst_this_network);
     kvline(r, "timeout_head", st->timeout_head);
     kvline(r, "timeout_idle", st->timeout_idle);
     kvline(r, "timeout_dns", st->timeout_dns);

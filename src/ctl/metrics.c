@@ -180,6 +180,9 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         st->loops_detected);
     one(r, "authgate_connect_ports_denied_total", "counter",
         "CONNECT requests to a port not in connect_ports.", st->ports_denied);
+    one(r, "authgate_dst_this_network_total", "counter",
+        "Requests refused for a destination of 0.0.0.0/8 or :: (literal or resolved).",
+        st->dst_this_network);
     one(r, "authgate_upstream_errors_total", "counter", "Upstream connection or protocol errors.",
         st->upstream_errors);
     one(r, "authgate_upstream_connections_opened_total", "counter", "Upstream connections opened.",

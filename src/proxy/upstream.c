@@ -148,6 +148,13 @@ static void start_connect(struct ag_upstream *up)
         struct addrinfo *ai = up->ai_cur;
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
+        /* 0.0.0.0 or :: (literal, or from DNS) would connect to this host
+         * itself: never a destination, whatever the rules say. */
+        if (ag_addr_this_network(ai->ai_addr)) {
+            up->this_network = true;
+            up->last_err = AG_EUNSUPP;
+            continue;
+        }
         if (up->filter && up->owner && !up->filter(up->owner, ai->ai_addr)) {
             up->last_err = AG_EUNSUPP;
             continue;

@@ -23,7 +23,8 @@
 
 struct ag_upstream;
 /* status: 0 connected, AG_ENOTFOUND (name), AG_EIO (refused/unreachable on
- * every address), AG_ELIMIT (a deadline passed: DNS or connect). */
+ * every address), AG_ELIMIT (a deadline passed: DNS or connect), AG_EUNSUPP
+ * (the last address was refused: by the filter, or this_network). */
 typedef void (*ag_upstream_ready_cb)(struct ag_upstream *up, int status);
 /* Decides whether an address may be connected to (access rules with dst=);
  * false skips it. NULL allows every address. Status AG_EUNSUPP when every
@@ -51,6 +52,7 @@ struct ag_upstream {
     bool connected;
     uint32_t connect_timeout_ms;
     int last_err;              /* why the last address failed */
+    bool this_network;         /* an address was skipped as 0.0.0.0/8 or :: (never connected) */
 
     /* response side, driven by the connection module */
     llhttp_t parser;

@@ -10,6 +10,7 @@
 
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "http/target.h"
 #include "rules.h"
 #include "util/util.h"
 
@@ -114,7 +115,20 @@ static int parse_cidr(const char *s, struct cidr *c)
     if (inet_pton(AF_INET6, buf, c->a) == 1) {
         c->family = AF_INET6;
         c->bits = bits < 0 ? 128 : (unsigned)bits;
-        return c->bits <= 128 ? 0 : AG_EINVAL;
+        if (c->bits > 128)
+            return AG_EINVAL;
+        /* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: addresses are
+         * matched in their IPv4 form (ag_addr_bytes), so must the rule. */
+        struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+        memcpy(&s6.sin6_addr, c->a, 16);
+        const uint8_t *v4;
+        if (c->bits >= 96 && ag_addr_bytes((const struct sockaddr *)&s6, &v4) == AF_INET) {
+            memmove(c->a, v4, 4);
+            memset(c->a + 4, 0, 12);
+            c->family = AF_INET;
+            c->bits -= 96;
+        }
+        return 0;
     }
     return AG_EINVAL;
 }
@@ -122,21 +136,9 @@ static int parse_cidr(const char *s, struct cidr *c)
 static bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
 {
     const uint8_t *a;
-    int fam = sa->sa_family;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (fam == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-    } else if (fam == AF_INET6) {
-        a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d */
-        if (c->family == AF_INET && memcmp(a, mapped, 12) == 0) {
-            a += 12;
-            fam = AF_INET;
-        }
-    } else {
-        return false;
-    }
-    if (fam != c->family)
+    /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d, for dst= and src= alike
+     * (a dual-stack listener sees IPv4 clients that way). */
+    if (ag_addr_bytes(sa, &a) != c->family)
         return false;
     unsigned full = c->bits / 8, rest = c->bits % 8;
     if (memcmp(a, c->a, full) != 0)
@@ -208,6 +210,7 @@ static int parse_twin(const char *s, struct twin *t)
     return 0;
 }
 
+/* pat and host are both canonical (ag_host_canon): one spelling each. */
 static bool host_match(const char *pat, const char *host)
 {
     if (pat[0] == '*' && pat[1] == '.') {
@@ -215,6 +218,42 @@ static bool host_match(const char *pat, const char *host)
         return hl > pl && ag_strieq(host + hl - pl, pl, pat + 1);
     }
     return ag_strieq(host, strlen(host), pat);
+}
+
+/* A host= entry in its canonical form: "name", "*.name", an address in any
+ * spelling ag_host_canon reads, IPv6 with or without brackets. */
+static int host_pattern(const char *v, char *out, size_t cap)
+{
+    char in[AG_HOST_MAX + 3];
+    enum ag_host_kind kind;
+    bool wild = v[0] == '*' && v[1] == '.';
+    if (wild)
+        v += 2;
+    size_t n = strlen(v);
+    if (n + 2 >= sizeof in)
+        return AG_EINVAL;
+    if (!wild && strchr(v, ':') && v[0] != '[')
+        n = (size_t)snprintf(in, sizeof in, "[%s]", v);
+    else
+        memcpy(in, v, n + 1);
+    if (wild) {
+        out[0] = '*';
+        out[1] = '.';
+    }
+    size_t o = wild ? 2 : 0;
+    if (ag_host_canon(in, n, out + o, cap - o, &kind) < 0 || (wild && kind != AG_HOST_NAME))
+        return AG_EINVAL;
+    return 0;
+}
+
+/* Prefix match of a path= entry against the request's rule path, both
+ * normalized (ag_path_normalize); letter case per rules_path_case. */
+static bool path_match(const char *pat, const char *path, size_t len, bool case_sensitive)
+{
+    size_t pl = strlen(pat);
+    if (len < pl)
+        return false;
+    return case_sensitive ? memcmp(path, pat, pl) == 0 : ag_strieq(path, pl, pat);
 }
 
 /* ---- identity ------------------------------------------------------------- */
@@ -403,13 +442,26 @@ static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const ch
             else
                 return fail(x, "scheme: '%s' is not basic, ntlm or negotiate", v);
         } else if (strcmp(key, "host") == 0) {
-            rc = strlist_add(&ru->hosts, v);
+            char h[AG_HOST_MAX + 3];
+            if (host_pattern(v, h, sizeof h) != 0)
+                return fail(x, "host: '%s' is not a host name, *.domain or address", v);
+            rc = strlist_add(&ru->hosts, h);
         } else if (strcmp(key, "method") == 0) {
             rc = strlist_add(&ru->methods, v);
         } else if (strcmp(key, "path") == 0) {
             if (v[0] != '/')
                 return fail(x, "path: '%s' does not start with /", v);
-            rc = strlist_add(&ru->paths, v);
+            if (strpbrk(v, "?#"))
+                return fail(x, "path: '%s' has a query or fragment", v);
+            /* The entry is normalized as request paths are, so that it is
+             * written in any spelling and compared in one. */
+            size_t vl = strlen(v);
+            char *norm = malloc(vl + 2);
+            if (!norm)
+                return AG_ENOMEM;
+            ag_path_normalize(v, vl, norm);
+            rc = strlist_add(&ru->paths, norm);
+            free(norm);
         } else if (strcmp(key, "dst") == 0 || strcmp(key, "src") == 0) {
             bool dst = key[0] == 'd';
             struct cidr c;
@@ -647,10 +699,8 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
     }
     if (ru->paths.n) {
         bool ok = false;
-        for (size_t i = 0; i < ru->paths.n && !ok && q->path; i++) {
-            size_t pl = strlen(ru->paths.v[i]);
-            ok = q->path_len >= pl && memcmp(q->path, ru->paths.v[i], pl) == 0;
-        }
+        for (size_t i = 0; i < ru->paths.n && !ok && q->path; i++)
+            ok = path_match(ru->paths.v[i], q->path, q->path_len, q->path_case_sensitive);
         if (!ok)
             return NO;
     }

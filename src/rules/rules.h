@@ -52,12 +52,13 @@ struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_res
 void ag_rules_free(struct ag_rules *r);
 
 struct ag_rules_query {
-    const char *host;               /* target host, lower-case */
+    const char *host;               /* target host, canonical (ag_host_canon) */
     const struct sockaddr *dst;     /* target address if known (literal or resolved), or NULL */
     uint16_t port;
     const char *method;             /* "GET", "CONNECT", ... */
-    const char *path;               /* origin-form path (not for CONNECT), may be NULL */
+    const char *path;               /* rule path (ag_path_normalize; not for CONNECT), or NULL */
     size_t path_len;
+    bool path_case_sensitive;       /* rules_path_case sensitive: path= compares case */
     const struct sockaddr *src;     /* client address */
     const struct ag_identity *id;   /* NULL before authentication */
     enum ag_scheme scheme;

@@ -424,6 +424,7 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
         .method = llhttp_method_name((llhttp_method_t)c->method),
         .path = c->is_connect ? NULL : path,
         .path_len = pl,
+        .path_case_sensitive = c->cfg->rules_path_case == AG_PATH_CASE_SENSITIVE,
         .src = (const struct sockaddr *)&c->peer_addr,
         .id = authed ? &s->id : NULL,
         .scheme = authed ? s->scheme : AG_SCHEME_NONE,
@@ -456,6 +457,21 @@ static void groups_unknown(struct conn *c, const char *rule)
            (unsigned long long)c->id, rule, c->peer, ag_conn_user(c));
     c->close_after = true;
     exchange_reply(c, 503, "Retry-After: 5\r\n", "group membership unavailable");
+}
+
+/* The target is, or resolved only to, 0.0.0.0/8 or ::, which the kernel
+ * would connect to this host itself: 403 like a dst= deny (Squid refuses
+ * it the same way through its to_localhost acl), for everyone. */
+static void refuse_this_network(struct conn *c)
+{
+    ag_upstream_close(c->up);
+    c->up = NULL;
+    c->srv->stats.dst_this_network++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
+            (unsigned long long)c->id, c->peer, ag_conn_user(c),
+            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
+    exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
 }
 
 static bool addr_allowed(void *owner, const struct sockaddr *sa)
@@ -707,6 +723,10 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
             deny(c, c->denied_rule);
         return;
     }
+    if (status == AG_EUNSUPP && up->this_network) {
+        refuse_this_network(c);
+        return;
+    }
     if (status != 0) {
         struct ag_stats *st = &c->srv->stats;
         if (status == AG_ELIMIT) {
@@ -954,6 +974,14 @@ void exchange_on_head(struct conn *c)
                                                              : "invalid request target");
         return;
     }
+    /* The access log names the canonical host, as rules, logs and connect do. */
+    char canon[AG_URL_MAX + AG_HOST_MAX + 16];
+    if (c->is_connect)
+        ag_target_authority(&c->target, canon, sizeof canon);
+    else
+        ag_target_url(&c->target, canon, sizeof canon);
+    free(c->log_url);
+    c->log_url = strdup(ag_escape(esc, sizeof esc, canon, strlen(canon)));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);

@@ -40,6 +40,7 @@ import time
 
 import pytest
 
+from harness.auth import stats as ctl_stats
 from harness.gateway import GatewayError, check_config, sanitizer_env
 from harness.origin import HELLO, OriginServer
 from harness.rawhttp import RawClient, build_request, get_request
@@ -67,9 +68,14 @@ DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # tm_wday order
 # A private hosts file for the gateway (through nss_wrapper).
 HOSTS = {
     "127.0.0.1": ["www.corp.test", "deep.sub.corp.test", "corp.test", "evilcorp.test",
-                  "v4.test", "www.blocked.test", "dual.test"],
+                  "v4.test", "www.blocked.test", "dual.test", "secret.test", "public.test"],
     "::1": ["v6.test", "dual.test"],
+    # names that resolve to the unspecified address (DNS sinkholes answer so)
+    "0.0.0.0": ["zero.test", "zero-and-v6.test"],
+    "::": ["zero6.test"],
+    "::ffff:0.0.0.0": ["zero-mapped.test"],
 }
+HOSTS.setdefault("::1", []).append("zero-and-v6.test")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -872,16 +878,18 @@ def test_path_prefix(make_gateway, tmp_path, origin, tls_origin):
         deny secret path=/secret.txt
         """, connect_ports=[tls_origin.port])
     a = basic("alice")
-    for path in ("/admin/", "/admin/x?y=1", "/secret.txt", "/secret.txt?v=2", "/secret.txt.bak"):
-        assert_denied(fetch(gw, origin.url(path), a), "admin" if "admin" in path else "secret")
-    for path in ("/admin", "/administrator", "/Admin/", "/public/admin/", "/", "/x?p=/admin/"):
+    for path in ("/admin/", "/admin/x?y=1", "/Admin/", "/secret.txt", "/secret.txt?v=2",
+                 "/secret.txt.bak"):
+        assert_denied(fetch(gw, origin.url(path), a),
+                      "admin" if "dmin" in path else "secret")
+    for path in ("/admin", "/administrator", "/public/admin/", "/", "/x?p=/admin/"):
         assert_origin(fetch(gw, origin.url(path), a))
     # path= is for plain HTTP: a tunnel has no path
     r = curl(gw.url, "-k", "--proxy-user", "alice:" + PW["alice"],
              "https://localhost:%d/admin/" % tls_origin.port)
     assert r.rc == 0 and statuses(r) == [200, 200], r
-    assert [q.target for q in origin.wait_requests(6)] == [
-        "/admin", "/administrator", "/Admin/", "/public/admin/", "/", "/x?p=/admin/"]
+    assert [q.target for q in origin.wait_requests(5)] == [
+        "/admin", "/administrator", "/public/admin/", "/", "/x?p=/admin/"]
 
 
 def test_path_deny_not_bypassed_by_equivalent_forms(make_gateway, tmp_path, origin):
@@ -893,6 +901,138 @@ def test_path_deny_not_bypassed_by_equivalent_forms(make_gateway, tmp_path, orig
     got = {p: fetch(gw, origin.url(p), a).status for p in ("/public/../admin/x", "/%61dmin/x")}
     assert [q.target for q in origin.all_requests] == [], got
     assert got == {"/public/../admin/x": 403, "/%61dmin/x": 403}
+
+
+# --------------------------------------------------------------------------- one spelling (issue 10)
+
+
+@pytest.fixture
+def origin_127_0_0_2():
+    srv = OriginServer(hosts=("127.0.0.2",), name="origin-127.0.0.2").start()
+    yield srv
+    srv.stop()
+
+
+def test_host_deny_holds_for_every_spelling(make_gateway, tmp_path, origin, origin_127_0_0_2):
+    """`deny secret host=secret.test,127.0.0.2`: every spelling a browser
+    reads as one of those hosts gets the deny (names: letter case, one
+    trailing dot; addresses: every legacy IPv4 form, IPv4-mapped IPv6), for
+    plain requests and CONNECT. Several trailing dots are refused with 400.
+    Allowed hosts keep working, and the origin sees the canonical Host."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default allow
+        deny secret host=secret.test,127.0.0.2
+        """, hosts=True, connect_ports=[origin.port, origin_127_0_0_2.port])
+    a = basic("alice")
+    P, P2 = origin.port, origin_127_0_0_2.port
+    for host in ("secret.test", "SECRET.Test", "secret.test."):
+        assert_denied(fetch(gw, "http://%s:%d/" % (host, P), a), "secret")
+    for host in ("127.0.0.2", "127.2", "127.0.2", "2130706434", "0x7f.0.0.2", "0x7F000002",
+                 "0177.0.0.2", "017700000002", "127.0.0.2.", "[::ffff:127.0.0.2]",
+                 "[::FFFF:7f00:2]"):
+        assert_denied(fetch(gw, "http://%s:%d/x" % (host, P2), a), "secret")
+        assert_denied(fetch(gw, "%s:%d" % (host, P2), a, method="CONNECT"), "secret",
+                      keep=False)
+    denied_line(gw, "secret", "alice", "127.0.0.2", P2)  # logged canonical
+    # cannot be canonicalized: 400, nothing forwarded
+    for host in ("secret.test..", "secret.test...", ".secret.test", "sec%72et.test",
+                 "1.2.3.4.5", "256.0.0.2", "4294967296", "08", "127.0.0.08"):
+        r = fetch(gw, "http://%s:%d/" % (host, P), a)
+        assert_error_response(r, 400)
+        assert b"invalid request target" in r.body, (host, r.body)
+    assert origin.all_requests == [] and origin_127_0_0_2.all_requests == []
+    # the normal spellings still go through, with the canonical Host
+    assert_origin(fetch(gw, "http://Public.TEST.:%d/echo" % P, a), body=None)
+    assert_origin(fetch(gw, "http://[::ffff:127.0.0.1]:%d/echo" % P, a), body=None)
+    assert_origin(fetch(gw, "http://2130706433:%d/echo" % P, a), body=None)
+    reqs = origin.wait_requests(3)
+    assert [q.header("host") for q in reqs] == ["public.test:%d" % P, "127.0.0.1:%d" % P,
+                                                "127.0.0.1:%d" % P]
+    assert [q.peer[0] for q in reqs] == ["127.0.0.1"] * 3
+    assert origin_127_0_0_2.all_requests == []
+    # the access log names the canonical URL too
+    urls = [l.split()[6] for l in gw.wait_access_log(3 + 11 * 2 + 9 + 3)]
+    assert urls[3:5] == ["http://127.0.0.2:%d/x" % P2, "127.0.0.2:%d" % P2]
+    assert urls[-3:] == ["http://public.test:%d/echo" % P, "http://127.0.0.1:%d/echo" % P,
+                         "http://127.0.0.1:%d/echo" % P]
+
+
+@pytest.mark.parametrize("rules", [None, "default allow\ndeny loop dst=127.0.0.0/8,::1/128\n"],
+                         ids=["no-rules", "dst-deny"])
+def test_unspecified_destination_never_connected(make_gateway, tmp_path, origin, rules):
+    """0.0.0.0 and :: connect to the gateway's own host, past `deny
+    dst=127.0.0.0/8,::1/128`: refused with 403 whatever the rules say,
+    literal in any spelling or resolved from a name, plain and CONNECT; a
+    name with another address too connects there. Counted and logged."""
+    opts = {"status_socket": str(tmp_path / "ctl.sock"), "connect_ports": [origin.port]}
+    if not rules:
+        opts["rules_file"] = "none"
+    gw = start_gateway(make_gateway, tmp_path, rules or "", hosts=True, **opts)
+    a = basic("alice")
+    P = origin.port
+    want = b"403 Forbidden: destination is the unspecified address (0.0.0.0 or ::)\n"
+    spellings = ("0.0.0.0", "0", "0x0", "0.0", "00.0.0.0", "[::]", "[0:0:0:0:0:0:0:0]",
+                 "[::ffff:0.0.0.0]", "[::ffff:0:0]", "0.1.2.3", "zero.test", "zero6.test",
+                 "zero-mapped.test")
+    for host in spellings:
+        r = fetch(gw, "http://%s:%d/" % (host, P), a)
+        assert_error_response(r, 403)
+        assert r.body == want, (host, r.body)
+        assert r.header("connection") == "keep-alive"
+    r = fetch(gw, "0.0.0.0:%d" % P, a, method="CONNECT")
+    assert_error_response(r, 403)
+    assert r.body == want
+    assert origin.all_requests == [] and origin.connections == []
+    gw.wait_log(r"conn=\d+ event=dst_this_network client=127\.0\.0\.1 user=\"?alice\"? "
+                r"host=0\.0\.0\.0 port=%d" % P)
+    assert ctl_stats(gw)["dst_this_network"] == len(spellings) + 1
+    # the other address of a name is still tried; a mapped loopback literal
+    # matches the IPv4 dst= rule
+    if rules:
+        assert_denied(fetch(gw, "http://zero-and-v6.test:%d/" % P, a), "loop")
+        assert_denied(fetch(gw, "http://[::ffff:127.0.0.1]:%d/" % P, a), "loop")
+        assert_denied(fetch(gw, "http://127.1:%d/" % P, a), "loop")
+    else:
+        assert_origin(fetch(gw, "http://zero-and-v6.test:%d/echo" % P, a), body=None)
+        assert_origin(fetch(gw, "http://127.0.0.1:%d/" % P, a))
+        assert [q.peer[0] for q in origin.wait_requests(2)] == ["::1", "127.0.0.1"]
+
+
+def test_path_deny_holds_for_every_spelling(make_gateway, tmp_path, origin):
+    """`deny admin path=/admin/`: every spelling that IIS, Tomcat, Apache or
+    nginx serve as /admin/ gets the deny (letter case, backslash, ;params,
+    encoded slash, encoded letters, dot segments plain or encoded). Other
+    paths still go through, and the origin gets the client's own bytes."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default allow
+        deny admin path=/admin/
+        """)
+    a = basic("alice")
+    for path in ("/admin/", "/ADMIN/", "/Admin/x", "/x\\..\\admin/", "/x%5c..%5cadmin/",
+                 "/admin;x=1/", "/admin;jsessionid=A1/users", "/admin%2f", "/admin%2Fusers",
+                 "/%61dmin/", "/%41DMIN/", "/public/..;/admin/", "/public/%2e%2e/admin/",
+                 "/public/.%2E/admin/", "/public/..%2fadmin/", "//admin//", "/./admin/."):
+        assert_denied(fetch(gw, origin.url(path), a), "admin")
+    assert origin.all_requests == []
+    allowed = ("/admin", "/administrator", "/public/admin/", "/x?p=/admin/", "/admin%252f",
+               "/public/x;y/")
+    for path in allowed:
+        assert_origin(fetch(gw, origin.url(path), a))
+    assert [q.target for q in origin.wait_requests(len(allowed))] == list(allowed)
+
+
+def test_path_case_sensitive_option(make_gateway, tmp_path, origin):
+    """rules_path_case sensitive: /ADMIN/ is another path, every other
+    equivalence still holds."""
+    gw = start_gateway(make_gateway, tmp_path, """
+        default allow
+        deny admin path=/admin/
+        """, rules_path_case="sensitive")
+    a = basic("alice")
+    for path in ("/admin/", "/adm%69n/", "/admin;x=1/", "/admin%2f", "/x\\..\\admin/"):
+        assert_denied(fetch(gw, origin.url(path), a), "admin")
+    assert_origin(fetch(gw, origin.url("/ADMIN/"), a))
+    assert [q.target for q in origin.wait_requests(1)] == ["/ADMIN/"]
 
 
 def test_time_windows(make_gateway, tmp_path, origin):

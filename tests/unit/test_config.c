@@ -336,6 +336,7 @@ static const struct dump_case {
      "realm_domain eu.corp.example EU"},
     {"realm_domain none", "realm_domain none"},
     {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
+    {"rules_path_case Sensitive", "rules_path_case sensitive"},
     {"handshake_timeout 10s", "handshake_timeout 10s"},
     {"identity_max_age 1h", "identity_max_age 1h"},
     {"max_handshakes 100", "max_handshakes 100"},

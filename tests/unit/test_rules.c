@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "authgate/err.h"
+#include "http/target.h"
 #include "rules/rules.h"
 
 static int fake_resolver(void *arg, const char *name, char *sid, size_t cap)
@@ -44,7 +45,7 @@ struct q {
     const char *host, *dst, *method, *path, *src;
     uint16_t port;
     enum ag_scheme scheme;
-    bool preauth;
+    bool preauth, case_sensitive;
     enum ag_rule_verdict want;
     const char *want_rule;
 };
@@ -61,14 +62,22 @@ static void run(struct ag_rules *r, const struct q *t)
     }
     struct sockaddr_storage dst = t->dst ? addr(t->dst) : addr("0.0.0.0");
     struct sockaddr_storage src = addr(t->src ? t->src : "10.1.2.3");
-    const char *path = t->path ? t->path : "/";
+    /* as the server does: the host canonical, the path normalized */
+    const char *raw = t->path ? t->path : "/";
+    char path[256], host[AG_HOST_MAX + 1];
+    enum ag_host_kind kind;
+    ag_path_normalize(raw, strlen(raw), path);
+    const char *h = t->host ? t->host : "www.example.com";
+    if (ag_host_canon(h, strlen(h), host, sizeof host, &kind) < 0)
+        fail_msg("host %s does not canonicalize", h);
     struct ag_rules_query q = {
-        .host = t->host ? t->host : "www.example.com",
+        .host = host,
         .dst = t->dst ? (struct sockaddr *)&dst : NULL,
         .port = t->port ? t->port : 80,
         .method = t->method ? t->method : "GET",
         .path = path,
         .path_len = strlen(path),
+        .path_case_sensitive = t->case_sensitive,
         .src = (struct sockaddr *)&src,
         .id = t->user ? &id : NULL,
         .scheme = t->scheme ? t->scheme : AG_SCHEME_NTLM,
@@ -177,6 +186,14 @@ static void test_errors(void **state)
         {"default maybe", "rules:1: default takes allow or deny"},
         {"group g", "rules:1: group needs a name and at least one member"},
         {"allow a user=", "rules:1: user: empty value"},
+        {"deny a host=secret.test..", "rules:1: host: 'secret.test..' is not a host name, *.domain "
+                                      "or address"},
+        {"deny a host=*.127.0.0.1", "rules:1: host: '*.127.0.0.1' is not a host name, *.domain or "
+                                    "address"},
+        {"deny a host=1.2.3.4.5", "rules:1: host: '1.2.3.4.5' is not a host name, *.domain or "
+                                  "address"},
+        {"deny a host=a%2eb", "rules:1: host: 'a%2eb' is not a host name, *.domain or address"},
+        {"deny a path=/admin?x=1", "rules:1: path: '/admin?x=1' has a query or fragment"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[256] = "";
@@ -200,6 +217,82 @@ static void test_default_allow_and_counters(void **state)
     run(r, &(struct q){.user = "x", .host = "evil.example", .want = AG_RULE_DENY, .want_rule = "evil"});
     run(r, &(struct q){.user = "x", .host = "good.example", .want = AG_RULE_ALLOW,
                         .want_rule = "default"});
+    ag_rules_free(r);
+}
+
+/* Issue 10: one spelling per host, address and path. Every spelling of a
+ * denied host, address or path gets the deny; the rules may be written in
+ * any spelling too. */
+static void test_one_spelling(void **state)
+{
+    char err[256];
+    struct ag_rules *r = parse("default allow\n"
+                               "deny secret host=Secret.Test.,0x7f.0.0.2\n"
+                               "deny v6 host=[2001:DB8:0::1],2001:db8::2\n"
+                               "deny wild host=*.Blocked.Test.\n"
+                               "deny mapped-rule dst=::ffff:10.0.0.0/104\n"
+                               "deny loop dst=127.0.0.0/8,::1/128\n"
+                               "deny lan-src src=::ffff:192.168.0.0/112\n"
+                               "deny admin path=/admin/\n"
+                               "deny cgi path=/CGI-BIN/./x/../\n",
+                               err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    static const char *const secret[] = {"secret.test", "SECRET.test.", "127.0.0.2", "127.2",
+                                         "2130706434", "0x7f.0.0.2", "[::ffff:127.0.0.2]",
+                                         "0177.0.0.2"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
+        run(r, &(struct q){.user = "x", .host = secret[i], .want = AG_RULE_DENY,
+                            .want_rule = "secret"});
+    run(r, &(struct q){.user = "x", .host = "[2001:db8:0:0:0:0:0:1]", .want = AG_RULE_DENY,
+                        .want_rule = "v6"});
+    run(r, &(struct q){.user = "x", .host = "[2001:DB8::2]", .want = AG_RULE_DENY,
+                        .want_rule = "v6"});
+    run(r, &(struct q){.user = "x", .host = "a.blocked.test.", .want = AG_RULE_DENY,
+                        .want_rule = "wild"});
+    run(r, &(struct q){.user = "x", .host = "secret.test.example", .dst = "192.0.2.1",
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* dst=/src=: IPv4-mapped IPv6 is IPv4, in the rule and in the address */
+    static const char *const ten[] = {"10.1.2.3", "::ffff:10.1.2.3"};
+    for (size_t i = 0; i < 2; i++)
+        run(r, &(struct q){.user = "x", .host = "db.test", .dst = ten[i], .want = AG_RULE_DENY,
+                            .want_rule = "mapped-rule"});
+    static const char *const loop[] = {"127.0.0.1", "::ffff:127.0.0.1", "127.9.9.9", "::1"};
+    for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++)
+        run(r, &(struct q){.user = "x", .host = "db.test", .dst = loop[i], .want = AG_RULE_DENY,
+                            .want_rule = "loop"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "192.168.7.7",
+                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.168.7.7",
+                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.169.7.7",
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* path=: every spelling an origin serves as /admin/ */
+    static const char *const admin[] = {
+        "/admin/",     "/ADMIN/",   "/Admin/x",        "/x\\..\\admin/", "/admin;x=1/",
+        "/admin%2f",   "/%61dmin/", "/public/..;/admin/", "/a/%2e%2e/admin/", "//admin//x",
+        "/admin%5Cx",  "/admin/?q",
+    };
+    for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)
+        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = admin[i],
+                            .want = AG_RULE_DENY, .want_rule = "admin"});
+    static const char *const other[] = {"/admin", "/administrator", "/public/admin/",
+                                        "/x?p=/admin/", "/admin%252f"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = other[i],
+                            .want = AG_RULE_ALLOW, .want_rule = "default"});
+    /* rules_path_case sensitive: only the letter case of the entry */
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/ADMIN/", .case_sensitive = true,
+                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/adm%69n;x/",
+                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "admin"});
+    /* the entry itself was normalized: /CGI-BIN/./x/../ is /CGI-BIN/ */
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
+                        .want = AG_RULE_DENY, .want_rule = "cgi"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
+                        .case_sensitive = true, .want = AG_RULE_ALLOW, .want_rule = "default"});
+    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/CGI-BIN/a",
+                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "cgi"});
     ag_rules_free(r);
 }
 
@@ -270,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_default_allow_and_counters),
+        cmocka_unit_test(test_one_spelling),
         cmocka_unit_test(test_thousand_rules),
         cmocka_unit_test(test_groups_unknown),
     };
