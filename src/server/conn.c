@@ -339,6 +339,7 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     int rc = ag_buf_append(&c->inbuf, buf->base, (size_t)n);
+    ag_wipe(buf->base, (size_t)n); /* raw request bytes: Proxy-Authorization */
     free(buf->base);
     if (rc != 0) {
         c->srv->stats.limit_inbuf_full++;
