@@ -77,6 +77,8 @@ struct conn {
     bool up_dirty;           /* upstream sent bytes past its response: never reuse */
     bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
     uint64_t req_content_length;
+    bool has_max_forwards;   /* TRACE/OPTIONS with a valid Max-Forwards */
+    uint64_t max_forwards;   /* its value, parsed from the bounded slice */
     char hier_ip[48];        /* upstream address for the access log */
     char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
                                 the final Negotiate token in Proxy-Authentication-Info */

@@ -338,10 +338,9 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
             xffl = vl;
             continue;
         }
-        if (ag_strieq(nm, nl, "Max-Forwards") &&
-            (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS)) {
-            unsigned long mf = strtoul(v, NULL, 10);
-            rc |= ag_buf_printf(b, "Max-Forwards: %lu\r\n", mf ? mf - 1 : 0);
+        if (ag_strieq(nm, nl, "Max-Forwards") && c->has_max_forwards) {
+            rc |= ag_buf_printf(b, "Max-Forwards: %llu\r\n",
+                                (unsigned long long)(c->max_forwards ? c->max_forwards - 1 : 0));
             continue;
         }
         rc |= ag_buf_append(b, nm, nl);
@@ -851,6 +850,17 @@ void exchange_on_upstream_eof(struct conn *c, int err)
 
 /* --- the request head ------------------------------------------------------ */
 
+/* A request refused as malformed after its head was parsed: 400, one log
+ * line, and the connection ends (what else it sent cannot be trusted). */
+static void bad_request(struct conn *c, const char *why)
+{
+    c->srv->stats.bad_requests++;
+    ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
+            (unsigned long long)c->id, c->peer, why);
+    c->close_after = true;
+    exchange_reply(c, 400, NULL, why);
+}
+
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
@@ -918,10 +928,20 @@ void exchange_on_head(struct conn *c)
         exchange_reply(c, 508, NULL, "forwarding loop detected");
         return;
     }
-    if (c->method == HTTP_TRACE) {
+    /* Max-Forwards means something on TRACE and OPTIONS only (RFC 9110
+     * §7.6.2): one field, 1*DIGIT, read from its slice of the head store
+     * (the value is not NUL-terminated: the next field's bytes follow). */
+    c->has_max_forwards = false;
+    if (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS) {
         const char *mf;
         size_t mfl;
-        if (ag_head_find(h, "Max-Forwards", &mf, &mfl) && mfl == 1 && mf[0] == '0') {
+        int nmf = ag_head_find(h, "Max-Forwards", &mf, &mfl);
+        if (nmf > 1 || (nmf == 1 && ag_parse_dec(mf, mfl, UINT64_MAX, &c->max_forwards) != 0)) {
+            bad_request(c, "invalid Max-Forwards");
+            return;
+        }
+        c->has_max_forwards = nmf == 1;
+        if (c->method == HTTP_TRACE && c->has_max_forwards && c->max_forwards == 0) {
             exchange_reply(c, 405, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, CONNECT\r\n",
                            "TRACE stops here");
             return;

@@ -51,6 +51,12 @@ size_t ag_b64_encoded_len(size_t n);
 /* Encodes into out (which holds ag_b64_encoded_len(n)+1 bytes), NUL-terminated. */
 void ag_b64_encode(const uint8_t *in, size_t n, char *out);
 
+/* A decimal number (1*DIGIT: no sign, no blanks) from the bounded slice
+ * s[0..len), which needs no NUL: 0 and *out, AG_EINVAL when the slice is
+ * empty or holds anything but digits, AG_ELIMIT when the value exceeds max
+ * (checked before it could overflow). *out is written only on success. */
+int ag_parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out);
+
 /* The value of one hex digit (either case), or -1. */
 int ag_hexval(char c);
 
