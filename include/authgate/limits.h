@@ -68,6 +68,13 @@
 #define AG_TIMEOUT_MIN_MS 100
 #define AG_TIMEOUT_MAX_MS (24 * 3600 * 1000)
 
+/* A chunk size no real body has: 2^40 bytes (1 TiB). Senders write chunks
+ * of their buffer size (KiB to MiB); a size near 2^63 is a probe for
+ * integer handling further on and, forwarded, leaves both sides waiting
+ * for bytes that never come. Larger sizes are refused like nginx does:
+ * 400 from a client, the connection closed for an origin. */
+#define AG_CHUNK_SIZE_MAX (1ULL << 40)
+
 /* --- request bodies on refused requests --------------------------------- */
 
 /* A body on a 407/403'd request is read and discarded up to this size to keep

@@ -242,6 +242,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "limit_rounds", a->limit_rounds);
     kvline(r, "limit_accept_paused", st->limit_accept_paused);
     kvline(r, "limit_inbuf_full", st->limit_inbuf_full);
+    kvline(r, "limit_chunk_size", st->limit_chunk_size);
     kvline(r, "limit_header_too_large", st->header_too_large);
     kvline(r, "bad_requests", st->bad_requests);
     kvline(r, "loops_detected", st->loops_detected);

@@ -140,7 +140,7 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         {"handshakes", a->limit_handshakes},  {"jobs", a->limit_jobs},
         {"rounds", a->limit_rounds},          {"accept_paused", st->limit_accept_paused},
         {"inbuf_full", st->limit_inbuf_full}, {"header_max", st->header_too_large},
-        {"ctl_connections", st->ctl_limit},
+        {"ctl_connections", st->ctl_limit},   {"chunk_size", st->limit_chunk_size},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
         ag_ctl_raw(r, "authgate_limit_hits_total{limit=\"%s\"} %llu\n", limits[i].label,

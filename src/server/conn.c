@@ -451,10 +451,11 @@ void conn_parse(struct conn *c)
             else
                 c->srv->stats.bad_requests++;
             char why[96];
+            const char *reason = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                          : llhttp_get_error_reason(&c->parser);
             ag_info("conn=%llu event=bad_request client=%s status=%d error=\"%s\"",
                     (unsigned long long)c->id, c->peer, status,
-                    ag_escape(why, sizeof why, llhttp_get_error_reason(&c->parser),
-                              strlen(llhttp_get_error_reason(&c->parser))));
+                    ag_escape(why, sizeof why, reason, strlen(reason)));
             c->keepalive = false;
             c->close_after = true;
             exchange_reply(c, status, NULL, status == 431 ? "header section too large" : NULL);

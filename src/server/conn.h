@@ -128,6 +128,8 @@ void ag_conn_auth_timeout(struct conn *c);
 
 /* exchange.c */
 extern const llhttp_settings_t ag_request_settings;
+/* The error text of a chunk over AG_CHUNK_SIZE_MAX (HPE_CB_CHUNK_HEADER). */
+extern const char exchange_chunk_too_big[];
 /* Acts on a complete request head (the parser is paused). */
 void exchange_on_head(struct conn *c);
 /* Sends one of the gateway's own responses and decides the connection's fate. */

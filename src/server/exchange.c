@@ -39,6 +39,28 @@ static struct ag_head *head_of(llhttp_t *p)
                                    : &((struct ag_upstream *)p->data)->head;
 }
 
+/* The connection a parser works for, or NULL (an upstream whose client
+ * went away). */
+static struct conn *conn_of(llhttp_t *p)
+{
+    return p->type == HTTP_REQUEST ? p->data : ((struct ag_upstream *)p->data)->owner;
+}
+
+const char exchange_chunk_too_big[] = "chunk size over the limit";
+
+/* Both directions: llhttp has the chunk's size in content_length here. A
+ * failure here is llhttp's HPE_CB_CHUNK_HEADER, which only this limit
+ * causes (llhttp replaces the reason text with its own). */
+static int on_chunk_header(llhttp_t *p)
+{
+    if (p->content_length <= AG_CHUNK_SIZE_MAX)
+        return 0;
+    struct conn *c = conn_of(p);
+    if (c)
+        c->srv->stats.limit_chunk_size++;
+    return -1;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     return ag_head_on_url(head_of(p), at, len);
@@ -114,6 +136,7 @@ const llhttp_settings_t ag_request_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rq_headers_complete,
     .on_body = rq_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = rq_message_complete,
 };
 
@@ -440,12 +463,6 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
 
 /* --- the upstream response ------------------------------------------------- */
 
-static struct conn *rs_conn(llhttp_t *p)
-{
-    struct ag_upstream *up = p->data;
-    return up->owner;
-}
-
 /* True when a WWW-Authenticate field starts with NTLM or Negotiate (with a
  * token after it, so not a bare list element). */
 static bool www_auth_conn_bound(const struct ag_head *h)
@@ -486,7 +503,7 @@ static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c
 static int rs_headers_complete(llhttp_t *p)
 {
     struct ag_upstream *up = p->data;
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     int st = p->status_code;
@@ -558,7 +575,7 @@ static int rs_headers_complete(llhttp_t *p)
 
 static int rs_body(llhttp_t *p, const char *at, size_t len)
 {
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     int rc = 0;
@@ -573,7 +590,7 @@ static int rs_body(llhttp_t *p, const char *at, size_t len)
 
 static int rs_message_complete(llhttp_t *p)
 {
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     if (p->status_code < 200)
@@ -592,6 +609,7 @@ static const llhttp_settings_t response_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rs_headers_complete,
     .on_body = rs_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = rs_message_complete,
 };
 
@@ -796,8 +814,10 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             c->up_dirty = true;
     } else if (e != HPE_OK) {
         conn_flush(c);
-        upstream_failed(c, 502, c->up_407 ? "upstream demanded proxy authentication"
-                                          : "invalid upstream response");
+        upstream_failed(c, 502,
+                        c->up_407 ? "upstream demanded proxy authentication"
+                        : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                   : "invalid upstream response");
         return;
     }
     conn_flush(c);

@@ -20,7 +20,7 @@ struct ag_stats {
     uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
     uint64_t bad_requests, header_too_large, loops_detected, ports_denied;
     uint64_t rules_denied, rules_preauth_allowed;
-    uint64_t limit_accept_paused, limit_inbuf_full;
+    uint64_t limit_accept_paused, limit_inbuf_full, limit_chunk_size;
     uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
         timeout_tunnel;
     uint64_t upstream_errors, upstream_reused, upstream_opened, upstream_not_pooled_fds;

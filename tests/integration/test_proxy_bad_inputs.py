@@ -89,6 +89,16 @@ CASES = [
     ("chunk-size-huge-overflow", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
      "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
      (400,), C, False),
+    # a size that fits 64 bits but no real body has (over 2^40): nginx says 400
+    ("chunk-size-over-ceiling", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n7FFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n",
+     (400,), C, False),
+    ("chunk-size-just-over-ceiling", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n10000000001\r\nhello\r\n0\r\n\r\n",
+     (400,), C, False),
+    ("chunk-size-over-ceiling-second-chunk", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7fffffffffffffff;ext=1\r\nhello\r\n"
+     "0\r\n\r\n", (400,), C, False),
     ("chunk-size-not-hex", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
      "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", (400,), C, False),
     ("chunk-size-negative", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"

@@ -3,6 +3,8 @@
 connection, which only works when the gateway framed the first one right."""
 
 import json
+import socket
+import threading
 import time
 
 import pytest
@@ -134,3 +136,41 @@ def test_response_content_length_preserved(gateway, origin):
     assert resp.header("content-length") == "12345"
     assert len(resp.body) == 12345
     _follow_up(c, origin)
+
+
+def test_upstream_chunk_size_over_ceiling_closes(make_gateway):
+    """BAD-INPUTS row 7, from the origin: a chunk size no real body has
+    (over 2^40) ends the exchange at once; the client connection is closed
+    (502 when no head was sent yet), the bogus chunk is never relayed, and
+    nobody waits for the upstream idle deadline."""
+    gw = make_gateway(upstream_idle_timeout="30s")
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    done = threading.Event()
+
+    def serve():
+        try:
+            s, _ = ls.accept()
+            s.recv(65536)
+            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"7FFFFFFFFFFFFFFF\r\nhello")
+            done.wait(10)  # the origin keeps its side open
+            s.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        c = gw.client()
+        c.send(get_request("http://127.0.0.1:%d/x" % port))
+        t0 = time.monotonic()
+        data = c.read_to_eof(timeout=5)
+        assert time.monotonic() - t0 < 5
+        assert data == b"" or data.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 502 ")), data
+        assert b"hello" not in data and b"7fffffffffffffff" not in data.lower(), data
+        gw.wait_log(r"event=upstream_error .*status=502 reason=chunk size over the limit")
+    finally:
+        done.set()
+        ls.close()
