@@ -80,6 +80,11 @@
 /* A body on a 407/403'd request is read and discarded up to this size to keep
  * the connection; a larger one closes it (cheaper than draining). */
 #define AG_DRAIN_MAX (64 * 1024)
+/* ... and must arrive within this time of the refusal. 64 KiB takes under
+ * 10 s even at 64 kbit/s; a client whose announced body has not come by
+ * then is gone or is holding the connection (and an NTLM handshake slot)
+ * on purpose: the connection is closed. */
+#define AG_DRAIN_TIMEOUT_MS 10000
 
 /* --- authentication ----------------------------------------------------- */
 

@@ -259,6 +259,7 @@ static const struct opt opts[] = {
      "idle pooled upstream connection"},
     TMO(tunnel_idle_timeout, AG_TUNNEL_IDLE_TIMEOUT_MS, F_RELOAD, "CONNECT tunnel without traffic"),
     TMO(shutdown_timeout, AG_SHUTDOWN_TIMEOUT_MS, F_RELOAD, "graceful shutdown grace period"),
+    TMO(drain_timeout, AG_DRAIN_TIMEOUT_MS, F_RELOAD, "the body of a refused request"),
 
     /* authentication */
     {"auth_schemes", T_SCHEMES, OFF(schemes), 0, 0, 0, "negotiate ntlm basic", F_RELOAD, NULL, NULL,

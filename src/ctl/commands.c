@@ -253,6 +253,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "timeout_connect", st->timeout_connect);
     kvline(r, "timeout_upstream", st->timeout_upstream);
     kvline(r, "timeout_tunnel", st->timeout_tunnel);
+    kvline(r, "timeout_drain", st->timeout_drain);
     kvline(r, "upstream_errors", st->upstream_errors);
     kvline(r, "upstream_opened", st->upstream_opened);
     kvline(r, "upstream_reused", st->upstream_reused);

@@ -154,6 +154,7 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         {"head", st->timeout_head},         {"idle", st->timeout_idle},
         {"dns", st->timeout_dns},           {"connect", st->timeout_connect},
         {"upstream", st->timeout_upstream}, {"tunnel", st->timeout_tunnel},
+        {"drain", st->timeout_drain},
     };
     for (size_t i = 0; i < sizeof tmo / sizeof tmo[0]; i++)
         ag_ctl_raw(r, "authgate_timeouts_total{phase=\"%s\"} %llu\n", tmo[i].label,

@@ -104,7 +104,14 @@ static void on_timer(uv_timer_t *t)
     struct ag_stats *st = &c->srv->stats;
     switch (c->state) {
     case CONN_READ_HEAD:
-        if (c->in_message || c->head_bytes) {
+        if (c->drain) {
+            /* A refused request whose announced body did not come in time:
+             * it would hold the connection (and a handshake slot) for ever. */
+            st->timeout_drain++;
+            ag_info("conn=%llu event=drain_timeout client=%s drained=%llu",
+                    (unsigned long long)c->id, c->peer, (unsigned long long)c->drained);
+            conn_close(c, "drain_timeout");
+        } else if (c->in_message || c->head_bytes) {
             st->timeout_head++;
             ag_info("conn=%llu event=head_timeout client=%s", (unsigned long long)c->id, c->peer);
             conn_close(c, "head_timeout");

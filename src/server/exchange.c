@@ -306,6 +306,9 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
         exchange_maybe_done(c);
         return;
     }
+    /* The rest of the body has drain_timeout from now; the next request's
+     * deadline replaces it once the body is in. */
+    conn_set_timer(c, c->cfg->drain_timeout_ms);
     conn_resume(c);
 }
 

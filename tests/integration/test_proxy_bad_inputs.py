@@ -1,13 +1,15 @@
-"""BAD-INPUTS.md rows 1-16, 44 and 45: malformed or hostile requests, sent as
+"""BAD-INPUTS.md rows 1-16, 22, 44 and 45: malformed or hostile requests, sent as
 raw bytes. Each case asserts the exact status, whether the gateway closed the
 connection ("C"), and that nothing reached the origin. When a row allows the
 connection to stay open and it did, a follow-up request must still work."""
 
 import os
+import re
 import time
 
 import pytest
 
+from harness.auth import USERS, b64, basic, negotiate_msg, pa, wait_until, write_user_file
 from harness.gateway import Gateway
 from harness.origin import HELLO
 from harness.rawhttp import Closed, RawClient, Timeout, get_request
@@ -380,3 +382,66 @@ def test_row08_header_max_configurable(make_gateway, origin):
     c2 = gw.client()
     resp = c2.request(get_request(origin.url("/echo"), [("X-Small", "k" * 4000)]), timeout=4)
     assert resp.status == 200
+
+
+def _drain_stall_gateway(make_gateway, tmp_path, **extra):
+    users = write_user_file(tmp_path / "users", USERS)
+    return make_gateway(auth_schemes="ntlm basic", basic_backend="local", ntlm_backend="local",
+                        user_file=str(users), max_connections=5, **extra)
+
+
+def _refused_with_body_never_sent(gw, origin):
+    """Five connections, each a refused request announcing a 1000-byte body
+    that never comes: 407 (no credentials), 407 with an NTLM challenge (a
+    handshake slot), 405 (TRACE Max-Forwards 0), 508 (loop). They fill
+    max_connections 5."""
+    url = origin.url("/echo")
+    cl = ("Content-Length", "1000")
+    reqs = [
+        (get_request(url, [cl], method="POST"), 407),
+        (get_request(url, [cl], method="PUT"), 407),
+        (get_request(url, [cl, pa("NTLM " + b64(negotiate_msg()))], method="POST"), 407),
+        (get_request(url, [cl, ("Max-Forwards", "0")], method="TRACE"), 405),
+        (get_request(url, [cl, ("Via", "1.1 authgate")], method="POST"), 508),
+    ]
+    held = []
+    for data, want in reqs:
+        c = gw.client(timeout=5)
+        resp = c.request(data)
+        assert resp.status == want, resp
+        assert "close" not in resp.tokens("connection"), resp  # kept, to drain the body
+        held.append(c)
+    return held
+
+
+def test_row22_refused_body_never_sent_has_a_drain_deadline(make_gateway, origin, tmp_path):
+    """Issue 10 item 11: a refused request whose announced body never comes
+    held its connection (and NTLM handshake slot) for ever. After
+    drain_timeout each is closed with one log line, and a sixth client,
+    queued behind max_connections, is served."""
+    gw = _drain_stall_gateway(make_gateway, tmp_path, drain_timeout="1s")
+    held = _refused_with_body_never_sent(gw, origin)
+    sixth = gw.client(timeout=10)
+    resp = sixth.request(get_request(origin.url("/sixth"), [pa(basic("alice", USERS["alice"]))]),
+                         timeout=10)
+    assert resp.status == 200 and resp.body == HELLO
+    for c in held:
+        assert c.is_closed(5.0), "a stalled drain was not closed"
+    wait_until(lambda: gw.error_log.count("event=drain_timeout") == 5, timeout=5,
+               what="five drain_timeout log lines")
+    assert re.search(r"event=drain_timeout client=127\.0\.0\.1 drained=0", gw.error_log)
+    assert [r.target for r in origin.all_requests] == ["/sixth"]
+
+
+def test_row22_refused_body_that_arrives_keeps_the_connection(make_gateway, origin, tmp_path):
+    """The deadline is for bodies that do not come: one that arrives in time
+    is drained and the connection serves the next request."""
+    gw = _drain_stall_gateway(make_gateway, tmp_path, drain_timeout="5s")
+    c = gw.client()
+    resp = c.request(get_request(origin.url("/echo"), [("Content-Length", "1000")],
+                                 method="POST"))
+    assert resp.status == 407
+    c.send(b"x" * 1000)
+    resp = c.request(get_request(origin.url("/after"), [pa(basic("bob", USERS["bob"]))]))
+    assert resp.status == 200 and resp.body == HELLO
+    assert "event=drain_timeout" not in gw.error_log
