@@ -452,19 +452,28 @@ void conn_parse(struct conn *c)
             c->paused = true;
         } else if (e != HPE_OK) {
             ag_buf_consume(&c->inbuf, len);
+            char why[96];
+            const char *r = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                     : llhttp_get_error_reason(&c->parser);
+            ag_escape(why, sizeof why, r, strlen(r));
+            c->keepalive = false;
+            c->close_after = true;
+            if (c->drain) {
+                /* The refused request has its answer already: a malformed
+                 * body ends the connection without a second response. */
+                c->srv->stats.bad_requests++;
+                ag_info("conn=%llu event=bad_drained_body client=%s error=\"%s\"",
+                        (unsigned long long)c->id, c->peer, why);
+                conn_close_after_flush(c);
+                break;
+            }
             int status = c->head.err == AG_ELIMIT ? 431 : 400;
             if (status == 431)
                 c->srv->stats.header_too_large++;
             else
                 c->srv->stats.bad_requests++;
-            char why[96];
-            const char *reason = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
-                                                          : llhttp_get_error_reason(&c->parser);
             ag_info("conn=%llu event=bad_request client=%s status=%d error=\"%s\"",
-                    (unsigned long long)c->id, c->peer, status,
-                    ag_escape(why, sizeof why, reason, strlen(reason)));
-            c->keepalive = false;
-            c->close_after = true;
+                    (unsigned long long)c->id, c->peer, status, why);
             exchange_reply(c, status, NULL, status == 431 ? "header section too large" : NULL);
             break;
         }

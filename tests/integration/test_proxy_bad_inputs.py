@@ -445,3 +445,20 @@ def test_row22_refused_body_that_arrives_keeps_the_connection(make_gateway, orig
     resp = c.request(get_request(origin.url("/after"), [pa(basic("bob", USERS["bob"]))]))
     assert resp.status == 200 and resp.body == HELLO
     assert "event=drain_timeout" not in gw.error_log
+
+
+@pytest.mark.parametrize("body", [b"zz\r\nhello\r\n", b"7fffffffffffffff\r\nhello"],
+                         ids=["not-hex", "over-ceiling"])
+def test_row22_malformed_refused_body_closes_without_second_response(make_gateway, origin,
+                                                                    tmp_path, body):
+    """A refused request has its answer: a malformed chunked body after it
+    closes the connection, with no second response to the one request."""
+    gw = _drain_stall_gateway(make_gateway, tmp_path)
+    c = gw.client()
+    resp = c.request(get_request(origin.url("/echo"), [("Transfer-Encoding", "chunked")],
+                                 method="POST"))
+    assert resp.status == 407
+    c.send(body, tolerant=True)
+    assert c.is_closed(3.0), "connection kept after a malformed drained body: %r" % c.buf
+    gw.wait_log(r"event=bad_drained_body client=127\.0\.0\.1 error=")
+    assert origin.all_requests == []
