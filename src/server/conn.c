@@ -426,26 +426,33 @@ void conn_parse(struct conn *c)
         if (c->state == CONN_READ_HEAD && !c->msg_done && !c->drain) {
             if (!c->head_ready)
                 c->head_bytes += used;
-            /* obs-fold (a line starting with SP/HTAB inside the head): llhttp 8
-             * joins it silently; we refuse it (RFC 9112 §5.2). The range
-             * [0, used) holds only head bytes: the parser pauses at its end. */
-            for (size_t i = 0; i < used && !c->fold; i++) {
+            /* What llhttp 8 accepts even in strict mode and we refuse, both
+             * ways for a recipient to read a head differently from the
+             * origin behind us: obs-fold (a line starting with SP/HTAB),
+             * which llhttp joins silently (RFC 9112 §5.2), and a bare LF
+             * ending the request line, a field line or the head (§2.2).
+             * The range [0, used) holds only head bytes: the parser pauses
+             * just past the head's last LF. */
+            for (size_t i = 0; i < used && !c->head_defect; i++) {
                 if (c->last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
-                    c->fold = true;
+                    c->head_defect = "obs-fold";
+                else if (data[i] == '\n' && !c->last_cr)
+                    c->head_defect = "bare LF";
                 c->last_lf = data[i] == '\n';
+                c->last_cr = data[i] == '\r';
             }
-            if (c->fold && e == HPE_OK)
+            if (c->head_defect && e == HPE_OK)
                 e = HPE_USER;
         }
         conn_flush(c);
-        if (c->fold) {
+        if (c->head_defect) {
             ag_buf_consume(&c->inbuf, len);
             c->srv->stats.bad_requests++;
-            ag_info("conn=%llu event=bad_request client=%s status=400 error=\"obs-fold\"",
-                    (unsigned long long)c->id, c->peer);
+            ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
+                    (unsigned long long)c->id, c->peer, c->head_defect);
             c->keepalive = false;
             c->close_after = true;
-            exchange_reply(c, 400, NULL, "folded header line");
+            exchange_reply(c, 400, NULL, c->head_defect);
             break;
         }
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {

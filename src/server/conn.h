@@ -60,7 +60,8 @@ struct conn {
     bool eof;                /* client half-closed */
     bool flushing_close;     /* shutdown issued: close once written */
     uint64_t head_bytes;     /* bytes of the current head, against header_max */
-    bool last_lf, fold;      /* obs-fold detection across reads */
+    bool last_lf, last_cr;   /* the head's previous byte, across reads */
+    const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
 
     /* current exchange */
     struct ag_target target;

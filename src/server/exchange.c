@@ -222,7 +222,8 @@ static void next_request(struct conn *c)
     c->denied_rule = NULL;
     c->status = 0;
     c->head_bytes = 0;
-    c->last_lf = c->fold = false;
+    c->last_lf = c->last_cr = false;
+    c->head_defect = NULL;
     c->drained = 0;
     c->ctype[0] = '\0';
     free(c->log_url);
@@ -943,6 +944,13 @@ void exchange_on_head(struct conn *c)
                        c->is_connect ? "CONNECT needs host:port"
                                      : (ul && url[0] == '/') ? "origin-form request to a proxy"
                                                              : "invalid request target");
+        return;
+    }
+    /* "http://host?x" has an empty path: forwarded as is, the request line
+     * would read "GET ?x HTTP/1.1". Browsers and curl send "/?x"; anything
+     * else gets 400 rather than a request line we made up. */
+    if (!c->is_connect && c->target.path_len && c->target.path[0] != '/') {
+        bad_request(c, "request target without a path");
         return;
     }
     if (via_has_us(h, c->cfg->via_pseudonym)) {

@@ -84,6 +84,26 @@ CASES = [
     ("ctl-in-name", 6, "GET {URL} HTTP/1.1\r\nHost: {AUTH}\r\nX\x01A: b\r\n\r\n",
      (400,), C, True),
     ("bare-cr-request-line", 6, "GET {URL}\r HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("bare-lf-after-request-line", 6, "GET {URL} HTTP/1.1\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("bare-lf-ending-the-head", 6, "GET {URL} HTTP/1.1\r\nHost: {AUTH}\r\n\n", (400,), C, True),
+    ("bare-lf-after-header-value", 6, "GET {URL} HTTP/1.1\r\nHost: {AUTH}\r\nX-A: b\n\r\n",
+     (400,), C, True),
+    ("bare-lf-before-request-line", 6, "\nGET {URL} HTTP/1.1\r\nHost: {AUTH}\r\n\r\n",
+     (400,), C, True),
+    ("bare-lf-ending-head-of-post", 6, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
+     "Content-Length: 5\r\n\nhello", (400,), C, True),
+    # the request target: only visible ASCII, and a path (issue 10 item 15)
+    ("tab-in-target", 6, "GET {URL}\tx HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("tab-inside-target", 6, "GET {URL}/a\tb HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("byte-80-in-target", 6, "GET {URL}\x80 HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("byte-e9-in-target", 6, "GET {URL}/caf\xe9 HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C,
+     True),
+    ("byte-ff-in-target", 6, "GET {URL}?q=\xff HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C,
+     True),
+    ("formfeed-in-target", 6, "GET {URL}\x0cx HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("target-query-only", 6, "GET ?x HTTP/1.1\r\nHost: {AUTH}\r\n\r\n", (400,), C, True),
+    ("absolute-target-query-without-path", 6, "GET http://{AUTH}?x HTTP/1.1\r\nHost: {AUTH}\r\n"
+     "\r\n", (400,), C, True),
     # 7: chunk sizes
     ("chunk-size-overflow", 7, "POST {URL} HTTP/1.1\r\nHost: {AUTH}\r\n"
      "Transfer-Encoding: chunked\r\n\r\n10000000000000001\r\nhello\r\n0\r\n\r\n",
