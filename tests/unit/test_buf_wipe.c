@@ -33,9 +33,10 @@ static bool released_dirty;  /* a release still held the secret */
 static bool holds_secret(const void *p, size_t n)
 {
     /* Any 8-byte piece of the marker counts: a partial wipe is no wipe. */
-    const size_t piece = 8, sl = strlen(SECRET);
+    static const char secret[] = SECRET;
+    const size_t piece = 8, sl = sizeof secret - 1;
     for (size_t o = 0; o + piece <= sl; o += piece)
-        if (memmem(p, n, SECRET + o, piece))
+        if (memmem(p, n, &secret[o], piece))
             return true;
     return false;
 }
