@@ -3,13 +3,11 @@
 connection, which only works when the gateway framed the first one right."""
 
 import json
-import socket
-import threading
 import time
 
 import pytest
 
-from harness.origin import HEAD_SIZE, HELLO
+from harness.origin import HEAD_SIZE, HELLO, ScriptedOrigin
 from harness.rawhttp import build_request, get_request
 from harness.tools import curl
 
@@ -144,27 +142,11 @@ def test_upstream_chunk_size_over_ceiling_closes(make_gateway):
     (502 when no head was sent yet), the bogus chunk is never relayed, and
     nobody waits for the upstream idle deadline."""
     gw = make_gateway(upstream_idle_timeout="30s")
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-    done = threading.Event()
-
-    def serve():
-        try:
-            s, _ = ls.accept()
-            s.recv(65536)
-            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"7FFFFFFFFFFFFFFF\r\nhello")
-            done.wait(10)  # the origin keeps its side open
-            s.close()
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
+    up = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"7FFFFFFFFFFFFFFF\r\nhello", hold=True).start()
     try:
         c = gw.client()
-        c.send(get_request("http://127.0.0.1:%d/x" % port))
+        c.send(get_request(up.url("/x")))
         t0 = time.monotonic()
         data = c.read_to_eof(timeout=5)
         assert time.monotonic() - t0 < 5
@@ -172,5 +154,4 @@ def test_upstream_chunk_size_over_ceiling_closes(make_gateway):
         assert b"hello" not in data and b"7fffffffffffffff" not in data.lower(), data
         gw.wait_log(r"event=upstream_error .*status=502 reason=chunk size over the limit")
     finally:
-        done.set()
-        ls.close()
+        up.stop()
