@@ -68,11 +68,23 @@
 #define AG_TIMEOUT_MIN_MS 100
 #define AG_TIMEOUT_MAX_MS (24 * 3600 * 1000)
 
+/* A chunk size no real body has: 2^40 bytes (1 TiB). Senders write chunks
+ * of their buffer size (KiB to MiB); a size near 2^63 is a probe for
+ * integer handling further on and, forwarded, leaves both sides waiting
+ * for bytes that never come. Larger sizes are refused like nginx does:
+ * 400 from a client, the connection closed for an origin. */
+#define AG_CHUNK_SIZE_MAX (1ULL << 40)
+
 /* --- request bodies on refused requests --------------------------------- */
 
 /* A body on a 407/403'd request is read and discarded up to this size to keep
  * the connection; a larger one closes it (cheaper than draining). */
 #define AG_DRAIN_MAX (64 * 1024)
+/* ... and must arrive within this time of the refusal. 64 KiB takes under
+ * 10 s even at 64 kbit/s; a client whose announced body has not come by
+ * then is gone or is holding the connection (and an NTLM handshake slot)
+ * on purpose: the connection is closed. */
+#define AG_DRAIN_TIMEOUT_MS 10000
 
 /* --- authentication ----------------------------------------------------- */
 

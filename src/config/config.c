@@ -266,6 +266,7 @@ static const struct opt opts[] = {
      "idle pooled upstream connection"},
     TMO(tunnel_idle_timeout, AG_TUNNEL_IDLE_TIMEOUT_MS, F_RELOAD, "CONNECT tunnel without traffic"),
     TMO(shutdown_timeout, AG_SHUTDOWN_TIMEOUT_MS, F_RELOAD, "graceful shutdown grace period"),
+    TMO(drain_timeout, AG_DRAIN_TIMEOUT_MS, F_RELOAD, "the body of a refused request"),
 
     /* authentication */
     {"auth_schemes", T_SCHEMES, OFF(schemes), 0, 0, 0, "negotiate ntlm basic", F_RELOAD, NULL, NULL,
@@ -388,17 +389,12 @@ static const void *cfield(const struct opt *o, const struct ag_config *c)
  * above UINT32_MAX; *end points past the digits. No sign, no blanks. */
 static int parse_digits(const char *s, const char **end, uint64_t *v)
 {
-    uint64_t n = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9')
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    if (ag_parse_dec(s, n, UINT32_MAX, v) != 0)
         return AG_EINVAL;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        n = n * 10 + (uint64_t)(*p - '0');
-        if (n > UINT32_MAX)
-            return AG_EINVAL;
-    }
-    *end = p;
-    *v = n;
+    *end = s + n;
     return 0;
 }
 

@@ -88,6 +88,7 @@ struct ag_config {
     uint32_t upstream_keepalive_ms;    /* "upstream_keepalive_timeout DURATION" */
     uint32_t tunnel_idle_timeout_ms;   /* "tunnel_idle_timeout DURATION" */
     uint32_t shutdown_timeout_ms;      /* "shutdown_timeout DURATION" */
+    uint32_t drain_timeout_ms;         /* "drain_timeout DURATION" */
 
     /* authentication */
     enum ag_scheme schemes[3]; /* "auth_schemes negotiate ntlm basic" (order = offer order) or

@@ -260,6 +260,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "limit_rounds", a->limit_rounds);
     kvline(r, "limit_accept_paused", st->limit_accept_paused);
     kvline(r, "limit_inbuf_full", st->limit_inbuf_full);
+    kvline(r, "limit_chunk_size", st->limit_chunk_size);
     kvline(r, "limit_header_too_large", st->header_too_large);
     kvline(r, "bad_requests", st->bad_requests);
     kvline(r, "loops_detected", st->loops_detected);
@@ -272,6 +273,7 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "timeout_connect", st->timeout_connect);
     kvline(r, "timeout_upstream", st->timeout_upstream);
     kvline(r, "timeout_tunnel", st->timeout_tunnel);
+    kvline(r, "timeout_drain", st->timeout_drain);
     kvline(r, "upstream_errors", st->upstream_errors);
     kvline(r, "upstream_opened", st->upstream_opened);
     kvline(r, "upstream_reused", st->upstream_reused);

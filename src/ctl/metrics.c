@@ -151,7 +151,7 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         {"handshakes", a->limit_handshakes},  {"jobs", a->limit_jobs},
         {"rounds", a->limit_rounds},          {"accept_paused", st->limit_accept_paused},
         {"inbuf_full", st->limit_inbuf_full}, {"header_max", st->header_too_large},
-        {"ctl_connections", st->ctl_limit},
+        {"ctl_connections", st->ctl_limit},   {"chunk_size", st->limit_chunk_size},
         {"fail_max_per_user_addr", ts.refused_pair}, {"fail_max_per_addr", ts.refused_addr},
         {"fail_max_per_user", ts.refused_user},      {"throttle_table_full", ts.refused_full},
         {"throttle_unrecorded", ts.fail_unrecorded},
@@ -169,6 +169,7 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         {"head", st->timeout_head},         {"idle", st->timeout_idle},
         {"dns", st->timeout_dns},           {"connect", st->timeout_connect},
         {"upstream", st->timeout_upstream}, {"tunnel", st->timeout_tunnel},
+        {"drain", st->timeout_drain},
     };
     for (size_t i = 0; i < sizeof tmo / sizeof tmo[0]; i++)
         ag_ctl_raw(r, "authgate_timeouts_total{phase=\"%s\"} %llu\n", tmo[i].label,

@@ -104,7 +104,14 @@ static void on_timer(uv_timer_t *t)
     struct ag_stats *st = &c->srv->stats;
     switch (c->state) {
     case CONN_READ_HEAD:
-        if (c->in_message || c->head_bytes) {
+        if (c->drain) {
+            /* A refused request whose announced body did not come in time:
+             * it would hold the connection (and a handshake slot) for ever. */
+            st->timeout_drain++;
+            ag_info("conn=%llu event=drain_timeout client=%s drained=%llu",
+                    (unsigned long long)c->id, c->peer, (unsigned long long)c->drained);
+            conn_close(c, "drain_timeout");
+        } else if (c->in_message || c->head_bytes) {
             st->timeout_head++;
             ag_info("conn=%llu event=head_timeout client=%s", (unsigned long long)c->id, c->peer);
             conn_close(c, "head_timeout");
@@ -339,6 +346,7 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     int rc = ag_buf_append(&c->inbuf, buf->base, (size_t)n);
+    ag_wipe(buf->base, (size_t)n); /* raw request bytes: Proxy-Authorization */
     free(buf->base);
     if (rc != 0) {
         c->srv->stats.limit_inbuf_full++;
@@ -418,44 +426,61 @@ void conn_parse(struct conn *c)
         if (c->state == CONN_READ_HEAD && !c->msg_done && !c->drain) {
             if (!c->head_ready)
                 c->head_bytes += used;
-            /* obs-fold (a line starting with SP/HTAB inside the head): llhttp 8
-             * joins it silently; we refuse it (RFC 9112 §5.2). The range
-             * [0, used) holds only head bytes: the parser pauses at its end. */
-            for (size_t i = 0; i < used && !c->fold; i++) {
+            /* What llhttp 8 accepts even in strict mode and we refuse, both
+             * ways for a recipient to read a head differently from the
+             * origin behind us: obs-fold (a line starting with SP/HTAB),
+             * which llhttp joins silently (RFC 9112 §5.2), and a bare LF
+             * ending the request line, a field line or the head (§2.2).
+             * The range [0, used) holds only head bytes: the parser pauses
+             * just past the head's last LF. */
+            for (size_t i = 0; i < used && !c->head_defect; i++) {
                 if (c->last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
-                    c->fold = true;
+                    c->head_defect = "obs-fold";
+                else if (data[i] == '\n' && !c->last_cr)
+                    c->head_defect = "bare LF";
                 c->last_lf = data[i] == '\n';
+                c->last_cr = data[i] == '\r';
             }
-            if (c->fold && e == HPE_OK)
+            if (c->head_defect && e == HPE_OK)
                 e = HPE_USER;
         }
         conn_flush(c);
-        if (c->fold) {
+        if (c->head_defect) {
             ag_buf_consume(&c->inbuf, len);
             c->srv->stats.bad_requests++;
-            ag_info("conn=%llu event=bad_request client=%s status=400 error=\"obs-fold\"",
-                    (unsigned long long)c->id, c->peer);
+            ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
+                    (unsigned long long)c->id, c->peer, c->head_defect);
             c->keepalive = false;
             c->close_after = true;
-            exchange_reply(c, 400, NULL, "folded header line");
+            exchange_reply(c, 400, NULL, c->head_defect);
             break;
         }
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             c->paused = true;
         } else if (e != HPE_OK) {
             ag_buf_consume(&c->inbuf, len);
+            char why[96];
+            const char *r = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                     : llhttp_get_error_reason(&c->parser);
+            ag_escape(why, sizeof why, r, strlen(r));
+            c->keepalive = false;
+            c->close_after = true;
+            if (c->drain) {
+                /* The refused request has its answer already: a malformed
+                 * body ends the connection without a second response. */
+                c->srv->stats.bad_requests++;
+                ag_info("conn=%llu event=bad_drained_body client=%s error=\"%s\"",
+                        (unsigned long long)c->id, c->peer, why);
+                conn_close_after_flush(c);
+                break;
+            }
             int status = c->head.err == AG_ELIMIT ? 431 : 400;
             if (status == 431)
                 c->srv->stats.header_too_large++;
             else
                 c->srv->stats.bad_requests++;
-            char why[96];
             ag_info("conn=%llu event=bad_request client=%s status=%d error=\"%s\"",
-                    (unsigned long long)c->id, c->peer, status,
-                    ag_escape(why, sizeof why, llhttp_get_error_reason(&c->parser),
-                              strlen(llhttp_get_error_reason(&c->parser))));
-            c->keepalive = false;
-            c->close_after = true;
+                    (unsigned long long)c->id, c->peer, status, why);
             exchange_reply(c, status, NULL, status == 431 ? "header section too large" : NULL);
             break;
         }

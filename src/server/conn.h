@@ -60,7 +60,8 @@ struct conn {
     bool eof;                /* client half-closed */
     bool flushing_close;     /* shutdown issued: close once written */
     uint64_t head_bytes;     /* bytes of the current head, against header_max */
-    bool last_lf, fold;      /* obs-fold detection across reads */
+    bool last_lf, last_cr;   /* the head's previous byte, across reads */
+    const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
 
     /* current exchange */
     struct ag_target target;
@@ -78,6 +79,8 @@ struct conn {
     bool up_dirty;           /* upstream sent bytes past its response: never reuse */
     bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
     uint64_t req_content_length;
+    bool has_max_forwards;   /* TRACE/OPTIONS with a valid Max-Forwards */
+    uint64_t max_forwards;   /* its value, parsed from the bounded slice */
     char hier_ip[48];        /* upstream address for the access log */
     char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
                                 the final Negotiate token in Proxy-Authentication-Info */
@@ -127,6 +130,8 @@ void ag_conn_auth_timeout(struct conn *c);
 
 /* exchange.c */
 extern const llhttp_settings_t ag_request_settings;
+/* The error text of a chunk over AG_CHUNK_SIZE_MAX (HPE_CB_CHUNK_HEADER). */
+extern const char exchange_chunk_too_big[];
 /* Acts on a complete request head (the parser is paused). */
 void exchange_on_head(struct conn *c);
 /* Sends one of the gateway's own responses and decides the connection's fate. */

@@ -834,6 +834,7 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     size_t len;
     int rc = ag_b64_decode(cr->token, cr->token_len, msg, sizeof msg, &len);
     if (rc != 0) {
+        ag_wipe(msg, sizeof msg); /* a partly decoded AUTHENTICATE */
         srv->auth.fail_malformed++;
         return ntlm_refuse(c, "auth_malformed",
                            rc == AG_ELIMIT ? "token over the NTLM size limit" : "invalid base64",
@@ -891,10 +892,12 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
         return ntlm_refuse(c, "auth_malformed", "not an NTLMSSP NEGOTIATE or AUTHENTICATE", false);
     }
     if (s->state == AG_AS_NTLM_CHALLENGED && s->ntlm_in_negotiate != in_negotiate) {
+        ag_wipe(msg, len); /* an AUTHENTICATE: its response can be cracked offline */
         srv->auth.fail_malformed++;
         return ntlm_refuse(c, "auth_unexpected", "scheme switched between NTLM legs", false);
     }
     if (s->state != AG_AS_NTLM_CHALLENGED || !s->mech) {
+        ag_wipe(msg, len);
         srv->auth.fail_malformed++;
         return ntlm_refuse(c, "auth_unexpected", "AUTHENTICATE without a challenge on this connection",
                            false);
@@ -1112,6 +1115,16 @@ static void neg_done(struct ag_job *j, void *owner)
 
 static const struct ag_job_ops neg_ops = {"negotiate", neg_run, neg_done, neg_release};
 
+/* A decoded Negotiate token (a Kerberos AP-REQ, or NTLMSSP inside SPNEGO)
+ * is wiped before it goes back to the allocator. */
+static void tok_free(uint8_t *tok, size_t cap)
+{
+    if (tok) {
+        ag_wipe(tok, cap);
+        free(tok);
+    }
+}
+
 static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_credentials *cr)
 {
     struct ag_server *srv = c->srv;
@@ -1125,7 +1138,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
     size_t len = 0;
     if (!tok || ag_b64_decode(cr->token, cr->token_len, tok, cap, &len) != 0 ||
         ag_gss_token_precheck(tok, len) != 0) {
-        free(tok);
+        tok_free(tok, cap);
         srv->auth.fail_malformed++;
         ag_info("conn=%llu event=auth_malformed scheme=Negotiate client=%s", (unsigned long long)c->id,
                 c->peer);
@@ -1138,14 +1151,14 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
         ag_session_reset(srv->sessions, s);
     if (ag_session_handshake_begin(srv->sessions, s, AG_SCHEME_NEGOTIATE, cfg->max_handshakes,
                                    cfg->max_handshakes_per_addr, now) != 0) {
-        free(tok);
+        tok_free(tok, cap);
         srv->auth.limit_handshakes++;
         ag_session_reset(srv->sessions, s);
         send_503(c, "too many authentications in progress");
         return AG_AUTH_REPLIED;
     }
     if (s->rounds > AG_NEGOTIATE_MAX_ROUNDS) {
-        free(tok);
+        tok_free(tok, cap);
         srv->auth.limit_rounds++;
         ag_session_reset(srv->sessions, s);
         c->close_after = true;
@@ -1156,7 +1169,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
         srv->auth.started[AG_SCHEME_NEGOTIATE]++;
     struct neg_job *n = calloc(1, sizeof *n);
     if (!n) {
-        free(tok);
+        tok_free(tok, cap);
         ag_session_reset(srv->sessions, s);
         send_503(c, "out of memory");
         return AG_AUTH_REPLIED;

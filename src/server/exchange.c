@@ -39,6 +39,28 @@ static struct ag_head *head_of(llhttp_t *p)
                                    : &((struct ag_upstream *)p->data)->head;
 }
 
+/* The connection a parser works for, or NULL (an upstream whose client
+ * went away). */
+static struct conn *conn_of(llhttp_t *p)
+{
+    return p->type == HTTP_REQUEST ? p->data : ((struct ag_upstream *)p->data)->owner;
+}
+
+const char exchange_chunk_too_big[] = "chunk size over the limit";
+
+/* Both directions: llhttp has the chunk's size in content_length here. A
+ * failure here is llhttp's HPE_CB_CHUNK_HEADER, which only this limit
+ * causes (llhttp replaces the reason text with its own). */
+static int on_chunk_header(llhttp_t *p)
+{
+    if (p->content_length <= AG_CHUNK_SIZE_MAX)
+        return 0;
+    struct conn *c = conn_of(p);
+    if (c)
+        c->srv->stats.limit_chunk_size++;
+    return -1;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     return ag_head_on_url(head_of(p), at, len);
@@ -114,6 +136,7 @@ const llhttp_settings_t ag_request_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rq_headers_complete,
     .on_body = rq_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = rq_message_complete,
 };
 
@@ -200,7 +223,8 @@ static void next_request(struct conn *c)
     c->denied_groups = false;
     c->status = 0;
     c->head_bytes = 0;
-    c->last_lf = c->fold = false;
+    c->last_lf = c->last_cr = false;
+    c->head_defect = NULL;
     c->drained = 0;
     c->ctype[0] = '\0';
     free(c->log_url);
@@ -284,6 +308,9 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
         exchange_maybe_done(c);
         return;
     }
+    /* The rest of the body has drain_timeout from now; the next request's
+     * deadline replaces it once the body is in. */
+    conn_set_timer(c, c->cfg->drain_timeout_ms);
     conn_resume(c);
 }
 
@@ -361,10 +388,9 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
             xffl = vl;
             continue;
         }
-        if (ag_strieq(nm, nl, "Max-Forwards") &&
-            (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS)) {
-            unsigned long mf = strtoul(v, NULL, 10);
-            rc |= ag_buf_printf(b, "Max-Forwards: %lu\r\n", mf ? mf - 1 : 0);
+        if (ag_strieq(nm, nl, "Max-Forwards") && c->has_max_forwards) {
+            rc |= ag_buf_printf(b, "Max-Forwards: %llu\r\n",
+                                (unsigned long long)(c->max_forwards ? c->max_forwards - 1 : 0));
             continue;
         }
         rc |= ag_buf_append(b, nm, nl);
@@ -495,12 +521,6 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
 
 /* --- the upstream response ------------------------------------------------- */
 
-static struct conn *rs_conn(llhttp_t *p)
-{
-    struct ag_upstream *up = p->data;
-    return up->owner;
-}
-
 /* True when a WWW-Authenticate field starts with NTLM or Negotiate (with a
  * token after it, so not a bare list element). */
 static bool www_auth_conn_bound(const struct ag_head *h)
@@ -541,7 +561,7 @@ static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c
 static int rs_headers_complete(llhttp_t *p)
 {
     struct ag_upstream *up = p->data;
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     int st = p->status_code;
@@ -613,7 +633,7 @@ static int rs_headers_complete(llhttp_t *p)
 
 static int rs_body(llhttp_t *p, const char *at, size_t len)
 {
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     int rc = 0;
@@ -628,7 +648,7 @@ static int rs_body(llhttp_t *p, const char *at, size_t len)
 
 static int rs_message_complete(llhttp_t *p)
 {
-    struct conn *c = rs_conn(p);
+    struct conn *c = conn_of(p);
     if (!c)
         return -1;
     if (p->status_code < 200)
@@ -647,6 +667,7 @@ static const llhttp_settings_t response_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rs_headers_complete,
     .on_body = rs_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = rs_message_complete,
 };
 
@@ -858,8 +879,10 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             c->up_dirty = true;
     } else if (e != HPE_OK) {
         conn_flush(c);
-        upstream_failed(c, 502, c->up_407 ? "upstream demanded proxy authentication"
-                                          : "invalid upstream response");
+        upstream_failed(c, 502,
+                        c->up_407 ? "upstream demanded proxy authentication"
+                        : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                   : "invalid upstream response");
         return;
     }
     conn_flush(c);
@@ -911,6 +934,17 @@ void exchange_on_upstream_eof(struct conn *c, int err)
 }
 
 /* --- the request head ------------------------------------------------------ */
+
+/* A request refused as malformed after its head was parsed: 400, one log
+ * line, and the connection ends (what else it sent cannot be trusted). */
+static void bad_request(struct conn *c, const char *why)
+{
+    c->srv->stats.bad_requests++;
+    ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
+            (unsigned long long)c->id, c->peer, why);
+    c->close_after = true;
+    exchange_reply(c, 400, NULL, why);
+}
 
 void exchange_on_head(struct conn *c)
 {
@@ -974,6 +1008,13 @@ void exchange_on_head(struct conn *c)
                                                              : "invalid request target");
         return;
     }
+    /* "http://host?x" has an empty path: forwarded as is, the request line
+     * would read "GET ?x HTTP/1.1". Browsers and curl send "/?x"; anything
+     * else gets 400 rather than a request line we made up. */
+    if (!c->is_connect && c->target.path_len && c->target.path[0] != '/') {
+        bad_request(c, "request target without a path");
+        return;
+    }
     /* The access log names the canonical host, as rules, logs and connect do. */
     char canon[AG_URL_MAX + AG_HOST_MAX + 16];
     if (c->is_connect)
@@ -988,10 +1029,20 @@ void exchange_on_head(struct conn *c)
         exchange_reply(c, 508, NULL, "forwarding loop detected");
         return;
     }
-    if (c->method == HTTP_TRACE) {
+    /* Max-Forwards means something on TRACE and OPTIONS only (RFC 9110
+     * §7.6.2): one field, 1*DIGIT, read from its slice of the head store
+     * (the value is not NUL-terminated: the next field's bytes follow). */
+    c->has_max_forwards = false;
+    if (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS) {
         const char *mf;
         size_t mfl;
-        if (ag_head_find(h, "Max-Forwards", &mf, &mfl) && mfl == 1 && mf[0] == '0') {
+        int nmf = ag_head_find(h, "Max-Forwards", &mf, &mfl);
+        if (nmf > 1 || (nmf == 1 && ag_parse_dec(mf, mfl, UINT64_MAX, &c->max_forwards) != 0)) {
+            bad_request(c, "invalid Max-Forwards");
+            return;
+        }
+        c->has_max_forwards = nmf == 1;
+        if (c->method == HTTP_TRACE && c->has_max_forwards && c->max_forwards == 0) {
             exchange_reply(c, 405, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, CONNECT\r\n",
                            "TRACE stops here");
             return;

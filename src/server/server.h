@@ -23,9 +23,9 @@ struct ag_stats {
     uint64_t rules_denied, rules_preauth_allowed;
     uint64_t rules_groups_unavailable; /* 503: a group= rule and a failed group lookup */
     uint64_t dst_this_network; /* targets refused as 0.0.0.0/8 or :: (literal or resolved) */
-    uint64_t limit_accept_paused, limit_inbuf_full;
+    uint64_t limit_accept_paused, limit_inbuf_full, limit_chunk_size;
     uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
-        timeout_tunnel;
+        timeout_tunnel, timeout_drain;
     uint64_t upstream_errors, upstream_reused, upstream_opened, upstream_not_pooled_fds;
     uint64_t bytes_in, bytes_out;
     /* the status socket: commands served, peers refused, bad or oversized

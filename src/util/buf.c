@@ -24,9 +24,17 @@ static int reserve(struct ag_buf *b, size_t extra)
     size_t ncap = b->cap ? b->cap : 256;
     while (ncap < need)
         ncap = ncap > b->max / 2 ? b->max : ncap * 2;
-    char *n = realloc(b->data, ncap);
+    /* Never realloc: it may move the block and release the old one
+     * unwiped, and buffers hold Proxy-Authorization (the input buffer, the
+     * head store). Copy, wipe, free. */
+    char *n = malloc(ncap);
     if (!n)
         return AG_ENOMEM;
+    if (b->data) {
+        memcpy(n, b->data, b->len);
+        ag_wipe(b->data, b->cap);
+        free(b->data);
+    }
     b->data = n;
     b->cap = ncap;
     return 0;
@@ -78,11 +86,17 @@ int ag_buf_printf(struct ag_buf *b, const char *fmt, ...)
 
 void ag_buf_consume(struct ag_buf *b, size_t n)
 {
+    /* The vacated bytes are wiped: no copy of a consumed head (with its
+     * Proxy-Authorization) lingers past len, where ag_buf_steal would hand
+     * it to a caller that frees with plain free(). */
     if (n >= b->len) {
+        if (b->len)
+            ag_wipe(b->data, b->len);
         b->len = 0;
         return;
     }
     memmove(b->data, b->data + n, b->len - n);
+    ag_wipe(b->data + b->len - n, n);
     b->len -= n;
 }
 

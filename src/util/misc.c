@@ -21,6 +21,23 @@ int ag_ct_memcmp(const void *a, const void *b, size_t n)
     return d != 0;
 }
 
+int ag_parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    if (len == 0)
+        return AG_EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return AG_EINVAL;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (d > max || v > (max - d) / 10)
+            return AG_ELIMIT;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 int ag_hexval(char c)
 {
     if (c >= '0' && c <= '9')

@@ -14,7 +14,9 @@
 
 #include "authgate/err.h"
 
-/* A growable buffer that never grows past max (set at creation). Owns data. */
+/* A growable buffer that never grows past max (set at creation). Owns data.
+ * Bytes it holds may be secret: growth copies and wipes the old block (never
+ * realloc), consume wipes what it drops, free wipes the whole block. */
 struct ag_buf {
     char *data;
     size_t len; /* bytes in use */
@@ -27,7 +29,7 @@ void ag_buf_init(struct ag_buf *b, size_t max);
 int ag_buf_append(struct ag_buf *b, const void *p, size_t n);
 int ag_buf_appendz(struct ag_buf *b, const char *s);
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Drops the first n bytes (memmove). */
+/* Drops the first n bytes (memmove) and wipes the bytes it vacates. */
 void ag_buf_consume(struct ag_buf *b, size_t n);
 /* Hands the data to the caller (who frees it) and empties the buffer. */
 char *ag_buf_steal(struct ag_buf *b, size_t *len);
@@ -48,6 +50,12 @@ int ag_b64_decode(const char *in, size_t inlen, uint8_t *out, size_t outcap, siz
 size_t ag_b64_encoded_len(size_t n);
 /* Encodes into out (which holds ag_b64_encoded_len(n)+1 bytes), NUL-terminated. */
 void ag_b64_encode(const uint8_t *in, size_t n, char *out);
+
+/* A decimal number (1*DIGIT: no sign, no blanks) from the bounded slice
+ * s[0..len), which needs no NUL: 0 and *out, AG_EINVAL when the slice is
+ * empty or holds anything but digits, AG_ELIMIT when the value exceeds max
+ * (checked before it could overflow). *out is written only on success. */
+int ag_parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out);
 
 /* The value of one hex digit (either case), or -1. */
 int ag_hexval(char c);

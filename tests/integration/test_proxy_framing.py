@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.origin import HEAD_SIZE, HELLO
+from harness.origin import HEAD_SIZE, HELLO, ScriptedOrigin
 from harness.rawhttp import build_request, get_request
 from harness.tools import curl
 
@@ -134,3 +134,24 @@ def test_response_content_length_preserved(gateway, origin):
     assert resp.header("content-length") == "12345"
     assert len(resp.body) == 12345
     _follow_up(c, origin)
+
+
+def test_upstream_chunk_size_over_ceiling_closes(make_gateway):
+    """BAD-INPUTS row 7, from the origin: a chunk size no real body has
+    (over 2^40) ends the exchange at once; the client connection is closed
+    (502 when no head was sent yet), the bogus chunk is never relayed, and
+    nobody waits for the upstream idle deadline."""
+    gw = make_gateway(upstream_idle_timeout="30s")
+    up = ScriptedOrigin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"7FFFFFFFFFFFFFFF\r\nhello", hold=True).start()
+    try:
+        c = gw.client()
+        c.send(get_request(up.url("/x")))
+        t0 = time.monotonic()
+        data = c.read_to_eof(timeout=5)
+        assert time.monotonic() - t0 < 5
+        assert data == b"" or data.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 502 ")), data
+        assert b"hello" not in data and b"7fffffffffffffff" not in data.lower(), data
+        gw.wait_log(r"event=upstream_error .*status=502 reason=chunk size over the limit")
+    finally:
+        up.stop()

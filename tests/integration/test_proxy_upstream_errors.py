@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness.origin import HELLO
+from harness.origin import HELLO, ScriptedOrigin
 from harness.rawhttp import get_request
 from harness.tools import assert_error_response, curl
 
@@ -70,52 +70,20 @@ def test_slow_but_within_timeout_succeeds(gateway, origin):
 
 def test_upstream_closes_without_response_502(gateway, origin):
     """An origin that accepts and closes without answering."""
-    import socket
-    import threading
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-
-    def serve():
-        try:
-            s, _ = ls.accept()
-            s.recv(65536)
-            s.close()
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    up = ScriptedOrigin().start()
     try:
         c = gateway.client()
-        resp = c.request(get_request("http://127.0.0.1:%d/x" % port), timeout=4)
+        resp = c.request(get_request(up.url("/x")), timeout=4)
         assert_error_response(resp, 502)
     finally:
-        ls.close()
+        up.stop()
 
 
 def test_upstream_garbage_response_502(gateway):
-    import socket
-    import threading
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-
-    def serve():
-        try:
-            s, _ = ls.accept()
-            s.recv(65536)
-            s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-            s.close()
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
+    up = ScriptedOrigin(b"THIS IS NOT HTTP\r\n\r\n").start()
     try:
         c = gateway.client()
-        resp = c.request(get_request("http://127.0.0.1:%d/x" % port), timeout=4)
+        resp = c.request(get_request(up.url("/x")), timeout=4)
         assert_error_response(resp, 502)
     finally:
-        ls.close()
+        up.stop()

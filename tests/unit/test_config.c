@@ -130,6 +130,7 @@ static void test_defaults_match_limits(void **state)
     assert_int_equal(c->upstream_keepalive_ms, AG_UPSTREAM_KEEPALIVE_MS);
     assert_int_equal(c->tunnel_idle_timeout_ms, AG_TUNNEL_IDLE_TIMEOUT_MS);
     assert_int_equal(c->shutdown_timeout_ms, AG_SHUTDOWN_TIMEOUT_MS);
+    assert_int_equal(c->drain_timeout_ms, AG_DRAIN_TIMEOUT_MS);
 
     assert_int_equal(c->n_schemes, 3);
     assert_int_equal(c->schemes[0], AG_SCHEME_NEGOTIATE);
@@ -241,6 +242,7 @@ static const struct num_case {
     {"upstream_keepalive_timeout 4s", offsetof(struct ag_config, upstream_keepalive_ms), 4000},
     {"tunnel_idle_timeout 90m", offsetof(struct ag_config, tunnel_idle_timeout_ms), 5400000},
     {"shutdown_timeout 61s", offsetof(struct ag_config, shutdown_timeout_ms), 61000},
+    {"drain_timeout 2s", offsetof(struct ag_config, drain_timeout_ms), 2000},
     {"handshake_timeout 20s", offsetof(struct ag_config, handshake_timeout_ms), 20000},
     {"identity_max_age 8h", offsetof(struct ag_config, identity_max_age_ms), 8 * 3600000},
     {"identity_max_age 0", offsetof(struct ag_config, identity_max_age_ms), 0},
@@ -306,6 +308,7 @@ static const struct dump_case {
     {"upstream_keepalive_timeout 5s", "upstream_keepalive_timeout 5s"},
     {"tunnel_idle_timeout 120m", "tunnel_idle_timeout 2h"},
     {"shutdown_timeout 30s", "shutdown_timeout 30s"},
+    {"drain_timeout 1500ms", "drain_timeout 1500ms"},
     {"auth_schemes basic", "auth_schemes basic"},
     {"auth_schemes NTLM Negotiate", "auth_schemes ntlm negotiate"},
     {"auth_schemes none", "auth_schemes none"},

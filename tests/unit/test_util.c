@@ -274,6 +274,60 @@ static void test_buf_consume_steal(void **state)
     ag_buf_free(&b);
 }
 
+/* ---- bounded decimal parser ---------------------------------------------- */
+
+static void test_parse_dec(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len; /* 0: strlen */
+        uint64_t max;
+        int rc;
+        uint64_t want;
+    } cases[] = {
+        {"0", 0, UINT64_MAX, 0, 0},
+        {"00", 0, UINT64_MAX, 0, 0},
+        {"10", 0, UINT64_MAX, 0, 10},
+        {"18446744073709551615", 0, UINT64_MAX, 0, UINT64_MAX},
+        {"18446744073709551616", 0, UINT64_MAX, AG_ELIMIT, 0},
+        {"99999999999999999999999", 0, UINT64_MAX, AG_ELIMIT, 0},
+        {"4294967295", 0, UINT32_MAX, 0, UINT32_MAX},
+        {"4294967296", 0, UINT32_MAX, AG_ELIMIT, 0},
+        {"7", 0, 5, AG_ELIMIT, 0}, /* a digit above max */
+        {"5", 0, 5, 0, 5},
+        {"", 0, UINT64_MAX, AG_EINVAL, 0},
+        {"+5", 0, UINT64_MAX, AG_EINVAL, 0},
+        {"-5", 0, UINT64_MAX, AG_EINVAL, 0},
+        {" 5", 0, UINT64_MAX, AG_EINVAL, 0},
+        {"5 ", 0, UINT64_MAX, AG_EINVAL, 0},
+        {"0x5", 0, UINT64_MAX, AG_EINVAL, 0},
+        {"1a", 0, UINT64_MAX, AG_EINVAL, 0},
+        /* Only the slice counts: the digits after it are never read. */
+        {"51234", 1, UINT64_MAX, 0, 5},
+        {"5abc", 1, UINT64_MAX, 0, 5},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        uint64_t v = 42;
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].s);
+        int rc = ag_parse_dec(cases[i].s, len, cases[i].max, &v);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu (%s): rc %d, want %d", i, cases[i].s, rc, cases[i].rc);
+        if (rc == 0 && v != cases[i].want)
+            fail_msg("case %zu (%s): %llu", i, cases[i].s, (unsigned long long)v);
+        if (rc != 0 && v != 42)
+            fail_msg("case %zu (%s): out written on failure", i, cases[i].s);
+    }
+    /* A slice at the very end of a heap block: nothing past it is read (ASan). */
+    char *p = malloc(3);
+    assert_non_null(p);
+    memcpy(p, "123", 3);
+    uint64_t v;
+    assert_int_equal(ag_parse_dec(p, 3, UINT64_MAX, &v), 0);
+    assert_true(v == 123);
+    free(p);
+}
+
 /* ---- escape, compare ------------------------------------------------------ */
 
 static const struct {
@@ -518,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_buf_ceiling),
         cmocka_unit_test(test_buf_printf),
         cmocka_unit_test(test_buf_consume_steal),
+        cmocka_unit_test(test_parse_dec),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_ct_memcmp),
         cmocka_unit_test(test_strieq),

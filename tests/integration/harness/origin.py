@@ -25,6 +25,8 @@ Endpoints (any method; HEAD gets the GET headers without a body):
   /auth401/SCHEME       401 with WWW-Authenticate: SCHEME (origin-side NTLM/Negotiate)
   /proxy407             407 with Proxy-Authenticate: NTLM (an origin fishing for proxy creds)
   anything else         200 "hello from origin\\n"
+
+ScriptedOrigin is the broken one: one connection, one canned reply (or none).
 """
 
 import hashlib
@@ -585,3 +587,48 @@ def make_tls_context(certfile, keyfile):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+class ScriptedOrigin:
+    """A one-connection origin for broken upstream behaviour: it accepts one
+    connection, reads the request, sends `reply` (bytes, may be empty), then
+    closes, or with hold=True keeps the connection open until stop()."""
+
+    def __init__(self, reply=b"", hold=False, host="127.0.0.1"):
+        self.reply = reply
+        self.hold = hold
+        self.host = host
+        self.port = None
+        self._sock = None
+        self._done = threading.Event()
+
+    def url(self, path="/"):
+        return "http://%s:%d%s" % (self.host, self.port, path)
+
+    def start(self):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(4)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def _serve(self):
+        try:
+            s, _ = self._sock.accept()
+        except OSError:
+            return
+        try:
+            s.recv(65536)
+            if self.reply:
+                s.sendall(self.reply)
+            if self.hold:
+                self._done.wait(30)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def stop(self):
+        self._done.set()
+        self._sock.close()
