@@ -1,0 +1,167 @@
+"""Verification on worker pools of its own (issue 10 items 13 and 14).
+
+A hung winbindd (SIGSTOP through peers/winbind.py) must not delay anything
+that does not need it: Kerberos logins (their own pool), name lookups
+(libuv's pool, now DNS only), forwarding for authenticated users, and a
+reload (its winbind part runs on the winbind pool, the loop keeps serving).
+No timing ratios here (scripts/bench.d measures those): each check is "it
+answers within a few seconds while winbindd is stopped", which the shared
+thread pool could not do (8 threads, all blocked on winbindd).
+
+Peers: the throwaway MIT KDC and winbindd (peers/), the test origin on
+127.0.0.1 and ::1, reached as `localhost` so that the gateway resolves it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+import pytest
+
+from harness.auth import (IDENTITY_HEADER, USERS, authenticate_msg, b64, basic, pa, status,
+                          threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
+from harness.auth import _SOCKET_WAIT_SYSCALLS, _syscall, _threads
+from harness.rawhttp import get_request
+from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
+from test_rules import curl_as, start_gateway
+
+PENDING = 20  # NTLM AUTHENTICATE messages waiting on the stopped winbindd
+
+
+def ident(resp):
+    assert resp.status == 200, resp
+    j = json.loads(resp.body)
+    return [v for n, v in j["headers"] if n.lower() == IDENTITY_HEADER.lower()]
+
+
+def ntlm_pa(msg):
+    return pa("NTLM %s" % b64(msg))
+
+
+@pytest.fixture
+def ctl_sock():
+    d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
+    yield d + "/ctl.sock"
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def pending_ntlm(gw, url, wb, n=PENDING):
+    """n NTLM handshakes whose AUTHENTICATE waits on the (then) paused
+    winbindd; returns their clients. Leaves winbindd paused."""
+    users = wb.users
+    legs = []
+    for i in range(n):
+        c = gw.client(timeout=30)
+        chal, t1 = type1_leg(c, url)
+        legs.append((c, chal, t1))
+    wb.pause()
+    for i, (c, chal, t1) in enumerate(legs):
+        c.send(get_request(url + "/pending%d" % i, [ntlm_pa(authenticate_msg(
+            chal, "alice", users["alice"], negotiate=t1))]))
+    # every winbind worker is inside a call on the stopped winbindd
+    wait_until(lambda: len(threads_waiting_on_socket(gw.proc.pid)) >= 4, 10,
+               "winbind workers blocked on the paused winbindd")
+    return [c for c, _, _ in legs]
+
+
+@pytest.mark.needs_winbind
+@pytest.mark.needs_kdc
+def test_kerberos_and_dns_unaffected_by_stalled_winbind(make_gateway, tmp_path, kdc, winbind,
+                                                        origin, ctl_sock):
+    """With winbindd stopped and NTLM handshakes pending on it, a Negotiate
+    login to an origin named `localhost` (a DNS lookup) and a second request
+    on an authenticated keep-alive connection still answer at once; after
+    SIGCONT every pending handshake completes."""
+    gw = start_gateway(make_gateway, tmp_path, "default allow\n", backend=None, wb=winbind,
+                       krb=kdc, auth_schemes="negotiate ntlm", ntlm_backend="winbind",
+                       handshake_timeout="60s", status_socket=ctl_sock)
+    gw.options["status_socket"] = ctl_sock
+    url = origin.url("/echo", host="localhost")
+    alice = kdc.client_env("alice")
+    r = curl_as(gw, "--proxy-negotiate", "-U", ":", url, env=alice)
+    assert r.status == 200, (r, gw.logs_tail())
+    clients = pending_ntlm(gw, origin.url("/echo"), winbind)
+    try:
+        t0 = time.monotonic()
+        r = curl_as(gw, "--proxy-negotiate", "-U", ":", url, url + "/again", env=alice,
+                    timeout=10)
+        took = time.monotonic() - t0
+        assert r.rc == 0 and r.status == 200, (r, gw.logs_tail())
+        assert took < 5, "a Kerberos login took %.1fs with winbindd stopped" % took
+        st = status(gw)
+        assert int(st["jobs_in_flight"]) >= PENDING, st
+    finally:
+        winbind.resume()
+    for c in clients:
+        assert ident(c.recv_response(timeout=20)) == ["%s\\alice" % winbind.domain]
+    assert gw.error_log.count("scheme=Negotiate") >= 1
+
+
+def start_reload_gateway(make_gateway, tmp_path, wb, **opts):
+    """Basic against a local user file (traffic that never needs winbind),
+    NTLM through winbind (a reload reads winbind's names)."""
+    uf = tmp_path / "users"
+    write_user_file(uf, USERS)
+    o = dict(auth_schemes="basic ntlm", basic_backend="local", ntlm_backend="winbind",
+             user_file=str(uf), handshake_timeout="20s")
+    o.update(opts)
+    return start_gateway(make_gateway, tmp_path, "default allow\n", backend=None, wb=wb, **o)
+
+
+def winbind_call_blocked(pid):
+    """Any thread of pid, the loop thread included, blocked reading a socket
+    (a winbind call on the paused winbindd; the loop itself waits in
+    epoll_wait, which is not such a call)."""
+    calls = _SOCKET_WAIT_SYSCALLS.get(os.uname().machine, ())
+    for tid in _threads(pid):
+        sc = _syscall(pid, tid)
+        if sc and sc[0].isdigit() and int(sc[0]) in calls:
+            return True
+    return False
+
+
+def basic_ok(gw, url, client=None):
+    c = client or gw.client(timeout=5)
+    r = c.request(get_request(url, [pa(basic("alice", USERS["alice"]))]), timeout=5)
+    assert r.status == 200, (r, gw.logs_tail())
+    return r
+
+
+@pytest.mark.needs_winbind
+def test_reload_with_stalled_winbind_keeps_traffic_flowing(make_gateway, tmp_path, winbind,
+                                                           origin):
+    """SIGHUP while winbindd is stopped: the winbind part of the reload waits
+    on the winbind pool, Basic (local file) keeps being served; after SIGCONT
+    the reload completes. A second SIGHUP meanwhile is coalesced into one
+    more reload after the first."""
+    gw = start_reload_gateway(make_gateway, tmp_path, winbind)
+    url = origin.url("/echo", host="localhost")
+    gw.wait_log(r"event=winbind_names nb_domain=%s" % winbind.domain)
+    since = len(gw.error_log)
+    keep = gw.client(timeout=5)
+    basic_ok(gw, url + "/before", client=keep)
+    winbind.pause()
+    try:
+        gw.signal(signal.SIGHUP)
+        wait_until(lambda: winbind_call_blocked(gw.proc.pid), 10,
+                   "the reload's winbind call blocked on the paused winbindd")
+        for i in range(3):
+            basic_ok(gw, url + "/during%d" % i)           # new connections
+            basic_ok(gw, url + "/keep%d" % i, client=keep)  # keep-alive
+        gw.signal(signal.SIGHUP)
+        gw.wait_log(r"event=reload_coalesced", since=since)
+        basic_ok(gw, url + "/after-second-hup")
+        assert gw.error_log[since:].count("event=reload_started") == 1
+        assert "event=reloaded" not in gw.error_log[since:]
+    finally:
+        winbind.resume()
+    gw.wait_log(r"event=reloaded", since=since, timeout=15)
+    # the coalesced SIGHUP: exactly one more reload, then quiet
+    wait_until(lambda: gw.error_log[since:].count("event=reloaded") == 2, 15,
+               "the coalesced second reload")
+    assert gw.error_log[since:].count("event=reload_started") == 2
+    assert "event=reload_failed" not in gw.error_log[since:]
+    basic_ok(gw, url + "/after")
