@@ -100,15 +100,16 @@ def test_kerberos_and_dns_unaffected_by_stalled_winbind(make_gateway, tmp_path, 
     assert gw.error_log.count("scheme=Negotiate") >= 1
 
 
-def start_reload_gateway(make_gateway, tmp_path, wb, **opts):
+def start_reload_gateway(make_gateway, tmp_path, wb, rules="default allow\n", **opts):
     """Basic against a local user file (traffic that never needs winbind),
-    NTLM through winbind (a reload reads winbind's names)."""
+    NTLM through winbind (a reload reads winbind's names, and resolves the
+    rules' groups)."""
     uf = tmp_path / "users"
     write_user_file(uf, USERS)
     o = dict(auth_schemes="basic ntlm", basic_backend="local", ntlm_backend="winbind",
              user_file=str(uf), handshake_timeout="20s")
     o.update(opts)
-    return start_gateway(make_gateway, tmp_path, "default allow\n", backend=None, wb=wb, **o)
+    return start_gateway(make_gateway, tmp_path, rules, backend=None, wb=wb, **o)
 
 
 def winbind_call_blocked(pid):
@@ -131,13 +132,17 @@ def basic_ok(gw, url, client=None):
 
 
 @pytest.mark.needs_winbind
+@pytest.mark.parametrize("rules", ["default allow\n",
+                                   "default allow\nallow net group=internet\n"],
+                         ids=["names", "groups"])
 def test_reload_with_stalled_winbind_keeps_traffic_flowing(make_gateway, tmp_path, winbind,
-                                                           origin):
-    """SIGHUP while winbindd is stopped: the winbind part of the reload waits
-    on the winbind pool, Basic (local file) keeps being served; after SIGCONT
-    the reload completes. A second SIGHUP meanwhile is coalesced into one
-    more reload after the first."""
-    gw = start_reload_gateway(make_gateway, tmp_path, winbind)
+                                                           origin, rules):
+    """SIGHUP while winbindd is stopped: the winbind part of the reload
+    (winbind's names; with `groups`, the rules' group SIDs too) waits on the
+    winbind pool, Basic (local file) keeps being served; after SIGCONT the
+    reload completes. A second SIGHUP meanwhile is coalesced into one more
+    reload after the first."""
+    gw = start_reload_gateway(make_gateway, tmp_path, winbind, rules)
     url = origin.url("/echo", host="localhost")
     gw.wait_log(r"event=winbind_names nb_domain=%s" % winbind.domain)
     since = len(gw.error_log)
@@ -164,4 +169,6 @@ def test_reload_with_stalled_winbind_keeps_traffic_flowing(make_gateway, tmp_pat
                "the coalesced second reload")
     assert gw.error_log[since:].count("event=reload_started") == 2
     assert "event=reload_failed" not in gw.error_log[since:]
+    if "group=" in rules:
+        assert gw.error_log[since:].count("event=rules_loaded") == 2
     basic_ok(gw, url + "/after")

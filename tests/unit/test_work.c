@@ -121,6 +121,30 @@ static void test_completes(void **state)
     finish(&loop, &w);
 }
 
+/* An uncounted job (a status-socket ping) runs and holds its place under
+ * the cap, but stays out of the load counters. */
+static void test_uncounted(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ag_workers w = {0};
+    assert_int_equal(ag_workers_start(&w, &loop, two_each, 1), 0);
+    int owner = 0;
+    struct tjob *t = mk(false);
+    t->base.uncounted = true;
+    assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &t->base, &owner), 0);
+    struct tjob *over = mk(false);
+    assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &over->base, &owner), AG_EAGAIN);
+    t_release(&over->base);
+    free(over);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(owner, 1);
+    assert_int_equal(w.submitted, 0);
+    assert_int_equal(w.completed, 0);
+    assert_int_equal(w.refused_cap, 1); /* the counted one that found it there */
+    finish(&loop, &w);
+}
+
 /* The client closes while its verification runs on a worker thread: the job
  * is detached, finishes later, and frees itself without calling done. */
 static void test_detach_while_running(void **state)
@@ -327,6 +351,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_completes, setup),
+        cmocka_unit_test_setup(test_uncounted, setup),
         cmocka_unit_test_setup(test_detach_while_running, setup),
         cmocka_unit_test_setup(test_detach_cancels_queued, setup),
         cmocka_unit_test_setup(test_cap_per_pool, setup),
