@@ -792,20 +792,46 @@ def section_ntlm(ctx):
 # negotiate
 
 
-def section_negotiate(ctx):
+SERVICE = "HTTP@localhost"  # the proxy's name as clients write it (proxy_host localhost)
+
+
+class NegLoad:
+    """What a Negotiate section needs: negotiate_load, the KDC, the client
+    env (MEMORY ccache, TGT from the client keytab), and the probe handshake."""
+
+    def __init__(self, ctx, loader, k):
+        self.loader, self.k = loader, k
+        self.cenv = k.client_env(USER, ccache="MEMORY")
+        self.extra = ["-S", SERVICE]
+
+        def hs(ctx, t):
+            r = run_loadgen(ctx, t, loader, "new", env=self.cenv, count=3, conns=1,
+                            extra=self.extra, label="probe", verify=False)
+            return r if isinstance(r, str) else None
+        self.probe = probe_auth("Negotiate", handshake=hs)
+
+
+def neg_load(ctx, section, what):
+    """Registers the section; a NegLoad, or None (n/a noted)."""
     st = state(ctx)
-    st.sections.append("negotiate")
+    st.sections.append(section)
     loader = tool(ctx, "negotiate_load")
     if loader is None:
-        return
+        return None
     k = kdc(ctx)
     if k is None:
-        peer_unavailable(ctx, "Negotiate", st.kdc_reason)
+        peer_unavailable(ctx, what, st.kdc_reason)
+        return None
+    return NegLoad(ctx, loader, k)
+
+
+def section_negotiate(ctx):
+    nl = neg_load(ctx, "negotiate", "Negotiate")
+    if nl is None:
         return
-    service = "HTTP@localhost"   # the proxy's name as clients write it (proxy_host localhost)
-    cenv = k.client_env(USER, ccache="MEMORY")   # MEMORY ccache, TGT from the client keytab
+    loader, k, cenv, extra, probe = nl.loader, nl.k, nl.cenv, nl.extra, nl.probe
+    service = SERVICE
     gwenv = k.env
-    extra = ["-S", service]
 
     def run(t, metric, col, mode, label):
         if t is None:
@@ -814,12 +840,6 @@ def section_negotiate(ctx):
         if r:
             ctx.put(metric, col, r["rate"])
         return r
-
-    def hs(ctx, t):
-        r = run_loadgen(ctx, t, loader, "new", env=cenv, count=3, conns=1, extra=extra,
-                        label="probe", verify=False)
-        return r if isinstance(r, str) else None
-    probe = probe_auth("Negotiate", handshake=hs)
 
     # the machine's ceiling (init + accept in one process, no HTTP), right
     # before and right after authgate's runs
@@ -872,29 +892,18 @@ def pending_ntlm(ctx, t, w, n):
 
 def section_stall(ctx):
     st = state(ctx)
-    st.sections.append("stall")
-    loader = tool(ctx, "negotiate_load")
-    if loader is None:
+    nl = neg_load(ctx, "stall", "stall")
+    if nl is None:
         return
-    k = kdc(ctx)
-    if k is None:
-        peer_unavailable(ctx, "stall", st.kdc_reason)
-        return
+    loader, k, cenv, extra = nl.loader, nl.k, nl.cenv, nl.extra
     w = winbind_fresh(ctx)
     if w is None:
         peer_unavailable(ctx, "stall", st.wb_reason)
         return
-    service = "HTTP@localhost"
-    cenv = k.client_env(USER, ccache="MEMORY")
-    extra = ["-S", service]
     genv = dict(w.gateway_env())
     genv.update(k.env)
     n = ctx.args.stall_pending
 
-    def hs(ctx, t):
-        r = run_loadgen(ctx, t, loader, "new", env=cenv, count=3, conns=1, extra=extra,
-                        label="probe", verify=False)
-        return r if isinstance(r, str) else None
     # pending handshakes all come from 127.0.0.1: the per-address caps are
     # not what this measures
     ag = start_ag(ctx, "ag-stall", ["auth_schemes negotiate ntlm", "proxy_host localhost",
@@ -903,8 +912,7 @@ def section_stall(ctx):
                                     "user_file none", "handshake_timeout 300s",
                                     f"max_handshakes {n + 4096}",
                                     f"max_handshakes_per_addr {n + 4096}"],
-                  env=genv, prefix=w.client_prefix(), probe_fn=probe_auth("Negotiate",
-                                                                           handshake=hs))
+                  env=genv, prefix=w.client_prefix(), probe_fn=nl.probe)
     if ag is None:
         return
     st.wb_used = True

@@ -94,20 +94,28 @@ static int setup(void **state)
     return 0;
 }
 
-/* Stops the pools and lets the loop run their close callbacks. */
-static void finish(uv_loop_t *loop, struct ag_workers *w)
+static uv_loop_t loop;
+static struct ag_workers w;
+
+/* A fresh loop and pools for one test. */
+static void begin(const uint32_t threads[AG_POOL_N], uint32_t max_jobs)
 {
-    ag_workers_stop(w);
-    uv_run(loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(loop), 0);
+    uv_loop_init(&loop);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(ag_workers_start(&w, &loop, threads, max_jobs), 0);
+}
+
+/* Stops the pools and lets the loop run their close callbacks. */
+static void finish(void)
+{
+    ag_workers_stop(&w);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void test_completes(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 4), 0);
+    begin(two_each, 4);
     int owner = 0;
     assert_int_equal(ag_job_submit(&w, AG_POOL_LOCAL, &mk(false)->base, &owner), 0);
     assert_int_equal(w.in_flight, 1);
@@ -118,17 +126,14 @@ static void test_completes(void **state)
     assert_int_equal(release_calls, 1);
     assert_int_equal(w.in_flight, 0);
     assert_int_equal(w.completed, 1);
-    finish(&loop, &w);
+    finish();
 }
 
 /* An uncounted job (a status-socket ping) runs and holds its place under
  * the cap, but stays out of the load counters. */
 static void test_uncounted(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 1), 0);
+    begin(two_each, 1);
     int owner = 0;
     struct tjob *t = mk(false);
     t->base.uncounted = true;
@@ -142,17 +147,14 @@ static void test_uncounted(void **state)
     assert_int_equal(w.submitted, 0);
     assert_int_equal(w.completed, 0);
     assert_int_equal(w.refused_cap, 1); /* the counted one that found it there */
-    finish(&loop, &w);
+    finish();
 }
 
 /* The client closes while its verification runs on a worker thread: the job
  * is detached, finishes later, and frees itself without calling done. */
 static void test_detach_while_running(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 4), 0);
+    begin(two_each, 4);
     int *owner = calloc(1, sizeof *owner);
     struct tjob *t = mk(true);
     assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &t->base, owner), 0);
@@ -168,16 +170,13 @@ static void test_detach_while_running(void **state)
     assert_int_equal(w.in_flight, 0);
     assert_int_equal(w.completed, 1);
     assert_int_equal(w.cancelled, 0);
-    finish(&loop, &w);
+    finish();
 }
 
 /* A job still queued behind busy threads is freed by detach, never runs. */
 static void test_detach_cancels_queued(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 64), 0);
+    begin(two_each, 64);
     int owner = 0;
     struct tjob *b1 = mk(true), *b2 = mk(true);
     assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &b1->base, &owner), 0);
@@ -195,16 +194,13 @@ static void test_detach_cancels_queued(void **state)
     assert_int_equal(done_calls, 2);
     assert_int_equal(release_calls, 3);
     assert_int_equal(w.in_flight, 0);
-    finish(&loop, &w);
+    finish();
 }
 
 /* The cap is per pool: a full winbind pool refuses, Kerberos still takes. */
 static void test_cap_per_pool(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 1), 0);
+    begin(two_each, 1);
     int owner = 0;
     struct tjob *b = mk(true);
     assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &b->base, &owner), 0);
@@ -219,16 +215,13 @@ static void test_cap_per_pool(void **state)
     sem_post(&release);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(done_calls, 2);
-    finish(&loop, &w);
+    finish();
 }
 
 /* Isolation: every winbind thread stuck, Kerberos and local jobs complete. */
 static void test_stalled_pool_isolated(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, two_each, 64), 0);
+    begin(two_each, 64);
     int stuck = 0, owner = 0;
     for (int i = 0; i < 2; i++)
         assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &mk(true)->base, &stuck), 0);
@@ -249,17 +242,14 @@ static void test_stalled_pool_isolated(void **state)
     assert_int_equal(stuck, 7);
     assert_int_equal(done_calls, 47);
     assert_int_equal(release_calls, 47);
-    finish(&loop, &w);
+    finish();
 }
 
 /* A hop runs the second stage on the other pool, then done once. */
 static void test_hop(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     const uint32_t one_each[AG_POOL_N] = {1, 1, 1};
-    struct ag_workers w = {0};
-    assert_int_equal(ag_workers_start(&w, &loop, one_each, 4), 0);
+    begin(one_each, 4);
     int owner = 0;
     struct tjob *t = mk(false);
     t->hop_to = AG_POOL_WINBIND;
@@ -275,17 +265,14 @@ static void test_hop(void **state)
     assert_int_equal(release_calls, 1);
     assert_int_equal(w.in_flight, 0);
     assert_int_equal(w.pools[AG_POOL_KERBEROS].in_flight, 0);
-    finish(&loop, &w);
+    finish();
 }
 
 /* Many jobs finish before the loop looks: each done runs exactly once. */
 static void test_many_coalesced(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
     const uint32_t four[AG_POOL_N] = {4, 4, 4};
-    assert_int_equal(ag_workers_start(&w, &loop, four, 1000), 0);
+    begin(four, 1000);
     int owner = 0;
     for (int i = 0; i < 900; i++)
         assert_int_equal(ag_job_submit(&w, (enum ag_pool_id)(i % AG_POOL_N), &mk(false)->base,
@@ -295,17 +282,17 @@ static void test_many_coalesced(void **state)
     assert_int_equal(done_calls, 900);
     assert_int_equal(release_calls, 900);
     assert_int_equal(w.completed, 900);
-    finish(&loop, &w);
+    finish();
 }
 
 /* Releases the blocked run once ag_workers_stop has begun (bounded wait). */
 static void release_when_stopping(void *arg)
 {
-    struct ag_workers *w = arg;
+    struct ag_workers *pw = arg;
     for (int i = 0; i < 10000; i++) {
-        uv_mutex_lock(&w->mu);
-        bool s = w->stopping;
-        uv_mutex_unlock(&w->mu);
+        uv_mutex_lock(&pw->mu);
+        bool s = pw->stopping;
+        uv_mutex_unlock(&pw->mu);
         if (s)
             break;
         uv_sleep(1);
@@ -317,11 +304,8 @@ static void release_when_stopping(void *arg)
  * the queued ones are freed unrun, the threads are joined. */
 static void test_stop_with_work_left(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct ag_workers w = {0};
     const uint32_t one_each[AG_POOL_N] = {1, 1, 1};
-    assert_int_equal(ag_workers_start(&w, &loop, one_each, 64), 0);
+    begin(one_each, 64);
     int owner = 0;
     struct tjob *b = mk(true);
     assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &b->base, &owner), 0);
