@@ -121,8 +121,9 @@ static int wb_group(void *arg, const char *name, char *sid, size_t cap)
     return ag_wb_name_to_sid_blocking(name, sid, cap);
 }
 
-/* Group names resolve through winbind once, here, at load and reload: a
- * blocking call, but on the loop only when an operator (re)loads. */
+/* Group names resolve through winbind once per load: here at start-up
+ * (before the loop serves anyone) and for -t; a reload resolves them on the
+ * winbind pool (reload_run below). */
 static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *err,
                       size_t errlen)
 {
