@@ -76,7 +76,8 @@
 
 /* --- authentication ----------------------------------------------------- */
 
-/* A handshake (first token to identity) must finish in this time. */
+/* A handshake (first token to identity) must finish in this time; a reload
+ * waits as long for winbindd (the deadline a backend gets for an answer). */
 #define AG_HANDSHAKE_TIMEOUT_MS 30000
 /* Handshakes in progress, all clients and per client address (503 beyond). */
 #define AG_MAX_HANDSHAKES 4096
@@ -98,10 +99,6 @@
 #define AG_WINBIND_THREADS 4
 #define AG_KERBEROS_THREADS 0
 #define AG_LOCAL_THREADS 2
-/* A reload waits this long for winbindd's answers (group SIDs, names) before
- * it gives up and keeps the old configuration: far above a healthy
- * winbindd's milliseconds, below libwbclient's own ~65 s wait on a hung one. */
-#define AG_RELOAD_TIMEOUT_MS 30000
 /* A thread each holds a stack and (winbind) a winbindd connection. */
 #define AG_WORKER_THREADS_MAX 64
 /* Rounds per handshake: NTLM needs 2 (3 with a retry), Negotiate 1-3. */

@@ -313,8 +313,8 @@ static void on_reload_timeout(uv_timer_t *t)
     struct ag_config *ncfg = ag_config_ref(((struct reload_job *)j)->cfg);
     ag_job_detach(j);
     char err[128];
-    snprintf(err, sizeof err, "winbind did not answer within %us; the old configuration stays",
-             AG_RELOAD_TIMEOUT_MS / 1000);
+    snprintf(err, sizeof err, "winbind did not answer within handshake_timeout (%ums); the old "
+             "configuration stays", ncfg->handshake_timeout_ms);
     ag_server_reload_finish(srv, ncfg, err);
     ag_config_unref(ncfg);
 }
@@ -363,7 +363,9 @@ int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, siz
     }
     srv->reload_job = &r->base;
     srv->reload_timer.data = srv;
-    uv_timer_start(&srv->reload_timer, on_reload_timeout, AG_RELOAD_TIMEOUT_MS, 0);
+    /* The deadline a client's verification gets from winbindd, the new
+     * configuration's: below libwbclient's own ~65 s on a hung winbindd. */
+    uv_timer_start(&srv->reload_timer, on_reload_timeout, ncfg->handshake_timeout_ms, 0);
     ag_info("event=reload_started config=%s note=\"winbind lookups off the loop\"", ncfg->path);
     return 1;
 }

@@ -57,7 +57,7 @@ struct ag_auth_stats {
     uint64_t basic_cache_hits;
     uint64_t limit_handshakes, limit_jobs, limit_rounds;
     uint64_t identity_expired, identity_reset;
-    uint64_t reload_timeouts; /* reloads given up after AG_RELOAD_TIMEOUT_MS */
+    uint64_t reload_timeouts; /* reloads given up after handshake_timeout */
     /* [enum ag_scheme][enum ag_backend]; Negotiate (GSS) uses AG_BACKEND_NONE */
     struct ag_latency latency[4][3];
 };

@@ -1,4 +1,5 @@
-"""Verification on worker pools of its own (issue 10 items 13 and 14).
+"""Verification on worker pools of its own (issue 10 items 13 and 14; BAD-INPUTS
+row 66, winbind down or slow: nothing that does not need winbind waits on it).
 
 A hung winbindd (SIGSTOP through peers/winbind.py) must not delay anything
 that does not need it: Kerberos logins (their own pool), name lookups
@@ -21,8 +22,9 @@ import time
 
 import pytest
 
-from harness.auth import (IDENTITY_HEADER, USERS, authenticate_msg, b64, basic, pa, status,
-                          threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
+from harness.auth import (IDENTITY_HEADER, USERS, authenticate_msg, b64, basic, pa, stats,
+                          status, threads_waiting_on_socket, type1_leg, wait_until,
+                          write_user_file)
 from harness.auth import _SOCKET_WAIT_SYSCALLS, _syscall, _threads
 from harness.rawhttp import get_request
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
@@ -172,3 +174,42 @@ def test_reload_with_stalled_winbind_keeps_traffic_flowing(make_gateway, tmp_pat
     if "group=" in rules:
         assert gw.error_log[since:].count("event=rules_loaded") == 2
     basic_ok(gw, url + "/after")
+
+
+def realm_offered(gw, url):
+    r = gw.client(timeout=5).request(get_request(url, []), timeout=5)
+    assert r.status == 407, r
+    return [v for v in r.header_all("proxy-authenticate") if v.startswith("Basic ")]
+
+
+@pytest.mark.needs_winbind
+def test_reload_timeout_keeps_old_configuration(make_gateway, tmp_path, winbind, origin,
+                                                ctl_sock):
+    """A reload whose winbind lookups do not finish within handshake_timeout
+    gives up: one reload_failed line, the old configuration stays (its Basic
+    realm), reload_timeouts counts it; the abandoned lookup later ends
+    quietly, and the next SIGHUP reloads."""
+    gw = start_reload_gateway(make_gateway, tmp_path, winbind, handshake_timeout="1s",
+                              basic_realm="old", status_socket=ctl_sock)
+    url = origin.url("/echo", host="localhost")
+    gw.wait_log(r"event=winbind_names nb_domain=%s" % winbind.domain)
+    assert realm_offered(gw, url) == ['Basic realm="old", charset="UTF-8"']
+    since = len(gw.error_log)
+    winbind.pause()
+    try:
+        gw.reload({"basic_realm": "new"}, wait=0)
+        gw.wait_log(r'event=reload_failed error="winbind did not answer within handshake_timeout'
+                    r' \(1000ms\); the old configuration stays"', since=since, timeout=10)
+        assert realm_offered(gw, url) == ['Basic realm="old", charset="UTF-8"']
+        basic_ok(gw, url + "/during")
+        assert stats(gw)["reload_timeouts"] == 1
+    finally:
+        winbind.resume()
+    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 15,
+               "the abandoned reload lookup to return")
+    log = gw.error_log[since:]
+    assert log.count("event=reload_failed") == 1 and "event=reloaded" not in log
+    since = len(gw.error_log)
+    gw.signal(signal.SIGHUP)
+    gw.wait_log(r"event=reloaded", since=since, timeout=10)
+    assert realm_offered(gw, url) == ['Basic realm="new", charset="UTF-8"']
