@@ -63,8 +63,8 @@ def pending_ntlm(gw, url, wb, n=PENDING):
     for i, (c, chal, t1) in enumerate(legs):
         c.send(get_request(url + "/pending%d" % i, [ntlm_pa(authenticate_msg(
             chal, "alice", users["alice"], negotiate=t1))]))
-    # every winbind worker is inside a call on the stopped winbindd
-    wait_until(lambda: len(threads_waiting_on_socket(gw.proc.pid)) >= 4, 10,
+    # every winbind worker (4 by default) is inside a call on the stopped winbindd
+    wait_until(lambda: len(threads_waiting_on_socket(gw.proc.pid)) >= min(n, 4), 10,
                "winbind workers blocked on the paused winbindd")
     return [c for c, _, _ in legs]
 
@@ -100,6 +100,35 @@ def test_kerberos_and_dns_unaffected_by_stalled_winbind(make_gateway, tmp_path, 
     for c in clients:
         assert ident(c.recv_response(timeout=20)) == ["%s\\alice" % winbind.domain]
     assert gw.error_log.count("scheme=Negotiate") >= 1
+
+
+@pytest.mark.needs_winbind
+@pytest.mark.needs_kdc
+def test_max_jobs_is_per_pool(make_gateway, tmp_path, kdc, winbind, origin, ctl_sock):
+    """max_jobs 2 with both winbind slots taken by handshakes waiting on the
+    stopped winbindd: a third NTLM AUTHENTICATE gets 503 (jobs_refused_winbind),
+    a Kerberos login still gets 200 (its pool has its own room)."""
+    gw = start_gateway(make_gateway, tmp_path, "default allow\n", backend=None, wb=winbind,
+                       krb=kdc, auth_schemes="negotiate ntlm", ntlm_backend="winbind",
+                       handshake_timeout="60s", max_jobs=2, status_socket=ctl_sock)
+    url = origin.url("/echo", host="localhost")
+    alice = kdc.client_env("alice")
+    extra = gw.client(timeout=10)
+    chal, t1 = type1_leg(extra, origin.url("/echo"))
+    clients = pending_ntlm(gw, origin.url("/echo"), winbind, n=2)
+    try:
+        r = extra.request(get_request(origin.url("/echo/third"), [ntlm_pa(authenticate_msg(
+            chal, "alice", winbind.users["alice"], negotiate=t1))]), timeout=5)
+        assert r.status == 503, r
+        r = curl_as(gw, "--proxy-negotiate", "-U", ":", url, env=alice, timeout=10)
+        assert r.rc == 0 and r.status == 200, (r, gw.logs_tail())
+        s = stats(gw)
+        assert (s["jobs_refused_winbind"], s["jobs_refused_kerberos"], s["limit_jobs"]) == \
+            (1, 0, 1), s
+    finally:
+        winbind.resume()
+    for c in clients:
+        assert ident(c.recv_response(timeout=20)) == ["%s\\alice" % winbind.domain]
 
 
 def start_reload_gateway(make_gateway, tmp_path, wb, rules="default allow\n", **opts):
