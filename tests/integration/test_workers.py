@@ -242,3 +242,23 @@ def test_reload_timeout_keeps_old_configuration(make_gateway, tmp_path, winbind,
     gw.signal(signal.SIGHUP)
     gw.wait_log(r"event=reloaded", since=since, timeout=10)
     assert realm_offered(gw, url) == ['Basic realm="new", charset="UTF-8"']
+
+
+@pytest.mark.needs_winbind
+def test_stop_with_stalled_winbind_exits_clean(make_gateway, tmp_path, winbind, origin):
+    """SIGTERM while verifications wait on the stopped winbindd: the
+    connections go at shutdown_timeout, the worker threads are joined once
+    winbindd answers again, and the loop closes cleanly (exit status 0, no
+    sanitizer report, checked by gw.stop())."""
+    gw = start_reload_gateway(make_gateway, tmp_path, winbind, shutdown_timeout="500ms")
+    clients = pending_ntlm(gw, origin.url("/echo"), winbind, n=6)
+    try:
+        since = len(gw.error_log)
+        gw.signal(signal.SIGTERM)
+        gw.wait_log(r"event=shutdown_deadline", since=since, timeout=10)
+        for c in clients:
+            assert c.is_closed(5.0)
+    finally:
+        winbind.resume()
+    assert gw.wait_exit(20) == 0, gw.logs_tail()
+    gw.stop()
