@@ -199,8 +199,9 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     }
     uint32_t threads[AG_POOL_N];
     threads[AG_POOL_WINBIND] = cfg->winbind_threads;
+    unsigned ncpu = uv_available_parallelism();
     threads[AG_POOL_KERBEROS] = cfg->kerberos_threads ? cfg->kerberos_threads
-                                                      : uv_available_parallelism();
+                                : ncpu < AG_WORKER_THREADS_MAX ? ncpu : AG_WORKER_THREADS_MAX;
     threads[AG_POOL_LOCAL] = cfg->local_threads;
     if (ag_workers_start(&srv->workers, srv->loop, threads, cfg->max_jobs) != 0) {
         snprintf(err, errlen, "cannot start the verification threads");
