@@ -142,6 +142,8 @@ int main(int argc, char **argv)
                 (unsigned long long)srv.fd_limit, cfg->max_connections);
     uv_timer_init(&loop, &srv.shutdown_timer);
     srv.shutdown_timer.data = &srv;
+    uv_timer_init(&loop, &srv.reload_timer);
+    srv.reload_timer.data = &srv;
     uv_signal_t *sigs[] = {&srv.sig_term, &srv.sig_int, &srv.sig_hup, &srv.sig_usr1};
     int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (int i = 0; i < 4; i++) {

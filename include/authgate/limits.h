@@ -88,7 +88,8 @@
 
 /* --- authentication ----------------------------------------------------- */
 
-/* A handshake (first token to identity) must finish in this time. */
+/* A handshake (first token to identity) must finish in this time; a reload
+ * waits as long for winbindd (the deadline a backend gets for an answer). */
 #define AG_HANDSHAKE_TIMEOUT_MS 30000
 /* Handshakes in progress, all clients and per client address (503 beyond). */
 #define AG_MAX_HANDSHAKES 4096
@@ -98,12 +99,25 @@
  * addresses leave slots for everyone else (the per-address cap in force is
  * min(max_handshakes_per_addr, max(1, max_handshakes / 4))). */
 #define AG_HANDSHAKE_SHARE_DIV 4
-/* Verification jobs in flight on the thread pool (503 beyond). */
+/* Verification jobs queued or running, per worker pool (503 beyond): per
+ * pool, so a stalled winbindd filling its queue leaves Kerberos its room. */
 #define AG_MAX_JOBS 1024
-/* Worker threads: a verifier blocks on winbindd or the KDC's key work; DNS
- * shares the pool, so keep enough threads that DNS is not starved. */
+/* libuv's thread pool now serves DNS (getaddrinfo) only: a lookup blocks for
+ * up to dns_timeout, so several run at once. */
 #define AG_THREADPOOL_SIZE 8
 #define AG_THREADPOOL_MAX 128
+/* Verification threads per backend (src/server/work.h). winbind: calls mostly
+ * wait on winbindd, which serves a few requests at once per client; 4 keeps
+ * its queue short without adding to a stalled winbindd's backlog. Kerberos:
+ * ticket checks are CPU-bound (AES, the replay cache), so one thread per CPU
+ * (0 = uv_available_parallelism()) is fastest; more only adds switching.
+ * local: an MD4/HMAC-MD5 per check, microseconds; 2 keeps one busy client
+ * from delaying the next. */
+#define AG_WINBIND_THREADS 4
+#define AG_KERBEROS_THREADS 0
+#define AG_LOCAL_THREADS 2
+/* A thread each holds a stack and (winbind) a winbindd connection. */
+#define AG_WORKER_THREADS_MAX 64
 /* Rounds per handshake: NTLM needs 2 (3 with a retry), Negotiate 1-3. */
 #define AG_NTLM_MAX_ROUNDS 3
 #define AG_NEGOTIATE_MAX_ROUNDS 5
@@ -195,5 +209,9 @@
 /* A control connection must send its command and read its reply within
  * this: a stuck script cannot hold one of the slots above forever. */
 #define AG_CTL_TIMEOUT_MS 10000
+/* "status" waits this long for winbindd's ping, then reports it down: a
+ * healthy winbindd answers in milliseconds, and the operator asking is
+ * likely looking at a stalled one. */
+#define AG_CTL_PING_TIMEOUT_MS 2000
 
 #endif

@@ -38,6 +38,20 @@ the mean; the JSON output keeps both):
              vs Squid negotiate_kerberos_auth, against a throwaway MIT KDC;
              the in-process gss_init_sec_context + gss_accept_sec_context
              pair rate (gss_pair) as the machine's ceiling.
+  stall      isolation of the verification pools (src/server/work.h): one
+             authgate with Negotiate (the KDC) and NTLM through winbind;
+             the Kerberos login rate (negotiate_load new: a new connection,
+             so a new upstream and a name lookup, per login) and the
+             keep-alive forwarding rate of authenticated users
+             (negotiate_load ka), the origin named `localhost` (the proxy
+             resolves it); BENCH_STALL_ROUNDS (2) rounds of: normal, then
+             winbindd stopped (SIGSTOP) with BENCH_STALL_PENDING (100) NTLM
+             AUTHENTICATE messages waiting on it, then SIGCONT (every
+             pending handshake must end in a 200); a last normal run. Each
+             stalled run is compared with the mean of the normal runs on
+             either side of it (the machine is shared: load from elsewhere
+             drifts over a run); the table shows the mean stalled rate, the
+             mean normal rate (the "ceiling" column) and their ratio.
 
 Verification: every load run counts only 200s with the expected 100-byte
 body as authenticated (wrk: any non-2xx/3xx fails the run, 407s included;
@@ -76,6 +90,8 @@ ENV_HELP = ("BENCH_AUTH_CONNS (50) parallel connections of every authenticated l
             "winbindd ceiling runs; BENCH_AG_EXTRA (none) more configuration lines for "
             "every authenticated authgate, ';'-separated (e.g. 'log_level warn'); BENCH_GSS_THREADS (CPUs) threads of the GSS pair ceiling; "
             "BENCH_RSS_HANDSHAKES (100000, --quick 5000) handshakes of the NTLM RSS check; "
+            "BENCH_STALL_PENDING (100) NTLM handshakes left waiting on the stopped winbindd, "
+            "BENCH_STALL_ROUNDS (2) stop/resume rounds of the stall section; "
             "AUTHGATE_WB_CLIENT_MODE (nss_wrapper|namespace) how processes reach the private "
             "winbindd.")
 
@@ -83,7 +99,8 @@ ENV_HELP = ("BENCH_AUTH_CONNS (50) parallel connections of every authenticated l
 def register(bench_module):
     global B
     B = bench_module
-    return [("basic", section_basic), ("ntlm", section_ntlm), ("negotiate", section_negotiate)]
+    return [("basic", section_basic), ("ntlm", section_ntlm), ("negotiate", section_negotiate),
+            ("stall", section_stall)]
 
 
 def parse_env(a, env_int):
@@ -92,6 +109,8 @@ def parse_env(a, env_int):
     a.wb_threads = env_int("BENCH_WB_THREADS", 8)
     a.gss_threads = env_int("BENCH_GSS_THREADS", os.cpu_count() or 2)
     a.rss_handshakes = env_int("BENCH_RSS_HANDSHAKES", 5000 if a.quick else 100000)
+    a.stall_pending = env_int("BENCH_STALL_PENDING", 100)
+    a.stall_rounds = max(1, env_int("BENCH_STALL_ROUNDS", 2))
 
 
 # ---------------------------------------------------------------------------
@@ -380,14 +399,15 @@ def parse_json_line(tag, text):
 
 
 def run_loadgen(ctx, t, toolpath, mode, env=None, seconds=None, count=None, conns=None,
-                extra=(), label="", verify=True):
+                extra=(), label="", verify=True, host="127.0.0.1"):
     """Runs ntlm_load/negotiate_load against target t and verifies the result
     against the origin's counter. Returns the LOADJSON dict plus "rate"
-    (handshakes/s in mode new, authenticated requests/s in mode ka), or None."""
+    (handshakes/s in mode new, authenticated requests/s in mode ka), or None.
+    host: how the origin is named (localhost: the proxy resolves it)."""
     a = ctx.args
     conns = conns or a.auth_conns
-    argv = [toolpath, "-p", str(t.port), "-U", B.origin_url(ctx, "/small"),
-            "-H", f"127.0.0.1:{ctx.origin.port}", "-c", str(conns),
+    argv = [toolpath, "-p", str(t.port), "-U", f"http://{host}:{ctx.origin.port}/small",
+            "-H", f"{host}:{ctx.origin.port}", "-c", str(conns),
             "-t", str(max(1, min(a.threads, conns))), "-m", mode, "-b", str(B.SMALL_SIZE),
             *extra]
     argv += ["-n", str(count)] if count else ["-d", str(seconds or ctx.seconds)]
@@ -772,20 +792,46 @@ def section_ntlm(ctx):
 # negotiate
 
 
-def section_negotiate(ctx):
+SERVICE = "HTTP@localhost"  # the proxy's name as clients write it (proxy_host localhost)
+
+
+class NegLoad:
+    """What a Negotiate section needs: negotiate_load, the KDC, the client
+    env (MEMORY ccache, TGT from the client keytab), and the probe handshake."""
+
+    def __init__(self, ctx, loader, k):
+        self.loader, self.k = loader, k
+        self.cenv = k.client_env(USER, ccache="MEMORY")
+        self.extra = ["-S", SERVICE]
+
+        def hs(ctx, t):
+            r = run_loadgen(ctx, t, loader, "new", env=self.cenv, count=3, conns=1,
+                            extra=self.extra, label="probe", verify=False)
+            return r if isinstance(r, str) else None
+        self.probe = probe_auth("Negotiate", handshake=hs)
+
+
+def neg_load(ctx, section, what):
+    """Registers the section; a NegLoad, or None (n/a noted)."""
     st = state(ctx)
-    st.sections.append("negotiate")
+    st.sections.append(section)
     loader = tool(ctx, "negotiate_load")
     if loader is None:
-        return
+        return None
     k = kdc(ctx)
     if k is None:
-        peer_unavailable(ctx, "Negotiate", st.kdc_reason)
+        peer_unavailable(ctx, what, st.kdc_reason)
+        return None
+    return NegLoad(ctx, loader, k)
+
+
+def section_negotiate(ctx):
+    nl = neg_load(ctx, "negotiate", "Negotiate")
+    if nl is None:
         return
-    service = "HTTP@localhost"   # the proxy's name as clients write it (proxy_host localhost)
-    cenv = k.client_env(USER, ccache="MEMORY")   # MEMORY ccache, TGT from the client keytab
+    loader, k, cenv, extra, probe = nl.loader, nl.k, nl.cenv, nl.extra, nl.probe
+    service = SERVICE
     gwenv = k.env
-    extra = ["-S", service]
 
     def run(t, metric, col, mode, label):
         if t is None:
@@ -794,12 +840,6 @@ def section_negotiate(ctx):
         if r:
             ctx.put(metric, col, r["rate"])
         return r
-
-    def hs(ctx, t):
-        r = run_loadgen(ctx, t, loader, "new", env=cenv, count=3, conns=1, extra=extra,
-                        label="probe", verify=False)
-        return r if isinstance(r, str) else None
-    probe = probe_auth("Negotiate", handshake=hs)
 
     # the machine's ceiling (init + accept in one process, no HTTP), right
     # before and right after authgate's runs
@@ -820,6 +860,120 @@ def section_negotiate(ctx):
     run(sq, "neg_hs", "squid", "new", "negotiate handshakes")
     run(sq, "neg_ka", "squid", "ka", "negotiate keep-alive")
     stop(ctx, sq)
+
+
+# ---------------------------------------------------------------------------
+# stall: a stopped winbindd must not slow Kerberos or forwarding
+
+
+def pending_ntlm(ctx, t, w, n):
+    """n NTLM handshakes whose AUTHENTICATE waits on winbindd, which this
+    stops (SIGSTOP) after the CHALLENGEs; returns the clients (their 200s
+    are read after w.resume())."""
+    sys.path.insert(0, os.path.join(ctx.root, "tests", "integration"))
+    from harness import auth as ha  # noqa: E402  (byte-level NTLM client)
+    from harness.rawhttp import RawClient, get_request  # noqa: E402
+    url = B.origin_url(ctx, "/small")
+    legs = []
+    for _ in range(n):
+        c = RawClient("127.0.0.1", t.port, timeout=120)
+        t1 = ha.negotiate_msg()
+        r = c.request(get_request(url, [ha.pa("NTLM " + ha.b64(t1))]))
+        legs.append((c, ha.challenge_from(r), t1))
+    w.pause()
+    for c, chal, t1 in legs:
+        t3 = ha.authenticate_msg(chal, USER, w.users[USER], DOMAIN, negotiate=t1)
+        c.send(get_request(url, [ha.pa("NTLM " + ha.b64(t3))]))
+    # every winbind worker inside a call on the stopped winbindd
+    ha.wait_until(lambda: len(ha.threads_waiting_on_socket(t.proc.pid)) >= 4, 20,
+                  "winbind workers blocked on the stopped winbindd")
+    return legs
+
+
+def section_stall(ctx):
+    st = state(ctx)
+    nl = neg_load(ctx, "stall", "stall")
+    if nl is None:
+        return
+    loader, k, cenv, extra = nl.loader, nl.k, nl.cenv, nl.extra
+    w = winbind_fresh(ctx)
+    if w is None:
+        peer_unavailable(ctx, "stall", st.wb_reason)
+        return
+    genv = dict(w.gateway_env())
+    genv.update(k.env)
+    n = ctx.args.stall_pending
+
+    # pending handshakes all come from 127.0.0.1: the per-address caps are
+    # not what this measures
+    ag = start_ag(ctx, "ag-stall", ["auth_schemes negotiate ntlm", "proxy_host localhost",
+                                    f"keytab {k.keytab}", f"rcache_dir {k.rcache_dir}",
+                                    "ntlm_backend winbind", "basic_backend winbind",
+                                    "user_file none", "handshake_timeout 300s",
+                                    f"max_handshakes {n + 4096}",
+                                    f"max_handshakes_per_addr {n + 4096}"],
+                  env=genv, prefix=w.client_prefix(), probe_fn=nl.probe)
+    if ag is None:
+        return
+    st.wb_used = True
+    normal = {"new": [], "ka": []}
+    stalled = {"new": [], "ka": []}
+    ratios = {"new": [], "ka": []}
+    pending_ok = pending_all = 0
+
+    def measure(phase, into):
+        for mode in ("new", "ka"):
+            r = run_loadgen(ctx, ag, loader, mode, env=cenv, extra=extra, host="localhost",
+                            label=f"stall {phase} negotiate {mode}")
+            into[mode].append(r["rate"] if r else None)
+
+    for rnd in range(ctx.args.stall_rounds):
+        measure(f"normal {rnd + 1}", normal)
+        legs = []
+        try:
+            legs = pending_ntlm(ctx, ag, w, n)
+            B.log(f"stall: winbindd stopped, {n} NTLM handshakes pending")
+            measure(f"stalled {rnd + 1}", stalled)
+        except Exception as e:  # a failed wait: report, resume winbindd, go on
+            ctx.note(f"stall: {e}", failure=True)
+            for mode in ("new", "ka"):
+                stalled[mode].append(None)
+        finally:
+            w.resume()
+        ok = 0
+        for c, _, _ in legs:
+            try:
+                if c.recv_response(timeout=120).status == 200:
+                    ok += 1
+            except Exception:
+                pass
+            c.close()
+        pending_ok += ok
+        pending_all += len(legs)
+        B.log(f"stall: winbindd resumed, {ok} of {len(legs)} pending handshakes got 200")
+    measure("normal last", normal)
+    stop(ctx, ag)
+    if pending_ok != pending_all or pending_all == 0:
+        ctx.note(f"stall: {pending_ok} of {pending_all} pending NTLM handshakes ended in 200",
+                 failure=True)
+    for mode, metric in (("new", "stall_neg_hs"), ("ka", "stall_neg_ka")):
+        for i, v in enumerate(stalled[mode]):
+            around = [x for x in normal[mode][i:i + 2] if x is not None]
+            if v is not None and around:
+                ratios[mode].append(round(v / (sum(around) / len(around)), 3))
+        nv = [x for x in normal[mode] if x is not None]
+        sv = [x for x in stalled[mode] if x is not None]
+        if nv:
+            ctx.put(metric, "ceiling", sum(nv) / len(nv))
+        if sv and len(sv) == len(stalled[mode]):
+            ctx.put(metric, "authgate", sum(sv) / len(sv))
+        B.log(f"stall {mode}: normal {[round(x) if x else x for x in normal[mode]]}/s, "
+              f"stalled {[round(x) if x else x for x in stalled[mode]]}/s, stalled/neighbours "
+              f"{[round(x, 2) for x in ratios[mode]]}")
+    st.info["stall_pending"] = n
+    st.info["stall_rounds"] = ctx.args.stall_rounds
+    st.info["stall_ratios"] = ratios
+    st.info["stall_pending_ok"] = f"{pending_ok}/{pending_all}"
 
 
 # ---------------------------------------------------------------------------
@@ -849,6 +1003,10 @@ ROWS = [
      [("ag/squid>=", 3.0, "ag/squid >= 3x"), ("ag/ceil>=", 0.60, "ag/ceiling >= 0.60")]),
     ("negotiate", "neg_ka", "Negotiate keep-alive", "req/s", "{:.0f}",
      [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("stall", "stall_neg_hs", "Kerberos logins, wb stopped", "hs/s", "{:.0f}",
+     [("ag/ceil>=", 0.90, "stalled/normal >= 0.90")]),
+    ("stall", "stall_neg_ka", "Kerberos k-a fwd, wb stopped", "req/s", "{:.0f}",
+     [("ag/ceil>=", 0.90, "stalled/normal >= 0.90")]),
 ]
 
 
@@ -887,6 +1045,14 @@ def print_table(ctx):
         legend.append("negotiate: negotiate_load (SPNEGO/krb5, a fresh AP-REQ per handshake, "
                       "MEMORY ccache) vs Squid negotiate_kerberos_auth. Ceiling: gss_pair, "
                       f"init + accept in one process, {a.gss_threads} threads.")
+    if "stall" in st.sections:
+        legend.append("stall: one authgate (Negotiate + NTLM through winbind), origin named "
+                      "localhost; authgate column: negotiate_load with winbindd SIGSTOPped and "
+                      f"{st.info.get('stall_pending', a.stall_pending)} NTLM AUTHENTICATEs "
+                      "waiting on it; ceiling column: the same load with winbindd running; "
+                      f"{st.info.get('stall_rounds', a.stall_rounds)} stop/resume rounds, "
+                      "each stalled run against the normal runs either side: "
+                      f"{st.info.get('stall_ratios')}.")
     print()
     for i, text in enumerate(legend):
         print(textwrap.fill(text, 100, initial_indent="" if i == 0 else "  ",
@@ -906,7 +1072,8 @@ def print_table(ctx):
             applicable = not (c == "ceiling" and not any(k == "ag/ceil>=" for k, *_ in targets)) \
                 and not (c == "squid" and section == "ntlm" and metric.endswith("_local")) \
                 and not (c == "squid" and metric == "basic_wb_nocache_ka") \
-                and not (c != "authgate" and metric.startswith("ntlm_rss"))
+                and not (c != "authgate" and metric.startswith("ntlm_rss")) \
+                and not (c == "squid" and section == "stall")
             cells += f"{(fmt.format(v) if v is not None else ('n/a' if applicable else '-')):>10}"
         rs, rc = _ratio(ag, sq), _ratio(ag, ce)
         rcells = f"{(f'{rs:.2f}x' if rs is not None else '-'):>10}" + \
@@ -929,4 +1096,8 @@ def json_info(ctx):
     return {"sections": st.sections, "auth_conns": a.auth_conns,
             "squid_children": a.squid_children, "wb_threads": a.wb_threads,
             "gss_threads": a.gss_threads, "rss_handshakes": st.info.get("rss_handshakes"),
+            "stall_pending": st.info.get("stall_pending"),
+            "stall_pending_ok": st.info.get("stall_pending_ok"),
+            "stall_rounds": st.info.get("stall_rounds"),
+            "stall_ratios": st.info.get("stall_ratios"),
             "winbind_unavailable": st.wb_reason, "kdc_unavailable": st.kdc_reason}

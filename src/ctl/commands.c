@@ -2,7 +2,8 @@
  *
  * Every command is cheap on the loop: it walks the session table or the
  * connection list once, or reads counters. The only blocking check (winbind
- * ping) runs on the pool before "status" is called. Loop thread only. */
+ * ping) runs on the winbind worker pool before "status" is called. Loop
+ * thread only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +286,11 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     kvline(r, "jobs_detached", srv->workers.detached);
     kvline(r, "jobs_cancelled", srv->workers.cancelled);
     kvline(r, "jobs_refused_cap", srv->workers.refused_cap);
+    /* per worker pool: jobs refused at its max_jobs (a stalled backend) */
+    kvline(r, "jobs_refused_winbind", srv->workers.pools[AG_POOL_WINBIND].refused_cap);
+    kvline(r, "jobs_refused_kerberos", srv->workers.pools[AG_POOL_KERBEROS].refused_cap);
+    kvline(r, "jobs_refused_local", srv->workers.pools[AG_POOL_LOCAL].refused_cap);
+    kvline(r, "reload_timeouts", srv->auth.reload_timeouts);
     kvline(r, "ctl_commands", st->ctl_commands);
     kvline(r, "ctl_denied", st->ctl_denied);
     kvline(r, "ctl_bad", st->ctl_bad);
@@ -407,11 +413,15 @@ static void cmd_reload(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
                        struct ag_ctl_reply *r)
 {
     char err[600];
-    if (ag_server_reload(srv, err, sizeof err) != 0) {
+    int rc = ag_server_reload(srv, err, sizeof err);
+    if (rc < 0) {
         ag_ctl_reply_error(r, AG_CTL_E_FAILED, "%s", err);
         return;
     }
     ag_ctl_kv(r, "config", srv->cfg->path);
+    /* Pending: winbind lookups run off the loop; the outcome is logged
+     * (event=reloaded or event=reload_failed). */
+    ag_ctl_kv(r, "reload", rc > 0 ? "pending" : "done");
     ag_ctl_end(r);
     ag_ctl_kvu(r, "config_loaded", (uint64_t)srv->cfg->loaded);
     ag_ctl_end(r);

@@ -4,8 +4,9 @@
  * connections; it counts its references (the pipe, plus one per connection)
  * and is freed by the close callback that drops the last one. A control
  * connection owns a pipe and a deadline timer (counted in handles) and is
- * freed by the last of their close callbacks. A winbind ping on the pool is
- * detached from a connection that goes away and frees itself in after_work.
+ * freed by the last of their close callbacks. A winbind ping (a job on the
+ * winbind worker pool) is detached from a connection that goes away, or at
+ * its deadline, and then frees itself (src/server/work.h).
  */
 #include <errno.h>
 #include <grp.h>
@@ -46,9 +47,8 @@ struct ctl_conn {
 };
 
 struct ctl_ping {
-    uv_work_t req;
-    struct ctl_conn *cc; /* NULL once the connection went away */
-    int rc;              /* written on the pool thread */
+    struct ag_job base; /* on the winbind pool; owner: the connection */
+    int rc;             /* written on the worker thread */
 };
 
 struct ag_ctl {
@@ -100,9 +100,8 @@ static void cc_close(struct ctl_conn *cc)
         return;
     cc->closing = true;
     if (cc->ping) {
-        /* The ping frees itself in after_work; it must not find us. */
-        cc->ping->cc = NULL;
-        uv_cancel((uv_req_t *)&cc->ping->req);
+        /* Detached, the ping frees itself and never finds us. */
+        ag_job_detach(&cc->ping->base);
         cc->ping = NULL;
     }
     uv_close((uv_handle_t *)&cc->timer, on_cc_closed);
@@ -155,23 +154,45 @@ static void cc_run(struct ctl_conn *cc, enum ag_ctl_wb wb)
     cc_send(cc, &r);
 }
 
-/* winbind ping on the pool: "status" must not block the loop on winbindd. */
-static void ping_work(uv_work_t *req)
+static void on_cc_deadline(uv_timer_t *t);
+
+/* winbind ping on the winbind worker pool: "status" must not block the loop
+ * on winbindd, nor take a DNS thread. */
+static void ping_run(struct ag_job *j)
 {
-    struct ctl_ping *p = req->data;
+    struct ctl_ping *p = (struct ctl_ping *)j;
     p->rc = ag_wb_ping_blocking();
 }
 
-static void ping_after(uv_work_t *req, int status)
+/* The ping's answer, or its deadline: the rest of the exchange gets the
+ * usual deadline for the reply to be read. */
+static void ping_end(struct ctl_conn *cc, enum ag_ctl_wb wb)
 {
-    struct ctl_ping *p = req->data;
-    struct ctl_conn *cc = p->cc;
-    int rc = status == 0 ? p->rc : -1;
-    free(p);
-    if (!cc)
-        return;
     cc->ping = NULL;
-    cc_run(cc, rc == 0 ? AG_CTL_WB_OK : AG_CTL_WB_DOWN);
+    uv_timer_start(&cc->timer, on_cc_deadline, AG_CTL_TIMEOUT_MS, 0);
+    cc_run(cc, wb);
+}
+
+static void ping_done(struct ag_job *j, void *owner)
+{
+    ping_end(owner, ((struct ctl_ping *)j)->rc == 0 ? AG_CTL_WB_OK : AG_CTL_WB_DOWN);
+}
+
+static void ping_release(struct ag_job *j)
+{
+    (void)j;
+}
+
+static const struct ag_job_ops ping_ops = {"ctl_ping", ping_run, ping_done, ping_release};
+
+/* A stalled winbindd: "status" says so instead of waiting with it. */
+static void on_ping_deadline(uv_timer_t *t)
+{
+    struct ctl_conn *cc = t->data;
+    if (!cc->ping)
+        return;
+    ag_job_detach(&cc->ping->base);
+    ping_end(cc, AG_CTL_WB_DOWN);
 }
 
 static void cc_dispatch(struct ctl_conn *cc, const char *line, size_t len)
@@ -194,10 +215,11 @@ static void cc_dispatch(struct ctl_conn *cc, const char *line, size_t len)
     if (ag_ctl_needs_ping(srv, &cc->cmd)) {
         struct ctl_ping *p = calloc(1, sizeof *p);
         if (p) {
-            p->cc = cc;
-            p->req.data = p;
-            if (uv_queue_work(srv->loop, &p->req, ping_work, ping_after) == 0) {
+            p->base.ops = &ping_ops;
+            p->base.uncounted = true; /* diagnostics, not verification load */
+            if (ag_job_submit(&srv->workers, AG_POOL_WINBIND, &p->base, cc) == 0) {
                 cc->ping = p;
+                uv_timer_start(&cc->timer, on_ping_deadline, AG_CTL_PING_TIMEOUT_MS, 0);
                 return;
             }
             free(p);

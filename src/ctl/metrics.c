@@ -197,6 +197,9 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         srv->workers.submitted);
     one(r, "authgate_jobs_refused_total", "counter", "Verification jobs refused at max_jobs.",
         srv->workers.refused_cap);
+    one(r, "authgate_reload_timeouts_total", "counter",
+        "Reloads given up waiting for winbind (the old configuration stayed).",
+        srv->auth.reload_timeouts);
     one(r, "authgate_ctl_commands_total", "counter", "Status-socket commands served.",
         st->ctl_commands);
     one(r, "authgate_ctl_denied_total", "counter", "Status-socket peers refused.", st->ctl_denied);

@@ -121,8 +121,9 @@ static int wb_group(void *arg, const char *name, char *sid, size_t cap)
     return ag_wb_name_to_sid_blocking(name, sid, cap);
 }
 
-/* Group names resolve through winbind once, here, at load and reload: a
- * blocking call, but on the loop only when an operator (re)loads. */
+/* Group names resolve through winbind once per load: here at start-up
+ * (before the loop serves anyone) and for -t; a reload resolves them on the
+ * winbind pool (reload_run below). */
 static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *err,
                       size_t errlen)
 {
@@ -139,22 +140,45 @@ static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *
 /* With the winbind backend, NTLM challenges name winbind's own domain and
  * computer (what Windows clients expect of a domain member); read once per
  * (re)load, a blocking call like the rules' group lookups. */
-static void load_wb_names(struct ag_server *srv, const struct ag_config *cfg)
+static bool wants_wb_names(const struct ag_config *cfg)
+{
+    return ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) && cfg->ntlm_backend == AG_BACKEND_WINBIND;
+}
+
+struct wb_names {
+    int rc; /* of ag_wb_names_blocking; AG_EIO when not read */
+    char nd[256], dd[256], nn[256];
+};
+
+static void read_wb_names(struct wb_names *w)
+{
+    w->rc = ag_wb_names_blocking(w->nd, w->dd, w->nn, sizeof w->nd);
+}
+
+/* Loop thread: the names read (or not) take effect. */
+static void set_wb_names(struct ag_server *srv, const struct ag_config *cfg, const struct wb_names *w)
 {
     srv->wb_nb_domain[0] = srv->wb_dns_domain[0] = srv->wb_nb_name[0] = '\0';
-    if (!ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) || cfg->ntlm_backend != AG_BACKEND_WINBIND)
+    if (!wants_wb_names(cfg))
         return;
-    char nd[256], dd[256], nn[256];
-    if (ag_wb_names_blocking(nd, dd, nn, sizeof nd) != 0) {
+    if (w->rc != 0) {
         ag_warn("event=winbind_names_unavailable note=\"NTLM challenges name ntlm_domain "
                 "until the next reload\"");
         return;
     }
-    snprintf(srv->wb_nb_domain, sizeof srv->wb_nb_domain, "%s", nd);
-    snprintf(srv->wb_dns_domain, sizeof srv->wb_dns_domain, "%s", dd);
-    snprintf(srv->wb_nb_name, sizeof srv->wb_nb_name, "%s", nn);
-    ag_info("event=winbind_names nb_domain=%s dns_domain=%s nb_name=%s", nd, dd[0] ? dd : "-",
-            nn);
+    snprintf(srv->wb_nb_domain, sizeof srv->wb_nb_domain, "%s", w->nd);
+    snprintf(srv->wb_dns_domain, sizeof srv->wb_dns_domain, "%s", w->dd);
+    snprintf(srv->wb_nb_name, sizeof srv->wb_nb_name, "%s", w->nn);
+    ag_info("event=winbind_names nb_domain=%s dns_domain=%s nb_name=%s", w->nd,
+            w->dd[0] ? w->dd : "-", w->nn);
+}
+
+static void load_wb_names(struct ag_server *srv, const struct ag_config *cfg)
+{
+    struct wb_names w = {.rc = AG_EIO};
+    if (wants_wb_names(cfg))
+        read_wb_names(&w);
+    set_wb_names(srv, cfg, &w);
 }
 
 static struct ag_throttle_limits throttle_limits(const struct ag_config *cfg)
@@ -236,12 +260,22 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     srv->basic_cache = ag_basic_cache_create(AG_BASIC_CACHE_MAX);
     struct ag_throttle_limits lim = throttle_limits(cfg);
     srv->throttle = ag_throttle_create(AG_THROTTLE_MAX_KEYS, &lim);
-    srv->workers.loop = srv->loop;
-    srv->workers.max_jobs = cfg->max_jobs;
     if (!srv->sessions || !srv->basic_cache || !srv->throttle) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    uint32_t threads[AG_POOL_N];
+    threads[AG_POOL_WINBIND] = cfg->winbind_threads;
+    unsigned ncpu = uv_available_parallelism();
+    threads[AG_POOL_KERBEROS] = cfg->kerberos_threads ? cfg->kerberos_threads
+                                : ncpu < AG_WORKER_THREADS_MAX ? ncpu : AG_WORKER_THREADS_MAX;
+    threads[AG_POOL_LOCAL] = cfg->local_threads;
+    if (ag_workers_start(&srv->workers, srv->loop, threads, cfg->max_jobs) != 0) {
+        snprintf(err, errlen, "cannot start the verification threads");
+        return -1;
+    }
+    ag_info("event=workers_started winbind=%u kerberos=%u local=%u", threads[AG_POOL_WINBIND],
+            threads[AG_POOL_KERBEROS], threads[AG_POOL_LOCAL]);
     if (load_rules(cfg, &srv->rules, err, errlen) != 0)
         return -1;
     load_wb_names(srv, cfg);
@@ -252,20 +286,21 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     return load_users(cfg, &srv->users, err, errlen);
 }
 
-int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen)
+/* --- reload ------------------------------------------------------------------
+ *
+ * What a reload asks of winbindd (group SIDs of the rules, the domain and
+ * computer names of NTLM challenges) runs on the winbind pool, so a stalled
+ * winbindd never freezes the loop; the loop swaps the result in when it
+ * arrives. Everything else (config, user file, keytab) is read on the loop. */
+
+/* Loop thread: the prepared state of ncfg takes over. Takes rules and u. */
+static void auth_swap(struct ag_server *srv, const struct ag_config *ncfg, struct ag_rules *rules,
+                      struct ag_users *u, const struct wb_names *names)
 {
-    struct ag_users *u;
-    struct ag_rules *rules;
-    if (load_rules(ncfg, &rules, err, errlen) != 0)
-        return -1;
-    if (load_users(ncfg, &u, err, errlen) != 0) {
-        ag_rules_free(rules);
-        return -1;
-    }
     ag_rules_free(srv->rules);
     srv->rules = rules;
     ag_wb_user_sids_cache_clear(); /* groups may have changed with the rules */
-    load_wb_names(srv, ncfg);
+    set_wb_names(srv, ncfg, names);
     load_ntlm_spns(srv, ncfg);
     users_unref(srv->users);
     srv->users = u;
@@ -276,7 +311,133 @@ int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *er
     struct ag_throttle_limits lim = throttle_limits(ncfg);
     ag_throttle_set_limits(srv->throttle, &lim);
     srv->workers.max_jobs = ncfg->max_jobs;
+}
+
+/* The rules file read with a resolver that only notes a group lookup: a
+ * syntax error shows at once (in the ctl reply too), and a file without
+ * groups needs no winbind at all. */
+static int wb_group_dry(void *arg, const char *name, char *sid, size_t cap)
+{
+    *(bool *)arg = true;
+    snprintf(sid, cap, "S-1-0-0");
     return 0;
+}
+
+struct reload_job {
+    struct ag_job base;
+    struct ag_config *cfg;   /* the new configuration (reference) */
+    struct ag_users *users;  /* its user file, read on the loop (reference) */
+    bool want_rules, want_names;
+    struct ag_rules *rules;  /* run: the rules with their group SIDs */
+    char err[600];           /* run: why the rules did not load */
+    struct wb_names names;
+};
+
+static void reload_run(struct ag_job *j)
+{
+    struct reload_job *r = (struct reload_job *)j;
+    if (r->want_rules)
+        r->rules = ag_rules_load(r->cfg->rules_file, wb_group, NULL, r->err, sizeof r->err);
+    if (r->want_names && (!r->want_rules || r->rules))
+        read_wb_names(&r->names);
+}
+
+static void reload_done(struct ag_job *j, void *owner)
+{
+    struct reload_job *r = (struct reload_job *)j;
+    struct ag_server *srv = owner;
+    srv->reload_job = NULL;
+    uv_timer_stop(&srv->reload_timer);
+    if (r->want_rules && !r->rules) {
+        ag_server_reload_finish(srv, r->cfg, r->err);
+        return;
+    }
+    if (r->rules)
+        ag_info("event=rules_loaded file=%s rules=%zu", r->cfg->rules_file,
+                ag_rules_count(r->rules));
+    auth_swap(srv, r->cfg, r->rules, r->users, &r->names);
+    r->rules = NULL;
+    r->users = NULL;
+    ag_server_reload_finish(srv, r->cfg, NULL);
+}
+
+static void reload_release(struct ag_job *j)
+{
+    struct reload_job *r = (struct reload_job *)j;
+    ag_rules_free(r->rules);
+    users_unref(r->users);
+    ag_config_unref(r->cfg);
+}
+
+static const struct ag_job_ops reload_ops = {"reload", reload_run, reload_done, reload_release};
+
+static void on_reload_timeout(uv_timer_t *t)
+{
+    struct ag_server *srv = t->data;
+    struct ag_job *j = srv->reload_job;
+    if (!j)
+        return;
+    srv->reload_job = NULL;
+    srv->auth.reload_timeouts++;
+    /* The job finishes (or not) on its own and then only frees itself. */
+    struct ag_config *ncfg = ag_config_ref(((struct reload_job *)j)->cfg);
+    ag_job_detach(j);
+    char err[128];
+    snprintf(err, sizeof err, "winbind did not answer within handshake_timeout (%ums); the old "
+             "configuration stays", ncfg->handshake_timeout_ms);
+    ag_server_reload_finish(srv, ncfg, err);
+    ag_config_unref(ncfg);
+}
+
+int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, size_t errlen)
+{
+    struct ag_users *u;
+    struct ag_rules *rules = NULL;
+    bool wb = uses_winbind(ncfg), groups = false;
+    if (ncfg->rules_file) {
+        rules = ag_rules_load(ncfg->rules_file, wb ? wb_group_dry : NULL, &groups, err, errlen);
+        if (!rules)
+            return -1;
+    }
+    if (load_users(ncfg, &u, err, errlen) != 0) {
+        ag_rules_free(rules);
+        return -1;
+    }
+    if (!groups && !wants_wb_names(ncfg)) {
+        /* Nothing to ask winbindd: done here and now. */
+        if (rules)
+            ag_info("event=rules_loaded file=%s rules=%zu", ncfg->rules_file,
+                    ag_rules_count(rules));
+        struct wb_names none = {.rc = AG_EIO};
+        auth_swap(srv, ncfg, rules, u, &none);
+        return 0;
+    }
+    ag_rules_free(rules);
+    struct reload_job *r = calloc(1, sizeof *r);
+    if (!r) {
+        users_unref(u);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->base.ops = &reload_ops;
+    r->cfg = ag_config_ref(ncfg);
+    r->users = u;
+    r->want_rules = groups;
+    r->want_names = wants_wb_names(ncfg);
+    r->names.rc = AG_EIO;
+    if (ag_job_submit(&srv->workers, AG_POOL_WINBIND, &r->base, srv) != 0) {
+        reload_release(&r->base);
+        free(r);
+        snprintf(err, errlen, "the winbind worker queue is full");
+        return -1;
+    }
+    srv->reload_job = &r->base;
+    srv->reload_timer.data = srv;
+    /* The deadline a client's verification gets from winbindd, the new
+     * configuration's: below libwbclient's own ~65 s on a hung winbindd. */
+    uv_timer_start(&srv->reload_timer, on_reload_timeout, ncfg->handshake_timeout_ms, 0);
+    ag_info("event=reload_started config=%s note=\"winbind lookups off the loop\"", ncfg->path);
+    return 1;
 }
 
 int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
@@ -487,12 +648,19 @@ static uint64_t job_returned(struct conn *c, const struct ag_job *j, enum ag_sch
     return now;
 }
 
-/* Hands a verification to the thread pool (ownership of j passes on
- * success) and parks the connection until it answers; 503 at the cap. */
-static enum ag_auth_verdict start_job(struct conn *c, struct ag_job *j)
+/* The worker pool of a password backend. */
+static enum ag_pool_id backend_pool(enum ag_backend b)
+{
+    return b == AG_BACKEND_WINBIND ? AG_POOL_WINBIND : AG_POOL_LOCAL;
+}
+
+/* Hands a verification to its backend's worker pool (ownership of j passes
+ * on success) and parks the connection until it answers; 503 at the pool's
+ * cap. */
+static enum ag_auth_verdict start_job(struct conn *c, enum ag_pool_id pool, struct ag_job *j)
 {
     struct ag_server *srv = c->srv;
-    if (ag_job_submit(&srv->workers, j, c) != 0) {
+    if (ag_job_submit(&srv->workers, pool, j, c) != 0) {
         srv->auth.limit_jobs++;
         j->ops->release(j);
         free(j);
@@ -673,7 +841,7 @@ static enum ag_auth_verdict basic_auth(struct conn *c, const struct ag_credentia
     b->users = users_ref(srv->users);
     b->cred = cred; /* moved */
     b->cache_ttl_ms = cfg->basic_cache_ttl_ms;
-    return start_job(c, &b->base);
+    return start_job(c, backend_pool(b->backend), &b->base);
 }
 
 
@@ -947,7 +1115,7 @@ static enum ag_auth_verdict ntlm_auth(struct conn *c, const struct ag_credential
     n->backend = cfg->ntlm_backend;
     n->users = users_ref(srv->users);
     n->v = v;
-    return start_job(c, &n->base);
+    return start_job(c, backend_pool(n->backend), &n->base);
 }
 
 
@@ -1006,7 +1174,14 @@ static void neg_groups(struct neg_job *n)
 static void neg_run(struct ag_job *j)
 {
     struct neg_job *n = (struct neg_job *)j;
-    ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
+    if (j->stage == 0) {
+        ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
+        /* The group lookup waits on winbindd: on its pool, never holding
+         * a Kerberos thread while winbindd stalls. */
+        if (n->step.status == 0 && n->want_groups)
+            ag_job_hop(j, AG_POOL_WINBIND);
+        return;
+    }
     if (n->step.status == 0 && n->want_groups)
         neg_groups(n);
 }
@@ -1181,7 +1356,7 @@ static enum ag_auth_verdict negotiate_auth(struct conn *c, const struct ag_crede
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;
     n->tok = tok;
     n->toklen = len;
-    return start_job(c, &n->base);
+    return start_job(c, AG_POOL_KERBEROS, &n->base);
 }
 
 /* --- the decision per request --------------------------------------------------- */

@@ -1,4 +1,5 @@
 /* server.c - listeners, the accept gate, reload and graceful stop. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,18 +80,9 @@ int ag_server_listen(struct ag_server *srv)
     return 0;
 }
 
-int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
+/* n (a reference the caller gives up) becomes the configuration. */
+static void reload_commit(struct ag_server *srv, struct ag_config *n)
 {
-    struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
-    if (!n) {
-        ag_err("event=reload_failed error=\"%s\"", err);
-        return -1;
-    }
-    if (ag_auth_reload(srv, n, err, errlen) != 0) {
-        ag_err("event=reload_failed error=\"%s\"", err);
-        ag_config_unref(n);
-        return -1;
-    }
     const char *fixed = ag_config_fixed_changed(srv->cfg, n);
     if (fixed)
         ag_warn("event=reload_option_unchanged option=%s note=\"needs a restart\"", fixed);
@@ -98,7 +90,50 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
     srv->cfg = n;
     ag_log_set_level((enum ag_log_level)n->log_level);
     ag_info("event=reloaded config=%s", n->path);
+}
+
+int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
+{
+    if (srv->reload_job) {
+        /* Coalesce: one more reload when this one ends reads the file as
+         * it is then, however many SIGHUPs came meanwhile. */
+        srv->reload_again = true;
+        ag_info("event=reload_coalesced note=\"a reload is running; another follows it\"");
+        snprintf(err, errlen, "a reload is running; another follows it");
+        return 1;
+    }
+    struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
+    if (!n) {
+        ag_err("event=reload_failed error=\"%s\"", err);
+        return -1;
+    }
+    int rc = ag_auth_reload(srv, n, err, errlen);
+    if (rc < 0) {
+        ag_err("event=reload_failed error=\"%s\"", err);
+        ag_config_unref(n);
+        return -1;
+    }
+    if (rc > 0) {
+        /* The reload job holds its own reference. */
+        ag_config_unref(n);
+        snprintf(err, errlen, "waiting for winbind; the outcome is logged");
+        return 1;
+    }
+    reload_commit(srv, n);
     return 0;
+}
+
+void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const char *err)
+{
+    if (err)
+        ag_err("event=reload_failed error=\"%s\"", err);
+    else
+        reload_commit(srv, ag_config_ref(n));
+    if (srv->reload_again && !srv->stopping) {
+        srv->reload_again = false;
+        char e[600];
+        ag_server_reload(srv, e, sizeof e);
+    }
 }
 
 static void on_shutdown_deadline(uv_timer_t *t)
@@ -125,6 +160,13 @@ void ag_server_stop(struct ag_server *srv)
         /* The status socket goes with the listeners: its handles must be
          * closed for uv_loop_close to succeed. */
         ag_ctl_stop(srv);
+        /* A reload still waiting for winbind is abandoned. */
+        srv->reload_again = false;
+        if (srv->reload_job) {
+            ag_job_detach(srv->reload_job);
+            srv->reload_job = NULL;
+        }
+        uv_timer_stop(&srv->reload_timer);
         uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
                        0);
         ag_conn_drain_all(srv, false);
@@ -133,6 +175,10 @@ void ag_server_stop(struct ag_server *srv)
         /* Last step: with no connection left, close our own handles so
          * uv_run returns and uv_loop_close can succeed. */
         close_if_open((uv_handle_t *)&srv->shutdown_timer);
+        close_if_open((uv_handle_t *)&srv->reload_timer);
+        /* Joins the verification threads (a call stuck on a stalled
+         * winbindd delays this until libwbclient gives up). */
+        ag_workers_stop(&srv->workers);
         close_if_open((uv_handle_t *)&srv->sig_term);
         close_if_open((uv_handle_t *)&srv->sig_int);
         close_if_open((uv_handle_t *)&srv->sig_hup);

@@ -60,6 +60,7 @@ struct ag_auth_stats {
     uint64_t basic_cache_hits;
     uint64_t limit_handshakes, limit_jobs, limit_rounds;
     uint64_t identity_expired, identity_reset;
+    uint64_t reload_timeouts; /* reloads given up after handshake_timeout */
     /* [enum ag_scheme][enum ag_backend]; Negotiate (GSS) uses AG_BACKEND_NONE */
     struct ag_latency latency[4][3];
 };
@@ -94,6 +95,11 @@ struct ag_server {
     uint64_t next_conn_id;
     bool stopping;
     uv_timer_t shutdown_timer;
+    /* a reload waiting for winbind on the worker pool (owner: the server),
+     * its deadline, and whether another SIGHUP came meanwhile */
+    struct ag_job *reload_job;
+    uv_timer_t reload_timer;
+    bool reload_again;
     uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
     int exit_code;
     struct ag_stats stats;
@@ -129,9 +135,15 @@ struct ag_server {
 int ag_server_listen(struct ag_server *srv);
 /* Called by a connection that closed: reopens the accept gate if needed. */
 void ag_server_conn_gone(struct ag_server *srv);
-/* Re-reads the config file; on error keeps the old one. Returns 0 or -1 and
- * fills err with "file:line: message". */
+/* Re-reads the config file; on error keeps the old one. Returns 0 (done), 1
+ * (winbind lookups run off the loop, or a reload already runs and another
+ * follows it: the outcome is logged) or -1 and fills err with
+ * "file:line: message". */
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
+/* The end of a reload that ran off the loop: err NULL swaps n in (taking a
+ * reference), otherwise logs err and keeps the old configuration. Starts
+ * the reload a SIGHUP asked for meanwhile. */
+void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const char *err);
 /* Starts the graceful shutdown. */
 void ag_server_stop(struct ag_server *srv);
 
@@ -143,10 +155,13 @@ struct ag_gauges {
 void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out);
 
 /* conn_auth.c: server-wide authentication state. ag_auth_init loads what
- * cfg needs (the user file); ag_auth_reload prepares the state of a new config
- * before it is swapped in (0, or -1 with err filled: the old one stays). */
+ * cfg needs (the user file) and starts the verification threads;
+ * ag_auth_reload prepares the state of a new config and swaps it in: 0 done,
+ * 1 when winbind lookups run on the worker pool first (then
+ * ag_server_reload_finish follows), or -1 with err filled: the old one
+ * stays. */
 int ag_auth_init(struct ag_server *srv, char *err, size_t errlen);
-int ag_auth_reload(struct ag_server *srv, const struct ag_config *ncfg, char *err, size_t errlen);
+int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, size_t errlen);
 void ag_auth_shutdown(struct ag_server *srv);
 /* For "authgate -t": loads (and frees) the user file and the rules file cfg
  * names. 0, or -1 with "file:line: message" in err. */

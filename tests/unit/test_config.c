@@ -121,6 +121,9 @@ static void test_defaults_match_limits(void **state)
     assert_int_equal(c->max_connections, AG_MAX_CONNECTIONS);
     assert_int_equal(c->drain_max, AG_DRAIN_MAX);
     assert_int_equal(c->threadpool_size, AG_THREADPOOL_SIZE);
+    assert_int_equal(c->winbind_threads, AG_WINBIND_THREADS);
+    assert_int_equal(c->kerberos_threads, AG_KERBEROS_THREADS);
+    assert_int_equal(c->local_threads, AG_LOCAL_THREADS);
 
     assert_int_equal(c->head_timeout_ms, AG_HEAD_TIMEOUT_MS);
     assert_int_equal(c->idle_timeout_ms, AG_IDLE_TIMEOUT_MS);
@@ -225,6 +228,11 @@ static const struct num_case {
 } num_cases[] = {
     {"threadpool_size 4", offsetof(struct ag_config, threadpool_size), 4},
     {"threadpool_size 128", offsetof(struct ag_config, threadpool_size), AG_THREADPOOL_MAX},
+    {"winbind_threads 1", offsetof(struct ag_config, winbind_threads), 1},
+    {"winbind_threads 64", offsetof(struct ag_config, winbind_threads), AG_WORKER_THREADS_MAX},
+    {"kerberos_threads 0", offsetof(struct ag_config, kerberos_threads), 0},
+    {"kerberos_threads 3", offsetof(struct ag_config, kerberos_threads), 3},
+    {"local_threads 5", offsetof(struct ag_config, local_threads), 5},
     {"max_connections 1", offsetof(struct ag_config, max_connections), 1},
     {"max_connections 1000000", offsetof(struct ag_config, max_connections), 1000000},
     {"header_max 4096", offsetof(struct ag_config, header_max), 4096},
@@ -281,6 +289,9 @@ static const struct dump_case {
     {"listen *:3128", "listen *:3128"},
     {"listen [::]:3128\nlisten 127.0.0.1:3128", "listen [::]:3128"},
     {"threadpool_size 16", "threadpool_size 16"},
+    {"winbind_threads 8", "winbind_threads 8"},
+    {"kerberos_threads 4", "kerberos_threads 4"},
+    {"local_threads 3", "local_threads 3"},
     {"max_connections 500", "max_connections 500"},
     {"error_log /var/log/authgate/error.log", "error_log /var/log/authgate/error.log"},
     {"error_log -", "error_log -"},
@@ -472,6 +483,8 @@ static const struct err_case {
     {"max_jobs 4294967296", "proxy.conf:1: max_jobs: invalid number '4294967296'"},
     {"threadpool_size 0", "proxy.conf:1: threadpool_size: 0 is below the minimum 1"},
     {"threadpool_size 129", "proxy.conf:1: threadpool_size: 129 is above the maximum 128"},
+    {"winbind_threads 0", "proxy.conf:1: winbind_threads: 0 is below the minimum 1"},
+    {"kerberos_threads 65", "proxy.conf:1: kerberos_threads: 65 is above the maximum 64"},
     {"drain_max 2m", "proxy.conf:1: drain_max: 2m is above the maximum 1048576"},
     {"via_pseudonym \"a b\"", "proxy.conf:1: via_pseudonym: 'a b' must be an HTTP token "
                               "(letters, digits and !#$%&'*+-.^_`|~)"},
@@ -1061,11 +1074,16 @@ static void test_fixed_changed(void **state)
     assert_null(ag_config_fixed_changed(a, same));
     assert_string_equal(ag_config_fixed_changed(a, l), "listen");
     assert_string_equal(ag_config_fixed_changed(a, t), "threadpool_size");
+    struct ag_config *wt = parse("winbind_threads 9", err, sizeof err);
+    assert_non_null(wt);
+    assert_string_equal(ag_config_fixed_changed(a, wt), "winbind_threads");
+    ag_config_unref(wt);
     size_t n_fixed = 0;
     for (size_t i = 0; i < ag_config_option_count(); i++)
         n_fixed += !ag_config_option_reloadable(i);
-    /* listen, threadpool_size, rcache_dir, status_socket{,_mode,_group} */
-    assert_int_equal(n_fixed, 6);
+    /* listen, threadpool_size, {winbind,kerberos,local}_threads, rcache_dir,
+     * status_socket{,_mode,_group} */
+    assert_int_equal(n_fixed, 9);
     assert_false(ag_config_option_reloadable(ag_config_option_count()));
     ag_config_unref(a);
     ag_config_unref(b);
