@@ -4,6 +4,7 @@
 
 #include "authgate/err.h"
 #include "ctl/ctl.h"
+#include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
 #include "util/log.h"
@@ -79,7 +80,7 @@ int ag_server_listen(struct ag_server *srv)
     return 0;
 }
 
-int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
+static int reload_config(struct ag_server *srv, char *err, size_t errlen)
 {
     struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
     if (!n) {
@@ -101,6 +102,20 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
+{
+    /* A reload during the stop is still done, but the manager heard
+     * STOPPING=1 and must not be told READY=1 again. */
+    bool tell = !srv->stopping;
+    if (tell)
+        ag_notify_reloading();
+    int rc = reload_config(srv, err, errlen);
+    /* READY=1 even when the reload failed: the old configuration serves. */
+    if (tell)
+        ag_notify_ready(srv->n_listeners);
+    return rc;
+}
+
 static void on_shutdown_deadline(uv_timer_t *t)
 {
     struct ag_server *srv = t->data;
@@ -118,6 +133,7 @@ void ag_server_stop(struct ag_server *srv)
 {
     if (!srv->stopping) {
         srv->stopping = true;
+        ag_notify_stopping();
         ag_info("event=shutdown_begin connections=%u", srv->n_conns);
         for (size_t i = 0; i < srv->n_listeners; i++)
             uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);

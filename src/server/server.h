@@ -124,9 +124,10 @@ int ag_server_listen(struct ag_server *srv);
 /* Called by a connection that closed: reopens the accept gate if needed. */
 void ag_server_conn_gone(struct ag_server *srv);
 /* Re-reads the config file; on error keeps the old one. Returns 0 or -1 and
- * fills err with "file:line: message". */
+ * fills err with "file:line: message". Tells the service manager
+ * RELOADING=1 before and READY=1 after (see notify.h). */
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
-/* Starts the graceful shutdown. */
+/* Starts the graceful shutdown (and says STOPPING=1). */
 void ag_server_stop(struct ag_server *srv);
 
 /* Point-in-time gauges for "authgatectl status" and the metrics. */
