@@ -508,17 +508,20 @@ class AuthEnv:
         """DOMAIN\\user as a Basic client would type it (winbind backend)."""
         return "%s\\%s" % (self.domain, user)
 
-    def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, **opts):
+    def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, env=None, **opts):
         """qualified_users=True documents that the test sends Basic names only
         as DOMAIN\\user (a hook for KNOWN_SANITIZER_BUGS-style workarounds; no
         effect while the table is empty). ctl=True: a status socket, for
-        ctl(gw, "stats") and friends."""
+        ctl(gw, "stats") and friends. env: more environment for the gateway
+        (a Kdc's env for Negotiate next to this backend)."""
         if ctl:
             d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
             self._ctl_dirs.append(d)
             opts.setdefault("status_socket", os.path.join(d, "ctl.sock"))
         gw = self.make_gateway(start=False, **self.options(schemes, **opts))
         self.gateways.append(gw)
+        if env:
+            gw.env = sanitizer_env({**gw.env, **env})
         prefix = ()
         if self.winbind is not None:
             gw.env = self.winbind.gateway_env(gw.env, binary=gw.binary)
