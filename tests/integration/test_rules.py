@@ -33,6 +33,7 @@ import os
 import pathlib
 import re
 import socket
+import subprocess
 import tempfile
 import textwrap
 import time
