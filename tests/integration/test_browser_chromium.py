@@ -98,32 +98,25 @@ def test_negotiate_single_sign_on(kdc, winbind_env, origin, tls_origin, tmp_path
     assert re.search(r"event=auth_ok .*scheme=Negotiate", gw.error_log), gw.logs_tail()
 
 
-def test_basic_prompt_answered(winbind_env, origin, tls_origin, tmp_path):  # noqa: F811
-    gw = winbind_env.make(schemes="basic", connect_ports=[tls_origin.port])
-    with browser(tmp_path, gw) as br:
-        br.credentials = ("alice", PASSWORD["alice"])
-        visit_both(br, origin, tls_origin)
-        assert br.auth_challenges, "no proxy prompt reached Fetch.authRequired"
-        assert {(c["source"], c["scheme"].lower()) for c in br.auth_challenges} == {
-            ("Proxy", "basic")}, br.auth_challenges
-    assert_logged(gw, origin, tls_origin, winbind_env.identity("alice"))
-
-
-@pytest.mark.parametrize("proxy_host", [
-    None,
+@pytest.mark.parametrize("scheme,proxy_host", [
+    ("basic", None),
+    ("ntlm", None),
+    # Chromium's NTLM names the proxy HTTP/localhost:PORT in MsvAvTargetName;
+    # with proxy_host set authgate must take that spelling too.
     # raises=AssertionError: only the 407 is expected; a browser that cannot
     # start or answer (BrowserError) fails this case too.
-    pytest.param("localhost", marks=pytest.mark.xfail(
+    pytest.param("ntlm", "localhost", marks=pytest.mark.xfail(
         strict=True, raises=AssertionError, reason="issue 10 item 2: fixed on branch ntlm")),
-])
-def test_ntlm_prompt_answered(winbind_env, origin, tls_origin, tmp_path, proxy_host):  # noqa: F811
-    """Chromium's NTLM names the proxy HTTP/localhost:PORT in MsvAvTargetName;
-    with proxy_host set authgate must take that spelling too."""
-    gw = winbind_env.make(schemes="ntlm", proxy_host=proxy_host, connect_ports=[tls_origin.port])
+], ids=["basic", "ntlm", "ntlm-proxy_host"])
+def test_prompt_answered(winbind_env, origin, tls_origin, tmp_path, scheme,  # noqa: F811
+                         proxy_host):
+    """The proxy prompt reaches Fetch.authRequired and alice's password,
+    given through Fetch.continueWithAuth, is checked by winbindd."""
+    gw = winbind_env.make(schemes=scheme, proxy_host=proxy_host, connect_ports=[tls_origin.port])
     with browser(tmp_path, gw) as br:
         br.credentials = ("alice", PASSWORD["alice"])
         visit_both(br, origin, tls_origin)
         assert br.auth_challenges, "no proxy prompt reached Fetch.authRequired"
         assert {(c["source"], c["scheme"].lower()) for c in br.auth_challenges} == {
-            ("Proxy", "ntlm")}, br.auth_challenges
+            ("Proxy", scheme)}, br.auth_challenges
     assert_logged(gw, origin, tls_origin, winbind_env.identity("alice"))
