@@ -15,6 +15,7 @@
 
 #include "auth/passwd.h"
 #include "ctl/ctl.h"
+#include "server/notify.h"
 #include "server/server.h"
 #include "util/log.h"
 
@@ -154,12 +155,17 @@ int main(int argc, char **argv)
     int rc = ag_auth_init(&srv, err, sizeof err);
     if (rc != 0)
         ag_err("event=startup_failed error=\"%s\"", err);
-    else
-        rc = ag_server_listen(&srv);
+    /* The status socket before the listeners: a client (or a supervisor)
+     * that sees a listener accept may use authgatectl at once. */
     if (rc == 0)
         rc = ag_ctl_start(&srv);
+    if (rc == 0)
+        rc = ag_server_listen(&srv);
     if (rc == 0) {
         ag_info("event=started version=%s pid=%d config=%s", AG_VERSION, (int)getpid(), cfg->path);
+        /* Both exist and the kernel queues connections from here on: the
+         * loop serves them as soon as it runs. */
+        ag_notify_ready(srv.n_listeners);
         uv_run(&loop, UV_RUN_DEFAULT);
     } else {
         srv.exit_code = 1;

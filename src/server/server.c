@@ -5,6 +5,7 @@
 
 #include "authgate/err.h"
 #include "ctl/ctl.h"
+#include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
 #include "util/log.h"
@@ -92,6 +93,15 @@ static void reload_commit(struct ag_server *srv, struct ag_config *n)
     ag_info("event=reloaded config=%s", n->path);
 }
 
+/* The end of one reload, taken or refused: READY=1, as the old
+ * configuration serves on a refusal. Not during the stop: the manager heard
+ * STOPPING=1 and must not be told READY=1 again. */
+static void reload_ended(struct ag_server *srv)
+{
+    if (!srv->stopping)
+        ag_notify_ready(srv->n_listeners);
+}
+
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
 {
     if (srv->reload_job) {
@@ -102,24 +112,30 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "a reload is running; another follows it");
         return 1;
     }
+    if (!srv->stopping)
+        ag_notify_reloading();
     struct ag_config *n = ag_config_load(srv->config_path, err, errlen);
     if (!n) {
         ag_err("event=reload_failed error=\"%s\"", err);
+        reload_ended(srv);
         return -1;
     }
     int rc = ag_auth_reload(srv, n, err, errlen);
     if (rc < 0) {
         ag_err("event=reload_failed error=\"%s\"", err);
         ag_config_unref(n);
+        reload_ended(srv);
         return -1;
     }
     if (rc > 0) {
-        /* The reload job holds its own reference. */
+        /* The reload job holds its own reference; READY=1 comes with its
+         * outcome (ag_server_reload_finish). */
         ag_config_unref(n);
         snprintf(err, errlen, "waiting for winbind; the outcome is logged");
         return 1;
     }
     reload_commit(srv, n);
+    reload_ended(srv);
     return 0;
 }
 
@@ -129,6 +145,7 @@ void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const c
         ag_err("event=reload_failed error=\"%s\"", err);
     else
         reload_commit(srv, ag_config_ref(n));
+    reload_ended(srv);
     if (srv->reload_again && !srv->stopping) {
         srv->reload_again = false;
         char e[600];
@@ -153,6 +170,7 @@ void ag_server_stop(struct ag_server *srv)
 {
     if (!srv->stopping) {
         srv->stopping = true;
+        ag_notify_stopping();
         ag_info("event=shutdown_begin connections=%u", srv->n_conns);
         for (size_t i = 0; i < srv->n_listeners; i++)
             uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);

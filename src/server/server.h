@@ -138,13 +138,14 @@ void ag_server_conn_gone(struct ag_server *srv);
 /* Re-reads the config file; on error keeps the old one. Returns 0 (done), 1
  * (winbind lookups run off the loop, or a reload already runs and another
  * follows it: the outcome is logged) or -1 and fills err with
- * "file:line: message". */
+ * "file:line: message". Tells the service manager RELOADING=1 before and
+ * READY=1 when the reload ends, taken or refused (see notify.h). */
 int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
 /* The end of a reload that ran off the loop: err NULL swaps n in (taking a
  * reference), otherwise logs err and keeps the old configuration. Starts
  * the reload a SIGHUP asked for meanwhile. */
 void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const char *err);
-/* Starts the graceful shutdown. */
+/* Starts the graceful shutdown (and says STOPPING=1). */
 void ag_server_stop(struct ag_server *srv);
 
 /* Point-in-time gauges for "authgatectl status" and the metrics. */

@@ -92,16 +92,7 @@ def basic(user, domain=None):
 
 def launch(gw, prefix=()):
     """Gateway.start(), with a command prefix (winbind client_mode=namespace)."""
-    if not prefix:
-        return gw.start()
-    gw.write_config()
-    gw._stderr_f = open(gw.stderr_path, "wb")
-    gw._stdout_f = open(gw.stdout_path, "wb")
-    gw.proc = subprocess.Popen(list(prefix) + [str(gw.binary), "-c", str(gw.config_path)],
-                               stdin=subprocess.DEVNULL, stdout=gw._stdout_f,
-                               stderr=gw._stderr_f, env=gw.env, cwd=gw.workdir)
-    gw._wait_listening()
-    return gw
+    return gw.start(prefix=prefix)
 
 
 def start_gateway(make_gateway, tmp_path, rules, *, backend="local", wb=None, krb=None,

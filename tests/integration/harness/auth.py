@@ -427,16 +427,7 @@ IDENTITY_HEADER = "X-Authenticated-User"
 
 def start_gateway(gw, prefix=()):
     """Gateway.start(), with a command prefix (winbind client_mode=namespace)."""
-    if not prefix:
-        return gw.start()
-    gw.write_config()
-    gw._stderr_f = open(gw.stderr_path, "wb")
-    gw._stdout_f = open(gw.stdout_path, "wb")
-    gw.proc = subprocess.Popen(list(prefix) + [str(gw.binary), "-c", str(gw.config_path)],
-                               stdin=subprocess.DEVNULL, stdout=gw._stdout_f,
-                               stderr=gw._stderr_f, env=gw.env, cwd=gw.workdir)
-    gw._wait_listening()
-    return gw
+    return gw.start(prefix=prefix)
 
 
 def sanitized_build(binary=None):
@@ -517,17 +508,20 @@ class AuthEnv:
         """DOMAIN\\user as a Basic client would type it (winbind backend)."""
         return "%s\\%s" % (self.domain, user)
 
-    def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, **opts):
+    def make(self, schemes="ntlm basic", qualified_users=False, ctl=False, env=None, **opts):
         """qualified_users=True documents that the test sends Basic names only
         as DOMAIN\\user (a hook for KNOWN_SANITIZER_BUGS-style workarounds; no
         effect while the table is empty). ctl=True: a status socket, for
-        ctl(gw, "stats") and friends."""
+        ctl(gw, "stats") and friends. env: more environment for the gateway
+        (a Kdc's env for Negotiate next to this backend)."""
         if ctl:
             d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
             self._ctl_dirs.append(d)
             opts.setdefault("status_socket", os.path.join(d, "ctl.sock"))
         gw = self.make_gateway(start=False, **self.options(schemes, **opts))
         self.gateways.append(gw)
+        if env:
+            gw.env = sanitizer_env({**gw.env, **env})
         prefix = ()
         if self.winbind is not None:
             gw.env = self.winbind.gateway_env(gw.env, binary=gw.binary)

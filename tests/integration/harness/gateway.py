@@ -3,14 +3,23 @@
 The binary is $AUTHGATE_BIN, or <repo>/build/authgate. Point AUTHGATE_BIN at an
 ASan/UBSan build (cmake -DAG_SANITIZE=ON) to run the suite under sanitizers: any
 sanitizer report on the daemon's stderr or in its error log fails the test.
+
+Readiness is the daemon's own word, as under systemd (Type=notify): the harness
+plays the service manager's part of the notify protocol (a datagram socket in
+$NOTIFY_SOCKET) and start() returns when the daemon sent READY=1, which it does
+once the status socket exists and every listener accepts. A listener that
+accepts is not readiness: it says nothing of the status socket.
 """
 
 import os
 import pathlib
 import re
+import secrets
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -91,6 +100,79 @@ class GatewayError(AssertionError):
     pass
 
 
+class NotifySocket:
+    """The service manager's end of sd_notify: an AF_UNIX datagram socket,
+    bound in `directory` (or, when that path does not fit in sun_path, under
+    an abstract name: the daemon's NOTIFY_SOCKET then starts with '@').
+    Every message is kept as (sender pid, {KEY: VALUE}); the sender's pid
+    comes from the kernel (SO_PASSCRED), so a message is checked against the
+    daemon's pid as systemd's NotifyAccess=main does. A reader thread drains
+    the socket at once, as systemd does: sd_notify blocks on a full queue
+    (ten datagrams by default), and a test that reloads often must not
+    freeze the daemon."""
+
+    def __init__(self, directory, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        path = os.path.join(str(directory), "notify.sock")
+        self.path = None
+        if not abstract and len(os.fsencode(path)) < 100:  # sun_path: 108 with the NUL
+            if os.path.lexists(path):
+                os.unlink(path)
+            self.sock.bind(path)
+            self.path = self.address = path
+        else:
+            name = "authgate-notify-%d-%s" % (os.getpid(), secrets.token_hex(8))
+            self.sock.bind("\0" + name)
+            self.address = "@" + name
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.settimeout(0.05)
+        self.messages = []
+        self.cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._read_loop, name="notify", daemon=True)
+        self._thread.start()
+
+    def _read_loop(self):
+        while True:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                if self._closing:
+                    return
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            fields = dict(l.split("=", 1) for l in data.decode(errors="replace").split("\n")
+                          if "=" in l)
+            with self.cond:
+                self.messages.append((pid, fields))
+                self.cond.notify_all()
+
+    def wait(self, timeout):
+        """Sleeps until a new message arrives or timeout seconds passed."""
+        with self.cond:
+            self.cond.wait(timeout)
+
+    def close(self):
+        """Stops reading once what was already sent is read; the messages
+        stay."""
+        if self._thread is not None:
+            self._closing = True
+            self._thread.join(5)
+            self._thread = None
+            self.sock.close()
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+
 class Gateway:
     """One authgate process with its own config file and logs in workdir."""
 
@@ -107,6 +189,7 @@ class Gateway:
         self.start_timeout = start_timeout
         self.proc = None
         self.returncode = None
+        self.notify = None  # NotifySocket while the daemon runs
         self._stopped = False
         self.options = self.base_options()
         if options:
@@ -212,42 +295,63 @@ class Gateway:
 
     # -- process ---------------------------------------------------------------
 
-    def start(self):
+    def start(self, prefix=(), wait=True, abstract_notify=False):
+        """Starts the daemon (behind a command prefix that execs it, e.g. the
+        winbind mount namespace) and, with wait, returns once it said READY=1.
+        abstract_notify: NOTIFY_SOCKET under an abstract name ('@...')."""
         if not self.binary.exists():
             raise GatewayError("authgate binary not found at %s (build it, or set "
                                "AUTHGATE_BIN)" % self.binary)
         self.write_config()
         self._stderr_f = open(self.stderr_path, "wb")
         self._stdout_f = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen([str(self.binary), "-c", str(self.config_path)],
+        if self.notify is not None:
+            self.notify.close()
+        self.notify = NotifySocket(self.workdir, abstract=abstract_notify)
+        env = dict(self.env, NOTIFY_SOCKET=self.notify.address)
+        self.proc = subprocess.Popen(list(prefix) + [str(self.binary), "-c", str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._stdout_f,
-                                     stderr=self._stderr_f, env=self.env, cwd=self.workdir)
-        self._wait_listening()
+                                     stderr=self._stderr_f, env=env, cwd=self.workdir)
+        if wait:
+            self.wait_ready()
         return self
 
-    def _wait_listening(self):
-        deadline = time.monotonic() + self.start_timeout
-        pending = list(self.listens)
-        while pending:
+    @property
+    def notifications(self):
+        """The daemon's notify messages so far, as {KEY: VALUE} dicts, in
+        order (only those sent by the daemon's own pid)."""
+        if self.notify is None or self.proc is None:
+            return []
+        with self.notify.cond:
+            return [m for pid, m in self.notify.messages if pid == self.proc.pid]
+
+    def wait_notify(self, key, since=0, timeout=None):
+        """Waits for a message with KEY=1 from the daemon among the messages
+        from index since on; returns its index. Fails at once if the daemon
+        exits first, and kills it at the deadline."""
+        timeout = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.notifications[since:], since):
+                if m.get(key) == "1":
+                    return i
             if self.proc.poll() is not None:
-                self.returncode = self.proc.returncode
-                raise GatewayError("authgate exited with %s during start-up\n%s"
-                                   % (self.proc.returncode, self.logs_tail()))
-            host, port = pending[0]
-            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-            with socket.socket(fam, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                try:
-                    s.connect((host, port))
-                    pending.pop(0)
+                self.notify.close()  # reads what was sent before the exit
+                if any(m.get(key) == "1" for m in self.notifications[since:]):
                     continue
-                except OSError:
-                    pass
+                self.returncode = self.proc.returncode
+                when = "during start-up" if key == "READY" and since == 0 else \
+                    "before saying %s=1" % key
+                raise GatewayError("authgate exited with %s %s\n%s"
+                                   % (self.proc.returncode, when, self.logs_tail()))
             if time.monotonic() > deadline:
                 self.kill()
-                raise GatewayError("authgate did not listen on %s:%d within %.0fs\n%s"
-                                   % (host, port, self.start_timeout, self.logs_tail()))
-            time.sleep(0.02)
+                raise GatewayError("authgate did not say %s=1 within %.0fs (notify: %r)\n%s"
+                                   % (key, timeout, self.notifications, self.logs_tail()))
+            self.notify.wait(0.05)
+
+    def wait_ready(self):
+        return self.wait_notify("READY")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -255,9 +359,11 @@ class Gateway:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def reload(self, overrides=None, text=None, wait=0.3):
-        """Rewrites the config (base options + overrides, or raw text) and sends
-        SIGHUP. Waits until the daemon logged something new, or `wait` seconds."""
+    def reload(self, overrides=None, text=None, wait=0):
+        """Rewrites the config (base options + overrides, or raw text), sends
+        SIGHUP and waits until the daemon said RELOADING=1 and then READY=1
+        (it does whether the new file was taken or refused), then `wait`
+        seconds more."""
         if text is None:
             opts = dict(self.options)
             opts.update(overrides or {})
@@ -266,14 +372,12 @@ class Gateway:
             self.write_config(opts)
         else:
             self.write_config(text=text)
-        before = len(self.error_log) + len(self.stderr)
+        before = len(self.notifications)
         self.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if len(self.error_log) + len(self.stderr) > before:
-                break
-            time.sleep(0.02)
-        time.sleep(wait)
+        self.wait_notify("READY", since=self.wait_notify("RELOADING", since=before, timeout=5),
+                         timeout=5)
+        if wait:
+            time.sleep(wait)
         if text is None:
             self.options = opts
         assert self.alive(), "authgate died on SIGHUP\n" + self.logs_tail()
@@ -327,6 +431,8 @@ class Gateway:
             if fh is not None:
                 fh.close()
                 setattr(self, f, None)
+        if self.notify is not None:
+            self.notify.close()  # the messages stay readable
 
 
 def check_config(path, binary=None, timeout=10.0):
