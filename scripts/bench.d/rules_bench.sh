@@ -2,8 +2,9 @@
 # scripts/bench.d/rules_bench.sh - the `rules` section of scripts/bench:
 # decisions per second of the access-rules evaluator (ag_rules_eval) for a
 # thousand rules whose only match is the last one (rules_bench.c). Pure CPU,
-# no network, no daemon: it compiles rules_bench.c with the rules module and
-# src/util (the daemon's own code, -O2 like the RelWithDebInfo build) and runs it.
+# no network, no daemon: it compiles rules_bench.c with the rules module, the
+# target parser it matches hosts and paths with (src/http/target.c)
+# and src/util (the daemon's own code, -O2 like the RelWithDebInfo build) and runs it.
 #
 #   scripts/bench.d/rules_bench.sh [--quick] [--sections LIST] [--tmp DIR] [--root DIR]
 #
@@ -57,7 +58,7 @@ fi
 cc=${CC:-gcc}
 # shellcheck disable=SC2086  # RULES_BENCH_CFLAGS is a list of flags
 "$cc" -std=c11 -O2 -D_GNU_SOURCE ${RULES_BENCH_CFLAGS:-} -I"$root/include" -I"$root/src" \
-    -o "$work/rules_bench" "$here/rules_bench.c" "$root/src/rules/rules.c" \
+    -o "$work/rules_bench" "$here/rules_bench.c" "$root/src/rules/rules.c" "$root/src/http/target.c" \
     "$root"/src/util/*.c
 
 echo
