@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authgate/limits.h"
 #include "conn.h"
 #include "session/table.h"
 #include "util/log.h"
@@ -93,7 +94,7 @@ void conn_close_after_flush(struct conn *c)
         return;
     }
     /* A client that never reads must not hold us forever. */
-    uv_timer_start(&c->timer, on_flush_deadline, 5000, 0);
+    uv_timer_start(&c->timer, on_flush_deadline, AG_FLUSH_TIMEOUT_MS, 0);
 }
 
 /* --- timers ---------------------------------------------------------------- */
