@@ -833,8 +833,7 @@ static void splice_done(struct ag_splice *s, int status)
     c->splicing = false;
     ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
              (unsigned long long)s->moved);
-    c->bytes_sent += s->moved;
-    c->srv->stats.bytes_out += s->moved;
+    conn_count_out(c, s->moved);
     ag_splice_close(s, conn_handle_closed);
     if (status != 0) {
         conn_close(c, "splice_failed");

@@ -84,7 +84,7 @@ struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, 
     s->conn_id = conn_id;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     ag_addr_key(peer, s->addr_key);
-    s->created_ms = s->last_use_ms = now_ms;
+    s->last_use_ms = now_ms;
     s->next = t->list;
     if (t->list)
         t->list->prev = s;

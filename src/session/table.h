@@ -41,8 +41,8 @@ struct ag_session {
     bool in_handshake;           /* counted against the handshake caps */
     bool ntlm_in_negotiate;      /* raw NTLMSSP arrived inside "Negotiate": answer in kind */
     struct ag_identity id;       /* valid when state == AUTHENTICATED */
-    uint64_t created_ms, handshake_ms, authenticated_ms, last_use_ms;
-    uint64_t requests, bytes_in, bytes_out;
+    uint64_t handshake_ms, authenticated_ms, last_use_ms;
+    uint64_t requests;
     void *mech;                  /* scheme state between rounds, owned */
     void (*mech_free)(void *);
     struct ag_session *prev, *next; /* iteration list */
@@ -83,7 +83,9 @@ void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(voi
 /* Hands the mech state to the caller (the row no longer frees it). */
 void *ag_session_take_mech(struct ag_session *s);
 
-/* Read-only iteration for the status socket: fn returns false to stop. */
+/* Read-only iteration, fn returns false to stop (authgatectl lists
+ * connections through ag_server_each_conn, which joins each row to its
+ * connection). */
 void ag_session_foreach(const struct ag_session_table *t,
                         bool (*fn)(const struct ag_session *, void *), void *arg);
 void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out);
