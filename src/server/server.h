@@ -128,6 +128,10 @@ struct ag_server {
 
     /* the status socket (src/ctl); NULL when off or once stopping */
     struct ag_ctl *ctl;
+    /* Called once as the stop begins, with the listeners closing: main.c
+     * sets it to ag_ctl_stop. A hook, not a call, because src/ctl depends on
+     * src/server and never the reverse. NULL: nothing to stop. */
+    void (*on_stop)(struct ag_server *srv);
 };
 
 /* Creates the listeners of cfg; returns 0 or a negative AG_E* with a message
