@@ -1,7 +1,8 @@
 /* commands.c - what each status-socket command does (see commands.h).
  *
- * Every command is cheap on the loop: it walks the session table or the
- * connection list once, or reads counters. The only blocking check (winbind
+ * Every command is cheap on the loop: it walks the connections once
+ * (through ag_server_each_conn / ag_server_kick: struct conn is private to
+ * src/server), or reads counters. The only blocking check (winbind
  * ping) runs on the winbind worker pool before "status" is called. Loop
  * thread only. */
 #include <stdio.h>
