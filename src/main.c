@@ -156,7 +156,10 @@ int main(int argc, char **argv)
     if (rc != 0)
         ag_err("event=startup_failed error=\"%s\"", err);
     /* The status socket before the listeners: a client (or a supervisor)
-     * that sees a listener accept may use authgatectl at once. */
+     * that sees a listener accept may use authgatectl at once. It closes
+     * when the server stops: main wires the two, as src/server does not
+     * know src/ctl. */
+    srv.on_stop = ag_ctl_stop;
     if (rc == 0)
         rc = ag_ctl_start(&srv);
     if (rc == 0)

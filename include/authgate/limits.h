@@ -65,6 +65,11 @@
 #define AG_TUNNEL_IDLE_TIMEOUT_MS 600000
 /* Graceful shutdown waits at most this long for in-flight exchanges. */
 #define AG_SHUTDOWN_TIMEOUT_MS 10000
+/* A connection being closed after its last response (close_after, errors)
+ * gets this long to take what is queued for it: a live client reads a
+ * reply in milliseconds; one that never reads must not hold its socket and
+ * buffers (up to AG_WRITE_HIGH_WATER) for ever. */
+#define AG_FLUSH_TIMEOUT_MS 5000
 #define AG_TIMEOUT_MIN_MS 100
 #define AG_TIMEOUT_MAX_MS (24 * 3600 * 1000)
 

@@ -1,7 +1,8 @@
 /* commands.c - what each status-socket command does (see commands.h).
  *
- * Every command is cheap on the loop: it walks the session table or the
- * connection list once, or reads counters. The only blocking check (winbind
+ * Every command is cheap on the loop: it walks the connections once
+ * (through ag_server_each_conn / ag_server_kick: struct conn is private to
+ * src/server), or reads counters. The only blocking check (winbind
  * ping) runs on the winbind worker pool before "status" is called. Loop
  * thread only. */
 #include <stdio.h>
@@ -12,7 +13,6 @@
 
 #include "auth/negotiate.h"
 #include "commands.h"
-#include "server/conn.h"
 #include "session/table.h"
 #include "session/throttle.h"
 #include "util/log.h"
@@ -138,55 +138,35 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
 
 /* --- sessions -------------------------------------------------------------- */
 
-struct sess_walk {
-    struct ag_ctl_reply *r;
-    const char *user, *addr, *scheme, *state;
-    uint64_t now;
-    size_t shown;
-};
-
-static bool sess_row(const struct ag_session *s, void *arg)
+/* One row per connection with an auth-session row (connections that have
+ * not sent a request yet have none). */
+static bool sess_row(const struct ag_conn_info *ci, void *arg)
 {
-    struct sess_walk *w = arg;
-    bool authd = s->state == AG_AS_AUTHENTICATED;
-    if (w->user && !(authd && ag_strieq(s->id.user, strlen(s->id.user), w->user)))
-        return true;
-    if (w->addr && strcmp(s->peer, w->addr) != 0)
-        return true;
-    if (w->scheme &&
-        !ag_strieq(ag_scheme_name(s->scheme), strlen(ag_scheme_name(s->scheme)), w->scheme))
-        return true;
-    if (w->state && strcmp(ag_auth_state_name(s->state), w->state) != 0)
-        return true;
-    struct ag_ctl_reply *r = w->r;
-    ag_ctl_kvu(r, "id", s->conn_id);
-    ag_ctl_kv(r, "peer", s->peer);
-    ag_ctl_kv(r, "scheme", ag_scheme_name(s->scheme));
-    ag_ctl_kv(r, "state", ag_auth_state_name(s->state));
-    ag_ctl_kv(r, "user", authd ? s->id.user : "");
-    ag_ctl_kv(r, "domain", authd ? s->id.domain : "");
-    ag_ctl_kvu(r, "age_s", (w->now - s->created_ms) / 1000);
-    ag_ctl_kvu(r, "idle_s",
-               s->last_use_ms && w->now > s->last_use_ms ? (w->now - s->last_use_ms) / 1000 : 0);
-    ag_ctl_kvu(r, "requests", s->requests);
-    ag_ctl_kvu(r, "bytes_in", s->bytes_in);
-    ag_ctl_kvu(r, "bytes_out", s->bytes_out);
+    struct ag_ctl_reply *r = arg;
+    ag_ctl_kvu(r, "id", ci->id);
+    ag_ctl_kv(r, "peer", ci->peer);
+    ag_ctl_kv(r, "scheme", ci->scheme);
+    ag_ctl_kv(r, "state", ci->state);
+    ag_ctl_kv(r, "user", ci->user);
+    ag_ctl_kv(r, "domain", ci->domain);
+    ag_ctl_kvu(r, "age_s", ci->age_ms / 1000);
+    ag_ctl_kvu(r, "idle_s", ci->idle_ms / 1000);
+    ag_ctl_kvu(r, "requests", ci->requests);
+    ag_ctl_kvu(r, "bytes_in", ci->bytes_in);
+    ag_ctl_kvu(r, "bytes_out", ci->bytes_out);
     ag_ctl_end(r);
-    w->shown++;
     return r->err == 0;
 }
 
 static void cmd_sessions(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
                          struct ag_ctl_reply *r)
 {
-    struct sess_walk w = {.r = r,
-                          .user = ag_ctl_arg(cmd, "user"),
-                          .addr = ag_ctl_arg(cmd, "addr"),
-                          .scheme = ag_ctl_arg(cmd, "scheme"),
-                          .state = ag_ctl_arg(cmd, "state"),
-                          .now = uv_now(srv->loop)};
-    if (srv->sessions)
-        ag_session_foreach(srv->sessions, sess_row, &w);
+    struct ag_conn_filter f = {.user = ag_ctl_arg(cmd, "user"),
+                               .addr = ag_ctl_arg(cmd, "addr"),
+                               .scheme = ag_ctl_arg(cmd, "scheme"),
+                               .state = ag_ctl_arg(cmd, "state"),
+                               .with_session = true};
+    ag_server_each_conn(srv, &f, sess_row, r);
 }
 
 /* --- stats ----------------------------------------------------------------- */
@@ -317,6 +297,15 @@ static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
 
 /* --- kick ------------------------------------------------------------------ */
 
+static void kicked_row(const struct ag_conn_info *ci, void *arg)
+{
+    struct ag_ctl_reply *r = arg;
+    ag_ctl_kvu(r, "id", ci->id);
+    ag_ctl_kv(r, "peer", ci->peer);
+    ag_ctl_kv(r, "user", ci->user);
+    ag_ctl_end(r);
+}
+
 static void cmd_kick(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
                      struct ag_ctl_reply *r)
 {
@@ -335,30 +324,8 @@ static void cmd_kick(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum a
             return;
         }
     }
-    size_t n = 0;
-    struct conn *c, *next;
-    for (c = srv->conns; c; c = next) {
-        next = c->next; /* a closing conn stays listed until its close callback */
-        if (c->state == CONN_CLOSING)
-            continue;
-        const struct ag_session *s = c->session;
-        bool authd = s && s->state == AG_AS_AUTHENTICATED;
-        if (ids && c->id != id)
-            continue;
-        if (user && !(authd && ag_strieq(s->id.user, strlen(s->id.user), user)))
-            continue;
-        if (addr && strcmp(c->peer, addr) != 0)
-            continue;
-        ag_ctl_kvu(r, "id", c->id);
-        ag_ctl_kv(r, "peer", c->peer);
-        ag_ctl_kv(r, "user", authd ? s->id.user : "");
-        ag_ctl_end(r);
-        char u[AG_USER_MAX * 4 + 4];
-        ag_escape(u, sizeof u, authd ? s->id.user : "-", strlen(authd ? s->id.user : "-"));
-        ag_info("conn=%llu event=kicked client=%s user=%s", (unsigned long long)c->id, c->peer, u);
-        conn_close(c, "kicked");
-        n++;
-    }
+    struct ag_conn_filter f = {.by_id = ids != NULL, .id = id, .user = user, .addr = addr};
+    size_t n = ag_server_kick(srv, &f, kicked_row, r);
     if (n == 0)
         ag_ctl_reply_error(r, AG_CTL_E_NOTFOUND, "no connection matches");
     else

@@ -7,7 +7,8 @@
  *
  * The socket is created at start-up (umask 0177, then chmod to
  * status_socket_mode and chown to status_socket_group), served on the loop,
- * and closed and unlinked when the server stops. Commands only read the
+ * and closed and unlinked when the server stops (main.c sets srv->on_stop
+ * to ag_ctl_stop). Commands only read the
  * session table, the config and the counters, except kick (closes
  * connections), reload and loglevel. Loop thread only.
  */

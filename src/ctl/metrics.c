@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "server/conn.h"
 #include "session/table.h"
 #include "session/throttle.h"
 

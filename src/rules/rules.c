@@ -54,7 +54,6 @@ struct rule {
     size_t n_ports;
     struct twin *times;
     size_t n_times;
-    uint64_t hits;
 };
 
 struct ag_rules {
@@ -64,7 +63,6 @@ struct ag_rules {
     size_t n_groups;
     bool default_allow;
     bool uses_groups;
-    uint64_t default_hits;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -741,13 +739,13 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
     return YES;
 }
 
-enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
-                                   const char **rule, bool *recheck)
+enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
+                                   bool preauth, const char **rule, bool *recheck)
 {
     struct prepared p;
     prepare(&p, q->id);
     for (size_t i = 0; i < r->n; i++) {
-        struct rule *ru = &r->v[i];
+        const struct rule *ru = &r->v[i];
         if (ru->preauth != preauth)
             continue;
         enum m m = rule_match(ru, q, &p);
@@ -765,7 +763,6 @@ enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_que
             return AG_RULE_GROUPS_UNKNOWN;
         }
         if (m == YES) {
-            ru->hits++;
             *rule = ru->name;
             return ru->allow ? AG_RULE_ALLOW : AG_RULE_DENY;
         }
@@ -773,7 +770,6 @@ enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_que
     *rule = "default";
     if (preauth)
         return AG_RULE_NO_MATCH;
-    r->default_hits++;
     return r->default_allow ? AG_RULE_ALLOW : AG_RULE_DENY;
 }
 
@@ -785,15 +781,4 @@ bool ag_rules_use_groups(const struct ag_rules *r)
 size_t ag_rules_count(const struct ag_rules *r)
 {
     return r ? r->n : 0;
-}
-
-void ag_rules_foreach(const struct ag_rules *r,
-                      void (*fn)(void *arg, const char *name, const char *action, uint64_t hits),
-                      void *arg)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->n; i++)
-        fn(arg, r->v[i].name, r->v[i].allow ? "allow" : "deny", r->v[i].hits);
-    fn(arg, "default", r->default_allow ? "allow" : "deny", r->default_hits);
 }

@@ -74,16 +74,12 @@ struct ag_rules_query {
  * dst= rule that cannot be decided for a host name is passed over and
  * *recheck set (may be NULL): the caller then evaluates the pre-auth rules
  * again for each resolved address before connecting. */
-enum ag_rule_verdict ag_rules_eval(struct ag_rules *r, const struct ag_rules_query *q, bool preauth,
-                                   const char **rule, bool *recheck);
+enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
+                                   bool preauth, const char **rule, bool *recheck);
 
 /* True when any rule names a group (the caller then resolves Kerberos users'
  * groups through winbind). */
 bool ag_rules_use_groups(const struct ag_rules *r);
 size_t ag_rules_count(const struct ag_rules *r);
-/* Per-rule hit counters for authgatectl: fn(name, action, hits). */
-void ag_rules_foreach(const struct ag_rules *r,
-                      void (*fn)(void *arg, const char *name, const char *action, uint64_t hits),
-                      void *arg);
 
 #endif

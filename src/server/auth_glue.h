@@ -1,4 +1,5 @@
-/* auth_glue.h - the seam between a connection and authentication.
+/* auth_glue.h - the seam between a connection and authentication
+ * (private to src/server).
  *
  * exchange.c asks ag_conn_auth() once per request head; the answer is to
  * proceed, or that a reply (407/403/503) was sent, or that a verification job

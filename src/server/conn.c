@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authgate/limits.h"
 #include "conn.h"
 #include "session/table.h"
 #include "util/log.h"
@@ -93,7 +94,7 @@ void conn_close_after_flush(struct conn *c)
         return;
     }
     /* A client that never reads must not hold us forever. */
-    uv_timer_start(&c->timer, on_flush_deadline, 5000, 0);
+    uv_timer_start(&c->timer, on_flush_deadline, AG_FLUSH_TIMEOUT_MS, 0);
 }
 
 /* --- timers ---------------------------------------------------------------- */
@@ -195,11 +196,17 @@ static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_clien
     }
     if (to_client) {
         c->out_pending += len;
-        c->bytes_sent += len;
-        c->srv->stats.bytes_out += len;
+        conn_count_out(c, len);
     } else {
         ((struct ag_upstream *)target)->out_pending += len;
     }
+}
+
+void conn_count_out(struct conn *c, uint64_t n)
+{
+    c->bytes_sent += n;
+    c->bytes_out += n;
+    c->srv->stats.bytes_out += n;
 }
 
 void conn_write_client(struct conn *c, char *data, size_t len)
@@ -338,6 +345,7 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_close(c, n == UV_EOF ? "client_eof" : "client_error");
         return;
     }
+    c->bytes_in += (uint64_t)n;
     c->srv->stats.bytes_in += (uint64_t)n;
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
@@ -375,8 +383,7 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        c->bytes_sent += (size_t)n;
-        c->srv->stats.bytes_out += (uint64_t)n;
+        conn_count_out(c, (uint64_t)n);
         c->out_pending += (size_t)n;
         /* Hand the read buffer to the client write without a copy. */
         struct wreq *w = malloc(sizeof *w);

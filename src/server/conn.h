@@ -44,6 +44,7 @@ struct conn {
     char peer[48];           /* client IP as text */
     struct sockaddr_storage peer_addr; /* client address, for src= rules */
     uint64_t created_ms;
+    uint64_t bytes_in, bytes_out; /* client bytes read / sent since accept, all exchanges */
 
     /* request parsing */
     llhttp_t parser;
@@ -108,6 +109,9 @@ void conn_close(struct conn *c, const char *reason);
 void conn_handle_closed(uv_handle_t *h);
 /* Ends the connection after everything queued is written. */
 void conn_close_after_flush(struct conn *c);
+/* n bytes went to the client (queued, or spliced): counted for this
+ * exchange (the access log), the connection and the server. */
+void conn_count_out(struct conn *c, uint64_t n);
 /* Takes ownership of data (malloc'd). */
 void conn_write_client(struct conn *c, char *data, size_t len);
 void conn_write_up(struct conn *c, char *data, size_t len);

@@ -142,6 +142,29 @@ const llhttp_settings_t ag_request_settings = {
 
 /* --- access log ------------------------------------------------------------- */
 
+/* s as the inside of a JSON string, in a malloc'd buffer of the worst-case
+ * size (6 bytes per byte, "\u00XX"): a URL up to AG_URL_MAX is never cut.
+ * NULL when out of memory. */
+static char *json_escape_dup(const char *s)
+{
+    size_t n = strlen(s), o = 0;
+    char *d = malloc(6 * n + 1);
+    if (!d)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            d[o++] = '\\';
+            d[o++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            o += (size_t)snprintf(d + o, 7, "\\u%04x", *p);
+        } else {
+            d[o++] = (char)*p;
+        }
+    }
+    d[o] = '\0';
+    return d;
+}
+
 void exchange_log(struct conn *c)
 {
     struct ag_stats *st = &c->srv->stats;
@@ -172,21 +195,11 @@ void exchange_log(struct conn *c)
          * sees a raw control byte, quote or backslash. */
         const char *src[4] = {c->log_url ? c->log_url : "error:invalid-request", ag_conn_user(c),
                               c->ctype[0] ? c->ctype : "-", c->peer};
-        char js[4][AG_URL_MAX + 64];
+        char *jd[4];
+        const char *js[4];
         for (int k = 0; k < 4; k++) {
-            size_t o = 0;
-            for (const unsigned char *p = (const unsigned char *)src[k];
-                 *p && o + 7 < sizeof js[k]; p++) {
-                if (*p == '"' || *p == '\\') {
-                    js[k][o++] = '\\';
-                    js[k][o++] = (char)*p;
-                } else if (*p < 0x20 || *p >= 0x7f) {
-                    o += (size_t)snprintf(js[k] + o, sizeof js[k] - o, "\\u%04x", *p);
-                } else {
-                    js[k][o++] = (char)*p;
-                }
-            }
-            js[k][o] = '\0';
+            jd[k] = json_escape_dup(src[k]);
+            js[k] = jd[k] ? jd[k] : "-";
         }
         ag_access("{\"time\":%lld.%03d,\"duration_ms\":%llu,\"client\":\"%s\","
                   "\"result\":\"%s\",\"status\":%d,\"bytes\":%llu,\"method\":\"%s\","
@@ -197,6 +210,8 @@ void exchange_log(struct conn *c)
                   (unsigned long long)c->bytes_sent, method, js[0], js[1],
                   c->hier_ip[0] ? "HIER_DIRECT" : "HIER_NONE", c->hier_ip, js[2],
                   (unsigned long long)c->id);
+        for (int k = 0; k < 4; k++)
+            free(jd[k]);
         return;
     }
     ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
@@ -818,8 +833,7 @@ static void splice_done(struct ag_splice *s, int status)
     c->splicing = false;
     ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
              (unsigned long long)s->moved);
-    c->bytes_sent += s->moved;
-    c->srv->stats.bytes_out += s->moved;
+    conn_count_out(c, s->moved);
     ag_splice_close(s, conn_handle_closed);
     if (status != 0) {
         conn_close(c, "splice_failed");
@@ -968,9 +982,8 @@ void exchange_on_head(struct conn *c)
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    char esc[512];
     free(c->log_url);
-    c->log_url = strdup(ag_escape(esc, sizeof esc, url, ul));
+    c->log_url = ag_escape_dup(url, ul);
 
     /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
      * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
@@ -1022,7 +1035,7 @@ void exchange_on_head(struct conn *c)
     else
         ag_target_url(&c->target, canon, sizeof canon);
     free(c->log_url);
-    c->log_url = strdup(ag_escape(esc, sizeof esc, canon, strlen(canon)));
+    c->log_url = ag_escape_dup(canon, strlen(canon));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "authgate/err.h"
-#include "ctl/ctl.h"
 #include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
@@ -175,9 +174,10 @@ void ag_server_stop(struct ag_server *srv)
         for (size_t i = 0; i < srv->n_listeners; i++)
             uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);
         srv->n_listeners = 0;
-        /* The status socket goes with the listeners: its handles must be
-         * closed for uv_loop_close to succeed. */
-        ag_ctl_stop(srv);
+        /* The status socket goes with the listeners (main.c wires it here):
+         * its handles must be closed for uv_loop_close to succeed. */
+        if (srv->on_stop)
+            srv->on_stop(srv);
         /* A reload still waiting for winbind is abandoned. */
         srv->reload_again = false;
         if (srv->reload_job) {

@@ -128,6 +128,10 @@ struct ag_server {
 
     /* the status socket (src/ctl); NULL when off or once stopping */
     struct ag_ctl *ctl;
+    /* Called once as the stop begins, with the listeners closing: main.c
+     * sets it to ag_ctl_stop. A hook, not a call, because src/ctl depends on
+     * src/server and never the reverse. NULL: nothing to stop. */
+    void (*on_stop)(struct ag_server *srv);
 };
 
 /* Creates the listeners of cfg; returns 0 or a negative AG_E* with a message
@@ -154,6 +158,41 @@ struct ag_gauges {
     uint64_t tunnels;                 /* connections in CONN_TUNNEL */
 };
 void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out);
+
+/* admin.c: the connections as src/ctl sees them (it never includes the
+ * private conn.h). A snapshot of one open connection, read-only and valid
+ * only inside the callback that gets it. */
+struct ag_conn_info {
+    uint64_t id;
+    const char *peer;          /* client IP as text */
+    bool has_session;          /* an auth-session row exists (from its first request on) */
+    const char *scheme;        /* the row's scheme name, "-" when none */
+    const char *state;         /* the row's auth state name, "none" without a row */
+    bool authenticated;
+    const char *user, *domain; /* "" unless authenticated */
+    uint64_t age_ms;           /* since accept */
+    uint64_t idle_ms;          /* since its last request began, 0 before */
+    uint64_t requests;         /* requests authentication saw */
+    uint64_t bytes_in, bytes_out; /* read from / queued to the client since accept */
+};
+/* Which connections: each field set must match; NULL (and false) match any. */
+struct ag_conn_filter {
+    bool by_id;
+    uint64_t id;
+    const char *user;   /* authenticated as this user, ASCII case-insensitive */
+    const char *addr;   /* client IP as text, exact */
+    const char *scheme; /* scheme name, case-insensitive */
+    const char *state;  /* auth state name, exact */
+    bool with_session;  /* only connections with an auth-session row */
+};
+/* Calls fn for every open connection f matches (f NULL: all), newest first,
+ * until fn returns false. */
+void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
+                         bool (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
+/* Closes every open connection f matches, each with one "event=kicked" log
+ * line, after handing its snapshot to fn (may be NULL). Returns how many. */
+size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
+                      void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
 
 /* conn_auth.c: server-wide authentication state. ag_auth_init loads what
  * cfg needs (the user file) and starts the verification threads;

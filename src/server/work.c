@@ -5,16 +5,6 @@
 #include "util/log.h"
 #include "work.h"
 
-const char *ag_pool_name(enum ag_pool_id id)
-{
-    switch (id) {
-    case AG_POOL_WINBIND: return "winbind";
-    case AG_POOL_KERBEROS: return "kerberos";
-    case AG_POOL_LOCAL: return "local";
-    default: return "?";
-    }
-}
-
 /* --- lists (under w->mu) ------------------------------------------------------ */
 
 static void push(struct ag_job **head, struct ag_job **tail, struct ag_job *j)

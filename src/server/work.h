@@ -79,7 +79,6 @@ struct ag_job {
     int hop;                    /* run only: a pool to continue on, or -1 */
     int stage;                  /* run: 0, then 1 after a hop */
     void *owner;                /* NULL once detached; loop only */
-    int result;                 /* written by run */
     uint64_t queued_ms;
     /* Set by the caller: left out of the submitted/completed/detached/
      * cancelled/refused counters (a status-socket ping: diagnostics, not
@@ -108,7 +107,5 @@ void ag_job_detach(struct ag_job *j);
 /* From run only: when run returns, the job queues on pool to run again
  * (with stage incremented) instead of finishing. */
 void ag_job_hop(struct ag_job *j, enum ag_pool_id pool);
-
-const char *ag_pool_name(enum ag_pool_id id);
 
 #endif

@@ -1,9 +1,10 @@
 /* table.c - the auth-session table (see table.h).
  *
- * Two hash maps, both chained with a power-of-two bucket array that doubles
- * when the load passes 1: rows by connection id, and handshake counts by
- * client address key (for the per-address cap: IPv6 counted by /64, see
- * addrkey.h). */
+ * Rows sit on one intrusive list (O(1) removal: a connection holds its own
+ * row, nothing looks a row up by id). Handshake counts by client address
+ * key (for the per-address cap: IPv6 counted by /64, see addrkey.h) sit in a
+ * hash map chained on a power-of-two bucket array that doubles when the load
+ * passes 1. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,21 +21,12 @@ struct addr_count {
 };
 
 struct ag_session_table {
-    struct ag_session **buckets;
-    size_t nbuckets, rows, authenticated, handshakes;
+    size_t rows, authenticated, handshakes;
     struct ag_session *list;
     struct addr_count **abuckets;
     size_t nabuckets, naddrs;
     uint64_t refused_global, refused_addr;
 };
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
 
 static uint64_t strhash(const char *s)
 {
@@ -49,13 +41,9 @@ struct ag_session_table *ag_session_table_new(void)
     struct ag_session_table *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->nbuckets = 64;
     t->nabuckets = 64;
-    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
     t->abuckets = calloc(t->nabuckets, sizeof *t->abuckets);
-    if (!t->buckets || !t->abuckets) {
-        free(t->buckets);
-        free(t->abuckets);
+    if (!t->abuckets) {
         free(t);
         return NULL;
     }
@@ -83,27 +71,8 @@ void ag_session_table_free(struct ag_session_table *t)
             n = a->next;
             free(a);
         }
-    free(t->buckets);
     free(t->abuckets);
     free(t);
-}
-
-static void grow(struct ag_session_table *t)
-{
-    size_t nb = t->nbuckets * 2;
-    struct ag_session **b = calloc(nb, sizeof *b);
-    if (!b)
-        return; /* keep the old array: longer chains, still correct */
-    for (size_t i = 0; i < t->nbuckets; i++)
-        for (struct ag_session *s = t->buckets[i], *n; s; s = n) {
-            n = s->hnext;
-            size_t k = mix(s->conn_id) & (nb - 1);
-            s->hnext = b[k];
-            b[k] = s;
-        }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = nb;
 }
 
 struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, const char *peer,
@@ -115,26 +84,13 @@ struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, 
     s->conn_id = conn_id;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     ag_addr_key(peer, s->addr_key);
-    s->created_ms = s->last_use_ms = now_ms;
-    if (t->rows >= t->nbuckets)
-        grow(t);
-    size_t k = mix(conn_id) & (t->nbuckets - 1);
-    s->hnext = t->buckets[k];
-    t->buckets[k] = s;
+    s->last_use_ms = now_ms;
     s->next = t->list;
     if (t->list)
         t->list->prev = s;
     t->list = s;
     t->rows++;
     return s;
-}
-
-struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t conn_id)
-{
-    for (struct ag_session *s = t->buckets[mix(conn_id) & (t->nbuckets - 1)]; s; s = s->hnext)
-        if (s->conn_id == conn_id)
-            return s;
-    return NULL;
 }
 
 static struct addr_count **addr_slot(struct ag_session_table *t, const char *key)
@@ -280,12 +236,6 @@ void ag_session_remove(struct ag_session_table *t, struct ag_session *s)
     if (!s)
         return;
     ag_session_reset(t, s);
-    struct ag_session **p = &t->buckets[mix(s->conn_id) & (t->nbuckets - 1)];
-    for (; *p; p = &(*p)->hnext)
-        if (*p == s) {
-            *p = s->hnext;
-            break;
-        }
     if (s->prev)
         s->prev->next = s->next;
     else

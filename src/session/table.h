@@ -8,8 +8,9 @@
  *
  * An identity lives in exactly one row, the row of the connection that proved
  * it, and dies with that connection: nothing here is keyed by anything a
- * client can present on another connection. Lookup by connection id and
- * removal are O(1) (hash + intrusive list). Loop thread only.
+ * client can present on another connection. A connection holds a pointer
+ * to its own row; no function looks a row up by id. Removal is O(1)
+ * (intrusive list). Loop thread only.
  */
 #ifndef AG_SESSION_TABLE_H
 #define AG_SESSION_TABLE_H
@@ -40,11 +41,10 @@ struct ag_session {
     bool in_handshake;           /* counted against the handshake caps */
     bool ntlm_in_negotiate;      /* raw NTLMSSP arrived inside "Negotiate": answer in kind */
     struct ag_identity id;       /* valid when state == AUTHENTICATED */
-    uint64_t created_ms, handshake_ms, authenticated_ms, last_use_ms;
-    uint64_t requests, bytes_in, bytes_out;
+    uint64_t handshake_ms, authenticated_ms, last_use_ms;
+    uint64_t requests;
     void *mech;                  /* scheme state between rounds, owned */
     void (*mech_free)(void *);
-    struct ag_session *hnext;    /* hash chain */
     struct ag_session *prev, *next; /* iteration list */
 };
 
@@ -62,7 +62,6 @@ void ag_session_table_free(struct ag_session_table *t);
 /* Adds the row of a new connection; NULL on allocation failure. */
 struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, const char *peer,
                                   uint64_t now_ms);
-struct ag_session *ag_session_get(const struct ag_session_table *t, uint64_t conn_id);
 /* Removes and frees the row (ends its handshake, releases its state). */
 void ag_session_remove(struct ag_session_table *t, struct ag_session *s);
 
@@ -84,7 +83,9 @@ void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(voi
 /* Hands the mech state to the caller (the row no longer frees it). */
 void *ag_session_take_mech(struct ag_session *s);
 
-/* Read-only iteration for the status socket: fn returns false to stop. */
+/* Read-only iteration, fn returns false to stop (authgatectl lists
+ * connections through ag_server_each_conn, which joins each row to its
+ * connection). */
 void ag_session_foreach(const struct ag_session_table *t,
                         bool (*fn)(const struct ag_session *, void *), void *arg);
 void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out);

@@ -1,5 +1,7 @@
 /* misc.c - wiping, constant-time compare, escaping, clocks, error strings. */
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -115,6 +117,15 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n)
 char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n)
 {
     return escape(dst, dstcap, src, n, " =");
+}
+
+char *ag_escape_dup(const char *src, size_t n)
+{
+    if (n > (SIZE_MAX - 1) / 4)
+        return NULL;
+    size_t cap = 4 * n + 1; /* every byte as \xHH, and the NUL: never cut */
+    char *d = malloc(cap);
+    return d ? escape(d, cap, src, n, "") : NULL;
 }
 
 int ag_random(void *buf, size_t n)

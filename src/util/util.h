@@ -70,6 +70,10 @@ char *ag_escape(char *dst, size_t dstcap, const char *src, size_t n);
 /* ag_escape, and also ' ' and '=' as \x20 and \x3d: for a value inside a
  * key=value log line, where a client-chosen name must not forge a field. */
 char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n);
+/* ag_escape into a malloc'd string of the worst-case size (4 bytes per
+ * byte): never truncated, for text bounded elsewhere (a URL, at most
+ * AG_URL_MAX) that a log must show whole. NULL when out of memory. */
+char *ag_escape_dup(const char *src, size_t n);
 
 /* Fills buf from the kernel CSPRNG (getrandom(2)), retrying on EINTR and
  * short reads. 0 or AG_EIO. For challenges, salts and hash seeds. */

@@ -151,6 +151,27 @@ def test_status_and_sessions_with_basic_and_ntlm_clients(make_gateway, origin, s
     b.close()
 
 
+def test_sessions_count_bytes_per_connection(make_gateway, origin, sockdir):
+    """bytes_in and bytes_out of a sessions row are the connection's totals
+    over all its exchanges (the 407 included): exactly what the client sent
+    and what it read back (they once stayed 0 however much a connection
+    carried)."""
+    gw = ctl_gateway(make_gateway, sockdir)
+    c = gw.client(timeout=10)
+    reqs = [get_request(origin.url("/first"))] + [
+        get_request(origin.url("/n%d" % i), headers=[basic_header()]) for i in range(20)]
+    sent = received = 0
+    for i, req in enumerate(reqs):
+        r = c.request(req)
+        assert r.status == (407 if i == 0 else 200), r
+        sent += len(req)
+        received += len(r.raw)
+    (row,) = ctl_json(gw.sock, "sessions")["sessions"]
+    assert row["requests"] == len(reqs), row
+    assert (row["bytes_in"], row["bytes_out"]) == (sent, received), row
+    c.close()
+
+
 def test_stats_count_handshakes_failures_and_latency(make_gateway, origin, sockdir):
     gw = ctl_gateway(make_gateway, sockdir, basic_cache_ttl=0)
     basic_client(gw, origin).close()

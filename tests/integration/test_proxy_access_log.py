@@ -2,8 +2,11 @@
    time.ms elapsed client code/status bytes method URL user hierarchy/peer type
 """
 
+import json
 import re
 import time
+
+import pytest
 
 from harness.rawhttp import get_request
 from harness.tools import curl
@@ -79,3 +82,23 @@ def test_access_log_ipv6_client(make_gateway, origin):
     assert curl(gw.url, origin.url("/v6")).status == 200
     (line,) = gw.wait_access_log(1)
     assert _parse(line)["client"] == "::1"
+
+
+AG_URL_MAX = 16 * 1024  # include/authgate/limits.h
+
+
+@pytest.mark.parametrize("fmt", ["squid", "json"])
+def test_access_log_keeps_a_url_at_the_url_limit_whole(make_gateway, origin, fmt):
+    """A request target as long as the gateway takes (AG_URL_MAX) is logged
+    whole in either format, its escaped bytes included: no fixed escape
+    buffer cuts it (it once stopped at 512 bytes with "...")."""
+    base = origin.url("/long?q=")
+    quotes = '"' * 64  # each logged as \x22: the escaped URL outgrows the raw one
+    url = base + quotes + "a" * (AG_URL_MAX - len(base) - len(quotes))
+    assert len(url) == AG_URL_MAX
+    gw = make_gateway(access_log_format=fmt)
+    c = gw.client()
+    assert c.request(get_request(url)).status == 200
+    (line,) = gw.wait_access_log(1)
+    logged = json.loads(line)["url"] if fmt == "json" else _parse(line)["url"]
+    assert logged == url.replace('"', "\\x22"), (len(logged), logged[-40:])

@@ -1,5 +1,5 @@
-/* test_session.c - the auth-session table: rows per connection, O(1) lookup
- * and removal at scale, handshake caps (global and per address), identity
+/* test_session.c - the auth-session table: rows per connection, O(1)
+ * removal at scale, handshake caps (global and per address), identity
  * reset, and release of scheme state. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,25 +19,72 @@ static void mech_free(void *p)
     mech_freed++;
 }
 
+/* The row with that connection id, found by walking the table (the table
+ * itself has no lookup by id: a connection holds its own row). */
+struct find {
+    uint64_t id;
+    const struct ag_session *found;
+};
+
+static bool find_row(const struct ag_session *s, void *arg)
+{
+    struct find *f = arg;
+    if (s->conn_id == f->id)
+        f->found = s;
+    return f->found == NULL;
+}
+
+static const struct ag_session *row_of(const struct ag_session_table *t, uint64_t id)
+{
+    struct find f = {id, NULL};
+    ag_session_foreach(t, find_row, &f);
+    return f.found;
+}
+
+/* Every row of the table, indexed by i for conn_id i * 7919 + 1. */
+enum { N_MANY = 20000 };
+static const struct ag_session *seen[N_MANY];
+
+static bool index_row(const struct ag_session *s, void *arg)
+{
+    uint64_t i = (s->conn_id - 1) / 7919;
+    assert_int_equal(s->conn_id, i * 7919 + 1);
+    assert_true(i < N_MANY);
+    assert_null(seen[i]); /* listed once */
+    seen[i] = s;
+    (*(size_t *)arg)++;
+    return true;
+}
+
 static void test_add_get_remove_many(void **state)
 {
     struct ag_session_table *t = ag_session_table_new();
-    enum { N = 20000 };
+    enum { N = N_MANY };
     static struct ag_session *rows[N];
     for (uint64_t i = 0; i < N; i++) {
         rows[i] = ag_session_add(t, i * 7919 + 1, "10.0.0.1", 5);
         assert_non_null(rows[i]);
     }
+    size_t listed = 0;
+    memset(seen, 0, sizeof seen);
+    ag_session_foreach(t, index_row, &listed);
+    assert_int_equal(listed, N);
     for (uint64_t i = 0; i < N; i++)
-        assert_ptr_equal(ag_session_get(t, i * 7919 + 1), rows[i]);
-    assert_null(ag_session_get(t, 2));
+        assert_ptr_equal(seen[i], rows[i]);
+    assert_null(row_of(t, 2));
     for (uint64_t i = 0; i < N; i += 2)
         ag_session_remove(t, rows[i]);
     struct ag_session_counters c;
     ag_session_counters(t, &c);
     assert_int_equal(c.rows, N / 2);
-    assert_null(ag_session_get(t, 1));
-    assert_ptr_equal(ag_session_get(t, 7919 + 1), rows[1]);
+    listed = 0;
+    memset(seen, 0, sizeof seen);
+    ag_session_foreach(t, index_row, &listed);
+    assert_int_equal(listed, N / 2);
+    for (uint64_t i = 0; i < N; i++)
+        assert_ptr_equal(seen[i], i % 2 ? rows[i] : NULL);
+    assert_null(row_of(t, 1));
+    assert_ptr_equal(row_of(t, 7919 + 1), rows[1]);
     ag_session_table_free(t);
 }
 
@@ -161,7 +208,7 @@ static void test_identity_lifecycle(void **state)
     ag_session_counters(t, &n);
     assert_int_equal(n.authenticated, 0);
     /* no identity is reachable through another connection id */
-    assert_null(ag_session_get(t, 6));
+    assert_null(row_of(t, 6));
     ag_session_table_free(t);
 }
 

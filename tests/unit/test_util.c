@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "authgate/err.h"
+#include "authgate/limits.h"
 #include "util/cursor.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -373,6 +374,26 @@ static void test_escape(void **state)
     assert_int_equal(one, 'Z');
 }
 
+/* ag_escape_dup never cuts: a URL at AG_URL_MAX made of bytes that each
+ * escape to four comes back whole. */
+static void test_escape_dup_whole(void **state)
+{
+    enum { N = AG_URL_MAX };
+    char *in = malloc(N);
+    assert_non_null(in);
+    memset(in, '"', N);
+    char *out = ag_escape_dup(in, N);
+    assert_non_null(out);
+    assert_int_equal(strlen(out), 4 * (size_t)N);
+    for (size_t i = 0; i < N; i++)
+        assert_memory_equal(out + 4 * i, "\\x22", 4);
+    free(out);
+    out = ag_escape_dup("a b", 3);
+    assert_string_equal(out, "a b");
+    free(out);
+    free(in);
+}
+
 static void test_ct_memcmp(void **state)
 {
     (void)state;
@@ -574,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_buf_consume_steal),
         cmocka_unit_test(test_parse_dec),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_escape_dup_whole),
         cmocka_unit_test(test_ct_memcmp),
         cmocka_unit_test(test_strieq),
         cmocka_unit_test(test_strerror_and_log_level),

@@ -32,6 +32,7 @@ struct tjob {
     int stages_run;
     uv_thread_t ran_on[2];
     int *payload;        /* owned: freed in release, so ASan catches a double free */
+    int result;          /* written by run, read by done */
 };
 
 static void t_run(struct ag_job *j)
@@ -48,7 +49,7 @@ static void t_run(struct ag_job *j)
         return;
     }
     *t->payload = 42;
-    j->result = 7;
+    t->result = 7;
 }
 
 static void t_done(struct ag_job *j, void *owner)
@@ -57,7 +58,7 @@ static void t_done(struct ag_job *j, void *owner)
     uv_thread_t self = uv_thread_self();
     assert_true(uv_thread_equal(&self, &loop_thread));
     assert_int_equal(*t->payload, 42);
-    assert_int_equal(j->result, 7);
+    assert_int_equal(t->result, 7);
     last_stages = t->stages_run;
     memcpy(last_ran_on, t->ran_on, sizeof last_ran_on);
     (*(int *)owner)++;
