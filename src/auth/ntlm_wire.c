@@ -220,8 +220,18 @@ static int conv_string(struct ag_ntlm_slice s, bool unicode, char *u8, size_t ma
 
 /* Decoders below share one shape (gss-ntlmssp's ntlm_decode_chal_msg): the
  * result is built in a local, every failed step sets rc and jumps to done:,
- * and only done: publishes the local to *out (on success) or wipes it (on
- * failure), so a caller never sees a half-parsed message. */
+ * and only done: settles it, so a caller never sees a half-parsed message. */
+
+/* The done: of every decoder: on success copies the local result (n bytes)
+ * to out, on failure wipes it (an AUTHENTICATE holds copies of the names). */
+static int settle(int rc, void *out, void *local, size_t n)
+{
+    if (rc == 0)
+        memcpy(out, local, n);
+    else
+        ag_wipe(local, n);
+    return rc;
+}
 
 int ag_ntlm_parse_negotiate(const uint8_t *msg, size_t len, struct ag_ntlm_negotiate *out)
 {
@@ -260,11 +270,7 @@ int ag_ntlm_parse_negotiate(const uint8_t *msg, size_t len, struct ag_ntlm_negot
     }
     rc = 0;
 done:
-    if (rc == 0)
-        *out = n;
-    else
-        ag_wipe(&n, sizeof n);
-    return rc;
+    return settle(rc, out, &n, sizeof n);
 }
 
 /* --- CHALLENGE ------------------------------------------------------------ */
@@ -436,11 +442,7 @@ int ag_ntlm_parse_challenge(const uint8_t *msg, size_t len, struct ag_ntlm_chall
         goto done;
     rc = 0;
 done:
-    if (rc == 0)
-        *out = ch;
-    else
-        ag_wipe(&ch, sizeof ch);
-    return rc;
+    return settle(rc, out, &ch, sizeof ch);
 }
 
 /* --- NTLMv2 response ------------------------------------------------------ */
@@ -547,11 +549,7 @@ int ag_ntlmv2_parse_response(const uint8_t *nt, size_t len, struct ag_ntlmv2_blo
     b.av_count = it.count;
     rc = 0;
 done:
-    if (rc == 0)
-        *out = b;
-    else
-        ag_wipe(&b, sizeof b);
-    return rc;
+    return settle(rc, out, &b, sizeof b);
 }
 
 int ag_ntlmv2_check_av_echo(const uint8_t *target_info, size_t ti_len,
@@ -704,12 +702,7 @@ static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
         goto done;
     rc = 0;
 done:
-    /* The owned name copies are wiped with the rest of a failed parse. */
-    if (rc == 0)
-        *out = a;
-    else
-        ag_wipe(&a, sizeof a);
-    return rc;
+    return settle(rc, out, &a, sizeof a);
 }
 
 int ag_ntlm_flags_subset(uint32_t auth_flags, uint32_t chal_flags)
