@@ -134,22 +134,35 @@ const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a)
     return a ? a->name : "-";
 }
 
+/* The outer DER header of a token (X.690 8.1): tag byte, then a length in
+ * short form (< 0x80) or long form (0x80 | count, then count big-endian
+ * bytes; more than 4 would exceed any token we accept). */
+#define DER_TAG_OFFSET 0
+#define DER_LEN_OFFSET 1
+#define DER_HDR_MIN 2                /* tag + short-form length */
+#define DER_TAG_GSS_INITIAL 0x60     /* [APPLICATION 0] constructed: InitialContextToken */
+#define DER_TAG_SPNEGO_RESPONSE 0xa1 /* [1] constructed: NegTokenResp */
+#define DER_LEN_LONG_FORM 0x80
+#define DER_LEN_COUNT_MASK 0x7f
+#define DER_LEN_COUNT_MAX 4
+
 int ag_gss_token_precheck(const uint8_t *t, size_t len)
 {
-    if (len < 2 || (t[0] != 0x60 && t[0] != 0xa1))
+    if (len < DER_HDR_MIN ||
+        (t[DER_TAG_OFFSET] != DER_TAG_GSS_INITIAL && t[DER_TAG_OFFSET] != DER_TAG_SPNEGO_RESPONSE))
         return AG_EINVAL;
     size_t n, hdr;
-    if (t[1] < 0x80) {
-        n = t[1];
-        hdr = 2;
+    if (t[DER_LEN_OFFSET] < DER_LEN_LONG_FORM) {
+        n = t[DER_LEN_OFFSET];
+        hdr = DER_HDR_MIN;
     } else {
-        size_t k = t[1] & 0x7f;
-        if (k == 0 || k > 4 || len < 2 + k)
+        size_t k = t[DER_LEN_OFFSET] & DER_LEN_COUNT_MASK;
+        if (k == 0 || k > DER_LEN_COUNT_MAX || len < DER_HDR_MIN + k)
             return AG_EINVAL;
         n = 0;
         for (size_t i = 0; i < k; i++)
-            n = (n << 8) | t[2 + i];
-        hdr = 2 + k;
+            n = (n << 8) | t[DER_HDR_MIN + i];
+        hdr = DER_HDR_MIN + k;
     }
     return n == len - hdr ? 0 : AG_EINVAL;
 }

@@ -201,7 +201,7 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
         ag_ntlm_verify_free(v);
         return AG_EINVAL;
     }
-    memcpy(v->wb_challenge, st->server_challenge, 8);
+    memcpy(v->wb_challenge, st->server_challenge, NTLM_SERVER_CHALLENGE_LEN);
     if (v->a.v1) {
         /* Legacy response: none of NTLMv2's protections (target info, MIC)
          * exist to check. NTLM2-session (ESS with the client challenge in
@@ -212,7 +212,7 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
             *reason = "MIC required but NTLMv1 has none";
         } else {
             if ((v->a.flags & NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY) &&
-                v->a.lm.len == 24) {
+                v->a.lm.len == NTLM_V1_RESPONSE_LEN) {
                 v->ntlm2_session = true;
                 ag_ntlm2_session_challenge(st->server_challenge, v->a.lm.p, v->wb_challenge);
             }

@@ -14,24 +14,26 @@
 #include "util/cursor.h"
 #include "util/util.h"
 
-static const uint8_t ntlm_sig[8] = {'N', 'T', 'L', 'M', 'S', 'S', 'P', 0};
+static const uint8_t ntlm_sig[NTLM_SIGNATURE_LEN] = {'N', 'T', 'L', 'M', 'S', 'S', 'P', 0};
 
 /* Sent in the CHALLENGE Version field when VERSION is negotiated: purely
  * informational (MS-NLMP 2.2.2.10); 6.1 build 7601, NTLMSSP revision 15. */
-static const uint8_t default_version[8] = {6, 1, 0xb1, 0x1d, 0, 0, 0, 15};
+static const uint8_t default_version[NTLM_VERSION_LEN] = {6, 1, 0xb1, 0x1d, 0, 0, 0, 15};
 
 int ag_ntlm_message_type(const uint8_t *buf, size_t len)
 {
     struct ag_cursor c;
-    uint8_t sig[8];
+    uint8_t sig[NTLM_SIGNATURE_LEN];
     uint32_t type;
 
     if (!buf)
         return AG_EINVAL;
     ag_cur_init(&c, buf, len);
+    c.off = NTLM_SIGNATURE_OFFSET;
     if (!ag_cur_bytes(&c, sig, sizeof sig) || memcmp(sig, ntlm_sig, sizeof sig) != 0)
         return AG_EINVAL;
-    if (!ag_cur_u32le(&c, &type) || type > 0x7fffffffu)
+    c.off = NTLM_MSG_TYPE_OFFSET;
+    if (!ag_cur_u32le(&c, &type) || type > INT32_MAX)
         return AG_EINVAL;
     return (int)type;
 }
@@ -49,8 +51,14 @@ static int read_field(const struct ag_cursor *msg, size_t at, size_t hdr, struct
     uint16_t len, maxlen;
     uint32_t off;
 
-    c.off = at;
-    if (!ag_cur_u16le(&c, &len) || !ag_cur_u16le(&c, &maxlen) || !ag_cur_u32le(&c, &off))
+    c.off = at + NTLM_FIELD_LEN_OFFSET;
+    if (!ag_cur_u16le(&c, &len))
+        return AG_EINVAL;
+    c.off = at + NTLM_FIELD_MAXLEN_OFFSET;
+    if (!ag_cur_u16le(&c, &maxlen))
+        return AG_EINVAL;
+    c.off = at + NTLM_FIELD_BUFFER_OFFSET;
+    if (!ag_cur_u32le(&c, &off))
         return AG_EINVAL;
     (void)maxlen; /* ignored on receipt (MS-NLMP 2.2.1) */
     if (len == 0) {
@@ -210,6 +218,21 @@ static int conv_string(struct ag_ntlm_slice s, bool unicode, char *u8, size_t ma
 
 /* --- NEGOTIATE ------------------------------------------------------------ */
 
+/* Decoders below share one shape (gss-ntlmssp's ntlm_decode_chal_msg): the
+ * result is built in a local, every failed step sets rc and jumps to done:,
+ * and only done: settles it, so a caller never sees a half-parsed message. */
+
+/* The done: of every decoder: on success copies the local result (n bytes)
+ * to out, on failure wipes it (an AUTHENTICATE holds copies of the names). */
+static int settle(int rc, void *out, void *local, size_t n)
+{
+    if (rc == 0)
+        memcpy(out, local, n);
+    else
+        ag_wipe(local, n);
+    return rc;
+}
+
 int ag_ntlm_parse_negotiate(const uint8_t *msg, size_t len, struct ag_ntlm_negotiate *out)
 {
     struct ag_cursor c;
@@ -218,29 +241,36 @@ int ag_ntlm_parse_negotiate(const uint8_t *msg, size_t len, struct ag_ntlm_negot
     uint64_t minoff = UINT64_MAX;
     int rc;
 
-    if (len > AG_NTLM_MAX_DECODED)
-        return AG_ELIMIT;
-    if (ag_ntlm_message_type(msg, len) != NTLMSSP_NEGOTIATE_MSG)
-        return AG_EINVAL;
     memset(&n, 0, sizeof n);
+    rc = AG_ELIMIT;
+    if (len > AG_NTLM_MAX_DECODED)
+        goto done;
+    rc = AG_EINVAL;
+    if (ag_ntlm_message_type(msg, len) != NTLMSSP_NEGOTIATE_MSG)
+        goto done;
     ag_cur_init(&c, msg, len);
-    c.off = 12;
+    c.off = NTLM_NEG_FLAGS_OFFSET;
     if (!ag_cur_u32le(&c, &n.flags))
-        return AG_EINVAL;
-    if (len > 16) {
+        goto done;
+    if (len > NTLM_NEG_FLAGS_ONLY_LEN) {
         /* Fields present: the 32-byte form at least. */
-        if (len < 32)
-            return AG_EINVAL;
-        if ((rc = read_field(&c, 16, 32, &dom, &minoff)) < 0 ||
-            (rc = read_field(&c, 24, 32, &wks, &minoff)) < 0)
-            return rc;
-        if ((n.flags & NTLMSSP_NEGOTIATE_VERSION) && len >= 40 && minoff >= 40) {
+        if (len < NTLM_NEG_HDR_LEN)
+            goto done;
+        if ((rc = read_field(&c, NTLM_NEG_DOMAIN_FIELD, NTLM_NEG_HDR_LEN, &dom, &minoff)) < 0 ||
+            (rc = read_field(&c, NTLM_NEG_WORKSTATION_FIELD, NTLM_NEG_HDR_LEN, &wks, &minoff)) < 0)
+            goto done;
+        if ((n.flags & NTLMSSP_NEGOTIATE_VERSION) && len >= NTLM_NEG_HDR_VERSION_LEN &&
+            minoff >= NTLM_NEG_HDR_VERSION_LEN) {
+            rc = AG_EINVAL;
+            c.off = NTLM_NEG_VERSION_OFFSET;
+            if (!ag_cur_bytes(&c, n.version, sizeof n.version))
+                goto done;
             n.has_version = true;
-            memcpy(n.version, msg + 32, 8);
         }
     }
-    *out = n;
-    return 0;
+    rc = 0;
+done:
+    return settle(rc, out, &n, sizeof n);
 }
 
 /* --- CHALLENGE ------------------------------------------------------------ */
@@ -259,11 +289,19 @@ uint32_t ag_ntlm_challenge_flags(uint32_t cf)
     return f;
 }
 
+/* Writes a field descriptor at p (MaxLen = Len, as Windows sends). */
 static void put_field(uint8_t *p, size_t len, size_t off)
 {
-    ag_put_u16le(p, (uint16_t)len);
-    ag_put_u16le(p + 2, (uint16_t)len);
-    ag_put_u32le(p + 4, (uint32_t)off);
+    ag_put_u16le(p + NTLM_FIELD_LEN_OFFSET, (uint16_t)len);
+    ag_put_u16le(p + NTLM_FIELD_MAXLEN_OFFSET, (uint16_t)len);
+    ag_put_u32le(p + NTLM_FIELD_BUFFER_OFFSET, (uint32_t)off);
+}
+
+/* Writes an AV pair header at p; the value follows at p + NTLM_AV_HDR_LEN. */
+static void put_av_hdr(uint8_t *p, uint16_t id, uint16_t vlen)
+{
+    ag_put_u16le(p + NTLM_AV_ID_OFFSET, id);
+    ag_put_u16le(p + NTLM_AV_LEN_OFFSET, vlen);
 }
 
 /* Appends one AV pair with a UTF-16LE value converted from UTF-8 s. */
@@ -272,16 +310,16 @@ static int put_av_str(uint8_t *out, size_t cap, size_t *off, uint16_t id, const 
     size_t n;
     int rc;
 
-    if (cap - *off < 4)
+    if (cap - *off < NTLM_AV_HDR_LEN)
         return AG_ELIMIT;
-    rc = ag_utf8_to_utf16le(s, strlen(s), out + *off + 4, cap - *off - 4, &n);
+    rc = ag_utf8_to_utf16le(s, strlen(s), out + *off + NTLM_AV_HDR_LEN,
+                            cap - *off - NTLM_AV_HDR_LEN, &n);
     if (rc < 0)
         return rc;
-    if (n > 0xffff)
+    if (n > UINT16_MAX)
         return AG_ELIMIT;
-    ag_put_u16le(out + *off, id);
-    ag_put_u16le(out + *off + 2, (uint16_t)n);
-    *off += 4 + n;
+    put_av_hdr(out + *off, id, (uint16_t)n);
+    *off += NTLM_AV_HDR_LEN + n;
     return 0;
 }
 
@@ -289,13 +327,13 @@ int ag_ntlm_build_challenge(const struct ag_ntlm_challenge_params *p, uint8_t *o
                             size_t *outlen, uint32_t *out_flags)
 {
     uint32_t flags;
-    size_t off = AG_NTLM_CHAL_HDR, tn_off, tn_len = 0, ti_off, ti_len;
+    size_t off = NTLM_CHAL_HDR_VERSION_LEN, tn_off, tn_len = 0, ti_off, ti_len;
     int rc;
 
     if (!p || !out || !p->server_challenge || !p->nb_domain || !*p->nb_domain || !p->nb_computer ||
         !*p->nb_computer)
         return AG_EINVAL;
-    if (cap < AG_NTLM_CHAL_HDR)
+    if (cap < NTLM_CHAL_HDR_VERSION_LEN)
         return AG_ELIMIT;
     flags = ag_ntlm_challenge_flags(p->client_flags);
 
@@ -316,7 +354,7 @@ int ag_ntlm_build_challenge(const struct ag_ntlm_challenge_params *p, uint8_t *o
             memcpy(out + off, tn, n);
             tn_len = n;
         }
-        if (tn_len > 0xffff)
+        if (tn_len > UINT16_MAX)
             return AG_ELIMIT;
         off += tn_len;
     }
@@ -332,33 +370,34 @@ int ag_ntlm_build_challenge(const struct ag_ntlm_challenge_params *p, uint8_t *o
         (rc = put_av_str(out, cap, &off, MSV_AV_DNS_COMPUTER_NAME, p->dns_computer)) < 0)
         return rc;
     if (!p->omit_timestamp) {
-        if (cap - off < 12)
+        if (cap - off < NTLM_AV_HDR_LEN + NTLM_AV_TIMESTAMP_LEN)
             return AG_ELIMIT;
-        ag_put_u16le(out + off, MSV_AV_TIMESTAMP);
-        ag_put_u16le(out + off + 2, 8);
-        ag_put_u32le(out + off + 4, (uint32_t)p->timestamp);
-        ag_put_u32le(out + off + 8, (uint32_t)(p->timestamp >> 32));
-        off += 12;
+        put_av_hdr(out + off, MSV_AV_TIMESTAMP, NTLM_AV_TIMESTAMP_LEN);
+        /* A 64-bit little-endian FILETIME: low half first. */
+        ag_put_u32le(out + off + NTLM_AV_HDR_LEN, (uint32_t)p->timestamp);
+        ag_put_u32le(out + off + NTLM_AV_HDR_LEN + 4, (uint32_t)(p->timestamp >> 32));
+        off += NTLM_AV_HDR_LEN + NTLM_AV_TIMESTAMP_LEN;
     }
-    if (cap - off < 4)
+    if (cap - off < NTLM_AV_HDR_LEN)
         return AG_ELIMIT;
-    ag_put_u32le(out + off, 0); /* MsvAvEOL */
-    off += 4;
+    put_av_hdr(out + off, MSV_AV_EOL, 0);
+    off += NTLM_AV_HDR_LEN;
     ti_len = off - ti_off;
-    if (ti_len > 0xffff)
+    if (ti_len > UINT16_MAX)
         return AG_ELIMIT;
 
-    memcpy(out, ntlm_sig, 8);
-    ag_put_u32le(out + 8, NTLMSSP_CHALLENGE_MSG);
-    put_field(out + 12, tn_len, tn_off);
-    ag_put_u32le(out + 20, flags);
-    memcpy(out + 24, p->server_challenge, 8);
-    memset(out + 32, 0, 8); /* Reserved */
-    put_field(out + 40, ti_len, ti_off);
+    memcpy(out + NTLM_SIGNATURE_OFFSET, ntlm_sig, NTLM_SIGNATURE_LEN);
+    ag_put_u32le(out + NTLM_MSG_TYPE_OFFSET, NTLMSSP_CHALLENGE_MSG);
+    put_field(out + NTLM_CHAL_TARGET_NAME_FIELD, tn_len, tn_off);
+    ag_put_u32le(out + NTLM_CHAL_FLAGS_OFFSET, flags);
+    memcpy(out + NTLM_CHAL_SERVER_CHALLENGE_OFFSET, p->server_challenge, NTLM_SERVER_CHALLENGE_LEN);
+    memset(out + NTLM_CHAL_RESERVED_OFFSET, 0, NTLM_CHAL_RESERVED_LEN);
+    put_field(out + NTLM_CHAL_TARGET_INFO_FIELD, ti_len, ti_off);
     if (flags & NTLMSSP_NEGOTIATE_VERSION)
-        memcpy(out + 48, p->version ? p->version : default_version, 8);
+        memcpy(out + NTLM_CHAL_VERSION_OFFSET, p->version ? p->version : default_version,
+               NTLM_VERSION_LEN);
     else
-        memset(out + 48, 0, 8);
+        memset(out + NTLM_CHAL_VERSION_OFFSET, 0, NTLM_VERSION_LEN);
 
     *outlen = off;
     if (out_flags)
@@ -374,38 +413,81 @@ int ag_ntlm_parse_challenge(const uint8_t *msg, size_t len, struct ag_ntlm_chall
     size_t used, count;
     int rc;
 
-    if (len > AG_NTLM_MAX_DECODED)
-        return AG_ELIMIT;
-    if (ag_ntlm_message_type(msg, len) != NTLMSSP_CHALLENGE_MSG)
-        return AG_EINVAL;
-    if (len < 48)
-        return AG_EINVAL;
     memset(&ch, 0, sizeof ch);
+    rc = AG_ELIMIT;
+    if (len > AG_NTLM_MAX_DECODED)
+        goto done;
+    rc = AG_EINVAL;
+    if (ag_ntlm_message_type(msg, len) != NTLMSSP_CHALLENGE_MSG)
+        goto done;
+    if (len < NTLM_CHAL_HDR_LEN)
+        goto done;
     ag_cur_init(&c, msg, len);
-    c.off = 20;
-    if (!ag_cur_u32le(&c, &ch.flags) || !ag_cur_bytes(&c, ch.server_challenge, 8))
-        return AG_EINVAL;
-    if ((rc = read_field(&c, 12, 48, &ch.target_name, &minoff)) < 0 ||
-        (rc = read_field(&c, 40, 48, &ch.target_info, &minoff)) < 0)
-        return rc;
+    c.off = NTLM_CHAL_FLAGS_OFFSET;
+    if (!ag_cur_u32le(&c, &ch.flags))
+        goto done;
+    c.off = NTLM_CHAL_SERVER_CHALLENGE_OFFSET;
+    if (!ag_cur_bytes(&c, ch.server_challenge, sizeof ch.server_challenge))
+        goto done;
+    if ((rc = read_field(&c, NTLM_CHAL_TARGET_NAME_FIELD, NTLM_CHAL_HDR_LEN, &ch.target_name,
+                         &minoff)) < 0 ||
+        (rc = read_field(&c, NTLM_CHAL_TARGET_INFO_FIELD, NTLM_CHAL_HDR_LEN, &ch.target_info,
+                         &minoff)) < 0)
+        goto done;
+    rc = AG_EINVAL;
     if ((ch.flags & NTLMSSP_NEGOTIATE_UNICODE) && (ch.target_name.len & 1))
-        return AG_EINVAL;
-    if (ch.target_info.len) {
-        if ((rc = av_validate(ch.target_info.p, ch.target_info.len, &used, &count)) < 0)
-            return rc;
-    }
-    *out = ch;
-    return 0;
+        goto done;
+    if (ch.target_info.len &&
+        (rc = av_validate(ch.target_info.p, ch.target_info.len, &used, &count)) < 0)
+        goto done;
+    rc = 0;
+done:
+    return settle(rc, out, &ch, sizeof ch);
 }
 
 /* --- NTLMv2 response ------------------------------------------------------ */
 
 int ag_ntlm_nt_response_kind(size_t len)
 {
-    if (len == 0 || len == AG_NTLMV1_RESP_LEN)
+    if (len == 0 || len == NTLM_V1_RESPONSE_LEN)
         return AG_EUNSUPP;
-    if (len < AG_NTLMV2_RESP_MIN)
+    if (len < NTLMV2_RESPONSE_MIN_LEN)
         return AG_EINVAL;
+    return 0;
+}
+
+/* One AV pair of a received blob into b (value v of vlen bytes, borrowed);
+ * AG_EINVAL for a known id with the wrong length. */
+static int blob_av(struct ag_ntlmv2_blob *b, uint16_t id, const uint8_t *v, uint16_t vlen)
+{
+    struct ag_cursor vc;
+
+    ag_cur_init(&vc, v, vlen);
+    switch (id) {
+    case MSV_AV_FLAGS:
+        if (vlen != NTLM_AV_FLAGS_LEN || !ag_cur_u32le(&vc, &b->av_flags))
+            return AG_EINVAL;
+        b->has_av_flags = true;
+        break;
+    case MSV_AV_TIMESTAMP:
+        if (vlen != NTLM_AV_TIMESTAMP_LEN || !ag_cur_u64le(&vc, &b->timestamp))
+            return AG_EINVAL;
+        b->has_timestamp = true;
+        break;
+    case MSV_AV_TARGET_NAME:
+        if (vlen & 1)
+            return AG_EINVAL;
+        b->target_name.p = v;
+        b->target_name.len = vlen;
+        break;
+    case MSV_AV_CHANNEL_BINDINGS:
+        if (vlen != NTLM_AV_CHANNEL_BINDINGS_LEN)
+            return AG_EINVAL;
+        b->channel_bindings = v;
+        break;
+    default:
+        break;
+    }
     return 0;
 }
 
@@ -415,80 +497,59 @@ int ag_ntlmv2_parse_response(const uint8_t *nt, size_t len, struct ag_ntlmv2_blo
     struct av_iter it;
     uint8_t resp, hiresp;
     uint32_t seen = 0;
-    size_t av_start;
     uint16_t id, vl;
     const uint8_t *v;
     int rc;
 
-    if ((rc = ag_ntlm_nt_response_kind(len)) < 0)
-        return rc;
-    if (!nt)
-        return AG_EINVAL;
     memset(&b, 0, sizeof b);
+    if ((rc = ag_ntlm_nt_response_kind(len)) < 0)
+        goto done;
+    rc = AG_EINVAL;
+    if (!nt)
+        goto done;
     b.proof = nt;
-    b.blob.p = nt + 16;
-    b.blob.len = len - 16;
+    b.blob.p = nt + NTLM_NT_PROOF_LEN;
+    b.blob.len = len - NTLM_NT_PROOF_LEN;
 
+    /* The blob header; the Reserved fields are not looked at. */
     ag_cur_init(&it.c, b.blob.p, b.blob.len);
     it.count = 0;
-    if (!ag_cur_u8(&it.c, &resp) || !ag_cur_u8(&it.c, &hiresp))
-        return AG_EINVAL;
-    if (resp != 1 || hiresp != 1)
-        return AG_EINVAL;
-    if (!ag_cur_skip(&it.c, 6) || !ag_cur_u64le(&it.c, &b.time))
-        return AG_EINVAL;
-    b.client_chal = ag_cur_at(&it.c, it.c.off, 8);
-    if (!b.client_chal || !ag_cur_skip(&it.c, 8) || !ag_cur_skip(&it.c, 4))
-        return AG_EINVAL;
-    av_start = it.c.off;
+    it.c.off = NTLMV2_BLOB_RESP_TYPE_OFFSET;
+    if (!ag_cur_u8(&it.c, &resp))
+        goto done;
+    it.c.off = NTLMV2_BLOB_HI_RESP_TYPE_OFFSET;
+    if (!ag_cur_u8(&it.c, &hiresp))
+        goto done;
+    if (resp != NTLMV2_BLOB_RESP_TYPE || hiresp != NTLMV2_BLOB_RESP_TYPE)
+        goto done;
+    it.c.off = NTLMV2_BLOB_TIMESTAMP_OFFSET;
+    if (!ag_cur_u64le(&it.c, &b.time))
+        goto done;
+    b.client_chal =
+        ag_cur_at(&it.c, NTLMV2_BLOB_CLIENT_CHALLENGE_OFFSET, NTLM_CLIENT_CHALLENGE_LEN);
+    if (!b.client_chal || !ag_cur_has(&it.c, NTLMV2_BLOB_AV_PAIRS_OFFSET, 0))
+        goto done;
 
+    it.c.off = NTLMV2_BLOB_AV_PAIRS_OFFSET;
     while ((rc = av_next(&it, &id, &v, &vl)) == 1) {
         if (id <= MSV_AV_CHANNEL_BINDINGS) {
             /* A repeated known id could make two readers disagree. */
+            rc = AG_EINVAL;
             if (seen & (1u << id))
-                return AG_EINVAL;
+                goto done;
             seen |= 1u << id;
         }
-        switch (id) {
-        case MSV_AV_FLAGS:
-            if (vl != 4)
-                return AG_EINVAL;
-            b.has_av_flags = true;
-            b.av_flags = (uint32_t)v[0] | ((uint32_t)v[1] << 8) | ((uint32_t)v[2] << 16) |
-                         ((uint32_t)v[3] << 24);
-            break;
-        case MSV_AV_TIMESTAMP: {
-            struct ag_cursor tc;
-            if (vl != 8)
-                return AG_EINVAL;
-            ag_cur_init(&tc, v, vl);
-            if (!ag_cur_u64le(&tc, &b.timestamp))
-                return AG_EINVAL;
-            b.has_timestamp = true;
-            break;
-        }
-        case MSV_AV_TARGET_NAME:
-            if (vl & 1)
-                return AG_EINVAL;
-            b.target_name.p = v;
-            b.target_name.len = vl;
-            break;
-        case MSV_AV_CHANNEL_BINDINGS:
-            if (vl != 16)
-                return AG_EINVAL;
-            b.channel_bindings = v;
-            break;
-        default:
-            break;
-        }
+        if ((rc = blob_av(&b, id, v, vl)) < 0)
+            goto done;
     }
     if (rc < 0)
-        return rc;
-    b.av.p = b.blob.p + av_start;
-    b.av.len = it.c.off - av_start;
+        goto done;
+    b.av.p = b.blob.p + NTLMV2_BLOB_AV_PAIRS_OFFSET;
+    b.av.len = it.c.off - NTLMV2_BLOB_AV_PAIRS_OFFSET;
     b.av_count = it.count;
-    *out = b;
-    return 0;
+    rc = 0;
+done:
+    return settle(rc, out, &b, sizeof b);
 }
 
 int ag_ntlmv2_check_av_echo(const uint8_t *target_info, size_t ti_len,
@@ -541,6 +602,28 @@ int ag_ntlm_parse_authenticate_legacy(const uint8_t *msg, size_t len, struct ag_
     return parse_authenticate(msg, len, true, out);
 }
 
+/* The six field descriptors of an AUTHENTICATE, in wire order. */
+static int auth_fields(const struct ag_cursor *c, struct ag_ntlm_auth *a, uint64_t *minoff)
+{
+    const struct {
+        size_t at;
+        struct ag_ntlm_slice *out;
+    } f[] = {
+        {NTLM_AUTH_LM_RESPONSE_FIELD, &a->lm},
+        {NTLM_AUTH_NT_RESPONSE_FIELD, &a->nt},
+        {NTLM_AUTH_DOMAIN_FIELD, &a->domain_raw},
+        {NTLM_AUTH_USER_FIELD, &a->user_raw},
+        {NTLM_AUTH_WORKSTATION_FIELD, &a->workstation_raw},
+        {NTLM_AUTH_SESSION_KEY_FIELD, &a->enc_key},
+    };
+    int rc;
+
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if ((rc = read_field(c, f[i].at, NTLM_AUTH_HDR_LEN, f[i].out, minoff)) < 0)
+            return rc;
+    return 0;
+}
+
 static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
                               struct ag_ntlm_auth *out)
 {
@@ -549,57 +632,64 @@ static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
     uint64_t minoff = UINT64_MAX;
     int rc;
 
-    if (!out)
-        return AG_EINVAL;
-    if (len > AG_NTLM_MAX_DECODED)
-        return AG_ELIMIT;
-    if (ag_ntlm_message_type(msg, len) != NTLMSSP_AUTHENTICATE_MSG)
-        return AG_EINVAL;
-    if (len < AG_NTLM_AUTH_HDR)
-        return AG_EINVAL;
-
     memset(&a, 0, sizeof a);
-    ag_cur_init(&c, msg, len);
-    c.off = 60;
-    if (!ag_cur_u32le(&c, &a.flags))
-        return AG_EINVAL;
-    if ((rc = read_field(&c, 12, AG_NTLM_AUTH_HDR, &a.lm, &minoff)) < 0 ||
-        (rc = read_field(&c, 20, AG_NTLM_AUTH_HDR, &a.nt, &minoff)) < 0 ||
-        (rc = read_field(&c, 28, AG_NTLM_AUTH_HDR, &a.domain_raw, &minoff)) < 0 ||
-        (rc = read_field(&c, 36, AG_NTLM_AUTH_HDR, &a.user_raw, &minoff)) < 0 ||
-        (rc = read_field(&c, 44, AG_NTLM_AUTH_HDR, &a.workstation_raw, &minoff)) < 0 ||
-        (rc = read_field(&c, 52, AG_NTLM_AUTH_HDR, &a.enc_key, &minoff)) < 0)
-        return rc;
+    rc = AG_EINVAL;
+    if (!out)
+        goto done;
+    rc = AG_ELIMIT;
+    if (len > AG_NTLM_MAX_DECODED)
+        goto done;
+    rc = AG_EINVAL;
+    if (ag_ntlm_message_type(msg, len) != NTLMSSP_AUTHENTICATE_MSG)
+        goto done;
+    if (len < NTLM_AUTH_HDR_LEN)
+        goto done;
 
-    a.header_len = AG_NTLM_AUTH_HDR;
+    ag_cur_init(&c, msg, len);
+    c.off = NTLM_AUTH_FLAGS_OFFSET;
+    if (!ag_cur_u32le(&c, &a.flags))
+        goto done;
+    if ((rc = auth_fields(&c, &a, &minoff)) < 0)
+        goto done;
+
+    a.header_len = NTLM_AUTH_HDR_LEN;
     if (a.flags & NTLMSSP_NEGOTIATE_VERSION) {
-        if (len < AG_NTLM_AUTH_HDR_VERSION || minoff < AG_NTLM_AUTH_HDR_VERSION)
-            return AG_EINVAL;
+        rc = AG_EINVAL;
+        if (len < NTLM_AUTH_HDR_VERSION_LEN || minoff < NTLM_AUTH_HDR_VERSION_LEN)
+            goto done;
+        c.off = NTLM_AUTH_VERSION_OFFSET;
+        if (!ag_cur_bytes(&c, a.version, sizeof a.version))
+            goto done;
         a.has_version = true;
-        memcpy(a.version, msg + AG_NTLM_AUTH_HDR, 8);
-        a.header_len = AG_NTLM_AUTH_HDR_VERSION;
+        a.header_len = NTLM_AUTH_HDR_VERSION_LEN;
     }
 
     /* Refused by policy: anonymous, LM-only, NTLMv1 and NTLMv1-ESS. */
+    rc = AG_EUNSUPP;
     if (a.flags & NTLMSSP_NEGOTIATE_ANONYMOUS)
-        return AG_EUNSUPP;
-    a.v1 = allow_v1 && a.nt.len == AG_NTLMV1_RESP_LEN;
+        goto done;
+    a.v1 = allow_v1 && a.nt.len == NTLM_V1_RESPONSE_LEN;
     if (!a.v1 && (rc = ag_ntlm_nt_response_kind(a.nt.len)) < 0)
-        return rc;
+        goto done;
+    rc = AG_EUNSUPP;
     if (a.user_raw.len == 0)
-        return AG_EUNSUPP;
-    if ((a.flags & NTLMSSP_NEGOTIATE_KEY_EXCH) && a.enc_key.len != 16)
-        return AG_EINVAL;
+        goto done;
+    rc = AG_EINVAL;
+    if ((a.flags & NTLMSSP_NEGOTIATE_KEY_EXCH) && a.enc_key.len != NTLM_SESSION_KEY_LEN)
+        goto done;
 
     if (!a.v1 && (rc = ag_ntlmv2_parse_response(a.nt.p, a.nt.len, &a.v2)) < 0)
-        return rc;
+        goto done;
     if (a.v2.has_av_flags && (a.v2.av_flags & MSV_AV_FLAG_MIC_PRESENT)) {
-        /* The MIC window 72..87 must exist and hold no payload. */
-        if (len < AG_NTLM_AUTH_HDR_MIC || minoff < AG_NTLM_AUTH_HDR_MIC)
-            return AG_EINVAL;
+        /* The MIC window must exist and hold no payload. */
+        rc = AG_EINVAL;
+        if (len < NTLM_AUTH_HDR_MIC_LEN || minoff < NTLM_AUTH_HDR_MIC_LEN)
+            goto done;
+        a.mic = ag_cur_at(&c, NTLM_AUTH_MIC_OFFSET, NTLM_MIC_LEN);
+        if (!a.mic)
+            goto done;
         a.mic_present = true;
-        a.mic = msg + AG_NTLM_MIC_OFFSET;
-        a.header_len = AG_NTLM_AUTH_HDR_MIC;
+        a.header_len = NTLM_AUTH_HDR_MIC_LEN;
     }
 
     a.unicode = (a.flags & NTLMSSP_NEGOTIATE_UNICODE) != 0;
@@ -609,10 +699,10 @@ static int parse_authenticate(const uint8_t *msg, size_t len, bool allow_v1,
                           &a.domain16_len)) < 0 ||
         (rc = conv_string(a.workstation_raw, a.unicode, a.workstation, AG_NTLM_NAME_MAX, NULL,
                           NULL)) < 0)
-        return rc;
-
-    *out = a;
-    return 0;
+        goto done;
+    rc = 0;
+done:
+    return settle(rc, out, &a, sizeof a);
 }
 
 int ag_ntlm_flags_subset(uint32_t auth_flags, uint32_t chal_flags)
@@ -623,17 +713,17 @@ int ag_ntlm_flags_subset(uint32_t auth_flags, uint32_t chal_flags)
 
 /* --- verification --------------------------------------------------------- */
 
-/* NTProofStr under key ntowf; 0 if it equals nt[0..15]. */
-static int proof_matches(const uint8_t ntowf[16], const uint8_t chal[8], const uint8_t *nt,
-                         size_t ntlen)
+/* NTProofStr under key ntowf; 0 if it equals the one that opens nt. */
+static int proof_matches(const uint8_t ntowf[16], const uint8_t chal[NTLM_SERVER_CHALLENGE_LEN],
+                         const uint8_t *nt, size_t ntlen)
 {
-    uint8_t proof[16];
-    const uint8_t *parts[2] = {chal, nt + 16};
-    const size_t lens[2] = {8, ntlen - 16};
+    uint8_t proof[NTLM_NT_PROOF_LEN];
+    const uint8_t *parts[2] = {chal, nt + NTLM_NT_PROOF_LEN};
+    const size_t lens[2] = {NTLM_SERVER_CHALLENGE_LEN, ntlen - NTLM_NT_PROOF_LEN};
     int r;
 
     ag_hmac_md5(ntowf, 16, parts, lens, 2, proof);
-    r = ag_ct_memcmp(proof, nt, 16);
+    r = ag_ct_memcmp(proof, nt, NTLM_NT_PROOF_LEN);
     ag_wipe(proof, sizeof proof);
     return r;
 }
@@ -660,7 +750,7 @@ int ag_ntlmv2_verify_local(const uint8_t nt_hash[16], const uint8_t *user16, siz
     }
     if (rc == 0) {
         const uint8_t *parts[1] = {nt};
-        const size_t lens[1] = {16};
+        const size_t lens[1] = {NTLM_NT_PROOF_LEN};
         ag_hmac_md5(key, 16, parts, lens, 1, out_session_base_key);
     }
 out:
@@ -677,10 +767,10 @@ int ag_ntlm_exported_session_key(const uint8_t session_base_key[16], uint32_t fl
         memcpy(out, session_base_key, 16);
         return 0;
     }
-    if (!enc_key || enc_len != 16)
+    if (!enc_key || enc_len != NTLM_SESSION_KEY_LEN)
         return AG_EINVAL;
     arcfour_set_key(&rc4, 16, session_base_key);
-    arcfour_crypt(&rc4, 16, out, enc_key);
+    arcfour_crypt(&rc4, NTLM_SESSION_KEY_LEN, out, enc_key);
     ag_wipe(&rc4, sizeof rc4);
     return 0;
 }
@@ -688,20 +778,22 @@ int ag_ntlm_exported_session_key(const uint8_t session_base_key[16], uint32_t fl
 int ag_ntlm_mic_verify(const uint8_t exported_session_key[16], const uint8_t *neg, size_t neglen,
                        const uint8_t *chal, size_t chlen, const uint8_t *auth, size_t authlen)
 {
-    static const uint8_t zero_mic[16];
-    uint8_t mic[16];
+    static const uint8_t zero_mic[NTLM_MIC_LEN];
+    uint8_t mic[NTLM_MIC_LEN];
     int r;
 
-    if (!exported_session_key || !auth || authlen < AG_NTLM_AUTH_HDR_MIC || (!neg && neglen) ||
+    if (!exported_session_key || !auth || authlen < NTLM_AUTH_HDR_MIC_LEN || (!neg && neglen) ||
         (!chal && chlen))
         return AG_EINVAL;
     {
-        const uint8_t *parts[5] = {neg, chal, auth, zero_mic, auth + AG_NTLM_AUTH_HDR_MIC};
-        const size_t lens[5] = {neglen, chlen, AG_NTLM_MIC_OFFSET, sizeof zero_mic,
-                                authlen - AG_NTLM_AUTH_HDR_MIC};
+        /* auth with its MIC zeroed: the bytes before it, 16 zeros, the rest. */
+        const uint8_t *parts[5] = {neg, chal, auth, zero_mic,
+                                   auth + NTLM_AUTH_MIC_OFFSET + NTLM_MIC_LEN};
+        const size_t lens[5] = {neglen, chlen, NTLM_AUTH_MIC_OFFSET, sizeof zero_mic,
+                                authlen - NTLM_AUTH_MIC_OFFSET - NTLM_MIC_LEN};
         ag_hmac_md5(exported_session_key, 16, parts, lens, 5, mic);
     }
-    r = ag_ct_memcmp(mic, auth + AG_NTLM_MIC_OFFSET, 16);
+    r = ag_ct_memcmp(mic, auth + NTLM_AUTH_MIC_OFFSET, NTLM_MIC_LEN);
     ag_wipe(mic, sizeof mic);
     return r == 0 ? 0 : AG_EAUTH;
 }

@@ -80,17 +80,96 @@
 #define MSV_AV_FLAG_MIC_PRESENT 0x2u
 #define MSV_AV_FLAG_UNTRUSTED_SPN 0x4u
 
-/* AUTHENTICATE layout: fixed part up to the flags, then Version, then MIC. */
-#define AG_NTLM_AUTH_HDR 64
-#define AG_NTLM_AUTH_HDR_VERSION 72
-#define AG_NTLM_MIC_OFFSET 72
-#define AG_NTLM_AUTH_HDR_MIC 88
-/* CHALLENGE header as we build it (Version field always present). */
-#define AG_NTLM_CHAL_HDR 56
-/* An NTLMv2 NT response: NTProofStr(16) + blob header(28) + MsvAvEOL(4). */
-#define AG_NTLMV2_RESP_MIN 48
-/* A 24-byte NT response is NTLMv1 or NTLMv1-ESS. */
-#define AG_NTLMV1_RESP_LEN 24
+/* --- wire layout (MS-NLMP 2.2) ---------------------------------------------
+ *
+ * Byte offsets from the start of a message, and fixed sizes. A *_FIELD is
+ * the offset of a {len16, maxlen16, off32} descriptor; *_HDR_LEN is where
+ * the payload may start in each form of a message (fields point at or after
+ * it). Read with the cursor and little-endian readers, never a struct
+ * overlay: a received message has no alignment and any length. */
+
+/* Every message: "NTLMSSP\0", then the 32-bit MessageType. */
+#define NTLM_SIGNATURE_OFFSET 0
+#define NTLM_SIGNATURE_LEN 8
+#define NTLM_MSG_TYPE_OFFSET 8
+#define NTLM_MSG_PREFIX_LEN 12 /* signature + MessageType */
+
+/* A field descriptor: Len, MaxLen (ignored on receipt), BufferOffset. */
+#define NTLM_FIELD_LEN_OFFSET 0
+#define NTLM_FIELD_MAXLEN_OFFSET 2
+#define NTLM_FIELD_BUFFER_OFFSET 4
+#define NTLM_FIELD_SIZE 8
+
+/* VERSION (2.2.2.10): major, minor, build16, reserved[3], NTLMRevision. */
+#define NTLM_VERSION_LEN 8
+
+/* Sizes of the fixed-length values. */
+#define NTLM_SERVER_CHALLENGE_LEN 8
+#define NTLM_CLIENT_CHALLENGE_LEN 8
+#define NTLM_SESSION_KEY_LEN 16 /* EncryptedRandomSessionKey, under KEY_EXCH */
+#define NTLM_MIC_LEN 16
+#define NTLM_NT_PROOF_LEN 16 /* NTProofStr before the NTLMv2 blob */
+
+/* NEGOTIATE (2.2.1.1): 16 bytes with flags only (old clients), 32 with the
+ * DomainName/Workstation fields (curl), 40 with VERSION (Windows). */
+#define NTLM_NEG_FLAGS_OFFSET 12
+#define NTLM_NEG_FLAGS_ONLY_LEN 16
+#define NTLM_NEG_DOMAIN_FIELD 16
+#define NTLM_NEG_WORKSTATION_FIELD 24
+#define NTLM_NEG_HDR_LEN 32
+#define NTLM_NEG_VERSION_OFFSET 32
+#define NTLM_NEG_HDR_VERSION_LEN 40
+
+/* CHALLENGE (2.2.1.2): 48 bytes, 56 with the VERSION field. */
+#define NTLM_CHAL_TARGET_NAME_FIELD 12
+#define NTLM_CHAL_FLAGS_OFFSET 20
+#define NTLM_CHAL_SERVER_CHALLENGE_OFFSET 24
+#define NTLM_CHAL_RESERVED_OFFSET 32
+#define NTLM_CHAL_RESERVED_LEN 8
+#define NTLM_CHAL_TARGET_INFO_FIELD 40
+#define NTLM_CHAL_HDR_LEN 48
+#define NTLM_CHAL_VERSION_OFFSET 48
+#define NTLM_CHAL_HDR_VERSION_LEN 56 /* the form we build: Version always present */
+
+/* AUTHENTICATE (2.2.1.3): 64 bytes, 72 with VERSION, 88 with the MIC. */
+#define NTLM_AUTH_LM_RESPONSE_FIELD 12
+#define NTLM_AUTH_NT_RESPONSE_FIELD 20
+#define NTLM_AUTH_DOMAIN_FIELD 28
+#define NTLM_AUTH_USER_FIELD 36
+#define NTLM_AUTH_WORKSTATION_FIELD 44
+#define NTLM_AUTH_SESSION_KEY_FIELD 52
+#define NTLM_AUTH_FLAGS_OFFSET 60
+#define NTLM_AUTH_HDR_LEN 64
+#define NTLM_AUTH_VERSION_OFFSET 64
+#define NTLM_AUTH_HDR_VERSION_LEN 72
+#define NTLM_AUTH_MIC_OFFSET 72
+#define NTLM_AUTH_HDR_MIC_LEN 88
+
+/* AV_PAIR (2.2.2.1): AvId16, AvLen16, then AvLen bytes of value. */
+#define NTLM_AV_ID_OFFSET 0
+#define NTLM_AV_LEN_OFFSET 2
+#define NTLM_AV_HDR_LEN 4 /* also the whole MsvAvEOL pair */
+#define NTLM_AV_FLAGS_LEN 4
+#define NTLM_AV_TIMESTAMP_LEN 8
+#define NTLM_AV_CHANNEL_BINDINGS_LEN 16
+
+/* NTLMv2_CLIENT_CHALLENGE (2.2.2.7), offsets from the blob's start (just
+ * after NTProofStr): RespType, HiRespType, Reserved1(2), Reserved2(4),
+ * TimeStamp(8), ChallengeFromClient(8), Reserved3(4), then AvPairs. */
+#define NTLMV2_BLOB_RESP_TYPE_OFFSET 0
+#define NTLMV2_BLOB_HI_RESP_TYPE_OFFSET 1
+#define NTLMV2_BLOB_RESERVED1_OFFSET 2 /* 2 bytes, then Reserved2, 4 bytes */
+#define NTLMV2_BLOB_TIMESTAMP_OFFSET 8
+#define NTLMV2_BLOB_CLIENT_CHALLENGE_OFFSET 16
+#define NTLMV2_BLOB_RESERVED3_OFFSET 24
+#define NTLMV2_BLOB_AV_PAIRS_OFFSET 28
+#define NTLMV2_BLOB_RESP_TYPE 1 /* the only RespType and HiRespType defined */
+
+/* An NTLMv2 NT response: NTProofStr + blob header + MsvAvEOL. */
+#define NTLMV2_RESPONSE_MIN_LEN (NTLM_NT_PROOF_LEN + NTLMV2_BLOB_AV_PAIRS_OFFSET + NTLM_AV_HDR_LEN)
+/* A 24-byte NT response is NTLMv1 or NTLMv1-ESS (and a 24-byte LM
+ * response under ESS carries the client challenge: NTLM2 session). */
+#define NTLM_V1_RESPONSE_LEN 24
 
 /* A borrowed byte range inside a parsed message (p is NULL when len is 0). */
 struct ag_ntlm_slice {
@@ -108,7 +187,7 @@ int ag_ntlm_message_type(const uint8_t *buf, size_t len);
 struct ag_ntlm_negotiate {
     uint32_t flags;
     bool has_version;   /* VERSION flag set and the 40-byte form received */
-    uint8_t version[8]; /* zero unless has_version */
+    uint8_t version[NTLM_VERSION_LEN]; /* zero unless has_version */
 };
 
 /* Parses a NEGOTIATE of len bytes (<= AG_NTLM_MAX_DECODED, else AG_ELIMIT).
@@ -122,7 +201,7 @@ int ag_ntlm_parse_negotiate(const uint8_t *msg, size_t len, struct ag_ntlm_negot
 /* Inputs of ag_ntlm_build_challenge; every pointer borrowed for the call. */
 struct ag_ntlm_challenge_params {
     uint32_t client_flags;           /* NegotiateFlags of the received NEGOTIATE */
-    const uint8_t *server_challenge; /* 8 bytes from a CSPRNG */
+    const uint8_t *server_challenge; /* NTLM_SERVER_CHALLENGE_LEN bytes from a CSPRNG */
     const char *target_name;         /* NetBIOS domain (UTF-8; ASCII when OEM) */
     const char *nb_domain;           /* MsvAvNbDomainName: required */
     const char *nb_computer;         /* MsvAvNbComputerName: required */
@@ -156,7 +235,7 @@ int ag_ntlm_build_challenge(const struct ag_ntlm_challenge_params *p, uint8_t *o
 
 struct ag_ntlm_challenge {
     uint32_t flags;
-    uint8_t server_challenge[8];
+    uint8_t server_challenge[NTLM_SERVER_CHALLENGE_LEN];
     struct ag_ntlm_slice target_name; /* borrowed */
     struct ag_ntlm_slice target_info; /* borrowed; AV pairs, EOL-terminated */
 };
@@ -210,7 +289,7 @@ struct ag_ntlm_auth {
     struct ag_ntlm_slice domain_raw, user_raw, workstation_raw; /* as on the wire */
     struct ag_ntlm_slice enc_key; /* EncryptedRandomSessionKey, borrowed */
     bool has_version;
-    uint8_t version[8];
+    uint8_t version[NTLM_VERSION_LEN];
     size_t header_len;        /* 64, 72 (Version) or 88 (MIC) */
     bool mic_present;         /* MsvAvFlags has MIC_PRESENT */
     const uint8_t *mic;       /* 16 bytes at offset 72 when mic_present, else NULL */

@@ -38,8 +38,13 @@ int ag_credentials_parse(const char *v, size_t len, struct ag_credentials *out)
     return 0;
 }
 
+/* What every base64 NTLMSSP message starts with: 10 characters encode the
+ * first 60 bits of "NTLMSSP\0" (the 10th, "A", is the last 2 bits of "P"
+ * and the top 4 of the NUL), so no later byte can change them. */
+static const char ntlmssp_b64_prefix[] = "TlRMTVNTUA";
+
 int ag_token_is_ntlmssp(const char *token, size_t len)
 {
-    /* base64("NTLMSSP\0") starts with "TlRMTVNTUA" */
-    return len >= 10 && memcmp(token, "TlRMTVNTUA", 10) == 0;
+    const size_t n = sizeof ntlmssp_b64_prefix - 1;
+    return len >= n && memcmp(token, ntlmssp_b64_prefix, n) == 0;
 }

@@ -18,8 +18,10 @@ static bool host_char(char c)
            c == '-' || c == '.' || c == '_';
 }
 
-/* ::ffff:0:0/96: an IPv4 address carried in IPv6 (RFC 4291 §2.5.5.2). */
-static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+/* ::ffff:0:0/96: an IPv4 address carried in IPv6 (RFC 4291 §2.5.5.2), in
+ * the last 4 of the 16 address bytes, after this 12-byte prefix. */
+#define V4MAPPED_PREFIX_LEN 12
+static const uint8_t v4mapped[V4MAPPED_PREFIX_LEN] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* WHATWG "IPv4 number parser" for one label: 0x/0X hex (digits may be
  * absent: "0x" is 0), a leading 0 octal, else decimal. Values above 2^32
@@ -161,7 +163,7 @@ int ag_host_canon(const char *in, size_t len, char *out, size_t cap, enum ag_hos
         if (inet_pton(AF_INET6, v6, a) != 1)
             return AG_EINVAL;
         if (memcmp(a, v4mapped, sizeof v4mapped) == 0) {
-            int n = put_ipv4(a + 12, out, cap);
+            int n = put_ipv4(a + V4MAPPED_PREFIX_LEN, out, cap);
             if (n > 0)
                 *kind = AG_HOST_IPV4;
             return n;
@@ -215,7 +217,7 @@ int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a)
         return 0;
     const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
     if (memcmp(b, v4mapped, sizeof v4mapped) == 0) {
-        *a = b + 12;
+        *a = b + V4MAPPED_PREFIX_LEN;
         return AF_INET;
     }
     *a = b;

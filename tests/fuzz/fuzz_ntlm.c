@@ -52,7 +52,7 @@ static void fuzz_auth_legacy(const uint8_t *m, size_t size)
     CHECK(inside(a.lm.p, a.lm.len, m, size));
     CHECK(a.user_raw.len > 0 && a.user[0] != '\0');
     if (a.v1)
-        CHECK(a.nt.len == AG_NTLMV1_RESP_LEN);
+        CHECK(a.nt.len == NTLM_V1_RESPONSE_LEN);
     else
         CHECK(ag_ntlm_parse_authenticate(m, size, &b) == 0 && b.nt.len == a.nt.len);
 }
@@ -72,7 +72,7 @@ static void fuzz_auth(const uint8_t *m, size_t size)
     CHECK(inside(a.workstation_raw.p, a.workstation_raw.len, m, size));
     CHECK(inside(a.enc_key.p, a.enc_key.len, m, size));
     CHECK(inside(a.v2.av.p, a.v2.av.len, a.nt.p, a.nt.len));
-    CHECK(a.nt.len >= AG_NTLMV2_RESP_MIN);
+    CHECK(a.nt.len >= NTLMV2_RESPONSE_MIN_LEN);
     CHECK(a.user_raw.len > 0 && a.user[0] != '\0');
     CHECK(strlen(a.user) <= AG_USER_MAX && strlen(a.domain) <= AG_NTLM_NAME_MAX &&
           strlen(a.workstation) <= AG_NTLM_NAME_MAX);
@@ -80,7 +80,7 @@ static void fuzz_auth(const uint8_t *m, size_t size)
     CHECK(a.v2.av_count <= AG_NTLM_MAX_AV_PAIRS);
     CHECK(!(a.flags & NTLMSSP_NEGOTIATE_ANONYMOUS));
     if (a.mic_present)
-        CHECK(size >= AG_NTLM_AUTH_HDR_MIC && a.mic == m + AG_NTLM_MIC_OFFSET);
+        CHECK(size >= NTLM_AUTH_HDR_MIC_LEN && a.mic == m + NTLM_AUTH_MIC_OFFSET);
     if (a.flags & NTLMSSP_NEGOTIATE_KEY_EXCH)
         CHECK(a.enc_key.len == 16);
 
