@@ -15,22 +15,9 @@
 
 #include "ctl/commands.h"
 #include "ctl/proto.h"
+#include "ctl_reply_text.h"
 #include "server/server.h"
 #include "server/stats.h"
-
-static char *finish(struct ag_ctl_reply *r)
-{
-    size_t len;
-    char *s = ag_ctl_reply_finish(r, &len);
-    ag_ctl_reply_free(r);
-    assert_non_null(s);
-    char *z = malloc(len + 1);
-    assert_non_null(z);
-    memcpy(z, s, len);
-    z[len] = '\0';
-    free(s);
-    return z;
-}
 
 /* Every (row, dimension index) as its stats key, metric, label and value. */
 struct line {
