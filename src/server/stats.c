@@ -92,6 +92,9 @@ const size_t ag_stat_n_families = sizeof ag_stat_families / sizeof ag_stat_famil
 /* The order of enum ag_scheme from AG_SCHEME_NEGOTIATE, lower-case as
  * stats keys and metric labels have always spelt them. */
 static const char *const scheme_names[] = {"negotiate", "ntlm", "basic"};
+/* By enum ag_pool_id, as stats keys and metric labels spell the pools. */
+static const char *const pool_names[AG_POOL_N] = {
+    [AG_POOL_WINBIND] = "winbind", [AG_POOL_KERBEROS] = "kerberos", [AG_POOL_LOCAL] = "local"};
 
 size_t ag_stat_dim_size(enum ag_stat_dim d)
 {
@@ -108,7 +111,7 @@ const char *ag_stat_dim_name(enum ag_stat_dim d, size_t i)
         return NULL;
     switch (d) {
     case AG_STAT_DIM_SCHEME: return scheme_names[i];
-    case AG_STAT_DIM_POOL: return ag_pool_name((enum ag_pool_id)i);
+    case AG_STAT_DIM_POOL: return pool_names[i];
     default: return NULL;
     }
 }
