@@ -209,6 +209,10 @@
 #define AG_CTL_ALLOW_MAX 16
 /* One reply (sessions of 10,000 connections at ~160 bytes a line fits). */
 #define AG_CTL_REPLY_MAX (4 * 1024 * 1024)
+/* A stats key, metric name or label once a scheme or pool name is put in
+ * (src/server/stats.def): the longest is under 50; test_stats checks that
+ * every row fits, so nothing is ever cut. */
+#define AG_STAT_NAME_MAX 96
 /* Control connections at once: operators and a scraper, never thousands. */
 #define AG_CTL_MAX_CONNS 16
 /* A control connection must send its command and read its reply within

@@ -13,6 +13,7 @@
 
 #include "auth/negotiate.h"
 #include "commands.h"
+#include "server/stats.h"
 #include "session/table.h"
 #include "session/throttle.h"
 #include "util/log.h"
@@ -177,104 +178,28 @@ static void kvline(struct ag_ctl_reply *r, const char *k, uint64_t v)
     ag_ctl_end(r);
 }
 
-static const char *scheme_key(int s)
+void ag_ctl_stats_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r)
 {
-    return s == AG_SCHEME_NEGOTIATE ? "negotiate" : s == AG_SCHEME_NTLM ? "ntlm" : "basic";
+    char k[AG_STAT_NAME_MAX];
+    for (size_t n = 0; n < ag_stat_n_rows; n++) {
+        const struct ag_stat_row *row = &ag_stat_rows[n];
+        for (size_t i = 0; i < ag_stat_dim_size(row->dim); i++) {
+            ag_stat_expand(k, sizeof k, row->key, ag_stat_dim_name(row->dim, i));
+            kvline(r, k, row->get(v, i));
+        }
+    }
 }
 
 static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
                       struct ag_ctl_reply *r)
 {
-    const struct ag_stats *st = &srv->stats;
     const struct ag_auth_stats *a = &srv->auth;
     char k[64];
     kvline(r, "uptime_s", uptime_ms(srv) / 1000);
-    kvline(r, "conns_accepted", st->conns_accepted);
-    kvline(r, "requests", st->requests);
-    kvline(r, "forwarded", st->forwarded);
-    kvline(r, "tunnels", st->tunnels);
-    kvline(r, "responses_2xx", st->status_2xx);
-    kvline(r, "responses_3xx", st->status_3xx);
-    kvline(r, "responses_4xx", st->status_4xx);
-    kvline(r, "responses_5xx", st->status_5xx);
-    kvline(r, "auth_407_sent", a->challenges);
-    for (int s = AG_SCHEME_NEGOTIATE; s <= AG_SCHEME_BASIC; s++) {
-        snprintf(k, sizeof k, "auth_%s_started", scheme_key(s));
-        kvline(r, k, a->started[s]);
-        snprintf(k, sizeof k, "auth_%s_succeeded", scheme_key(s));
-        kvline(r, k, a->succeeded[s]);
-        snprintf(k, sizeof k, "auth_%s_failed", scheme_key(s));
-        kvline(r, k, a->failed[s]);
-    }
-    kvline(r, "auth_fail_bad_password", a->fail_bad_password);
-    kvline(r, "auth_fail_unknown_user", a->fail_unknown_user);
-    kvline(r, "auth_fail_malformed", a->fail_malformed);
-    kvline(r, "auth_fail_policy", a->fail_policy);
-    kvline(r, "auth_fail_timeout", a->fail_timeout);
-    kvline(r, "auth_fail_backend", a->fail_backend);
-    kvline(r, "auth_fail_throttled", a->fail_throttled);
-    kvline(r, "auth_fail_ntlmv1", a->fail_ntlmv1);
-    kvline(r, "auth_fail_replay", a->fail_replay);
-    kvline(r, "auth_fail_skew", a->fail_skew);
-    kvline(r, "auth_basic_cache_hits", a->basic_cache_hits);
-    kvline(r, "auth_identity_expired", a->identity_expired);
-    kvline(r, "auth_identity_reset", a->identity_reset);
-    kvline(r, "limit_handshakes", a->limit_handshakes);
-    struct ag_session_counters sc = {0};
-    if (srv->sessions)
-        ag_session_counters(srv->sessions, &sc);
-    kvline(r, "limit_handshakes_global", sc.refused_global);
-    kvline(r, "limit_handshakes_addr", sc.refused_addr);
-    struct ag_throttle_stats ts;
-    ag_throttle_stats(srv->throttle, &ts);
-    kvline(r, "throttle_refused_user_addr", ts.refused_pair);
-    kvline(r, "throttle_refused_addr", ts.refused_addr);
-    kvline(r, "throttle_refused_user", ts.refused_user);
-    kvline(r, "throttle_refused_full", ts.refused_full);
-    kvline(r, "throttle_ceiling_passed", ts.ceiling_passed);
-    kvline(r, "throttle_wrong_passwords", ts.wrong_passwords);
-    kvline(r, "throttle_fail_unrecorded", ts.fail_unrecorded);
-    kvline(r, "throttle_keys_user_addr", ts.pairs);
-    kvline(r, "throttle_keys_addr", ts.addrs);
-    kvline(r, "throttle_keys_user", ts.users);
-    kvline(r, "limit_jobs", a->limit_jobs);
-    kvline(r, "limit_rounds", a->limit_rounds);
-    kvline(r, "limit_accept_paused", st->limit_accept_paused);
-    kvline(r, "limit_inbuf_full", st->limit_inbuf_full);
-    kvline(r, "limit_chunk_size", st->limit_chunk_size);
-    kvline(r, "limit_header_too_large", st->header_too_large);
-    kvline(r, "bad_requests", st->bad_requests);
-    kvline(r, "loops_detected", st->loops_detected);
-    kvline(r, "ports_denied", st->ports_denied);
-    kvline(r, "rules_groups_unavailable", st->rules_groups_unavailable);
-    kvline(r, "dst_this_network", st->dst_this_network);
-    kvline(r, "timeout_head", st->timeout_head);
-    kvline(r, "timeout_idle", st->timeout_idle);
-    kvline(r, "timeout_dns", st->timeout_dns);
-    kvline(r, "timeout_connect", st->timeout_connect);
-    kvline(r, "timeout_upstream", st->timeout_upstream);
-    kvline(r, "timeout_tunnel", st->timeout_tunnel);
-    kvline(r, "timeout_drain", st->timeout_drain);
-    kvline(r, "upstream_errors", st->upstream_errors);
-    kvline(r, "upstream_opened", st->upstream_opened);
-    kvline(r, "upstream_reused", st->upstream_reused);
-    kvline(r, "upstream_not_pooled_fds", st->upstream_not_pooled_fds);
-    kvline(r, "bytes_in", st->bytes_in);
-    kvline(r, "bytes_out", st->bytes_out);
-    kvline(r, "jobs_submitted", srv->workers.submitted);
-    kvline(r, "jobs_completed", srv->workers.completed);
-    kvline(r, "jobs_detached", srv->workers.detached);
-    kvline(r, "jobs_cancelled", srv->workers.cancelled);
-    kvline(r, "jobs_refused_cap", srv->workers.refused_cap);
-    /* per worker pool: jobs refused at its max_jobs (a stalled backend) */
-    kvline(r, "jobs_refused_winbind", srv->workers.pools[AG_POOL_WINBIND].refused_cap);
-    kvline(r, "jobs_refused_kerberos", srv->workers.pools[AG_POOL_KERBEROS].refused_cap);
-    kvline(r, "jobs_refused_local", srv->workers.pools[AG_POOL_LOCAL].refused_cap);
-    kvline(r, "reload_timeouts", srv->auth.reload_timeouts);
-    kvline(r, "ctl_commands", st->ctl_commands);
-    kvline(r, "ctl_denied", st->ctl_denied);
-    kvline(r, "ctl_bad", st->ctl_bad);
-    kvline(r, "ctl_limit", st->ctl_limit);
+    /* every counter and gauge of the table in server/stats.def */
+    struct ag_stats_view v;
+    ag_stats_view_take(srv, &v);
+    ag_ctl_stats_counters(&v, r);
     /* Latency histograms: cumulative buckets, as Prometheus has them. */
     const struct ag_latency_series *h = ag_latency_series;
     for (size_t i = 0; i < AG_LAT_SERIES; i++) {

@@ -19,4 +19,11 @@ void ag_ctl_run(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl
 /* metrics.c: every counter, gauge and histogram in Prometheus text format. */
 void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r);
 
+/* The rows of the counter table (server/stats.def) read from v: "key=value"
+ * lines for "stats" (commands.c), Prometheus families for "metrics"
+ * (metrics.c). */
+struct ag_stats_view;
+void ag_ctl_stats_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r);
+void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r);
+
 #endif

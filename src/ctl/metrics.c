@@ -1,9 +1,13 @@
 /* metrics.c - the counters in Prometheus text format (version 0.0.4).
  *
- * Names follow Prometheus conventions: authgate_ prefix, base units
- * (seconds, bytes), _total on counters, one family per HELP/TYPE pair, labels
- * for the dimension that varies (scheme, reason, limit, phase). Label values
- * are fixed strings from this file, never client input. Loop thread only. */
+ * The counters and gauges are the rows of the table in server/stats.def;
+ * this file adds the process facts and the latency histogram. Names follow
+ * Prometheus conventions: authgate_ prefix, base units (seconds, bytes),
+ * _total on counters, one family per HELP/TYPE pair, labels for the
+ * dimension that varies (scheme, pool, reason, limit, phase, class). Label
+ * values are fixed strings from the table or this file, never client input.
+ * Loop thread only. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,8 +15,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "session/table.h"
-#include "session/throttle.h"
+#include "server/stats.h"
 
 static void family(struct ag_ctl_reply *r, const char *name, const char *type, const char *help)
 {
@@ -40,14 +43,46 @@ static uint64_t rss_bytes(void)
     return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
 }
 
-static const char *scheme_label(int s)
+/* One sample of row r at dimension index i: name or name{label="value"}. */
+static void sample(struct ag_ctl_reply *r, const struct ag_stat_row *row, size_t i,
+                   const struct ag_stats_view *v)
 {
-    return s == AG_SCHEME_NEGOTIATE ? "negotiate" : s == AG_SCHEME_NTLM ? "ntlm" : "basic";
+    unsigned long long val = (unsigned long long)row->get(v, i);
+    if (!row->label) {
+        ag_ctl_raw(r, "%s %llu\n", row->metric, val);
+        return;
+    }
+    char label[AG_STAT_NAME_MAX];
+    ag_stat_expand(label, sizeof label, row->label, ag_stat_dim_name(row->dim, i));
+    const char *eq = strchr(label, '=');
+    int nl = eq ? (int)(eq - label) : (int)strlen(label);
+    ag_ctl_raw(r, "%s{%.*s=\"%s\"} %llu\n", row->metric, nl, label, eq ? eq + 1 : "", val);
+}
+
+void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r)
+{
+    /* A family's samples must be contiguous: each family is written where
+     * its first row stands, with the samples of every row that shares it. */
+    for (size_t k = 0; k < ag_stat_n_rows; k++) {
+        const struct ag_stat_row *row = &ag_stat_rows[k];
+        bool seen = false;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = strcmp(ag_stat_rows[j].metric, row->metric) == 0;
+        if (seen)
+            continue;
+        family(r, row->metric, row->kind == AG_STAT_KIND_GAUGE ? "gauge" : "counter",
+               ag_stat_family_help(row));
+        for (size_t j = k; j < ag_stat_n_rows; j++) {
+            if (strcmp(ag_stat_rows[j].metric, row->metric) != 0)
+                continue;
+            for (size_t i = 0; i < ag_stat_dim_size(ag_stat_rows[j].dim); i++)
+                sample(r, &ag_stat_rows[j], i, v);
+        }
+    }
 }
 
 void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
 {
-    const struct ag_stats *st = &srv->stats;
     const struct ag_auth_stats *a = &srv->auth;
     uint64_t up_s = (uv_now(srv->loop) - srv->started_ms) / 1000;
 
@@ -59,158 +94,17 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         "When the configuration in force was read, Unix seconds.", (uint64_t)srv->cfg->loaded);
     one(r, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());
 
-    struct ag_gauges g;
-    ag_server_gauges(srv, &g);
-    one(r, "authgate_connections", "gauge", "Client connections open.", srv->n_conns);
-    one(r, "authgate_connections_authenticated", "gauge",
-        "Client connections with a proven identity.", g.authenticated);
-    one(r, "authgate_handshakes_in_progress", "gauge",
-        "Multi-round authentication handshakes in progress.", g.handshakes);
-    one(r, "authgate_tunnels_open", "gauge", "CONNECT tunnels established.", g.tunnels);
-    one(r, "authgate_jobs_in_flight", "gauge", "Verification jobs queued or running.",
-        srv->workers.in_flight);
-
-    one(r, "authgate_connections_accepted_total", "counter", "Client connections accepted.",
-        st->conns_accepted);
-    one(r, "authgate_requests_total", "counter", "Requests received.", st->requests);
-    one(r, "authgate_requests_forwarded_total", "counter", "Requests forwarded upstream.",
-        st->forwarded);
-    one(r, "authgate_tunnels_total", "counter", "CONNECT tunnels established.", st->tunnels);
-    family(r, "authgate_responses_total", "counter", "Responses sent, by status class.");
-    ag_ctl_raw(r, "authgate_responses_total{class=\"2xx\"} %llu\n",
-               (unsigned long long)st->status_2xx);
-    ag_ctl_raw(r, "authgate_responses_total{class=\"3xx\"} %llu\n",
-               (unsigned long long)st->status_3xx);
-    ag_ctl_raw(r, "authgate_responses_total{class=\"4xx\"} %llu\n",
-               (unsigned long long)st->status_4xx);
-    ag_ctl_raw(r, "authgate_responses_total{class=\"5xx\"} %llu\n",
-               (unsigned long long)st->status_5xx);
-    one(r, "authgate_auth_challenges_total", "counter", "407 responses sent.", a->challenges);
-
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } per_scheme[] = {
-        {"authgate_auth_handshakes_started_total", "Handshakes started, by scheme.",
-         offsetof(struct ag_auth_stats, started)},
-        {"authgate_auth_handshakes_succeeded_total", "Handshakes that proved an identity.",
-         offsetof(struct ag_auth_stats, succeeded)},
-        {"authgate_auth_handshakes_failed_total", "Handshakes that failed, by scheme.",
-         offsetof(struct ag_auth_stats, failed)},
-    };
-    for (size_t i = 0; i < sizeof per_scheme / sizeof per_scheme[0]; i++) {
-        const uint64_t *v = (const uint64_t *)((const char *)a + per_scheme[i].off);
-        family(r, per_scheme[i].name, "counter", per_scheme[i].help);
-        for (int s = AG_SCHEME_NEGOTIATE; s <= AG_SCHEME_BASIC; s++)
-            ag_ctl_raw(r, "%s{scheme=\"%s\"} %llu\n", per_scheme[i].name, scheme_label(s),
-                       (unsigned long long)v[s]);
-    }
-
-    static const struct {
-        const char *label;
-        size_t off;
-    } reasons[] = {
-        {"bad_password", offsetof(struct ag_auth_stats, fail_bad_password)},
-        {"unknown_user", offsetof(struct ag_auth_stats, fail_unknown_user)},
-        {"malformed", offsetof(struct ag_auth_stats, fail_malformed)},
-        {"policy", offsetof(struct ag_auth_stats, fail_policy)},
-        {"timeout", offsetof(struct ag_auth_stats, fail_timeout)},
-        {"backend", offsetof(struct ag_auth_stats, fail_backend)},
-        {"throttled", offsetof(struct ag_auth_stats, fail_throttled)},
-        {"ntlmv1", offsetof(struct ag_auth_stats, fail_ntlmv1)},
-        {"replay", offsetof(struct ag_auth_stats, fail_replay)},
-        {"clock_skew", offsetof(struct ag_auth_stats, fail_skew)},
-    };
-    family(r, "authgate_auth_failures_total", "counter", "Failed verifications, by reason.");
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        ag_ctl_raw(r, "authgate_auth_failures_total{reason=\"%s\"} %llu\n", reasons[i].label,
-                   (unsigned long long)*(const uint64_t *)((const char *)a + reasons[i].off));
-    one(r, "authgate_auth_basic_cache_hits_total", "counter",
-        "Basic credentials answered from the cache.", a->basic_cache_hits);
-    one(r, "authgate_auth_identity_expired_total", "counter",
-        "Identities dropped by identity_max_age.", a->identity_expired);
-    one(r, "authgate_auth_identity_reset_total", "counter",
-        "Identities reset by new credentials on the connection.", a->identity_reset);
-
-    one(r, "authgate_rules_groups_unavailable_total", "counter",
-        "Requests refused (503) because a group= rule met a failed group lookup.",
-        st->rules_groups_unavailable);
-
-    struct ag_throttle_stats ts;
-    ag_throttle_stats(srv->throttle, &ts);
-    struct ag_session_counters sc = {0};
-    if (srv->sessions)
-        ag_session_counters(srv->sessions, &sc);
-
-    family(r, "authgate_limit_hits_total", "counter", "Times a configured ceiling was hit.");
-    const struct {
-        const char *label;
-        uint64_t v;
-    } limits[] = {
-        {"handshakes", a->limit_handshakes},  {"jobs", a->limit_jobs},
-        {"rounds", a->limit_rounds},          {"accept_paused", st->limit_accept_paused},
-        {"inbuf_full", st->limit_inbuf_full}, {"header_max", st->header_too_large},
-        {"ctl_connections", st->ctl_limit},   {"chunk_size", st->limit_chunk_size},
-        {"fail_max_per_user_addr", ts.refused_pair}, {"fail_max_per_addr", ts.refused_addr},
-        {"fail_max_per_user", ts.refused_user},      {"throttle_table_full", ts.refused_full},
-        {"throttle_unrecorded", ts.fail_unrecorded},
-        {"max_handshakes", sc.refused_global},       {"max_handshakes_per_addr", sc.refused_addr},
-    };
-    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
-        ag_ctl_raw(r, "authgate_limit_hits_total{limit=\"%s\"} %llu\n", limits[i].label,
-                   (unsigned long long)limits[i].v);
-
-    family(r, "authgate_timeouts_total", "counter", "Deadlines that expired, by phase.");
-    const struct {
-        const char *label;
-        uint64_t v;
-    } tmo[] = {
-        {"head", st->timeout_head},         {"idle", st->timeout_idle},
-        {"dns", st->timeout_dns},           {"connect", st->timeout_connect},
-        {"upstream", st->timeout_upstream}, {"tunnel", st->timeout_tunnel},
-        {"drain", st->timeout_drain},
-    };
-    for (size_t i = 0; i < sizeof tmo / sizeof tmo[0]; i++)
-        ag_ctl_raw(r, "authgate_timeouts_total{phase=\"%s\"} %llu\n", tmo[i].label,
-                   (unsigned long long)tmo[i].v);
-
-    one(r, "authgate_bad_requests_total", "counter", "Malformed requests refused.",
-        st->bad_requests);
-    one(r, "authgate_loops_detected_total", "counter", "Requests refused as forwarding loops.",
-        st->loops_detected);
-    one(r, "authgate_connect_ports_denied_total", "counter",
-        "CONNECT requests to a port not in connect_ports.", st->ports_denied);
-    one(r, "authgate_dst_this_network_total", "counter",
-        "Requests refused for a destination of 0.0.0.0/8 or :: (literal or resolved).",
-        st->dst_this_network);
-    one(r, "authgate_upstream_errors_total", "counter", "Upstream connection or protocol errors.",
-        st->upstream_errors);
-    one(r, "authgate_upstream_connections_opened_total", "counter", "Upstream connections opened.",
-        st->upstream_opened);
-    one(r, "authgate_upstream_connections_reused_total", "counter",
-        "Requests sent on a pooled upstream connection.", st->upstream_reused);
-    one(r, "authgate_received_bytes_total", "counter", "Bytes received from clients.",
-        st->bytes_in);
-    one(r, "authgate_sent_bytes_total", "counter", "Bytes sent to clients.", st->bytes_out);
-    one(r, "authgate_jobs_submitted_total", "counter", "Verification jobs submitted.",
-        srv->workers.submitted);
-    one(r, "authgate_jobs_refused_total", "counter", "Verification jobs refused at max_jobs.",
-        srv->workers.refused_cap);
-    one(r, "authgate_reload_timeouts_total", "counter",
-        "Reloads given up waiting for winbind (the old configuration stayed).",
-        srv->auth.reload_timeouts);
-    one(r, "authgate_ctl_commands_total", "counter", "Status-socket commands served.",
-        st->ctl_commands);
-    one(r, "authgate_ctl_denied_total", "counter", "Status-socket peers refused.", st->ctl_denied);
-    one(r, "authgate_ctl_bad_commands_total", "counter", "Malformed status-socket commands.",
-        st->ctl_bad);
+    struct ag_stats_view v;
+    ag_stats_view_take(srv, &v);
+    ag_ctl_metrics_counters(&v, r);
 
     const struct ag_latency_series *h = ag_latency_series;
     const char *hn = "authgate_auth_verify_duration_seconds";
     family(r, hn, "histogram", "Time from queuing a verification to its result.");
     for (size_t i = 0; i < AG_LAT_SERIES; i++) {
         const struct ag_latency *l = &a->latency[h[i].scheme][h[i].backend];
-        const char *sl = scheme_label(h[i].scheme);
+        const char *sl =
+            ag_stat_dim_name(AG_STAT_DIM_SCHEME, (size_t)(h[i].scheme - AG_SCHEME_NEGOTIATE));
         uint64_t cum = 0;
         for (size_t b = 0; b < AG_LAT_BUCKETS; b++) {
             cum += l->bucket[b];

@@ -743,6 +743,10 @@ static void start_exchange_io(struct conn *c)
     }
     c->state = CONN_FORWARD;
     uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
+    /* The head is staged for a fresh or a pooled upstream connection: one
+     * forwarded request (the retry on a fresh connection is the same one). */
+    if (!c->retried)
+        c->srv->stats.forwarded++;
     conn_flush(c);
     conn_resume(c);
 }

@@ -15,22 +15,12 @@
 #include "config/config.h"
 #include "work.h"
 
-/* Counters since start; every limit hit has one (visible through authgatectl). */
+/* Counters since start; every limit hit has one (visible through authgatectl).
+ * The fields, their stats keys, metric names and help are listed once, in
+ * stats.def. */
 struct ag_stats {
-    uint64_t conns_accepted, requests, forwarded, tunnels;
-    uint64_t status_2xx, status_3xx, status_4xx, status_5xx;
-    uint64_t bad_requests, header_too_large, loops_detected, ports_denied;
-    uint64_t rules_denied, rules_preauth_allowed;
-    uint64_t rules_groups_unavailable; /* 503: a group= rule and a failed group lookup */
-    uint64_t dst_this_network; /* targets refused as 0.0.0.0/8 or :: (literal or resolved) */
-    uint64_t limit_accept_paused, limit_inbuf_full, limit_chunk_size;
-    uint64_t timeout_head, timeout_idle, timeout_dns, timeout_connect, timeout_upstream,
-        timeout_tunnel, timeout_drain;
-    uint64_t upstream_errors, upstream_reused, upstream_opened, upstream_not_pooled_fds;
-    uint64_t bytes_in, bytes_out;
-    /* the status socket: commands served, peers refused, bad or oversized
-     * command lines, connections refused at AG_CTL_MAX_CONNS */
-    uint64_t ctl_commands, ctl_denied, ctl_bad, ctl_limit;
+#define AG_STAT_SERVER(field, ...) uint64_t field;
+#include "stats.def"
 };
 
 /* Verification latency (job queued to done callback), a fixed-bucket
@@ -51,16 +41,11 @@ struct ag_latency {
     uint64_t count, sum_ms;
 };
 
-/* Authentication counters, per scheme where it matters. */
+/* Authentication counters, per scheme where it matters (stats.def). */
 struct ag_auth_stats {
-    uint64_t challenges;          /* 407s sent */
-    uint64_t started[4], succeeded[4], failed[4]; /* indexed by enum ag_scheme */
-    uint64_t fail_bad_password, fail_unknown_user, fail_malformed, fail_policy, fail_timeout,
-        fail_backend, fail_throttled, fail_ntlmv1, fail_replay, fail_skew;
-    uint64_t basic_cache_hits;
-    uint64_t limit_handshakes, limit_jobs, limit_rounds;
-    uint64_t identity_expired, identity_reset;
-    uint64_t reload_timeouts; /* reloads given up after handshake_timeout */
+#define AG_STAT_AUTH(field, ...) uint64_t field;
+#define AG_STAT_SCHEME(field, ...) uint64_t field[4]; /* indexed by enum ag_scheme */
+#include "stats.def"
     /* [enum ag_scheme][enum ag_backend]; Negotiate (GSS) uses AG_BACKEND_NONE */
     struct ag_latency latency[4][3];
 };

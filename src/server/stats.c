@@ -1,4 +1,9 @@
-/* stats.c - the verification latency histograms of struct ag_auth_stats. */
+/* stats.c - the counter table generated from stats.def, the view its rows
+ * read, and the verification latency histograms of struct ag_auth_stats. */
+#include "stats.h"
+
+#include <string.h>
+
 #include "conn.h"
 #include "server.h"
 #include "session/table.h"
@@ -40,4 +45,118 @@ void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, ui
     h->bucket[i]++;
     h->count++;
     h->sum_ms += ms;
+}
+
+/* --- the table ------------------------------------------------------------- */
+
+/* One getter per row: the cast widens the size_t and uint32_t fields. */
+#define AG_STAT_GET(src, field, expr)                                                      \
+    static uint64_t get_##src##_##field(const struct ag_stats_view *v, size_t i)            \
+    {                                                                                      \
+        (void)i;                                                                           \
+        return (uint64_t)(expr);                                                           \
+    }
+#define AG_STAT_SERVER(f, ...) AG_STAT_GET(server, f, v->srv->f)
+#define AG_STAT_AUTH(f, ...) AG_STAT_GET(auth, f, v->auth->f)
+#define AG_STAT_SCHEME(f, ...) AG_STAT_GET(scheme, f, v->auth->f[AG_SCHEME_NEGOTIATE + i])
+#define AG_STAT_SESSION(f, ...) AG_STAT_GET(session, f, v->sessions.f)
+#define AG_STAT_THROTTLE(f, ...) AG_STAT_GET(throttle, f, v->throttle.f)
+#define AG_STAT_WORKERS(f, ...) AG_STAT_GET(workers, f, v->workers->f)
+#define AG_STAT_POOL(f, ...) AG_STAT_GET(pool, f, v->workers->pools[i].f)
+#define AG_STAT_GAUGE(f, ...) AG_STAT_GET(gauge, f, v->f)
+#include "stats.def"
+#undef AG_STAT_GET
+
+#define AG_STAT_ROW(src, dim, field, kind, key, metric, label, help)                         \
+    {key, metric, label, help, AG_STAT_KIND_##kind, AG_STAT_DIM_##dim, get_##src##_##field},
+const struct ag_stat_row ag_stat_rows[] = {
+#define AG_STAT_SERVER(f, ...) AG_STAT_ROW(server, NONE, f, __VA_ARGS__)
+#define AG_STAT_AUTH(f, ...) AG_STAT_ROW(auth, NONE, f, __VA_ARGS__)
+#define AG_STAT_SCHEME(f, ...) AG_STAT_ROW(scheme, SCHEME, f, __VA_ARGS__)
+#define AG_STAT_SESSION(f, ...) AG_STAT_ROW(session, NONE, f, __VA_ARGS__)
+#define AG_STAT_THROTTLE(f, ...) AG_STAT_ROW(throttle, NONE, f, __VA_ARGS__)
+#define AG_STAT_WORKERS(f, ...) AG_STAT_ROW(workers, NONE, f, __VA_ARGS__)
+#define AG_STAT_POOL(f, ...) AG_STAT_ROW(pool, POOL, f, __VA_ARGS__)
+#define AG_STAT_GAUGE(f, ...) AG_STAT_ROW(gauge, NONE, f, __VA_ARGS__)
+#include "stats.def"
+};
+#undef AG_STAT_ROW
+const size_t ag_stat_n_rows = sizeof ag_stat_rows / sizeof ag_stat_rows[0];
+
+const struct ag_stat_family ag_stat_families[] = {
+#define AG_STAT_FAMILY(metric, help) {metric, help},
+#include "stats.def"
+};
+const size_t ag_stat_n_families = sizeof ag_stat_families / sizeof ag_stat_families[0];
+
+/* The order of enum ag_scheme from AG_SCHEME_NEGOTIATE, lower-case as
+ * stats keys and metric labels have always spelt them. */
+static const char *const scheme_names[] = {"negotiate", "ntlm", "basic"};
+/* By enum ag_pool_id, as stats keys and metric labels spell the pools. */
+static const char *const pool_names[AG_POOL_N] = {
+    [AG_POOL_WINBIND] = "winbind", [AG_POOL_KERBEROS] = "kerberos", [AG_POOL_LOCAL] = "local"};
+
+size_t ag_stat_dim_size(enum ag_stat_dim d)
+{
+    switch (d) {
+    case AG_STAT_DIM_SCHEME: return sizeof scheme_names / sizeof scheme_names[0];
+    case AG_STAT_DIM_POOL: return AG_POOL_N;
+    default: return 1;
+    }
+}
+
+const char *ag_stat_dim_name(enum ag_stat_dim d, size_t i)
+{
+    if (i >= ag_stat_dim_size(d))
+        return NULL;
+    switch (d) {
+    case AG_STAT_DIM_SCHEME: return scheme_names[i];
+    case AG_STAT_DIM_POOL: return pool_names[i];
+    default: return NULL;
+    }
+}
+
+size_t ag_stat_expand(char *out, size_t n, const char *tmpl, const char *name)
+{
+    const char *pct = name ? strstr(tmpl, "%s") : NULL;
+    size_t head = pct ? (size_t)(pct - tmpl) : strlen(tmpl);
+    size_t nl = pct ? strlen(name) : 0, tail = pct ? strlen(pct + 2) : 0;
+    size_t len = head + nl + tail;
+    if (n == 0)
+        return len;
+    /* truncates (a test checks that no row comes near AG_STAT_NAME_MAX) */
+    size_t o = 0;
+    for (size_t k = 0; k < head && o + 1 < n; k++)
+        out[o++] = tmpl[k];
+    for (size_t k = 0; k < nl && o + 1 < n; k++)
+        out[o++] = name[k];
+    for (size_t k = 0; k < tail && o + 1 < n; k++)
+        out[o++] = pct[2 + k];
+    out[o] = '\0';
+    return len;
+}
+
+const char *ag_stat_family_help(const struct ag_stat_row *r)
+{
+    for (size_t i = 0; i < ag_stat_n_families; i++)
+        if (strcmp(ag_stat_families[i].metric, r->metric) == 0)
+            return ag_stat_families[i].help;
+    return r->help;
+}
+
+void ag_stats_view_take(const struct ag_server *srv, struct ag_stats_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->srv = &srv->stats;
+    v->auth = &srv->auth;
+    v->workers = &srv->workers;
+    if (srv->sessions)
+        ag_session_counters(srv->sessions, &v->sessions);
+    ag_throttle_stats(srv->throttle, &v->throttle);
+    struct ag_gauges g;
+    ag_server_gauges(srv, &g);
+    v->connections = srv->n_conns;
+    v->authenticated = g.authenticated;
+    v->handshakes = g.handshakes;
+    v->tunnels_open = g.tunnels;
 }

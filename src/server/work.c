@@ -105,6 +105,7 @@ static void drain_finished(struct ag_pool *p, bool call_done)
         struct ag_job *j = list;
         list = j->next;
         w->completed += !j->uncounted;
+        w->pools[j->home].completed += !j->uncounted;
         job_gone(w, j);
         /* done runs exactly once, here, and only for an attached job. */
         if (j->owner && call_done)

@@ -54,7 +54,7 @@ struct ag_pool {
     uv_async_t async;           /* wakes the loop to drain the finished list */
     uint32_t in_flight;         /* loop: submitted here, not yet freed */
     uint32_t busy;              /* under w->mu: threads inside run */
-    uint64_t submitted, refused_cap;
+    uint64_t submitted, completed, refused_cap; /* completed: by the pool submitted to */
 };
 
 struct ag_workers {

@@ -199,6 +199,43 @@ def test_stats_count_handshakes_failures_and_latency(make_gateway, origin, sockd
     assert rc == 0 and re.search(r"^auth_basic_failed\s+1$", out, re.M), out
 
 
+def test_stats_and_metrics_count_forwarded_requests(make_gateway, origin, echo_server,
+                                                    closed_port, sockdir):
+    """forwarded counts each request whose head went upstream, once: on a
+    fresh and on a pooled upstream connection alike; not a 407, not a 502
+    from a refused connect, not a CONNECT (tunnels counts those)."""
+    gw = ctl_gateway(make_gateway, sockdir, connect_ports=[echo_server.port])
+    n = 5
+    c = basic_client(gw, origin, "/fwd/0")  # 1 forwarded (fresh upstream)
+    for i in range(1, n):  # the rest on the pooled upstream connection
+        r = c.request(get_request(origin.url("/fwd/%d" % i), headers=[basic_header()]))
+        assert r.status == 200, r
+    assert c.request(get_request(origin.url("/no"))).status == 407
+    r = c.request(get_request(closed_port.url("/refused"), headers=[basic_header()]))
+    assert r.status == 502, r
+    c.close()
+    t = gw.client()
+    authority = "127.0.0.1:%d" % echo_server.port
+    t.send(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n" %
+           (authority.encode(), authority.encode(), basic_header()[1].encode()))
+    assert t.recv_response("CONNECT", timeout=5).status == 200
+    t.close()
+    assert len(origin.wait_requests(n)) == n
+    st = ctl_json(gw.sock, "stats")
+    assert st["forwarded"] == n and st["tunnels"] == 1, st
+    assert st["upstream_reused"] == n - 1, st
+    rc, out, err = ctl(gw.sock, "metrics")
+    assert rc == 0, err
+    fams = parse_prometheus(out)
+    assert value(fams, "authgate_requests_forwarded_total") == n
+    assert value(fams, "authgate_tunnels_total") == 1
+    # counters that were in stats only, now in metrics too
+    assert value(fams, "authgate_upstream_not_pooled_fds_total") == 0
+    assert value(fams, "authgate_pool_jobs_submitted_total", pool="local") == st[
+        "jobs_submitted_local"] >= 1
+    assert value(fams, "authgate_jobs_completed_total") == st["jobs_completed"] >= 1
+
+
 # ---------------------------------------------------------------------------
 # kick
 

@@ -13,6 +13,7 @@
 #include "authgate/err.h"
 #include "ctl/commands.h"
 #include "ctl/proto.h"
+#include "ctl_reply_text.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -158,19 +159,6 @@ static void test_encode_decode(void **state)
     char small[5];
     ag_ctl_encode(small, sizeof small, "a b", 3);
     assert_string_equal(small, "a");
-}
-
-static char *finish(struct ag_ctl_reply *r)
-{
-    size_t len;
-    char *s = ag_ctl_reply_finish(r, &len);
-    ag_ctl_reply_free(r);
-    assert_non_null(s);
-    char *z = malloc(len + 1);
-    memcpy(z, s, len);
-    z[len] = '\0';
-    free(s);
-    return z;
 }
 
 static void test_reply(void **state)
