@@ -871,8 +871,10 @@ def pending_ntlm(ctx, t, w, n):
     stops (SIGSTOP) after the CHALLENGEs; returns the clients (their 200s
     are read after w.resume())."""
     sys.path.insert(0, os.path.join(ctx.root, "tests", "integration"))
-    from harness import auth as ha  # noqa: E402  (byte-level NTLM client)
+    from harness import ntlm_client as ha  # noqa: E402  (byte-level NTLM client)
+    from harness.procs import threads_waiting_on_socket  # noqa: E402
     from harness.rawhttp import RawClient, get_request  # noqa: E402
+    from harness.tools import wait_until  # noqa: E402
     url = B.origin_url(ctx, "/small")
     legs = []
     for _ in range(n):
@@ -885,8 +887,8 @@ def pending_ntlm(ctx, t, w, n):
         t3 = ha.authenticate_msg(chal, USER, w.users[USER], DOMAIN, negotiate=t1)
         c.send(get_request(url, [ha.pa("NTLM " + ha.b64(t3))]))
     # every winbind worker inside a call on the stopped winbindd
-    ha.wait_until(lambda: len(ha.threads_waiting_on_socket(t.proc.pid)) >= 4, 20,
-                  "winbind workers blocked on the stopped winbindd")
+    wait_until(lambda: len(threads_waiting_on_socket(t.proc.pid)) >= 4, 20,
+               "winbind workers blocked on the stopped winbindd")
     return legs
 
 

@@ -19,14 +19,17 @@ import struct
 
 import pytest
 
-from harness.auth import (AV_FLAGS, AV_TARGET_NAME, CURL_FLAGS, F_ANONYMOUS, F_DATAGRAM, F_LM_KEY, F_UNICODE,
-                          F_VERSION, IDENTITY_HEADER, SIG, USERS, WINDOWS_FLAGS, authenticate_msg,
-                          b64, basic, challenge_from, get_field, is_fresh_407,
-                          log_events, negotiate_msg, ntlm_legs, pa, set_field, set_flags,
-                          stats, status, type1_leg, wait_until)
-from harness.auth import local_env  # noqa: F401 (fixture)
+from harness.auth import IDENTITY_HEADER, USERS
+from harness.auth import local_env  # noqa: F401 (fixtures)
+from harness.ctl_client import stats, status
+from harness.gateway import log_events
+from harness.ntlm_client import (AV_FLAGS, AV_TARGET_NAME, CURL_FLAGS, F_ANONYMOUS, F_DATAGRAM,
+                                 F_LM_KEY, F_UNICODE, F_VERSION, SIG, WINDOWS_FLAGS,
+                                 authenticate_msg, b64, basic, challenge_from, get_field,
+                                 is_fresh_407, negotiate_msg, ntlm_legs, pa, set_field, set_flags,
+                                 type1_leg)
 from harness.rawhttp import Closed, build_request, get_request
-from harness.tools import assert_error_response
+from harness.tools import assert_error_response, wait_until
 
 PW = USERS["alice"]
 ALL = ["ntlm", "basic"]
@@ -376,22 +379,8 @@ CASES = [
     header_case("basic-user-256", 74, "Basic " + _b("u" * 256 + ":" + PW)),
 ]
 
-# Known daemon bugs: case id -> reason (xfail strict).
-_BASIC_KEEPS_CHALLENGE = (
-    "a Basic credential refused before verification (malformed: basic_auth -> send_407 "
-    "without ag_session_reset) leaves the outstanding NTLM challenge in place; the Type 3 "
-    "for it then succeeds (rows 30/32: drop, old context discarded)")
-XFAIL = {}  # every known daemon bug of this table is fixed; keep the hook for new ones
-
-
 def _params():
-    out = []
-    for c in CASES:
-        marks = []
-        if c.id in XFAIL:
-            marks.append(pytest.mark.xfail(strict=True, reason="daemon bug: " + XFAIL[c.id]))
-        out.append(pytest.param(c, id="row%02d-%s" % (c.row, c.id), marks=marks))
-    return out
+    return [pytest.param(c, id="row%02d-%s" % (c.row, c.id)) for c in CASES]
 
 
 @pytest.mark.parametrize("case", _params())

@@ -10,12 +10,15 @@ import json
 
 import pytest
 
-from harness.auth import (IDENTITY_HEADER, USERS, basic, is_fresh_407, log_events, offered, pa,
-                          stats, status, threads_waiting_on_socket, wait_until,
-                          write_user_file)
+from harness.accesslog import access_records, result_status
+from harness.auth import IDENTITY_HEADER, USERS, write_user_file
 from harness.auth import auth_env, backend, local_env, winbind_env  # noqa: F401 (fixtures)
+from harness.ctl_client import stats, status
+from harness.gateway import log_events
+from harness.ntlm_client import basic, is_fresh_407, offered, pa
+from harness.procs import threads_waiting_on_socket
 from harness.rawhttp import build_request, get_request
-from harness.tools import assert_error_response, curl
+from harness.tools import assert_error_response, curl, wait_until
 
 pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
 
@@ -30,11 +33,6 @@ def echo_json(resp):
 
 def header_values(req_json, name):
     return [v for n, v in req_json["headers"] if n.lower() == name.lower()]
-
-
-def access_fields(line):
-    """Squid native format: time elapsed client code/status bytes method url user hier type."""
-    return line.split()
 
 
 # --------------------------------------------------------------------------- curl
@@ -234,11 +232,11 @@ def test_access_log_user_column(auth_env, origin):
     assert c.request(get_request(origin.url("/two"), [pa(basic(*ALICE))])).status == 200
     assert c.request(get_request(origin.url("/three"), [pa(basic("alice", "bad"))])).status == 407
     lines = gw.wait_access_log(3)
-    f = [access_fields(l) for l in lines]
-    assert (f[0][3], f[0][7]) == ("TCP_DENIED/407", "-")
-    assert (f[1][3], f[1][6], f[1][7]) == ("TCP_MISS/200", origin.url("/two"),
-                                           auth_env.identity("alice"))
-    assert (f[2][3], f[2][7]) == ("TCP_DENIED/407", "-")
+    f = access_records(lines)
+    assert (result_status(f[0]), f[0]["user"]) == ("TCP_DENIED/407", "-")
+    assert (result_status(f[1]), f[1]["url"], f[1]["user"]) == ("TCP_MISS/200", origin.url("/two"),
+                                                                auth_env.identity("alice"))
+    assert (result_status(f[2]), f[2]["user"]) == ("TCP_DENIED/407", "-")
 
 
 def test_user_with_domain_in_local_file(local_env, origin, tmp_path):
@@ -272,7 +270,7 @@ def wb_cred(env, user):
 def test_winbind_stopped_503_then_recovers(winbind_env, origin):
     wb = winbind_env.winbind
     wb_alice = wb_cred(winbind_env, "alice")
-    gw = winbind_env.make("basic", basic_cache_ttl=0, qualified_users=True)
+    gw = winbind_env.make("basic", basic_cache_ttl=0)
     c = gw.client()
     assert c.request(get_request(origin.url("/before"), [wb_alice])).status == 200
     wb.stop()
@@ -299,8 +297,7 @@ def test_winbind_stopped_503_then_recovers(winbind_env, origin):
 def test_winbind_hung_beyond_handshake_timeout_503(winbind_env, origin):
     wb = winbind_env.winbind
     wb_alice = wb_cred(winbind_env, "alice")
-    gw = winbind_env.make("basic", handshake_timeout="1s", basic_cache_ttl=0,
-                          qualified_users=True)
+    gw = winbind_env.make("basic", handshake_timeout="1s", basic_cache_ttl=0)
     wb.pause()
     try:
         c = gw.client()
@@ -323,7 +320,7 @@ def test_client_closes_while_verification_runs(winbind_env, origin):
     wb = winbind_env.winbind
     wb_alice, wb_bob = wb_cred(winbind_env, "alice"), wb_cred(winbind_env, "bob")
     gw = winbind_env.make("basic", handshake_timeout="20s", basic_cache_ttl=0,
-                          log_level="debug", qualified_users=True, ctl=True)
+                          log_level="debug", ctl=True)
     wb.pause()
     try:
         c = gw.client()
@@ -359,8 +356,7 @@ def test_verifications_in_flight_capped(winbind_env, origin, cap):
     beyond the cap the next one gets 503 at once, and the first completes."""
     wb = winbind_env.winbind
     wb_alice, wb_bob = wb_cred(winbind_env, "alice"), wb_cred(winbind_env, "bob")
-    gw = winbind_env.make("basic", handshake_timeout="20s", basic_cache_ttl=0,
-                          qualified_users=True, ctl=True, **{cap: 1})
+    gw = winbind_env.make("basic", handshake_timeout="20s", basic_cache_ttl=0, ctl=True, **{cap: 1})
     a, b = gw.client(), gw.client()
     wb.pause()
     try:
@@ -479,7 +475,7 @@ def test_basic_cache_expires(winbind_env, origin):
     stopped, a cached credential keeps working until the TTL ends, then 503."""
     wb = winbind_env.winbind
     wb_alice = wb_cred(winbind_env, "alice")
-    gw = winbind_env.make("basic", basic_cache_ttl="1s", qualified_users=True)
+    gw = winbind_env.make("basic", basic_cache_ttl="1s")
     c = gw.client()
     assert c.request(get_request(origin.url("/a"), [wb_alice])).status == 200
     wb.stop()

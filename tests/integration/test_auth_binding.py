@@ -2,20 +2,13 @@
 proven on one connection is never honoured on another (README, "An identity
 belongs to the TCP connection that proved it")."""
 
-import json
-
-from harness.auth import (IDENTITY_HEADER, USERS, authenticate_msg, b64, basic, is_fresh_407,
-                          ntlm_legs, pa, type1_leg)
+from harness.auth import USERS, ident
 from harness.auth import auth_env, backend, local_env, winbind_env  # noqa: F401 (fixtures)
+from harness.ntlm_client import authenticate_msg, b64, basic, is_fresh_407, ntlm_legs, pa, type1_leg
 from harness.rawhttp import get_request
 from harness.tools import assert_error_response
 
 pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
-
-
-def ident(resp):
-    assert resp.status == 200, resp
-    return [v for n, v in json.loads(resp.body)["headers"] if n.lower() == IDENTITY_HEADER.lower()]
 
 
 def test_ntlm_identity_not_honoured_on_another_connection(auth_env, origin):

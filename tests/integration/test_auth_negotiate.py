@@ -35,8 +35,9 @@ import time
 
 import pytest
 
-from harness.auth import Challenge, authenticate_msg
+from harness.accesslog import parse_access
 from harness.gateway import sanitizer_env
+from harness.ntlm_client import Challenge, authenticate_msg, b64
 from harness.rawhttp import build_request, get_request
 from harness.tools import CurlResult, assert_error_response
 from peers.kdc import Kdc
@@ -49,11 +50,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DEMO_USERS = REPO / "scripts" / "demo-users"
 LSAN_SUPP = REPO / "tests" / "lsan.supp"
 DEMO_USER, DEMO_PASSWORD = "demo", "authgate-demo"
-
-SQUID_LINE = re.compile(
-    r"^(?P<time>\d{9,}\.\d{3})\s+(?P<elapsed>\d+) (?P<client>\S+) "
-    r"(?P<code>[A-Z_]+)/(?P<status>\d{3}) (?P<bytes>\d+) (?P<method>\S+) (?P<url>\S+) "
-    r"(?P<user>\S+) (?P<hier>[A-Z_]+)/(?P<peer>\S+) (?P<type>\S+)$")
 
 # --------------------------------------------------------------------------- DER / SPNEGO
 
@@ -140,10 +136,6 @@ def parse_neg_token_resp(data):
 def ntlm_type1():
     """curl's 32-byte NTLMSSP NEGOTIATE (flags 0x00088206, no version)."""
     return b"NTLMSSP\x00" + struct.pack("<II", 1, 0x00088206) + b"\x00" * 16
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 # --------------------------------------------------------------------------- clients
@@ -283,12 +275,6 @@ def neg_req(url, token=None, raw=None, method="GET"):
     elif token is not None:
         hdrs.append(("Proxy-Authorization", "Negotiate " + b64(token)))
     return get_request(url, hdrs, method=method)
-
-
-def parse_access(line):
-    m = SQUID_LINE.match(line)
-    assert m, "not a Squid native access-log line: %r" % line
-    return m.groupdict()
 
 
 def assert_fresh_407(resp, schemes=("Negotiate",)):

@@ -1,5 +1,5 @@
 """NTLM end to end: curl, python requests + requests_ntlm, python3-ntlm-auth
-and a byte-level client (harness/auth.py) through the gateway, verified
+and a byte-level client (harness/ntlm_client.py) through the gateway, verified
 against the local user file and a real winbindd. One scenario per test;
 tests parametrized with `backend` run once per backend.
 
@@ -12,30 +12,24 @@ import re
 
 import pytest
 
-from harness.auth import (AV_TARGET_NAME, CURL_FLAGS, F_UNICODE, IDENTITY_HEADER, REQUESTS_NTLM_SCRIPT, USERS,
-                          WINDOWS_FLAGS, AuthEnv, NtlmAuthClient, authenticate_msg, av_pack, av_parse, b64,
-                          basic, challenge_from, get_field, is_fresh_407, log_events,
-                          negotiate_msg, ntlm_legs, offered, pa, run_python, stats, status,
-                          threads_waiting_on_socket, type1_leg, wait_until, write_user_file)
-from harness.auth import (auth_env, backend, legacy_ssl_env, local_env,  # noqa: F401
-                          winbind_env)
-from harness.gateway import free_port
+from harness.accesslog import access_records, result_status
+from harness.auth import IDENTITY_HEADER, USERS, AuthEnv, ident, write_user_file
+from harness.auth import auth_env, backend, local_env, winbind_env  # noqa: F401 (fixtures)
+from harness.ctl_client import stats, status
+from harness.gateway import free_port, log_events
+from harness.ntlm_client import (AV_TARGET_NAME, CURL_FLAGS, F_UNICODE, REQUESTS_NTLM_SCRIPT,
+                                 WINDOWS_FLAGS, NtlmAuthClient, authenticate_msg, av_pack,
+                                 av_parse, basic, challenge_from, get_field, is_fresh_407,
+                                 negotiate_msg, ntlm_legs, ntlm_pa, offered, pa, run_python,
+                                 type1_leg)
+from harness.ntlm_client import legacy_ssl_env  # noqa: F401 (fixtures)
+from harness.procs import threads_waiting_on_socket
 from harness.rawhttp import build_request, get_request
-from harness.tools import assert_error_response, curl
+from harness.tools import assert_error_response, curl, wait_until
 
 pytest_plugins = ["peers.fixtures"]  # one session winbindd for every test module
 
 PW = USERS
-
-
-def ident(resp):
-    assert resp.status == 200, resp
-    j = json.loads(resp.body)
-    return [v for n, v in j["headers"] if n.lower() == IDENTITY_HEADER.lower()]
-
-
-def ntlm_pa(msg, scheme="NTLM"):
-    return pa("%s %s" % (scheme, b64(msg)))
 
 
 # --------------------------------------------------------------------------- real clients
@@ -54,9 +48,9 @@ def test_curl_ntlm_two_urls_one_connection(auth_env, origin):
     for q in reqs:
         assert q.header("proxy-authorization") is None
         assert q.header_all(IDENTITY_HEADER) == [auth_env.identity("alice")]
-    lines = gw.wait_access_log(3)
-    assert [l.split()[3] for l in lines] == ["TCP_DENIED/407", "TCP_MISS/200", "TCP_MISS/200"]
-    assert [l.split()[7] for l in lines] == ["-"] + [auth_env.identity("alice")] * 2
+    lines = access_records(gw.wait_access_log(3))
+    assert [result_status(f) for f in lines] == ["TCP_DENIED/407", "TCP_MISS/200", "TCP_MISS/200"]
+    assert [f["user"] for f in lines] == ["-"] + [auth_env.identity("alice")] * 2
     assert "event=auth_ok scheme=NTLM via=NTLM" in gw.error_log
     assert log_events(gw).count("auth_ok") == 1
 
@@ -82,11 +76,10 @@ def test_curl_ntlm_connect_to_tls_origin(auth_env, tls_origin):
     assert [x.status for x in r.responses] == [407, 200, 200], r.headers_raw
     (q,) = tls_origin.wait_requests(1)
     assert q.tls and q.header("proxy-authorization") is None
-    lines = gw.wait_access_log(2)
-    f = [l.split() for l in lines]
-    assert (f[0][3], f[0][5]) == ("TCP_DENIED/407", "CONNECT")
-    assert (f[1][3], f[1][5], f[1][7]) == ("TCP_TUNNEL/200", "CONNECT",
-                                           auth_env.identity("carol"))
+    f = access_records(gw.wait_access_log(2))
+    assert (result_status(f[0]), f[0]["method"]) == ("TCP_DENIED/407", "CONNECT")
+    assert (result_status(f[1]), f[1]["method"], f[1]["user"]) == ("TCP_TUNNEL/200", "CONNECT",
+                                                                    auth_env.identity("carol"))
 
 
 def test_curl_ntlm_wrong_password(auth_env, origin):
@@ -807,7 +800,7 @@ MACHINE_PW = "Machine-Pass1"
 def machine_env(make_gateway, tmp_path, request, fresh_winbind):
     fresh_winbind.add_machine("ws1", MACHINE_PW, "W")
     fresh_winbind.add_machine("srv1", MACHINE_PW, "S")
-    env = AuthEnv("winbind", make_gateway, tmp_path, fresh_winbind, request=request)
+    env = AuthEnv("winbind", make_gateway, tmp_path, fresh_winbind)
     request.addfinalizer(env.finish)
     return env
 

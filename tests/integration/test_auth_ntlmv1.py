@@ -13,9 +13,9 @@ import warnings
 
 import pytest
 
-from harness.auth import (USERS, AuthEnv, authenticate_msg, b64, is_fresh_407, nt_hash, pa,
-                          type1_leg)
-from harness.auth import local_env  # noqa: F401  (fixture)
+from harness.auth import USERS, AuthEnv
+from harness.auth import local_env  # noqa: F401 (fixtures)
+from harness.ntlm_client import authenticate_msg, b64, is_fresh_407, nt_hash, pa, type1_leg
 from harness.rawhttp import get_request
 from peers.winbind import Winbind
 
@@ -70,7 +70,7 @@ def wb_v1():
 
 
 def _env(request, make_gateway, tmp_path, wb):
-    env = AuthEnv("winbind" if wb else "local", make_gateway, tmp_path, wb, request=request)
+    env = AuthEnv("winbind" if wb else "local", make_gateway, tmp_path, wb)
     request.addfinalizer(env.finish)
     return env
 

@@ -11,9 +11,12 @@ Run: /usr/bin/python3 -m pytest -q tests/integration/test_auth_throttle.py
 
 import pytest
 
-from harness.auth import (USERS, authenticate_msg, b64, basic, log_events, negotiate_msg,
-                          ntlm_legs, pa, stats, status, type1_leg)
+from harness.auth import USERS
 from harness.auth import auth_env, backend, local_env  # noqa: F401 (fixtures)
+from harness.ctl_client import stats, status
+from harness.gateway import log_events
+from harness.ntlm_client import (authenticate_msg, b64, basic, negotiate_msg, ntlm_legs, pa,
+                                 type1_leg)
 from harness.rawhttp import get_request
 from harness.tools import assert_error_response, curl
 

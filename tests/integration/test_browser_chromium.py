@@ -28,7 +28,8 @@ import time
 
 import pytest
 
-from harness.auth import winbind_env  # noqa: F401
+from harness.accesslog import parse_access
+from harness.auth import winbind_env  # noqa: F401 (fixtures)
 from harness.browser import Chromium
 from harness.origin import HELLO
 
@@ -37,11 +38,6 @@ pytest_plugins = ["peers.fixtures"]
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LSAN_SUPP = REPO / "tests" / "lsan.supp"
 PASSWORD = {"alice": "alice-Pass1"}
-
-SQUID_LINE = re.compile(
-    r"^(?P<time>\d{9,}\.\d{3})\s+(?P<elapsed>\d+) (?P<client>\S+) "
-    r"(?P<code>[A-Z_]+)/(?P<status>\d{3}) (?P<bytes>\d+) (?P<method>\S+) (?P<url>\S+) "
-    r"(?P<user>\S+) (?P<hier>[A-Z_]+)/(?P<peer>\S+) (?P<type>\S+)$")
 
 
 def browser(tmp_path, gw, env=None, **kw):
@@ -65,8 +61,7 @@ def logged_user(gw, method, url, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
         for line in gw.access_log:
-            m = SQUID_LINE.match(line)
-            assert m, "not a Squid access-log line: %r" % line
+            m = parse_access(line)
             if (m["method"], m["url"], m["status"]) == (method, url, "200"):
                 return m["user"]
         if time.monotonic() > deadline:

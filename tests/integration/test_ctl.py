@@ -3,24 +3,24 @@ authenticated clients (Basic on raw keep-alive connections, NTLM from curl)
 connected while the test asks; `authgate doctor` on good and broken set-ups;
 the metrics output checked by a strict Prometheus text parser."""
 
-import base64
 import json
 import math
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 
 import pytest
 
+from harness.ctl_client import ctl, ctl_bin, ctl_json, raw_exchange
+from harness.ctl_client import sockdir  # noqa: F401 (fixtures)
 from harness.gateway import authgate_bin, free_port, render_config, sanitizer_env, \
     sanitizer_reports
+from harness.ntlm_client import basic, pa
 from harness.rawhttp import get_request
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -28,37 +28,8 @@ DEMO_USERS = REPO / "scripts" / "demo-users"
 USER, PASSWORD = "demo", "authgate-demo"
 
 
-def ctl_bin():
-    return authgate_bin().parent / "authgatectl"
-
-
-@pytest.fixture
-def sockdir():
-    # sun_path holds 108 bytes: pytest's tmp_path can be longer.
-    d = tempfile.mkdtemp(prefix="agctl", dir="/tmp")
-    yield pathlib.Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def ctl(sock, *args, json_out=False, timeout=20):
-    """Runs authgatectl; returns (rc, stdout, stderr)."""
-    cmd = [str(ctl_bin()), "-s", str(sock)] + (["--json"] if json_out else []) + list(args)
-    p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=sanitizer_env(),
-                       stdin=subprocess.DEVNULL)
-    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-    assert not sanitizer_reports(err), err
-    return p.returncode, out, err
-
-
-def ctl_json(sock, *args):
-    rc, out, err = ctl(sock, *args, json_out=True)
-    assert rc == 0, (rc, out, err)
-    return json.loads(out)
-
-
 def basic_header(user=USER, password=PASSWORD):
-    v = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
-    return ("Proxy-Authorization", "Basic " + v)
+    return pa(basic(user, password))
 
 
 def ctl_gateway(make_gateway, sockdir, **opts):
@@ -430,27 +401,6 @@ def test_socket_permissions_deny_other_users(make_gateway, sockdir):
                        timeout=10, env=sanitizer_env(), user=65534, group=65534)
     assert p.returncode == 4, p
     assert b"access denied" in p.stderr
-
-
-def raw_exchange(sock, data, timeout=5.0):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(str(sock))
-    try:
-        s.sendall(data)
-    except OSError:
-        pass
-    out = b""
-    while True:
-        try:
-            b = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not b:
-            break
-        out += b
-    s.close()
-    return out
 
 
 def test_oversized_and_garbage_commands(make_gateway, origin, sockdir):

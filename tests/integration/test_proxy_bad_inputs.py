@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from harness.auth import USERS, b64, basic, negotiate_msg, pa, wait_until, write_user_file
+from harness.auth import USERS, write_user_file
 from harness.gateway import Gateway
+from harness.ntlm_client import b64, basic, negotiate_msg, pa
 from harness.origin import HELLO
 from harness.rawhttp import Closed, RawClient, Timeout, get_request
-from harness.tools import assert_error_response
+from harness.tools import assert_error_response, wait_until
 
 C = True  # the gateway must close after answering
 K = None  # may keep the connection (then a follow-up must work) or close it

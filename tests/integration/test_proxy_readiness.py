@@ -16,10 +16,11 @@ import time
 
 import pytest
 
+from harness.ctl_client import ctl
+from harness.ctl_client import sockdir  # noqa: F401 (fixtures)
 from harness.gateway import GatewayError, free_port, sanitizer_env
 from harness.origin import HELLO
 from harness.tools import curl
-from test_ctl import ctl, sockdir  # noqa: F401  (authgatectl runner, short socket dir)
 
 
 def two_listeners():

@@ -20,15 +20,12 @@ nss_wrapper preloaded and NSS_WRAPPER_HOSTS pointing at a private hosts file
 dual.test (127.0.0.1 and ::1) resolve inside the gateway only; the origins
 listen on 127.0.0.1 and ::1 on the same port.
 
-Basic through winbind always sends DOMAIN\\user here: a plain name takes a
-path that the sanitizer build aborts on (harness/auth.py,
-KNOWN_SANITIZER_BUGS["basic-winbind-memcpy-null"]), which is not what these
-tests are about.
+Basic through winbind sends DOMAIN\\user here: what these tests are about is
+the rules, not how a name is qualified (test_auth_basic.py covers that).
 
 Run: AUTHGATE_BIN=build/authgate /usr/bin/python3 -m pytest -q tests/integration/test_rules.py
 """
 
-import base64
 import os
 import pathlib
 import re
@@ -40,11 +37,12 @@ import time
 
 import pytest
 
-from harness.auth import stats as ctl_stats
+from harness.accesslog import access_records, result_status
+from harness.ctl_client import stats
 from harness.gateway import GatewayError, check_config, sanitizer_env
+from harness.ntlm_client import b64, ntlm_legs
 from harness.origin import HELLO, OriginServer
 from harness.rawhttp import RawClient, build_request, get_request
-from harness.auth import ntlm_legs, stats
 from harness.tools import CurlResult, assert_error_response, curl
 from peers._util import run
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
@@ -79,10 +77,6 @@ HOSTS.setdefault("::1", []).append("zero-and-v6.test")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def b64(s):
-    return base64.b64encode(s.encode()).decode()
 
 
 def basic(user, domain=None):
@@ -308,7 +302,7 @@ def test_group_rule_alice_passes_bob_and_carol_refused(make_gateway, tmp_path, w
     denied_line(gw, "no-sales", "AUTHGATE\\carol", "127.0.0.1", origin.port)
 
     assert [q.target for q in origin.requests] == ["/echo"]
-    codes = [l.split()[3] for l in gw.wait_access_log(6)]
+    codes = [result_status(f) for f in access_records(gw.wait_access_log(6))]
     assert codes == ["TCP_DENIED/407", "TCP_MISS/200"] + ["TCP_DENIED/407", "TCP_DENIED/403"] * 2
 
 
@@ -356,7 +350,7 @@ def test_403_keeps_authenticated_ntlm_connection(make_gateway, tmp_path, winbind
     m = denied_line(gw, "no-secret", "AUTHGATE\\bob", "127.0.0.1", origin.port)
     ok = re.findall(r"conn=(\d+) event=auth_ok scheme=NTLM", gw.error_log)
     assert ok == [m.group(1)], gw.error_log  # one handshake, on the connection denied
-    users = [l.split()[7] for l in gw.wait_access_log(4)]
+    users = [f["user"] for f in access_records(gw.wait_access_log(4))]
     assert users == ["-"] + ["AUTHGATE\\bob"] * 3
 
 
@@ -942,7 +936,7 @@ def test_host_deny_holds_for_every_spelling(make_gateway, tmp_path, origin, orig
     assert [q.peer[0] for q in reqs] == ["127.0.0.1"] * 3
     assert origin_127_0_0_2.all_requests == []
     # the access log names the canonical URL too
-    urls = [l.split()[6] for l in gw.wait_access_log(3 + 11 * 2 + 9 + 3)]
+    urls = [f["url"] for f in access_records(gw.wait_access_log(3 + 11 * 2 + 9 + 3))]
     assert urls[3:5] == ["http://127.0.0.2:%d/x" % P2, "127.0.0.2:%d" % P2]
     assert urls[-3:] == ["http://public.test:%d/echo" % P, "http://127.0.0.1:%d/echo" % P,
                          "http://127.0.0.1:%d/echo" % P]
@@ -976,7 +970,7 @@ def test_unspecified_destination_never_connected(make_gateway, tmp_path, origin,
     assert origin.all_requests == [] and origin.connections == []
     gw.wait_log(r"conn=\d+ event=dst_this_network client=127\.0\.0\.1 user=\"?alice\"? "
                 r"host=0\.0\.0\.0 port=%d" % P)
-    assert ctl_stats(gw)["dst_this_network"] == len(spellings) + 1
+    assert stats(gw)["dst_this_network"] == len(spellings) + 1
     # the other address of a name is still tried; a mapped loopback literal
     # matches the IPv4 dst= rule
     if rules:
@@ -1084,8 +1078,8 @@ def test_preauth_allow_has_no_407(make_gateway, tmp_path, origin, tls_origin):
         assert q.header("proxy-authorization") is None
     assert [q.header(IDENT) for q in reqs] == [None, None, "alice", None]
     # (a tunnel is logged when it closes: compare without order)
-    log = [l.split() for l in gw.wait_access_log(7)]
-    assert sorted((f[3], f[7]) for f in log) == sorted([
+    log = access_records(gw.wait_access_log(7))
+    assert sorted((result_status(f), f["user"]) for f in log) == sorted([
         ("TCP_MISS/200", "-"), ("TCP_DENIED/407", "-"), ("TCP_MISS/200", "-"),
         ("TCP_TUNNEL/200", "-"), ("TCP_MISS/200", "alice"), ("TCP_DENIED/403", "bob"),
         ("TCP_MISS/200", "-")])
@@ -1141,8 +1135,8 @@ def test_basic_identity_does_not_carry_to_preauth_request(make_gateway, tmp_path
     reqs = origin.wait_requests(4)
     assert [(q.target, ident_fields(q)) for q in reqs] == [
         ("/first", [(IDENT, "alice")]), ("/open", []), ("/open2", []), ("/open3", [])]
-    log = [l.split() for l in gw.wait_access_log(5)]
-    assert [(f[3], f[6].rsplit("/", 1)[-1], f[7]) for f in log] == [
+    log = access_records(gw.wait_access_log(5))
+    assert [(result_status(f), f["url"].rsplit("/", 1)[-1], f["user"]) for f in log] == [
         ("TCP_MISS/200", "first", "alice"), ("TCP_MISS/200", "open", "-"),
         ("TCP_DENIED/407", "closed", "-"), ("TCP_MISS/200", "open2", "-"),
         ("TCP_MISS/200", "open3", "-")]
@@ -1161,8 +1155,8 @@ def test_ntlm_identity_stays_on_its_connection_for_preauth_request(make_gateway,
     assert_origin(fetch(gw, "http://127.0.0.1:%d/again" % P, client=c), body=None)
     reqs = origin.wait_requests(3)
     assert [ident_fields(q) for q in reqs] == [[(IDENT, "alice")]] * 3
-    log = [l.split() for l in gw.wait_access_log(4)]
-    assert [f[7] for f in log] == ["-", "alice", "alice", "alice"]
+    log = access_records(gw.wait_access_log(4))
+    assert [f["user"] for f in log] == ["-", "alice", "alice", "alice"]
 
 
 SPELLINGS = ["X-Authenticated-User", "x-authenticated-user", "X_Authenticated_User",

@@ -13,41 +13,27 @@ Peers: the throwaway MIT KDC and winbindd (peers/), the test origin on
 127.0.0.1 and ::1, reached as `localhost` so that the gateway resolves it.
 """
 
-import json
-import os
-import shutil
 import signal
-import tempfile
 import time
 
 import pytest
 
-from harness.auth import (IDENTITY_HEADER, USERS, authenticate_msg, b64, basic, pa, stats,
-                          status, threads_waiting_on_socket, type1_leg, wait_until,
-                          write_user_file)
-from harness.auth import _SOCKET_WAIT_SYSCALLS, _syscall, _threads
+from harness.auth import USERS, ident, write_user_file
+from harness.ctl_client import stats, status
+from harness.ctl_client import sockdir  # noqa: F401 (fixtures)
+from harness.ntlm_client import authenticate_msg, basic, ntlm_pa, pa, type1_leg
+from harness.procs import threads_waiting_on_socket
 from harness.rawhttp import get_request
+from harness.tools import wait_until
 from peers.fixtures import _need_winbind, _winbind_session, kdc, winbind  # noqa: F401
 from test_rules import curl_as, start_gateway
 
 PENDING = 20  # NTLM AUTHENTICATE messages waiting on the stopped winbindd
 
 
-def ident(resp):
-    assert resp.status == 200, resp
-    j = json.loads(resp.body)
-    return [v for n, v in j["headers"] if n.lower() == IDENTITY_HEADER.lower()]
-
-
-def ntlm_pa(msg):
-    return pa("NTLM %s" % b64(msg))
-
-
 @pytest.fixture
-def ctl_sock():
-    d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
-    yield d + "/ctl.sock"
-    shutil.rmtree(d, ignore_errors=True)
+def ctl_sock(sockdir):  # noqa: F811
+    return str(sockdir / "ctl.sock")
 
 
 def pending_ntlm(gw, url, wb, n=PENDING):
@@ -147,12 +133,7 @@ def winbind_call_blocked(pid):
     """Any thread of pid, the loop thread included, blocked reading a socket
     (a winbind call on the paused winbindd; the loop itself waits in
     epoll_wait, which is not such a call)."""
-    calls = _SOCKET_WAIT_SYSCALLS.get(os.uname().machine, ())
-    for tid in _threads(pid):
-        sc = _syscall(pid, tid)
-        if sc and sc[0].isdigit() and int(sc[0]) in calls:
-            return True
-    return False
+    return bool(threads_waiting_on_socket(pid, include_main=True))
 
 
 def basic_ok(gw, url, client=None):

@@ -445,3 +445,8 @@ def check_config(path, binary=None, timeout=10.0):
     if reports:
         raise GatewayError("sanitizer report(s) in -t: %s\n%s" % (reports, out))
     return p.returncode, out
+
+
+def log_events(gw, since=0):
+    """The event=... names in the gateway's error log (from byte offset since)."""
+    return re.findall(r"event=(\w+)", gw.error_log[since:])

@@ -37,6 +37,8 @@ import ssl
 import threading
 import time
 
+from .rawhttp import HeaderLookup
+
 STREAM_SIZE = 1 << 20
 STREAM_BODY = random.Random(20240601).randbytes(STREAM_SIZE)
 STREAM_SHA256 = hashlib.sha256(STREAM_BODY).hexdigest()
@@ -62,7 +64,7 @@ class BadRequest(Exception):
     pass
 
 
-class Request:
+class Request(HeaderLookup):
     """One request as the origin received it."""
 
     def __init__(self):
@@ -80,17 +82,6 @@ class Request:
         self.complete = False
         self.sent_100 = False
         self.time = time.monotonic()
-
-    def header(self, name, default=None):
-        name = name.lower()
-        for n, v in self.headers:
-            if n.lower() == name:
-                return v
-        return default
-
-    def header_all(self, name):
-        name = name.lower()
-        return [v for n, v in self.headers if n.lower() == name]
 
     def header_names(self):
         return [n.lower() for n, _ in self.headers]

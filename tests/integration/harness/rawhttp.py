@@ -17,18 +17,8 @@ class Closed(AssertionError):
     """The peer closed before a complete response arrived."""
 
 
-class Response:
-    def __init__(self):
-        self.version = None
-        self.status = None
-        self.reason = None
-        self.headers = []  # [(name, value)] as received
-        self.body = b""
-        self.raw = b""  # the bytes of this response (head + body as framed)
-        self.interim = []  # 1xx responses that preceded this one
-        self.chunked = False
-        self.trailers = []
-        self.close_delimited = False
+class HeaderLookup:
+    """Case-insensitive lookup in self.headers, a [(name, value)] list."""
 
     def header(self, name, default=None):
         name = name.lower()
@@ -40,6 +30,20 @@ class Response:
     def header_all(self, name):
         name = name.lower()
         return [v for n, v in self.headers if n.lower() == name]
+
+
+class Response(HeaderLookup):
+    def __init__(self):
+        self.version = None
+        self.status = None
+        self.reason = None
+        self.headers = []  # [(name, value)] as received
+        self.body = b""
+        self.raw = b""  # the bytes of this response (head + body as framed)
+        self.interim = []  # 1xx responses that preceded this one
+        self.chunked = False
+        self.trailers = []
+        self.close_delimited = False
 
     def has(self, name):
         return self.header(name) is not None
@@ -301,18 +305,3 @@ def parse_head_bytes(data):
 
     return _Fake(data).read_head()
 
-
-def parse_response_bytes(data, method="GET"):
-    """Parses one response from a complete byte string (for curl -D output etc.)."""
-
-    class _Fake(RawClient):
-        def __init__(self, d):
-            self.buf = d
-            self.eof = True
-            self.reset = False
-            self.timeout = 1.0
-
-        def _fill(self, deadline):
-            return False
-
-    return _Fake(data).recv_response(method)

@@ -1,10 +1,12 @@
-"""curl, TLS material, closed ports and small assertion helpers."""
+"""curl, TLS material, closed ports, waiting for a condition and small
+assertion helpers."""
 
 import pathlib
 import re
 import socket
 import subprocess
 import tempfile
+import time
 
 from .gateway import sanitizer_env
 from .rawhttp import parse_head_bytes
@@ -112,3 +114,16 @@ def via_values(headers_all):
     for v in headers_all:
         out += [e.strip() for e in v.split(",") if e.strip()]
     return out
+
+
+def wait_until(pred, timeout=5.0, what="condition", interval=0.01):
+    """Polls pred() until it returns something true, and returns that; fails
+    the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)

@@ -117,10 +117,6 @@ class Kdc:
         return self.principal(self.service)
 
     @property
-    def other_principal(self):
-        return self.principal(self.other_service) if self.other_service else None
-
-    @property
     def env(self):
         """Kerberos variables for the gateway (acceptor) process; merge into os.environ."""
         return {

@@ -65,8 +65,6 @@ throughput erratic); AUTHGATE_PEERS_TMPDIR or base_dir= choose another place.
 import glob
 import json
 import os
-import pwd
-import grp
 import shutil
 import signal
 import subprocess
@@ -546,11 +544,3 @@ def asan_runtime(binary):
                 return path
     return None
 
-
-def gid_of(group_name):
-    """System gid of a group (e.g. 'nogroup') -- for allow_gid()."""
-    return grp.getgrnam(group_name).gr_gid
-
-
-def uid_of(user_name):
-    return pwd.getpwnam(user_name).pw_uid
