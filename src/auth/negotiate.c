@@ -2,6 +2,7 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,26 @@ static void format_status(OM_uint32 major, OM_uint32 minor, char *out, size_t ca
     char esc1[256], esc2[256];
     snprintf(out, cap, "%s (%s)", ag_escape(esc1, sizeof esc1, maj, strlen(maj)),
              ag_escape(esc2, sizeof esc2, min, strlen(min)));
+}
+
+/* The class of a failed step, from the minor status: with the krb5 mech
+ * (alone or under SPNEGO) MIT returns its krb5 error code there. */
+static enum ag_gss_fail fail_class(OM_uint32 minor)
+{
+    switch ((krb5_error_code)(int32_t)minor) {
+    case KRB5KRB_AP_ERR_REPEAT:
+        return AG_GSS_FAIL_REPLAY;
+    case KRB5KRB_AP_ERR_SKEW:
+        return AG_GSS_FAIL_SKEW;
+    case KRB5KRB_AP_ERR_TKT_EXPIRED:
+        return AG_GSS_FAIL_EXPIRED;
+    case KRB5KRB_AP_ERR_BADKEYVER:
+    case KRB5_KT_NOTFOUND:
+    case KRB5_KT_KVNONOTFOUND:
+        return AG_GSS_FAIL_KEY;
+    default:
+        return AG_GSS_FAIL_OTHER;
+    }
 }
 
 struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
@@ -178,7 +199,7 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     memset(out, 0, sizeof *out);
     struct ag_gss_ctx *c = *ctxp;
     if (!c && !(c = calloc(1, sizeof *c))) {
-        out->status = AG_EAUTH;
+        out->status = AG_GSS_FAILED;
         snprintf(out->error, sizeof out->error, "out of memory");
         return;
     }
@@ -200,7 +221,7 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     }
     gss_release_buffer(&m, &ob);
     if (major == GSS_S_CONTINUE_NEEDED) {
-        out->status = 1;
+        out->status = AG_GSS_CONTINUE;
         *ctxp = c;
         if (src != GSS_C_NO_NAME)
             gss_release_name(&m, &src);
@@ -208,23 +229,26 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     }
     if (GSS_ERROR(major)) {
         format_status(major, minor, out->error, sizeof out->error);
-        out->status = AG_EAUTH;
+        out->status = AG_GSS_FAILED;
+        out->fail = fail_class(minor);
     } else if (!mech || !gss_oid_equal(mech, gss_mech_krb5)) {
         snprintf(out->error, sizeof out->error, "mechanism is not Kerberos 5");
-        out->status = AG_EUNSUPP;
+        out->status = AG_GSS_FAILED;
+        out->fail = AG_GSS_FAIL_REFUSED;
     } else if (flags & GSS_C_ANON_FLAG) {
         snprintf(out->error, sizeof out->error, "anonymous Kerberos refused");
-        out->status = AG_EUNSUPP;
+        out->status = AG_GSS_FAILED;
+        out->fail = AG_GSS_FAIL_REFUSED;
     } else {
         gss_buffer_desc nb = GSS_C_EMPTY_BUFFER;
         if (GSS_ERROR(gss_display_name(&m, src, &nb, NULL)) || nb.length == 0 ||
             nb.length >= sizeof out->principal) {
             snprintf(out->error, sizeof out->error, "client name unavailable");
-            out->status = AG_EAUTH;
+            out->status = AG_GSS_FAILED;
         } else {
             memcpy(out->principal, nb.value, nb.length);
             out->principal[nb.length] = '\0';
-            out->status = 0;
+            out->status = AG_GSS_DONE;
         }
         gss_release_buffer(&m, &nb);
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "session/table.h"
 #include "util/log.h"
@@ -55,7 +56,7 @@ void conn_close(struct conn *c, const char *reason)
     ag_debug("conn=%llu event=close reason=%s", (unsigned long long)c->id, reason);
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
-    ag_conn_auth_close(c);
+    ag_auth_close(c);
     if (c->splicing) {
         c->splicing = false;
         ag_splice_close(&c->sp, conn_handle_closed);
@@ -126,7 +127,7 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case CONN_AUTH_VERIFY:
-        ag_conn_auth_timeout(c);
+        ag_auth_timeout(c);
         break;
     case CONN_TUNNEL:
         st->timeout_tunnel++;
@@ -571,7 +572,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     llhttp_init(&c->parser, HTTP_REQUEST, &ag_request_settings);
     c->parser.data = c;
     c->state = CONN_READ_HEAD;
-    conn_set_timer(c, ag_conn_wait_timeout(c));
+    conn_set_timer(c, ag_auth_wait_timeout(c));
     conn_update_reading(c);
 }
 

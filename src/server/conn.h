@@ -119,15 +119,6 @@ void conn_resume(struct conn *c);
 void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
 
-/* conn_auth.c */
-/* The connection is going away: detaches its job, removes its session row. */
-void ag_conn_auth_close(struct conn *c);
-/* The deadline for a connection waiting for its next request: the idle
- * deadline, or what is left of a handshake's. */
-uint64_t ag_conn_wait_timeout(struct conn *c);
-/* A verification took longer than its deadline. */
-void ag_conn_auth_timeout(struct conn *c);
-
 /* exchange.c */
 extern const llhttp_settings_t ag_request_settings;
 /* The error text of a chunk over AG_CHUNK_SIZE_MAX (HPE_CB_CHUNK_HEADER). */

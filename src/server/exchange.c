@@ -14,7 +14,7 @@
 #include <arpa/inet.h>
 #include <time.h>
 
-#include "auth_glue.h"
+#include "auth.h"
 #include "rules/rules.h"
 #include "session/table.h"
 #include "conn.h"
@@ -170,7 +170,7 @@ void exchange_log(struct conn *c)
         /* One JSON object per line. The URL is already log-escaped (\xHH);
          * every string is JSON-escaped here too, so a shipper's parser never
          * sees a raw control byte, quote or backslash. */
-        const char *src[4] = {c->log_url ? c->log_url : "error:invalid-request", ag_conn_user(c),
+        const char *src[4] = {c->log_url ? c->log_url : "error:invalid-request", ag_auth_user(c),
                               c->ctype[0] ? c->ctype : "-", c->peer};
         char js[4][AG_URL_MAX + 64];
         for (int k = 0; k < 4; k++) {
@@ -203,7 +203,7 @@ void exchange_log(struct conn *c)
               (int)(tv.tv_usec / 1000),
               (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), c->peer, tag, s,
               (unsigned long long)c->bytes_sent, method, c->log_url ? c->log_url : "error:invalid-request",
-              ag_conn_user(c), c->hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
+              ag_auth_user(c), c->hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
               c->hier_ip, c->ctype[0] ? c->ctype : "-");
 }
 
@@ -234,7 +234,7 @@ static void next_request(struct conn *c)
     ag_buf_free(&c->req_head_up);
     c->paused = false;
     llhttp_resume(&c->parser);
-    conn_set_timer(c, ag_conn_wait_timeout(c));
+    conn_set_timer(c, ag_auth_wait_timeout(c));
     conn_parse(c);
 }
 
@@ -407,7 +407,7 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
     if (cfg->x_forwarded_for)
         rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
                             xff ? ", " : "", c->peer);
-    const char *ident = ag_conn_identity_header(c);
+    const char *ident = ag_auth_identity_header(c);
     if (ident)
         rc |= ag_buf_appendz(b, ident);
     rc |= ag_buf_append(b, "\r\n", 2);
@@ -466,7 +466,7 @@ static void deny(struct conn *c, const char *rule)
     c->srv->stats.rules_denied++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, rule, c->peer, ag_conn_user(c),
+            (unsigned long long)c->id, rule, c->peer, ag_auth_user(c),
             ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
     char detail[128];
     snprintf(detail, sizeof detail, "denied by access rule '%s'", rule);
@@ -480,9 +480,9 @@ static void groups_unknown(struct conn *c, const char *rule)
 {
     c->srv->stats.rules_groups_unavailable++;
     ag_err("conn=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
-           (unsigned long long)c->id, rule, c->peer, ag_conn_user(c));
+           (unsigned long long)c->id, rule, c->peer, ag_auth_user(c));
     c->close_after = true;
-    exchange_reply(c, 503, "Retry-After: 5\r\n", "group membership unavailable");
+    exchange_reply(c, 503, AG_RETRY_AFTER_FIELD, "group membership unavailable");
 }
 
 /* The target is, or resolved only to, 0.0.0.0/8 or ::, which the kernel
@@ -495,7 +495,7 @@ static void refuse_this_network(struct conn *c)
     c->srv->stats.dst_this_network++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, c->peer, ag_conn_user(c),
+            (unsigned long long)c->id, c->peer, ag_auth_user(c),
             ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
     exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
 }
@@ -949,7 +949,7 @@ static void bad_request(struct conn *c, const char *why)
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
-    ag_conn_auth_request_begin(c);
+    ag_auth_request_begin(c);
     uv_timer_stop(&c->timer);
     struct ag_head *h = &c->head;
     llhttp_t *p = &c->parser;
@@ -1066,7 +1066,7 @@ void exchange_on_head(struct conn *c)
         }
     }
     /* Authentication decides before any byte moves upstream. */
-    if (ag_conn_auth(c) != AG_AUTH_PROCEED)
+    if (ag_auth_request(c) != AG_AUTH_PROCEED)
         return;
     exchange_proceed(c);
 }
