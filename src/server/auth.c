@@ -42,7 +42,7 @@ uint64_t auth_job_returned(struct conn *c, const struct ag_job *j, enum ag_schem
     uint64_t now = uv_now(srv->loop);
     ag_auth_latency_record(&srv->auth, scheme, backend, now - j->queued_ms);
     c->job = NULL;
-    c->state = CONN_READ_HEAD;
+    conn_enter(c, CONN_READ_HEAD);
     return now;
 }
 
@@ -61,7 +61,7 @@ enum ag_auth_verdict auth_start_job(struct conn *c, enum ag_pool_id pool, struct
                            &srv->auth.limit_jobs);
     }
     c->job = j;
-    c->state = CONN_AUTH_VERIFY;
+    conn_enter(c, CONN_AUTH_VERIFY);
     ag_session_verifying(c->session);
     conn_set_timer(c, c->cfg->handshake_timeout_ms);
     return AG_AUTH_PENDING;
@@ -243,6 +243,6 @@ void ag_auth_timeout(struct conn *c)
         ag_job_detach(c->job);
         c->job = NULL;
     }
-    c->state = CONN_READ_HEAD;
+    conn_enter(c, CONN_READ_HEAD);
     auth_refuse(c, "authentication backend timeout", AUTH_REPLY_503, &srv->auth.fail_backend);
 }

@@ -157,8 +157,8 @@ static void neg_complete(struct conn *c, struct neg_job *n, uint64_t now)
             (unsigned long long)c->id, c->peer, p, ag_gss_acceptor_name(n->acc),
             (unsigned long long)(now - n->base.queued_ms));
     if (st->outlen) {
-        free(c->resp_extra);
-        c->resp_extra =
+        free(c->rq.resp_extra);
+        c->rq.resp_extra =
             b64_wrap("Proxy-Authentication-Info: Negotiate ", st->out, st->outlen, "\r\n");
     }
     auth_proceed(c);

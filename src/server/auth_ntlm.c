@@ -192,11 +192,11 @@ static enum ag_auth_verdict ntlm_negotiate_leg(struct conn *c, const uint8_t *ms
     ag_b64_encode(chal, chlen, b64);
     /* NTLM binds to the connection: without keep-alive it cannot complete,
      * but the CHALLENGE is still sent (MS-NTHT), then the connection ends. */
-    if (!c->keepalive)
+    if (!c->rq.keepalive)
         ag_debug("conn=%llu event=ntlm_without_keepalive client=%s", (unsigned long long)c->id,
                  c->peer);
     auth_send_continue(c, "ntlm_challenge", in_negotiate ? "Negotiate" : "NTLM", b64);
-    if (!c->keepalive)
+    if (!c->rq.keepalive)
         ag_session_reset(srv->sessions, s);
     return AG_AUTH_REPLIED;
 }

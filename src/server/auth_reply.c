@@ -49,11 +49,11 @@ static void send_407(struct conn *c, const char *why, const char *cont_scheme,
     c->srv->auth.challenges++;
     /* A client that waits for 100 Continue will not send its body after a
      * final status: draining would read its next request as body. */
-    if (c->req_has_body && ag_head_has_token(&c->head, "Expect", "100-continue"))
-        c->close_after = true;
+    if (c->rq.req_has_body && ag_head_has_token(&c->head, "Expect", "100-continue"))
+        c->rq.close_after = true;
     /* Tunnel bytes may already follow a CONNECT head: never parse them. */
-    if (c->is_connect && c->inbuf.len)
-        c->close_after = true;
+    if (c->rq.is_connect && c->inbuf.len)
+        c->rq.close_after = true;
     if (auth_traced(c))
         ag_info("conn=%llu event=trace step=challenge client=%s reason=%s continue=%s",
                 (unsigned long long)c->id, c->peer, why, cont_scheme ? cont_scheme : "-");
@@ -77,20 +77,20 @@ enum ag_auth_verdict auth_refuse(struct conn *c, const char *reason, enum auth_r
         (*counter)++;
     switch (reply) {
     case AUTH_REPLY_407_CLOSE:
-        c->close_after = true;
+        c->rq.close_after = true;
         /* fall through */
     case AUTH_REPLY_407:
         send_407(c, reason, NULL, NULL);
         break;
     case AUTH_REPLY_400_CLOSE:
-        c->close_after = true;
+        c->rq.close_after = true;
         exchange_reply(c, 400, NULL, reason);
         break;
     case AUTH_REPLY_403:
         exchange_reply(c, 403, NULL, reason);
         break;
     case AUTH_REPLY_503:
-        c->close_after = true;
+        c->rq.close_after = true;
         exchange_reply(c, 503, AG_RETRY_AFTER_FIELD, reason);
         break;
     }
