@@ -129,7 +129,8 @@ void auth_read_wb_names(struct auth_wb_names *w)
 }
 
 /* Loop thread: the names read (or not) take effect. */
-static void set_wb_names(struct ag_server *srv, const struct ag_config *cfg, const struct auth_wb_names *w)
+static void set_wb_names(struct ag_server *srv, const struct ag_config *cfg,
+                         const struct auth_wb_names *w)
 {
     srv->wb_nb_domain[0] = srv->wb_dns_domain[0] = srv->wb_nb_name[0] = '\0';
     if (!auth_wants_wb_names(cfg))
@@ -261,7 +262,7 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 
 /* Loop thread: the prepared state of ncfg takes over (see auth_int.h). */
 void auth_swap(struct ag_server *srv, const struct ag_config *ncfg, struct ag_rules *rules,
-                      struct ag_users *u, const struct auth_wb_names *names)
+               struct ag_users *u, const struct auth_wb_names *names)
 {
     ag_rules_free(srv->rules);
     srv->rules = rules;
