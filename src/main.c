@@ -15,6 +15,7 @@
 
 #include "auth/passwd.h"
 #include "ctl/ctl.h"
+#include "server/auth.h"
 #include "server/notify.h"
 #include "server/server.h"
 #include "util/log.h"

@@ -30,6 +30,10 @@
 #define AG_MAX_CONNECT_PORTS 64
 /* Listen backlog: bursts of new connections during benchmarks and storms. */
 #define AG_LISTEN_BACKLOG 1024
+/* Descriptors kept free below RLIMIT_NOFILE when the accept gate decides:
+ * listeners, the status socket and its clients, splice pipes, the resolver,
+ * the log and the worker pools' wake-ups need some after the last client. */
+#define AG_FD_RESERVE 64
 
 /* --- buffers ------------------------------------------------------------ */
 
@@ -104,6 +108,14 @@
  * addresses leave slots for everyone else (the per-address cap in force is
  * min(max_handshakes_per_addr, max(1, max_handshakes / 4))). */
 #define AG_HANDSHAKE_SHARE_DIV 4
+/* Retry-After of our own 503s (a full handshake or job cap, a backend that
+ * failed or timed out): long enough for a burst to drain, short enough that
+ * a browser retries before its user gives up. Seconds. */
+#define AG_RETRY_AFTER_S 5
+#define AG_STRINGIFY_(x) #x
+#define AG_STRINGIFY(x) AG_STRINGIFY_(x)
+/* The field itself, for the replies that carry it. */
+#define AG_RETRY_AFTER_FIELD "Retry-After: " AG_STRINGIFY(AG_RETRY_AFTER_S) "\r\n"
 /* Verification jobs queued or running, per worker pool (503 beyond): per
  * pool, so a stalled winbindd filling its queue leaves Kerberos its room. */
 #define AG_MAX_JOBS 1024

@@ -2,6 +2,7 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,56 @@ static void format_status(OM_uint32 major, OM_uint32 minor, char *out, size_t ca
     char esc1[256], esc2[256];
     snprintf(out, cap, "%s (%s)", ag_escape(esc1, sizeof esc1, maj, strlen(maj)),
              ag_escape(esc2, sizeof esc2, min, strlen(min)));
+}
+
+/* The krb5 error codes (MIT's krb5 error table, <krb5/krb5.h>) that have a
+ * failure class of their own; any other code is AG_GSS_FAIL_OTHER. */
+static const struct {
+    krb5_error_code code;
+    enum ag_gss_fail fail;
+} krb5_classes[] = {
+    {KRB5KRB_AP_ERR_REPEAT, AG_GSS_FAIL_REPLAY},
+    {KRB5KRB_AP_ERR_SKEW, AG_GSS_FAIL_SKEW},
+    {KRB5KRB_AP_ERR_TKT_EXPIRED, AG_GSS_FAIL_EXPIRED},
+    {KRB5KRB_AP_ERR_BADKEYVER, AG_GSS_FAIL_KEY},
+    {KRB5_KT_NOTFOUND, AG_GSS_FAIL_KEY},
+    {KRB5_KT_KVNONOTFOUND, AG_GSS_FAIL_KEY},
+};
+
+/* The krb5 mechanism's text for a minor status (its first message), or
+ * false when GSS does not know the status. */
+static bool krb5_minor_text(OM_uint32 minor, char *out, size_t cap)
+{
+    OM_uint32 m, mctx = 0;
+    gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
+    if (GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5, &mctx,
+                                     &b)))
+        return false;
+    snprintf(out, cap, "%.*s", (int)b.length, (const char *)b.value);
+    gss_release_buffer(&m, &b);
+    return true;
+}
+
+/* The class of a failed step, from its minor status. A bare krb5 token
+ * gives the krb5 error code itself. Under SPNEGO, MIT's mechanism glue
+ * hands back a process-local number standing for (krb5, code) instead: the
+ * code is then the one whose entry in the krb5 error table reads the same
+ * as this status (GSS knows only codes it has seen, so a code that did not
+ * occur never matches). Pool thread. */
+static enum ag_gss_fail fail_class(OM_uint32 minor)
+{
+    size_t n = sizeof krb5_classes / sizeof krb5_classes[0];
+    for (size_t i = 0; i < n; i++)
+        if ((krb5_error_code)(int32_t)minor == krb5_classes[i].code)
+            return krb5_classes[i].fail;
+    char text[512], known[512];
+    if (!krb5_minor_text(minor, text, sizeof text))
+        return AG_GSS_FAIL_OTHER;
+    for (size_t i = 0; i < n; i++)
+        if (krb5_minor_text((OM_uint32)krb5_classes[i].code, known, sizeof known) &&
+            strcmp(text, known) == 0)
+            return krb5_classes[i].fail;
+    return AG_GSS_FAIL_OTHER;
 }
 
 struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
@@ -191,7 +242,7 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     memset(out, 0, sizeof *out);
     struct ag_gss_ctx *c = *ctxp;
     if (!c && !(c = calloc(1, sizeof *c))) {
-        out->status = AG_EAUTH;
+        out->status = AG_GSS_FAILED;
         snprintf(out->error, sizeof out->error, "out of memory");
         return;
     }
@@ -213,7 +264,7 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     }
     gss_release_buffer(&m, &ob);
     if (major == GSS_S_CONTINUE_NEEDED) {
-        out->status = 1;
+        out->status = AG_GSS_CONTINUE;
         *ctxp = c;
         if (src != GSS_C_NO_NAME)
             gss_release_name(&m, &src);
@@ -221,23 +272,26 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     }
     if (GSS_ERROR(major)) {
         format_status(major, minor, out->error, sizeof out->error);
-        out->status = AG_EAUTH;
+        out->status = AG_GSS_FAILED;
+        out->fail = fail_class(minor);
     } else if (!mech || !gss_oid_equal(mech, gss_mech_krb5)) {
         snprintf(out->error, sizeof out->error, "mechanism is not Kerberos 5");
-        out->status = AG_EUNSUPP;
+        out->status = AG_GSS_FAILED;
+        out->fail = AG_GSS_FAIL_REFUSED;
     } else if (flags & GSS_C_ANON_FLAG) {
         snprintf(out->error, sizeof out->error, "anonymous Kerberos refused");
-        out->status = AG_EUNSUPP;
+        out->status = AG_GSS_FAILED;
+        out->fail = AG_GSS_FAIL_REFUSED;
     } else {
         gss_buffer_desc nb = GSS_C_EMPTY_BUFFER;
         if (GSS_ERROR(gss_display_name(&m, src, &nb, NULL)) || nb.length == 0 ||
             nb.length >= sizeof out->principal) {
             snprintf(out->error, sizeof out->error, "client name unavailable");
-            out->status = AG_EAUTH;
+            out->status = AG_GSS_FAILED;
         } else {
             memcpy(out->principal, nb.value, nb.length);
             out->principal[nb.length] = '\0';
-            out->status = 0;
+            out->status = AG_GSS_DONE;
         }
         gss_release_buffer(&m, &nb);
     }

@@ -5,7 +5,8 @@
  * (default HTTP@<proxy_host>) unless "any" is configured, and with SPNEGO
  * limited to krb5 so an installed gss-ntlmssp can never be negotiated;
  * step = one gss_accept_sec_context call: it completes, asks for another
- * round (CONTINUE_NEEDED), or fails with a formatted "major (minor)" text.
+ * round (CONTINUE_NEEDED), or fails with a formatted "major (minor)" text
+ * and a failure class read from the Kerberos minor code (never the text).
  *
  * The acceptor is refcounted: jobs keep the one they started with across a
  * reload. A context (struct ag_gss_ctx) is owned by the connection's
@@ -46,8 +47,25 @@ const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a);
  * that matches the token. 0 or AG_EINVAL. */
 int ag_gss_token_precheck(const uint8_t *tok, size_t len);
 
+enum ag_gss_status {
+    AG_GSS_DONE = 0,  /* context established: principal is set */
+    AG_GSS_CONTINUE,  /* CONTINUE_NEEDED: send out, keep the context */
+    AG_GSS_FAILED,    /* error is set, fail tells the class */
+};
+
+/* Why a step failed, from the krb5 minor status (MIT error tables). */
+enum ag_gss_fail {
+    AG_GSS_FAIL_OTHER = 0,   /* anything not below (bad token, integrity, ...) */
+    AG_GSS_FAIL_REPLAY,      /* KRB5KRB_AP_ERR_REPEAT: the replay cache saw it */
+    AG_GSS_FAIL_SKEW,        /* KRB5KRB_AP_ERR_SKEW: clocks too far apart */
+    AG_GSS_FAIL_EXPIRED,     /* KRB5KRB_AP_ERR_TKT_EXPIRED */
+    AG_GSS_FAIL_KEY,         /* no key for the ticket: BADKEYVER, KT_NOTFOUND, KT_KVNONOTFOUND */
+    AG_GSS_FAIL_REFUSED,     /* completed, but not Kerberos 5 or anonymous: policy */
+};
+
 struct ag_gss_step {
-    int status;          /* 0 complete, 1 continue, AG_EAUTH failed, AG_EUNSUPP refused */
+    enum ag_gss_status status;
+    enum ag_gss_fail fail; /* AG_GSS_FAILED only */
     uint8_t *out;        /* output token (owned), may be NULL */
     size_t outlen;
     char principal[512]; /* client principal on completion */

@@ -1383,6 +1383,12 @@ bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s)
     return false;
 }
 
+bool ag_config_uses_backend(const struct ag_config *c, enum ag_backend b)
+{
+    return (ag_config_scheme_enabled(c, AG_SCHEME_BASIC) && c->basic_backend == b) ||
+           (ag_config_scheme_enabled(c, AG_SCHEME_NTLM) && c->ntlm_backend == b);
+}
+
 bool ag_config_port_allowed(const struct ag_config *c, uint16_t port)
 {
     for (size_t i = 0; i < c->n_connect_ports; i++)

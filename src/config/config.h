@@ -182,6 +182,10 @@ void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap);
 const char *ag_config_realm_domain(const struct ag_config *c, const char *realm);
 
 bool ag_config_scheme_enabled(const struct ag_config *c, enum ag_scheme s);
+/* An enabled scheme (Basic or NTLM) verifies passwords through backend b.
+ * With AG_BACKEND_WINBIND, group rules and NTLM names come from winbind;
+ * with AG_BACKEND_LOCAL, the user file is needed. */
+bool ag_config_uses_backend(const struct ag_config *c, enum ag_backend b);
 bool ag_config_port_allowed(const struct ag_config *c, uint16_t port);
 const char *ag_scheme_name(enum ag_scheme s); /* "Negotiate", "NTLM", "Basic", "-" */
 

@@ -27,14 +27,6 @@ struct command {
     int bare_max;        /* bare words it takes */
 };
 
-static bool winbind_used(const struct ag_config *cfg)
-{
-    return (ag_config_scheme_enabled(cfg, AG_SCHEME_BASIC) &&
-            cfg->basic_backend == AG_BACKEND_WINBIND) ||
-           (ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) &&
-            cfg->ntlm_backend == AG_BACKEND_WINBIND);
-}
-
 static uint64_t uptime_ms(const struct ag_server *srv)
 {
     return uv_now(srv->loop) - srv->started_ms;
@@ -384,7 +376,7 @@ static const struct command *find(const char *name)
 
 bool ag_ctl_needs_ping(const struct ag_server *srv, const struct ag_ctl_cmd *cmd)
 {
-    return strcmp(cmd->name, "status") == 0 && winbind_used(srv->cfg);
+    return strcmp(cmd->name, "status") == 0 && ag_config_uses_backend(srv->cfg, AG_BACKEND_WINBIND);
 }
 
 /* Arguments are checked against the command's row before it runs, so a

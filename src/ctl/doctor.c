@@ -53,21 +53,6 @@ static void line(struct doc *d, const char *verdict, const char *check, const ch
         d->warns++;
 }
 
-static bool winbind_used(const struct ag_config *cfg)
-{
-    return (ag_config_scheme_enabled(cfg, AG_SCHEME_BASIC) &&
-            cfg->basic_backend == AG_BACKEND_WINBIND) ||
-           (ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) &&
-            cfg->ntlm_backend == AG_BACKEND_WINBIND);
-}
-
-static bool userfile_used(const struct ag_config *cfg)
-{
-    return (ag_config_scheme_enabled(cfg, AG_SCHEME_BASIC) &&
-            cfg->basic_backend == AG_BACKEND_LOCAL) ||
-           (ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM) && cfg->ntlm_backend == AG_BACKEND_LOCAL);
-}
-
 /* The proxy's name: what Kerberos clients ask a ticket for. */
 static void check_host(struct doc *d, const struct ag_config *cfg, char *host, size_t cap)
 {
@@ -144,7 +129,7 @@ static void check_keytab(struct doc *d, const struct ag_config *cfg, const char 
 
 static void check_winbind(struct doc *d, const struct ag_config *cfg)
 {
-    if (!winbind_used(cfg)) {
+    if (!ag_config_uses_backend(cfg, AG_BACKEND_WINBIND)) {
         line(d, "OK", "winbind", "no backend uses winbind");
         return;
     }
@@ -167,7 +152,7 @@ static void check_winbind(struct doc *d, const struct ag_config *cfg)
 
 static void check_userfile(struct doc *d, const struct ag_config *cfg)
 {
-    if (!userfile_used(cfg))
+    if (!ag_config_uses_backend(cfg, AG_BACKEND_LOCAL))
         return;
     if (!cfg->user_file) {
         line(d, "FAIL", "user_file",

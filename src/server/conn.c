@@ -3,10 +3,12 @@
  * Everything that is HTTP semantics lives in exchange.c; this file moves
  * bytes, enforces the buffer ceilings and deadlines, and owns teardown. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "authgate/limits.h"
+#include "auth.h"
 #include "conn.h"
 #include "session/table.h"
 #include "util/log.h"
@@ -21,6 +23,43 @@ struct wreq {
 
 static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* --- state ------------------------------------------------------------------ */
+
+/* legal[from][to]: the moves listed in conn.h. FLUSH_CLOSE and CLOSING are
+ * reachable from every live state (a reply that ends the connection, an
+ * error, a kick) and lead only onwards. */
+#define LIVE(to)                                                                                   \
+    [CONN_FLUSH_CLOSE] = true, [CONN_CLOSING] = true, [to] = true
+static const bool legal[CONN_STATES][CONN_STATES] = {
+    [CONN_NEW] = {[CONN_READ_HEAD] = true, [CONN_CLOSING] = true},
+    [CONN_READ_HEAD] = {LIVE(CONN_READ_HEAD), [CONN_AUTH_VERIFY] = true, [CONN_UPSTREAM] = true,
+                        [CONN_FORWARD] = true},
+    [CONN_AUTH_VERIFY] = {LIVE(CONN_READ_HEAD)},
+    [CONN_UPSTREAM] = {LIVE(CONN_READ_HEAD), [CONN_FORWARD] = true, [CONN_TUNNEL] = true},
+    [CONN_FORWARD] = {LIVE(CONN_READ_HEAD), [CONN_UPSTREAM] = true},
+    [CONN_TUNNEL] = {LIVE(CONN_TUNNEL)},
+    [CONN_FLUSH_CLOSE] = {[CONN_CLOSING] = true},
+};
+#undef LIVE
+
+void conn_enter(struct conn *c, enum conn_state to)
+{
+    (void)legal; /* read only by the assert (compiled out with NDEBUG) */
+    assert(c->state < CONN_STATES && to < CONN_STATES && legal[c->state][to]);
+    c->state = to;
+}
+
+void conn_request_reset(struct conn *c, uint64_t now_ms)
+{
+    struct conn_request *rq = &c->rq;
+    free(rq->log_url);
+    free(rq->resp_extra);
+    ag_buf_free(&rq->req_head_up);
+    memset(rq, 0, sizeof *rq);
+    ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);
+    rq->t_start_ms = now_ms;
+}
 
 /* --- teardown -------------------------------------------------------------- */
 
@@ -41,9 +80,7 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->inbuf);
     ag_buf_free(&c->stage_client);
     ag_buf_free(&c->stage_up);
-    ag_buf_free(&c->req_head_up);
-    free(c->log_url);
-    free(c->resp_extra);
+    conn_request_reset(c, 0); /* frees what the last exchange owned */
     ag_config_unref(c->cfg);
     free(c);
     ag_server_conn_gone(srv);
@@ -56,12 +93,12 @@ void conn_close(struct conn *c, const char *reason)
     ag_debug("conn=%llu event=close reason=%s", (unsigned long long)c->id, reason);
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
-    ag_conn_auth_close(c);
+    ag_auth_close(c);
     if (c->splicing) {
         c->splicing = false;
         ag_splice_close(&c->sp, conn_handle_closed);
     }
-    c->state = CONN_CLOSING;
+    conn_enter(c, CONN_CLOSING);
     ag_upstream_close(c->up);
     c->up = NULL;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -81,9 +118,9 @@ static void on_flush_deadline(uv_timer_t *t)
 
 void conn_close_after_flush(struct conn *c)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close)
+    if (conn_ending(c))
         return;
-    c->flushing_close = true;
+    conn_enter(c, CONN_FLUSH_CLOSE);
     ag_upstream_close(c->up);
     c->up = NULL;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -105,14 +142,14 @@ static void on_timer(uv_timer_t *t)
     struct ag_stats *st = &c->srv->stats;
     switch (c->state) {
     case CONN_READ_HEAD:
-        if (c->drain) {
+        if (c->rq.drain) {
             /* A refused request whose announced body did not come in time:
              * it would hold the connection (and a handshake slot) for ever. */
             st->timeout_drain++;
             ag_info("conn=%llu event=drain_timeout client=%s drained=%llu",
-                    (unsigned long long)c->id, c->peer, (unsigned long long)c->drained);
+                    (unsigned long long)c->id, c->peer, (unsigned long long)c->rq.drained);
             conn_close(c, "drain_timeout");
-        } else if (c->in_message || c->head_bytes) {
+        } else if (c->rq.in_message || c->rq.head_bytes) {
             st->timeout_head++;
             ag_info("conn=%llu event=head_timeout client=%s", (unsigned long long)c->id, c->peer);
             conn_close(c, "head_timeout");
@@ -127,7 +164,7 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case CONN_AUTH_VERIFY:
-        ag_conn_auth_timeout(c);
+        ag_auth_timeout(c);
         break;
     case CONN_TUNNEL:
         st->timeout_tunnel++;
@@ -141,7 +178,7 @@ static void on_timer(uv_timer_t *t)
 
 void conn_set_timer(struct conn *c, uint64_t ms)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close)
+    if (conn_ending(c))
         return;
     if (ms)
         uv_timer_start(&c->timer, on_timer, ms, 0);
@@ -204,14 +241,14 @@ static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_clien
 
 void conn_count_out(struct conn *c, uint64_t n)
 {
-    c->bytes_sent += n;
+    c->rq.bytes_sent += n;
     c->bytes_out += n;
     c->srv->stats.bytes_out += n;
 }
 
 void conn_write_client(struct conn *c, char *data, size_t len)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close) {
+    if (conn_ending(c)) {
         free(data);
         return;
     }
@@ -262,7 +299,7 @@ static void on_alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 void conn_update_reading(struct conn *c)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close)
+    if (conn_ending(c))
         return;
     struct ag_upstream *up = c->up;
     bool want_client = !c->eof && c->inbuf.len < AG_INBUF_MAX &&
@@ -280,11 +317,11 @@ void conn_update_reading(struct conn *c)
     }
     if (!up || !up->connected || up->closing)
         return;
-    if (c->splice_pending && c->out_pending == 0) {
+    if (c->rq.splice_pending && c->out_pending == 0) {
         exchange_start_splice(c);
         return;
     }
-    bool want_up = !c->splicing && !c->splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
                    (up->idle || c->state == CONN_FORWARD ||
                     (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
@@ -335,10 +372,10 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         /* A client that half-closes after a complete request still gets its
          * response; anything else is the end of the connection. */
-        if (n == UV_EOF && c->msg_done &&
+        if (n == UV_EOF && c->rq.msg_done &&
             (c->state == CONN_FORWARD || c->state == CONN_UPSTREAM)) {
             c->eof = true;
-            c->close_after = true;
+            c->rq.close_after = true;
             conn_update_reading(c);
             return;
         }
@@ -419,7 +456,7 @@ void conn_parse(struct conn *c)
     if (c->parsing)
         return; /* the running loop below picks up the new state */
     c->parsing = true;
-    while (c->state != CONN_CLOSING && !c->flushing_close && !c->paused &&
+    while (!conn_ending(c) && !c->paused &&
            (c->inbuf.len > 0 || c->kick)) {
         c->kick = false;
         const char *data = c->inbuf.len ? c->inbuf.data : "";
@@ -430,9 +467,9 @@ void conn_parse(struct conn *c)
             const char *pos = llhttp_get_error_pos(&c->parser);
             used = (pos && pos >= data && pos <= data + len) ? (size_t)(pos - data) : len;
         }
-        if (c->state == CONN_READ_HEAD && !c->msg_done && !c->drain) {
+        if (c->state == CONN_READ_HEAD && !c->rq.msg_done && !c->rq.drain) {
             if (!c->head_ready)
-                c->head_bytes += used;
+                c->rq.head_bytes += used;
             /* What llhttp 8 accepts even in strict mode and we refuse, both
              * ways for a recipient to read a head differently from the
              * origin behind us: obs-fold (a line starting with SP/HTAB),
@@ -440,26 +477,26 @@ void conn_parse(struct conn *c)
              * ending the request line, a field line or the head (§2.2).
              * The range [0, used) holds only head bytes: the parser pauses
              * just past the head's last LF. */
-            for (size_t i = 0; i < used && !c->head_defect; i++) {
-                if (c->last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
-                    c->head_defect = "obs-fold";
-                else if (data[i] == '\n' && !c->last_cr)
-                    c->head_defect = "bare LF";
-                c->last_lf = data[i] == '\n';
-                c->last_cr = data[i] == '\r';
+            for (size_t i = 0; i < used && !c->rq.head_defect; i++) {
+                if (c->rq.last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
+                    c->rq.head_defect = "obs-fold";
+                else if (data[i] == '\n' && !c->rq.last_cr)
+                    c->rq.head_defect = "bare LF";
+                c->rq.last_lf = data[i] == '\n';
+                c->rq.last_cr = data[i] == '\r';
             }
-            if (c->head_defect && e == HPE_OK)
+            if (c->rq.head_defect && e == HPE_OK)
                 e = HPE_USER;
         }
         conn_flush(c);
-        if (c->head_defect) {
+        if (c->rq.head_defect) {
             ag_buf_consume(&c->inbuf, len);
             c->srv->stats.bad_requests++;
             ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
-                    (unsigned long long)c->id, c->peer, c->head_defect);
-            c->keepalive = false;
-            c->close_after = true;
-            exchange_reply(c, 400, NULL, c->head_defect);
+                    (unsigned long long)c->id, c->peer, c->rq.head_defect);
+            c->rq.keepalive = false;
+            c->rq.close_after = true;
+            exchange_reply(c, 400, NULL, c->rq.head_defect);
             break;
         }
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
@@ -470,9 +507,9 @@ void conn_parse(struct conn *c)
             const char *r = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
                                                      : llhttp_get_error_reason(&c->parser);
             ag_escape(why, sizeof why, r, strlen(r));
-            c->keepalive = false;
-            c->close_after = true;
-            if (c->drain) {
+            c->rq.keepalive = false;
+            c->rq.close_after = true;
+            if (c->rq.drain) {
                 /* The refused request has its answer already: a malformed
                  * body ends the connection without a second response. */
                 c->srv->stats.bad_requests++;
@@ -492,17 +529,17 @@ void conn_parse(struct conn *c)
             break;
         }
         ag_buf_consume(&c->inbuf, used);
-        if (c->state == CONN_READ_HEAD && !c->head_ready && c->head_bytes > c->cfg->header_max) {
+        if (c->state == CONN_READ_HEAD && !c->head_ready && c->rq.head_bytes > c->cfg->header_max) {
             c->srv->stats.header_too_large++;
-            c->keepalive = false;
-            c->close_after = true;
+            c->rq.keepalive = false;
+            c->rq.close_after = true;
             exchange_reply(c, 431, NULL, "header section too large");
             break;
         }
         if (c->head_ready) {
             c->head_ready = false;
             exchange_on_head(c);
-        } else if (c->msg_done) {
+        } else if (c->rq.msg_done) {
             exchange_maybe_done(c);
         }
     }
@@ -574,11 +611,11 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     /* Staging buffers hold what one read produces plus framing overhead. */
     ag_buf_init(&c->stage_client, 2 * AG_READ_CHUNK + 4096);
     ag_buf_init(&c->stage_up, 2 * AG_INBUF_MAX + 4096);
-    ag_buf_init(&c->req_head_up, 2 * AG_HEADER_MAX);
+    conn_request_reset(c, c->created_ms);
     llhttp_init(&c->parser, HTTP_REQUEST, &ag_request_settings);
     c->parser.data = c;
-    c->state = CONN_READ_HEAD;
-    conn_set_timer(c, ag_conn_wait_timeout(c));
+    conn_enter(c, CONN_READ_HEAD);
+    conn_set_timer(c, ag_auth_wait_timeout(c));
     conn_update_reading(c);
 }
 
@@ -589,10 +626,10 @@ void ag_conn_drain_all(struct ag_server *srv, bool force)
         next = c->next;
         if (force) {
             conn_close(c, "shutdown");
-        } else if (c->state == CONN_READ_HEAD && !c->in_message && c->inbuf.len == 0) {
+        } else if (c->state == CONN_READ_HEAD && !c->rq.in_message && c->inbuf.len == 0) {
             conn_close(c, "shutdown_idle");
         } else {
-            c->close_after = true;
+            c->rq.close_after = true;
         }
     }
 }

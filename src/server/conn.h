@@ -22,13 +22,69 @@
 #include "proxy/upstream.h"
 #include "server.h"
 
+/* The connection's state; conn_enter() in conn.c is its only writer and
+ * asserts the move against a table of legal transitions:
+ *   NEW         -> READ_HEAD                               (accepted)
+ *   READ_HEAD   -> READ_HEAD | AUTH_VERIFY | UPSTREAM | FORWARD
+ *   AUTH_VERIFY -> READ_HEAD                               (the job answered or timed out)
+ *   UPSTREAM    -> READ_HEAD | FORWARD | TUNNEL
+ *   FORWARD     -> READ_HEAD | UPSTREAM                    (next request; a retry)
+ *   any but CLOSING and FLUSH_CLOSE -> FLUSH_CLOSE
+ *   any but CLOSING                 -> CLOSING              */
 enum conn_state {
+    CONN_NEW = 0,     /* zeroed, not yet set up by ag_conn_accept */
     CONN_READ_HEAD,   /* reading a request head; pre-auth caps apply */
     CONN_AUTH_VERIFY, /* one verification job in flight; parser paused; still reading to see EOF */
     CONN_UPSTREAM,    /* resolving / connecting upstream */
     CONN_FORWARD,     /* relaying one exchange; back to READ_HEAD after */
     CONN_TUNNEL,      /* CONNECT established; terminal */
-    CONN_CLOSING      /* uv_close issued; waiting for the close callbacks */
+    CONN_FLUSH_CLOSE, /* shutdown issued: closes once what is queued is written */
+    CONN_CLOSING,     /* uv_close issued; waiting for the close callbacks */
+    CONN_STATES
+};
+
+/* What one exchange (request and response) needs, and nothing that outlives
+ * it: zeroed, with what it owns freed, by conn_request_reset() when the
+ * next request may begin (h2o keeps its per-request generator the same way).
+ * Fields a head sets are written by exchange_on_head(). */
+struct conn_request {
+    /* reading the request */
+    bool in_message;         /* a request has begun (its head timer runs) */
+    bool msg_done;           /* current request fully read */
+    uint64_t head_bytes;     /* bytes of the current head, against header_max */
+    bool last_lf, last_cr;   /* the head's previous byte, across reads */
+    const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
+    /* what the head says */
+    struct ag_target target;
+    char *log_url;           /* escaped URL for the access log (owned) */
+    int method;
+    bool is_connect, is_head, keepalive, http10, req_chunked, req_has_body;
+    uint64_t req_content_length;
+    bool has_max_forwards;   /* TRACE/OPTIONS with a valid Max-Forwards */
+    uint64_t max_forwards;   /* its value, parsed from the bounded slice */
+    /* decisions */
+    bool preauth;            /* admitted by an auth=none rule: no identity needed */
+    bool rules_by_addr;      /* a dst= rule decides once the address is known */
+    const char *denied_rule; /* rule that refused every address (points into srv->rules) */
+    bool denied_groups;      /* ... because it needs groups the lookup failed to give */
+    bool drain;              /* discarding the body of a refused request */
+    uint64_t drained;
+    bool close_after;        /* close the client connection when this exchange ends */
+    /* the upstream side */
+    struct ag_buf req_head_up; /* upstream request head, kept for one retry */
+    bool retried;
+    bool up_dirty;           /* upstream sent bytes past its response: never reuse */
+    bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
+    bool splice_pending;     /* a body waits for the client writes to drain to splice */
+    char hier_ip[48];        /* upstream address for the access log */
+    /* the response */
+    bool resp_started, resp_done, resp_chunked_out, resp_1xx;
+    char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
+                                the final Negotiate token in Proxy-Authentication-Info */
+    int status;              /* status sent to the client, 0 before */
+    char ctype[64];          /* response Content-Type for the access log */
+    uint64_t t_start_ms;     /* monotonic start of the exchange */
+    uint64_t bytes_sent;     /* bytes of this exchange sent to the client */
 };
 
 struct conn {
@@ -54,43 +110,11 @@ struct conn {
     bool kick;               /* just resumed: run llhttp once even with no new bytes,
                                 so a body-less message completes */
     bool head_ready;         /* set by on_headers_complete, acted on after execute */
-    bool in_message;         /* a request has begun (its head timer runs) */
-    bool msg_done;           /* current request fully read */
     bool reading;
     bool parsing;            /* inside conn_parse: do not re-enter it */
     bool eof;                /* client half-closed */
-    bool flushing_close;     /* shutdown issued: close once written */
-    uint64_t head_bytes;     /* bytes of the current head, against header_max */
-    bool last_lf, last_cr;   /* the head's previous byte, across reads */
-    const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
 
-    /* current exchange */
-    struct ag_target target;
-    char *log_url;           /* escaped URL for the access log (owned) */
-    int method;
-    bool is_connect, is_head, keepalive, http10, req_chunked, req_has_body;
-    bool drain;              /* discarding the body of a refused request */
-    uint64_t drained;
-    bool resp_started, resp_done, resp_chunked_out, resp_1xx;
-    bool close_after;        /* close the client connection when this exchange ends */
-    bool preauth;            /* admitted by an auth=none rule: no identity needed */
-    bool rules_by_addr;      /* a dst= rule decides once the address is known */
-    const char *denied_rule; /* rule that refused every address (points into srv->rules) */
-    bool denied_groups;      /* ... because it needs groups the lookup failed to give */
-    bool up_dirty;           /* upstream sent bytes past its response: never reuse */
-    bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
-    uint64_t req_content_length;
-    bool has_max_forwards;   /* TRACE/OPTIONS with a valid Max-Forwards */
-    uint64_t max_forwards;   /* its value, parsed from the bounded slice */
-    char hier_ip[48];        /* upstream address for the access log */
-    char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
-                                the final Negotiate token in Proxy-Authentication-Info */
-    int status;              /* status sent to the client, 0 before */
-    char ctype[64];          /* response Content-Type for the access log */
-    uint64_t t_start_ms;     /* monotonic start of the exchange */
-    uint64_t bytes_sent;     /* bytes of this exchange sent to the client */
-    struct ag_buf req_head_up; /* upstream request head, kept for one retry */
-    bool retried;
+    struct conn_request rq;  /* the current exchange; reset by conn_request_reset */
 
     /* output */
     struct ag_buf stage_client, stage_up;
@@ -100,10 +124,23 @@ struct conn {
     struct ag_job *job;      /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
     struct ag_splice sp;     /* zero-copy body relay (two handles while running) */
-    bool splicing, splice_pending;
+    bool splicing;           /* the splice relay runs (its handles are counted) */
 };
 
+/* The connection is on its way out (flushing its last bytes, or closed):
+ * nothing new is read, parsed, written or timed. */
+static inline bool conn_ending(const struct conn *c)
+{
+    return c->state == CONN_FLUSH_CLOSE || c->state == CONN_CLOSING;
+}
+
 /* conn.c */
+/* The only writer of c->state: asserts the move is legal (debug and
+ * sanitizer builds), then sets it. */
+void conn_enter(struct conn *c, enum conn_state to);
+/* Frees what the exchange owns and zeroes it: the next request starts
+ * clean. now_ms starts its clock (a refused head before any parse). */
+void conn_request_reset(struct conn *c, uint64_t now_ms);
 void conn_close(struct conn *c, const char *reason);
 /* Close callback of every handle a conn counts (frees it after the last). */
 void conn_handle_closed(uv_handle_t *h);
@@ -122,15 +159,6 @@ void conn_parse(struct conn *c);
 void conn_resume(struct conn *c);
 void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
-
-/* conn_auth.c */
-/* The connection is going away: detaches its job, removes its session row. */
-void ag_conn_auth_close(struct conn *c);
-/* The deadline for a connection waiting for its next request: the idle
- * deadline, or what is left of a handshake's. */
-uint64_t ag_conn_wait_timeout(struct conn *c);
-/* A verification took longer than its deadline. */
-void ag_conn_auth_timeout(struct conn *c);
 
 /* exchange.c */
 extern const llhttp_settings_t ag_request_settings;

@@ -14,7 +14,7 @@
 #include <arpa/inet.h>
 #include <time.h>
 
-#include "auth_glue.h"
+#include "auth.h"
 #include "rules/rules.h"
 #include "session/table.h"
 #include "conn.h"
@@ -26,7 +26,7 @@
 static int rq_begin(llhttp_t *p)
 {
     struct conn *c = p->data;
-    c->in_message = true;
+    c->rq.in_message = true;
     conn_set_timer(c, c->cfg->head_timeout_ms);
     return 0;
 }
@@ -100,20 +100,20 @@ static int rq_headers_complete(llhttp_t *p)
 static int rq_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    if (c->drain) {
-        c->drained += len;
-        if (c->drained > c->cfg->drain_max) {
+    if (c->rq.drain) {
+        c->rq.drained += len;
+        if (c->rq.drained > c->cfg->drain_max) {
             conn_close_after_flush(c);
             return HPE_PAUSED;
         }
         return 0;
     }
     int rc = 0;
-    if (c->req_chunked)
+    if (c->rq.req_chunked)
         rc = ag_buf_printf(&c->stage_up, "%zx\r\n", len);
     if (!rc)
         rc = ag_buf_append(&c->stage_up, at, len);
-    if (!rc && c->req_chunked)
+    if (!rc && c->rq.req_chunked)
         rc = ag_buf_append(&c->stage_up, "\r\n", 2);
     return rc ? -1 : 0;
 }
@@ -121,8 +121,8 @@ static int rq_body(llhttp_t *p, const char *at, size_t len)
 static int rq_message_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
-    c->msg_done = true;
-    if (!c->drain && c->req_chunked && c->state != CONN_READ_HEAD)
+    c->rq.msg_done = true;
+    if (!c->rq.drain && c->rq.req_chunked && c->state != CONN_READ_HEAD)
         ag_buf_append(&c->stage_up, "0\r\n\r\n", 5);
     return HPE_PAUSED;
 }
@@ -168,7 +168,7 @@ static char *json_escape_dup(const char *s)
 void exchange_log(struct conn *c)
 {
     struct ag_stats *st = &c->srv->stats;
-    int s = c->status;
+    int s = c->rq.status;
     if (s >= 200 && s < 300)
         st->status_2xx++;
     else if (s >= 300 && s < 400)
@@ -182,19 +182,19 @@ void exchange_log(struct conn *c)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     const char *tag = "TCP_MISS";
-    if (c->is_connect && s == 200)
+    if (c->rq.is_connect && s == 200)
         tag = "TCP_TUNNEL";
     else if (s == 407 || s == 403)
         tag = "TCP_DENIED";
-    else if (!c->log_url)
+    else if (!c->rq.log_url)
         tag = "NONE_NONE";
-    const char *method = c->log_url ? llhttp_method_name((llhttp_method_t)c->method) : "NONE";
+    const char *method = c->rq.log_url ? llhttp_method_name((llhttp_method_t)c->rq.method) : "NONE";
     if (c->cfg->access_format == AG_ACCESS_JSON) {
         /* One JSON object per line. The URL is already log-escaped (\xHH);
          * every string is JSON-escaped here too, so a shipper's parser never
          * sees a raw control byte, quote or backslash. */
-        const char *src[4] = {c->log_url ? c->log_url : "error:invalid-request", ag_conn_user(c),
-                              c->ctype[0] ? c->ctype : "-", c->peer};
+        const char *src[4] = {c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c),
+                              c->rq.ctype[0] ? c->rq.ctype : "-", c->peer};
         char *jd[4];
         const char *js[4];
         for (int k = 0; k < 4; k++) {
@@ -206,9 +206,9 @@ void exchange_log(struct conn *c)
                   "\"url\":\"%s\",\"user\":\"%s\",\"hierarchy\":\"%s\","
                   "\"upstream\":\"%s\",\"content_type\":\"%s\",\"conn\":%llu}",
                   (long long)tv.tv_sec, (int)(tv.tv_usec / 1000),
-                  (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), js[3], tag, s,
-                  (unsigned long long)c->bytes_sent, method, js[0], js[1],
-                  c->hier_ip[0] ? "HIER_DIRECT" : "HIER_NONE", c->hier_ip, js[2],
+                  (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), js[3], tag, s,
+                  (unsigned long long)c->rq.bytes_sent, method, js[0], js[1],
+                  c->rq.hier_ip[0] ? "HIER_DIRECT" : "HIER_NONE", c->rq.hier_ip, js[2],
                   (unsigned long long)c->id);
         for (int k = 0; k < 4; k++)
             free(jd[k]);
@@ -216,10 +216,10 @@ void exchange_log(struct conn *c)
     }
     ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
               (int)(tv.tv_usec / 1000),
-              (unsigned long long)(uv_now(c->srv->loop) - c->t_start_ms), c->peer, tag, s,
-              (unsigned long long)c->bytes_sent, method, c->log_url ? c->log_url : "error:invalid-request",
-              ag_conn_user(c), c->hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
-              c->hier_ip, c->ctype[0] ? c->ctype : "-");
+              (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), c->peer, tag, s,
+              (unsigned long long)c->rq.bytes_sent, method, c->rq.log_url ? c->rq.log_url : "error:invalid-request",
+              ag_auth_user(c), c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
+              c->rq.hier_ip, c->rq.ctype[0] ? c->rq.ctype : "-");
 }
 
 /* --- replies and the end of an exchange ------------------------------------ */
@@ -227,39 +227,21 @@ void exchange_log(struct conn *c)
 static void next_request(struct conn *c)
 {
     ag_head_reset(&c->head);
-    c->state = CONN_READ_HEAD;
-    c->msg_done = c->in_message = c->drain = false;
-    c->resp_started = c->resp_done = c->resp_chunked_out = c->resp_1xx = false;
-    c->up_dirty = c->up_407 = c->retried = false;
-    c->is_connect = false;
-    c->preauth = c->rules_by_addr = false;
-    c->splice_pending = false;
-    c->denied_rule = NULL;
-    c->denied_groups = false;
-    c->status = 0;
-    c->head_bytes = 0;
-    c->last_lf = c->last_cr = false;
-    c->head_defect = NULL;
-    c->drained = 0;
-    c->ctype[0] = '\0';
-    free(c->log_url);
-    c->log_url = NULL;
-    free(c->resp_extra);
-    c->resp_extra = NULL;
-    ag_buf_free(&c->req_head_up);
+    conn_enter(c, CONN_READ_HEAD);
+    conn_request_reset(c, uv_now(c->srv->loop));
     c->paused = false;
     llhttp_resume(&c->parser);
-    conn_set_timer(c, ag_conn_wait_timeout(c));
+    conn_set_timer(c, ag_auth_wait_timeout(c));
     conn_parse(c);
 }
 
 void exchange_maybe_done(struct conn *c)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close || !c->resp_done || !c->msg_done)
+    if (conn_ending(c) || !c->rq.resp_done || !c->rq.msg_done)
         return;
     struct ag_upstream *up = c->up;
     if (up) {
-        bool reuse = up->connected && !up->closing && !c->up_dirty && !c->is_connect &&
+        bool reuse = up->connected && !up->closing && !c->rq.up_dirty && !c->rq.is_connect &&
                      c->state == CONN_FORWARD && llhttp_should_keep_alive(&up->parser);
         /* Each pooled upstream holds a descriptor for an idle client: past
          * three quarters of the descriptor limit, new clients matter more
@@ -279,7 +261,7 @@ void exchange_maybe_done(struct conn *c)
     }
     if (c->state == CONN_FORWARD)
         exchange_log(c);
-    if (c->close_after || !c->keepalive || c->srv->stopping || c->eof) {
+    if (c->rq.close_after || !c->rq.keepalive || c->srv->stopping || c->eof) {
         conn_close_after_flush(c);
         return;
     }
@@ -290,19 +272,19 @@ void exchange_maybe_done(struct conn *c)
 
 void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
 {
-    if (c->state == CONN_CLOSING || c->flushing_close)
+    if (conn_ending(c))
         return;
     /* A refused CONNECT keeps the connection only for a 407 (NTLM needs it
      * for its next leg) and only if nothing followed its head. */
-    bool keep = c->keepalive && !c->close_after && !c->srv->stopping &&
-                !(c->is_connect && (status != 407 || c->inbuf.len));
+    bool keep = c->rq.keepalive && !c->rq.close_after && !c->srv->stopping &&
+                !(c->rq.is_connect && (status != 407 || c->inbuf.len));
     /* A body already announced as longer than we drain: say close now, not
      * keep-alive followed by a close. */
-    if (!c->msg_done && !c->req_chunked && c->req_content_length > c->cfg->drain_max)
+    if (!c->rq.msg_done && !c->rq.req_chunked && c->rq.req_content_length > c->cfg->drain_max)
         keep = false;
-    c->status = status;
-    c->resp_started = c->resp_done = true;
-    if (ag_reply_build(&c->stage_client, status, extra, keep, c->http10, detail) != 0) {
+    c->rq.status = status;
+    c->rq.resp_started = c->rq.resp_done = true;
+    if (ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail) != 0) {
         conn_close(c, "reply_failed");
         return;
     }
@@ -316,10 +298,10 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
      * the connection survives; it never reaches a parser as a request. */
     ag_upstream_close(c->up);
     c->up = NULL;
-    c->drain = true;
+    c->rq.drain = true;
     c->parser.upgrade = 0; /* a refused CONNECT: the next bytes are HTTP again */
-    c->state = CONN_READ_HEAD;
-    if (c->msg_done) {
+    conn_enter(c, CONN_READ_HEAD);
+    if (c->rq.msg_done) {
         exchange_maybe_done(c);
         return;
     }
@@ -375,14 +357,14 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
     const struct ag_config *cfg = c->cfg;
-    int rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->method),
-                           c->target.path_len ? (int)c->target.path_len : 1,
-                           c->target.path_len ? c->target.path : "/");
-    if (c->target.ipv6)
-        rc |= ag_buf_printf(b, "Host: [%s]", c->target.host);
+    int rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->rq.method),
+                           c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
+                           c->rq.target.path_len ? c->rq.target.path : "/");
+    if (c->rq.target.ipv6)
+        rc |= ag_buf_printf(b, "Host: [%s]", c->rq.target.host);
     else
-        rc |= ag_buf_printf(b, "Host: %s", c->target.host);
-    rc |= c->target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->target.port)
+        rc |= ag_buf_printf(b, "Host: %s", c->rq.target.host);
+    rc |= c->rq.target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->rq.target.port)
                                : ag_buf_append(b, "\r\n", 2);
     const char *xff = NULL;
     size_t xffl = 0;
@@ -403,9 +385,9 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
             xffl = vl;
             continue;
         }
-        if (ag_strieq(nm, nl, "Max-Forwards") && c->has_max_forwards) {
+        if (ag_strieq(nm, nl, "Max-Forwards") && c->rq.has_max_forwards) {
             rc |= ag_buf_printf(b, "Max-Forwards: %llu\r\n",
-                                (unsigned long long)(c->max_forwards ? c->max_forwards - 1 : 0));
+                                (unsigned long long)(c->rq.max_forwards ? c->rq.max_forwards - 1 : 0));
             continue;
         }
         rc |= ag_buf_append(b, nm, nl);
@@ -413,16 +395,16 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         rc |= ag_buf_append(b, v, vl);
         rc |= ag_buf_append(b, "\r\n", 2);
     }
-    if (c->req_chunked)
+    if (c->rq.req_chunked)
         rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
     else if (c->parser.flags & F_CONTENT_LENGTH)
         rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
-                            (unsigned long long)c->req_content_length);
+                            (unsigned long long)c->rq.req_content_length);
     rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", cfg->via_pseudonym);
     if (cfg->x_forwarded_for)
         rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
                             xff ? ", " : "", c->peer);
-    const char *ident = ag_conn_identity_header(c);
+    const char *ident = ag_auth_identity_header(c);
     if (ident)
         rc |= ag_buf_appendz(b, ident);
     rc |= ag_buf_append(b, "\r\n", 2);
@@ -441,10 +423,10 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
         memset(&lit, 0, sizeof lit);
         struct sockaddr_in *s4 = (struct sockaddr_in *)&lit;
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&lit;
-        if (inet_pton(AF_INET, c->target.host, &s4->sin_addr) == 1) {
+        if (inet_pton(AF_INET, c->rq.target.host, &s4->sin_addr) == 1) {
             s4->sin_family = AF_INET;
             dst = (const struct sockaddr *)&lit;
-        } else if (inet_pton(AF_INET6, c->target.host, &s6->sin6_addr) == 1) {
+        } else if (inet_pton(AF_INET6, c->rq.target.host, &s6->sin6_addr) == 1) {
             s6->sin6_family = AF_INET6;
             dst = (const struct sockaddr *)&lit;
         }
@@ -455,15 +437,15 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
      * no %-encoded letters to hide behind. */
     static char path[AG_URL_MAX + 2];
     size_t pl = 0;
-    if (!c->is_connect)
-        pl = ag_path_normalize(c->target.path_len ? c->target.path : "/",
-                               c->target.path_len ? c->target.path_len : 1, path);
+    if (!c->rq.is_connect)
+        pl = ag_path_normalize(c->rq.target.path_len ? c->rq.target.path : "/",
+                               c->rq.target.path_len ? c->rq.target.path_len : 1, path);
     struct ag_rules_query q = {
-        .host = c->target.host,
+        .host = c->rq.target.host,
         .dst = dst,
-        .port = c->target.port,
-        .method = llhttp_method_name((llhttp_method_t)c->method),
-        .path = c->is_connect ? NULL : path,
+        .port = c->rq.target.port,
+        .method = llhttp_method_name((llhttp_method_t)c->rq.method),
+        .path = c->rq.is_connect ? NULL : path,
         .path_len = pl,
         .path_case_sensitive = c->cfg->rules_path_case == AG_PATH_CASE_SENSITIVE,
         .src = (const struct sockaddr *)&c->peer_addr,
@@ -481,8 +463,8 @@ static void deny(struct conn *c, const char *rule)
     c->srv->stats.rules_denied++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, rule, c->peer, ag_conn_user(c),
-            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
+            (unsigned long long)c->id, rule, c->peer, ag_auth_user(c),
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), c->rq.target.port);
     char detail[128];
     snprintf(detail, sizeof detail, "denied by access rule '%s'", rule);
     exchange_reply(c, 403, NULL, detail);
@@ -495,9 +477,9 @@ static void groups_unknown(struct conn *c, const char *rule)
 {
     c->srv->stats.rules_groups_unavailable++;
     ag_err("conn=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
-           (unsigned long long)c->id, rule, c->peer, ag_conn_user(c));
-    c->close_after = true;
-    exchange_reply(c, 503, "Retry-After: 5\r\n", "group membership unavailable");
+           (unsigned long long)c->id, rule, c->peer, ag_auth_user(c));
+    c->rq.close_after = true;
+    exchange_reply(c, 503, AG_RETRY_AFTER_FIELD, "group membership unavailable");
 }
 
 /* The target is, or resolved only to, 0.0.0.0/8 or ::, which the kernel
@@ -510,25 +492,25 @@ static void refuse_this_network(struct conn *c)
     c->srv->stats.dst_this_network++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, c->peer, ag_conn_user(c),
-            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), c->target.port);
+            (unsigned long long)c->id, c->peer, ag_auth_user(c),
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), c->rq.target.port);
     exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
 }
 
 static bool addr_allowed(void *owner, const struct sockaddr *sa)
 {
     struct conn *c = owner;
-    if (!c->rules_by_addr || !c->srv->rules)
+    if (!c->rq.rules_by_addr || !c->srv->rules)
         return true;
     /* With the address known: the pre-auth rules first (they apply to
      * everyone), then, for an authenticated request, the others. */
     const char *rule;
     enum ag_rule_verdict v = rules_eval(c, sa, true, &rule, NULL);
-    if (v != AG_RULE_DENY && !c->preauth)
+    if (v != AG_RULE_DENY && !c->rq.preauth)
         v = rules_eval(c, sa, false, &rule, NULL);
     if (v == AG_RULE_DENY || v == AG_RULE_GROUPS_UNKNOWN) {
-        c->denied_rule = rule;
-        c->denied_groups = v == AG_RULE_GROUPS_UNKNOWN;
+        c->rq.denied_rule = rule;
+        c->rq.denied_groups = v == AG_RULE_GROUPS_UNKNOWN;
         return false;
     }
     return true;
@@ -564,7 +546,7 @@ static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c
             ag_strieq(nm, nl, "Transfer-Encoding"))
             continue;
         if (c && ag_strieq(nm, nl, "Content-Type"))
-            ag_escape(c->ctype, sizeof c->ctype, v, vl);
+            ag_escape(c->rq.ctype, sizeof c->rq.ctype, v, vl);
         rc |= ag_buf_append(b, nm, nl);
         rc |= ag_buf_append(b, ": ", 2);
         rc |= ag_buf_append(b, v, vl);
@@ -588,9 +570,9 @@ static int rs_headers_complete(llhttp_t *p)
          * HTTP/1.1 clients (100 Continue answers their Expect). */
         if (st == 101)
             return -1;
-        c->resp_1xx = true;
+        c->rq.resp_1xx = true;
         int rc = 0;
-        if (!c->http10) {
+        if (!c->rq.http10) {
             rc |= ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
             rc |= copy_fields(b, &up->head, NULL);
             rc |= ag_buf_append(b, "\r\n", 2);
@@ -598,15 +580,15 @@ static int rs_headers_complete(llhttp_t *p)
         ag_head_reset(&up->head);
         return rc ? -1 : 0;
     }
-    c->resp_1xx = false;
+    c->rq.resp_1xx = false;
     if (st == 407) {
         /* An origin asking for *proxy* credentials would harvest ours. */
-        c->up_407 = true;
+        c->rq.up_407 = true;
         return -1;
     }
-    c->resp_started = true;
-    c->status = st;
-    bool no_body = c->is_head || st == 204 || st == 304;
+    c->rq.resp_started = true;
+    c->rq.status = st;
+    bool no_body = c->rq.is_head || st == 204 || st == 304;
     int rc = ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
     rc |= copy_fields(b, &up->head, c);
     if (no_body) {
@@ -614,16 +596,16 @@ static int rs_headers_complete(llhttp_t *p)
             rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
                                 (unsigned long long)p->content_length);
     } else if (p->flags & F_CHUNKED) {
-        if (c->http10)
-            c->close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
+        if (c->rq.http10)
+            c->rq.close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
         else {
-            c->resp_chunked_out = true;
+            c->rq.resp_chunked_out = true;
             rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
         }
     } else if (p->flags & F_CONTENT_LENGTH) {
         rc |= ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
     } else {
-        c->close_after = true; /* close-delimited */
+        c->rq.close_after = true; /* close-delimited */
     }
     rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
     /* An origin doing connection-bound auth (NTLM/Negotiate to the origin)
@@ -633,11 +615,11 @@ static int rs_headers_complete(llhttp_t *p)
                       ag_head_has_token(&up->head, "WWW-Authenticate", "Negotiate") ||
                       www_auth_conn_bound(&up->head)))
         rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
-    if (c->resp_extra)
-        rc |= ag_buf_appendz(b, c->resp_extra);
-    if (c->close_after || !c->keepalive || c->srv->stopping)
+    if (c->rq.resp_extra)
+        rc |= ag_buf_appendz(b, c->rq.resp_extra);
+    if (c->rq.close_after || !c->rq.keepalive || c->srv->stopping)
         rc |= ag_buf_appendz(b, "Connection: close\r\n");
-    else if (c->http10)
+    else if (c->rq.http10)
         rc |= ag_buf_appendz(b, "Connection: keep-alive\r\nProxy-Connection: keep-alive\r\n");
     rc |= ag_buf_append(b, "\r\n", 2);
     if (rc)
@@ -652,11 +634,11 @@ static int rs_body(llhttp_t *p, const char *at, size_t len)
     if (!c)
         return -1;
     int rc = 0;
-    if (c->resp_chunked_out)
+    if (c->rq.resp_chunked_out)
         rc = ag_buf_printf(&c->stage_client, "%zx\r\n", len);
     if (!rc)
         rc = ag_buf_append(&c->stage_client, at, len);
-    if (!rc && c->resp_chunked_out)
+    if (!rc && c->rq.resp_chunked_out)
         rc = ag_buf_append(&c->stage_client, "\r\n", 2);
     return rc ? -1 : 0;
 }
@@ -668,9 +650,9 @@ static int rs_message_complete(llhttp_t *p)
         return -1;
     if (p->status_code < 200)
         return 0; /* an interim response: the final one follows */
-    if (c->resp_chunked_out)
+    if (c->rq.resp_chunked_out)
         ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
-    c->resp_done = true;
+    c->rq.resp_done = true;
     return HPE_PAUSED;
 }
 
@@ -712,15 +694,15 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     c->srv->stats.upstream_errors++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=upstream_error host=%s status=%d reason=%s", (unsigned long long)c->id,
-            ag_escape(host, sizeof host, c->target.host, strlen(c->target.host)), status, why);
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status, why);
     ag_upstream_close(c->up);
     c->up = NULL;
-    if (c->resp_started && c->status) {
+    if (c->rq.resp_started && c->rq.status) {
         conn_close(c, "upstream_failed_mid_response");
         return;
     }
-    if (!c->msg_done)
-        c->close_after = true; /* part of the body is unread: cannot resync */
+    if (!c->rq.msg_done)
+        c->rq.close_after = true; /* part of the body is unread: cannot resync */
     exchange_reply(c, status, NULL, why);
 }
 
@@ -736,16 +718,16 @@ static void start_exchange_io(struct conn *c)
     llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
     up->parser.data = up;
     ag_head_reset(&up->head);
-    snprintf(c->hier_ip, sizeof c->hier_ip, "%s", up->peer_ip);
-    if (ag_buf_append(&c->stage_up, c->req_head_up.data, c->req_head_up.len) != 0) {
+    snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+    if (ag_buf_append(&c->stage_up, c->rq.req_head_up.data, c->rq.req_head_up.len) != 0) {
         upstream_failed(c, 502, "request head too large");
         return;
     }
-    c->state = CONN_FORWARD;
+    conn_enter(c, CONN_FORWARD);
     uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
     /* The head is staged for a fresh or a pooled upstream connection: one
      * forwarded request (the retry on a fresh connection is the same one). */
-    if (!c->retried)
+    if (!c->rq.retried)
         c->srv->stats.forwarded++;
     conn_flush(c);
     conn_resume(c);
@@ -754,13 +736,13 @@ static void start_exchange_io(struct conn *c)
 static void on_upstream_ready(struct ag_upstream *up, int status)
 {
     struct conn *c = up->owner;
-    if (status == AG_EUNSUPP && c->denied_rule) {
+    if (status == AG_EUNSUPP && c->rq.denied_rule) {
         ag_upstream_close(c->up);
         c->up = NULL;
-        if (c->denied_groups)
-            groups_unknown(c, c->denied_rule);
+        if (c->rq.denied_groups)
+            groups_unknown(c, c->rq.denied_rule);
         else
-            deny(c, c->denied_rule);
+            deny(c, c->rq.denied_rule);
         return;
     }
     if (status == AG_EUNSUPP && up->this_network) {
@@ -782,14 +764,14 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         return;
     }
     c->srv->stats.upstream_opened++;
-    if (c->is_connect) {
+    if (c->rq.is_connect) {
         c->srv->stats.tunnels++;
-        snprintf(c->hier_ip, sizeof c->hier_ip, "%s", up->peer_ip);
-        c->status = 200;
+        snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+        c->rq.status = 200;
         struct ag_buf ok;
         ag_buf_init(&ok, 64 * 1024);
         if (ag_buf_printf(&ok, "HTTP/1.1 200 Connection established\r\n%s\r\n",
-                          c->resp_extra ? c->resp_extra : "") != 0) {
+                          c->rq.resp_extra ? c->rq.resp_extra : "") != 0) {
             ag_buf_free(&ok);
             conn_close(c, "nomem");
             return;
@@ -797,7 +779,7 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         size_t okl;
         char *d = ag_buf_steal(&ok, &okl);
         conn_write_client(c, d, okl);
-        c->state = CONN_TUNNEL;
+        conn_enter(c, CONN_TUNNEL);
         /* Bytes that followed the CONNECT head belong to the tunnel. */
         if (c->inbuf.len) {
             size_t n;
@@ -815,8 +797,8 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
 
 static void open_upstream(struct conn *c)
 {
-    c->state = CONN_UPSTREAM;
-    c->up = ag_upstream_open(c->srv->loop, c, &c->target, c->cfg->dns_timeout_ms,
+    conn_enter(c, CONN_UPSTREAM);
+    c->up = ag_upstream_open(c->srv->loop, c, &c->rq.target, c->cfg->dns_timeout_ms,
                              c->cfg->connect_timeout_ms, on_upstream_ready, addr_allowed);
     if (!c->up)
         upstream_failed(c, 502, "cannot open upstream");
@@ -843,14 +825,14 @@ static void splice_done(struct ag_splice *s, int status)
         conn_close(c, "splice_failed");
         return;
     }
-    c->resp_done = true;
+    c->rq.resp_done = true;
     exchange_maybe_done(c);
 }
 
 void exchange_start_splice(struct conn *c)
 {
     struct ag_upstream *up = c->up;
-    c->splice_pending = false;
+    c->rq.splice_pending = false;
     uv_os_fd_t src, dst;
     if (!up || uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
@@ -894,28 +876,28 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&up->parser);
         if (pos && pos < data + n)
-            c->up_dirty = true;
+            c->rq.up_dirty = true;
     } else if (e != HPE_OK) {
         conn_flush(c);
         upstream_failed(c, 502,
-                        c->up_407 ? "upstream demanded proxy authentication"
+                        c->rq.up_407 ? "upstream demanded proxy authentication"
                         : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
                                                    : "invalid upstream response");
         return;
     }
     conn_flush(c);
-    if (c->resp_done) {
+    if (c->rq.resp_done) {
         exchange_maybe_done(c);
         return;
     }
     /* The rest of a long body goes socket to socket through a pipe. */
-    if (c->resp_started && !c->resp_chunked_out && (up->parser.flags & F_CONTENT_LENGTH) &&
+    if (c->rq.resp_started && !c->rq.resp_chunked_out && (up->parser.flags & F_CONTENT_LENGTH) &&
         up->parser.content_length >= AG_SPLICE_MIN) {
         if (up->reading) {
             uv_read_stop((uv_stream_t *)up->tcp);
             up->reading = false;
         }
-        c->splice_pending = true;
+        c->rq.splice_pending = true;
     }
     conn_update_reading(c);
 }
@@ -930,19 +912,19 @@ void exchange_on_upstream_eof(struct conn *c, int err)
         c->up = NULL;
         return;
     }
-    if (err == UV_EOF && c->resp_started) {
+    if (err == UV_EOF && c->rq.resp_started) {
         llhttp_finish(&up->parser); /* completes a close-delimited body */
         conn_flush(c);
-        if (c->resp_done) {
-            c->up_dirty = true;
+        if (c->rq.resp_done) {
+            c->rq.up_dirty = true;
             exchange_maybe_done(c);
             return;
         }
     }
     /* A pooled connection the origin closed just as we reused it: one retry
      * on a fresh connection when nothing of the exchange is lost. */
-    if (!c->resp_started && up->reused && !c->retried && !c->req_has_body) {
-        c->retried = true;
+    if (!c->rq.resp_started && up->reused && !c->rq.retried && !c->rq.req_has_body) {
+        c->rq.retried = true;
         ag_upstream_close(up);
         c->up = NULL;
         open_upstream(c);
@@ -960,34 +942,32 @@ static void bad_request(struct conn *c, const char *why)
     c->srv->stats.bad_requests++;
     ag_info("conn=%llu event=bad_request client=%s status=400 error=\"%s\"",
             (unsigned long long)c->id, c->peer, why);
-    c->close_after = true;
+    c->rq.close_after = true;
     exchange_reply(c, 400, NULL, why);
 }
 
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
-    ag_conn_auth_request_begin(c);
+    ag_auth_request_begin(c);
     uv_timer_stop(&c->timer);
     struct ag_head *h = &c->head;
     llhttp_t *p = &c->parser;
     c->srv->stats.requests++;
-    c->t_start_ms = uv_now(c->srv->loop);
-    c->bytes_sent = 0;
-    c->method = p->method;
-    c->is_connect = p->method == HTTP_CONNECT;
-    c->is_head = p->method == HTTP_HEAD;
-    c->http10 = p->http_major == 1 && p->http_minor == 0;
-    c->keepalive = llhttp_should_keep_alive(p) && !c->srv->stopping;
-    c->req_chunked = (p->flags & F_CHUNKED) != 0;
-    c->req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
-    c->req_has_body = c->req_chunked || c->req_content_length > 0;
-    c->hier_ip[0] = '\0';
+    c->rq.t_start_ms = uv_now(c->srv->loop);
+    c->rq.method = p->method;
+    c->rq.is_connect = p->method == HTTP_CONNECT;
+    c->rq.is_head = p->method == HTTP_HEAD;
+    c->rq.http10 = p->http_major == 1 && p->http_minor == 0;
+    c->rq.keepalive = llhttp_should_keep_alive(p) && !c->srv->stopping;
+    c->rq.req_chunked = (p->flags & F_CHUNKED) != 0;
+    c->rq.req_content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    c->rq.req_has_body = c->rq.req_chunked || c->rq.req_content_length > 0;
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    free(c->log_url);
-    c->log_url = ag_escape_dup(url, ul);
+    free(c->rq.log_url);
+    c->rq.log_url = ag_escape_dup(url, ul);
 
     /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
      * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
@@ -997,9 +977,9 @@ void exchange_on_head(struct conn *c)
     int nte = ag_head_find(h, "Transfer-Encoding", &te, &tel);
     if (nte > 0) {
         bool chunked_only = nte == 1 && ag_strieq(te, tel, "chunked");
-        c->close_after = true;
+        c->rq.close_after = true;
         c->srv->stats.bad_requests++;
-        if (c->http10) {
+        if (c->rq.http10) {
             exchange_reply(c, 400, NULL, "Transfer-Encoding on HTTP/1.0");
             return;
         }
@@ -1007,20 +987,20 @@ void exchange_on_head(struct conn *c)
             exchange_reply(c, 501, NULL, "transfer coding not supported");
             return;
         }
-        c->close_after = false;
+        c->rq.close_after = false;
     }
     if (ag_head_find(h, "Host", NULL, NULL) > 1) {
-        c->close_after = true;
+        c->rq.close_after = true;
         exchange_reply(c, 400, NULL, "several Host fields");
         return;
     }
-    int rc = c->is_connect ? ag_target_parse_authority(url, ul, &c->target)
-                           : ag_target_parse_absolute(url, ul, &c->target);
+    int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
+                           : ag_target_parse_absolute(url, ul, &c->rq.target);
     if (rc != 0) {
         c->srv->stats.bad_requests++;
-        c->close_after = true;
+        c->rq.close_after = true;
         exchange_reply(c, 400, NULL,
-                       c->is_connect ? "CONNECT needs host:port"
+                       c->rq.is_connect ? "CONNECT needs host:port"
                                      : (ul && url[0] == '/') ? "origin-form request to a proxy"
                                                              : "invalid request target");
         return;
@@ -1028,18 +1008,18 @@ void exchange_on_head(struct conn *c)
     /* "http://host?x" has an empty path: forwarded as is, the request line
      * would read "GET ?x HTTP/1.1". Browsers and curl send "/?x"; anything
      * else gets 400 rather than a request line we made up. */
-    if (!c->is_connect && c->target.path_len && c->target.path[0] != '/') {
+    if (!c->rq.is_connect && c->rq.target.path_len && c->rq.target.path[0] != '/') {
         bad_request(c, "request target without a path");
         return;
     }
     /* The access log names the canonical host, as rules, logs and connect do. */
     char canon[AG_URL_MAX + AG_HOST_MAX + 16];
-    if (c->is_connect)
-        ag_target_authority(&c->target, canon, sizeof canon);
+    if (c->rq.is_connect)
+        ag_target_authority(&c->rq.target, canon, sizeof canon);
     else
-        ag_target_url(&c->target, canon, sizeof canon);
-    free(c->log_url);
-    c->log_url = ag_escape_dup(canon, strlen(canon));
+        ag_target_url(&c->rq.target, canon, sizeof canon);
+    free(c->rq.log_url);
+    c->rq.log_url = ag_escape_dup(canon, strlen(canon));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);
@@ -1049,17 +1029,16 @@ void exchange_on_head(struct conn *c)
     /* Max-Forwards means something on TRACE and OPTIONS only (RFC 9110
      * §7.6.2): one field, 1*DIGIT, read from its slice of the head store
      * (the value is not NUL-terminated: the next field's bytes follow). */
-    c->has_max_forwards = false;
-    if (c->method == HTTP_TRACE || c->method == HTTP_OPTIONS) {
+    if (c->rq.method == HTTP_TRACE || c->rq.method == HTTP_OPTIONS) {
         const char *mf;
         size_t mfl;
         int nmf = ag_head_find(h, "Max-Forwards", &mf, &mfl);
-        if (nmf > 1 || (nmf == 1 && ag_parse_dec(mf, mfl, UINT64_MAX, &c->max_forwards) != 0)) {
+        if (nmf > 1 || (nmf == 1 && ag_parse_dec(mf, mfl, UINT64_MAX, &c->rq.max_forwards) != 0)) {
             bad_request(c, "invalid Max-Forwards");
             return;
         }
-        c->has_max_forwards = nmf == 1;
-        if (c->method == HTTP_TRACE && c->has_max_forwards && c->max_forwards == 0) {
+        c->rq.has_max_forwards = nmf == 1;
+        if (c->rq.method == HTTP_TRACE && c->rq.has_max_forwards && c->rq.max_forwards == 0) {
             exchange_reply(c, 405, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, CONNECT\r\n",
                            "TRACE stops here");
             return;
@@ -1070,27 +1049,27 @@ void exchange_on_head(struct conn *c)
         const char *rule;
         bool recheck = false;
         enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule, &recheck);
-        c->rules_by_addr = recheck;
+        c->rq.rules_by_addr = recheck;
         if (v == AG_RULE_DENY) {
             deny(c, rule);
             return;
         }
         if (v == AG_RULE_ALLOW) {
             c->srv->stats.rules_preauth_allowed++;
-            c->preauth = true;
+            c->rq.preauth = true;
             exchange_proceed(c);
             return;
         }
     }
     /* Authentication decides before any byte moves upstream. */
-    if (ag_conn_auth(c) != AG_AUTH_PROCEED)
+    if (ag_auth_request(c) != AG_AUTH_PROCEED)
         return;
     exchange_proceed(c);
 }
 
 void exchange_proceed(struct conn *c)
 {
-    if (c->srv->rules && !c->preauth) {
+    if (c->srv->rules && !c->rq.preauth) {
         const char *rule;
         enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL);
         if (v == AG_RULE_DENY) {
@@ -1101,24 +1080,24 @@ void exchange_proceed(struct conn *c)
             groups_unknown(c, rule);
             return;
         }
-        c->rules_by_addr = c->rules_by_addr || v == AG_RULE_NEED_ADDR;
+        c->rq.rules_by_addr = c->rq.rules_by_addr || v == AG_RULE_NEED_ADDR;
     }
-    if (c->is_connect && !ag_config_port_allowed(c->cfg, c->target.port)) {
+    if (c->rq.is_connect && !ag_config_port_allowed(c->cfg, c->rq.target.port)) {
         c->srv->stats.ports_denied++;
         exchange_reply(c, 403, NULL, "CONNECT to this port is not allowed");
         return;
     }
-    if (!c->is_connect) {
-        ag_buf_free(&c->req_head_up);
-        if (build_upstream_head(c, &c->req_head_up) != 0) {
-            c->close_after = true;
+    if (!c->rq.is_connect) {
+        ag_buf_free(&c->rq.req_head_up);
+        if (build_upstream_head(c, &c->rq.req_head_up) != 0) {
+            c->rq.close_after = true;
             exchange_reply(c, 431, NULL, "request head too large");
             return;
         }
     }
     struct ag_upstream *up = c->up;
-    if (up && up->idle && !c->is_connect && !c->rules_by_addr && up->port == c->target.port &&
-        strcmp(up->host, c->target.host) == 0) {
+    if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr && up->port == c->rq.target.port &&
+        strcmp(up->host, c->rq.target.host) == 0) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;

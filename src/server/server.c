@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "authgate/err.h"
+#include "authgate/limits.h"
 #include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
@@ -14,6 +16,16 @@ static void on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
+/* The accept gate is open: below max_connections, and far enough from the
+ * descriptor limit that each client may still get one more for its upstream
+ * (AG_FD_RESERVE left for everything else). */
+static bool accept_room(const struct ag_server *srv)
+{
+    return srv->n_conns < srv->cfg->max_connections &&
+           (!srv->fd_limit ||
+            (uint64_t)srv->n_conns + ag_upstream_live() + AG_FD_RESERVE < srv->fd_limit);
+}
+
 static void on_connection(uv_stream_t *s, int status)
 {
     struct ag_listener *l = s->data;
@@ -22,10 +34,7 @@ static void on_connection(uv_stream_t *s, int status)
         ag_warn("event=accept_error error=%s", uv_strerror(status));
         return;
     }
-    /* The gate closes at max_connections, and also before descriptors run
-     * out (each client may need one more for its upstream). */
-    if (srv->n_conns >= srv->cfg->max_connections ||
-        (srv->fd_limit && (uint64_t)srv->n_conns + ag_upstream_live() + 64 >= srv->fd_limit)) {
+    if (!accept_room(srv)) {
         /* Not accepting makes libuv stop polling this listener until we
          * accept again: the kernel backlog holds the rest. */
         if (!l->blocked)
@@ -43,10 +52,7 @@ void ag_server_conn_gone(struct ag_server *srv)
             ag_server_stop(srv);
         return;
     }
-    for (size_t i = 0; i < srv->n_listeners && srv->n_conns < srv->cfg->max_connections &&
-                       (!srv->fd_limit ||
-                        (uint64_t)srv->n_conns + ag_upstream_live() + 64 < srv->fd_limit);
-         i++) {
+    for (size_t i = 0; i < srv->n_listeners && accept_room(srv); i++) {
         struct ag_listener *l = srv->listeners[i];
         if (l->blocked) {
             l->blocked = false;

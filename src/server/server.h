@@ -91,7 +91,7 @@ struct ag_server {
     uint64_t started_ms;
     uint64_t fd_limit;  /* RLIMIT_NOFILE after start-up raised the soft limit */
 
-    /* authentication (conn_auth.c) */
+    /* authentication (auth_state.c; see auth.h) */
     struct ag_session_table *sessions;
     struct ag_workers workers;
     struct ag_users *users;        /* the local user file in force, refcounted */
@@ -178,19 +178,6 @@ void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
  * line, after handing its snapshot to fn (may be NULL). Returns how many. */
 size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
                       void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
-
-/* conn_auth.c: server-wide authentication state. ag_auth_init loads what
- * cfg needs (the user file) and starts the verification threads;
- * ag_auth_reload prepares the state of a new config and swaps it in: 0 done,
- * 1 when winbind lookups run on the worker pool first (then
- * ag_server_reload_finish follows), or -1 with err filled: the old one
- * stays. */
-int ag_auth_init(struct ag_server *srv, char *err, size_t errlen);
-int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, size_t errlen);
-void ag_auth_shutdown(struct ag_server *srv);
-/* For "authgate -t": loads (and frees) the user file and the rules file cfg
- * names. 0, or -1 with "file:line: message" in err. */
-int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen);
 
 /* conn.c */
 void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);

@@ -5,6 +5,7 @@
  * key (for the per-address cap: IPv6 counted by /64, see addrkey.h) sit in a
  * hash map chained on a power-of-two bucket array that doubles when the load
  * passes 1. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,29 @@ struct ag_session_table {
     size_t nabuckets, naddrs;
     uint64_t refused_global, refused_addr;
 };
+
+/* The legal moves of a row's state; this file is its only writer.
+ *   NONE            -> NTLM_CHALLENGED | VERIFYING | AUTHENTICATED (cached Basic)
+ *   NTLM_CHALLENGED -> NTLM_CHALLENGED (a new NEGOTIATE) | VERIFYING
+ *   GSS_CONTINUE    -> NTLM_CHALLENGED (raw NTLMSSP in Negotiate) | VERIFYING
+ *   VERIFYING       -> GSS_CONTINUE | AUTHENTICATED
+ *   AUTHENTICATED   -> AUTHENTICATED (a fresh identity replaces it)
+ *   any             -> NONE (reset, failure, connection closed)              */
+static const bool legal[5][5] = {
+    [AG_AS_NONE] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true,
+                    [AG_AS_AUTHENTICATED] = true},
+    [AG_AS_NTLM_CHALLENGED] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true},
+    [AG_AS_GSS_CONTINUE] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true},
+    [AG_AS_VERIFYING] = {[AG_AS_GSS_CONTINUE] = true, [AG_AS_AUTHENTICATED] = true},
+    [AG_AS_AUTHENTICATED] = {[AG_AS_AUTHENTICATED] = true},
+};
+
+static void enter(struct ag_session *s, enum ag_auth_state to)
+{
+    (void)legal; /* read only by the assert (compiled out with NDEBUG) */
+    assert(to == AG_AS_NONE || legal[s->state][to]);
+    s->state = to;
+}
 
 static uint64_t strhash(const char *s)
 {
@@ -215,7 +239,7 @@ void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
     ag_session_handshake_end(t, s);
     if (s->state != AG_AS_AUTHENTICATED)
         t->authenticated++;
-    s->state = AG_AS_AUTHENTICATED;
+    enter(s, AG_AS_AUTHENTICATED);
     s->scheme = scheme;
     ag_identity_move(&s->id, id);
     s->authenticated_ms = s->last_use_ms = now_ms;
@@ -226,9 +250,30 @@ void ag_session_reset(struct ag_session_table *t, struct ag_session *s)
     ag_session_handshake_end(t, s);
     if (s->state == AG_AS_AUTHENTICATED)
         t->authenticated--;
-    s->state = AG_AS_NONE;
+    enter(s, AG_AS_NONE);
     s->scheme = AG_SCHEME_NONE;
     ag_identity_clear(&s->id);
+}
+
+void ag_session_verifying(struct ag_session *s)
+{
+    enter(s, AG_AS_VERIFYING);
+}
+
+void ag_session_ntlm_challenged(struct ag_session *s, void *st, void (*st_free)(void *),
+                                bool in_negotiate)
+{
+    assert(s->in_handshake && s->scheme == AG_SCHEME_NTLM);
+    ag_session_set_mech(s, st, st_free);
+    enter(s, AG_AS_NTLM_CHALLENGED);
+    s->ntlm_in_negotiate = in_negotiate;
+}
+
+void ag_session_gss_continue(struct ag_session *s, void *ctx, void (*ctx_free)(void *))
+{
+    assert(s->in_handshake && s->scheme == AG_SCHEME_NEGOTIATE);
+    ag_session_set_mech(s, ctx, ctx_free);
+    enter(s, AG_AS_GSS_CONTINUE);
 }
 
 void ag_session_remove(struct ag_session_table *t, struct ag_session *s)

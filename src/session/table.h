@@ -78,6 +78,14 @@ void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
                              enum ag_scheme scheme, struct ag_identity *id, uint64_t now_ms);
 /* Forgets identity and handshake: the connection is anonymous again. */
 void ag_session_reset(struct ag_session_table *t, struct ag_session *s);
+/* The state moves other than authenticate/reset (legal moves asserted in
+ * table.c): a verification job starts; the NTLM CHALLENGE was sent and st
+ * (moved in) waits for the AUTHENTICATE, in_negotiate says how it came; GSS
+ * asked for another round and ctx (moved in) waits for the next token. */
+void ag_session_verifying(struct ag_session *s);
+void ag_session_ntlm_challenged(struct ag_session *s, void *st, void (*st_free)(void *),
+                                bool in_negotiate);
+void ag_session_gss_continue(struct ag_session *s, void *ctx, void (*ctx_free)(void *));
 /* Replaces the mech state (the old one is freed). */
 void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(void *));
 /* Hands the mech state to the caller (the row no longer frees it). */

@@ -36,6 +36,8 @@ import time
 import pytest
 
 from harness.accesslog import parse_access
+from harness.ctl_client import stats
+from harness.ntlm_client import Challenge, authenticate_msg
 from harness.gateway import sanitizer_env
 from harness.ntlm_client import Challenge, authenticate_msg, b64
 from harness.rawhttp import build_request, get_request
@@ -681,6 +683,29 @@ def test_clock_skew_beyond_tolerance(gw, kdc, origin, offset):
     assert_fresh_407(r)
     assert origin.requests == []
     gw.wait_log(AUTH_FAILED % r".*[Ss]kew.*")
+
+
+def test_failure_class_from_kerberos_code(make_gateway, kdc, alice, origin):
+    """A replayed AP-REQ and a skewed clock are told apart by the Kerberos
+    error code (not the message text): each bumps its own counter."""
+    d = tempfile.mkdtemp(prefix="agctl-", dir="/tmp")  # short: sun_path is 108 bytes
+    try:
+        _failure_classes(start_gateway(make_gateway, kdc, status_socket=os.path.join(d, "s")),
+                         kdc, alice, origin)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _failure_classes(gw, kdc, alice, origin):
+    tok = token_for(alice)
+    assert gw.client().request(neg_req(origin.url("/first"), tok)).status == 200
+    assert_fresh_407(gw.client().request(neg_req(origin.url("/replay"), tok)))
+    gw.wait_log(AUTH_FAILED % r".*[Rr]eplay.*")
+    skewed = token_for(kdc.client_env("alice", time_offset=600))
+    assert_fresh_407(gw.client().request(neg_req(origin.url("/skew"), skewed)))
+    gw.wait_log(AUTH_FAILED % r".*[Ss]kew.*")
+    st = stats(gw)
+    assert (st["auth_fail_replay"], st["auth_fail_skew"], st["auth_fail_policy"]) == (1, 1, 0), st
 
 
 @pytest.mark.parametrize("offset", [120, -120])

@@ -212,6 +212,39 @@ static void test_identity_lifecycle(void **state)
     ag_session_table_free(t);
 }
 
+/* The handshake moves table.c owns: NTLM challenge -> verifying, GSS
+ * verifying -> continue -> verifying, each moving the mech state in. */
+static void test_state_moves(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *s = ag_session_add(t, 11, "10.0.0.1", 0);
+    mech_freed = 0;
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_NTLM, 10, 10, 0), 0);
+    ag_session_ntlm_challenged(s, malloc(8), mech_free, true);
+    assert_int_equal(s->state, AG_AS_NTLM_CHALLENGED);
+    assert_true(s->ntlm_in_negotiate);
+    assert_non_null(s->mech);
+    /* a new NEGOTIATE replaces the outstanding challenge */
+    ag_session_ntlm_challenged(s, malloc(8), mech_free, false);
+    assert_int_equal(mech_freed, 1);
+    free(ag_session_take_mech(s));
+    ag_session_verifying(s);
+    assert_int_equal(s->state, AG_AS_VERIFYING);
+    ag_session_reset(t, s);
+    assert_int_equal(s->state, AG_AS_NONE);
+
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_NEGOTIATE, 10, 10, 0), 0);
+    ag_session_verifying(s);
+    ag_session_gss_continue(s, malloc(8), mech_free);
+    assert_int_equal(s->state, AG_AS_GSS_CONTINUE);
+    assert_string_equal(ag_auth_state_name(s->state), "gss_continue");
+    ag_session_verifying(s);
+    assert_int_equal(s->state, AG_AS_VERIFYING);
+    ag_session_remove(t, s); /* frees the context still in the row */
+    assert_int_equal(mech_freed, 2);
+    ag_session_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_handshake_cap_by_prefix_and_share),
         cmocka_unit_test(test_scheme_switch_and_mech),
         cmocka_unit_test(test_identity_lifecycle),
+        cmocka_unit_test(test_state_moves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
