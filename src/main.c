@@ -87,12 +87,24 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
-        case 't': check = true; break;
-        case 'v': verbose = true; break;
-        case 'V': printf("authgate %s\n", AG_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'V':
+            printf("authgate %s\n", AG_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!path) {

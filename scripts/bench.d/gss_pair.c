@@ -74,8 +74,8 @@ static int setup(struct worker *w, char *err, size_t cap)
         return -1;
     }
     gss_OID_set_desc mechs = {1, &spnego_oid};
-    maj = gss_acquire_cred(&min, w->target, GSS_C_INDEFINITE, &mechs, GSS_C_ACCEPT, &w->acred,
-                           NULL, NULL);
+    maj = gss_acquire_cred(&min, w->target, GSS_C_INDEFINITE, &mechs, GSS_C_ACCEPT, &w->acred, NULL,
+                           NULL);
     if (GSS_ERROR(maj)) {
         gss_err(maj, min, "gss_acquire_cred (acceptor)", err, cap);
         return -1;
@@ -103,8 +103,8 @@ static int one_pair(struct worker *w, char *err, size_t cap)
         gss_err(maj, min, "gss_init_sec_context", err, cap);
         goto out;
     }
-    maj = gss_accept_sec_context(&min, &actx, w->acred, &tok, GSS_C_NO_CHANNEL_BINDINGS, &src,
-                                 NULL, &rep, NULL, NULL, NULL);
+    maj = gss_accept_sec_context(&min, &actx, w->acred, &tok, GSS_C_NO_CHANNEL_BINDINGS, &src, NULL,
+                                 &rep, NULL, NULL, NULL);
     if (maj != GSS_S_COMPLETE) {
         gss_err(maj, min, "gss_accept_sec_context", err, cap);
         goto out;
@@ -150,9 +150,15 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt(argc, argv, "t:d:S:h")) != -1) {
         switch (c) {
-        case 't': threads = atoi(optarg); break;
-        case 'd': seconds = atof(optarg); break;
-        case 'S': g_service = optarg; break;
+        case 't':
+            threads = atoi(optarg);
+            break;
+        case 'd':
+            seconds = atof(optarg);
+            break;
+        case 'S':
+            g_service = optarg;
+            break;
         default:
             fprintf(stderr, "usage: %s [-t threads] [-d seconds] [-S HTTP@localhost]\n", argv[0]);
             return 2;

@@ -69,18 +69,18 @@
 
 #define LG_BUF 65536
 #define LG_REQ 16384
-#define LG_HIST_US 10 /* histogram bucket width */
+#define LG_HIST_US 10   /* histogram bucket width */
 #define LG_HIST_N 20000 /* 0 .. 200 ms, then overflow */
 
 struct lg_opts {
     int port;
-    const char *url;   /* absolute URL for the request line */
-    const char *host;  /* Host header */
+    const char *url;  /* absolute URL for the request line */
+    const char *host; /* Host header */
     int conns, threads;
-    double seconds;    /* duration, if count == 0 */
-    long count;        /* handshakes to complete (then stop), 0 = by duration */
-    bool keepalive;    /* mode "ka" */
-    long body;         /* expected body size of a 200, -1 = any */
+    double seconds; /* duration, if count == 0 */
+    long count;     /* handshakes to complete (then stop), 0 = by duration */
+    bool keepalive; /* mode "ka" */
+    long body;      /* expected body size of a 200, -1 = any */
     const char *user, *password, *domain, *workstation, *service;
 };
 
@@ -89,8 +89,8 @@ enum lg_state { S_CONNECTING, S_WRITING, S_READING, S_WAIT_EOF };
 struct lg_conn {
     int fd;
     enum lg_state st;
-    int leg;            /* handshake leg of the request in flight, -1 = plain request */
-    bool authed;        /* the handshake on this connection completed */
+    int leg;     /* handshake leg of the request in flight, -1 = plain request */
+    bool authed; /* the handshake on this connection completed */
     bool sent_close;
     char req[LG_REQ];
     size_t req_len, req_off;
@@ -99,14 +99,14 @@ struct lg_conn {
     /* parsed response */
     bool head_done;
     int status;
-    long clen;          /* -1 unknown */
+    long clen; /* -1 unknown */
     bool chunked, resp_close;
     char chal[LG_BUF / 2];
     size_t chal_len;
     bool have_chal;
-    size_t body_need;   /* bytes still to read (content-length mode) */
+    size_t body_need; /* bytes still to read (content-length mode) */
     long body_got;
-    int chunk_state;    /* 0 size line, 1 data, 2 CRLF after data, 3 trailers */
+    int chunk_state; /* 0 size line, 1 data, 2 CRLF after data, 3 trailers */
     size_t chunk_left;
     uint64_t t_start_ns; /* start of the handshake or request */
     uint64_t t_io_ns;    /* last request sent or wait for EOF begun (stall detection) */
@@ -121,8 +121,8 @@ struct lg_thread {
     struct lg_conn *c;
     int ep;
     /* counters */
-    uint64_t handshakes, requests_ok, plain_ok, st407, st_other, closed_early, sock_err,
-        mech_err, body_err, connects, timeouts;
+    uint64_t handshakes, requests_ok, plain_ok, st407, st_other, closed_early, sock_err, mech_err,
+        body_err, connects, timeouts;
     uint64_t hist[LG_HIST_N + 1];
     uint64_t lat_sum_us, lat_n;
     char first_error[256];
@@ -140,8 +140,8 @@ static uint64_t now_ns(void)
 }
 
 #include <stdarg.h>
-__attribute__((format(printf, 2, 3))) static void lg_error(struct lg_thread *t,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void lg_error(struct lg_thread *t, const char *fmt,
+                                                           ...)
 {
     if (t->first_error[0])
         return;
@@ -271,10 +271,9 @@ static int build_request(struct lg_thread *t, struct lg_conn *c, int leg, const 
     }
     bool last = leg >= mech_max_legs - 1;
     c->sent_close = !o->keepalive && leg >= 0 && last;
-    int n = snprintf(c->req, sizeof c->req,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\n%s%.*s%s%s\r\n", o->url, o->host,
-                     leg >= 0 ? "Proxy-Authorization: " : "", alen, auth, leg >= 0 ? "\r\n" : "",
-                     c->sent_close ? "Connection: close\r\n" : "");
+    int n = snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s%.*s%s%s\r\n", o->url,
+                     o->host, leg >= 0 ? "Proxy-Authorization: " : "", alen, auth,
+                     leg >= 0 ? "\r\n" : "", c->sent_close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof c->req) {
         lg_error(t, "request too large (%d bytes)", n);
         t->mech_err++;
@@ -446,8 +445,7 @@ static void on_response(struct lg_thread *t, struct lg_conn *c)
     start_write(t, c);
 }
 
-static bool hdr_is(const char *line, size_t len, const char *name, const char **val,
-                   size_t *vlen)
+static bool hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
 {
     size_t n = strlen(name);
     if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':')
@@ -736,9 +734,10 @@ static void *thread_main(void *arg)
                 uint64_t idle = now - c->t_io_ns;
                 if ((c->st == S_WAIT_EOF && idle > 2000000000ull) || idle > 15000000000ull) {
                     t->timeouts++;
-                    lg_error(t, "%s", c->st == S_WAIT_EOF
-                                          ? "proxy kept the connection open after Connection: close"
-                                          : "no answer within 15 s");
+                    lg_error(t, "%s",
+                             c->st == S_WAIT_EOF
+                                 ? "proxy kept the connection open after Connection: close"
+                                 : "no answer within 15 s");
                     conn_fail(t, c);
                 }
             }
@@ -759,37 +758,78 @@ static void *thread_main(void *arg)
 
 static void lg_usage(const char *argv0)
 {
-    fprintf(stderr,
-            "usage: %s -p PORT -U URL -H HOST [-c conns] [-t threads] [-d seconds | -n handshakes]\n"
-            "          [-m new|ka] [-b body-bytes] [-u user] [-P password] [-D domain]\n"
-            "          [-W workstation] [-S service]\n",
-            argv0);
+    fprintf(
+        stderr,
+        "usage: %s -p PORT -U URL -H HOST [-c conns] [-t threads] [-d seconds | -n handshakes]\n"
+        "          [-m new|ka] [-b body-bytes] [-u user] [-P password] [-D domain]\n"
+        "          [-W workstation] [-S service]\n",
+        argv0);
 }
 
 static int lg_main(int argc, char **argv)
 {
-    struct lg_opts o = {.port = 0, .url = NULL, .host = NULL, .conns = 50, .threads = 2,
-                        .seconds = 5, .count = 0, .keepalive = false, .body = -1,
-                        .user = "alice", .password = "alice-Pass1", .domain = "",
-                        .workstation = "BENCH", .service = "HTTP@localhost"};
+    struct lg_opts o = {.port = 0,
+                        .url = NULL,
+                        .host = NULL,
+                        .conns = 50,
+                        .threads = 2,
+                        .seconds = 5,
+                        .count = 0,
+                        .keepalive = false,
+                        .body = -1,
+                        .user = "alice",
+                        .password = "alice-Pass1",
+                        .domain = "",
+                        .workstation = "BENCH",
+                        .service = "HTTP@localhost"};
     int ch;
     while ((ch = getopt(argc, argv, "p:U:H:c:t:d:n:m:b:u:P:D:W:S:h")) != -1) {
         switch (ch) {
-        case 'p': o.port = atoi(optarg); break;
-        case 'U': o.url = optarg; break;
-        case 'H': o.host = optarg; break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 't': o.threads = atoi(optarg); break;
-        case 'd': o.seconds = atof(optarg); break;
-        case 'n': o.count = atol(optarg); break;
-        case 'm': o.keepalive = !strcmp(optarg, "ka"); break;
-        case 'b': o.body = atol(optarg); break;
-        case 'u': o.user = optarg; break;
-        case 'P': o.password = optarg; break;
-        case 'D': o.domain = optarg; break;
-        case 'W': o.workstation = optarg; break;
-        case 'S': o.service = optarg; break;
-        default: lg_usage(argv[0]); return 2;
+        case 'p':
+            o.port = atoi(optarg);
+            break;
+        case 'U':
+            o.url = optarg;
+            break;
+        case 'H':
+            o.host = optarg;
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 't':
+            o.threads = atoi(optarg);
+            break;
+        case 'd':
+            o.seconds = atof(optarg);
+            break;
+        case 'n':
+            o.count = atol(optarg);
+            break;
+        case 'm':
+            o.keepalive = !strcmp(optarg, "ka");
+            break;
+        case 'b':
+            o.body = atol(optarg);
+            break;
+        case 'u':
+            o.user = optarg;
+            break;
+        case 'P':
+            o.password = optarg;
+            break;
+        case 'D':
+            o.domain = optarg;
+            break;
+        case 'W':
+            o.workstation = optarg;
+            break;
+        case 'S':
+            o.service = optarg;
+            break;
+        default:
+            lg_usage(argv[0]);
+            return 2;
         }
     }
     if (!o.port || !o.url || !o.host || o.conns < 1 || o.threads < 1) {
@@ -882,13 +922,14 @@ static int lg_main(int argc, char **argv)
         esc[e++] = (*p >= 32 && *p < 127) ? *p : '?';
     }
     esc[e] = 0;
-    uint64_t failures = sum.st407 + sum.st_other + sum.closed_early + sum.sock_err +
-                        sum.mech_err + sum.body_err + sum.timeouts;
+    uint64_t failures = sum.st407 + sum.st_other + sum.closed_early + sum.sock_err + sum.mech_err +
+                        sum.body_err + sum.timeouts;
     printf("LOADJSON {\"scheme\":\"%s\",\"mode\":\"%s\",\"seconds\":%.3f,\"handshakes\":%" PRIu64
            ",\"requests_ok\":%" PRIu64 ",\"plain_ok\":%" PRIu64 ",\"connects\":%" PRIu64
            ",\"status_407\":%" PRIu64 ",\"status_other\":%" PRIu64 ",\"closed_early\":%" PRIu64
-           ",\"socket_errors\":%" PRIu64 ",\"mech_errors\":%" PRIu64 ",\"body_errors\":%" PRIu64 ",\"timeouts\":%" PRIu64
-           ",\"failures\":%" PRIu64 ",\"lat_mean_us\":%.1f,\"lat_p50_us\":%.0f,"
+           ",\"socket_errors\":%" PRIu64 ",\"mech_errors\":%" PRIu64 ",\"body_errors\":%" PRIu64
+           ",\"timeouts\":%" PRIu64 ",\"failures\":%" PRIu64
+           ",\"lat_mean_us\":%.1f,\"lat_p50_us\":%.0f,"
            "\"lat_p99_us\":%.0f,\"first_error\":\"%s\"}\n",
            MECH_SCHEME, o.keepalive ? "ka" : "new", secs, sum.handshakes, sum.requests_ok,
            sum.plain_ok, sum.connects, sum.st407, sum.st_other, sum.closed_early, sum.sock_err,

@@ -179,8 +179,8 @@ static int type3(struct ntlm_state *s, const char *chal, size_t chal_len, char *
     if (!have_ts) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        uint64_t ft = ((uint64_t)now.tv_sec + 11644473600ull) * 10000000ull +
-                      (uint64_t)now.tv_nsec / 100u;
+        uint64_t ft =
+            ((uint64_t)now.tv_sec + 11644473600ull) * 10000000ull + (uint64_t)now.tv_nsec / 100u;
         for (int i = 0; i < 8; i++)
             ts[i] = (uint8_t)(ft >> (8 * i));
     }
@@ -240,8 +240,8 @@ static int type3(struct ntlm_state *s, const char *chal, size_t chal_len, char *
         const uint8_t *p;
         size_t len;
         int at;
-    } fields[6] = {{lm, 24, 12},        {nt, nt_len, 20}, {dom, dom_len, 28},
-                   {usr, usr_len, 36},  {ws, ws_len, 44}, {NULL, 0, 52}};
+    } fields[6] = {{lm, 24, 12},       {nt, nt_len, 20}, {dom, dom_len, 28},
+                   {usr, usr_len, 36}, {ws, ws_len, 44}, {NULL, 0, 52}};
     for (int i = 0; i < 6; i++) {
         put16(m + fields[i].at, (uint16_t)fields[i].len);
         put16(m + fields[i].at + 2, (uint16_t)fields[i].len);

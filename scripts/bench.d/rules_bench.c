@@ -55,17 +55,20 @@ static int write_rules(const char *path, int n, enum kind k)
     fprintf(f, "# %d rules written by rules_bench\ndefault deny\n", n);
     for (int i = 0; i < n - 1; i++) {
         if (k == FIRST_FAILS) {
-            fprintf(f, "allow r%04d user=nobody%d host=*.corp%d.example port=80,443 method=GET "
-                       "path=/app%d/ time=mon-fri@08:00-18:00\n", i, i, i, i);
+            fprintf(f,
+                    "allow r%04d user=nobody%d host=*.corp%d.example port=80,443 method=GET "
+                    "path=/app%d/ time=mon-fri@08:00-18:00\n",
+                    i, i, i, i);
             continue;
         }
         /* user= misses twice, then group= matches one of alice's SIDs (a scan
          * of her list), www.example.com the second host=, 80 the second
          * port=, GET the second method=, / the second path=, the second
          * time= window; dst= alone refuses (two CIDRs). */
-        fprintf(f, "allow r%04d user=nobody%d,bob group=g%d host=*.corp%d.example,"
-                   "www.example.com port=443,80,8000-8099 method=CONNECT,GET path=/app%d/,/ "
-                   "%sdst=10.%d.%d.0/24,fd00:%x::/32\n",
+        fprintf(f,
+                "allow r%04d user=nobody%d,bob group=g%d host=*.corp%d.example,"
+                "www.example.com port=443,80,8000-8099 method=CONNECT,GET path=/app%d/,/ "
+                "%sdst=10.%d.%d.0/24,fd00:%x::/32\n",
                 i, i, 100 + i % (N_SIDS - 2), i, i,
                 k == WORST ? "time=sat-sun@00:00-24:00,*@00:00-24:00 " : "", i / 256, i % 256, i);
     }
@@ -114,9 +117,15 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "n:s:d:")) != -1) {
         switch (opt) {
-        case 'n': n = atoi(optarg); break;
-        case 's': seconds = atof(optarg); break;
-        case 'd': dir = optarg; break;
+        case 'n':
+            n = atoi(optarg);
+            break;
+        case 's':
+            seconds = atof(optarg);
+            break;
+        case 'd':
+            dir = optarg;
+            break;
         default:
             fprintf(stderr, "usage: rules_bench [-n RULES] [-s SECONDS] [-d DIR]\n");
             return 2;

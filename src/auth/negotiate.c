@@ -72,8 +72,8 @@ static bool krb5_minor_text(OM_uint32 minor, char *out, size_t cap)
 {
     OM_uint32 m, mctx = 0;
     gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
-    if (GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5, &mctx,
-                                     &b)))
+    if (GSS_ERROR(
+            gss_display_status(&m, minor, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5, &mctx, &b)))
         return false;
     snprintf(out, cap, "%.*s", (int)b.length, (const char *)b.value);
     gss_release_buffer(&m, &b);
@@ -109,8 +109,9 @@ struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name
     gss_name_t gname = GSS_C_NO_NAME;
     if (name && *name) {
         gss_buffer_desc nb = {strlen(name), (void *)name};
-        gss_OID type = (strchr(name, '@') && !strchr(name, '/')) ? GSS_C_NT_HOSTBASED_SERVICE
-                                                                 : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
+        gss_OID type = (strchr(name, '@') && !strchr(name, '/'))
+                           ? GSS_C_NT_HOSTBASED_SERVICE
+                           : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
         major = gss_import_name(&minor, &nb, type, &gname);
         if (GSS_ERROR(major)) {
             char e[512];
@@ -235,8 +236,8 @@ void ag_gss_step_clear(struct ag_gss_step *s)
     memset(s, 0, sizeof *s);
 }
 
-void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
-                            const uint8_t *in, size_t inlen, struct ag_gss_step *out)
+void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp, const uint8_t *in,
+                            size_t inlen, struct ag_gss_step *out)
 {
     OM_uint32 major, minor, flags = 0, m;
     memset(out, 0, sizeof *out);

@@ -26,9 +26,9 @@ struct ag_gss_acceptor;
 struct ag_gss_ctx;
 
 enum ag_gss_name_format {
-    AG_GSS_NAME_KEEP = 0,   /* alice@REALM */
-    AG_GSS_NAME_STRIP,      /* alice (domain = REALM) */
-    AG_GSS_NAME_BACKSLASH,  /* REALM\alice (domain = REALM) */
+    AG_GSS_NAME_KEEP = 0,  /* alice@REALM */
+    AG_GSS_NAME_STRIP,     /* alice (domain = REALM) */
+    AG_GSS_NAME_BACKSLASH, /* REALM\alice (domain = REALM) */
 };
 
 /* Acquires acceptor credentials. keytab NULL = KRB5_KTNAME or the default;
@@ -48,25 +48,25 @@ const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a);
 int ag_gss_token_precheck(const uint8_t *tok, size_t len);
 
 enum ag_gss_status {
-    AG_GSS_DONE = 0,  /* context established: principal is set */
-    AG_GSS_CONTINUE,  /* CONTINUE_NEEDED: send out, keep the context */
-    AG_GSS_FAILED,    /* error is set, fail tells the class */
+    AG_GSS_DONE = 0, /* context established: principal is set */
+    AG_GSS_CONTINUE, /* CONTINUE_NEEDED: send out, keep the context */
+    AG_GSS_FAILED,   /* error is set, fail tells the class */
 };
 
 /* Why a step failed, from the krb5 minor status (MIT error tables). */
 enum ag_gss_fail {
-    AG_GSS_FAIL_OTHER = 0,   /* anything not below (bad token, integrity, ...) */
-    AG_GSS_FAIL_REPLAY,      /* KRB5KRB_AP_ERR_REPEAT: the replay cache saw it */
-    AG_GSS_FAIL_SKEW,        /* KRB5KRB_AP_ERR_SKEW: clocks too far apart */
-    AG_GSS_FAIL_EXPIRED,     /* KRB5KRB_AP_ERR_TKT_EXPIRED */
-    AG_GSS_FAIL_KEY,         /* no key for the ticket: BADKEYVER, KT_NOTFOUND, KT_KVNONOTFOUND */
-    AG_GSS_FAIL_REFUSED,     /* completed, but not Kerberos 5 or anonymous: policy */
+    AG_GSS_FAIL_OTHER = 0, /* anything not below (bad token, integrity, ...) */
+    AG_GSS_FAIL_REPLAY,    /* KRB5KRB_AP_ERR_REPEAT: the replay cache saw it */
+    AG_GSS_FAIL_SKEW,      /* KRB5KRB_AP_ERR_SKEW: clocks too far apart */
+    AG_GSS_FAIL_EXPIRED,   /* KRB5KRB_AP_ERR_TKT_EXPIRED */
+    AG_GSS_FAIL_KEY,       /* no key for the ticket: BADKEYVER, KT_NOTFOUND, KT_KVNONOTFOUND */
+    AG_GSS_FAIL_REFUSED,   /* completed, but not Kerberos 5 or anonymous: policy */
 };
 
 struct ag_gss_step {
     enum ag_gss_status status;
     enum ag_gss_fail fail; /* AG_GSS_FAILED only */
-    uint8_t *out;        /* output token (owned), may be NULL */
+    uint8_t *out;          /* output token (owned), may be NULL */
     size_t outlen;
     char principal[512]; /* client principal on completion */
     char error[512];     /* "major text (minor text)" on failure */
@@ -75,8 +75,8 @@ struct ag_gss_step {
 /* One accept step. *ctx is the context of this handshake (NULL at first; on
  * continue it holds the context for the next round; on completion or failure
  * it is released and set to NULL). */
-void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctx,
-                            const uint8_t *in, size_t inlen, struct ag_gss_step *out);
+void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctx, const uint8_t *in,
+                            size_t inlen, struct ag_gss_step *out);
 void ag_gss_step_clear(struct ag_gss_step *s);
 /* Frees a context (void * for the session row's mech slot). */
 void ag_gss_ctx_free(void *ctx);

@@ -250,8 +250,8 @@ int ag_ntlm_verify_mic(struct ag_ntlm_verify *v, const uint8_t session_base_key[
     int rc = ag_ntlm_exported_session_key(session_base_key, v->a.flags, v->a.enc_key.p,
                                           v->a.enc_key.len, exported);
     if (rc == 0)
-        rc = ag_ntlm_mic_verify(exported, v->st->neg, v->st->neglen, v->st->chal,
-                                v->st->challen, v->msg, v->len);
+        rc = ag_ntlm_mic_verify(exported, v->st->neg, v->st->neglen, v->st->chal, v->st->challen,
+                                v->msg, v->len);
     ag_wipe(exported, sizeof exported);
     if (rc != 0) {
         *reason = "MIC mismatch";

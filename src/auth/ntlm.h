@@ -47,16 +47,16 @@ bool ag_ntlm_spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns);
 /* Names sent in the CHALLENGE (from config or winbind's interface details). */
 struct ag_ntlm_server {
     const char *nb_domain, *nb_computer, *dns_domain, *dns_computer;
-    bool allow_ntlmv1;      /* accept NTLMv1/NTLM2-session responses (legacy sites, winbind) */
+    bool allow_ntlmv1; /* accept NTLMv1/NTLM2-session responses (legacy sites, winbind) */
     bool require_mic;
     bool allow_machine_accounts; /* winbind: admit HOST$ trust accounts */
-    const char *const *spns; /* MsvAvTargetName must be one of these when present; NULL = any */
+    const char *const *spns;     /* MsvAvTargetName must be one of these when present; NULL = any */
 };
 
 struct ag_ntlm_state {
-    uint8_t *neg;            /* NEGOTIATE as received (owned) */
+    uint8_t *neg; /* NEGOTIATE as received (owned) */
     size_t neglen;
-    uint8_t *chal;           /* CHALLENGE as sent (owned) */
+    uint8_t *chal; /* CHALLENGE as sent (owned) */
     size_t challen;
     uint8_t server_challenge[8];
     uint32_t chal_flags;
@@ -78,9 +78,9 @@ int ag_ntlm_challenge(const uint8_t *neg, size_t neglen, const struct ag_ntlm_se
 /* Everything the verification needs, owned (copied from the message and
  * moved from the state): built on the loop by ag_ntlm_check. */
 struct ag_ntlm_verify {
-    uint8_t *msg;            /* AUTHENTICATE bytes (owned) */
+    uint8_t *msg; /* AUTHENTICATE bytes (owned) */
     size_t len;
-    struct ag_ntlm_auth a;   /* parsed; borrows from msg */
+    struct ag_ntlm_auth a;    /* parsed; borrows from msg */
     struct ag_ntlm_state *st; /* owned */
     bool require_mic;
     bool allow_machine_accounts; /* from ag_ntlm_server */
@@ -88,7 +88,7 @@ struct ag_ntlm_verify {
      * NTLM2-session response MD5(server challenge || client challenge)[0..7]
      * (MS-NLMP 3.3.1), which is what winbind must be given. */
     uint8_t wb_challenge[8];
-    bool ntlm2_session;       /* v1 with ESS: the LM field is the client challenge */
+    bool ntlm2_session; /* v1 with ESS: the LM field is the client challenge */
 };
 
 /* MD5(server_challenge || client_challenge)[0..7]: the challenge an

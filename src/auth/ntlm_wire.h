@@ -186,7 +186,7 @@ int ag_ntlm_message_type(const uint8_t *buf, size_t len);
 
 struct ag_ntlm_negotiate {
     uint32_t flags;
-    bool has_version;   /* VERSION flag set and the 40-byte form received */
+    bool has_version;                  /* VERSION flag set and the 40-byte form received */
     uint8_t version[NTLM_VERSION_LEN]; /* zero unless has_version */
 };
 

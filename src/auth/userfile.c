@@ -19,20 +19,20 @@
 
 /* One line of the file, parsed. Names live in the table's arena. */
 struct uf_entry {
-    uint32_t name_off;  /* offset of the canonical NAME in the arena */
-    uint16_t name_len;  /* its length (<= AG_USER_MAX) */
-    uint16_t acct_off;  /* account = name + acct_off; domain = name[0..acct_off-1) */
-    uint32_t next;      /* next entry in the same bucket, NO_ENTRY ends */
-    uint32_t line;      /* line number, for duplicate messages */
-    uint8_t hash[16];   /* secret: wiped on free */
+    uint32_t name_off; /* offset of the canonical NAME in the arena */
+    uint16_t name_len; /* its length (<= AG_USER_MAX) */
+    uint16_t acct_off; /* account = name + acct_off; domain = name[0..acct_off-1) */
+    uint32_t next;     /* next entry in the same bucket, NO_ENTRY ends */
+    uint32_t line;     /* line number, for duplicate messages */
+    uint8_t hash[16];  /* secret: wiped on free */
 };
 
 struct ag_userfile {
     struct uf_entry *ents; /* owned, n used */
     size_t n;
-    uint32_t *buckets;     /* owned, nbuckets heads (entry indices) */
-    size_t mask;           /* nbuckets - 1 (a power of two) */
-    char *arena;           /* owned: the NAMEs, each NUL-terminated */
+    uint32_t *buckets; /* owned, nbuckets heads (entry indices) */
+    size_t mask;       /* nbuckets - 1 (a power of two) */
+    char *arena;       /* owned: the NAMEs, each NUL-terminated */
 };
 
 /* The parts of one entry line while parsing; pointers into the line. */
@@ -70,7 +70,6 @@ static int ieq(const char *a, size_t alen, const char *b, size_t blen)
             return 0;
     return 1;
 }
-
 
 static int is_blank(char c)
 {
@@ -354,8 +353,7 @@ struct ag_userfile *ag_userfile_load(const char *path, char *err, size_t errlen)
 
     if (rc < 0) {
         if (rc == AG_ELIMIT)
-            fmt_err(err, errlen, "%s: larger than %u bytes", path,
-                    (unsigned)AG_USERFILE_MAX_BYTES);
+            fmt_err(err, errlen, "%s: larger than %u bytes", path, (unsigned)AG_USERFILE_MAX_BYTES);
         else if (rc == AG_EINVAL)
             fmt_err(err, errlen, "%s: not a regular file", path);
         else if (rc == AG_ENOMEM)

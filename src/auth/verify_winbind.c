@@ -43,20 +43,32 @@ static struct wbcContext *thread_ctx(void)
 const char *ag_wb_status_text(uint32_t s)
 {
     switch (s) {
-    case 0xc000006a: return "wrong password";
-    case 0xc0000064: return "unknown user";
-    case 0xc000005e: return "unknown domain";
-    case 0xc0000072: return "account disabled";
-    case 0xc0000234: return "account locked out";
-    case 0xc0000071: return "password expired";
-    case 0xc000006d: return "logon failure";
-    case 0xc0000193: return "account expired";
-    case 0xc000006f: return "logon hours";
-    case 0xc0000070: return "workstation restriction";
+    case 0xc000006a:
+        return "wrong password";
+    case 0xc0000064:
+        return "unknown user";
+    case 0xc000005e:
+        return "unknown domain";
+    case 0xc0000072:
+        return "account disabled";
+    case 0xc0000234:
+        return "account locked out";
+    case 0xc0000071:
+        return "password expired";
+    case 0xc000006d:
+        return "logon failure";
+    case 0xc0000193:
+        return "account expired";
+    case 0xc000006f:
+        return "logon hours";
+    case 0xc0000070:
+        return "workstation restriction";
     case 0xc0000198: /* NOLOGON_INTERDOMAIN_TRUST_ACCOUNT */
     case 0xc0000199: /* NOLOGON_WORKSTATION_TRUST_ACCOUNT */
-    case 0xc000019a: return "machine account"; /* NOLOGON_SERVER_TRUST_ACCOUNT */
-    default: return NULL;
+    case 0xc000019a:
+        return "machine account"; /* NOLOGON_SERVER_TRUST_ACCOUNT */
+    default:
+        return NULL;
     }
 }
 
@@ -176,8 +188,8 @@ int ag_wb_response_blocking(const char *domain, const char *user, const char *wo
      * server trust account (HOST$) with NOLOGON_*_TRUST_ACCOUNT; they are set
      * only with ntlm_allow_machine_accounts. */
     if (allow_machine)
-        p.parameter_control = WBC_MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT |
-                              WBC_MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT;
+        p.parameter_control =
+            WBC_MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT | WBC_MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT;
     memcpy(p.password.response.challenge, challenge, 8);
     p.password.response.nt_length = (uint32_t)nt_len;
     p.password.response.nt_data = (uint8_t *)nt;
@@ -363,9 +375,8 @@ static int lookup_sid(struct wbcContext *ctx, const char *name, struct wbcDomain
     wbcErr rc = wbcCtxLookupName(ctx, dom, acct, sid, &type);
     if (rc == WBC_ERR_SUCCESS)
         return 0;
-    return (rc == WBC_ERR_WINBIND_NOT_AVAILABLE || rc == WBC_ERR_UNKNOWN_FAILURE)
-               ? AG_EBACKEND
-               : AG_ENOTFOUND;
+    return (rc == WBC_ERR_WINBIND_NOT_AVAILABLE || rc == WBC_ERR_UNKNOWN_FAILURE) ? AG_EBACKEND
+                                                                                  : AG_ENOTFOUND;
 }
 
 int ag_wb_name_to_sid_blocking(const char *name, char *sid, size_t cap)

@@ -16,10 +16,10 @@
 
 /* Why a verification failed, for the log line and the counters. */
 struct ag_wb_result {
-    struct ag_identity id;       /* filled on success */
-    uint8_t session_key[16];     /* user session key (NTLM: session base key); secret */
-    uint32_t nt_status;          /* on AG_EAUTH: e.g. 0xc000006a wrong password */
-    char reason[64];             /* short text: "wrong password", "winbind unavailable" */
+    struct ag_identity id;   /* filled on success */
+    uint8_t session_key[16]; /* user session key (NTLM: session base key); secret */
+    uint32_t nt_status;      /* on AG_EAUTH: e.g. 0xc000006a wrong password */
+    char reason[64];         /* short text: "wrong password", "winbind unavailable" */
 };
 
 /* Plaintext (Basic): user and domain exactly as the client sent them (domain

@@ -227,13 +227,13 @@ static const struct opt opts[] = {
      "address:port to accept clients on; repeatable"},
     {"threadpool_size", T_UINT, OFF(threadpool_size), 1, AG_THREADPOOL_MAX, AG_THREADPOOL_SIZE,
      NULL, 0, NULL, NULL, "libuv threads for DNS lookups"},
-    {"winbind_threads", T_UINT, OFF(winbind_threads), 1, AG_WORKER_THREADS_MAX,
-     AG_WINBIND_THREADS, NULL, 0, NULL, NULL, "threads verifying through winbindd"},
+    {"winbind_threads", T_UINT, OFF(winbind_threads), 1, AG_WORKER_THREADS_MAX, AG_WINBIND_THREADS,
+     NULL, 0, NULL, NULL, "threads verifying through winbindd"},
     {"kerberos_threads", T_UINT, OFF(kerberos_threads), 1, AG_WORKER_THREADS_MAX,
      AG_KERBEROS_THREADS, NULL, F_ZERO, NULL, NULL,
      "threads verifying Kerberos tickets, 0 = one per CPU"},
-    {"local_threads", T_UINT, OFF(local_threads), 1, AG_WORKER_THREADS_MAX, AG_LOCAL_THREADS,
-     NULL, 0, NULL, NULL, "threads verifying against user_file"},
+    {"local_threads", T_UINT, OFF(local_threads), 1, AG_WORKER_THREADS_MAX, AG_LOCAL_THREADS, NULL,
+     0, NULL, NULL, "threads verifying against user_file"},
     {"max_connections", T_UINT, OFF(max_connections), 1, AG_MAX_CONNECTIONS_MAX, AG_MAX_CONNECTIONS,
      NULL, F_RELOAD, NULL, NULL, "client connections held at once"},
 
@@ -316,8 +316,8 @@ static const struct opt opts[] = {
     /* the proxy's name, NTLM */
     {"proxy_host", T_STRING, OFF(proxy_host), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
      check_dnsname, "host name clients use for the proxy"},
-    {"ntlm_domain", T_STRING, OFF(ntlm_domain), 0, 0, 0, "AUTHGATE", F_RELOAD, NULL,
-     check_netbios, "NetBIOS domain named in NTLM challenges"},
+    {"ntlm_domain", T_STRING, OFF(ntlm_domain), 0, 0, 0, "AUTHGATE", F_RELOAD, NULL, check_netbios,
+     "NetBIOS domain named in NTLM challenges"},
     {"ntlm_dns_domain", T_STRING, OFF(ntlm_dns_domain), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
      check_dnsname, "DNS domain named in NTLM challenges"},
     {"ntlm_require_mic", T_BOOL, OFF(ntlm_require_mic), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
@@ -338,8 +338,8 @@ static const struct opt opts[] = {
      NULL, "comma-separated realms allowed; none = any"},
     {"rcache_dir", T_PATH, OFF(rcache_dir), 0, 0, 0, "none", F_NONE, NULL, NULL,
      "directory of the Kerberos replay cache"},
-    {"realm_domain", T_REALMS, OFF(realm_domains), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL,
-     NULL, "REALM DOMAIN: the winbind domain holding a Kerberos realm's groups"},
+    {"realm_domain", T_REALMS, OFF(realm_domains), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL, NULL,
+     "REALM DOMAIN: the winbind domain holding a Kerberos realm's groups"},
 
     /* access rules */
     {"rules_file", T_PATH, OFF(rules_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
@@ -934,8 +934,7 @@ static int set_mode(struct pctx *x, const struct opt *o, const char *v)
     *(uint32_t *)field(o, x->c) = m;
     return 0;
 bad:
-    return fail(x, "%s: invalid mode '%s' (octal, such as 0660)", o->name,
-                shown(v, sv, sizeof sv));
+    return fail(x, "%s: invalid mode '%s' (octal, such as 0660)", o->name, shown(v, sv, sizeof sv));
 }
 
 /* A user or group: a number, or a name resolved now through NSS. */
@@ -1419,7 +1418,7 @@ void ag_config_dump(const struct ag_config *c, FILE *f)
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
         /* one line per listener, per realm_domain entry */
-        size_t items = o->type == T_LISTEN ? c->n_listen
+        size_t items = o->type == T_LISTEN                         ? c->n_listen
                        : o->type == T_REALMS && c->n_realm_domains ? c->n_realm_domains
                                                                    : 1;
         for (size_t k = 0; k < items; k++) {

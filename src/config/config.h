@@ -53,7 +53,7 @@ struct ag_realm_domain {
 
 struct ag_config {
     int refs;
-    char *path;    /* absolute path of the file, owned */
+    char *path;     /* absolute path of the file, owned */
     int64_t loaded; /* wall-clock seconds when parsed */
 
     /* listeners: "listen ADDR:PORT", repeatable; default 127.0.0.1:3128.
@@ -65,19 +65,19 @@ struct ag_config {
     char *error_log;  /* "error_log PATH|-": "-" = stderr (default) */
     char *access_log; /* "access_log PATH|-|none": "-" = stdout (default), NULL = none */
     enum ag_access_format access_format; /* "access_log_format squid|json", default squid */
-    int log_level;    /* "log_level error|warn|info|debug", default info (enum ag_log_level) */
+    int log_level; /* "log_level error|warn|info|debug", default info (enum ag_log_level) */
 
     /* forwarding */
-    char *via_pseudonym;   /* "via_pseudonym NAME", default "authgate"; token chars only */
-    bool x_forwarded_for;  /* "x_forwarded_for on|off", default off */
+    char *via_pseudonym;  /* "via_pseudonym NAME", default "authgate"; token chars only */
+    bool x_forwarded_for; /* "x_forwarded_for on|off", default off */
     uint16_t connect_ports[AG_MAX_CONNECT_PORTS]; /* "connect_ports 443 8443 ..." default 443 */
     size_t n_connect_ports;
 
     /* limits (defaults from limits.h; bounds in the table) */
-    uint32_t header_max;      /* "header_max SIZE" */
-    uint32_t max_connections; /* "max_connections N" */
-    uint32_t drain_max;       /* "drain_max SIZE" */
-    uint32_t threadpool_size; /* "threadpool_size N", not reloadable */
+    uint32_t header_max;       /* "header_max SIZE" */
+    uint32_t max_connections;  /* "max_connections N" */
+    uint32_t drain_max;        /* "drain_max SIZE" */
+    uint32_t threadpool_size;  /* "threadpool_size N", not reloadable */
     uint32_t winbind_threads;  /* "winbind_threads N", not reloadable */
     uint32_t kerberos_threads; /* "kerberos_threads N", 0 = one per CPU; not reloadable */
     uint32_t local_threads;    /* "local_threads N", not reloadable */
@@ -97,21 +97,21 @@ struct ag_config {
     enum ag_scheme schemes[3]; /* "auth_schemes negotiate ntlm basic" (order = offer order) or
                                   "auth_schemes none" (open proxy); default all three */
     size_t n_schemes;
-    char *basic_realm;             /* "basic_realm STRING", default "authgate" */
-    enum ag_backend basic_backend; /* "basic_backend local|winbind", default local */
-    enum ag_backend ntlm_backend;  /* "ntlm_backend local|winbind", default local */
-    char *user_file;               /* "user_file PATH", default none */
-    char *identity_header;         /* "identity_header NAME", default none (off) */
-    uint32_t handshake_timeout_ms; /* "handshake_timeout DURATION" */
-    uint32_t identity_max_age_ms;  /* "identity_max_age DURATION", 0 = unlimited (default) */
-    uint32_t max_handshakes;       /* "max_handshakes N" */
+    char *basic_realm;                /* "basic_realm STRING", default "authgate" */
+    enum ag_backend basic_backend;    /* "basic_backend local|winbind", default local */
+    enum ag_backend ntlm_backend;     /* "ntlm_backend local|winbind", default local */
+    char *user_file;                  /* "user_file PATH", default none */
+    char *identity_header;            /* "identity_header NAME", default none (off) */
+    uint32_t handshake_timeout_ms;    /* "handshake_timeout DURATION" */
+    uint32_t identity_max_age_ms;     /* "identity_max_age DURATION", 0 = unlimited (default) */
+    uint32_t max_handshakes;          /* "max_handshakes N" */
     uint32_t max_handshakes_per_addr; /* "max_handshakes_per_addr N" */
-    uint32_t max_jobs;             /* "max_jobs N" */
-    uint32_t basic_cache_ttl_ms;   /* "basic_cache_ttl DURATION", 0 = no cache */
-    uint32_t fail_max_per_user_addr; /* "fail_max_per_user_addr N" */
-    uint32_t fail_max_per_user;    /* "fail_max_per_user N": verified wrong passwords */
-    uint32_t fail_max_per_addr;    /* "fail_max_per_addr N" */
-    uint32_t fail_window_ms;       /* "fail_window DURATION" */
+    uint32_t max_jobs;                /* "max_jobs N" */
+    uint32_t basic_cache_ttl_ms;      /* "basic_cache_ttl DURATION", 0 = no cache */
+    uint32_t fail_max_per_user_addr;  /* "fail_max_per_user_addr N" */
+    uint32_t fail_max_per_user;       /* "fail_max_per_user N": verified wrong passwords */
+    uint32_t fail_max_per_addr;       /* "fail_max_per_addr N" */
+    uint32_t fail_window_ms;          /* "fail_window DURATION" */
 
     /* the proxy's own name and NTLM */
     char *proxy_host;      /* "proxy_host NAME": name clients use for the proxy; default none =
@@ -127,12 +127,12 @@ struct ag_config {
                                          through winbind */
 
     /* Negotiate (Kerberos) */
-    char *keytab;             /* "keytab PATH", default none = KRB5_KTNAME or the system default */
-    char *negotiate_acceptor; /* "negotiate_acceptor NAME|any", default none = HTTP@<proxy_host> */
+    char *keytab;              /* "keytab PATH", default none = KRB5_KTNAME or the system default */
+    char *negotiate_acceptor;  /* "negotiate_acceptor NAME|any", default none = HTTP@<proxy_host> */
     int negotiate_name_format; /* "negotiate_name_format keep|strip|backslash" (enum
                                   ag_gss_name_format), default keep */
-    char *negotiate_realms;   /* "negotiate_realms R1,R2", default none = any realm */
-    char *rcache_dir;         /* "rcache_dir PATH", default none = MIT's default (/var/tmp) */
+    char *negotiate_realms;    /* "negotiate_realms R1,R2", default none = any realm */
+    char *rcache_dir;          /* "rcache_dir PATH", default none = MIT's default (/var/tmp) */
     /* "realm_domain REALM DOMAIN", repeatable, default none: which winbind
      * domain answers for a realm's users (group= rules). A realm that is
      * neither listed nor winbind's own DNS domain has no groups. */
@@ -140,16 +140,16 @@ struct ag_config {
     size_t n_realm_domains;
 
     /* access rules */
-    char *rules_file;         /* "rules_file PATH", default none = every authenticated user
-                                 may go anywhere */
-    int rules_path_case;      /* "rules_path_case insensitive|sensitive" (enum ag_path_case),
-                                 default insensitive: IIS and many apps ignore case, so a
-                                 deny for /admin/ must hold for /ADMIN/ */
+    char *rules_file;    /* "rules_file PATH", default none = every authenticated user
+                            may go anywhere */
+    int rules_path_case; /* "rules_path_case insensitive|sensitive" (enum ag_path_case),
+                            default insensitive: IIS and many apps ignore case, so a
+                            deny for /admin/ must hold for /ADMIN/ */
 
     /* the status socket (authgatectl); the first three need a restart */
-    char *status_socket;          /* "status_socket PATH", default none = off */
-    uint32_t status_socket_mode;  /* "status_socket_mode 0660" (octal), default 0660 */
-    char *status_socket_group;    /* "status_socket_group NAME", default none = the daemon's */
+    char *status_socket;         /* "status_socket PATH", default none = off */
+    uint32_t status_socket_mode; /* "status_socket_mode 0660" (octal), default 0660 */
+    char *status_socket_group;   /* "status_socket_group NAME", default none = the daemon's */
     struct ag_idlist status_allow_users;  /* "status_allow_users root 1000 ...", default 0 */
     struct ag_idlist status_allow_groups; /* "status_allow_groups adm ...", default none */
 };

@@ -177,8 +177,8 @@ bool ag_head_has_token(const struct ag_head *h, const char *name, const char *to
 }
 
 static const char *const hop_fields[] = {
-    "Connection", "Proxy-Connection", "Keep-Alive", "TE", "Trailer", "Upgrade",
-    "Proxy-Authorization", "Proxy-Authenticate", NULL,
+    "Connection", "Proxy-Connection",    "Keep-Alive",         "TE", "Trailer",
+    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate", NULL,
 };
 
 bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_header)

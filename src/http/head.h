@@ -27,10 +27,10 @@ struct ag_head {
     struct ag_buf raw;       /* url/status text, names and values, back to back */
     struct ag_field *fields; /* owned; grows up to AG_HEADER_FIELDS_MAX */
     uint32_t n_fields, cap_fields;
-    uint32_t url_off, url_len;   /* request target or response reason */
-    uint32_t limit;              /* header_max of the config in force */
-    bool in_field, in_value;     /* which span the last callback extended */
-    int err;                     /* AG_ELIMIT once a ceiling was hit */
+    uint32_t url_off, url_len; /* request target or response reason */
+    uint32_t limit;            /* header_max of the config in force */
+    bool in_field, in_value;   /* which span the last callback extended */
+    int err;                   /* AG_ELIMIT once a ceiling was hit */
 };
 
 void ag_head_init(struct ag_head *h, uint32_t limit);

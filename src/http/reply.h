@@ -17,7 +17,7 @@ const char *ag_reply_reason(int status);
  * Content-Length, the extra header lines (each ending in CRLF, may be NULL),
  * Connection: keep-alive|close (and Proxy-Connection for HTTP/1.0 clients),
  * and a one-line body explaining the status (detail may be NULL). */
-int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive,
-                   bool http10, const char *detail);
+int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive, bool http10,
+                   const char *detail);
 
 #endif

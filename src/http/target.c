@@ -14,8 +14,8 @@
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* ::ffff:0:0/96: an IPv4 address carried in IPv6 (RFC 4291 §2.5.5.2), in
@@ -339,11 +339,9 @@ void ag_target_url(const struct ag_target *t, char *out, size_t cap)
     char port[8] = "";
     if (t->port != 80)
         snprintf(port, sizeof port, ":%u", t->port);
-    snprintf(out, cap, "http://%s%s%s%s%.*s", t->ipv6 ? "[" : "", t->host, t->ipv6 ? "]" : "",
-             port, t->path_len ? (int)t->path_len : 1, t->path_len ? t->path : "/");
+    snprintf(out, cap, "http://%s%s%s%s%.*s", t->ipv6 ? "[" : "", t->host, t->ipv6 ? "]" : "", port,
+             t->path_len ? (int)t->path_len : 1, t->path_len ? t->path : "/");
 }
-
-
 
 /* ---- the path path= rules see ---------------------------------------------- */
 

@@ -22,9 +22,9 @@
 struct ag_target {
     char host[AG_HOST_MAX + 1]; /* canonical (ag_host_canon); IPv6 without brackets */
     uint16_t port;
-    bool ipv6;                  /* host is an IPv6 literal */
-    const char *path;           /* borrowed from the input: origin-form "/..." (query kept) */
-    size_t path_len;            /* 0 means "/" */
+    bool ipv6;        /* host is an IPv6 literal */
+    const char *path; /* borrowed from the input: origin-form "/..." (query kept) */
+    size_t path_len;  /* 0 means "/" */
 };
 
 enum ag_host_kind { AG_HOST_NAME = 0, AG_HOST_IPV4, AG_HOST_IPV6 };

@@ -55,8 +55,9 @@ static void pump(struct ag_splice *s)
     for (;;) {
         bool moved = false;
         if (s->in_pipe) {
-            ssize_t m = splice(s->pipe_r, NULL, s->dst_fd, NULL, s->in_pipe,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (s->to_read ? SPLICE_F_MORE : 0));
+            ssize_t m =
+                splice(s->pipe_r, NULL, s->dst_fd, NULL, s->in_pipe,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (s->to_read ? SPLICE_F_MORE : 0));
             if (m > 0) {
                 s->in_pipe -= (size_t)m;
                 s->moved += (uint64_t)m;
@@ -72,8 +73,8 @@ static void pump(struct ag_splice *s)
             size_t want = s->pipe_cap - s->in_pipe;
             if (want > s->to_read)
                 want = (size_t)s->to_read;
-            ssize_t n = splice(s->src_fd, NULL, s->pipe_w, NULL, want,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            ssize_t n =
+                splice(s->src_fd, NULL, s->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 s->in_pipe += (size_t)n;
                 s->to_read -= (uint64_t)n;

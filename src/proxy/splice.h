@@ -25,11 +25,11 @@ typedef void (*ag_splice_done_cb)(struct ag_splice *s, int status);
 
 struct ag_splice {
     uv_poll_t src_poll, dst_poll;
-    int src_fd, dst_fd;    /* dups, owned */
-    int pipe_r, pipe_w;    /* owned */
+    int src_fd, dst_fd; /* dups, owned */
+    int pipe_r, pipe_w; /* owned */
     size_t in_pipe, pipe_cap;
-    uint64_t to_read;      /* bytes still to take from the source */
-    uint64_t moved;        /* bytes delivered to the destination */
+    uint64_t to_read; /* bytes still to take from the source */
+    uint64_t moved;   /* bytes delivered to the destination */
     bool running, finished;
     bool src_polled, dst_polled;
     void *owner;

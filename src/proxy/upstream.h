@@ -35,32 +35,32 @@ struct gai_ctx;
 struct ag_attempt;
 
 struct ag_upstream {
-    uv_tcp_t *tcp;             /* the connected socket (inside its attempt), NULL before */
+    uv_tcp_t *tcp;              /* the connected socket (inside its attempt), NULL before */
     struct ag_attempt *attempt; /* connect in progress, NULL when none */
     uv_timer_t timer;
-    int handles;               /* open handles; memory freed when it reaches 0 after close */
+    int handles; /* open handles; memory freed when it reaches 0 after close */
     bool closing;
-    void *owner;               /* the client connection; NULL once detached */
+    void *owner; /* the client connection; NULL once detached */
     ag_upstream_ready_cb ready_cb;
     ag_upstream_filter filter;
     char host[AG_HOST_MAX + 1];
     uint16_t port;
-    char peer_ip[48];          /* address actually connected, for the access log */
-    struct addrinfo *ai;       /* owned result list */
-    struct addrinfo *ai_cur;   /* address being tried */
-    struct gai_ctx *gai;       /* pending resolution, NULL when none */
+    char peer_ip[48];        /* address actually connected, for the access log */
+    struct addrinfo *ai;     /* owned result list */
+    struct addrinfo *ai_cur; /* address being tried */
+    struct gai_ctx *gai;     /* pending resolution, NULL when none */
     bool connected;
     uint32_t connect_timeout_ms;
-    int last_err;              /* why the last address failed */
-    bool this_network;         /* an address was skipped as 0.0.0.0/8 or :: (never connected) */
+    int last_err;      /* why the last address failed */
+    bool this_network; /* an address was skipped as 0.0.0.0/8 or :: (never connected) */
 
     /* response side, driven by the connection module */
     llhttp_t parser;
     struct ag_head head;
-    size_t out_pending;        /* bytes queued to the origin, not yet written */
+    size_t out_pending; /* bytes queued to the origin, not yet written */
     bool reading;
-    bool reused;               /* this exchange runs on a pooled connection */
-    bool idle;                 /* pooled */
+    bool reused; /* this exchange runs on a pooled connection */
+    bool idle;   /* pooled */
 };
 
 /* Allocates an upstream for host:port and starts resolving and connecting;

@@ -200,8 +200,8 @@ static int parse_twin(const char *s, struct twin *t)
     }
     unsigned h1, m1, h2, m2;
     char tail;
-    if (sscanf(at + 1, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &tail) != 4 || m1 > 59 ||
-        m2 > 59 || h1 > 23 || h2 > 24 || (h2 == 24 && m2) || h1 * 60 + m1 >= h2 * 60 + m2)
+    if (sscanf(at + 1, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &tail) != 4 || m1 > 59 || m2 > 59 ||
+        h1 > 23 || h2 > 24 || (h2 == 24 && m2) || h1 * 60 + m1 >= h2 * 60 + m2)
         return AG_EINVAL;
     t->from = (uint16_t)(h1 * 60 + m1);
     t->to = (uint16_t)(h2 * 60 + m2);
@@ -394,8 +394,7 @@ static int add_group(struct ag_rules *r, const char *name, struct group **out)
     return 0;
 }
 
-static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const char *key,
-                   char *val)
+static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const char *key, char *val)
 {
     if (!*val)
         return fail(x, "%s: empty value", key);
@@ -650,8 +649,7 @@ void ag_rules_free(struct ag_rules *r)
 
 enum m { NO = 0, YES, MAYBE, UNKNOWN };
 
-static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q,
-                         struct prepared *p)
+static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q, struct prepared *p)
 {
     bool unknown = false;
     if (ru->users.n || ru->n_groups || ru->schemes) {

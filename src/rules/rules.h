@@ -30,8 +30,8 @@
 enum ag_rule_verdict {
     AG_RULE_ALLOW = 0,
     AG_RULE_DENY,
-    AG_RULE_NEED_ADDR, /* a dst= rule may match: evaluate again per address */
-    AG_RULE_NO_MATCH,  /* pre-auth only: no pre-auth rule matched, authenticate */
+    AG_RULE_NEED_ADDR,      /* a dst= rule may match: evaluate again per address */
+    AG_RULE_NO_MATCH,       /* pre-auth only: no pre-auth rule matched, authenticate */
     AG_RULE_GROUPS_UNKNOWN, /* the deciding rule names a winbind group and the
                                identity's group lookup failed: refuse (503) */
 };
@@ -52,17 +52,17 @@ struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_res
 void ag_rules_free(struct ag_rules *r);
 
 struct ag_rules_query {
-    const char *host;               /* target host, canonical (ag_host_canon) */
-    const struct sockaddr *dst;     /* target address if known (literal or resolved), or NULL */
+    const char *host;           /* target host, canonical (ag_host_canon) */
+    const struct sockaddr *dst; /* target address if known (literal or resolved), or NULL */
     uint16_t port;
-    const char *method;             /* "GET", "CONNECT", ... */
-    const char *path;               /* rule path (ag_path_normalize; not for CONNECT), or NULL */
+    const char *method; /* "GET", "CONNECT", ... */
+    const char *path;   /* rule path (ag_path_normalize; not for CONNECT), or NULL */
     size_t path_len;
-    bool path_case_sensitive;       /* rules_path_case sensitive: path= compares case */
-    const struct sockaddr *src;     /* client address */
-    const struct ag_identity *id;   /* NULL before authentication */
+    bool path_case_sensitive;     /* rules_path_case sensitive: path= compares case */
+    const struct sockaddr *src;   /* client address */
+    const struct ag_identity *id; /* NULL before authentication */
     enum ag_scheme scheme;
-    time_t now;                     /* wall clock, for time= windows */
+    time_t now; /* wall clock, for time= windows */
 };
 
 /* Evaluates; *rule gets the name of the deciding rule ("default" when none

@@ -227,7 +227,8 @@ uint64_t ag_auth_wait_timeout(const struct conn *c)
     const struct ag_session *s = c->session;
     if (s && s->in_handshake) {
         uint64_t spent = uv_now(c->srv->loop) - s->handshake_ms;
-        uint64_t left = spent < c->cfg->handshake_timeout_ms ? c->cfg->handshake_timeout_ms - spent : 1;
+        uint64_t left =
+            spent < c->cfg->handshake_timeout_ms ? c->cfg->handshake_timeout_ms - spent : 1;
         return left < idle ? left : idle;
     }
     return idle;

@@ -32,8 +32,8 @@ static void basic_run(struct ag_job *j)
     struct ag_user_split sp;
     if (b->backend == AG_BACKEND_LOCAL) {
         char canon[AG_USER_MAX + 1];
-        b->rc = ag_verify_basic_local_blocking(b->users->uf, b->cred.user, b->cred.password,
-                                               canon, sizeof canon);
+        b->rc = ag_verify_basic_local_blocking(b->users->uf, b->cred.user, b->cred.password, canon,
+                                               sizeof canon);
         /* The identity is the file's entry ("DOMAIN\\user" or "user"), never
          * a domain the client typed and nobody verified. */
         if (b->rc == 0)

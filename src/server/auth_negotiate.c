@@ -24,9 +24,9 @@ struct neg_job {
     uint8_t *tok;                /* owned */
     size_t toklen;
     struct ag_gss_step step;
-    char *sids;                  /* the user's SIDs from winbind, or NULL (owned) */
-    int groups_rc;               /* AG_EBACKEND: the lookup failed (groups unknown) */
-    const char *groups_note;     /* why the user has no winbind groups, or NULL */
+    char *sids;              /* the user's SIDs from winbind, or NULL (owned) */
+    int groups_rc;           /* AG_EBACKEND: the lookup failed (groups unknown) */
+    const char *groups_note; /* why the user has no winbind groups, or NULL */
 };
 
 /* A Kerberos identity carries no SIDs here: winbind tells the user's groups,
@@ -234,8 +234,8 @@ enum ag_auth_verdict auth_negotiate(struct conn *c, const struct ag_credentials 
     size_t cap, len = 0;
     uint8_t *tok = neg_decode(cr, &cap, &len);
     if (!tok) {
-        ag_info("conn=%llu event=auth_malformed scheme=Negotiate client=%s", (unsigned long long)c->id,
-                c->peer);
+        ag_info("conn=%llu event=auth_malformed scheme=Negotiate client=%s",
+                (unsigned long long)c->id, c->peer);
         return auth_refuse(c, "gss_malformed", AUTH_REPLY_407, &srv->auth.fail_malformed);
     }
     bool continuing = s->state == AG_AS_GSS_CONTINUE && s->mech;
@@ -260,7 +260,8 @@ enum ag_auth_verdict auth_negotiate(struct conn *c, const struct ag_credentials 
         goto fail;
     }
     n->base.ops = &neg_ops;
-    n->want_groups = ag_rules_use_groups(srv->rules) && ag_config_uses_backend(cfg, AG_BACKEND_WINBIND);
+    n->want_groups =
+        ag_rules_use_groups(srv->rules) && ag_config_uses_backend(cfg, AG_BACKEND_WINBIND);
     n->cfg = ag_config_ref(c->cfg);
     n->acc = ag_gss_acceptor_ref(srv->gss);
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;

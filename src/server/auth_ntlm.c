@@ -92,8 +92,8 @@ static void ntlm_run(struct ag_job *j)
      * Samba fall back to LMv2, which binds no AV pair; an NTLM2-session LM
      * field holds the client challenge, not a response. */
     bool lm = a->v1 && !n->v->ntlm2_session;
-    n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge,
-                                    a->nt.p, a->nt.len, lm ? a->lm.p : NULL, lm ? a->lm.len : 0,
+    n->rc = ag_wb_response_blocking(a->domain, a->user, a->workstation, n->v->wb_challenge, a->nt.p,
+                                    a->nt.len, lm ? a->lm.p : NULL, lm ? a->lm.len : 0,
                                     n->v->allow_machine_accounts, &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
@@ -142,7 +142,7 @@ static void ntlm_done(struct ag_job *j, void *owner)
     snprintf(via_f, sizeof via_f, "via=%s ", via);
     snprintf(who, sizeof who, "user=\"%s\" domain=\"%s\" workstation=\"%s\"", u, d, w);
     auth_verify_failed(c, AG_SCHEME_NTLM, n->rc, a->user, n->reason ? n->reason : "?", via_f, who,
-                  "ntlm_failed");
+                       "ntlm_failed");
 }
 
 static const struct ag_job_ops ntlm_ops = {"ntlm", ntlm_run, ntlm_done, ntlm_release};
@@ -183,8 +183,9 @@ static enum ag_auth_verdict ntlm_negotiate_leg(struct conn *c, const uint8_t *ms
     if (ag_ntlm_challenge(msg, len, &ns, filetime_now(), &st, chal, sizeof chal, &chlen) != 0)
         return ntlm_refuse(c, "auth_malformed", "malformed NEGOTIATE", false,
                            &srv->auth.fail_malformed);
-    AUTH_TRACE(c, "conn=%llu event=trace step=ntlm_negotiate client=%s via=%s flags=0x%08x "
-                  "challenge_flags=0x%08x round=%u",
+    AUTH_TRACE(c,
+               "conn=%llu event=trace step=ntlm_negotiate client=%s via=%s flags=0x%08x "
+               "challenge_flags=0x%08x round=%u",
                (unsigned long long)c->id, c->peer, in_negotiate ? "Negotiate" : "NTLM",
                ag_ntlm_negotiate_flags(msg, len), st->chal_flags, s->rounds);
     ag_session_ntlm_challenged(s, st, ag_ntlm_state_free, in_negotiate);
@@ -209,8 +210,8 @@ static void trace_authenticate(struct conn *c, const struct ag_ntlm_verify *v)
             (unsigned long long)c->id, c->peer,
             ag_escape_field(tu, sizeof tu, v->a.user, strlen(v->a.user)),
             ag_escape_field(td, sizeof td, v->a.domain, strlen(v->a.domain)),
-            ag_escape_field(tw, sizeof tw, v->a.workstation, strlen(v->a.workstation)),
-            v->a.flags, v->a.nt.len, v->a.mic_present ? "yes" : "no");
+            ag_escape_field(tw, sizeof tw, v->a.workstation, strlen(v->a.workstation)), v->a.flags,
+            v->a.nt.len, v->a.mic_present ? "yes" : "no");
 }
 
 /* The AUTHENTICATE checked on the loop goes to its backend: throttle first,

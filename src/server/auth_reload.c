@@ -24,11 +24,11 @@ static int wb_group_dry(void *arg, const char *name, char *sid, size_t cap)
 
 struct reload_job {
     struct ag_job base;
-    struct ag_config *cfg;   /* the new configuration (reference) */
-    struct ag_users *users;  /* its user file, read on the loop (reference) */
+    struct ag_config *cfg;  /* the new configuration (reference) */
+    struct ag_users *users; /* its user file, read on the loop (reference) */
     bool want_rules, want_names;
-    struct ag_rules *rules;  /* run: the rules with their group SIDs */
-    char err[600];           /* run: why the rules did not load */
+    struct ag_rules *rules; /* run: the rules with their group SIDs */
+    char err[600];          /* run: why the rules did not load */
     struct auth_wb_names names;
 };
 
@@ -82,8 +82,10 @@ static void on_reload_timeout(uv_timer_t *t)
     struct ag_config *ncfg = ag_config_ref(((struct reload_job *)j)->cfg);
     ag_job_detach(j);
     char err[128];
-    snprintf(err, sizeof err, "winbind did not answer within handshake_timeout (%ums); the old "
-             "configuration stays", ncfg->handshake_timeout_ms);
+    snprintf(err, sizeof err,
+             "winbind did not answer within handshake_timeout (%ums); the old "
+             "configuration stays",
+             ncfg->handshake_timeout_ms);
     ag_server_reload_finish(srv, ncfg, err);
     ag_config_unref(ncfg);
 }

@@ -22,7 +22,7 @@ bool auth_traced(const struct conn *c)
  * scheme and its token (a handshake continues); otherwise the full set in
  * configured order. */
 static void send_407(struct conn *c, const char *why, const char *cont_scheme,
-                          const char *cont_token)
+                     const char *cont_token)
 {
     const struct ag_config *cfg = c->cfg;
     char extra[1024 + 2 * AG_NTLM_MAX_DECODED];
@@ -96,8 +96,6 @@ enum ag_auth_verdict auth_refuse(struct conn *c, const char *reason, enum auth_r
     }
     return AG_AUTH_REPLIED;
 }
-
-
 
 const char *ag_auth_user(const struct conn *c)
 {

@@ -95,13 +95,14 @@ int auth_wb_group(void *arg, const char *name, char *sid, size_t cap)
 /* Group names resolve through winbind once per load: here at start-up
  * (before the loop serves anyone) and for -t; a reload resolves them on the
  * winbind pool (reload_run below). */
-static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *err,
-                      size_t errlen)
+static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (!cfg->rules_file)
         return 0;
-    *out = ag_rules_load(cfg->rules_file, ag_config_uses_backend(cfg, AG_BACKEND_WINBIND) ? auth_wb_group : NULL, NULL, err, errlen);
+    *out = ag_rules_load(cfg->rules_file,
+                         ag_config_uses_backend(cfg, AG_BACKEND_WINBIND) ? auth_wb_group : NULL,
+                         NULL, err, errlen);
     if (!*out)
         return -1;
     ag_info("event=rules_loaded file=%s rules=%zu", cfg->rules_file, ag_rules_count(*out));
@@ -234,8 +235,9 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
     uint32_t threads[AG_POOL_N];
     threads[AG_POOL_WINBIND] = cfg->winbind_threads;
     unsigned ncpu = uv_available_parallelism();
-    threads[AG_POOL_KERBEROS] = cfg->kerberos_threads ? cfg->kerberos_threads
-                                : ncpu < AG_WORKER_THREADS_MAX ? ncpu : AG_WORKER_THREADS_MAX;
+    threads[AG_POOL_KERBEROS] = cfg->kerberos_threads          ? cfg->kerberos_threads
+                                : ncpu < AG_WORKER_THREADS_MAX ? ncpu
+                                                               : AG_WORKER_THREADS_MAX;
     threads[AG_POOL_LOCAL] = cfg->local_threads;
     if (ag_workers_start(&srv->workers, srv->loop, threads, cfg->max_jobs) != 0) {
         snprintf(err, errlen, "cannot start the verification threads");

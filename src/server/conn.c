@@ -17,7 +17,7 @@ struct wreq {
     uv_write_t req;
     void *target; /* struct conn (to_client) or struct ag_upstream */
     bool to_client;
-    char *data;   /* owned */
+    char *data; /* owned */
     size_t len;
 };
 
@@ -29,8 +29,7 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 /* legal[from][to]: the moves listed in conn.h. FLUSH_CLOSE and CLOSING are
  * reachable from every live state (a reply that ends the connection, an
  * error, a kick) and lead only onwards. */
-#define LIVE(to)                                                                                   \
-    [CONN_FLUSH_CLOSE] = true, [CONN_CLOSING] = true, [to] = true
+#define LIVE(to) [CONN_FLUSH_CLOSE] = true, [CONN_CLOSING] = true, [to] = true
 static const bool legal[CONN_STATES][CONN_STATES] = {
     [CONN_NEW] = {[CONN_READ_HEAD] = true, [CONN_CLOSING] = true},
     [CONN_READ_HEAD] = {LIVE(CONN_READ_HEAD), [CONN_AUTH_VERIFY] = true, [CONN_UPSTREAM] = true,
@@ -302,8 +301,8 @@ void conn_update_reading(struct conn *c)
     if (conn_ending(c))
         return;
     struct ag_upstream *up = c->up;
-    bool want_client = !c->eof && c->inbuf.len < AG_INBUF_MAX &&
-                       !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
+    bool want_client =
+        !c->eof && c->inbuf.len < AG_INBUF_MAX && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->state == CONN_TUNNEL)
         want_client = !c->tun_client_eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (want_client && !c->reading) {
@@ -321,9 +320,9 @@ void conn_update_reading(struct conn *c)
         exchange_start_splice(c);
         return;
     }
-    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
-                   (up->idle || c->state == CONN_FORWARD ||
-                    (c->state == CONN_TUNNEL && !c->tun_up_eof));
+    bool want_up =
+        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+        (up->idle || c->state == CONN_FORWARD || (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
         if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
             up->reading = true;
@@ -456,8 +455,7 @@ void conn_parse(struct conn *c)
     if (c->parsing)
         return; /* the running loop below picks up the new state */
     c->parsing = true;
-    while (!conn_ending(c) && !c->paused &&
-           (c->inbuf.len > 0 || c->kick)) {
+    while (!conn_ending(c) && !c->paused && (c->inbuf.len > 0 || c->kick)) {
         c->kick = false;
         const char *data = c->inbuf.len ? c->inbuf.data : "";
         size_t len = c->inbuf.len;

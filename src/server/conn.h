@@ -56,12 +56,12 @@ struct conn_request {
     const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
     /* what the head says */
     struct ag_target target;
-    char *log_url;           /* escaped URL for the access log (owned) */
+    char *log_url; /* escaped URL for the access log (owned) */
     int method;
     bool is_connect, is_head, keepalive, http10, req_chunked, req_has_body;
     uint64_t req_content_length;
-    bool has_max_forwards;   /* TRACE/OPTIONS with a valid Max-Forwards */
-    uint64_t max_forwards;   /* its value, parsed from the bounded slice */
+    bool has_max_forwards; /* TRACE/OPTIONS with a valid Max-Forwards */
+    uint64_t max_forwards; /* its value, parsed from the bounded slice */
     /* decisions */
     bool preauth;            /* admitted by an auth=none rule: no identity needed */
     bool rules_by_addr;      /* a dst= rule decides once the address is known */
@@ -69,35 +69,35 @@ struct conn_request {
     bool denied_groups;      /* ... because it needs groups the lookup failed to give */
     bool drain;              /* discarding the body of a refused request */
     uint64_t drained;
-    bool close_after;        /* close the client connection when this exchange ends */
+    bool close_after; /* close the client connection when this exchange ends */
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
-    bool up_dirty;           /* upstream sent bytes past its response: never reuse */
-    bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
-    bool splice_pending;     /* a body waits for the client writes to drain to splice */
-    char hier_ip[48];        /* upstream address for the access log */
+    bool up_dirty;       /* upstream sent bytes past its response: never reuse */
+    bool up_407;         /* upstream asked for proxy credentials: 502, never relayed */
+    bool splice_pending; /* a body waits for the client writes to drain to splice */
+    char hier_ip[48];    /* upstream address for the access log */
     /* the response */
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
-    char *resp_extra;        /* header lines added to this exchange's response (owned), e.g.
-                                the final Negotiate token in Proxy-Authentication-Info */
-    int status;              /* status sent to the client, 0 before */
-    char ctype[64];          /* response Content-Type for the access log */
-    uint64_t t_start_ms;     /* monotonic start of the exchange */
-    uint64_t bytes_sent;     /* bytes of this exchange sent to the client */
+    char *resp_extra;    /* header lines added to this exchange's response (owned), e.g.
+                            the final Negotiate token in Proxy-Authentication-Info */
+    int status;          /* status sent to the client, 0 before */
+    char ctype[64];      /* response Content-Type for the access log */
+    uint64_t t_start_ms; /* monotonic start of the exchange */
+    uint64_t bytes_sent; /* bytes of this exchange sent to the client */
 };
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;        /* the client-side deadline of the current state */
+    uv_timer_t timer; /* the client-side deadline of the current state */
     uv_shutdown_t shutdown_req;
-    int handles;             /* open handles; freed when it drops to 0 */
-    struct ag_server *srv;   /* borrowed */
-    struct ag_config *cfg;   /* owned reference, refreshed at each request */
+    int handles;           /* open handles; freed when it drops to 0 */
+    struct ag_server *srv; /* borrowed */
+    struct ag_config *cfg; /* owned reference, refreshed at each request */
     struct conn *prev, *next;
     uint64_t id;
     enum conn_state state;
-    char peer[48];           /* client IP as text */
+    char peer[48];                     /* client IP as text */
     struct sockaddr_storage peer_addr; /* client address, for src= rules */
     uint64_t created_ms;
     uint64_t bytes_in, bytes_out; /* client bytes read / sent since accept, all exchanges */
@@ -105,26 +105,26 @@ struct conn {
     /* request parsing */
     llhttp_t parser;
     struct ag_head head;
-    struct ag_buf inbuf;     /* unparsed client bytes, ceiling AG_INBUF_MAX */
-    bool paused;             /* llhttp paused by us (head or message end) */
-    bool kick;               /* just resumed: run llhttp once even with no new bytes,
-                                so a body-less message completes */
-    bool head_ready;         /* set by on_headers_complete, acted on after execute */
+    struct ag_buf inbuf; /* unparsed client bytes, ceiling AG_INBUF_MAX */
+    bool paused;         /* llhttp paused by us (head or message end) */
+    bool kick;           /* just resumed: run llhttp once even with no new bytes,
+                            so a body-less message completes */
+    bool head_ready;     /* set by on_headers_complete, acted on after execute */
     bool reading;
-    bool parsing;            /* inside conn_parse: do not re-enter it */
-    bool eof;                /* client half-closed */
+    bool parsing; /* inside conn_parse: do not re-enter it */
+    bool eof;     /* client half-closed */
 
-    struct conn_request rq;  /* the current exchange; reset by conn_request_reset */
+    struct conn_request rq; /* the current exchange; reset by conn_request_reset */
 
     /* output */
     struct ag_buf stage_client, stage_up;
-    size_t out_pending;      /* bytes queued to the client */
-    struct ag_upstream *up;  /* owned; may be pooled (idle) */
+    size_t out_pending;         /* bytes queued to the client */
+    struct ag_upstream *up;     /* owned; may be pooled (idle) */
     struct ag_session *session; /* this connection's auth-session row (owned by the table) */
-    struct ag_job *job;      /* verification in flight, NULL when none */
+    struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
-    struct ag_splice sp;     /* zero-copy body relay (two handles while running) */
-    bool splicing;           /* the splice relay runs (its handles are counted) */
+    struct ag_splice sp; /* zero-copy body relay (two handles while running) */
+    bool splicing;       /* the splice relay runs (its handles are counted) */
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):

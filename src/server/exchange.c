@@ -193,8 +193,8 @@ void exchange_log(struct conn *c)
         /* One JSON object per line. The URL is already log-escaped (\xHH);
          * every string is JSON-escaped here too, so a shipper's parser never
          * sees a raw control byte, quote or backslash. */
-        const char *src[4] = {c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c),
-                              c->rq.ctype[0] ? c->rq.ctype : "-", c->peer};
+        const char *src[4] = {c->rq.log_url ? c->rq.log_url : "error:invalid-request",
+                              ag_auth_user(c), c->rq.ctype[0] ? c->rq.ctype : "-", c->peer};
         char *jd[4];
         const char *js[4];
         for (int k = 0; k < 4; k++) {
@@ -217,9 +217,10 @@ void exchange_log(struct conn *c)
     ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
               (int)(tv.tv_usec / 1000),
               (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), c->peer, tag, s,
-              (unsigned long long)c->rq.bytes_sent, method, c->rq.log_url ? c->rq.log_url : "error:invalid-request",
-              ag_auth_user(c), c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-",
-              c->rq.hier_ip, c->rq.ctype[0] ? c->rq.ctype : "-");
+              (unsigned long long)c->rq.bytes_sent, method,
+              c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c),
+              c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-", c->rq.hier_ip,
+              c->rq.ctype[0] ? c->rq.ctype : "-");
 }
 
 /* --- replies and the end of an exchange ------------------------------------ */
@@ -357,15 +358,16 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
     const struct ag_config *cfg = c->cfg;
-    int rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->rq.method),
-                           c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
-                           c->rq.target.path_len ? c->rq.target.path : "/");
+    int rc =
+        ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->rq.method),
+                      c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
+                      c->rq.target.path_len ? c->rq.target.path : "/");
     if (c->rq.target.ipv6)
         rc |= ag_buf_printf(b, "Host: [%s]", c->rq.target.host);
     else
         rc |= ag_buf_printf(b, "Host: %s", c->rq.target.host);
     rc |= c->rq.target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->rq.target.port)
-                               : ag_buf_append(b, "\r\n", 2);
+                                  : ag_buf_append(b, "\r\n", 2);
     const char *xff = NULL;
     size_t xffl = 0;
     for (uint32_t i = 0; i < h->n_fields && !rc; i++) {
@@ -377,8 +379,8 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
          * Both go in every spelling an origin may read as the same name. */
         if (ag_head_is_hop(h, i, cfg->identity_header) || ag_strieq(nm, nl, "Host") ||
             same_field_loose(nm, nl, "X-Authenticated-User") ||
-            same_field_loose(nm, nl, cfg->identity_header) ||
-            ag_strieq(nm, nl, "Content-Length") || ag_strieq(nm, nl, "Transfer-Encoding"))
+            same_field_loose(nm, nl, cfg->identity_header) || ag_strieq(nm, nl, "Content-Length") ||
+            ag_strieq(nm, nl, "Transfer-Encoding"))
             continue;
         if (cfg->x_forwarded_for && ag_strieq(nm, nl, "X-Forwarded-For")) {
             xff = v;
@@ -386,8 +388,9 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
             continue;
         }
         if (ag_strieq(nm, nl, "Max-Forwards") && c->rq.has_max_forwards) {
-            rc |= ag_buf_printf(b, "Max-Forwards: %llu\r\n",
-                                (unsigned long long)(c->rq.max_forwards ? c->rq.max_forwards - 1 : 0));
+            rc |= ag_buf_printf(
+                b, "Max-Forwards: %llu\r\n",
+                (unsigned long long)(c->rq.max_forwards ? c->rq.max_forwards - 1 : 0));
             continue;
         }
         rc |= ag_buf_append(b, nm, nl);
@@ -411,11 +414,10 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
     return rc ? AG_ELIMIT : 0;
 }
 
-
 /* --- access rules ----------------------------------------------------------- */
 
 static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *dst, bool preauth,
-                                      const char **rule, bool *recheck)
+                                       const char **rule, bool *recheck)
 {
     struct sockaddr_storage lit;
     if (!dst) {
@@ -464,7 +466,8 @@ static void deny(struct conn *c, const char *rule)
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
             (unsigned long long)c->id, rule, c->peer, ag_auth_user(c),
-            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), c->rq.target.port);
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
+            c->rq.target.port);
     char detail[128];
     snprintf(detail, sizeof detail, "denied by access rule '%s'", rule);
     exchange_reply(c, 403, NULL, detail);
@@ -493,7 +496,8 @@ static void refuse_this_network(struct conn *c)
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
             (unsigned long long)c->id, c->peer, ag_auth_user(c),
-            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), c->rq.target.port);
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
+            c->rq.target.port);
     exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
 }
 
@@ -593,8 +597,8 @@ static int rs_headers_complete(llhttp_t *p)
     rc |= copy_fields(b, &up->head, c);
     if (no_body) {
         if (p->flags & F_CONTENT_LENGTH)
-            rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
-                                (unsigned long long)p->content_length);
+            rc |=
+                ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
     } else if (p->flags & F_CHUNKED) {
         if (c->rq.http10)
             c->rq.close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
@@ -694,7 +698,8 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     c->srv->stats.upstream_errors++;
     char host[AG_HOST_MAX * 4 + 1];
     ag_info("conn=%llu event=upstream_error host=%s status=%d reason=%s", (unsigned long long)c->id,
-            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status, why);
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status,
+            why);
     ag_upstream_close(c->up);
     c->up = NULL;
     if (c->rq.resp_started && c->rq.status) {
@@ -758,8 +763,8 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
                 st->timeout_dns++;
             upstream_failed(c, 504, up->ai ? "connect timeout" : "name resolution timeout");
         } else {
-            upstream_failed(c, 502, status == AG_ENOTFOUND ? "name not resolved"
-                                                           : "connection refused");
+            upstream_failed(c, 502,
+                            status == AG_ENOTFOUND ? "name not resolved" : "connection refused");
         }
         return;
     }
@@ -880,7 +885,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     } else if (e != HPE_OK) {
         conn_flush(c);
         upstream_failed(c, 502,
-                        c->rq.up_407 ? "upstream demanded proxy authentication"
+                        c->rq.up_407               ? "upstream demanded proxy authentication"
                         : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
                                                    : "invalid upstream response");
         return;
@@ -995,14 +1000,14 @@ void exchange_on_head(struct conn *c)
         return;
     }
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
-                           : ag_target_parse_absolute(url, ul, &c->rq.target);
+                              : ag_target_parse_absolute(url, ul, &c->rq.target);
     if (rc != 0) {
         c->srv->stats.bad_requests++;
         c->rq.close_after = true;
         exchange_reply(c, 400, NULL,
-                       c->rq.is_connect ? "CONNECT needs host:port"
-                                     : (ul && url[0] == '/') ? "origin-form request to a proxy"
-                                                             : "invalid request target");
+                       c->rq.is_connect        ? "CONNECT needs host:port"
+                       : (ul && url[0] == '/') ? "origin-form request to a proxy"
+                                               : "invalid request target");
         return;
     }
     /* "http://host?x" has an empty path: forwarded as is, the request line
@@ -1096,8 +1101,8 @@ void exchange_proceed(struct conn *c)
         }
     }
     struct ag_upstream *up = c->up;
-    if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr && up->port == c->rq.target.port &&
-        strcmp(up->host, c->rq.target.host) == 0) {
+    if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
+        up->port == c->rq.target.port && strcmp(up->host, c->rq.target.host) == 0) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;

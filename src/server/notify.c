@@ -26,8 +26,8 @@ static void send_state(const char *what, const char *msg)
 void ag_notify_ready(unsigned n_listeners)
 {
     char msg[128];
-    snprintf(msg, sizeof msg, "READY=1\nMAINPID=%d\nSTATUS=listening on %u address%s", (int)getpid(),
-             n_listeners, n_listeners == 1 ? "" : "es");
+    snprintf(msg, sizeof msg, "READY=1\nMAINPID=%d\nSTATUS=listening on %u address%s",
+             (int)getpid(), n_listeners, n_listeners == 1 ? "" : "es");
     send_state("ready", msg);
 }
 

@@ -89,16 +89,16 @@ struct ag_server {
     int exit_code;
     struct ag_stats stats;
     uint64_t started_ms;
-    uint64_t fd_limit;  /* RLIMIT_NOFILE after start-up raised the soft limit */
+    uint64_t fd_limit; /* RLIMIT_NOFILE after start-up raised the soft limit */
 
     /* authentication (auth_state.c; see auth.h) */
     struct ag_session_table *sessions;
     struct ag_workers workers;
-    struct ag_users *users;        /* the local user file in force, refcounted */
+    struct ag_users *users; /* the local user file in force, refcounted */
     struct ag_basic_cache *basic_cache;
     struct ag_throttle *throttle;
-    struct ag_gss_acceptor *gss;   /* NULL when Negotiate is not available */
-    struct ag_rules *rules;        /* NULL: every authenticated user may go anywhere */
+    struct ag_gss_acceptor *gss; /* NULL when Negotiate is not available */
+    struct ag_rules *rules;      /* NULL: every authenticated user may go anywhere */
     /* winbindd's names for NTLM challenges (ntlm_backend winbind), read at
      * start-up and reload; empty when winbind did not answer (config then). */
     char wb_nb_domain[256], wb_dns_domain[256], wb_nb_name[256];
@@ -149,15 +149,15 @@ void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out);
  * only inside the callback that gets it. */
 struct ag_conn_info {
     uint64_t id;
-    const char *peer;          /* client IP as text */
-    bool has_session;          /* an auth-session row exists (from its first request on) */
-    const char *scheme;        /* the row's scheme name, "-" when none */
-    const char *state;         /* the row's auth state name, "none" without a row */
+    const char *peer;   /* client IP as text */
+    bool has_session;   /* an auth-session row exists (from its first request on) */
+    const char *scheme; /* the row's scheme name, "-" when none */
+    const char *state;  /* the row's auth state name, "none" without a row */
     bool authenticated;
-    const char *user, *domain; /* "" unless authenticated */
-    uint64_t age_ms;           /* since accept */
-    uint64_t idle_ms;          /* since its last request began, 0 before */
-    uint64_t requests;         /* requests authentication saw */
+    const char *user, *domain;    /* "" unless authenticated */
+    uint64_t age_ms;              /* since accept */
+    uint64_t idle_ms;             /* since its last request began, 0 before */
+    uint64_t requests;            /* requests authentication saw */
     uint64_t bytes_in, bytes_out; /* read from / queued to the client since accept */
 };
 /* Which connections: each field set must match; NULL (and false) match any. */

@@ -11,14 +11,12 @@
 /* Milliseconds. Local verification takes well under 1 ms, winbind a few,
  * Kerberos with a replay cache 1-10; the top buckets catch a slow domain
  * controller before handshake_timeout (30 s by default) gives up. */
-const uint32_t ag_latency_bounds_ms[AG_LAT_BUCKETS] = {1,   2,   5,    10,   25,   50,
+const uint32_t ag_latency_bounds_ms[AG_LAT_BUCKETS] = {1,   2,   5,    10,   25,    50,
                                                        100, 250, 1000, 2500, 10000, 30000};
 
 const struct ag_latency_series ag_latency_series[AG_LAT_SERIES] = {
-    {AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, "gss"},
-    {AG_SCHEME_NTLM, AG_BACKEND_LOCAL, "local"},
-    {AG_SCHEME_NTLM, AG_BACKEND_WINBIND, "winbind"},
-    {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
+    {AG_SCHEME_NEGOTIATE, AG_BACKEND_NONE, "gss"},    {AG_SCHEME_NTLM, AG_BACKEND_LOCAL, "local"},
+    {AG_SCHEME_NTLM, AG_BACKEND_WINBIND, "winbind"},  {AG_SCHEME_BASIC, AG_BACKEND_LOCAL, "local"},
     {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
 };
 
@@ -50,11 +48,11 @@ void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, ui
 /* --- the table ------------------------------------------------------------- */
 
 /* One getter per row: the cast widens the size_t and uint32_t fields. */
-#define AG_STAT_GET(src, field, expr)                                                      \
-    static uint64_t get_##src##_##field(const struct ag_stats_view *v, size_t i)            \
-    {                                                                                      \
-        (void)i;                                                                           \
-        return (uint64_t)(expr);                                                           \
+#define AG_STAT_GET(src, field, expr)                                                              \
+    static uint64_t get_##src##_##field(const struct ag_stats_view *v, size_t i)                   \
+    {                                                                                              \
+        (void)i;                                                                                   \
+        return (uint64_t)(expr);                                                                   \
     }
 #define AG_STAT_SERVER(f, ...) AG_STAT_GET(server, f, v->srv->f)
 #define AG_STAT_AUTH(f, ...) AG_STAT_GET(auth, f, v->auth->f)
@@ -67,7 +65,7 @@ void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, ui
 #include "stats.def"
 #undef AG_STAT_GET
 
-#define AG_STAT_ROW(src, dim, field, kind, key, metric, label, help)                         \
+#define AG_STAT_ROW(src, dim, field, kind, key, metric, label, help)                               \
     {key, metric, label, help, AG_STAT_KIND_##kind, AG_STAT_DIM_##dim, get_##src##_##field},
 const struct ag_stat_row ag_stat_rows[] = {
 #define AG_STAT_SERVER(f, ...) AG_STAT_ROW(server, NONE, f, __VA_ARGS__)
@@ -99,9 +97,12 @@ static const char *const pool_names[AG_POOL_N] = {
 size_t ag_stat_dim_size(enum ag_stat_dim d)
 {
     switch (d) {
-    case AG_STAT_DIM_SCHEME: return sizeof scheme_names / sizeof scheme_names[0];
-    case AG_STAT_DIM_POOL: return AG_POOL_N;
-    default: return 1;
+    case AG_STAT_DIM_SCHEME:
+        return sizeof scheme_names / sizeof scheme_names[0];
+    case AG_STAT_DIM_POOL:
+        return AG_POOL_N;
+    default:
+        return 1;
     }
 }
 
@@ -110,9 +111,12 @@ const char *ag_stat_dim_name(enum ag_stat_dim d, size_t i)
     if (i >= ag_stat_dim_size(d))
         return NULL;
     switch (d) {
-    case AG_STAT_DIM_SCHEME: return scheme_names[i];
-    case AG_STAT_DIM_POOL: return pool_names[i];
-    default: return NULL;
+    case AG_STAT_DIM_SCHEME:
+        return scheme_names[i];
+    case AG_STAT_DIM_POOL:
+        return pool_names[i];
+    default:
+        return NULL;
     }
 }
 

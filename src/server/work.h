@@ -48,22 +48,22 @@ struct ag_pool {
     enum ag_pool_id id;
     uv_thread_t *threads;
     uint32_t n_threads;
-    uv_cond_t cv;               /* work queued or stopping */
-    struct ag_job *qhead, *qtail; /* waiting, under w->mu */
-    struct ag_job *done_head, *done_tail; /* finished, under w->mu */
-    uv_async_t async;           /* wakes the loop to drain the finished list */
-    uint32_t in_flight;         /* loop: submitted here, not yet freed */
-    uint32_t busy;              /* under w->mu: threads inside run */
+    uv_cond_t cv;                               /* work queued or stopping */
+    struct ag_job *qhead, *qtail;               /* waiting, under w->mu */
+    struct ag_job *done_head, *done_tail;       /* finished, under w->mu */
+    uv_async_t async;                           /* wakes the loop to drain the finished list */
+    uint32_t in_flight;                         /* loop: submitted here, not yet freed */
+    uint32_t busy;                              /* under w->mu: threads inside run */
     uint64_t submitted, completed, refused_cap; /* completed: by the pool submitted to */
 };
 
 struct ag_workers {
     uv_loop_t *loop;
-    uint32_t in_flight;   /* submitted, not yet freed (all pools) */
-    uint32_t max_jobs;    /* per pool */
+    uint32_t in_flight; /* submitted, not yet freed (all pools) */
+    uint32_t max_jobs;  /* per pool */
     uint64_t submitted, completed, detached, cancelled, refused_cap;
     struct ag_pool pools[AG_POOL_N];
-    uv_mutex_t mu;        /* the queues, the finished lists, job states */
+    uv_mutex_t mu; /* the queues, the finished lists, job states */
     bool started, stopping;
 };
 

@@ -18,13 +18,13 @@
 #define SALT_LEN 32
 
 struct cache_ent {
-    uint8_t key[KEY_LEN];     /* salted hash of the credential; wiped on removal */
-    uint64_t expires_ms;      /* monotonic ms; dead when <= now */
-    struct cache_ent *hnext;  /* bucket chain */
-    struct cache_ent **hpprev; /* the pointer that points at us: O(1) unlink */
+    uint8_t key[KEY_LEN];            /* salted hash of the credential; wiped on removal */
+    uint64_t expires_ms;             /* monotonic ms; dead when <= now */
+    struct cache_ent *hnext;         /* bucket chain */
+    struct cache_ent **hpprev;       /* the pointer that points at us: O(1) unlink */
     struct cache_ent *older, *newer; /* age list */
-    size_t names_len;         /* bytes in names[] */
-    char names[];             /* "user\0domain\0" */
+    size_t names_len;                /* bytes in names[] */
+    char names[];                    /* "user\0domain\0" */
 };
 
 struct ag_basic_cache {
@@ -32,10 +32,9 @@ struct ag_basic_cache {
     size_t mask;
     size_t n, max;
     struct cache_ent *oldest, *newest; /* age list ends */
-    uint8_t salt[SALT_LEN];    /* secret; wiped on free */
+    uint8_t salt[SALT_LEN];            /* secret; wiped on free */
     struct ag_basic_cache_stats st;
 };
-
 
 void ag_basic_cache_key(const struct ag_basic_cache *c, const char *user, const char *password,
                         uint8_t out[32])

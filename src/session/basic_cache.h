@@ -33,7 +33,7 @@ struct ag_basic_identity {
  * them). */
 struct ag_basic_cache_stats {
     uint64_t hits;
-    uint64_t misses;    /* includes lookups that found an expired entry */
+    uint64_t misses; /* includes lookups that found an expired entry */
     uint64_t inserts;
     uint64_t expired;   /* entries dropped because their time had passed */
     uint64_t evictions; /* entries dropped to make room for a new one (cap hit;

@@ -37,8 +37,8 @@ struct ag_session_table {
  *   AUTHENTICATED   -> AUTHENTICATED (a fresh identity replaces it)
  *   any             -> NONE (reset, failure, connection closed)              */
 static const bool legal[5][5] = {
-    [AG_AS_NONE] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true,
-                    [AG_AS_AUTHENTICATED] = true},
+    [AG_AS_NONE] =
+        {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true, [AG_AS_AUTHENTICATED] = true},
     [AG_AS_NTLM_CHALLENGED] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true},
     [AG_AS_GSS_CONTINUE] = {[AG_AS_NTLM_CHALLENGED] = true, [AG_AS_VERIFYING] = true},
     [AG_AS_VERIFYING] = {[AG_AS_GSS_CONTINUE] = true, [AG_AS_AUTHENTICATED] = true},
@@ -311,11 +311,16 @@ void ag_session_counters(const struct ag_session_table *t, struct ag_session_cou
 const char *ag_auth_state_name(enum ag_auth_state s)
 {
     switch (s) {
-    case AG_AS_NONE: return "none";
-    case AG_AS_NTLM_CHALLENGED: return "ntlm_challenged";
-    case AG_AS_GSS_CONTINUE: return "gss_continue";
-    case AG_AS_VERIFYING: return "verifying";
-    case AG_AS_AUTHENTICATED: return "authenticated";
+    case AG_AS_NONE:
+        return "none";
+    case AG_AS_NTLM_CHALLENGED:
+        return "ntlm_challenged";
+    case AG_AS_GSS_CONTINUE:
+        return "gss_continue";
+    case AG_AS_VERIFYING:
+        return "verifying";
+    case AG_AS_AUTHENTICATED:
+        return "authenticated";
     }
     return "?";
 }

@@ -24,26 +24,26 @@
 #include "session/addrkey.h"
 
 enum ag_auth_state {
-    AG_AS_NONE = 0,          /* no identity, no handshake */
-    AG_AS_NTLM_CHALLENGED,   /* CHALLENGE sent, AUTHENTICATE expected */
-    AG_AS_GSS_CONTINUE,      /* GSS_S_CONTINUE_NEEDED, next token expected */
-    AG_AS_VERIFYING,         /* a verification job runs */
-    AG_AS_AUTHENTICATED,     /* identity bound to the connection */
+    AG_AS_NONE = 0,        /* no identity, no handshake */
+    AG_AS_NTLM_CHALLENGED, /* CHALLENGE sent, AUTHENTICATE expected */
+    AG_AS_GSS_CONTINUE,    /* GSS_S_CONTINUE_NEEDED, next token expected */
+    AG_AS_VERIFYING,       /* a verification job runs */
+    AG_AS_AUTHENTICATED,   /* identity bound to the connection */
 };
 
 struct ag_session {
     uint64_t conn_id;
     char peer[48];
     char addr_key[AG_ADDR_KEY_MAX + 1]; /* peer as counted by the per-address cap */
-    enum ag_scheme scheme;       /* scheme of the handshake or identity */
+    enum ag_scheme scheme;              /* scheme of the handshake or identity */
     enum ag_auth_state state;
-    uint32_t rounds;             /* legs of the current handshake */
-    bool in_handshake;           /* counted against the handshake caps */
-    bool ntlm_in_negotiate;      /* raw NTLMSSP arrived inside "Negotiate": answer in kind */
-    struct ag_identity id;       /* valid when state == AUTHENTICATED */
+    uint32_t rounds;        /* legs of the current handshake */
+    bool in_handshake;      /* counted against the handshake caps */
+    bool ntlm_in_negotiate; /* raw NTLMSSP arrived inside "Negotiate": answer in kind */
+    struct ag_identity id;  /* valid when state == AUTHENTICATED */
     uint64_t handshake_ms, authenticated_ms, last_use_ms;
     uint64_t requests;
-    void *mech;                  /* scheme state between rounds, owned */
+    void *mech; /* scheme state between rounds, owned */
     void (*mech_free)(void *);
     struct ag_session *prev, *next; /* iteration list */
 };

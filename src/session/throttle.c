@@ -18,14 +18,14 @@
 #define PAIR_KEY_MAX (AG_USER_MAX + 1 + AG_ADDR_KEY_MAX)
 
 struct thr_ent {
-    struct thr_ent *hnext;          /* bucket chain */
-    struct thr_ent **hpprev;        /* the pointer that points at us */
-    struct thr_ent *older, *newer;  /* age list, by window start */
-    uint64_t start;                 /* window start, monotonic ms */
-    uint32_t count;                 /* failures in this window */
-    bool good;                      /* pairs: the user succeeded from here */
+    struct thr_ent *hnext;         /* bucket chain */
+    struct thr_ent **hpprev;       /* the pointer that points at us */
+    struct thr_ent *older, *newer; /* age list, by window start */
+    uint64_t start;                /* window start, monotonic ms */
+    uint32_t count;                /* failures in this window */
+    bool good;                     /* pairs: the user succeeded from here */
     size_t keylen;
-    char key[];                     /* normalised key (may hold a NUL), NUL-terminated */
+    char key[]; /* normalised key (may hold a NUL), NUL-terminated */
 };
 
 struct thr_table {
@@ -33,14 +33,14 @@ struct thr_table {
     size_t mask;
     size_t n, max;
     struct thr_ent *oldest, *newest;
-    uint8_t tag;              /* mixed into the hash: tables hash apart */
+    uint8_t tag; /* mixed into the hash: tables hash apart */
 };
 
 struct ag_throttle {
     struct thr_table pairs, addrs, users;
     struct ag_throttle_limits lim;
-    uint32_t pair_cap;           /* lim.per_user_addr held to half the ceiling */
-    uint8_t seed[SEED_LEN];      /* random: bucket positions unpredictable */
+    uint32_t pair_cap;      /* lim.per_user_addr held to half the ceiling */
+    uint8_t seed[SEED_LEN]; /* random: bucket positions unpredictable */
     struct ag_throttle_stats st;
 };
 
@@ -224,7 +224,8 @@ struct ag_throttle *ag_throttle_create(size_t max_entries, const struct ag_throt
     t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    if (table_init(&t->pairs, max_entries, 'p') < 0 || table_init(&t->addrs, max_entries, 'a') < 0 ||
+    if (table_init(&t->pairs, max_entries, 'p') < 0 ||
+        table_init(&t->addrs, max_entries, 'a') < 0 ||
         table_init(&t->users, max_entries, 'u') < 0 || ag_random(t->seed, sizeof(t->seed)) < 0) {
         ag_throttle_free(t);
         return NULL;

@@ -55,16 +55,16 @@ struct ag_throttle_limits {
 
 /* Counters shown by authgatectl, monotonic since creation. */
 struct ag_throttle_stats {
-    uint64_t checks;          /* ag_throttle_check + ag_throttle_check_backend calls */
-    uint64_t refused_pair;    /* refused: (user, address) over its cap */
-    uint64_t refused_addr;    /* refused: address over its cap */
-    uint64_t refused_user;    /* refused: user at its ceiling, address not known good */
-    uint64_t refused_full;    /* refused: table full (fail-safe) */
-    uint64_t ceiling_passed;  /* let through at a user's ceiling: known-good address */
-    uint64_t failures;        /* ag_throttle_fail calls */
-    uint64_t wrong_passwords; /* of those, verified wrong passwords */
-    uint64_t fail_unrecorded; /* failures or good marks not tracked: table full */
-    uint64_t expired;         /* entries evicted because their window passed */
+    uint64_t checks;            /* ag_throttle_check + ag_throttle_check_backend calls */
+    uint64_t refused_pair;      /* refused: (user, address) over its cap */
+    uint64_t refused_addr;      /* refused: address over its cap */
+    uint64_t refused_user;      /* refused: user at its ceiling, address not known good */
+    uint64_t refused_full;      /* refused: table full (fail-safe) */
+    uint64_t ceiling_passed;    /* let through at a user's ceiling: known-good address */
+    uint64_t failures;          /* ag_throttle_fail calls */
+    uint64_t wrong_passwords;   /* of those, verified wrong passwords */
+    uint64_t fail_unrecorded;   /* failures or good marks not tracked: table full */
+    uint64_t expired;           /* entries evicted because their window passed */
     size_t pairs, addrs, users; /* keys tracked now (not monotonic) */
 };
 

@@ -99,8 +99,8 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...)
     char ts[32];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     char line[2048];
-    int n = snprintf(line, sizeof line, "%s.%03dZ level=%s ", ts, (int)(tv.tv_usec / 1000),
-                     names[lvl]);
+    int n =
+        snprintf(line, sizeof line, "%s.%03dZ level=%s ", ts, (int)(tv.tv_usec / 1000), names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)

@@ -153,16 +153,27 @@ uint64_t ag_now_ms(void)
 const char *ag_strerror(int code)
 {
     switch (code) {
-    case AG_OK: return "ok";
-    case AG_ENOMEM: return "out of memory";
-    case AG_ELIMIT: return "limit exceeded";
-    case AG_EINVAL: return "invalid input";
-    case AG_EIO: return "i/o error";
-    case AG_ENOTFOUND: return "not found";
-    case AG_EAUTH: return "authentication failed";
-    case AG_EBACKEND: return "backend unavailable";
-    case AG_EUNSUPP: return "refused by policy";
-    case AG_EAGAIN: return "busy";
-    default: return "unknown error";
+    case AG_OK:
+        return "ok";
+    case AG_ENOMEM:
+        return "out of memory";
+    case AG_ELIMIT:
+        return "limit exceeded";
+    case AG_EINVAL:
+        return "invalid input";
+    case AG_EIO:
+        return "i/o error";
+    case AG_ENOTFOUND:
+        return "not found";
+    case AG_EAUTH:
+        return "authentication failed";
+    case AG_EBACKEND:
+        return "backend unavailable";
+    case AG_EUNSUPP:
+        return "refused by policy";
+    case AG_EAGAIN:
+        return "busy";
+    default:
+        return "unknown error";
     }
 }

@@ -159,20 +159,20 @@ static size_t put_av(uint8_t *p, uint16_t id, const uint8_t *val, uint16_t len)
 /* Build nt_response = NTProofStr || blob for server_challenge; returns its length.
  * session_key receives the NTLMv2 session base key HMAC_MD5(NTOWFv2, NTProofStr). */
 static size_t ntlmv2_response(const uint8_t ntowf[16], const uint8_t server_challenge[8],
-                              const char *domain, const char *workstation, uint8_t *out,
-                              size_t cap, uint8_t session_key[16])
+                              const char *domain, const char *workstation, uint8_t *out, size_t cap,
+                              uint8_t session_key[16])
 {
     uint8_t *blob = out + 16;
     size_t n = 0;
-    blob[n++] = 0x01; /* RespType */
-    blob[n++] = 0x01; /* HiRespType */
+    blob[n++] = 0x01;       /* RespType */
+    blob[n++] = 0x01;       /* HiRespType */
     memset(blob + n, 0, 6); /* Reserved1 (2), Reserved2 (4) */
     n += 6;
     /* FILETIME: 100 ns ticks since 1601-01-01 */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ft = ((uint64_t)ts.tv_sec + 11644473600ull) * 10000000ull +
-                  (uint64_t)ts.tv_nsec / 100u;
+    uint64_t ft =
+        ((uint64_t)ts.tv_sec + 11644473600ull) * 10000000ull + (uint64_t)ts.tv_nsec / 100u;
     for (int i = 0; i < 8; i++)
         blob[n++] = (uint8_t)(ft >> (8 * i));
     fill_random(blob + n, 8); /* client challenge */
@@ -226,9 +226,8 @@ static bool auth_once(struct wbcContext *ctx, const struct opts *o, enum mode mo
         p.level = WBC_AUTH_USER_LEVEL_RESPONSE;
         fill_random(p.password.response.challenge, 8);
         ntowf_v2(nthash, o->user, o->domain, ntowf);
-        p.password.response.nt_length =
-            (uint32_t)ntlmv2_response(ntowf, p.password.response.challenge, o->domain,
-                                      o->workstation, nt, sizeof nt, key);
+        p.password.response.nt_length = (uint32_t)ntlmv2_response(
+            ntowf, p.password.response.challenge, o->domain, o->workstation, nt, sizeof nt, key);
         p.password.response.nt_data = nt;
         p.password.response.lm_length = 0;
         p.password.response.lm_data = NULL;
@@ -291,8 +290,8 @@ static int run_mode(const struct opts *o, enum mode mode, const uint8_t nthash[1
     char err[160] = "";
     bool mismatch;
     if (!ctx || !auth_once(ctx, o, mode, nthash, &mismatch, err, sizeof err)) {
-        fprintf(stderr, "mode=%s: first authentication of %s\\%s failed: %s\n", name,
-                o->domain, o->user, ctx ? err : "wbcCtxCreate failed");
+        fprintf(stderr, "mode=%s: first authentication of %s\\%s failed: %s\n", name, o->domain,
+                o->user, ctx ? err : "wbcCtxCreate failed");
         if (ctx)
             wbcCtxFree(ctx);
         return 2;
@@ -340,8 +339,8 @@ static int run_mode(const struct opts *o, enum mode mode, const uint8_t nthash[1
            name, o->threads, o->seconds, ok, fail, (double)ok / elapsed,
            ok + fail ? sum / (double)(ok + fail) : 0.0, max);
     if (first)
-        fprintf(stderr, "mode=%s: first failure: %s (key mismatches: %" PRIu64 ")\n", name,
-                first, mism);
+        fprintf(stderr, "mode=%s: first failure: %s (key mismatches: %" PRIu64 ")\n", name, first,
+                mism);
     fflush(stdout);
     free(ws);
     return fail ? 1 : 0;

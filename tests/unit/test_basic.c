@@ -30,7 +30,7 @@ static int parse_raw(const void *raw, size_t n, struct ag_basic_cred *out)
 /* ---- accepted credentials ------------------------------------------------- */
 
 struct good {
-    const char *b64;    /* the token after "Basic " */
+    const char *b64; /* the token after "Basic " */
     const char *user;
     const char *password;
 };
@@ -90,7 +90,10 @@ static const struct bad bads[] = {
     {"CR in user", "alice\r:pw", 9, NULL, AG_EINVAL},
     {"LF in password", "alice:pw\n", 9, NULL, AG_EINVAL},
     {"TAB in password", "alice:p\tw", 9, NULL, AG_EINVAL},
-    {"DEL in user", "al\x7f" "ice:pw", 9, NULL, AG_EINVAL},
+    {"DEL in user",
+     "al\x7f"
+     "ice:pw",
+     9, NULL, AG_EINVAL},
     {"ESC in password", "alice:\x1b[2J", 10, NULL, AG_EINVAL},
     {"latin-1 user", "j\xfcrgen:pw", 9, NULL, AG_EINVAL},
     {"latin-1 password", "alice:p\xe4ss", 10, NULL, AG_EINVAL},

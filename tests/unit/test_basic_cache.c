@@ -152,8 +152,8 @@ static void test_salted_keys(void **state)
     ag_basic_cache_key(a, "alice", "secret", ka2);
     ag_basic_cache_key(b, "alice", "secret", kb);
     ag_basic_cache_key(a, "alice", "secreT", kother);
-    assert_memory_equal(ka, ka2, 32);     /* deterministic within a cache */
-    assert_memory_not_equal(ka, kb, 32);  /* the salt differs per cache */
+    assert_memory_equal(ka, ka2, 32);    /* deterministic within a cache */
+    assert_memory_not_equal(ka, kb, 32); /* the salt differs per cache */
     assert_memory_not_equal(ka, kother, 32);
     /* "ab" + "c" and "a" + "bc" are different pairs */
     ag_basic_cache_key(a, "ab", "c", ka);

@@ -25,10 +25,10 @@ void __wrap_free(void *p);
 
 #define SECRET "Proxy-Authorization: Basic c2VjcmV0OnNlY3JldA=="
 
-static const void *watched;  /* block to check when it is released */
-static size_t watched_len;   /* its size */
-static int released;         /* releases of the watched block seen */
-static bool released_dirty;  /* a release still held the secret */
+static const void *watched; /* block to check when it is released */
+static size_t watched_len;  /* its size */
+static int released;        /* releases of the watched block seen */
+static bool released_dirty; /* a release still held the secret */
 
 static bool holds_secret(const void *p, size_t n)
 {

@@ -452,8 +452,10 @@ static const struct err_case {
     const char *want;
 } err_cases[] = {
     {"lisen 1.2.3.4:80", "proxy.conf:1: unknown option 'lisen'"},
-    {"ntlm_domain SIXTEENCHARSLONG", "proxy.conf:1: ntlm_domain: 'SIXTEENCHARSLONG' must be a NetBIOS name (1-15 characters, no . \\ / : * ? \" < > |)"},
-    {"proxy_host 10.0.0.1:80", "proxy.conf:1: proxy_host: '10.0.0.1:80' must be a DNS name (letters, digits, '-' and '.')"},
+    {"ntlm_domain SIXTEENCHARSLONG", "proxy.conf:1: ntlm_domain: 'SIXTEENCHARSLONG' must be a "
+                                     "NetBIOS name (1-15 characters, no . \\ / : * ? \" < > |)"},
+    {"proxy_host 10.0.0.1:80",
+     "proxy.conf:1: proxy_host: '10.0.0.1:80' must be a DNS name (letters, digits, '-' and '.')"},
     {"Listen 1.2.3.4:80", "proxy.conf:1: unknown option 'Listen'"},
     {"\n# c\nheader_max 1", "proxy.conf:3: header_max: 1 is below the minimum 4096"},
     {"header_max 1m", "proxy.conf:1: header_max: 1m is above the maximum 262144"},
@@ -530,8 +532,10 @@ static const struct err_case {
     {"basic_realm \"a\tb\"", "proxy.conf:1: control character in value"},
     {"basic_realm a\rb", "proxy.conf:1: control character in value"},
     {"x_forwarded_for on\r\nlisen x\r\n", "proxy.conf:2: unknown option 'lisen'"},
-    {"status_socket_mode 0668", "proxy.conf:1: status_socket_mode: invalid mode '0668' (octal, such as 0660)"},
-    {"status_socket_mode 01777", "proxy.conf:1: status_socket_mode: invalid mode '01777' (octal, such as 0660)"},
+    {"status_socket_mode 0668",
+     "proxy.conf:1: status_socket_mode: invalid mode '0668' (octal, such as 0660)"},
+    {"status_socket_mode 01777",
+     "proxy.conf:1: status_socket_mode: invalid mode '01777' (octal, such as 0660)"},
     {"status_socket_group no-such-group-xyz",
      "proxy.conf:1: status_socket_group: 'no-such-group-xyz' is not a known group"},
     {"status_allow_users root no-such-user-xyz",
@@ -542,8 +546,8 @@ static const struct err_case {
      "proxy.conf:1: realm_domain: needs a realm and a winbind domain (REALM DOMAIN)"},
     {"realm_domain CORP.EXAMPLE CORP X",
      "proxy.conf:1: realm_domain: needs a realm and a winbind domain (REALM DOMAIN)"},
-    {"realm_domain CORP/X CORP",
-     "proxy.conf:1: realm_domain: realm 'CORP/X' must be a DNS name (letters, digits, '-' and '.')"},
+    {"realm_domain CORP/X CORP", "proxy.conf:1: realm_domain: realm 'CORP/X' must be a DNS name "
+                                 "(letters, digits, '-' and '.')"},
     {"realm_domain CORP.EXAMPLE CORP.EXAMPLE",
      "proxy.conf:1: realm_domain: domain 'CORP.EXAMPLE' must be a NetBIOS name (1-15 characters, "
      "no . \\ / : * ? \" < > |)"},

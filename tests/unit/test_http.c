@@ -72,9 +72,13 @@ static void test_authority(void **state)
         int rc;
         unsigned port;
     } rows[] = {
-        {"example.com:443", 0, 443}, {"[::1]:8443", 0, 8443},   {"example.com", AG_EINVAL, 0},
-        {"example.com:", AG_EINVAL, 0}, {"example.com:99999", AG_EINVAL, 0},
-        {"http://example.com:443", AG_EINVAL, 0}, {":443", AG_EINVAL, 0},
+        {"example.com:443", 0, 443},
+        {"[::1]:8443", 0, 8443},
+        {"example.com", AG_EINVAL, 0},
+        {"example.com:", AG_EINVAL, 0},
+        {"example.com:99999", AG_EINVAL, 0},
+        {"http://example.com:443", AG_EINVAL, 0},
+        {":443", AG_EINVAL, 0},
         {"example.com:44a", AG_EINVAL, 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -138,13 +142,15 @@ static void test_host_canon(void **state)
         {"..", NULL, 0},
         {"localhost", "localhost", AG_HOST_NAME},
         {"under_score-dash.test", "under_score-dash.test", AG_HOST_NAME},
-        {"1.2.3.x", "1.2.3.x", AG_HOST_NAME},     /* the last label is not a number */
+        {"1.2.3.x", "1.2.3.x", AG_HOST_NAME}, /* the last label is not a number */
         {"0x7f.0.0.1g", "0x7f.0.0.1g", AG_HOST_NAME},
         {"example.0xg", "example.0xg", AG_HOST_NAME},
         /* percent-encoding, non-ASCII, other characters: refused */
         {"sec%72et.test", NULL, 0},
         {"%31%32%37.0.0.1", NULL, 0},
-        {"b\xc3\xbc" "cher.test", NULL, 0},
+        {"b\xc3\xbc"
+         "cher.test",
+         NULL, 0},
         {"a b.test", NULL, 0},
         {"a:b", NULL, 0},
         {"", NULL, 0},
@@ -161,26 +167,26 @@ static void test_host_canon(void **state)
         {"127.0.0.2.", "127.0.0.2", AG_HOST_IPV4},
         {"0x7f.1", "127.0.0.1", AG_HOST_IPV4},
         {"0", "0.0.0.0", AG_HOST_IPV4},
-        {"0x", "0.0.0.0", AG_HOST_IPV4},           /* "0x" alone is the number 0 */
+        {"0x", "0.0.0.0", AG_HOST_IPV4}, /* "0x" alone is the number 0 */
         {"0x.0x.0x.0x", "0.0.0.0", AG_HOST_IPV4},
         {"00", "0.0.0.0", AG_HOST_IPV4},
         {"4294967295", "255.255.255.255", AG_HOST_IPV4},
         {"1.16777215", "1.255.255.255", AG_HOST_IPV4},
         {"1.2.65535", "1.2.255.255", AG_HOST_IPV4},
         {"0xffffffff", "255.255.255.255", AG_HOST_IPV4},
-        {"4294967296", NULL, 0},                   /* 2^32 */
-        {"99999999999999999999999", NULL, 0},      /* no overflow wrap */
+        {"4294967296", NULL, 0},              /* 2^32 */
+        {"99999999999999999999999", NULL, 0}, /* no overflow wrap */
         {"0x100000000", NULL, 0},
-        {"256.1", NULL, 0},                        /* a non-last part over 255 */
+        {"256.1", NULL, 0}, /* a non-last part over 255 */
         {"1.256.1.1", NULL, 0},
         {"1.2.3.256", NULL, 0},
         {"1.16777216", NULL, 0},
-        {"1.2.3.4.5", NULL, 0},                    /* five parts */
-        {"08", NULL, 0},                           /* invalid octal */
+        {"1.2.3.4.5", NULL, 0}, /* five parts */
+        {"08", NULL, 0},        /* invalid octal */
         {"09.1.1.1", NULL, 0},
         {"1.2.3.08", NULL, 0},
         {"0x7g.0.0.1", NULL, 0},
-        {"1.2.x.4", NULL, 0},                      /* ends in a number: IPv4 or nothing */
+        {"1.2.x.4", NULL, 0}, /* ends in a number: IPv4 or nothing */
         {"example.123", NULL, 0},
         {"example.0x1", NULL, 0},
         {"127.0.0.1..", NULL, 0},
@@ -202,7 +208,7 @@ static void test_host_canon(void **state)
         {"[]", NULL, 0},
         {"[127.0.0.1]", NULL, 0},
         {"[::1]]", NULL, 0},
-        {"::1", NULL, 0},                          /* IPv6 only in brackets */
+        {"::1", NULL, 0}, /* IPv6 only in brackets */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char out[AG_HOST_MAX + 1];
@@ -243,9 +249,9 @@ static void test_addr_this_network(void **state)
         const char *ip;
         bool want;
     } rows[] = {
-        {"0.0.0.0", true},  {"0.1.2.3", true},       {"::", true},
+        {"0.0.0.0", true},        {"0.1.2.3", true},        {"::", true},
         {"::ffff:0.0.0.0", true}, {"::ffff:0.9.9.9", true}, {"127.0.0.1", false},
-        {"1.0.0.0", false}, {"::1", false},          {"::ffff:127.0.0.1", false},
+        {"1.0.0.0", false},       {"::1", false},           {"::ffff:127.0.0.1", false},
         {"::0.0.0.1", false},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -370,9 +376,8 @@ static void test_reply(void **state)
 {
     struct ag_buf b;
     ag_buf_init(&b, 4096);
-    assert_int_equal(ag_reply_build(&b, 407, "Proxy-Authenticate: Basic realm=\"x\"\r\n", true, true,
-                                    NULL),
-                     0);
+    assert_int_equal(
+        ag_reply_build(&b, 407, "Proxy-Authenticate: Basic realm=\"x\"\r\n", true, true, NULL), 0);
     assert_int_equal(ag_buf_append(&b, "", 1), 0);
     assert_non_null(strstr(b.data, "HTTP/1.1 407 Proxy Authentication Required\r\n"));
     assert_non_null(strstr(b.data, "Connection: keep-alive\r\n"));
@@ -387,11 +392,14 @@ static void test_reply(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_absolute),       cmocka_unit_test(test_authority),
-        cmocka_unit_test(test_head_tokens_and_hops), cmocka_unit_test(test_head_ceiling),
+        cmocka_unit_test(test_absolute),
+        cmocka_unit_test(test_authority),
+        cmocka_unit_test(test_head_tokens_and_hops),
+        cmocka_unit_test(test_head_ceiling),
         cmocka_unit_test(test_reply),
         cmocka_unit_test(test_path_normalize),
-        cmocka_unit_test(test_host_canon),     cmocka_unit_test(test_addr_this_network),
+        cmocka_unit_test(test_host_canon),
+        cmocka_unit_test(test_addr_this_network),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,17 +18,17 @@ static void test_precheck(void **state)
         const char *hex;
         int rc;
     } rows[] = {
-        {"6003020100", 0},                    /* [APPLICATION 0], short length */
-        {"a1030a0100", 0},                    /* negTokenResp */
-        {"60820003010203", 0},                /* long-form length 3 */
-        {"6004020100", AG_EINVAL},            /* length says 4, 3 follow */
-        {"6002020100", AG_EINVAL},            /* trailing garbage */
-        {"3003020100", AG_EINVAL},            /* a SEQUENCE is not a GSS token */
+        {"6003020100", 0},                       /* [APPLICATION 0], short length */
+        {"a1030a0100", 0},                       /* negTokenResp */
+        {"60820003010203", 0},                   /* long-form length 3 */
+        {"6004020100", AG_EINVAL},               /* length says 4, 3 follow */
+        {"6002020100", AG_EINVAL},               /* trailing garbage */
+        {"3003020100", AG_EINVAL},               /* a SEQUENCE is not a GSS token */
         {"4e544c4d5353500001000000", AG_EINVAL}, /* raw NTLMSSP */
-        {"60", AG_EINVAL},                    /* truncated */
-        {"", AG_EINVAL},                      /* empty */
-        {"6085000000000001", AG_EINVAL},      /* 5 length octets */
-        {"6080", AG_EINVAL},                  /* indefinite length (BER, not DER) */
+        {"60", AG_EINVAL},                       /* truncated */
+        {"", AG_EINVAL},                         /* empty */
+        {"6085000000000001", AG_EINVAL},         /* 5 length octets */
+        {"6080", AG_EINVAL},                     /* indefinite length (BER, not DER) */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint8_t b[64];
@@ -55,14 +55,16 @@ static void test_map_name(void **state)
     assert_string_equal(id.user, "alice");
     assert_string_equal(id.domain, "CORP.EXAMPLE");
     /* realm allow-list, case-insensitive, comma-separated */
-    assert_int_equal(ag_gss_map_name("bob@LAB.EXAMPLE", AG_GSS_NAME_KEEP,
-                                     "corp.example,lab.example", &id), 0);
-    assert_int_equal(ag_gss_map_name("bob@EVIL.EXAMPLE", AG_GSS_NAME_KEEP,
-                                     "CORP.EXAMPLE,LAB.EXAMPLE", &id), AG_EUNSUPP);
+    assert_int_equal(
+        ag_gss_map_name("bob@LAB.EXAMPLE", AG_GSS_NAME_KEEP, "corp.example,lab.example", &id), 0);
+    assert_int_equal(
+        ag_gss_map_name("bob@EVIL.EXAMPLE", AG_GSS_NAME_KEEP, "CORP.EXAMPLE,LAB.EXAMPLE", &id),
+        AG_EUNSUPP);
     assert_int_equal(ag_gss_map_name("bob@CORP.EXAMPLEX", AG_GSS_NAME_KEEP, "CORP.EXAMPLE", &id),
                      AG_EUNSUPP);
     /* the last '@' separates the realm (enterprise names hold one more) */
-    assert_int_equal(ag_gss_map_name("a@b@CORP.EXAMPLE", AG_GSS_NAME_STRIP, "CORP.EXAMPLE", &id), 0);
+    assert_int_equal(ag_gss_map_name("a@b@CORP.EXAMPLE", AG_GSS_NAME_STRIP, "CORP.EXAMPLE", &id),
+                     0);
     assert_string_equal(id.user, "a@b");
     /* malformed */
     assert_int_equal(ag_gss_map_name("alice", AG_GSS_NAME_KEEP, NULL, &id), AG_EINVAL);

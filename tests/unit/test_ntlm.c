@@ -1237,16 +1237,20 @@ static void test_spns(void **state)
     assert_string_equal(s.list[2], "HTTP/proxy.corp.example:8080");
     assert_null(s.list[3]);
     static const char *const good[] = {
-        "HTTP/proxy.corp.example",      "HTTP/PROXY.CORP.EXAMPLE",
-        "http/Proxy.Corp.Example",      "HTTP/proxy.corp.example:3128",
-        "HTTP/PROXY.CORP.EXAMPLE:8080", "",
+        "HTTP/proxy.corp.example",      "HTTP/PROXY.CORP.EXAMPLE",      "http/Proxy.Corp.Example",
+        "HTTP/proxy.corp.example:3128", "HTTP/PROXY.CORP.EXAMPLE:8080", "",
     };
     static const char *const bad[] = {
-        "HTTP/evil.example",           "HTTP/proxy.corp.example:3129",
-        "HTTP/proxy.corp.example:",    "HTTP/proxy.corp.example:03128",
-        "HTTP/proxy.corp.example.",    "HTTP/proxy.corp.example:3128x",
-        "HTTP/proxy",                  "HOST/proxy.corp.example",
-        "HTTP/proxy.corp.example:80",  "proxy.corp.example",
+        "HTTP/evil.example",
+        "HTTP/proxy.corp.example:3129",
+        "HTTP/proxy.corp.example:",
+        "HTTP/proxy.corp.example:03128",
+        "HTTP/proxy.corp.example.",
+        "HTTP/proxy.corp.example:3128x",
+        "HTTP/proxy",
+        "HOST/proxy.corp.example",
+        "HTTP/proxy.corp.example:80",
+        "proxy.corp.example",
         "HTTP/proxy.corp.example:8080:3128",
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)

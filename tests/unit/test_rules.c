@@ -86,8 +86,8 @@ static void run(struct ag_rules *r, const struct q *t)
     const char *rule = NULL;
     enum ag_rule_verdict v = ag_rules_eval(r, &q, t->preauth, &rule, NULL);
     if (v != t->want || strcmp(rule, t->want_rule) != 0)
-        fail_msg("user=%s host=%s: got %d/%s, want %d/%s", t->user ? t->user : "-",
-                 q.host, v, rule, t->want, t->want_rule);
+        fail_msg("user=%s host=%s: got %d/%s, want %d/%s", t->user ? t->user : "-", q.host, v, rule,
+                 t->want, t->want_rule);
 }
 
 static const char policy[] =
@@ -116,47 +116,103 @@ static void test_policy(void **state)
     assert_int_equal(ag_rules_count(r), 10);
     const struct q rows[] = {
         /* pre-auth: only auth=none rules; no match means authenticate */
-        {.host = "dl.update.example", .preauth = true, .want = AG_RULE_ALLOW, .want_rule = "updates"},
-        {.host = "update.example", .preauth = true, .want = AG_RULE_NO_MATCH, .want_rule = "default"},
-        {.host = "dl.update.example", .port = 8080, .preauth = true, .want = AG_RULE_NO_MATCH,
+        {.host = "dl.update.example",
+         .preauth = true,
+         .want = AG_RULE_ALLOW,
+         .want_rule = "updates"},
+        {.host = "update.example",
+         .preauth = true,
+         .want = AG_RULE_NO_MATCH,
+         .want_rule = "default"},
+        {.host = "dl.update.example",
+         .port = 8080,
+         .preauth = true,
+         .want = AG_RULE_NO_MATCH,
          .want_rule = "default"},
         /* first match wins: the deny before the allow */
-        {.user = "zed", .host = "intranet.corp.example", .path = "/admin/users",
-         .want = AG_RULE_DENY, .want_rule = "no-admin"},
-        {.user = "zed", .host = "intranet.corp.example", .path = "/wiki", .want = AG_RULE_ALLOW,
+        {.user = "zed",
+         .host = "intranet.corp.example",
+         .path = "/admin/users",
+         .want = AG_RULE_DENY,
+         .want_rule = "no-admin"},
+        {.user = "zed",
+         .host = "intranet.corp.example",
+         .path = "/wiki",
+         .want = AG_RULE_ALLOW,
          .want_rule = "intranet"},
-        {.user = "zed", .host = "corp.example", .port = 8050, .want = AG_RULE_ALLOW,
+        {.user = "zed",
+         .host = "corp.example",
+         .port = 8050,
+         .want = AG_RULE_ALLOW,
          .want_rule = "intranet"},
-        {.user = "zed", .host = "corp.example", .port = 8100, .dst = "192.0.2.1",
-         .want = AG_RULE_DENY, .want_rule = "default"},
+        {.user = "zed",
+         .host = "corp.example",
+         .port = 8100,
+         .dst = "192.0.2.1",
+         .want = AG_RULE_DENY,
+         .want_rule = "default"},
         /* declared group, any domain form */
         {.user = "alice", .domain = "CORP", .want = AG_RULE_ALLOW, .want_rule = "staff"},
         {.user = "BOB@CORP.EXAMPLE", .want = AG_RULE_ALLOW, .want_rule = "staff"},
         /* resolved group: by SID from the backend */
-        {.user = "frank", .domain = "CORP", .sids = "S-1-5-21-1-2-3-1001,S-1-5-21-1-2-3-1105",
-         .want = AG_RULE_ALLOW, .want_rule = "ad-users"},
-        {.user = "frank", .domain = "CORP", .sids = "S-1-5-21-1-2-3-11050", .dst = "192.0.2.1",
-         .want = AG_RULE_DENY, .want_rule = "default"},
+        {.user = "frank",
+         .domain = "CORP",
+         .sids = "S-1-5-21-1-2-3-1001,S-1-5-21-1-2-3-1105",
+         .want = AG_RULE_ALLOW,
+         .want_rule = "ad-users"},
+        {.user = "frank",
+         .domain = "CORP",
+         .sids = "S-1-5-21-1-2-3-11050",
+         .dst = "192.0.2.1",
+         .want = AG_RULE_DENY,
+         .want_rule = "default"},
         /* method + port + user */
-        {.user = "carol", .method = "CONNECT", .port = 443, .want = AG_RULE_ALLOW,
+        {.user = "carol",
+         .method = "CONNECT",
+         .port = 443,
+         .want = AG_RULE_ALLOW,
          .want_rule = "tls-only"},
-        {.user = "carol", .method = "GET", .port = 443, .dst = "192.0.2.1", .want = AG_RULE_DENY,
+        {.user = "carol",
+         .method = "GET",
+         .port = 443,
+         .dst = "192.0.2.1",
+         .want = AG_RULE_DENY,
          .want_rule = "default"},
         /* dst: a name cannot decide yet; an address can */
         {.user = "zed", .host = "db.internal", .want = AG_RULE_NEED_ADDR, .want_rule = "lan"},
-        {.user = "zed", .host = "db.internal", .dst = "10.9.8.7", .want = AG_RULE_DENY,
+        {.user = "zed",
+         .host = "db.internal",
+         .dst = "10.9.8.7",
+         .want = AG_RULE_DENY,
          .want_rule = "lan"},
-        {.user = "zed", .host = "db.internal", .dst = "::ffff:10.9.8.7", .want = AG_RULE_DENY,
+        {.user = "zed",
+         .host = "db.internal",
+         .dst = "::ffff:10.9.8.7",
+         .want = AG_RULE_DENY,
          .want_rule = "lan"},
-        {.user = "zed", .host = "db.internal", .dst = "fd00::1", .want = AG_RULE_DENY,
+        {.user = "zed",
+         .host = "db.internal",
+         .dst = "fd00::1",
+         .want = AG_RULE_DENY,
          .want_rule = "lan"},
-        {.user = "zed", .host = "db.internal", .dst = "192.0.2.1", .want = AG_RULE_DENY,
+        {.user = "zed",
+         .host = "db.internal",
+         .dst = "192.0.2.1",
+         .want = AG_RULE_DENY,
          .want_rule = "default"},
         /* src + scheme */
-        {.user = "zed", .src = "192.168.4.4", .scheme = AG_SCHEME_NEGOTIATE, .dst = "192.0.2.1",
-         .want = AG_RULE_ALLOW, .want_rule = "lab"},
-        {.user = "zed", .src = "192.168.4.4", .scheme = AG_SCHEME_BASIC, .dst = "192.0.2.1",
-         .want = AG_RULE_DENY, .want_rule = "default"},
+        {.user = "zed",
+         .src = "192.168.4.4",
+         .scheme = AG_SCHEME_NEGOTIATE,
+         .dst = "192.0.2.1",
+         .want = AG_RULE_ALLOW,
+         .want_rule = "lab"},
+        {.user = "zed",
+         .src = "192.168.4.4",
+         .scheme = AG_SCHEME_BASIC,
+         .dst = "192.0.2.1",
+         .want = AG_RULE_DENY,
+         .want_rule = "default"},
         /* time windows (the clock says Sunday 17:00 UTC) */
         {.user = "dave", .dst = "192.0.2.1", .want = AG_RULE_ALLOW, .want_rule = "weekend"},
         {.user = "erin", .dst = "192.0.2.1", .want = AG_RULE_DENY, .want_rule = "default"},
@@ -177,10 +233,13 @@ static void test_errors(void **state)
         {"allow a group=nosuch", "rules:1: group 'nosuch' does not resolve (no such group)"},
         {"allow a port=0", "rules:1: port: '0' is not a port or range"},
         {"allow a port=90-80", "rules:1: port: '90-80' is not a port or range"},
-        {"allow a dst=10.0.0.0/33", "rules:1: dst: '10.0.0.0/33' is not an address or CIDR network"},
-        {"allow a time=mon@18:00-08:00", "rules:1: time: 'mon@18:00-08:00' is not like mon-fri@08:00-18:00"},
+        {"allow a dst=10.0.0.0/33",
+         "rules:1: dst: '10.0.0.0/33' is not an address or CIDR network"},
+        {"allow a time=mon@18:00-08:00",
+         "rules:1: time: 'mon@18:00-08:00' is not like mon-fri@08:00-18:00"},
         {"allow a path=admin", "rules:1: path: 'admin' does not start with /"},
-        {"allow a auth=none user=x", "rules:1: rule 'a': auth=none cannot match users, groups or schemes"},
+        {"allow a auth=none user=x",
+         "rules:1: rule 'a': auth=none cannot match users, groups or schemes"},
         {"allow a\ndeny a", "rules:2: rule 'a' defined twice"},
         {"permit a", "rules:1: unknown directive 'permit' (allow, deny, group, default)"},
         {"default maybe", "rules:1: default takes allow or deny"},
@@ -214,9 +273,10 @@ static void test_default_allow_and_counters(void **state)
     char err[256];
     struct ag_rules *r = parse("deny evil host=evil.example\n", err, sizeof err);
     assert_non_null(r);
-    run(r, &(struct q){.user = "x", .host = "evil.example", .want = AG_RULE_DENY, .want_rule = "evil"});
-    run(r, &(struct q){.user = "x", .host = "good.example", .want = AG_RULE_ALLOW,
-                        .want_rule = "default"});
+    run(r, &(struct q){
+               .user = "x", .host = "evil.example", .want = AG_RULE_DENY, .want_rule = "evil"});
+    run(r, &(struct q){
+               .user = "x", .host = "good.example", .want = AG_RULE_ALLOW, .want_rule = "default"});
     ag_rules_free(r);
 }
 
@@ -238,61 +298,106 @@ static void test_one_spelling(void **state)
                                err, sizeof err);
     if (!r)
         fail_msg("%s", err);
-    static const char *const secret[] = {"secret.test", "SECRET.test.", "127.0.0.2", "127.2",
-                                         "2130706434", "0x7f.0.0.2", "[::ffff:127.0.0.2]",
-                                         "0177.0.0.2"};
+    static const char *const secret[] = {
+        "secret.test", "SECRET.test.", "127.0.0.2",          "127.2",
+        "2130706434",  "0x7f.0.0.2",   "[::ffff:127.0.0.2]", "0177.0.0.2"};
     for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
-        run(r, &(struct q){.user = "x", .host = secret[i], .want = AG_RULE_DENY,
-                            .want_rule = "secret"});
-    run(r, &(struct q){.user = "x", .host = "[2001:db8:0:0:0:0:0:1]", .want = AG_RULE_DENY,
-                        .want_rule = "v6"});
-    run(r, &(struct q){.user = "x", .host = "[2001:DB8::2]", .want = AG_RULE_DENY,
-                        .want_rule = "v6"});
-    run(r, &(struct q){.user = "x", .host = "a.blocked.test.", .want = AG_RULE_DENY,
-                        .want_rule = "wild"});
-    run(r, &(struct q){.user = "x", .host = "secret.test.example", .dst = "192.0.2.1",
-                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+        run(r, &(struct q){
+                   .user = "x", .host = secret[i], .want = AG_RULE_DENY, .want_rule = "secret"});
+    run(r, &(struct q){.user = "x",
+                       .host = "[2001:db8:0:0:0:0:0:1]",
+                       .want = AG_RULE_DENY,
+                       .want_rule = "v6"});
+    run(r,
+        &(struct q){.user = "x", .host = "[2001:DB8::2]", .want = AG_RULE_DENY, .want_rule = "v6"});
+    run(r, &(struct q){
+               .user = "x", .host = "a.blocked.test.", .want = AG_RULE_DENY, .want_rule = "wild"});
+    run(r, &(struct q){.user = "x",
+                       .host = "secret.test.example",
+                       .dst = "192.0.2.1",
+                       .want = AG_RULE_ALLOW,
+                       .want_rule = "default"});
     /* dst=/src=: IPv4-mapped IPv6 is IPv4, in the rule and in the address */
     static const char *const ten[] = {"10.1.2.3", "::ffff:10.1.2.3"};
     for (size_t i = 0; i < 2; i++)
-        run(r, &(struct q){.user = "x", .host = "db.test", .dst = ten[i], .want = AG_RULE_DENY,
-                            .want_rule = "mapped-rule"});
+        run(r, &(struct q){.user = "x",
+                           .host = "db.test",
+                           .dst = ten[i],
+                           .want = AG_RULE_DENY,
+                           .want_rule = "mapped-rule"});
     static const char *const loop[] = {"127.0.0.1", "::ffff:127.0.0.1", "127.9.9.9", "::1"};
     for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++)
-        run(r, &(struct q){.user = "x", .host = "db.test", .dst = loop[i], .want = AG_RULE_DENY,
-                            .want_rule = "loop"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "192.168.7.7",
-                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.168.7.7",
-                        .want = AG_RULE_DENY, .want_rule = "lan-src"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .src = "::ffff:192.169.7.7",
-                        .want = AG_RULE_ALLOW, .want_rule = "default"});
+        run(r, &(struct q){.user = "x",
+                           .host = "db.test",
+                           .dst = loop[i],
+                           .want = AG_RULE_DENY,
+                           .want_rule = "loop"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .src = "192.168.7.7",
+                       .want = AG_RULE_DENY,
+                       .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .src = "::ffff:192.168.7.7",
+                       .want = AG_RULE_DENY,
+                       .want_rule = "lan-src"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .src = "::ffff:192.169.7.7",
+                       .want = AG_RULE_ALLOW,
+                       .want_rule = "default"});
     /* path=: every spelling an origin serves as /admin/ */
     static const char *const admin[] = {
-        "/admin/",     "/ADMIN/",   "/Admin/x",        "/x\\..\\admin/", "/admin;x=1/",
-        "/admin%2f",   "/%61dmin/", "/public/..;/admin/", "/a/%2e%2e/admin/", "//admin//x",
-        "/admin%5Cx",  "/admin/?q",
+        "/admin/",          "/ADMIN/",    "/Admin/x",   "/x\\..\\admin/",
+        "/admin;x=1/",      "/admin%2f",  "/%61dmin/",  "/public/..;/admin/",
+        "/a/%2e%2e/admin/", "//admin//x", "/admin%5Cx", "/admin/?q",
     };
     for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++)
-        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = admin[i],
-                            .want = AG_RULE_DENY, .want_rule = "admin"});
+        run(r, &(struct q){.user = "x",
+                           .dst = "192.0.2.1",
+                           .path = admin[i],
+                           .want = AG_RULE_DENY,
+                           .want_rule = "admin"});
     static const char *const other[] = {"/admin", "/administrator", "/public/admin/",
                                         "/x?p=/admin/", "/admin%252f"};
     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
-        run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = other[i],
-                            .want = AG_RULE_ALLOW, .want_rule = "default"});
+        run(r, &(struct q){.user = "x",
+                           .dst = "192.0.2.1",
+                           .path = other[i],
+                           .want = AG_RULE_ALLOW,
+                           .want_rule = "default"});
     /* rules_path_case sensitive: only the letter case of the entry */
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/ADMIN/", .case_sensitive = true,
-                        .want = AG_RULE_ALLOW, .want_rule = "default"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/adm%69n;x/",
-                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "admin"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .path = "/ADMIN/",
+                       .case_sensitive = true,
+                       .want = AG_RULE_ALLOW,
+                       .want_rule = "default"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .path = "/adm%69n;x/",
+                       .case_sensitive = true,
+                       .want = AG_RULE_DENY,
+                       .want_rule = "admin"});
     /* the entry itself was normalized: /CGI-BIN/./x/../ is /CGI-BIN/ */
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
-                        .want = AG_RULE_DENY, .want_rule = "cgi"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/cgi-bin/a",
-                        .case_sensitive = true, .want = AG_RULE_ALLOW, .want_rule = "default"});
-    run(r, &(struct q){.user = "x", .dst = "192.0.2.1", .path = "/CGI-BIN/a",
-                        .case_sensitive = true, .want = AG_RULE_DENY, .want_rule = "cgi"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .path = "/cgi-bin/a",
+                       .want = AG_RULE_DENY,
+                       .want_rule = "cgi"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .path = "/cgi-bin/a",
+                       .case_sensitive = true,
+                       .want = AG_RULE_ALLOW,
+                       .want_rule = "default"});
+    run(r, &(struct q){.user = "x",
+                       .dst = "192.0.2.1",
+                       .path = "/CGI-BIN/a",
+                       .case_sensitive = true,
+                       .want = AG_RULE_DENY,
+                       .want_rule = "cgi"});
     ag_rules_free(r);
 }
 
@@ -308,8 +413,11 @@ static void test_thousand_rules(void **state)
     free(text);
     assert_non_null(r);
     run(r, &(struct q){.user = "alice", .want = AG_RULE_ALLOW, .want_rule = "last"});
-    run(r, &(struct q){.user = "alice", .host = "a.site999.example", .port = 1999,
-                        .want = AG_RULE_DENY, .want_rule = "r999"});
+    run(r, &(struct q){.user = "alice",
+                       .host = "a.site999.example",
+                       .port = 1999,
+                       .want = AG_RULE_DENY,
+                       .want_rule = "r999"});
     ag_rules_free(r);
 }
 
@@ -332,23 +440,48 @@ static void test_groups_unknown(void **state)
     if (!r)
         fail_msg("%s", err);
     const struct q rows[] = {
-        {.user = "carol@X", .groups_unknown = true, .path = "/public/a", .want = AG_RULE_ALLOW,
+        {.user = "carol@X",
+         .groups_unknown = true,
+         .path = "/public/a",
+         .want = AG_RULE_ALLOW,
          .want_rule = "public"},
-        {.user = "carol@X", .groups_unknown = true, .path = "/hd/", .want = AG_RULE_ALLOW,
+        {.user = "carol@X",
+         .groups_unknown = true,
+         .path = "/hd/",
+         .want = AG_RULE_ALLOW,
          .want_rule = "hd"},
-        {.user = "zed@X", .groups_unknown = true, .host = "www.shop.example",
-         .want = AG_RULE_GROUPS_UNKNOWN, .want_rule = "no-ad"},
+        {.user = "zed@X",
+         .groups_unknown = true,
+         .host = "www.shop.example",
+         .want = AG_RULE_GROUPS_UNKNOWN,
+         .want_rule = "no-ad"},
         /* the same user with a known (empty) membership passes the deny */
-        {.user = "zed@X", .host = "www.shop.example", .path = "/x", .dst = "192.0.2.1",
-         .want = AG_RULE_ALLOW, .want_rule = "default"},
-        {.user = "dave@X", .groups_unknown = true, .path = "/net/", .want = AG_RULE_ALLOW,
+        {.user = "zed@X",
+         .host = "www.shop.example",
+         .path = "/x",
+         .dst = "192.0.2.1",
+         .want = AG_RULE_ALLOW,
+         .want_rule = "default"},
+        {.user = "dave@X",
+         .groups_unknown = true,
+         .path = "/net/",
+         .want = AG_RULE_ALLOW,
          .want_rule = "by-user"},
-        {.user = "erin@X", .groups_unknown = true, .path = "/e/", .want = AG_RULE_ALLOW,
+        {.user = "erin@X",
+         .groups_unknown = true,
+         .path = "/e/",
+         .want = AG_RULE_ALLOW,
          .want_rule = "by-either"},
-        {.user = "zed@X", .groups_unknown = true, .path = "/e/", .want = AG_RULE_GROUPS_UNKNOWN,
+        {.user = "zed@X",
+         .groups_unknown = true,
+         .path = "/e/",
+         .want = AG_RULE_GROUPS_UNKNOWN,
          .want_rule = "by-either"},
         /* a dst= rule cannot make unknown groups known: refused before DNS */
-        {.user = "zed@X", .groups_unknown = true, .path = "/other", .want = AG_RULE_GROUPS_UNKNOWN,
+        {.user = "zed@X",
+         .groups_unknown = true,
+         .path = "/other",
+         .want = AG_RULE_GROUPS_UNKNOWN,
          .want_rule = "lan-ad"},
         {.user = "zed@X", .path = "/other", .want = AG_RULE_ALLOW, .want_rule = "default"},
     };

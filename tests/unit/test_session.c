@@ -140,10 +140,10 @@ static void test_handshake_cap_by_prefix_and_share(void **state)
     struct ag_session_table *t = ag_session_table_new();
     struct ag_session *r[8];
     static const char *peers[8] = {
-        "2001:db8::1", "2001:db8::2:3", "2001:db8:0:0:ffff::9", /* one /64 */
-        "2001:db8:0:1::1",                                     /* the next /64 */
-        "::ffff:10.0.0.1", "10.0.0.1",                         /* one IPv4 host */
-        "10.0.0.2", "10.0.0.3",
+        "2001:db8::1",     "2001:db8::2:3", "2001:db8:0:0:ffff::9", /* one /64 */
+        "2001:db8:0:1::1",                                          /* the next /64 */
+        "::ffff:10.0.0.1", "10.0.0.1",                              /* one IPv4 host */
+        "10.0.0.2",        "10.0.0.3",
     };
     for (uint64_t i = 0; i < 8; i++)
         r[i] = ag_session_add(t, i + 1, peers[i], 0);

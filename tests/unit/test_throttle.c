@@ -18,8 +18,7 @@
 
 #define WIN ((uint64_t)AG_FAIL_WINDOW_S * 1000)
 
-static struct ag_throttle *mk(size_t max, uint32_t pair, uint32_t addr, uint32_t user,
-                              uint64_t win)
+static struct ag_throttle *mk(size_t max, uint32_t pair, uint32_t addr, uint32_t user, uint64_t win)
 {
     struct ag_throttle_limits lim = {pair, addr, user, win};
     return ag_throttle_create(max, &lim);
@@ -82,9 +81,8 @@ static void test_pair_cap_and_window(void **state)
 static void test_one_address_cannot_lock_a_user_out(void **state)
 {
     (void)state;
-    struct ag_throttle *t =
-        mk(AG_THROTTLE_MAX_KEYS, AG_FAIL_MAX_PER_USER_ADDR, AG_FAIL_MAX_PER_ADDR,
-           AG_FAIL_MAX_PER_USER, WIN);
+    struct ag_throttle *t = mk(AG_THROTTLE_MAX_KEYS, AG_FAIL_MAX_PER_USER_ADDR,
+                               AG_FAIL_MAX_PER_ADDR, AG_FAIL_MAX_PER_USER, WIN);
     struct ag_throttle_stats st;
     int tried = 0;
     for (int i = 0; i < 50; i++) {

@@ -37,16 +37,17 @@
 static const uint8_t password_hash[16] = {0xa4, 0xf4, 0x9c, 0x40, 0x65, 0x10, 0xbd, 0xca,
                                           0xb6, 0x82, 0x4e, 0xe7, 0xc3, 0x0f, 0xd8, 0x52};
 
-static const char good_file[] =
-    "# users for the tests\n"
-    "\n"
-    "Alice:" H_PASSWORD "\n"
-    "   # an indented comment\n"
-    "CORP\\Bob:" H_PASSW0RD "\r\n"
-    "bob:" H_PASSWORD "\n"
-    "\t carol:" "A4F49C406510BDCAB6824EE7C30FD852" "  \n"
-    "j\xc3\xbcrgen:" H_PASSWORD "\n"
-    "dave with space:" H_PASSWORD; /* no final newline */
+static const char good_file[] = "# users for the tests\n"
+                                "\n"
+                                "Alice:" H_PASSWORD "\n"
+                                "   # an indented comment\n"
+                                "CORP\\Bob:" H_PASSW0RD "\r\n"
+                                "bob:" H_PASSWORD "\n"
+                                "\t carol:"
+                                "A4F49C406510BDCAB6824EE7C30FD852"
+                                "  \n"
+                                "j\xc3\xbcrgen:" H_PASSWORD "\n"
+                                "dave with space:" H_PASSWORD; /* no final newline */
 
 static struct ag_userfile *parse(const char *text, char *err, size_t errlen)
 {
@@ -143,10 +144,8 @@ static const struct bad_file bad_files[] = {
     {"# c\n\nalice:" H_PASSWORD "\nbob " H_PASSWORD "\n", "users:4: expected NAME:NTHASH"},
     {":" H_PASSWORD "\n", "users:1: empty user name"},
     {"alice:a4f49c406510bdcab6824ee7c30fd85\n", "users:1: NT hash must be exactly 32 hex digits"},
-    {"alice:a4f49c406510bdcab6824ee7c30fd8520\n",
-     "users:1: NT hash must be exactly 32 hex digits"},
-    {"alice:g4f49c406510bdcab6824ee7c30fd852\n",
-     "users:1: NT hash must be exactly 32 hex digits"},
+    {"alice:a4f49c406510bdcab6824ee7c30fd8520\n", "users:1: NT hash must be exactly 32 hex digits"},
+    {"alice:g4f49c406510bdcab6824ee7c30fd852\n", "users:1: NT hash must be exactly 32 hex digits"},
     {"alice:" H_PASSWORD " # comment\n", "users:1: NT hash must be exactly 32 hex digits"},
     {"alice:\n", "users:1: NT hash must be exactly 32 hex digits"},
     {"\\alice:" H_PASSWORD "\n", "users:1: empty domain before '\\'"},
@@ -221,8 +220,7 @@ static void test_load_errors(void **state)
     assert_int_equal(ftruncate(fd, AG_USERFILE_MAX_BYTES + 1), 0);
     close(fd);
     assert_null(ag_userfile_load(path, err, sizeof(err)));
-    snprintf(want, sizeof(want), "%s: larger than %u bytes", path,
-             (unsigned)AG_USERFILE_MAX_BYTES);
+    snprintf(want, sizeof(want), "%s: larger than %u bytes", path, (unsigned)AG_USERFILE_MAX_BYTES);
     assert_string_equal(err, want);
     rmtree(dir);
 }
@@ -244,16 +242,16 @@ static const struct lookup_case lookups[] = {
     {"ANYDOMAIN", "alice", 0, "Alice", H_PASSWORD}, /* no domain in file: any */
     {"corp", "BOB", 0, "CORP\\Bob", H_PASSW0RD},    /* domain entry wins */
     {"CORP", "bob", 0, "CORP\\Bob", H_PASSW0RD},
-    {"OTHER", "bob", 0, "bob", H_PASSWORD},         /* falls back to "bob" */
+    {"OTHER", "bob", 0, "bob", H_PASSWORD}, /* falls back to "bob" */
     {NULL, "bob", 0, "bob", H_PASSWORD},
-    {NULL, "carol", 0, "carol", H_PASSWORD},        /* upper-case hex, trimmed */
+    {NULL, "carol", 0, "carol", H_PASSWORD}, /* upper-case hex, trimmed */
     {NULL, "J\xc3\xbcrgen", 0, "j\xc3\xbcrgen", H_PASSWORD},
     {NULL, "dave with space", 0, "dave with space", H_PASSWORD},
     {NULL, "mallory", AG_ENOTFOUND, NULL, NULL},
     {NULL, "alic", AG_ENOTFOUND, NULL, NULL},
     {NULL, "alicee", AG_ENOTFOUND, NULL, NULL},
     {NULL, "J\xc3\x9crgen", AG_ENOTFOUND, NULL, NULL}, /* non-ASCII case differs */
-    {NULL, "CORP\\Bob", AG_ENOTFOUND, NULL, NULL},    /* user is the account only */
+    {NULL, "CORP\\Bob", AG_ENOTFOUND, NULL, NULL},     /* user is the account only */
 };
 
 static void hex_to_bytes(const char *hex, uint8_t out[16])
@@ -390,8 +388,9 @@ static void test_verify_local(void **state)
     assert_int_equal(ag_verify_basic_local_blocking(uf, longname, "Password", canon, sizeof(canon)),
                      AG_EAUTH);
     /* no user file: fail closed */
-    assert_int_equal(ag_verify_basic_local_blocking(NULL, "alice", "Password", canon, sizeof(canon)),
-                     AG_EBACKEND);
+    assert_int_equal(
+        ag_verify_basic_local_blocking(NULL, "alice", "Password", canon, sizeof(canon)),
+        AG_EBACKEND);
     /* too small for the canonical name */
     assert_int_equal(ag_verify_basic_local_blocking(uf, "alice", "Password", canon, 3), AG_ELIMIT);
     ag_userfile_free(uf);
@@ -447,9 +446,8 @@ static void test_set(void **state)
     assert_int_equal(ag_verify_basic_local_blocking(uf, "alice", "Password", canon, sizeof(canon)),
                      0);
     assert_string_equal(canon, "Alice");
-    assert_int_equal(ag_verify_basic_local_blocking(uf, "carol", "authgate-demo", canon,
-                                                    sizeof(canon)),
-                     0);
+    assert_int_equal(
+        ag_verify_basic_local_blocking(uf, "carol", "authgate-demo", canon, sizeof(canon)), 0);
     ag_userfile_free(uf);
 
     /* refusals leave the file alone */
@@ -486,12 +484,12 @@ static void test_demo_users(void **state)
 {
     (void)state;
     char err[512], canon[64];
-    struct ag_userfile *uf = ag_userfile_load(AG_SOURCE_DIR "/scripts/demo-users", err, sizeof(err));
+    struct ag_userfile *uf =
+        ag_userfile_load(AG_SOURCE_DIR "/scripts/demo-users", err, sizeof(err));
     if (!uf)
         fail_msg("%s", err);
-    assert_int_equal(ag_verify_basic_local_blocking(uf, "demo", "authgate-demo", canon,
-                                                    sizeof(canon)),
-                     0);
+    assert_int_equal(
+        ag_verify_basic_local_blocking(uf, "demo", "authgate-demo", canon, sizeof(canon)), 0);
     assert_string_equal(canon, "demo");
     ag_userfile_free(uf);
 }
@@ -535,10 +533,10 @@ static void test_passwd_stdin(void **state)
     free(text);
     assert_int_equal(run_passwd(path, "bob", "Password"), 0); /* no newline */
 
-    assert_int_equal(run_passwd(path, "carol", "\n"), 1);       /* empty */
-    assert_int_equal(run_passwd(path, "carol", ""), 1);         /* EOF */
-    assert_int_equal(run_passwd(path, "carol", "a\tb\n"), 1);   /* CTL */
-    assert_int_equal(run_passwd(path, "carol", "\xff\n"), 1);   /* bad UTF-8 */
+    assert_int_equal(run_passwd(path, "carol", "\n"), 1);     /* empty */
+    assert_int_equal(run_passwd(path, "carol", ""), 1);       /* EOF */
+    assert_int_equal(run_passwd(path, "carol", "a\tb\n"), 1); /* CTL */
+    assert_int_equal(run_passwd(path, "carol", "\xff\n"), 1); /* bad UTF-8 */
     char *big = malloc(AG_PASSWORD_MAX + 3);
     assert_non_null(big);
     memset(big, 'x', AG_PASSWORD_MAX + 1);

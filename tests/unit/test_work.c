@@ -28,11 +28,11 @@ static uv_thread_t last_ran_on[2];
 struct tjob {
     struct ag_job base;
     bool block;
-    int hop_to;          /* -1: finish after stage 0 */
+    int hop_to; /* -1: finish after stage 0 */
     int stages_run;
     uv_thread_t ran_on[2];
-    int *payload;        /* owned: freed in release, so ASan catches a double free */
-    int result;          /* written by run, read by done */
+    int *payload; /* owned: freed in release, so ASan catches a double free */
+    int result;   /* written by run, read by done */
 };
 
 static void t_run(struct ag_job *j)
@@ -161,7 +161,7 @@ static void test_detach_while_running(void **state)
     assert_int_equal(ag_job_submit(&w, AG_POOL_WINBIND, &t->base, owner), 0);
     sem_wait(&started); /* the run function is now blocked on a worker thread */
     ag_job_detach(&t->base);
-    free(owner);        /* the owner is gone: done must never see it */
+    free(owner); /* the owner is gone: done must never see it */
     assert_int_equal(w.detached, 1);
     assert_int_equal(release_calls, 0); /* it runs: not freed yet */
     sem_post(&release);
@@ -276,8 +276,8 @@ static void test_many_coalesced(void **state)
     begin(four, 1000);
     int owner = 0;
     for (int i = 0; i < 900; i++)
-        assert_int_equal(ag_job_submit(&w, (enum ag_pool_id)(i % AG_POOL_N), &mk(false)->base,
-                                       &owner), 0);
+        assert_int_equal(
+            ag_job_submit(&w, (enum ag_pool_id)(i % AG_POOL_N), &mk(false)->base, &owner), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(owner, 900);
     assert_int_equal(done_calls, 900);
