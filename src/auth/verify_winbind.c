@@ -11,6 +11,7 @@
 
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "ntlm_wire.h"
 #include "util/util.h"
 #include "verify_winbind.h"
 
@@ -152,61 +153,62 @@ static struct wbcContext *begin(struct ag_wb_result *out)
     return ctx;
 }
 
+/* One logon through winbindd with the parameters the caller filled. */
+static int authenticate(const struct wbcAuthUserParams *p, bool allow_machine,
+                        struct ag_wb_result *out)
+{
+    struct wbcContext *ctx = begin(out);
+    if (!ctx)
+        return AG_EBACKEND;
+    struct wbcAuthUserInfo *info = NULL;
+    struct wbcAuthErrorInfo *err = NULL;
+    wbcErr rc = wbcCtxAuthenticateUserEx(ctx, p, &info, &err);
+    return finish(rc, info, err, allow_machine, out);
+}
+
 int ag_wb_plain_blocking(const char *domain, const char *user, const char *password,
                          struct ag_wb_result *out)
 {
-    struct wbcContext *ctx = begin(out);
-    if (!ctx)
-        return AG_EBACKEND;
-    struct wbcAuthUserParams p;
-    memset(&p, 0, sizeof p);
-    p.account_name = user;
-    p.domain_name = domain && *domain ? domain : NULL;
-    p.level = WBC_AUTH_USER_LEVEL_PLAIN;
+    struct wbcAuthUserParams p = {
+        .account_name = user,
+        .domain_name = domain && *domain ? domain : NULL,
+        .level = WBC_AUTH_USER_LEVEL_PLAIN,
+    };
     p.password.plaintext = password;
-    struct wbcAuthUserInfo *info = NULL;
-    struct wbcAuthErrorInfo *err = NULL;
-    wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
-    return finish(rc, info, err, false, out);
+    return authenticate(&p, false, out);
 }
 
 int ag_wb_response_blocking(const char *domain, const char *user, const char *workstation,
-                            const uint8_t challenge[8], const uint8_t *nt, size_t nt_len,
-                            const uint8_t *lm, size_t lm_len, bool allow_machine,
+                            const uint8_t challenge[NTLM_SERVER_CHALLENGE_LEN], const uint8_t *nt,
+                            size_t nt_len, const uint8_t *lm, size_t lm_len, bool allow_machine,
                             struct ag_wb_result *out)
 {
-    struct wbcContext *ctx = begin(out);
-    if (!ctx)
-        return AG_EBACKEND;
-    struct wbcAuthUserParams p;
-    memset(&p, 0, sizeof p);
-    p.account_name = user;
-    p.domain_name = domain;
-    p.workstation_name = workstation;
-    p.level = WBC_AUTH_USER_LEVEL_RESPONSE;
+    struct wbcAuthUserParams p = {
+        .account_name = user,
+        .domain_name = domain,
+        .workstation_name = workstation,
+        .level = WBC_AUTH_USER_LEVEL_RESPONSE,
+    };
     /* Without these bits Samba (and a Windows DC) refuses a workstation or
      * server trust account (HOST$) with NOLOGON_*_TRUST_ACCOUNT; they are set
      * only with ntlm_allow_machine_accounts. */
     if (allow_machine)
         p.parameter_control =
             WBC_MSV1_0_ALLOW_SERVER_TRUST_ACCOUNT | WBC_MSV1_0_ALLOW_WORKSTATION_TRUST_ACCOUNT;
-    memcpy(p.password.response.challenge, challenge, 8);
+    memcpy(p.password.response.challenge, challenge, NTLM_SERVER_CHALLENGE_LEN);
     p.password.response.nt_length = (uint32_t)nt_len;
     p.password.response.nt_data = (uint8_t *)nt;
     /* An NTLMv2 response (longer than NTLMv1's 24 bytes) goes alone: given
      * an LM field too, Samba falls back to LMv2 when NTProofStr fails, and
      * LMv2 binds none of the blob's AV pairs (target name, MIC flag), so a
      * relay could alter them and still log in. */
-    if (nt_len > 24) {
+    if (nt_len > NTLM_V1_RESPONSE_LEN) {
         lm = NULL;
         lm_len = 0;
     }
     p.password.response.lm_length = (uint32_t)lm_len;
     p.password.response.lm_data = (uint8_t *)lm;
-    struct wbcAuthUserInfo *info = NULL;
-    struct wbcAuthErrorInfo *err = NULL;
-    wbcErr rc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
-    return finish(rc, info, err, allow_machine, out);
+    return authenticate(&p, allow_machine, out);
 }
 
 int ag_wb_names_blocking(char *nb_domain, char *dns_domain, char *nb_name, size_t cap)

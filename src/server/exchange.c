@@ -97,6 +97,22 @@ static int rq_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* Stages len body bytes for the other side: framing is regenerated, never
+ * copied, so a chunked body is re-chunked (one chunk per llhttp callback)
+ * and a Content-Length body goes as it is. llhttp callback convention: 0 or
+ * -1 (out of buffer). */
+static int stage_body(struct ag_buf *b, bool chunked, const char *at, size_t len)
+{
+    int rc = 0;
+    if (chunked)
+        rc = ag_buf_printf(b, "%zx\r\n", len);
+    if (!rc)
+        rc = ag_buf_append(b, at, len);
+    if (!rc && chunked)
+        rc = ag_buf_append(b, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
 static int rq_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
@@ -108,14 +124,7 @@ static int rq_body(llhttp_t *p, const char *at, size_t len)
         }
         return 0;
     }
-    int rc = 0;
-    if (c->rq.req_chunked)
-        rc = ag_buf_printf(&c->stage_up, "%zx\r\n", len);
-    if (!rc)
-        rc = ag_buf_append(&c->stage_up, at, len);
-    if (!rc && c->rq.req_chunked)
-        rc = ag_buf_append(&c->stage_up, "\r\n", 2);
-    return rc ? -1 : 0;
+    return stage_body(&c->stage_up, c->rq.req_chunked, at, len);
 }
 
 static int rq_message_complete(llhttp_t *p)
@@ -637,14 +646,7 @@ static int rs_body(llhttp_t *p, const char *at, size_t len)
     struct conn *c = conn_of(p);
     if (!c)
         return -1;
-    int rc = 0;
-    if (c->rq.resp_chunked_out)
-        rc = ag_buf_printf(&c->stage_client, "%zx\r\n", len);
-    if (!rc)
-        rc = ag_buf_append(&c->stage_client, at, len);
-    if (!rc && c->rq.resp_chunked_out)
-        rc = ag_buf_append(&c->stage_client, "\r\n", 2);
-    return rc ? -1 : 0;
+    return stage_body(&c->stage_client, c->rq.resp_chunked_out, at, len);
 }
 
 static int rs_message_complete(llhttp_t *p)
