@@ -867,17 +867,25 @@ void exchange_start_splice(struct conn *c)
     }
 }
 
-void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
+/* The upstream whose bytes or end belong to the exchange in progress, or
+ * NULL: a pooled (idle) connection that talks or closes, or one heard
+ * outside FORWARD, is out of step and dropped. */
+static struct ag_upstream *forwarding_upstream(struct conn *c)
 {
     struct ag_upstream *up = c->up;
-    if (!up)
-        return;
-    if (up->idle || c->state != CONN_FORWARD) {
-        /* A pooled connection that talks is out of step: drop it. */
+    if (up && (up->idle || c->state != CONN_FORWARD)) {
         ag_upstream_close(up);
         c->up = NULL;
-        return;
+        up = NULL;
     }
+    return up;
+}
+
+void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
+{
+    struct ag_upstream *up = forwarding_upstream(c);
+    if (!up)
+        return;
     uv_timer_again(&up->timer);
     enum llhttp_errno e = llhttp_execute(&up->parser, data, (size_t)n);
     if (e == HPE_PAUSED) {
@@ -911,14 +919,9 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
 
 void exchange_on_upstream_eof(struct conn *c, int err)
 {
-    struct ag_upstream *up = c->up;
+    struct ag_upstream *up = forwarding_upstream(c);
     if (!up)
         return;
-    if (up->idle || c->state != CONN_FORWARD) {
-        ag_upstream_close(up);
-        c->up = NULL;
-        return;
-    }
     if (err == UV_EOF && c->rq.resp_started) {
         llhttp_finish(&up->parser); /* completes a close-delimited body */
         conn_flush(c);
