@@ -300,8 +300,8 @@ def cpu_seconds(t, names=None):
     authgate: its one process (/proc/PID/stat covers every thread, exited
     ones included).  Squid: its process group and every descendant of its
     leader -- the master, any kid and the auth helpers it started
-    (ntlm_auth, negotiate_kerberos_auth, basic_ncsa_auth), which Squid puts
-    in sessions of their own (setsid), so the group alone misses them.
+    (ntlm_auth, negotiate_kerberos_auth, basic_ncsa_auth), which are not in
+    Squid's process group (checked: the group alone held only squid).
     Fields 14-15 (utime, stime) of each live process plus 16-17 (cutime,
     cstime): the CPU of children that exited and were reaped (a helper
     Squid restarted during the run) moves to the parent's cutime/cstime, so
