@@ -33,6 +33,13 @@ saw no non-2xx/3xx statuses, and reports socket errors. Each proxy also gets
 a probe request at start (status 200, 100-byte body, Via header).
 Never fails on numbers; --strict makes an unmeasurable column or a failed
 verification an error (exit 2).
+
+CPU per request: every load run through a proxy also reads the proxy's CPU
+time (utime+stime+cutime+cstime from /proc/PID/stat, summed over its process
+group and its descendants: Squid's helpers included) right before and right
+after the run (CpuMeter); the "CPU per request" rows divide it by the
+requests (or handshakes) completed.  On a shared machine it is less noisy
+than the rates, which depend on what else gets the CPUs.
 """
 
 import argparse
@@ -49,6 +56,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import traceback
 import urllib.request
@@ -264,6 +272,87 @@ def group_pids(pgid):
         if int(fields[2]) == pgid:      # field 5 (pgrp), counted after "state"
             pids.append(int(d))
     return pids
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stats():
+    """pid -> (ppid, pgrp, comm, utime+stime+cutime+cstime in ticks), all of /proc."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue          # exited between the listing and the read
+        # fields[0] is field 3 (state); ppid 4, pgrp 5, utime..cstime 14..17
+        fields = st[st.rindex(")") + 2:].split()
+        out[int(d)] = (int(fields[1]), int(fields[2]), st[st.index("(") + 1:st.rindex(")")],
+                       sum(int(x) for x in fields[11:15]))
+    return out
+
+
+def cpu_seconds(t, names=None):
+    """CPU time (user + system, seconds) of the target's processes, or None.
+    authgate: its one process (/proc/PID/stat covers every thread, exited
+    ones included).  Squid: its process group and every descendant of its
+    leader -- the master, any kid and the auth helpers it started
+    (ntlm_auth, negotiate_kerberos_auth, basic_ncsa_auth), which are not in
+    Squid's process group (checked: the group alone held only squid).
+    Fields 14-15 (utime, stime) of each live process plus 16-17 (cutime,
+    cstime): the CPU of children that exited and were reaped (a helper
+    Squid restarted during the run) moves to the parent's cutime/cstime, so
+    a delta over a run counts them too.  Not counted: other process trees
+    (winbindd, the KDC, the load generator)."""
+    if t is None or t.proc is None:
+        return None
+    root = t.proc.pid
+    stats = proc_stats()
+    kids = {}
+    for pid, (ppid, _, _, _) in stats.items():
+        kids.setdefault(ppid, []).append(pid)
+    pids = {pid for pid, v in stats.items() if v[1] == root}
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo += [k for k in kids.get(pid, ()) if k not in pids]
+    if not pids:
+        return None
+    if names is not None:
+        names += [stats[pid][2] for pid in sorted(pids)]
+    return sum(stats[pid][3] for pid in pids) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU time of a proxy over one measured run: made right before the load
+    generator starts, stop() right after it ends, result(n) gives (seconds,
+    microseconds per completed request or handshake), (None, None) for the
+    origin or when /proc could not be read."""
+
+    def __init__(self, t):
+        self.t = t
+        names = []
+        self.before = cpu_seconds(t, names) if t.proxied else None
+        self.after = None
+        if self.before is not None and not getattr(t, "cpu_logged", False):
+            t.cpu_logged = True
+            counts = {n: names.count(n) for n in names}
+            log(f"{t.name}: CPU counted over {len(names)} processes: " +
+                ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items()))
+
+    def stop(self):
+        if self.before is not None:
+            self.after = cpu_seconds(self.t)
+
+    def result(self, count):
+        if self.before is None or self.after is None or not count:
+            return None, None
+        secs = max(0.0, self.after - self.before)
+        return secs, secs / count * 1e6
 
 
 def rss_kib(t):
@@ -569,7 +658,9 @@ def wrk(ctx, t, path, conns, threads, seconds, headers=None, label=""):
     argv = ["wrk", "-c", str(conns), "-t", str(threads), "-d", f"{seconds}s", "--latency",
             "--timeout", "10s", "-s", lua, f"http://127.0.0.1:{t.port}/"]
     before = origin_requests(ctx)
+    cpu = CpuMeter(t)
     rc, stdout, stderr = run_tool(ctx, argv, seconds + 60)
+    cpu.stop()
     after = origin_requests(ctx)
     m = re.search(r"^BENCHJSON (\{.*\})$", stdout, re.M)
     if rc != 0 or not m:
@@ -580,6 +671,7 @@ def wrk(ctx, t, path, conns, threads, seconds, headers=None, label=""):
     r["origin_requests"] = after - before - 1   # minus the second status request
     r["seconds"] = r["duration_us"] / 1e6
     r["rps"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
+    r["cpu_s"], r["cpu_us"] = cpu.result(r["requests"])
     errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
     bad = []
     if r["requests"] == 0:
@@ -600,12 +692,21 @@ def wrk(ctx, t, path, conns, threads, seconds, headers=None, label=""):
         log(f"{label} {t.name}: {errs} socket errors (under 1%)")
     log(f"{label} {t.name}: {r['requests']} requests in {r['seconds']:.2f} s = {r['rps']:.0f} req/s, "
         f"p99 {r['lat_p99_us'] / 1000:.2f} ms, {r['bytes'] / r['seconds'] / 2**20:.1f} MiB/s, "
-        f"origin saw {r['origin_requests']}")
+        f"origin saw {r['origin_requests']}" +
+        (f", CPU {r['cpu_s']:.2f} s = {r['cpu_us']:.1f} us/req" if r["cpu_us"] is not None else ""))
     return r
 
 
 def load_targets(ctx):
     return [t for name, t in ctx.targets.items() if name in ("direct", "authgate", "squid")]
+
+
+def put_cpu(ctx, metric, target, r):
+    """The proxy's CPU per completed request (us) of run r, and its CPU
+    seconds under metric + "_s" (JSON only)."""
+    if r.get("cpu_us") is not None:
+        ctx.put(metric, target, r["cpu_us"])
+        ctx.put(metric[:-3] + "_s", target, r["cpu_s"])
 
 
 # ---------------------------------------------------------------------------
@@ -621,6 +722,7 @@ def section_keepalive(ctx):
         if r:
             ctx.put("ka_rps", t.name, r["rps"])
             ctx.put("ka_p99_ms", t.name, r["lat_p99_us"] / 1000.0)
+            put_cpu(ctx, "ka_cpu_us", t.name, r)
 
 
 def section_newconn(ctx):
@@ -632,6 +734,7 @@ def section_newconn(ctx):
                 headers={"Connection": "close"}, label="new-conn")
         if r:
             ctx.put("nc_rps", t.name, r["rps"])
+            put_cpu(ctx, "nc_cpu_us", t.name, r)
 
 
 def section_throughput(ctx):
@@ -642,6 +745,7 @@ def section_throughput(ctx):
         r = wrk(ctx, t, "/1m", ctx.args.tp_conns, ctx.args.threads, ctx.seconds, label="1MiB")
         if r:
             ctx.put("tp_mibs", t.name, r["bytes"] / r["seconds"] / 2**20)
+            put_cpu(ctx, "tp_cpu_us", t.name, r)
 
 
 async def _open_idle(port, n, request, concurrency, timeout):
@@ -751,11 +855,14 @@ import bench_auth  # noqa: E402
 SECTIONS += bench_auth.register(sys.modules[__name__])
 
 # metric, label, unit, format, target (None or (kind, threshold, text)).
-# kinds: "ag/squid>=" "ag/direct>=" "ag<"
+# kinds: "ag/squid>=" "ag/direct>=" "ag<"; "note": text only, no target.
+# Metrics ending in _cpu_us have no direct column (the origin is not a proxy).
 ROWS = [
     ("ka_rps", "keep-alive req/s (100 B)", "req/s", "{:.0f}", ("ag/squid>=", 3.0, "ag/squid >= 3x")),
     ("ka_p99_ms", "keep-alive p99 (lower=better)", "ms", "{:.2f}", None),
+    ("ka_cpu_us", "  CPU per request", "us", "{:.1f}", ("note", None, "lower is better")),
     ("nc_rps", "new-connection req/s", "req/s", "{:.0f}", ("ag/squid>=", 2.0, "ag/squid >= 2x")),
+    ("nc_cpu_us", "  CPU per request", "us", "{:.1f}", ("note", None, "lower is better")),
     ("tp_mibs", "1 MiB throughput", "MiB/s", "{:.0f}", ("ag/direct>=", 0.70, "ag/direct >= 0.70")),
     ("rss_idle_mib", "RSS idle after start", "MiB", "{:.1f}", ("ag<", 10.0, "ag < 10 MiB")),
     ("rss_conns_mib", "RSS with {n} idle conns", "MiB", "{:.1f}", None),
@@ -784,18 +891,35 @@ def print_table(ctx):
         if all(v is None for v in vals):
             continue
         label = label.format(n=getattr(ctx, "idle_n", ctx.args.idle_conns))
-        cells = "".join(f"{(fmt.format(v) if v is not None else 'n/a'):>10}" for v in vals)
+        cells = "".join(f"{(fmt.format(v) if v is not None else na):>10}" for v, na in zip(
+            vals, ("-" if metric.endswith("_cpu_us") else "n/a", "n/a", "n/a")))
         d, ag, sq = vals
         rs, rd = ratio(ag, sq), ratio(ag, d)
         rcells = "".join(f"{(f'{r:.2f}x' if r is not None else '-'):>10}" for r in (rs, rd))
         tcell = ""
-        if target:
+        if target and target[0] == "note":
+            tcell = target[2]
+        elif target:
             kind, thr, text = target
             v = {"ag/squid>=": rs, "ag/direct>=": rd, "ag<": ag}[kind]
             met = "n/a" if v is None else ("yes" if (v < thr if kind == "ag<" else v >= thr) else "no")
             tcell = f"{text} ({met})"
         print(f"{label:<30} {unit:<6} {cells}{rcells}   {tcell}")
+    if any(ctx.results.get(m) for m in ("ka_cpu_us", "nc_cpu_us")):
+        print()
+        print(textwrap.fill(CPU_NOTE, 100))
     print()
+
+
+CPU_NOTE = (
+    "CPU per request: user + system CPU time of the proxy's processes (/proc/PID/stat "
+    "utime+stime, read right before and right after each load run) divided by the requests "
+    "completed in that run, in microseconds. authgate: its one process, all threads. Squid: "
+    "its process group and all its descendants, auth helper processes included (they are "
+    "part of Squid's cost; authgate has none), plus cutime+cstime, which holds the CPU of "
+    "children that exited and were reaped during the run. Not counted for either: winbindd "
+    "and the KDC (both proxies use the same ones), the origin, the load generator. Less "
+    "sensitive to other load on a shared machine than the rates.")
 
 
 def print_header(ctx):

@@ -413,7 +413,9 @@ def run_loadgen(ctx, t, toolpath, mode, env=None, seconds=None, count=None, conn
     argv += ["-n", str(count)] if count else ["-d", str(seconds or ctx.seconds)]
     timeout = (seconds or ctx.seconds) + 60 if not count else 60 + count / 200
     before = B.origin_requests(ctx)
+    cpu = B.CpuMeter(t)
     rc, out, err = B.run_tool(ctx, argv, timeout, env=env)
+    cpu.stop()
     after = B.origin_requests(ctx)
     r = parse_json_line("LOADJSON", out)
     if r is None:
@@ -424,6 +426,9 @@ def run_loadgen(ctx, t, toolpath, mode, env=None, seconds=None, count=None, conn
     r["origin_requests"] = after - before - 1
     secs = r["seconds"] or 1e-9
     r["rate"] = (r["handshakes"] if mode == "new" else r["requests_ok"]) / secs
+    # per handshake in mode new, per authenticated request in mode ka (the
+    # unit of the rate)
+    r["cpu_s"], r["cpu_us"] = cpu.result(r["handshakes"] if mode == "new" else r["requests_ok"])
     bad = []
     if r["handshakes"] == 0:
         bad.append("no handshake completed")
@@ -445,7 +450,9 @@ def run_loadgen(ctx, t, toolpath, mode, env=None, seconds=None, count=None, conn
     what = "handshakes" if mode == "new" else "authenticated requests"
     B.log(f"{label} {t.name}: {r['handshakes']} handshakes, {r['requests_ok']} 200s in "
           f"{secs:.2f} s = {r['rate']:.0f} {what}/s, p50 {r['lat_p50_us'] / 1000:.2f} ms, "
-          f"p99 {r['lat_p99_us'] / 1000:.2f} ms, origin saw {r['origin_requests']}")
+          f"p99 {r['lat_p99_us'] / 1000:.2f} ms, origin saw {r['origin_requests']}" +
+          (f", CPU {r['cpu_s']:.2f} s = {r['cpu_us']:.1f} us each" if r["cpu_us"] is not None
+           else ""))
     return r if not bad else None
 
 
@@ -580,6 +587,7 @@ def wrk_auth(ctx, t, metric, col, header, close=False, label="", every_request=N
                   f"{r['requests']} requests")
     if r and r.get("verified"):
         ctx.put(metric, col, r["rps"])
+        B.put_cpu(ctx, metric + "_cpu_us", col, r)
 
 
 def write_user_file(ctx, path, password):
@@ -709,6 +717,7 @@ def section_ntlm(ctx):
         r = run_loadgen(ctx, t, loader, mode, env=env, extra=creds, label=label)
         if r:
             ctx.put(metric, col, r["rate"])
+            B.put_cpu(ctx, metric + "_cpu_us", col, r)
         return r
 
     def probe(env=None):
@@ -839,6 +848,7 @@ def section_negotiate(ctx):
         r = run_loadgen(ctx, t, loader, mode, env=cenv, extra=extra, label=label)
         if r:
             ctx.put(metric, col, r["rate"])
+            B.put_cpu(ctx, metric + "_cpu_us", col, r)
         return r
 
     # the machine's ceiling (init + accept in one process, no HTTP), right
@@ -982,13 +992,17 @@ def section_stall(ctx):
 # report
 
 # section, metric, label, unit, format, targets [(kind, threshold, text)]
-# kinds: "ag/squid>=", "ag/ceil>=", "ag>=", "ag<"
+# kinds: "ag/squid>=", "ag/ceil>=", "ag>=", "ag<"; "note": text only, no target
 ROWS = [
     ("basic", "basic_local_ka", "Basic local, keep-alive", "req/s", "{:.0f}",
      [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("basic", "basic_local_ka_cpu_us", "  CPU per request", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("basic", "basic_local_nc", "Basic local, new conn", "req/s", "{:.0f}", []),
     ("basic", "basic_wb_ka", "Basic winbind, keep-alive", "req/s", "{:.0f}",
      [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("basic", "basic_wb_ka_cpu_us", "  CPU per request", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("basic", "basic_wb_nc", "Basic winbind, new conn", "req/s", "{:.0f}", []),
     ("basic", "basic_wb_nocache_ka", "Basic winbind, no cache, k-a", "req/s", "{:.0f}",
      [("ag/ceil>=", 0.90, "ag/ceiling >= 0.90")]),
@@ -997,14 +1011,22 @@ ROWS = [
     ("ntlm", "ntlm_ka_local", "NTLM keep-alive, local file", "req/s", "{:.0f}", []),
     ("ntlm", "ntlm_hs_wb", "NTLM handshakes, winbind", "hs/s", "{:.0f}",
      [("ag/ceil>=", 0.90, "ag/ceiling >= 0.90")]),
+    ("ntlm", "ntlm_hs_wb_cpu_us", "  CPU per handshake", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("ntlm", "ntlm_ka_wb", "NTLM keep-alive, winbind", "req/s", "{:.0f}", []),
+    ("ntlm", "ntlm_ka_wb_cpu_us", "  CPU per request", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("ntlm", "ntlm_rss_before", "NTLM local RSS before", "MiB", "{:.1f}", []),
     ("ntlm", "ntlm_rss_after", "  after {rss_n} handshakes", "MiB", "{:.1f}", []),
     ("ntlm", "ntlm_rss_growth", "  growth", "KiB", "{:+.0f}", [("ag<", 1024, "flat: < +1 MiB")]),
     ("negotiate", "neg_hs", "Negotiate handshakes", "hs/s", "{:.0f}",
      [("ag/squid>=", 3.0, "ag/squid >= 3x"), ("ag/ceil>=", 0.60, "ag/ceiling >= 0.60")]),
+    ("negotiate", "neg_hs_cpu_us", "  CPU per handshake", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("negotiate", "neg_ka", "Negotiate keep-alive", "req/s", "{:.0f}",
      [("ag/squid>=", 3.0, "ag/squid >= 3x")]),
+    ("negotiate", "neg_ka_cpu_us", "  CPU per request", "us", "{:.1f}",
+     [("note", None, "lower is better")]),
     ("stall", "stall_neg_hs", "Kerberos logins, wb stopped", "hs/s", "{:.0f}",
      [("ag/ceil>=", 0.90, "stalled/normal >= 0.90")]),
     ("stall", "stall_neg_ka", "Kerberos k-a fwd, wb stopped", "req/s", "{:.0f}",
@@ -1055,6 +1077,13 @@ def print_table(ctx):
                       f"{st.info.get('stall_rounds', a.stall_rounds)} stop/resume rounds, "
                       "each stalled run against the normal runs either side: "
                       f"{st.info.get('stall_ratios')}.")
+    if any(ctx.results.get(m + "_cpu_us") for _, m, *_ in ROWS):
+        legend.append("CPU per request/handshake: the proxy's user + system CPU over the run "
+                      "(/proc utime+stime, before and after) divided by what it completed "
+                      "(handshakes in the handshake rows); Squid's includes its helper "
+                      "processes (ntlm_auth, negotiate_kerberos_auth, basic_ncsa_auth: part "
+                      "of its cost), authgate has none; winbindd's and the KDC's CPU is "
+                      "counted for neither (both proxies use the same ones).")
     print()
     for i, text in enumerate(legend):
         print(textwrap.fill(text, 100, initial_indent="" if i == 0 else "  ",
@@ -1082,6 +1111,9 @@ def print_table(ctx):
             f"{(f'{rc:.2f}' if rc is not None else '-'):>9}"
         tcells = []
         for kind, thr, text in targets:
+            if kind == "note":
+                tcells.append(text)
+                continue
             v = {"ag/squid>=": rs, "ag/ceil>=": rc, "ag>=": ag, "ag<": ag}[kind]
             met = "n/a" if v is None else ("yes" if (v < thr if kind == "ag<" else v >= thr)
                                            else "no")
