@@ -21,6 +21,17 @@ struct ag_identity {
                                      rule that depends on a winbind group cannot decide */
 };
 
+/* Why a verification refused, as the backend answered it: the throttle's
+ * per-user ceiling counts only checked passwords (a domain controller's
+ * lockout counts those), and the counters tell unknown users apart. Decided
+ * where the backend answers, never from log text. */
+enum ag_refusal {
+    AG_REFUSED_OTHER = 0,    /* malformed name, MIC mismatch, machine account, ... */
+    AG_REFUSED_PASSWORD,     /* a password was checked and was wrong (the local file,
+                                which cannot tell an unknown user apart, says this too) */
+    AG_REFUSED_UNKNOWN_USER, /* winbind: no such account */
+};
+
 static inline void ag_identity_clear(struct ag_identity *id)
 {
     free(id->sids);

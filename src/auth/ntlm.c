@@ -280,6 +280,7 @@ int ag_ntlm_verify_local_blocking(struct ag_ntlm_verify *v, const struct ag_user
     if (found != 0 || rc != 0) {
         ag_wipe(key, sizeof key);
         *reason = "wrong password or unknown user";
+        v->refusal = AG_REFUSED_PASSWORD;
         return AG_EAUTH;
     }
     rc = ag_ntlm_verify_mic(v, key, reason);

@@ -88,7 +88,8 @@ struct ag_ntlm_verify {
      * NTLM2-session response MD5(server challenge || client challenge)[0..7]
      * (MS-NLMP 3.3.1), which is what winbind must be given. */
     uint8_t wb_challenge[8];
-    bool ntlm2_session; /* v1 with ESS: the LM field is the client challenge */
+    bool ntlm2_session;      /* v1 with ESS: the LM field is the client challenge */
+    enum ag_refusal refusal; /* set by the local backend when it refuses */
 };
 
 /* MD5(server_challenge || client_challenge)[0..7]: the challenge an

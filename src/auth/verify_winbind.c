@@ -41,12 +41,17 @@ static struct wbcContext *thread_ctx(void)
     return ctx;
 }
 
+/* The two NTSTATUS values the throttle and the counters tell apart
+ * (MS-ERREF 2.3.1). */
+#define NT_STATUS_WRONG_PASSWORD 0xc000006aU
+#define NT_STATUS_NO_SUCH_USER 0xc0000064U
+
 const char *ag_wb_status_text(uint32_t s)
 {
     switch (s) {
-    case 0xc000006a:
+    case NT_STATUS_WRONG_PASSWORD:
         return "wrong password";
-    case 0xc0000064:
+    case NT_STATUS_NO_SUCH_USER:
         return "unknown user";
     case 0xc000005e:
         return "unknown domain";
@@ -120,6 +125,9 @@ static int finish(wbcErr rc, struct wbcAuthUserInfo *info, struct wbcAuthErrorIn
         }
     } else if (rc == WBC_ERR_AUTH_ERROR) {
         out->nt_status = err ? err->nt_status : 0;
+        out->refusal = out->nt_status == NT_STATUS_WRONG_PASSWORD ? AG_REFUSED_PASSWORD
+                       : out->nt_status == NT_STATUS_NO_SUCH_USER ? AG_REFUSED_UNKNOWN_USER
+                                                                  : AG_REFUSED_OTHER;
         const char *t = ag_wb_status_text(out->nt_status);
         if (t)
             snprintf(out->reason, sizeof out->reason, "%s", t);

@@ -20,6 +20,7 @@ struct ag_wb_result {
     uint8_t session_key[16]; /* user session key (NTLM: session base key); secret */
     uint32_t nt_status;      /* on AG_EAUTH: e.g. 0xc000006a wrong password */
     char reason[64];         /* short text: "wrong password", "winbind unavailable" */
+    enum ag_refusal refusal; /* on AG_EAUTH: what the throttle and counters need */
 };
 
 /* Plaintext (Basic): user and domain exactly as the client sent them (domain

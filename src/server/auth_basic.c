@@ -23,6 +23,7 @@ struct basic_job {
     int rc;
     struct ag_identity id;
     char reason[64];
+    enum ag_refusal refusal;
     uint32_t cache_ttl_ms;
 };
 
@@ -39,6 +40,7 @@ static void basic_run(struct ag_job *j)
         if (b->rc == 0)
             ag_identity_from_entry(&b->id, canon);
         snprintf(b->reason, sizeof b->reason, "%s", b->rc ? "wrong password or unknown user" : "");
+        b->refusal = b->rc ? AG_REFUSED_PASSWORD : AG_REFUSED_OTHER;
         return;
     }
     char domain[AG_USER_MAX + 1] = "", account[AG_USER_MAX + 1];
@@ -58,6 +60,7 @@ static void basic_run(struct ag_job *j)
     struct ag_wb_result r;
     b->rc = ag_wb_plain_blocking(domain, account, b->cred.password, &r);
     snprintf(b->reason, sizeof b->reason, "%s", r.reason);
+    b->refusal = r.refusal;
     ag_wipe(r.session_key, sizeof r.session_key);
     if (b->rc == 0)
         ag_identity_move(&b->id, &r.id);
@@ -94,7 +97,8 @@ static void basic_done(struct ag_job *j, void *owner)
     }
     char who[AG_USER_MAX * 4 + 16];
     snprintf(who, sizeof who, "user=\"%s\"", u);
-    auth_verify_failed(c, AG_SCHEME_BASIC, b->rc, b->cred.user, b->reason, "", who, "basic_failed");
+    auth_verify_failed(c, AG_SCHEME_BASIC, b->rc, b->refusal, b->cred.user, b->reason, "", who,
+                       "basic_failed");
 }
 
 static void basic_release(struct ag_job *j)

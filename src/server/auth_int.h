@@ -83,11 +83,12 @@ enum ag_auth_verdict auth_refuse(struct conn *c, const char *reason, enum auth_r
                                  uint64_t *counter);
 /* A handshake continues: 407 with only that scheme and its base64 token. */
 void auth_send_continue(struct conn *c, const char *why, const char *scheme, const char *token);
-/* The end of a failed Basic or NTLM verification (rc and reason from the
- * backend; pre and who the scheme's own log fields before and after
- * client=). 503 on a backend failure, else throttle accounting and 407. */
-void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const char *user,
-                        const char *reason, const char *pre, const char *who, const char *why);
+/* The end of a failed Basic or NTLM verification (rc, refusal and reason
+ * from the backend; pre and who the scheme's own log fields before and
+ * after client=). 503 on a backend failure, else throttle accounting and 407. */
+void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, enum ag_refusal refusal,
+                        const char *user, const char *reason, const char *pre, const char *who,
+                        const char *why);
 /* "authgatectl trace addr=IP" is on for this connection's client. */
 bool auth_traced(const struct conn *c);
 

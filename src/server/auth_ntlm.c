@@ -75,6 +75,7 @@ struct ntlm_job {
     struct ag_identity id;
     const char *reason;
     char wb_reason[64];
+    enum ag_refusal refusal;
 };
 
 static void ntlm_run(struct ag_job *j)
@@ -82,6 +83,7 @@ static void ntlm_run(struct ag_job *j)
     struct ntlm_job *n = (struct ntlm_job *)j;
     if (n->backend == AG_BACKEND_LOCAL) {
         n->rc = ag_ntlm_verify_local_blocking(n->v, n->users->uf, &n->id, &n->reason);
+        n->refusal = n->v->refusal;
         return;
     }
     const struct ag_ntlm_auth *a = &n->v->a;
@@ -97,6 +99,7 @@ static void ntlm_run(struct ag_job *j)
                                     n->v->allow_machine_accounts, &r);
     snprintf(n->wb_reason, sizeof n->wb_reason, "%s", r.reason);
     n->reason = n->wb_reason;
+    n->refusal = r.refusal;
     if (n->rc == 0 && !a->v1)
         n->rc = ag_ntlm_verify_mic(n->v, r.session_key, &n->reason);
     ag_wipe(r.session_key, sizeof r.session_key);
@@ -141,8 +144,8 @@ static void ntlm_done(struct ag_job *j, void *owner)
     char via_f[32], who[AG_USER_MAX * 12 + 64];
     snprintf(via_f, sizeof via_f, "via=%s ", via);
     snprintf(who, sizeof who, "user=\"%s\" domain=\"%s\" workstation=\"%s\"", u, d, w);
-    auth_verify_failed(c, AG_SCHEME_NTLM, n->rc, a->user, n->reason ? n->reason : "?", via_f, who,
-                       "ntlm_failed");
+    auth_verify_failed(c, AG_SCHEME_NTLM, n->rc, n->refusal, a->user, n->reason ? n->reason : "?",
+                       via_f, who, "ntlm_failed");
 }
 
 static const struct ag_job_ops ntlm_ops = {"ntlm", ntlm_run, ntlm_done, ntlm_release};

@@ -132,22 +132,14 @@ const char *ag_auth_identity_header(const struct conn *c)
     return buf;
 }
 
-/* The backend checked the password and it was wrong (what a domain
- * controller counts towards its lockout); the local file cannot tell an
- * unknown user apart. Not: unknown users, malformed names, MIC mismatches. */
-static bool wrong_password(const char *reason)
-{
-    return strcmp(reason, "wrong password") == 0 ||
-           strcmp(reason, "wrong password or unknown user") == 0;
-}
-
 /* The end of a failed Basic or NTLM verification: 503 when the backend
  * failed (fail closed: never access), otherwise the failure counts against
  * (user, address), the address and, for a wrong password, the user's
  * ceiling, and a fresh 407 is offered. pre and who are the scheme's own log
  * fields (before and after client=). */
-void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const char *user,
-                        const char *reason, const char *pre, const char *who, const char *why)
+void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, enum ag_refusal refusal,
+                        const char *user, const char *reason, const char *pre, const char *who,
+                        const char *why)
 {
     struct ag_server *srv = c->srv;
     srv->auth.failed[scheme]++;
@@ -158,11 +150,15 @@ void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, const cha
                     &srv->auth.fail_backend);
         return;
     }
-    ag_throttle_fail(srv->throttle, user, c->peer, wrong_password(reason), uv_now(srv->loop));
+    /* Only a checked password counts towards the user's ceiling (what a
+     * domain controller's lockout counts): not unknown users, malformed
+     * names or MIC mismatches. */
+    ag_throttle_fail(srv->throttle, user, c->peer, refusal == AG_REFUSED_PASSWORD,
+                     uv_now(srv->loop));
     ag_info("conn=%llu event=auth_failed scheme=%s %sclient=%s %s reason=\"%s\"",
             (unsigned long long)c->id, ag_scheme_name(scheme), pre, c->peer, who, reason);
     /* winbind tells an unknown user apart; the local file never does */
     auth_refuse(c, why, AUTH_REPLY_407,
-                strcmp(reason, "unknown user") == 0 ? &srv->auth.fail_unknown_user
-                                                    : &srv->auth.fail_bad_password);
+                refusal == AG_REFUSED_UNKNOWN_USER ? &srv->auth.fail_unknown_user
+                                                   : &srv->auth.fail_bad_password);
 }
