@@ -38,7 +38,7 @@ static void on_signal(uv_signal_t *h, int signum)
     switch (signum) {
     case SIGTERM:
     case SIGINT:
-        ag_server_stop(srv);
+        ag_server_drain(srv);
         break;
     case SIGHUP:
         ag_server_reload(srv, err, sizeof err);
@@ -158,6 +158,8 @@ int main(int argc, char **argv)
     srv.shutdown_timer.data = &srv;
     uv_timer_init(&loop, &srv.reload_timer);
     srv.reload_timer.data = &srv;
+    uv_timer_init(&loop, &srv.drain_timer);
+    srv.drain_timer.data = &srv;
     uv_signal_t *sigs[] = {&srv.sig_term, &srv.sig_int, &srv.sig_hup, &srv.sig_usr1};
     int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (int i = 0; i < 4; i++) {

@@ -35,6 +35,23 @@
  * the log and the worker pools' wake-ups need some after the last client. */
 #define AG_FD_RESERVE 64
 
+/* --- PROXY protocol (listen ... proxy_protocol) ------------------------ */
+
+/* A v2 header, TLVs included: addresses take at most 216 bytes (AF_UNIX);
+ * the TLVs balancers add (HAProxy's unique id and SSL details, AWS and
+ * Azure endpoint ids) stay well under 1 KiB. 2 KiB holds all of that and
+ * still bounds what an unauthenticated peer makes us buffer and walk.
+ * (v1 has its own fixed ceiling, 107 bytes: src/http/proxyproto.h.) */
+#define AG_PROXY_HEADER_MAX 2048
+/* The header must be complete this long after accept: a balancer writes it
+ * with (or right after) the handshake, so only a peer that is not one (or
+ * a stalled path) takes seconds, and until then it holds a connection
+ * slot without being anybody. */
+#define AG_PROXY_PROTOCOL_TIMEOUT_MS 5000
+/* Networks in proxy_protocol_from: a few balancer addresses or subnets; a
+ * cap keeps the config struct fixed-size. */
+#define AG_PROXY_FROM_MAX 32
+
 /* --- buffers ------------------------------------------------------------ */
 
 /* Bytes read from a client but not yet parsed (pipelined requests, bytes that
@@ -69,6 +86,11 @@
 #define AG_TUNNEL_IDLE_TIMEOUT_MS 600000
 /* Graceful shutdown waits at most this long for in-flight exchanges. */
 #define AG_SHUTDOWN_TIMEOUT_MS 10000
+/* On SIGTERM, listeners stay open this long first, answering /healthz with
+ * 503, so a balancer's health check sees the node leave before its
+ * connections are refused: 0 (off) without a balancer; a few of the
+ * balancer's check intervals (HAProxy: 2 s, "fall 3") with one. */
+#define AG_DRAIN_DELAY_MS 0
 /* A connection being closed after its last response (close_after, errors)
  * gets this long to take what is queued for it: a live client reads a
  * reply in milliseconds; one that never reads must not hold its socket and

@@ -44,6 +44,7 @@ enum opt_type {
     T_USERS,    /* struct ag_idlist of uids: numbers or user names, or none */
     T_GROUPS,   /* struct ag_idlist of gids: numbers or group names, or none */
     T_REALMS,   /* realm_domains[] / n_realm_domains: "REALM DOMAIN" per line, or none */
+    T_CIDRS,    /* struct ag_cidrlist: addresses or networks, or none */
 };
 
 /* Row flags. */
@@ -224,7 +225,11 @@ static const struct choice backends[] = {
 static const struct opt opts[] = {
     /* where and how it runs */
     {"listen", T_LISTEN, OFF(listen), 0, 0, 0, "127.0.0.1:3128", F_REPEAT, NULL, NULL,
-     "address:port to accept clients on; repeatable"},
+     "address:port to accept clients on, then proxy_protocol behind a balancer; repeatable"},
+    {"proxy_protocol_from", T_CIDRS, OFF(proxy_protocol_from), 0, 0, 0, "none", F_RELOAD, NULL,
+     NULL, "balancers (addresses or networks) a proxy_protocol listener takes"},
+    TMO(proxy_protocol_timeout, AG_PROXY_PROTOCOL_TIMEOUT_MS, F_RELOAD,
+        "time allowed for the PROXY header after accept"),
     {"threadpool_size", T_UINT, OFF(threadpool_size), 1, AG_THREADPOOL_MAX, AG_THREADPOOL_SIZE,
      NULL, 0, NULL, NULL, "libuv threads for DNS lookups"},
     {"winbind_threads", T_UINT, OFF(winbind_threads), 1, AG_WORKER_THREADS_MAX, AG_WINBIND_THREADS,
@@ -273,6 +278,9 @@ static const struct opt opts[] = {
      "idle pooled upstream connection"},
     TMO(tunnel_idle_timeout, AG_TUNNEL_IDLE_TIMEOUT_MS, F_RELOAD, "CONNECT tunnel without traffic"),
     TMO(shutdown_timeout, AG_SHUTDOWN_TIMEOUT_MS, F_RELOAD, "graceful shutdown grace period"),
+    {"drain_delay", T_DURATION, OFF(drain_delay_ms), AG_TIMEOUT_MIN_MS, AG_TIMEOUT_MAX_MS,
+     AG_DRAIN_DELAY_MS, NULL, F_RELOAD | F_ZERO, NULL, NULL,
+     "on SIGTERM, listen on this long with /healthz at 503, 0 = close at once"},
     TMO(drain_timeout, AG_DRAIN_TIMEOUT_MS, F_RELOAD, "the body of a refused request"),
 
     /* authentication */
@@ -635,7 +643,8 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
             if (item == SIZE_MAX && i > 0)
                 rc = ag_buf_append(b, " ", 1);
             if (!rc && o->type == T_LISTEN)
-                rc = ag_buf_appendz(b, c->listen[i].text);
+                rc = ag_buf_printf(b, "%s%s", c->listen[i].text,
+                                   c->listen[i].proxy_protocol ? " proxy_protocol" : "");
             else if (!rc)
                 rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
                                    c->realm_domains[i].domain);
@@ -648,6 +657,22 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
         return rc;
     case T_MODE:
         return ag_buf_printf(b, "0%03o", (unsigned)*(const uint32_t *)f);
+    case T_CIDRS: {
+        const struct ag_cidrlist *l = f;
+        if (l->n == 0)
+            return ag_buf_appendz(b, "none");
+        for (size_t i = 0; !rc && i < l->n; i++) {
+            char a[64];
+            struct sockaddr_storage ss = {.ss_family = (sa_family_t)l->v[i].family};
+            if (l->v[i].family == AF_INET)
+                memcpy(&((struct sockaddr_in *)&ss)->sin_addr, l->v[i].a, 4);
+            else
+                memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, l->v[i].a, 16);
+            ag_addr_text((const struct sockaddr *)&ss, a, sizeof a);
+            rc = ag_buf_printf(b, "%s%s/%u", i ? " " : "", a, l->v[i].bits);
+        }
+        return rc;
+    }
     case T_USERS:
     case T_GROUPS: {
         const struct ag_idlist *l = f;
@@ -842,10 +867,17 @@ static int set_bool(struct pctx *x, const struct opt *o, const char *v)
     return 0;
 }
 
+/* "listen ADDR:PORT... [proxy_protocol]": the flag words after the
+ * addresses apply to every address of the line. */
 static int add_listen(struct pctx *x, const struct opt *o, char **argv, size_t argc)
 {
     struct ag_config *c = x->c;
     char sv[80];
+    bool pp = false;
+    while (argc > 1 && strcmp(argv[argc - 1], "proxy_protocol") == 0) {
+        pp = true;
+        argc--;
+    }
     for (size_t i = 0; i < argc; i++) {
         struct ag_listen l;
         if (ag_config_parse_listen(argv[i], &l) != 0)
@@ -856,6 +888,7 @@ static int add_listen(struct pctx *x, const struct opt *o, char **argv, size_t a
                 return fail(x, "%s: %s given twice", o->name, shown(argv[i], sv, sizeof sv));
         if (c->n_listen == AG_MAX_LISTENERS)
             return fail(x, "%s: more than %d addresses", o->name, AG_MAX_LISTENERS);
+        l.proxy_protocol = pp;
         c->listen[c->n_listen++] = l;
     }
     return 0;
@@ -987,6 +1020,27 @@ static int set_ids(struct pctx *x, const struct opt *o, char **argv, size_t argc
     return 0;
 }
 
+/* "proxy_protocol_from 10.0.0.5 10.1.0.0/24 ..." or "none". */
+static int set_cidrs(struct pctx *x, const struct opt *o, char **argv, size_t argc)
+{
+    struct ag_cidrlist l = {.n = 0};
+    char sv[80];
+    if (argc == 1 && strcmp(argv[0], "none") == 0) {
+        *(struct ag_cidrlist *)field(o, x->c) = l;
+        return 0;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if (l.n == AG_PROXY_FROM_MAX)
+            return fail(x, "%s: more than %d networks", o->name, AG_PROXY_FROM_MAX);
+        if (ag_cidr_parse(argv[i], &l.v[l.n]) != 0)
+            return fail(x, "%s: '%s' is not an address or CIDR network", o->name,
+                        shown(argv[i], sv, sizeof sv));
+        l.n++;
+    }
+    *(struct ag_cidrlist *)field(o, x->c) = l;
+    return 0;
+}
+
 /* "realm_domain REALM DOMAIN" adds one entry; "realm_domain none" clears. */
 static int add_realm_domain(struct pctx *x, const struct opt *o, char **argv, size_t argc)
 {
@@ -1016,7 +1070,7 @@ static int add_realm_domain(struct pctx *x, const struct opt *o, char **argv, si
 static bool is_list(const struct opt *o)
 {
     return o->type == T_LISTEN || o->type == T_PORTS || o->type == T_SCHEMES ||
-           o->type == T_USERS || o->type == T_GROUPS || o->type == T_REALMS;
+           o->type == T_USERS || o->type == T_GROUPS || o->type == T_REALMS || o->type == T_CIDRS;
 }
 
 /* Applies one option's values (already tokenized) to the config. */
@@ -1052,6 +1106,8 @@ static int apply(struct pctx *x, const struct opt *o, char **argv, size_t argc)
         return set_ids(x, o, argv, argc);
     case T_REALMS:
         return add_realm_domain(x, o, argv, argc);
+    case T_CIDRS:
+        return set_cidrs(x, o, argv, argc);
     }
     return fail(x, "%s: internal error", o->name);
 }
@@ -1184,6 +1240,20 @@ static int apply_defaults(struct pctx *x)
     return 0;
 }
 
+/* Rules that tie options together, once every value is known. */
+static int check_together(struct pctx *x)
+{
+    const struct ag_config *c = x->c;
+    x->line = 0;
+    for (size_t i = 0; i < c->n_listen; i++)
+        if (c->listen[i].proxy_protocol && c->proxy_protocol_from.n == 0)
+            return fail(x,
+                        "listen %s proxy_protocol needs proxy_protocol_from (the addresses of "
+                        "the balancers allowed to send the header)",
+                        c->listen[i].text);
+    return 0;
+}
+
 struct ag_config *ag_config_parse(const char *text, size_t len, const char *name,
                                   const char *basedir, char *err, size_t errlen)
 {
@@ -1229,6 +1299,8 @@ struct ag_config *ag_config_parse(const char *text, size_t len, const char *name
         off += n + (nl ? 1 : 0);
     }
     if (apply_defaults(x) != 0)
+        goto fail;
+    if (check_together(x) != 0)
         goto fail;
     free(x);
     return c;

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "authgate/limits.h"
+#include "util/addr.h"
 
 enum ag_scheme { AG_SCHEME_NONE = 0, AG_SCHEME_NEGOTIATE, AG_SCHEME_NTLM, AG_SCHEME_BASIC };
 enum ag_backend { AG_BACKEND_NONE = 0, AG_BACKEND_LOCAL, AG_BACKEND_WINBIND };
@@ -35,6 +36,14 @@ enum ag_path_case { AG_PATH_CASE_INSENSITIVE = 0, AG_PATH_CASE_SENSITIVE };
 struct ag_listen {
     struct sockaddr_storage addr; /* resolved numeric address (no DNS) */
     char text[64];                /* as written: "127.0.0.1:3128", "[::1]:3128" */
+    bool proxy_protocol;          /* "listen ADDR:PORT proxy_protocol": every connection
+                                     starts with a PROXY header from proxy_protocol_from */
+};
+
+/* Networks, e.g. the load balancers allowed to send a PROXY header. */
+struct ag_cidrlist {
+    struct ag_cidr v[AG_PROXY_FROM_MAX];
+    size_t n;
 };
 
 /* A list of numeric user or group ids; names are resolved when the file is
@@ -60,6 +69,10 @@ struct ag_config {
      * Not reloadable (a change is logged and ignored until restart). */
     struct ag_listen listen[AG_MAX_LISTENERS];
     size_t n_listen;
+    /* "proxy_protocol_from CIDR...", default none: the balancers whose
+     * connections to a proxy_protocol listener are taken; required when a
+     * listener has proxy_protocol. Reloadable. */
+    struct ag_cidrlist proxy_protocol_from;
 
     /* logs */
     char *error_log;  /* "error_log PATH|-": "-" = stderr (default) */
@@ -83,15 +96,18 @@ struct ag_config {
     uint32_t local_threads;    /* "local_threads N", not reloadable */
 
     /* deadlines, milliseconds */
-    uint32_t head_timeout_ms;          /* "head_timeout DURATION" */
-    uint32_t idle_timeout_ms;          /* "idle_timeout DURATION" */
-    uint32_t dns_timeout_ms;           /* "dns_timeout DURATION" */
-    uint32_t connect_timeout_ms;       /* "connect_timeout DURATION" */
-    uint32_t upstream_idle_timeout_ms; /* "upstream_idle_timeout DURATION" */
-    uint32_t upstream_keepalive_ms;    /* "upstream_keepalive_timeout DURATION" */
-    uint32_t tunnel_idle_timeout_ms;   /* "tunnel_idle_timeout DURATION" */
-    uint32_t shutdown_timeout_ms;      /* "shutdown_timeout DURATION" */
-    uint32_t drain_timeout_ms;         /* "drain_timeout DURATION" */
+    uint32_t head_timeout_ms;           /* "head_timeout DURATION" */
+    uint32_t idle_timeout_ms;           /* "idle_timeout DURATION" */
+    uint32_t dns_timeout_ms;            /* "dns_timeout DURATION" */
+    uint32_t connect_timeout_ms;        /* "connect_timeout DURATION" */
+    uint32_t upstream_idle_timeout_ms;  /* "upstream_idle_timeout DURATION" */
+    uint32_t upstream_keepalive_ms;     /* "upstream_keepalive_timeout DURATION" */
+    uint32_t tunnel_idle_timeout_ms;    /* "tunnel_idle_timeout DURATION" */
+    uint32_t shutdown_timeout_ms;       /* "shutdown_timeout DURATION" */
+    uint32_t drain_timeout_ms;          /* "drain_timeout DURATION" */
+    uint32_t proxy_protocol_timeout_ms; /* "proxy_protocol_timeout DURATION" */
+    uint32_t drain_delay_ms;            /* "drain_delay DURATION", 0 = off: listeners stay open this
+                                           long after SIGTERM, /healthz answering 503 */
 
     /* authentication */
     enum ag_scheme schemes[3]; /* "auth_schemes negotiate ntlm basic" (order = offer order) or

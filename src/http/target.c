@@ -8,6 +8,7 @@
 
 #include "authgate/err.h"
 #include "target.h"
+#include "util/addr.h"
 #include "util/util.h"
 
 /* ---- canonical host --------------------------------------------------------- */
@@ -17,11 +18,6 @@ static bool host_char(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_';
 }
-
-/* ::ffff:0:0/96: an IPv4 address carried in IPv6 (RFC 4291 §2.5.5.2), in
- * the last 4 of the 16 address bytes, after this 12-byte prefix. */
-#define V4MAPPED_PREFIX_LEN 12
-static const uint8_t v4mapped[V4MAPPED_PREFIX_LEN] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* WHATWG "IPv4 number parser" for one label: 0x/0X hex (digits may be
  * absent: "0x" is 0), a leading 0 octal, else decimal. Values above 2^32
@@ -162,8 +158,8 @@ int ag_host_canon(const char *in, size_t len, char *out, size_t cap, enum ag_hos
         v6[len - 2] = '\0';
         if (inet_pton(AF_INET6, v6, a) != 1)
             return AG_EINVAL;
-        if (memcmp(a, v4mapped, sizeof v4mapped) == 0) {
-            int n = put_ipv4(a + V4MAPPED_PREFIX_LEN, out, cap);
+        if (ag_addr_v4mapped(a)) {
+            int n = put_ipv4(a + AG_V4MAPPED_PREFIX_LEN, out, cap);
             if (n > 0)
                 *kind = AG_HOST_IPV4;
             return n;
@@ -205,23 +201,6 @@ int ag_host_canon(const char *in, size_t len, char *out, size_t cap, enum ag_hos
     out[n] = '\0';
     *kind = AG_HOST_NAME;
     return (int)n;
-}
-
-int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a)
-{
-    if (sa->sa_family == AF_INET) {
-        *a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        return AF_INET;
-    }
-    if (sa->sa_family != AF_INET6)
-        return 0;
-    const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-    if (memcmp(b, v4mapped, sizeof v4mapped) == 0) {
-        *a = b + V4MAPPED_PREFIX_LEN;
-        return AF_INET;
-    }
-    *a = b;
-    return AF_INET6;
 }
 
 bool ag_addr_this_network(const struct sockaddr *sa)

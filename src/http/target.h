@@ -55,11 +55,6 @@ int ag_host_canon(const char *in, size_t len, char *out, size_t cap, enum ag_hos
  * past every dst= rule. Pure. */
 bool ag_addr_this_network(const struct sockaddr *sa);
 
-/* The address bytes of sa for matching: an IPv4-mapped IPv6 address
- * (::ffff:a.b.c.d) is its IPv4 address. Returns AF_INET (4 bytes at *a),
- * AF_INET6 (16 bytes) or 0 for another family. *a borrows from sa. */
-int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a);
-
 /* AG_EINVAL for anything but a well-formed http:// absolute URI. */
 int ag_target_parse_absolute(const char *url, size_t len, struct ag_target *t);
 /* AG_EINVAL unless "host:port" with a port 1..65535. */

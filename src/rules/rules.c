@@ -12,17 +12,12 @@
 #include "authgate/limits.h"
 #include "http/target.h"
 #include "rules.h"
+#include "util/addr.h"
 #include "util/util.h"
 
 struct strlist {
     char **v;
     size_t n;
-};
-
-struct cidr {
-    int family; /* AF_INET or AF_INET6 */
-    uint8_t a[16];
-    unsigned bits;
 };
 
 struct range {
@@ -48,7 +43,7 @@ struct rule {
     struct group **groups;
     size_t n_groups;
     unsigned schemes; /* bit per enum ag_scheme; 0 = any */
-    struct cidr *dsts, *srcs;
+    struct ag_cidr *dsts, *srcs;
     size_t n_dsts, n_srcs;
     struct range *ports;
     size_t n_ports;
@@ -89,64 +84,6 @@ static int strlist_add(struct strlist *l, const char *s)
 static void *grow(void *p, size_t n, size_t size)
 {
     return realloc(p, (n + 1) * size);
-}
-
-static int parse_cidr(const char *s, struct cidr *c)
-{
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", s);
-    char *slash = strchr(buf, '/');
-    long bits = -1;
-    if (slash) {
-        *slash = '\0';
-        char *end;
-        bits = strtol(slash + 1, &end, 10);
-        if (*end || end == slash + 1 || bits < 0)
-            return AG_EINVAL;
-    }
-    memset(c, 0, sizeof *c);
-    if (inet_pton(AF_INET, buf, c->a) == 1) {
-        c->family = AF_INET;
-        c->bits = bits < 0 ? 32 : (unsigned)bits;
-        return c->bits <= 32 ? 0 : AG_EINVAL;
-    }
-    if (inet_pton(AF_INET6, buf, c->a) == 1) {
-        c->family = AF_INET6;
-        c->bits = bits < 0 ? 128 : (unsigned)bits;
-        if (c->bits > 128)
-            return AG_EINVAL;
-        /* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: addresses are
-         * matched in their IPv4 form (ag_addr_bytes), so must the rule. */
-        struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
-        memcpy(&s6.sin6_addr, c->a, 16);
-        const uint8_t *v4;
-        if (c->bits >= 96 && ag_addr_bytes((const struct sockaddr *)&s6, &v4) == AF_INET) {
-            memmove(c->a, v4, 4);
-            memset(c->a + 4, 0, 12);
-            c->family = AF_INET;
-            c->bits -= 96;
-        }
-        return 0;
-    }
-    return AG_EINVAL;
-}
-
-static bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
-{
-    const uint8_t *a;
-    /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d, for dst= and src= alike
-     * (a dual-stack listener sees IPv4 clients that way). */
-    if (ag_addr_bytes(sa, &a) != c->family)
-        return false;
-    unsigned full = c->bits / 8, rest = c->bits % 8;
-    if (memcmp(a, c->a, full) != 0)
-        return false;
-    if (rest) {
-        uint8_t mask = (uint8_t)(0xff << (8 - rest));
-        if ((a[full] & mask) != (c->a[full] & mask))
-            return false;
-    }
-    return true;
 }
 
 static int parse_range(const char *s, struct range *r)
@@ -461,12 +398,12 @@ static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const ch
             free(norm);
         } else if (strcmp(key, "dst") == 0 || strcmp(key, "src") == 0) {
             bool dst = key[0] == 'd';
-            struct cidr c;
-            if (parse_cidr(v, &c) != 0)
+            struct ag_cidr c;
+            if (ag_cidr_parse(v, &c) != 0)
                 return fail(x, "%s: '%s' is not an address or CIDR network", key, v);
-            struct cidr **arr = dst ? &ru->dsts : &ru->srcs;
+            struct ag_cidr **arr = dst ? &ru->dsts : &ru->srcs;
             size_t *n = dst ? &ru->n_dsts : &ru->n_srcs;
-            struct cidr *na = grow(*arr, *n, sizeof *na);
+            struct ag_cidr *na = grow(*arr, *n, sizeof *na);
             if (!na)
                 return AG_ENOMEM;
             *arr = na;
@@ -703,7 +640,7 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q, 
     if (ru->n_srcs) {
         bool ok = false;
         for (size_t i = 0; i < ru->n_srcs && !ok && q->src; i++)
-            ok = cidr_match(&ru->srcs[i], q->src);
+            ok = ag_cidr_match(&ru->srcs[i], q->src);
         if (!ok)
             return NO;
     }
@@ -730,7 +667,7 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q, 
             return MAYBE;
         bool ok = false;
         for (size_t i = 0; i < ru->n_dsts && !ok; i++)
-            ok = cidr_match(&ru->dsts[i], q->dst);
+            ok = ag_cidr_match(&ru->dsts[i], q->dst);
         if (!ok)
             return NO;
     }

@@ -10,7 +10,9 @@
 #include "authgate/limits.h"
 #include "auth.h"
 #include "conn.h"
+#include "http/proxyproto.h"
 #include "session/table.h"
+#include "util/addr.h"
 #include "util/log.h"
 
 struct wreq {
@@ -141,7 +143,13 @@ static void on_timer(uv_timer_t *t)
     struct ag_stats *st = &c->srv->stats;
     switch (c->state) {
     case CONN_READ_HEAD:
-        if (c->rq.drain) {
+        if (c->pp_wait) {
+            st->timeout_proxy_header++;
+            ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=timeout "
+                    "received=%zu",
+                    (unsigned long long)c->id, c->peer, c->inbuf.len);
+            conn_close(c, "proxy_protocol_timeout");
+        } else if (c->rq.drain) {
             /* A refused request whose announced body did not come in time:
              * it would hold the connection (and a handshake slot) for ever. */
             st->timeout_drain++;
@@ -369,6 +377,14 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             tunnel_eof(c, true);
             return;
         }
+        if (c->pp_wait) {
+            c->srv->stats.proxy_truncated++;
+            ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=truncated "
+                    "received=%zu",
+                    (unsigned long long)c->id, c->peer, c->inbuf.len);
+            conn_close(c, "proxy_protocol_truncated");
+            return;
+        }
         /* A client that half-closes after a complete request still gets its
          * response; anything else is the end of the connection. */
         if (n == UV_EOF && c->rq.msg_done &&
@@ -450,10 +466,66 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 /* --- parsing --------------------------------------------------------------- */
 
+/* The connection's client address becomes sa (the TCP peer's at accept,
+ * the PROXY header's once taken): rules, throttles, handshake caps, logs,
+ * sessions and X-Forwarded-For all read it from here. */
+static void set_peer(struct conn *c, const struct sockaddr *sa)
+{
+    memset(&c->peer_addr, 0, sizeof c->peer_addr);
+    memcpy(&c->peer_addr, sa,
+           sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    ag_addr_text(sa, c->peer, sizeof c->peer);
+}
+
+/* A proxy_protocol connection's first bytes: the balancer's PROXY header,
+ * consumed before llhttp sees a byte (what follows it in the same read is
+ * the start of the first request). True once it is taken; false while
+ * more is needed or when the connection was closed for it. */
+static bool take_proxy_header(struct conn *c)
+{
+    struct ag_proxy_header h;
+    const char *why = "";
+    struct ag_stats *st = &c->srv->stats;
+    int rc =
+        ag_proxy_parse((const uint8_t *)c->inbuf.data, c->inbuf.len, AG_PROXY_HEADER_MAX, &h, &why);
+    if (rc == AG_EAGAIN)
+        return false;
+    if (rc != 0) {
+        if (rc == AG_ELIMIT)
+            st->proxy_too_long++;
+        else
+            st->proxy_invalid++;
+        ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=%s error=\"%s\"",
+                (unsigned long long)c->id, c->peer, rc == AG_ELIMIT ? "too_long" : "invalid", why);
+        conn_close(c, "proxy_protocol_invalid");
+        return false;
+    }
+    ag_buf_consume(&c->inbuf, h.len);
+    c->pp_wait = false;
+    if (h.local) {
+        st->proxy_local++;
+        ag_debug("conn=%llu event=proxy_protocol_local balancer=%s version=%d",
+                 (unsigned long long)c->id, c->peer, h.version);
+    } else {
+        st->proxy_headers++;
+        char balancer[sizeof c->peer];
+        memcpy(balancer, c->peer, sizeof balancer);
+        set_peer(c, (const struct sockaddr *)&h.src);
+        ag_debug("conn=%llu event=proxy_protocol client=%s balancer=%s version=%d",
+                 (unsigned long long)c->id, c->peer, balancer, h.version);
+    }
+    conn_set_timer(c, ag_auth_wait_timeout(c));
+    return true;
+}
+
 void conn_parse(struct conn *c)
 {
     if (c->parsing)
         return; /* the running loop below picks up the new state */
+    if (c->pp_wait && !take_proxy_header(c)) {
+        conn_update_reading(c);
+        return;
+    }
     c->parsing = true;
     while (!conn_ending(c) && !c->paused && (c->inbuf.len > 0 || c->kick)) {
         c->kick = false;
@@ -565,8 +637,20 @@ void conn_refresh_config(struct conn *c)
     }
 }
 
+/* A proxy_protocol listener takes connections only from the balancers
+ * in proxy_protocol_from: anyone else could name any client address. */
+static bool proxy_peer_trusted(const struct conn *c)
+{
+    const struct ag_cidrlist *l = &c->cfg->proxy_protocol_from;
+    for (size_t i = 0; i < l->n; i++)
+        if (ag_cidr_match(&l->v[i], (const struct sockaddr *)&c->peer_addr))
+            return true;
+    return false;
+}
+
 void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
 {
+    const struct ag_listener *l = listener->data;
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
         return;
@@ -597,13 +681,8 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     strcpy(c->peer, "-");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        c->peer_addr = ss;
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
-        else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
-    }
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        set_peer(c, (const struct sockaddr *)&ss);
     ag_head_init(&c->head, c->cfg->header_max);
     ag_buf_init(&c->inbuf, AG_INBUF_MAX);
     /* Staging buffers hold what one read produces plus framing overhead. */
@@ -613,7 +692,26 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     llhttp_init(&c->parser, HTTP_REQUEST, &ag_request_settings);
     c->parser.data = c;
     conn_enter(c, CONN_READ_HEAD);
-    conn_set_timer(c, ag_auth_wait_timeout(c));
+    if (l->proxy_protocol) {
+        if (c->peer_addr.ss_family == 0) {
+            /* Reset before we looked (a balancer's connect-only check):
+             * no peer, nothing to refuse. */
+            conn_close(c, "peer_gone");
+            return;
+        }
+        if (!proxy_peer_trusted(c)) {
+            srv->stats.proxy_untrusted++;
+            ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=untrusted "
+                    "note=\"not in proxy_protocol_from\"",
+                    (unsigned long long)c->id, c->peer);
+            conn_close(c, "proxy_protocol_untrusted");
+            return;
+        }
+        c->pp_wait = true;
+        conn_set_timer(c, c->cfg->proxy_protocol_timeout_ms);
+    } else {
+        conn_set_timer(c, ag_auth_wait_timeout(c));
+    }
     conn_update_reading(c);
 }
 

@@ -98,7 +98,10 @@ struct conn {
     uint64_t id;
     enum conn_state state;
     char peer[48];                     /* client IP as text */
-    struct sockaddr_storage peer_addr; /* client address, for src= rules */
+    struct sockaddr_storage peer_addr; /* client address, for src= rules: the TCP peer's,
+                                          or the PROXY header's once it is taken */
+    bool pp_wait; /* a proxy_protocol listener's connection before its header: nothing
+                     reaches llhttp, and the deadline is proxy_protocol_timeout */
     uint64_t created_ms;
     uint64_t bytes_in, bytes_out; /* client bytes read / sent since accept, all exchanges */
 

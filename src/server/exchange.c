@@ -956,6 +956,27 @@ static void bad_request(struct conn *c, const char *why)
     exchange_reply(c, 400, NULL, why);
 }
 
+/* "GET /healthz" in origin form, on any listener: a balancer's health
+ * check, answered before authentication and rules (it proves only that
+ * this process serves). 503 from SIGTERM on, so the balancer stops sending
+ * new clients while the drain runs. Any other origin-form request stays a
+ * 400 (BAD-INPUTS row 13). */
+static bool healthz(struct conn *c, const char *url, size_t ul)
+{
+    static const char path[] = "/healthz";
+    if (c->rq.method != HTTP_GET || ul != sizeof path - 1 || memcmp(url, path, ul) != 0)
+        return false;
+    if (ag_server_leaving(c->srv)) {
+        c->srv->stats.healthz_draining++;
+        c->rq.close_after = true;
+        exchange_reply(c, 503, NULL, "draining");
+    } else {
+        c->srv->stats.healthz_ok++;
+        exchange_reply(c, 200, NULL, "serving");
+    }
+    return true;
+}
+
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
@@ -1004,6 +1025,8 @@ void exchange_on_head(struct conn *c)
         exchange_reply(c, 400, NULL, "several Host fields");
         return;
     }
+    if (healthz(c, url, ul))
+        return;
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
                               : ag_target_parse_absolute(url, ul, &c->rq.target);
     if (rc != 0) {

@@ -69,6 +69,7 @@ int ag_server_listen(struct ag_server *srv)
         if (!l)
             return AG_ENOMEM;
         l->srv = srv;
+        l->proxy_protocol = cfg->listen[i].proxy_protocol;
         uv_tcp_init(srv->loop, &l->tcp);
         l->tcp.data = l;
         srv->listeners[srv->n_listeners++] = l;
@@ -81,7 +82,8 @@ int ag_server_listen(struct ag_server *srv)
                    uv_strerror(rc));
             return AG_EIO;
         }
-        ag_info("event=listening address=%s", cfg->listen[i].text);
+        ag_info("event=listening address=%s%s", cfg->listen[i].text,
+                l->proxy_protocol ? " proxy_protocol=on" : "");
     }
     return 0;
 }
@@ -171,6 +173,22 @@ static void close_if_open(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+static void on_drain_done(uv_timer_t *t)
+{
+    ag_server_stop(t->data);
+}
+
+void ag_server_drain(struct ag_server *srv)
+{
+    if (srv->draining || srv->stopping || srv->cfg->drain_delay_ms == 0) {
+        ag_server_stop(srv);
+        return;
+    }
+    srv->draining = true;
+    ag_info("event=drain_begin delay_ms=%u connections=%u", srv->cfg->drain_delay_ms, srv->n_conns);
+    uv_timer_start(&srv->drain_timer, on_drain_done, srv->cfg->drain_delay_ms, 0);
+}
+
 void ag_server_stop(struct ag_server *srv)
 {
     if (!srv->stopping) {
@@ -191,6 +209,7 @@ void ag_server_stop(struct ag_server *srv)
             srv->reload_job = NULL;
         }
         uv_timer_stop(&srv->reload_timer);
+        uv_timer_stop(&srv->drain_timer);
         uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
                        0);
         ag_conn_drain_all(srv, false);
@@ -200,6 +219,7 @@ void ag_server_stop(struct ag_server *srv)
          * uv_run returns and uv_loop_close can succeed. */
         close_if_open((uv_handle_t *)&srv->shutdown_timer);
         close_if_open((uv_handle_t *)&srv->reload_timer);
+        close_if_open((uv_handle_t *)&srv->drain_timer);
         /* Joins the verification threads (a call stuck on a stalled
          * winbindd delays this until libwbclient gives up). */
         ag_workers_stop(&srv->workers);

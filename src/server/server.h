@@ -66,7 +66,8 @@ struct ag_ctl;
 struct ag_listener {
     uv_tcp_t tcp;
     struct ag_server *srv;
-    bool blocked; /* a connection is waiting to be accepted (gate closed) */
+    bool blocked;        /* a connection is waiting to be accepted (gate closed) */
+    bool proxy_protocol; /* "listen ... proxy_protocol": a PROXY header comes first */
 };
 
 struct ag_server {
@@ -80,6 +81,10 @@ struct ag_server {
     uint64_t next_conn_id;
     bool stopping;
     uv_timer_t shutdown_timer;
+    /* SIGTERM with drain_delay: listeners still open, /healthz says 503,
+     * until drain_timer calls ag_server_stop. */
+    bool draining;
+    uv_timer_t drain_timer;
     /* a reload waiting for winbind on the worker pool (owner: the server),
      * its deadline, and whether another SIGHUP came meanwhile */
     struct ag_job *reload_job;
@@ -136,6 +141,15 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen);
 void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const char *err);
 /* Starts the graceful shutdown (and says STOPPING=1). */
 void ag_server_stop(struct ag_server *srv);
+/* SIGTERM: with drain_delay, first drain_delay of /healthz answering 503
+ * (listeners open, the balancer takes the node out), then ag_server_stop;
+ * without, or when already draining (a second signal), ag_server_stop now. */
+void ag_server_drain(struct ag_server *srv);
+/* True from SIGTERM on: /healthz answers 503. */
+static inline bool ag_server_leaving(const struct ag_server *srv)
+{
+    return srv->draining || srv->stopping;
+}
 
 /* Point-in-time gauges for "authgatectl status" and the metrics. */
 struct ag_gauges {

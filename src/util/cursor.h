@@ -68,6 +68,16 @@ static inline bool ag_cur_u16le(struct ag_cursor *c, uint16_t *v)
     return true;
 }
 
+/* Network byte order, for the few wire formats that use it (PROXY v2). */
+static inline bool ag_cur_u16be(struct ag_cursor *c, uint16_t *v)
+{
+    uint8_t b[2];
+    if (!ag_cur_bytes(c, b, 2))
+        return false;
+    *v = (uint16_t)((b[0] << 8) | b[1]);
+    return true;
+}
+
 static inline bool ag_cur_u32le(struct ag_cursor *c, uint32_t *v)
 {
     uint8_t b[4];

@@ -320,6 +320,14 @@ static const struct dump_case {
     {"tunnel_idle_timeout 120m", "tunnel_idle_timeout 2h"},
     {"shutdown_timeout 30s", "shutdown_timeout 30s"},
     {"drain_timeout 1500ms", "drain_timeout 1500ms"},
+    {"drain_delay 6s", "drain_delay 6s"},
+    {"drain_delay 0", "drain_delay 0"},
+    {"proxy_protocol_timeout 2s", "proxy_protocol_timeout 2s"},
+    {"proxy_protocol_from 10.0.0.5 10.1.0.0/16 2001:db8::/32 ::ffff:192.0.2.0/120",
+     "proxy_protocol_from 10.0.0.5/32 10.1.0.0/16 2001:db8::/32 192.0.2.0/24"},
+    {"proxy_protocol_from none", "proxy_protocol_from none"},
+    {"listen 127.0.0.1:3128 [::1]:3128 proxy_protocol\nproxy_protocol_from 127.0.0.1",
+     "listen [::1]:3128 proxy_protocol"},
     {"auth_schemes basic", "auth_schemes basic"},
     {"auth_schemes NTLM Negotiate", "auth_schemes ntlm negotiate"},
     {"auth_schemes none", "auth_schemes none"},
@@ -452,6 +460,17 @@ static const struct err_case {
     const char *want;
 } err_cases[] = {
     {"lisen 1.2.3.4:80", "proxy.conf:1: unknown option 'lisen'"},
+    /* A PROXY header names any client: only from the balancers listed. */
+    {"listen 127.0.0.1:3128 proxy_protocol",
+     "proxy.conf: listen 127.0.0.1:3128 proxy_protocol needs proxy_protocol_from (the addresses "
+     "of the balancers allowed to send the header)"},
+    {"listen proxy_protocol",
+     "proxy.conf:1: listen: invalid address 'proxy_protocol' (use 1.2.3.4:port, [::1]:port or "
+     "*:port)"},
+    {"proxy_protocol_from 10.0.0.0/33",
+     "proxy.conf:1: proxy_protocol_from: '10.0.0.0/33' is not an address or CIDR network"},
+    {"proxy_protocol_from balancer.example",
+     "proxy.conf:1: proxy_protocol_from: 'balancer.example' is not an address or CIDR network"},
     {"ntlm_domain SIXTEENCHARSLONG", "proxy.conf:1: ntlm_domain: 'SIXTEENCHARSLONG' must be a "
                                      "NetBIOS name (1-15 characters, no . \\ / : * ? \" < > |)"},
     {"proxy_host 10.0.0.1:80",

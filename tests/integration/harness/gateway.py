@@ -53,7 +53,8 @@ def free_port(host="127.0.0.1"):
 
 
 def _host_port(listen):
-    host, _, port = listen.rpartition(":")
+    # "ADDR:PORT [proxy_protocol]": the address is the first word.
+    host, _, port = listen.split()[0].rpartition(":")
     host = host.strip("[]")
     if host in ("*", "0.0.0.0", ""):
         host = "127.0.0.1"
