@@ -565,11 +565,11 @@ void conn_refresh_config(struct conn *c)
     }
 }
 
-void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
+bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
-        return;
+        return false;
     uv_tcp_init(srv->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         c->srv = srv;
@@ -577,14 +577,15 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         c->tcp.data = c;
         /* Not yet on the list: close the bare handle and free directly. */
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-        return;
+        return false;
     }
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
     c->srv = srv;
     c->cfg = ag_config_ref(srv->cfg);
-    c->id = ++srv->next_conn_id;
+    /* Unique over every loop: kick id=N names one connection. */
+    c->id = __atomic_add_fetch(&srv->main->next_conn_id, 1, __ATOMIC_RELAXED);
     c->created_ms = uv_now(srv->loop);
     c->next = srv->conns;
     if (srv->conns)
@@ -615,6 +616,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     conn_enter(c, CONN_READ_HEAD);
     conn_set_timer(c, ag_auth_wait_timeout(c));
     conn_update_reading(c);
+    return true;
 }
 
 void ag_conn_drain_all(struct ag_server *srv, bool force)
