@@ -259,19 +259,7 @@ def tail(path, n=15):
 
 
 def group_pids(pgid):
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:      # field 5 (pgrp), counted after "state"
-            pids.append(int(d))
-    return pids
+    return [pid for pid, st in proc_stats().items() if st[1] == pgid]
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
