@@ -154,12 +154,7 @@ bool ag_ntlm_spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns)
         bool eq = true;
         for (size_t i = 0; i < l && eq; i++) {
             uint8_t lo = tn->p[2 * i], hi = tn->p[2 * i + 1];
-            char a = (char)lo, b = (*spns)[i];
-            if (a >= 'A' && a <= 'Z')
-                a = (char)(a + 32);
-            if (b >= 'A' && b <= 'Z')
-                b = (char)(b + 32);
-            eq = hi == 0 && a == b;
+            eq = hi == 0 && ag_ascii_lower((char)lo) == ag_ascii_lower((*spns)[i]);
         }
         if (eq)
             return true;

@@ -45,7 +45,7 @@ struct line_ent {
 
 static unsigned char lower(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+    return (unsigned char)ag_ascii_lower((char)c);
 }
 
 /* FNV-1a of the lower-cased account. The keys come from the (trusted) file

@@ -832,7 +832,7 @@ static int set_choice(struct pctx *x, const struct opt *o, const char *v)
         size_t len = strlen(v);
         if (len < sizeof low) {
             for (size_t i = 0; i <= len; i++)
-                low[i] = (v[i] >= 'A' && v[i] <= 'Z') ? (char)(v[i] + 32) : v[i];
+                low[i] = ag_ascii_lower(v[i]);
             if (ag_log_level_parse(low, &lvl) == 0) {
                 *dst = (int)lvl;
                 return 0;

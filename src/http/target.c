@@ -197,7 +197,7 @@ int ag_host_canon(const char *in, size_t len, char *out, size_t cap, enum ag_hos
     if (n >= cap)
         return AG_ELIMIT;
     for (size_t i = 0; i < n; i++)
-        out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
+        out[i] = ag_ascii_lower(in[i]);
     out[n] = '\0';
     *kind = AG_HOST_NAME;
     return (int)n;
@@ -266,10 +266,7 @@ int ag_target_parse_absolute(const char *url, size_t len, struct ag_target *t)
     if (len < sl)
         return AG_EINVAL;
     for (size_t i = 0; i < sl; i++) {
-        char c = url[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c + 32);
-        if (c != scheme[i])
+        if (ag_ascii_lower(url[i]) != scheme[i])
             return AG_EINVAL;
     }
     const char *auth = url + sl;

@@ -352,11 +352,8 @@ static bool same_field_loose(const char *nm, size_t nl, const char *name)
     if (!name || strlen(name) != nl)
         return false;
     for (size_t i = 0; i < nl; i++) {
-        char a = nm[i] == '_' ? '-' : nm[i], b = name[i] == '_' ? '-' : name[i];
-        if (a >= 'A' && a <= 'Z')
-            a = (char)(a + 32);
-        if (b >= 'A' && b <= 'Z')
-            b = (char)(b + 32);
+        char a = nm[i] == '_' ? '-' : ag_ascii_lower(nm[i]);
+        char b = name[i] == '_' ? '-' : ag_ascii_lower(name[i]);
         if (a != b)
             return false;
     }

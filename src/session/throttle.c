@@ -74,10 +74,8 @@ static size_t user_key(const char *user, char out[AG_USER_MAX + 1])
         n = (size_t)(at - s);
     if (n > AG_USER_MAX)
         n = AG_USER_MAX;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        out[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = ag_ascii_lower(s[i]);
     out[n] = '\0';
     return n;
 }

@@ -56,15 +56,9 @@ bool ag_strieq(const char *a, size_t alen, const char *b)
     size_t blen = strlen(b);
     if (alen != blen)
         return false;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x + 32);
-        if (y >= 'A' && y <= 'Z')
-            y = (unsigned char)(y + 32);
-        if (x != y)
+    for (size_t i = 0; i < alen; i++)
+        if (ag_ascii_lower(a[i]) != ag_ascii_lower(b[i]))
             return false;
-    }
     return true;
 }
 

@@ -60,6 +60,13 @@ int ag_parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out);
 /* The value of one hex digit (either case), or -1. */
 int ag_hexval(char c);
 
+/* ASCII lower case: protocol names and tokens, never locale-dependent
+ * (tolower() follows the locale and takes an int that must fit unsigned char). */
+static inline char ag_ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+}
+
 /* ASCII case-insensitive equality of (a,alen) with NUL-terminated b. */
 bool ag_strieq(const char *a, size_t alen, const char *b);
 /* Escapes untrusted bytes for a log line into dst (always NUL-terminated):
