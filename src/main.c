@@ -146,6 +146,7 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     srv.loop = &loop;
+    srv.main = &srv;
     srv.cfg = cfg;
     /* Our own copy: the first config is freed once nothing holds it. */
     srv.config_path = strdup(cfg->path);
@@ -179,6 +180,9 @@ int main(int argc, char **argv)
         rc = ag_ctl_start(&srv);
     if (rc == 0)
         rc = ag_server_listen(&srv);
+    /* workers N: the other loops, each with listeners of its own. */
+    if (rc == 0)
+        rc = ag_server_start_loops(&srv);
     if (rc == 0) {
         ag_info("event=started version=%s pid=%d config=%s", AG_VERSION, (int)getpid(), cfg->path);
         /* Both exist and the kernel queues connections from here on: the
@@ -197,6 +201,7 @@ int main(int argc, char **argv)
     } else {
         ag_info("event=stopped");
     }
+    ag_server_loops_free(&srv);
     ag_auth_shutdown(&srv);
     free(srv.config_path);
     ag_config_unref(srv.cfg);

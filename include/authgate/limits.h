@@ -141,6 +141,12 @@
 /* Verification jobs queued or running, per worker pool (503 beyond): per
  * pool, so a stalled winbindd filling its queue leaves Kerberos its room. */
 #define AG_MAX_JOBS 1024
+/* Event loops (workers N): one per CPU by default (0 = auto), each a thread
+ * with its own SO_REUSEPORT listeners and connections. More loops than CPUs
+ * only add switching; 64 bounds the per-loop state a bad value could ask for. */
+#define AG_WORKERS 0
+#define AG_WORKERS_MAX 64
+
 /* libuv's thread pool now serves DNS (getaddrinfo) only: a lookup blocks for
  * up to dns_timeout, so several run at once. */
 #define AG_THREADPOOL_SIZE 8

@@ -12,7 +12,7 @@
 #include "util/util.h"
 
 struct ag_gss_acceptor {
-    int refs; /* loop thread only */
+    int refs; /* atomic: held by jobs of every event loop */
     gss_cred_id_t cred;
     char name[300];
 };
@@ -167,15 +167,16 @@ struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name
 
 struct ag_gss_acceptor *ag_gss_acceptor_ref(struct ag_gss_acceptor *a)
 {
+    /* Atomic: jobs of every event loop (workers N) hold references. */
     if (a)
-        a->refs++;
+        __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
     return a;
 }
 
 void ag_gss_acceptor_unref(struct ag_gss_acceptor *a)
 {
     OM_uint32 minor;
-    if (a && --a->refs == 0) {
+    if (a && __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         gss_release_cred(&minor, &a->cred);
         free(a);
     }

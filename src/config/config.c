@@ -51,6 +51,7 @@ enum opt_type {
 #define F_RELOAD 0x01u /* a reload may change it; otherwise it waits for a restart */
 #define F_REPEAT 0x02u /* may appear on several lines (values accumulate) */
 #define F_ZERO 0x04u   /* 0 is allowed below min and means "off" */
+#define F_AUTO 0x08u   /* T_UINT: "auto" is stored as 0 (and written back as auto) */
 #define F_NONE 0x08u   /* the word "none" stores NULL (string/path) */
 #define F_DASH 0x10u   /* "-" is kept verbatim (path: stdout/stderr) */
 
@@ -230,6 +231,8 @@ static const struct opt opts[] = {
      NULL, "balancers (addresses or networks) a proxy_protocol listener takes"},
     TMO(proxy_protocol_timeout, AG_PROXY_PROTOCOL_TIMEOUT_MS, F_RELOAD,
         "time allowed for the PROXY header after accept"),
+    {"workers", T_UINT, OFF(workers), 1, AG_WORKERS_MAX, AG_WORKERS, NULL, F_AUTO, NULL, NULL,
+     "event loops (threads), each accepting on every listen address; auto = one per CPU"},
     {"threadpool_size", T_UINT, OFF(threadpool_size), 1, AG_THREADPOOL_MAX, AG_THREADPOOL_SIZE,
      NULL, 0, NULL, NULL, "libuv threads for DNS lookups"},
     {"winbind_threads", T_UINT, OFF(winbind_threads), 1, AG_WORKER_THREADS_MAX, AG_WINBIND_THREADS,
@@ -616,6 +619,8 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
         fmt_size(*(const uint32_t *)f, num, sizeof num);
         return ag_buf_appendz(b, num);
     case T_UINT:
+        if ((o->flags & F_AUTO) && *(const uint32_t *)f == 0)
+            return ag_buf_appendz(b, "auto");
         return ag_buf_printf(b, "%u", (unsigned)*(const uint32_t *)f);
     case T_BOOL:
         return ag_buf_appendz(b, *(const bool *)f ? "on" : "off");
@@ -1084,6 +1089,10 @@ static int apply(struct pctx *x, const struct opt *o, char **argv, size_t argc)
     case T_DURATION:
     case T_SIZE:
     case T_UINT:
+        if ((o->flags & F_AUTO) && strcmp(argv[0], "auto") == 0) {
+            *(uint32_t *)field(o, x->c) = 0;
+            return 0;
+        }
         return set_number(x, o, argv[0]);
     case T_BOOL:
         return set_bool(x, o, argv[0]);
@@ -1413,14 +1422,15 @@ out:
 
 struct ag_config *ag_config_ref(struct ag_config *c)
 {
+    /* Atomic: connections of every event loop (workers N) hold references. */
     if (c)
-        c->refs++;
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
     return c;
 }
 
 void ag_config_unref(struct ag_config *c)
 {
-    if (!c || --c->refs > 0)
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     for (size_t i = 0; i < N_OPTS; i++)
         if (opts[i].type == T_STRING || opts[i].type == T_PATH)

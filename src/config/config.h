@@ -91,6 +91,7 @@ struct ag_config {
     uint32_t max_connections;  /* "max_connections N" */
     uint32_t drain_max;        /* "drain_max SIZE" */
     uint32_t threadpool_size;  /* "threadpool_size N", not reloadable */
+    uint32_t workers;          /* "workers N|auto", 0 = auto (one per CPU); not reloadable */
     uint32_t winbind_threads;  /* "winbind_threads N", not reloadable */
     uint32_t kerberos_threads; /* "kerberos_threads N", 0 = one per CPU; not reloadable */
     uint32_t local_threads;    /* "local_threads N", not reloadable */

@@ -79,17 +79,20 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
     ag_ctl_kv(r, "log_level", ag_log_level_name(ag_log_get_level()));
     ag_ctl_end(r);
 
-    struct ag_gauges g;
-    ag_server_gauges(srv, &g);
-    ag_ctl_kvu(r, "connections", srv->n_conns);
+    /* Every loop's connections and jobs, summed on their own threads. */
+    struct ag_stats_view v;
+    ag_stats_view_take(srv, &v);
+    ag_ctl_kvu(r, "workers", srv->n_shards ? srv->n_shards : 1);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "authenticated", g.authenticated);
+    ag_ctl_kvu(r, "connections", v.connections);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "handshakes", g.handshakes);
+    ag_ctl_kvu(r, "authenticated", v.authenticated);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "tunnels", g.tunnels);
+    ag_ctl_kvu(r, "handshakes", v.handshakes);
     ag_ctl_end(r);
-    ag_ctl_kvu(r, "jobs_in_flight", srv->workers.in_flight);
+    ag_ctl_kvu(r, "tunnels", v.tunnels_open);
+    ag_ctl_end(r);
+    ag_ctl_kvu(r, "jobs_in_flight", v.workers->in_flight);
     ag_ctl_end(r);
     ag_ctl_kvu(r, "jobs_max", srv->workers.max_jobs);
     ag_ctl_end(r);
@@ -147,6 +150,7 @@ static bool sess_row(const struct ag_conn_info *ci, void *arg)
     ag_ctl_kvu(r, "requests", ci->requests);
     ag_ctl_kvu(r, "bytes_in", ci->bytes_in);
     ag_ctl_kvu(r, "bytes_out", ci->bytes_out);
+    ag_ctl_kvu(r, "worker", ci->worker); /* last: older parsers read the columns before it */
     ag_ctl_end(r);
     return r->err == 0;
 }
@@ -185,12 +189,12 @@ void ag_ctl_stats_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r
 static void cmd_stats(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
                       struct ag_ctl_reply *r)
 {
-    const struct ag_auth_stats *a = &srv->auth;
     char k[64];
     kvline(r, "uptime_s", uptime_ms(srv) / 1000);
     /* every counter and gauge of the table in server/stats.def */
     struct ag_stats_view v;
     ag_stats_view_take(srv, &v);
+    const struct ag_auth_stats *a = v.auth; /* summed over every loop */
     ag_ctl_stats_counters(&v, r);
     /* Latency histograms: cumulative buckets, as Prometheus has them. */
     const struct ag_latency_series *h = ag_latency_series;
@@ -261,6 +265,7 @@ static void cmd_trace(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
     if (cmd->argc == 1 && strcmp(cmd->argv[0], "off") == 0) {
         srv->trace_addr[0] = '\0';
         srv->trace_until_ms = 0;
+        ag_server_share(srv);
         ag_warn("event=trace_off by=ctl");
     } else if (addr) {
         struct sockaddr_in6 a6;
@@ -281,6 +286,7 @@ static void cmd_trace(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum 
         snprintf(srv->trace_addr, sizeof srv->trace_addr, "%s", addr);
         srv->trace_until_ms = now + s * 1000;
         ag_warn("event=trace_on client=%s seconds=%lu by=ctl", addr, s);
+        ag_server_share(srv); /* every loop traces */
     } else if (cmd->argc || secs) {
         ag_ctl_reply_error(r, AG_CTL_E_USAGE, "trace addr=IP [seconds=N] | trace off");
         return;

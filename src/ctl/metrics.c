@@ -83,7 +83,6 @@ void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply 
 
 void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
 {
-    const struct ag_auth_stats *a = &srv->auth;
     uint64_t up_s = (uv_now(srv->loop) - srv->started_ms) / 1000;
 
     family(r, "authgate_build_info", "gauge", "Version of the running daemon.");
@@ -97,6 +96,7 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
     struct ag_stats_view v;
     ag_stats_view_take(srv, &v);
     ag_ctl_metrics_counters(&v, r);
+    const struct ag_auth_stats *a = v.auth; /* summed over every loop */
 
     const struct ag_latency_series *h = ag_latency_series;
     const char *hn = "authgate_auth_verify_duration_seconds";

@@ -26,17 +26,17 @@ struct ag_attempt {
 
 static void start_connect(struct ag_upstream *up);
 
-static uint32_t live; /* loop thread only */
+static uint32_t live; /* atomic: every event loop opens upstreams (workers N) */
 
 uint32_t ag_upstream_live(void)
 {
-    return live;
+    return __atomic_load_n(&live, __ATOMIC_RELAXED);
 }
 
 static void free_upstream_if_done(struct ag_upstream *up)
 {
     if (--up->handles == 0) {
-        live--;
+        __atomic_sub_fetch(&live, 1, __ATOMIC_RELAXED);
         if (up->ai)
             freeaddrinfo(up->ai);
         ag_head_free(&up->head);
@@ -224,7 +224,7 @@ struct ag_upstream *ag_upstream_open(uv_loop_t *loop, void *owner, const struct 
     struct ag_upstream *up = calloc(1, sizeof *up);
     if (!up)
         return NULL;
-    live++;
+    __atomic_add_fetch(&live, 1, __ATOMIC_RELAXED);
     up->owner = owner;
     up->ready_cb = cb;
     up->filter = filter;

@@ -1,6 +1,7 @@
 /* admin.c - the connections as the status socket sees them: read-only
  * snapshots and kick (declared in server.h). src/ctl asks through these and
- * never sees struct conn. Loop thread only. */
+ * never sees struct conn. Main thread; each loop's connections are read
+ * and closed on that loop's own thread (ag_server_call). */
 #include <string.h>
 
 #include "authgate/limits.h"
@@ -15,6 +16,7 @@ static void snapshot(const struct conn *c, uint64_t now, struct ag_conn_info *ci
     bool authd = s && s->state == AG_AS_AUTHENTICATED;
     *ci = (struct ag_conn_info){
         .id = c->id,
+        .worker = c->srv->worker,
         .peer = c->peer,
         .has_session = s != NULL,
         .scheme = ag_scheme_name(s ? s->scheme : AG_SCHEME_NONE),
@@ -47,25 +49,52 @@ static bool matches(const struct ag_conn_filter *f, const struct ag_conn_info *c
     return !f->state || strcmp(ci->state, f->state) == 0;
 }
 
-void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
-                         bool (*fn)(const struct ag_conn_info *ci, void *arg), void *arg)
+struct each_arg {
+    const struct ag_conn_filter *f;
+    bool (*fn)(const struct ag_conn_info *ci, void *arg);
+    void *arg;
+    bool stop;
+};
+
+/* On the loop that owns the connections (ag_server_call). */
+static void each_on_loop(struct ag_server *srv, void *arg)
 {
+    struct each_arg *e = arg;
     uint64_t now = uv_now(srv->loop);
-    for (const struct conn *c = srv->conns; c; c = c->next) {
+    for (const struct conn *c = srv->conns; c && !e->stop; c = c->next) {
         if (c->state == CONN_CLOSING)
             continue;
         struct ag_conn_info ci;
         snapshot(c, now, &ci);
-        if (matches(f, &ci) && !fn(&ci, arg))
-            return;
+        if (matches(e->f, &ci) && !e->fn(&ci, e->arg))
+            e->stop = true;
     }
 }
 
-size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
-                      void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg)
+void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
+                         bool (*fn)(const struct ag_conn_info *ci, void *arg), void *arg)
 {
+    struct each_arg e = {f, fn, arg, false};
+    if (srv->n_shards == 0) {
+        each_on_loop(srv, &e);
+        return;
+    }
+    for (unsigned i = 0; i < srv->n_shards && !e.stop; i++)
+        ag_server_call(srv->shards[i], each_on_loop, &e);
+}
+
+struct kick_arg {
+    const struct ag_conn_filter *f;
+    void (*fn)(const struct ag_conn_info *ci, void *arg);
+    void *arg;
+    size_t n;
+};
+
+/* On the loop that owns the connections: only it may close them. */
+static void kick_on_loop(struct ag_server *srv, void *arg)
+{
+    struct kick_arg *k = arg;
     uint64_t now = uv_now(srv->loop);
-    size_t n = 0;
     struct conn *c, *next;
     for (c = srv->conns; c; c = next) {
         next = c->next; /* a closing conn stays listed until its close callback */
@@ -73,16 +102,28 @@ size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
             continue;
         struct ag_conn_info ci;
         snapshot(c, now, &ci);
-        if (!matches(f, &ci))
+        if (!matches(k->f, &ci))
             continue;
-        if (fn)
-            fn(&ci, arg); /* before the close: ci points into the session row */
+        if (k->fn)
+            k->fn(&ci, k->arg); /* before the close: ci points into the session row */
         const char *who = ci.authenticated ? ci.user : "-";
         char u[AG_USER_MAX * 4 + 4];
         ag_escape(u, sizeof u, who, strlen(who));
         ag_info("conn=%llu event=kicked client=%s user=%s", (unsigned long long)c->id, c->peer, u);
         conn_close(c, "kicked");
-        n++;
+        k->n++;
     }
-    return n;
+}
+
+size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
+                      void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg)
+{
+    struct kick_arg k = {f, fn, arg, 0};
+    if (srv->n_shards == 0) {
+        kick_on_loop(srv, &k);
+        return k.n;
+    }
+    for (unsigned i = 0; i < srv->n_shards; i++)
+        ag_server_call(srv->shards[i], kick_on_loop, &k);
+    return k.n;
 }

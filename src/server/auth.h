@@ -63,6 +63,9 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen);
  * follows), or -1 with err filled: the old state stays. */
 int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, size_t errlen);
 void ag_auth_shutdown(struct ag_server *srv);
+/* Frees what the last reload replaced (the old rules, user file and
+ * acceptor), once no other loop points at them (ag_server_share). */
+void ag_auth_retire_free(struct ag_server *srv);
 /* For "authgate -t": loads (and frees) the user file and the rules file cfg
  * names. 0, or -1 with "file:line: message" in err. */
 int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen);

@@ -21,14 +21,15 @@
 
 struct ag_users *auth_users_ref(struct ag_users *u)
 {
+    /* Atomic: jobs of every event loop (workers N) hold references. */
     if (u)
-        u->refs++;
+        __atomic_add_fetch(&u->refs, 1, __ATOMIC_RELAXED);
     return u;
 }
 
 void auth_users_unref(struct ag_users *u)
 {
-    if (u && --u->refs == 0) {
+    if (u && __atomic_sub_fetch(&u->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         ag_userfile_free(u->uf);
         free(u);
     }
@@ -259,20 +260,36 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
 void auth_swap(struct ag_server *srv, const struct ag_config *ncfg, struct ag_rules *rules,
                struct ag_users *u, const struct auth_wb_names *names)
 {
-    ag_rules_free(srv->rules);
+    /* The old rules, user file and acceptor stay until every other loop has
+     * taken the new ones (ag_server_share, right after this reload). */
+    ag_auth_retire_free(srv);
+    srv->retired_rules = srv->rules;
     srv->rules = rules;
     ag_wb_user_sids_cache_clear(); /* groups may have changed with the rules */
     set_wb_names(srv, ncfg, names);
     load_ntlm_spns(srv, ncfg);
-    auth_users_unref(srv->users);
+    srv->retired_users = srv->users;
     srv->users = u;
-    ag_gss_acceptor_unref(srv->gss);
+    srv->retired_gss = srv->gss;
     srv->gss = load_acceptor(ncfg);
     /* Cached Basic results were checked against the old backend/file. */
     ag_basic_cache_clear(srv->basic_cache);
     struct ag_throttle_limits lim = throttle_limits(ncfg);
     ag_throttle_set_limits(srv->throttle, &lim);
+    /* The core's cap, read by every loop's submit under its lock. */
+    uv_mutex_lock(&srv->workers.mu);
     srv->workers.max_jobs = ncfg->max_jobs;
+    uv_mutex_unlock(&srv->workers.mu);
+}
+
+void ag_auth_retire_free(struct ag_server *srv)
+{
+    ag_rules_free(srv->retired_rules);
+    srv->retired_rules = NULL;
+    auth_users_unref(srv->retired_users);
+    srv->retired_users = NULL;
+    ag_gss_acceptor_unref(srv->retired_gss);
+    srv->retired_gss = NULL;
 }
 
 int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
@@ -290,6 +307,7 @@ int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
 
 void ag_auth_shutdown(struct ag_server *srv)
 {
+    ag_auth_retire_free(srv);
     ag_wb_user_sids_cache_clear();
     ag_rules_free(srv->rules);
     srv->rules = NULL;

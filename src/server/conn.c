@@ -648,12 +648,12 @@ static bool proxy_peer_trusted(const struct conn *c)
     return false;
 }
 
-void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
+bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
 {
     const struct ag_listener *l = listener->data;
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
-        return;
+        return false;
     uv_tcp_init(srv->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         c->srv = srv;
@@ -661,14 +661,15 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         c->tcp.data = c;
         /* Not yet on the list: close the bare handle and free directly. */
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-        return;
+        return false;
     }
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
     c->srv = srv;
     c->cfg = ag_config_ref(srv->cfg);
-    c->id = ++srv->next_conn_id;
+    /* Unique over every loop: kick id=N names one connection. */
+    c->id = __atomic_add_fetch(&srv->main->next_conn_id, 1, __ATOMIC_RELAXED);
     c->created_ms = uv_now(srv->loop);
     c->next = srv->conns;
     if (srv->conns)
@@ -697,7 +698,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
             /* Reset before we looked (a balancer's connect-only check):
              * no peer, nothing to refuse. */
             conn_close(c, "peer_gone");
-            return;
+            return true;
         }
         if (!proxy_peer_trusted(c)) {
             srv->stats.proxy_untrusted++;
@@ -705,7 +706,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
                     "note=\"not in proxy_protocol_from\"",
                     (unsigned long long)c->id, c->peer);
             conn_close(c, "proxy_protocol_untrusted");
-            return;
+            return true;
         }
         c->pp_wait = true;
         conn_set_timer(c, c->cfg->proxy_protocol_timeout_ms);
@@ -713,6 +714,7 @@ void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         conn_set_timer(c, ag_auth_wait_timeout(c));
     }
     conn_update_reading(c);
+    return true;
 }
 
 void ag_conn_drain_all(struct ag_server *srv, bool force)

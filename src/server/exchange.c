@@ -256,7 +256,8 @@ void exchange_maybe_done(struct conn *c)
         /* Each pooled upstream holds a descriptor for an idle client: past
          * three quarters of the descriptor limit, new clients matter more
          * than the pool (the accept gate closes at the limit itself). */
-        if (reuse && ((uint64_t)c->srv->n_conns + ag_upstream_live()) * 4 > c->srv->fd_limit * 3) {
+        if (reuse &&
+            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live()) * 4 > c->srv->fd_limit * 3) {
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }

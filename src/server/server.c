@@ -1,7 +1,11 @@
 /* server.c - listeners, the accept gate, reload and graceful stop. */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "authgate/err.h"
@@ -11,59 +15,127 @@
 #include "server.h"
 #include "util/log.h"
 
-static void on_listener_closed(uv_handle_t *h)
+void ag_server_listener_closed(uv_handle_t *h)
 {
     free(h->data);
 }
 
-/* The accept gate is open: below max_connections, and far enough from the
- * descriptor limit that each client may still get one more for its upstream
- * (AG_FD_RESERVE left for everything else). */
-static bool accept_room(const struct ag_server *srv)
+/* The accept gate, global over every loop: a slot is taken (atomically)
+ * before accepting, so N loops together never pass max_connections; and
+ * far enough from the descriptor limit that each client may still get one
+ * more for its upstream (AG_FD_RESERVE left for everything else). */
+static bool take_slot(struct ag_server *srv)
 {
-    return srv->n_conns < srv->cfg->max_connections &&
-           (!srv->fd_limit ||
-            (uint64_t)srv->n_conns + ag_upstream_live() + AG_FD_RESERVE < srv->fd_limit);
+    uint32_t *g = &srv->main->global_conns;
+    uint32_t n = __atomic_add_fetch(g, 1, __ATOMIC_SEQ_CST);
+    if (n <= srv->cfg->max_connections &&
+        (!srv->fd_limit || (uint64_t)n - 1 + ag_upstream_live() + AG_FD_RESERVE < srv->fd_limit))
+        return true;
+    __atomic_sub_fetch(g, 1, __ATOMIC_SEQ_CST);
+    return false;
 }
 
-static void on_connection(uv_stream_t *s, int status)
+static void give_slot(struct ag_server *srv)
 {
-    struct ag_listener *l = s->data;
-    struct ag_server *srv = l->srv;
-    if (status < 0) {
-        ag_warn("event=accept_error error=%s", uv_strerror(status));
-        return;
-    }
-    if (!accept_room(srv)) {
+    __atomic_sub_fetch(&srv->main->global_conns, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Accepts one connection on l, or closes the gate of l. false: closed. */
+static bool accept_one(struct ag_server *srv, struct ag_listener *l)
+{
+    if (!take_slot(srv)) {
         /* Not accepting makes libuv stop polling this listener until we
          * accept again: the kernel backlog holds the rest. */
         if (!l->blocked)
             srv->stats.limit_accept_paused++;
         l->blocked = true;
+        __atomic_store_n(&srv->any_blocked, 1, __ATOMIC_SEQ_CST);
+        /* A slot freed on another loop between the failed take and the
+         * flag may have missed the flag (that loop looks after giving its
+         * slot back): look once more, so no wake-up is lost. */
+        if (!take_slot(srv))
+            return false;
+        l->blocked = false;
+    }
+    if (!ag_conn_accept(srv, (uv_stream_t *)&l->tcp))
+        give_slot(srv);
+    return true;
+}
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    struct ag_listener *l = s->data;
+    if (status < 0) {
+        ag_warn("event=accept_error error=%s", uv_strerror(status));
         return;
     }
-    ag_conn_accept(srv, s);
+    accept_one(l->srv, l);
+}
+
+void ag_server_gate(struct ag_server *srv)
+{
+    if (srv->stopping || !__atomic_load_n(&srv->any_blocked, __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&srv->any_blocked, 0, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct ag_listener *l = srv->listeners[i];
+        if (l->blocked) {
+            l->blocked = false;
+            if (!accept_one(srv, l))
+                return; /* still full: accept_one closed it again */
+        }
+    }
 }
 
 void ag_server_conn_gone(struct ag_server *srv)
 {
+    give_slot(srv);
     if (srv->stopping) {
         if (srv->n_conns == 0)
             ag_server_stop(srv);
         return;
     }
-    for (size_t i = 0; i < srv->n_listeners && accept_room(srv); i++) {
-        struct ag_listener *l = srv->listeners[i];
-        if (l->blocked) {
-            l->blocked = false;
-            ag_conn_accept(srv, (uv_stream_t *)&l->tcp);
-        }
+    ag_server_gate(srv);
+    /* The slot may be another loop's to take. */
+    struct ag_server *m = srv->main;
+    for (unsigned i = 0; i < m->n_shards; i++) {
+        struct ag_server *o = m->shards[i];
+        if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
+            ag_server_wake(o);
     }
+}
+
+/* A listening socket of its own with SO_REUSEPORT (workers > 1), so that
+ * every loop accepts on the same address and the kernel spreads new
+ * connections over them (by a hash of the 4-tuple). libuv 1.44 (Debian 12)
+ * has no UV_TCP_REUSEPORT: the socket is made here and given to libuv. */
+static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        (sa->sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) ||
+        bind(fd, sa, len) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int rc = uv_tcp_open(&l->tcp, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
 }
 
 int ag_server_listen(struct ag_server *srv)
 {
     const struct ag_config *cfg = srv->cfg;
+    bool reuse = ag_server_loops_wanted(cfg) > 1;
     for (size_t i = 0; i < cfg->n_listen; i++) {
         struct ag_listener *l = calloc(1, sizeof *l);
         if (!l)
@@ -73,17 +145,25 @@ int ag_server_listen(struct ag_server *srv)
         uv_tcp_init(srv->loop, &l->tcp);
         l->tcp.data = l;
         srv->listeners[srv->n_listeners++] = l;
-        const struct sockaddr *sa = (const struct sockaddr *)&cfg->listen[i].addr;
-        int rc = uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+        /* Other loops bind the address main got (its port, when 0 asked
+         * the kernel for one). */
+        struct sockaddr_storage ss = cfg->listen[i].addr;
+        int sl = sizeof ss;
+        if (srv != srv->main && i < srv->main->n_listeners)
+            uv_tcp_getsockname(&srv->main->listeners[i]->tcp, (struct sockaddr *)&ss, &sl);
+        const struct sockaddr *sa = (const struct sockaddr *)&ss;
+        int rc = reuse ? reuseport_bind(l, sa)
+                       : uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
         if (rc != 0) {
-            ag_err("event=listen_failed address=%s error=\"%s\"", cfg->listen[i].text,
-                   uv_strerror(rc));
+            ag_err("event=listen_failed address=%s worker=%u error=\"%s\"", cfg->listen[i].text,
+                   srv->worker, uv_strerror(rc));
             return AG_EIO;
         }
-        ag_info("event=listening address=%s%s", cfg->listen[i].text,
-                l->proxy_protocol ? " proxy_protocol=on" : "");
+        if (srv == srv->main)
+            ag_info("event=listening address=%s%s", cfg->listen[i].text,
+                    l->proxy_protocol ? " proxy_protocol=on" : "");
     }
     return 0;
 }
@@ -97,6 +177,9 @@ static void reload_commit(struct ag_server *srv, struct ag_config *n)
     ag_config_unref(srv->cfg);
     srv->cfg = n;
     ag_log_set_level((enum ag_log_level)n->log_level);
+    /* Every other loop takes the new state on its own thread; then what
+     * the reload replaced is freed. */
+    ag_server_share(srv);
     ag_info("event=reloaded config=%s", n->path);
 }
 
@@ -184,42 +267,70 @@ void ag_server_drain(struct ag_server *srv)
         ag_server_stop(srv);
         return;
     }
-    srv->draining = true;
-    ag_info("event=drain_begin delay_ms=%u connections=%u", srv->cfg->drain_delay_ms, srv->n_conns);
+    /* Read by every loop's /healthz (ag_server_leaving). */
+    __atomic_store_n(&srv->draining, true, __ATOMIC_RELAXED);
+    ag_info("event=drain_begin delay_ms=%u connections=%u", srv->cfg->drain_delay_ms,
+            ag_server_conns(srv));
     uv_timer_start(&srv->drain_timer, on_drain_done, srv->cfg->drain_delay_ms, 0);
+}
+
+static void stop_loop(struct ag_server *s, void *arg)
+{
+    (void)arg;
+    ag_server_stop(s);
 }
 
 void ag_server_stop(struct ag_server *srv)
 {
+    bool is_main = srv == srv->main;
     if (!srv->stopping) {
         srv->stopping = true;
-        ag_notify_stopping();
-        ag_info("event=shutdown_begin connections=%u", srv->n_conns);
+        if (is_main) {
+            ag_notify_stopping();
+            ag_info("event=shutdown_begin connections=%u", ag_server_conns(srv));
+        }
         for (size_t i = 0; i < srv->n_listeners; i++)
-            uv_close((uv_handle_t *)&srv->listeners[i]->tcp, on_listener_closed);
+            uv_close((uv_handle_t *)&srv->listeners[i]->tcp, ag_server_listener_closed);
         srv->n_listeners = 0;
-        /* The status socket goes with the listeners (main.c wires it here):
-         * its handles must be closed for uv_loop_close to succeed. */
-        if (srv->on_stop)
-            srv->on_stop(srv);
-        /* A reload still waiting for winbind is abandoned. */
-        srv->reload_again = false;
-        if (srv->reload_job) {
-            ag_job_detach(srv->reload_job);
-            srv->reload_job = NULL;
+        if (is_main) {
+            /* The status socket goes with the listeners (main.c wires it
+             * here): its handles must be closed for uv_loop_close to
+             * succeed. */
+            if (srv->on_stop)
+                srv->on_stop(srv);
+            /* A reload still waiting for winbind is abandoned. */
+            srv->reload_again = false;
+            if (srv->reload_job) {
+                ag_job_detach(srv->reload_job);
+                srv->reload_job = NULL;
+            }
         }
         uv_timer_stop(&srv->reload_timer);
-        uv_timer_stop(&srv->drain_timer);
+        if (is_main) /* the drain timer is main's alone */
+            uv_timer_stop(&srv->drain_timer);
         uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
                        0);
         ag_conn_drain_all(srv, false);
+        /* Every loop drains its own connections, on its own thread. */
+        if (is_main)
+            for (unsigned i = 1; i < srv->n_shards; i++)
+                ag_server_call(srv->shards[i], stop_loop, NULL);
     }
-    if (srv->n_conns == 0) {
+    if (srv->n_conns == 0 && !srv->stopped &&
+        (!is_main || __atomic_load_n(&srv->shards_running, __ATOMIC_ACQUIRE) == 0)) {
         /* Last step: with no connection left, close our own handles so
          * uv_run returns and uv_loop_close can succeed. */
+        srv->stopped = true;
         close_if_open((uv_handle_t *)&srv->shutdown_timer);
         close_if_open((uv_handle_t *)&srv->reload_timer);
-        close_if_open((uv_handle_t *)&srv->drain_timer);
+        if (is_main)
+            close_if_open((uv_handle_t *)&srv->drain_timer);
+        if (!is_main || srv->n_shards > 1)
+            ag_server_loop_close_calls(srv);
+        if (!is_main)
+            return; /* its pool port closes once its loop ran dry (loops.c) */
+        /* The other loops finished (their jobs included): join them. */
+        ag_server_loops_join(srv);
         /* Joins the verification threads (a call stuck on a stalled
          * winbindd delays this until libwbclient gives up). */
         ag_workers_stop(&srv->workers);

@@ -3,6 +3,15 @@
  * Glossary: accept gate = accepting pauses at max_connections and resumes
  * when a connection closes; drain = graceful shutdown (no new connections,
  * in-flight exchanges finish up to a deadline). Loop thread only.
+ *
+ * workers N: one struct ag_server per event loop. Loop 0 ("main") runs on
+ * the process's main thread and alone owns the signals, the status socket,
+ * reloads and the shared state (configuration, user file, rules, acceptor,
+ * session table, Basic cache, throttle, verification pools); every other
+ * loop runs on a thread of its own and borrows main's shared state, swapped
+ * in on its own thread by ag_server_share. A connection lives and dies on
+ * the loop that accepted it. Main reads or steers another loop only through
+ * ag_server_call, which runs a function on that loop's thread and waits.
  */
 #ifndef AG_SERVER_H
 #define AG_SERVER_H
@@ -70,8 +79,31 @@ struct ag_listener {
     bool proxy_protocol; /* "listen ... proxy_protocol": a PROXY header comes first */
 };
 
+struct ag_loop_call;
+
 struct ag_server {
     uv_loop_t *loop;
+    /* workers N (loops.c) */
+    unsigned worker;           /* this loop's index; 0 = main */
+    struct ag_server *main;    /* loop 0 (itself on main) */
+    struct ag_server **shards; /* main only: every loop, shards[0] == main */
+    unsigned n_shards;         /* main only: loops started (1 = today's single loop) */
+    uint32_t shards_running;   /* main only, atomic: other loops not yet finished */
+    uint32_t global_conns;     /* main only, atomic: connections of every loop */
+    uint32_t any_blocked;      /* atomic: a listener of this loop waits at the gate */
+    uv_async_t call_async;     /* other loops: wakes it for calls and the gate */
+    uv_async_t shard_done;     /* main: another loop finished */
+    uv_mutex_t call_mu;
+    uv_cond_t call_cv;
+    struct ag_loop_call *calls; /* under call_mu */
+    bool calls_open;            /* under call_mu: call_async still takes calls */
+    uv_thread_t thread;
+    uv_loop_t own_loop; /* other loops: the loop itself */
+    int loop_close_rc;  /* other loops: uv_loop_close's result */
+    /* main: what a reload replaced, freed once every loop has let go */
+    struct ag_rules *retired_rules;
+    struct ag_users *retired_users;
+    struct ag_gss_acceptor *retired_gss;
     struct ag_config *cfg; /* current configuration (owned reference) */
     char *config_path;
     struct ag_listener *listeners[AG_MAX_LISTENERS];
@@ -80,6 +112,7 @@ struct ag_server {
     uint32_t n_conns;
     uint64_t next_conn_id;
     bool stopping;
+    bool stopped; /* the last step of the stop ran */
     uv_timer_t shutdown_timer;
     /* SIGTERM with drain_delay: listeners still open, /healthz says 503,
      * until drain_timer calls ag_server_stop. */
@@ -145,24 +178,55 @@ void ag_server_stop(struct ag_server *srv);
  * (listeners open, the balancer takes the node out), then ag_server_stop;
  * without, or when already draining (a second signal), ag_server_stop now. */
 void ag_server_drain(struct ag_server *srv);
-/* True from SIGTERM on: /healthz answers 503. */
+/* True from SIGTERM on: /healthz answers 503. Drain is main's (its
+ * signal handler and timer); every loop reads it. */
 static inline bool ag_server_leaving(const struct ag_server *srv)
 {
-    return srv->draining || srv->stopping;
+    return __atomic_load_n(&srv->main->draining, __ATOMIC_RELAXED) || srv->stopping;
 }
+
+/* loops.c. Starts loops 1..N-1 of workers N (after ag_server_listen of
+ * main): each binds its own SO_REUSEPORT socket per listen line and runs
+ * on a thread. 0, or AG_E* with a message logged. */
+int ag_server_start_loops(struct ag_server *main);
+/* Main thread: runs fn(loop, arg) on that loop's thread and waits for it
+ * (directly when loop is main). false when that loop has stopped taking
+ * calls (it has finished: nothing left to read or steer). */
+bool ag_server_call(struct ag_server *loop, void (*fn)(struct ag_server *loop, void *arg),
+                    void *arg);
+/* Main thread: every other loop takes main's shared state (configuration,
+ * rules, user file, acceptor, NTLM names, trace), then what a reload
+ * retired is freed. */
+void ag_server_share(struct ag_server *main);
+/* Inside src/server and main.c: the gate of one loop (reopens its blocked
+ * listeners while there is room), a wake-up of another loop (it runs its
+ * calls and its gate), a loop's last turn for calls, the join of the other
+ * loops once they finished (main's last step of a stop), their memory
+ * (after main's loop closed), and a listener's close callback. */
+void ag_server_gate(struct ag_server *srv);
+void ag_server_wake(struct ag_server *srv);
+void ag_server_loop_close_calls(struct ag_server *srv);
+void ag_server_loops_join(struct ag_server *main);
+void ag_server_loops_free(struct ag_server *main);
+void ag_server_listener_closed(uv_handle_t *h);
+/* Connections of every loop (atomic read). */
+uint32_t ag_server_conns(const struct ag_server *srv);
+/* The number of loops workers N asks for (auto: one per CPU). */
+unsigned ag_server_loops_wanted(const struct ag_config *cfg);
 
 /* Point-in-time gauges for "authgatectl status" and the metrics. */
 struct ag_gauges {
     size_t authenticated, handshakes; /* from the session table */
     uint64_t tunnels;                 /* connections in CONN_TUNNEL */
 };
-void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out);
+void ag_server_gauges(struct ag_server *srv, struct ag_gauges *out);
 
 /* admin.c: the connections as src/ctl sees them (it never includes the
  * private conn.h). A snapshot of one open connection, read-only and valid
  * only inside the callback that gets it. */
 struct ag_conn_info {
     uint64_t id;
+    unsigned worker;    /* the event loop that owns it (0 with workers 1) */
     const char *peer;   /* client IP as text */
     bool has_session;   /* an auth-session row exists (from its first request on) */
     const char *scheme; /* the row's scheme name, "-" when none */
@@ -184,17 +248,20 @@ struct ag_conn_filter {
     const char *state;  /* auth state name, exact */
     bool with_session;  /* only connections with an auth-session row */
 };
-/* Calls fn for every open connection f matches (f NULL: all), newest first,
- * until fn returns false. */
+/* Calls fn for every open connection f matches (f NULL: all), loop by loop
+ * (each on its own thread, main waiting), newest first, until fn returns
+ * false. */
 void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
                          bool (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
-/* Closes every open connection f matches, each with one "event=kicked" log
- * line, after handing its snapshot to fn (may be NULL). Returns how many. */
+/* Closes every open connection f matches, on every loop (each closes its
+ * own), each with one "event=kicked" log line, after handing its snapshot
+ * to fn (may be NULL). Returns how many. */
 size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
                       void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
 
-/* conn.c */
-void ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);
+/* conn.c. Accepts one connection for which the gate reserved a slot;
+ * false when it could not (the caller gives the slot back). */
+bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);
 /* Graceful shutdown: closes idle connections, marks the others to close when
  * their exchange ends. force closes everything. */
 void ag_conn_drain_all(struct ag_server *srv, bool force);

@@ -20,18 +20,6 @@ const struct ag_latency_series ag_latency_series[AG_LAT_SERIES] = {
     {AG_SCHEME_BASIC, AG_BACKEND_WINBIND, "winbind"},
 };
 
-void ag_server_gauges(const struct ag_server *srv, struct ag_gauges *out)
-{
-    struct ag_session_counters sc = {0};
-    if (srv->sessions)
-        ag_session_counters(srv->sessions, &sc);
-    out->authenticated = sc.authenticated;
-    out->handshakes = sc.handshakes;
-    out->tunnels = 0;
-    for (const struct conn *c = srv->conns; c; c = c->next)
-        out->tunnels += c->state == CONN_TUNNEL;
-}
-
 void ag_auth_latency_record(struct ag_auth_stats *a, int scheme, int backend, uint64_t ms)
 {
     if (scheme < 0 || scheme >= 4 || backend < 0 || backend >= 3)
@@ -148,19 +136,72 @@ const char *ag_stat_family_help(const struct ag_stat_row *r)
     return r->help;
 }
 
-void ag_stats_view_take(const struct ag_server *srv, struct ag_stats_view *v)
+/* Adds one loop's counters into the view's sums (on that loop's thread:
+ * its counters are plain fields, written without a lock or an atomic). */
+static void add_loop(struct ag_server *srv, void *arg)
+{
+    struct ag_stats_view *v = arg;
+    struct ag_stats *d = &v->srv_sum;
+    const struct ag_stats *s = &srv->stats;
+#define AG_STAT_SERVER(f, ...) d->f += s->f;
+#include "stats.def"
+    struct ag_auth_stats *da = &v->auth_sum;
+    const struct ag_auth_stats *sa = &srv->auth;
+#define AG_STAT_AUTH(f, ...) da->f += sa->f;
+#define AG_STAT_SCHEME(f, ...)                                                                     \
+    for (size_t k = 0; k < 4; k++)                                                                 \
+        da->f[k] += sa->f[k];
+#include "stats.def"
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 3; j++) {
+            struct ag_latency *dl = &da->latency[i][j];
+            const struct ag_latency *sl = &sa->latency[i][j];
+            for (size_t b = 0; b <= AG_LAT_BUCKETS; b++)
+                dl->bucket[b] += sl->bucket[b];
+            dl->count += sl->count;
+            dl->sum_ms += sl->sum_ms;
+        }
+    struct ag_workers *dw = &v->workers_sum;
+    const struct ag_workers *sw = &srv->workers;
+    dw->in_flight += sw->in_flight;
+    dw->submitted += sw->submitted;
+    dw->completed += sw->completed;
+    dw->detached += sw->detached;
+    dw->cancelled += sw->cancelled;
+    dw->refused_cap += sw->refused_cap;
+    for (size_t i = 0; i < AG_POOL_N; i++) {
+        dw->pools[i].in_flight += sw->pools[i].in_flight;
+        dw->pools[i].submitted += sw->pools[i].submitted;
+        dw->pools[i].completed += sw->pools[i].completed;
+        dw->pools[i].refused_cap += sw->pools[i].refused_cap;
+    }
+    for (const struct conn *c = srv->conns; c; c = c->next)
+        v->tunnels_open += c->state == CONN_TUNNEL;
+}
+
+void ag_server_gauges(struct ag_server *srv, struct ag_gauges *out)
+{
+    struct ag_stats_view v;
+    ag_stats_view_take(srv, &v);
+    out->authenticated = v.authenticated;
+    out->handshakes = v.handshakes;
+    out->tunnels = v.tunnels_open;
+}
+
+void ag_stats_view_take(struct ag_server *srv, struct ag_stats_view *v)
 {
     memset(v, 0, sizeof *v);
-    v->srv = &srv->stats;
-    v->auth = &srv->auth;
-    v->workers = &srv->workers;
+    v->srv = &v->srv_sum;
+    v->auth = &v->auth_sum;
+    v->workers = &v->workers_sum;
+    if (srv->n_shards == 0)
+        add_loop(srv, v);
+    for (unsigned i = 0; i < srv->n_shards; i++)
+        ag_server_call(srv->shards[i], add_loop, v);
     if (srv->sessions)
         ag_session_counters(srv->sessions, &v->sessions);
     ag_throttle_stats(srv->throttle, &v->throttle);
-    struct ag_gauges g;
-    ag_server_gauges(srv, &g);
-    v->connections = srv->n_conns;
-    v->authenticated = g.authenticated;
-    v->handshakes = g.handshakes;
-    v->tunnels_open = g.tunnels;
+    v->connections = ag_server_conns(srv);
+    v->authenticated = v->sessions.authenticated;
+    v->handshakes = v->sessions.handshakes;
 }

@@ -1,6 +1,6 @@
 /* stats.h - the counter table (stats.def) as data: what "authgatectl stats"
- * and "authgatectl metrics" print, and the values behind it. Loop thread
- * only.
+ * and "authgatectl metrics" print, and the values behind it. Main thread
+ * (each loop's counters are summed on that loop's thread).
  *
  * Glossary: row = one line of stats.def; dimension = the scheme or pool a
  * SCHEME or POOL row repeats over (one stats line and one labelled sample
@@ -16,6 +16,7 @@
 #include "authgate/limits.h"
 
 #include "session/table.h"
+#include "server.h"
 #include "session/throttle.h"
 
 struct ag_server;
@@ -23,12 +24,16 @@ struct ag_stats;
 struct ag_auth_stats;
 struct ag_workers;
 
-/* Where every row reads its value. The pointers are borrowed from the
- * server; the rest is copied when the view is taken. */
+/* Where every row reads its value: the sums over every event loop (each
+ * loop's counters read on its own thread), and copies of the shared
+ * sources. The pointers point at the sums. */
 struct ag_stats_view {
     const struct ag_stats *srv;
     const struct ag_auth_stats *auth;
     const struct ag_workers *workers;
+    struct ag_stats srv_sum;
+    struct ag_auth_stats auth_sum;
+    struct ag_workers workers_sum; /* the counters only */
     struct ag_session_counters sessions;
     struct ag_throttle_stats throttle;
     /* the GAUGE rows */
@@ -37,7 +42,7 @@ struct ag_stats_view {
 
 /* Reads every source once (the session table, the throttle, the connection
  * list for the gauges). */
-void ag_stats_view_take(const struct ag_server *srv, struct ag_stats_view *v);
+void ag_stats_view_take(struct ag_server *srv, struct ag_stats_view *v);
 
 enum ag_stat_kind { AG_STAT_KIND_COUNTER, AG_STAT_KIND_GAUGE };
 enum ag_stat_dim { AG_STAT_DIM_NONE, AG_STAT_DIM_SCHEME, AG_STAT_DIM_POOL };

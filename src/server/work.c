@@ -36,7 +36,7 @@ static void unlink_job(struct ag_job **head, struct ag_job **tail, struct ag_job
 static void worker_main(void *arg)
 {
     struct ag_pool *p = arg;
-    struct ag_workers *w = p->w;
+    struct ag_workers *w = p->w; /* the core: threads and queues */
     uv_mutex_lock(&w->mu);
     for (;;) {
         while (!w->stopping && !p->qhead)
@@ -65,7 +65,8 @@ static void worker_main(void *arg)
             continue;
         }
         j->state = AG_JOB_FINISHED;
-        struct ag_pool *home = &w->pools[j->pool];
+        /* Back to the loop that submitted it (j->w: its port). */
+        struct ag_pool *home = &j->w->pools[j->pool];
         push(&home->done_head, &home->done_tail, j);
         /* Coalescing: many sends before the loop wakes make one callback,
          * which drains the whole list. */
@@ -81,6 +82,9 @@ static void worker_main(void *arg)
 static void job_gone(struct ag_workers *w, struct ag_job *j)
 {
     struct ag_pool *home = &w->pools[j->home];
+    uv_mutex_lock(&w->core->mu);
+    w->core->pools[j->home].shared_in_flight--;
+    uv_mutex_unlock(&w->core->mu);
     w->in_flight--;
     /* The wake-up keeps the loop alive only while its pool has work, as a
      * pending uv_work_t did. */
@@ -97,10 +101,10 @@ static void job_free(struct ag_job *j)
 static void drain_finished(struct ag_pool *p, bool call_done)
 {
     struct ag_workers *w = p->w;
-    uv_mutex_lock(&w->mu);
+    uv_mutex_lock(&w->core->mu);
     struct ag_job *list = p->done_head;
     p->done_head = p->done_tail = NULL;
-    uv_mutex_unlock(&w->mu);
+    uv_mutex_unlock(&w->core->mu);
     while (list) {
         struct ag_job *j = list;
         list = j->next;
@@ -119,22 +123,34 @@ static void on_async(uv_async_t *a)
     drain_finished(a->data, true);
 }
 
+/* The loop side of w: one wake-up per pool on loop. */
+static void ports_init(struct ag_workers *w, uv_loop_t *loop)
+{
+    w->loop = loop;
+    for (size_t i = 0; i < AG_POOL_N; i++) {
+        struct ag_pool *p = &w->pools[i];
+        p->w = w;
+        p->id = (enum ag_pool_id)i;
+        uv_async_init(loop, &p->async, on_async);
+        p->async.data = p;
+        uv_unref((uv_handle_t *)&p->async);
+    }
+}
+
 int ag_workers_start(struct ag_workers *w, uv_loop_t *loop, const uint32_t threads[AG_POOL_N],
                      uint32_t max_jobs)
 {
-    w->loop = loop;
+    w->core = w;
     w->max_jobs = max_jobs;
     w->stopping = false;
     if (uv_mutex_init(&w->mu) != 0)
         return AG_EIO;
+    ports_init(w, loop);
     int rc = 0;
-    size_t inited = 0;
-    for (; inited < AG_POOL_N && rc == 0; inited++) {
-        struct ag_pool *p = &w->pools[inited];
-        p->w = w;
-        p->id = (enum ag_pool_id)inited;
+    for (size_t i = 0; i < AG_POOL_N && rc == 0; i++) {
+        struct ag_pool *p = &w->pools[i];
         p->n_threads = 0;
-        uint32_t n = threads[inited] ? threads[inited] : 1;
+        uint32_t n = threads[i] ? threads[i] : 1;
         p->threads = calloc(n, sizeof *p->threads);
         if (!p->threads || uv_cond_init(&p->cv) != 0) {
             free(p->threads);
@@ -142,11 +158,8 @@ int ag_workers_start(struct ag_workers *w, uv_loop_t *loop, const uint32_t threa
             rc = AG_ENOMEM;
             break;
         }
-        uv_async_init(loop, &p->async, on_async);
-        p->async.data = p;
-        uv_unref((uv_handle_t *)&p->async);
-        for (uint32_t i = 0; i < n; i++) {
-            if (uv_thread_create(&p->threads[i], worker_main, p) != 0) {
+        for (uint32_t t = 0; t < n; t++) {
+            if (uv_thread_create(&p->threads[t], worker_main, p) != 0) {
                 rc = AG_EIO;
                 break;
             }
@@ -162,11 +175,34 @@ int ag_workers_start(struct ag_workers *w, uv_loop_t *loop, const uint32_t threa
     return rc;
 }
 
+void ag_workers_attach(struct ag_workers *w, uv_loop_t *loop, struct ag_workers *core)
+{
+    w->core = core;
+    ports_init(w, loop);
+    w->started = true;
+}
+
+static void close_ports(struct ag_workers *w)
+{
+    for (size_t i = 0; i < AG_POOL_N; i++) {
+        /* Shutdown: the owners are gone or going; no done any more. */
+        drain_finished(&w->pools[i], false);
+        uv_close((uv_handle_t *)&w->pools[i].async, NULL);
+    }
+}
+
 void ag_workers_stop(struct ag_workers *w)
 {
     if (!w->started)
         return;
     w->started = false;
+    if (w->core != w) {
+        /* Another loop's port: the threads are the core's. Its loop ran dry
+         * first (its wake-ups keep it alive while it has jobs), so no job
+         * comes back here any more. */
+        close_ports(w);
+        return;
+    }
     uv_mutex_lock(&w->mu);
     w->stopping = true;
     for (size_t i = 0; i < AG_POOL_N; i++)
@@ -180,23 +216,22 @@ void ag_workers_stop(struct ag_workers *w)
             uv_thread_join(&w->pools[i].threads[t]);
     for (size_t i = 0; i < AG_POOL_N; i++) {
         struct ag_pool *p = &w->pools[i];
-        if (!p->threads)
-            continue;
-        /* Shutdown: the owners are gone or going; no done any more. */
-        drain_finished(p, false);
+        /* Every other loop stopped before the core does: what is still
+         * queued was submitted from this loop. */
         while (p->qhead) {
             struct ag_job *j = p->qhead;
             unlink_job(&p->qhead, &p->qtail, j);
-            w->cancelled += !j->uncounted;
-            job_gone(w, j);
+            j->w->cancelled += !j->uncounted;
+            job_gone(j->w, j);
             job_free(j);
         }
-        uv_cond_destroy(&p->cv);
+        if (p->threads)
+            uv_cond_destroy(&p->cv);
         free(p->threads);
         p->threads = NULL;
         p->n_threads = 0;
-        uv_close((uv_handle_t *)&p->async, NULL);
     }
+    close_ports(w);
     uv_mutex_destroy(&w->mu);
 }
 
@@ -204,28 +239,35 @@ int ag_job_submit(struct ag_workers *w, enum ag_pool_id pool, struct ag_job *j, 
 {
     if (!w->started || pool >= AG_POOL_N)
         return AG_EIO;
-    struct ag_pool *p = &w->pools[pool];
-    if (p->in_flight >= w->max_jobs) {
+    struct ag_workers *core = w->core;
+    struct ag_pool *p = &w->pools[pool], *q = &core->pools[pool];
+    uv_mutex_lock(&core->mu);
+    /* The cap counts every loop's jobs: one pool, one max_jobs. */
+    if (core->stopping || q->shared_in_flight >= core->max_jobs) {
+        bool stopping = core->stopping;
+        uv_mutex_unlock(&core->mu);
+        if (stopping)
+            return AG_EIO;
         p->refused_cap += !j->uncounted;
         w->refused_cap += !j->uncounted;
         return AG_EAGAIN;
     }
+    q->shared_in_flight++;
     j->w = w;
     j->owner = owner;
     j->home = j->pool = pool;
     j->stage = 0;
     j->hop = -1;
     j->queued_ms = uv_now(w->loop);
+    j->state = AG_JOB_QUEUED;
+    push(&q->qhead, &q->qtail, j);
+    uv_cond_signal(&q->cv);
+    uv_mutex_unlock(&core->mu);
     if (p->in_flight++ == 0)
         uv_ref((uv_handle_t *)&p->async);
     w->in_flight++;
     w->submitted += !j->uncounted;
     p->submitted += !j->uncounted;
-    uv_mutex_lock(&w->mu);
-    j->state = AG_JOB_QUEUED;
-    push(&p->qhead, &p->qtail, j);
-    uv_cond_signal(&p->cv);
-    uv_mutex_unlock(&w->mu);
     return 0;
 }
 
@@ -233,16 +275,16 @@ void ag_job_detach(struct ag_job *j)
 {
     if (!j || !j->owner)
         return;
-    struct ag_workers *w = j->w;
+    struct ag_workers *w = j->w, *core = w->core;
     j->owner = NULL;
     w->detached += !j->uncounted;
-    uv_mutex_lock(&w->mu);
+    uv_mutex_lock(&core->mu);
     bool queued = j->state == AG_JOB_QUEUED;
     if (queued) {
-        struct ag_pool *p = &w->pools[j->pool];
+        struct ag_pool *p = &core->pools[j->pool];
         unlink_job(&p->qhead, &p->qtail, j);
     }
-    uv_mutex_unlock(&w->mu);
+    uv_mutex_unlock(&core->mu);
     if (queued) {
         /* Never ran: nobody else holds it. */
         w->cancelled += !j->uncounted;

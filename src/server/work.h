@@ -11,8 +11,13 @@
  * loop thread; detach = the owner (a connection) went away: done is skipped,
  * the job only frees itself.
  *
- * Finished jobs go on their pool's completed list; one uv_async_t per pool
- * wakes the loop, which drains the whole list (libuv coalesces sends). A job
+ * Several event loops (workers N) share one set of pools: the loop that
+ * starts them holds the core (threads, queues, the lock, the caps); every
+ * other loop attaches a port of its own (ag_workers_attach). A job returns to
+ * the port it was submitted from, so its done runs on the loop that owns its
+ * connection. Finished jobs go on their port's completed list; one
+ * uv_async_t per pool and port wakes that loop, which drains the whole list
+ * (libuv coalesces sends). A job
  * is freed exactly once, on the loop: by detach while it still waits in a
  * queue (it never runs), otherwise after its run. Each pool holds at most
  * max_jobs jobs (queued + running): the caller answers 503 beyond it, never
@@ -46,24 +51,28 @@ struct ag_workers;
 struct ag_pool {
     struct ag_workers *w;
     enum ag_pool_id id;
+    /* core only: */
     uv_thread_t *threads;
     uint32_t n_threads;
-    uv_cond_t cv;                               /* work queued or stopping */
-    struct ag_job *qhead, *qtail;               /* waiting, under w->mu */
-    struct ag_job *done_head, *done_tail;       /* finished, under w->mu */
+    uv_cond_t cv;                 /* work queued or stopping */
+    struct ag_job *qhead, *qtail; /* waiting, under core->mu */
+    uint32_t busy;                /* under core->mu: threads inside run */
+    uint32_t shared_in_flight;    /* under core->mu: every loop's jobs, against max_jobs */
+    /* each port (loop): */
+    struct ag_job *done_head, *done_tail;       /* finished, under core->mu */
     uv_async_t async;                           /* wakes the loop to drain the finished list */
     uint32_t in_flight;                         /* loop: submitted here, not yet freed */
-    uint32_t busy;                              /* under w->mu: threads inside run */
     uint64_t submitted, completed, refused_cap; /* completed: by the pool submitted to */
 };
 
 struct ag_workers {
+    struct ag_workers *core; /* the one holding threads and queues (itself for the core) */
     uv_loop_t *loop;
     uint32_t in_flight; /* submitted, not yet freed (all pools) */
-    uint32_t max_jobs;  /* per pool */
+    uint32_t max_jobs;  /* per pool, all loops together (core's is read) */
     uint64_t submitted, completed, detached, cancelled, refused_cap;
     struct ag_pool pools[AG_POOL_N];
-    uv_mutex_t mu; /* the queues, the finished lists, job states */
+    uv_mutex_t mu; /* core: the queues, every port's finished lists, job states */
     bool started, stopping;
 };
 
@@ -71,10 +80,10 @@ enum ag_job_state { AG_JOB_QUEUED = 1, AG_JOB_RUNNING, AG_JOB_FINISHED };
 
 struct ag_job {
     const struct ag_job_ops *ops;
-    struct ag_workers *w;
-    struct ag_job *prev, *next; /* queue or finished list, under w->mu */
-    enum ag_job_state state;    /* under w->mu */
-    enum ag_pool_id pool;       /* where it is now, under w->mu */
+    struct ag_workers *w;       /* the port it was submitted from (its loop) */
+    struct ag_job *prev, *next; /* queue or finished list, under core->mu */
+    enum ag_job_state state;    /* under core->mu */
+    enum ag_pool_id pool;       /* where it is now, under core->mu */
     enum ag_pool_id home;       /* where it was submitted (its cap), loop only */
     int hop;                    /* run only: a pool to continue on, or -1 */
     int stage;                  /* run: 0, then 1 after a hop */
@@ -90,6 +99,10 @@ struct ag_job {
  * loop-side wake-ups. 0, or AG_EIO/AG_ENOMEM with nothing left running. */
 int ag_workers_start(struct ag_workers *w, uv_loop_t *loop, const uint32_t threads[AG_POOL_N],
                      uint32_t max_jobs);
+/* Another loop's port on core's pools (loop thread of that loop). Its
+ * ag_workers_stop, once that loop has no job left, only closes the port;
+ * the core stops last. */
+void ag_workers_attach(struct ag_workers *w, uv_loop_t *loop, struct ag_workers *core);
 /* Loop thread, once nothing submits any more: lets running jobs finish,
  * joins the threads, frees every job left (queued ones without running
  * them; done is called for none), closes the asyncs (the loop must run once

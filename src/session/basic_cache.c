@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -28,6 +29,8 @@ struct cache_ent {
 };
 
 struct ag_basic_cache {
+    /* Shared by every event loop (workers N): each public call holds mu. */
+    pthread_mutex_t mu;
     struct cache_ent **buckets; /* owned; nbuckets = mask + 1, a power of two */
     size_t mask;
     size_t n, max;
@@ -63,6 +66,7 @@ struct ag_basic_cache *ag_basic_cache_create(size_t max_entries)
     c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    pthread_mutex_init(&c->mu, NULL);
     c->buckets = calloc(nb, sizeof(*c->buckets));
     if (!c->buckets || ag_random(c->salt, sizeof(c->salt)) < 0) {
         ag_basic_cache_free(c);
@@ -106,8 +110,9 @@ static struct cache_ent *find(const struct ag_basic_cache *c, const uint8_t key[
     return NULL;
 }
 
-bool ag_basic_cache_lookup(struct ag_basic_cache *c, const char *user, const char *password,
-                           uint64_t now_ms, struct ag_basic_identity *out)
+static bool ag_basic_cache_lookup_unlocked(struct ag_basic_cache *c, const char *user,
+                                           const char *password, uint64_t now_ms,
+                                           struct ag_basic_identity *out)
 {
     uint8_t key[KEY_LEN];
     struct cache_ent *e;
@@ -137,8 +142,9 @@ bool ag_basic_cache_lookup(struct ag_basic_cache *c, const char *user, const cha
     return true;
 }
 
-int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char *password,
-                          const struct ag_basic_identity *id, uint64_t expires_ms)
+static int ag_basic_cache_insert_unlocked(struct ag_basic_cache *c, const char *user,
+                                          const char *password, const struct ag_basic_identity *id,
+                                          uint64_t expires_ms)
 {
     uint8_t key[KEY_LEN];
     struct cache_ent *e, *old;
@@ -192,7 +198,7 @@ int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char
     return 0;
 }
 
-size_t ag_basic_cache_purge(struct ag_basic_cache *c, uint64_t now_ms)
+static size_t ag_basic_cache_purge_unlocked(struct ag_basic_cache *c, uint64_t now_ms)
 {
     size_t dropped = 0;
     if (!c)
@@ -208,7 +214,7 @@ size_t ag_basic_cache_purge(struct ag_basic_cache *c, uint64_t now_ms)
     return dropped;
 }
 
-void ag_basic_cache_clear(struct ag_basic_cache *c)
+static void ag_basic_cache_clear_unlocked(struct ag_basic_cache *c)
 {
     if (!c)
         return;
@@ -216,12 +222,13 @@ void ag_basic_cache_clear(struct ag_basic_cache *c)
         unlink_ent(c, c->oldest);
 }
 
-size_t ag_basic_cache_count(const struct ag_basic_cache *c)
+static size_t ag_basic_cache_count_unlocked(const struct ag_basic_cache *c)
 {
     return c ? c->n : 0;
 }
 
-void ag_basic_cache_stats(const struct ag_basic_cache *c, struct ag_basic_cache_stats *out)
+static void ag_basic_cache_stats_unlocked(const struct ag_basic_cache *c,
+                                          struct ag_basic_cache_stats *out)
 {
     if (c)
         *out = c->st;
@@ -237,5 +244,60 @@ void ag_basic_cache_free(struct ag_basic_cache *c)
         ag_basic_cache_clear(c);
     free(c->buckets);
     ag_wipe(c->salt, sizeof(c->salt));
+    pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+/* --- the locked interface (one cache for every event loop) ------------------ */
+
+/* A NULL cache (creation failed: run without one) takes no lock. */
+#define LOCKED(c, expr)                                                                            \
+    do {                                                                                           \
+        if (c)                                                                                     \
+            pthread_mutex_lock(&(c)->mu);                                                          \
+        expr;                                                                                      \
+        if (c)                                                                                     \
+            pthread_mutex_unlock(&(c)->mu);                                                        \
+    } while (0)
+
+bool ag_basic_cache_lookup(struct ag_basic_cache *c, const char *user, const char *password,
+                           uint64_t now_ms, struct ag_basic_identity *out)
+{
+    bool r;
+    LOCKED(c, r = ag_basic_cache_lookup_unlocked(c, user, password, now_ms, out));
+    return r;
+}
+
+int ag_basic_cache_insert(struct ag_basic_cache *c, const char *user, const char *password,
+                          const struct ag_basic_identity *id, uint64_t expires_ms)
+{
+    int r;
+    LOCKED(c, r = ag_basic_cache_insert_unlocked(c, user, password, id, expires_ms));
+    return r;
+}
+
+size_t ag_basic_cache_purge(struct ag_basic_cache *c, uint64_t now_ms)
+{
+    size_t r;
+    LOCKED(c, r = ag_basic_cache_purge_unlocked(c, now_ms));
+    return r;
+}
+
+void ag_basic_cache_clear(struct ag_basic_cache *c)
+{
+    LOCKED(c, ag_basic_cache_clear_unlocked(c));
+}
+
+size_t ag_basic_cache_count(const struct ag_basic_cache *c)
+{
+    struct ag_basic_cache *m = (struct ag_basic_cache *)c;
+    size_t r;
+    LOCKED(m, r = ag_basic_cache_count_unlocked(c));
+    return r;
+}
+
+void ag_basic_cache_stats(const struct ag_basic_cache *c, struct ag_basic_cache_stats *out)
+{
+    struct ag_basic_cache *m = (struct ag_basic_cache *)c;
+    LOCKED(m, ag_basic_cache_stats_unlocked(c, out));
 }

@@ -9,7 +9,8 @@
  * the entries in insertion order, oldest first, for O(1) eviction.
  *
  * Time is passed in (monotonic milliseconds from the caller): no clock calls
- * inside, so expiry is testable. Loop thread only; not thread-safe.
+ * inside, so expiry is testable. Thread-safe: one cache serves every event
+ * loop (workers N), each call holds its mutex.
  */
 #ifndef AG_SESSION_BASIC_CACHE_H
 #define AG_SESSION_BASIC_CACHE_H

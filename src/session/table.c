@@ -6,6 +6,7 @@
  * hash map chained on a power-of-two bucket array that doubles when the load
  * passes 1. */
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,11 @@ struct ag_session_table {
     struct addr_count **abuckets;
     size_t nabuckets, naddrs;
     uint64_t refused_global, refused_addr;
+    /* One table for every event loop (workers N), so the handshake caps are
+     * global: the list and the counts are under mu; a row's own fields belong
+     * to the loop of its connection. Recursive: the table's functions call
+     * one another (begin -> end, remove -> reset -> end). */
+    pthread_mutex_t mu;
 };
 
 /* The legal moves of a row's state; this file is its only writer.
@@ -67,7 +73,13 @@ struct ag_session_table *ag_session_table_new(void)
         return NULL;
     t->nabuckets = 64;
     t->abuckets = calloc(t->nabuckets, sizeof *t->abuckets);
-    if (!t->abuckets) {
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    int rc = pthread_mutex_init(&t->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (!t->abuckets || rc != 0) {
+        free(t->abuckets);
         free(t);
         return NULL;
     }
@@ -96,6 +108,7 @@ void ag_session_table_free(struct ag_session_table *t)
             free(a);
         }
     free(t->abuckets);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
@@ -109,11 +122,13 @@ struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, 
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     ag_addr_key(peer, s->addr_key);
     s->last_use_ms = now_ms;
+    pthread_mutex_lock(&t->mu);
     s->next = t->list;
     if (t->list)
         t->list->prev = s;
     t->list = s;
     t->rows++;
+    pthread_mutex_unlock(&t->mu);
     return s;
 }
 
@@ -148,8 +163,12 @@ uint32_t ag_session_handshakes_from(const struct ag_session_table *t, const char
 {
     char key[AG_ADDR_KEY_MAX + 1];
     ag_addr_key(peer, key);
-    struct addr_count **p = addr_slot((struct ag_session_table *)t, key);
-    return *p ? (*p)->n : 0;
+    struct ag_session_table *m = (struct ag_session_table *)t;
+    pthread_mutex_lock(&m->mu);
+    struct addr_count **p = addr_slot(m, key);
+    uint32_t n = *p ? (*p)->n : 0;
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }
 
 uint32_t ag_session_addr_cap(uint32_t max_global, uint32_t max_per_addr)
@@ -160,9 +179,8 @@ uint32_t ag_session_addr_cap(uint32_t max_global, uint32_t max_per_addr)
     return max_per_addr < share ? max_per_addr : share;
 }
 
-int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
-                               enum ag_scheme scheme, uint32_t max_global, uint32_t max_per_addr,
-                               uint64_t now_ms)
+static int handshake_begin(struct ag_session_table *t, struct ag_session *s, enum ag_scheme scheme,
+                           uint32_t max_global, uint32_t max_per_addr, uint64_t now_ms)
 {
     if (s->in_handshake && s->scheme == scheme) {
         s->rounds++;
@@ -200,6 +218,16 @@ int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
     return 0;
 }
 
+int ag_session_handshake_begin(struct ag_session_table *t, struct ag_session *s,
+                               enum ag_scheme scheme, uint32_t max_global, uint32_t max_per_addr,
+                               uint64_t now_ms)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = handshake_begin(t, s, scheme, max_global, max_per_addr, now_ms);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
 void ag_session_set_mech(struct ag_session *s, void *mech, void (*mech_free)(void *))
 {
     if (s->mech && s->mech_free)
@@ -223,6 +251,7 @@ void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s)
         return;
     s->in_handshake = false;
     s->rounds = 0;
+    pthread_mutex_lock(&t->mu);
     t->handshakes--;
     struct addr_count **p = addr_slot(t, s->addr_key);
     if (*p && --(*p)->n == 0) {
@@ -231,14 +260,18 @@ void ag_session_handshake_end(struct ag_session_table *t, struct ag_session *s)
         free(a);
         t->naddrs--;
     }
+    pthread_mutex_unlock(&t->mu);
 }
 
 void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
                              enum ag_scheme scheme, struct ag_identity *id, uint64_t now_ms)
 {
     ag_session_handshake_end(t, s);
-    if (s->state != AG_AS_AUTHENTICATED)
+    if (s->state != AG_AS_AUTHENTICATED) {
+        pthread_mutex_lock(&t->mu);
         t->authenticated++;
+        pthread_mutex_unlock(&t->mu);
+    }
     enter(s, AG_AS_AUTHENTICATED);
     s->scheme = scheme;
     ag_identity_move(&s->id, id);
@@ -248,8 +281,11 @@ void ag_session_authenticate(struct ag_session_table *t, struct ag_session *s,
 void ag_session_reset(struct ag_session_table *t, struct ag_session *s)
 {
     ag_session_handshake_end(t, s);
-    if (s->state == AG_AS_AUTHENTICATED)
+    if (s->state == AG_AS_AUTHENTICATED) {
+        pthread_mutex_lock(&t->mu);
         t->authenticated--;
+        pthread_mutex_unlock(&t->mu);
+    }
     enter(s, AG_AS_NONE);
     s->scheme = AG_SCHEME_NONE;
     ag_identity_clear(&s->id);
@@ -281,6 +317,7 @@ void ag_session_remove(struct ag_session_table *t, struct ag_session *s)
     if (!s)
         return;
     ag_session_reset(t, s);
+    pthread_mutex_lock(&t->mu);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -288,24 +325,31 @@ void ag_session_remove(struct ag_session_table *t, struct ag_session *s)
     if (s->next)
         s->next->prev = s->prev;
     t->rows--;
+    pthread_mutex_unlock(&t->mu);
     free_row(s);
 }
 
 void ag_session_foreach(const struct ag_session_table *t,
                         bool (*fn)(const struct ag_session *, void *), void *arg)
 {
+    /* Only meaningful with one loop (the tests): other loops' rows change
+     * under their own threads. */
+    pthread_mutex_lock(&((struct ag_session_table *)t)->mu);
     for (const struct ag_session *s = t->list; s; s = s->next)
         if (!fn(s, arg))
-            return;
+            break;
+    pthread_mutex_unlock(&((struct ag_session_table *)t)->mu);
 }
 
 void ag_session_counters(const struct ag_session_table *t, struct ag_session_counters *out)
 {
+    pthread_mutex_lock(&((struct ag_session_table *)t)->mu);
     out->rows = t->rows;
     out->authenticated = t->authenticated;
     out->handshakes = t->handshakes;
     out->refused_global = t->refused_global;
     out->refused_addr = t->refused_addr;
+    pthread_mutex_unlock(&((struct ag_session_table *)t)->mu);
 }
 
 const char *ag_auth_state_name(enum ag_auth_state s)

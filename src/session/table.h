@@ -10,7 +10,8 @@
  * it, and dies with that connection: nothing here is keyed by anything a
  * client can present on another connection. A connection holds a pointer
  * to its own row; no function looks a row up by id. Removal is O(1)
- * (intrusive list). Loop thread only.
+ * (intrusive list). The table is shared by every event loop (workers N) and
+ * locks itself; a row is touched only by the loop of its connection.
  */
 #ifndef AG_SESSION_TABLE_H
 #define AG_SESSION_TABLE_H

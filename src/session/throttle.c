@@ -4,6 +4,7 @@
  * sits at the old end, so evicting them is a loop over the head, each entry
  * evicted once. */
 #include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,8 @@ struct thr_table {
 };
 
 struct ag_throttle {
+    /* Shared by every event loop (workers N): each public call holds mu. */
+    pthread_mutex_t mu;
     struct thr_table pairs, addrs, users;
     struct ag_throttle_limits lim;
     uint32_t pair_cap;      /* lim.per_user_addr held to half the ceiling */
@@ -222,6 +225,7 @@ struct ag_throttle *ag_throttle_create(size_t max_entries, const struct ag_throt
     t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
+    pthread_mutex_init(&t->mu, NULL);
     if (table_init(&t->pairs, max_entries, 'p') < 0 ||
         table_init(&t->addrs, max_entries, 'a') < 0 ||
         table_init(&t->users, max_entries, 'u') < 0 || ag_random(t->seed, sizeof(t->seed)) < 0) {
@@ -232,7 +236,8 @@ struct ag_throttle *ag_throttle_create(size_t max_entries, const struct ag_throt
     return t;
 }
 
-void ag_throttle_set_limits(struct ag_throttle *t, const struct ag_throttle_limits *lim)
+static void ag_throttle_set_limits_unlocked(struct ag_throttle *t,
+                                            const struct ag_throttle_limits *lim)
 {
     uint64_t w;
     if (!t || !lim)
@@ -260,8 +265,8 @@ static int check_one(struct ag_throttle *t, struct thr_table *tab, const char *k
     return tab->n >= tab->max ? AG_EAGAIN : 0;
 }
 
-int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_text,
-                      uint64_t now_ms)
+static int ag_throttle_check_unlocked(struct ag_throttle *t, const char *user,
+                                      const char *addr_text, uint64_t now_ms)
 {
     struct keys k;
     int rp = 0, ra = 0;
@@ -287,8 +292,8 @@ int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_
     return 0;
 }
 
-int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_text,
-                              uint64_t now_ms)
+static int ag_throttle_check_backend_unlocked(struct ag_throttle *t, const char *user,
+                                              const char *addr_text, uint64_t now_ms)
 {
     struct keys k;
     struct thr_ent *e, *p;
@@ -328,8 +333,8 @@ static void fail_one(struct ag_throttle *t, struct thr_table *tab, const char *k
         e->count++;
 }
 
-void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_text,
-                      bool wrong_password, uint64_t now_ms)
+static void ag_throttle_fail_unlocked(struct ag_throttle *t, const char *user,
+                                      const char *addr_text, bool wrong_password, uint64_t now_ms)
 {
     struct keys k;
     if (!t)
@@ -346,8 +351,8 @@ void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_
         fail_one(t, &t->users, k.u, k.ul, now_ms);
 }
 
-void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text,
-                         uint64_t now_ms)
+static void ag_throttle_success_unlocked(struct ag_throttle *t, const char *user,
+                                         const char *addr_text, uint64_t now_ms)
 {
     struct keys k;
     struct thr_ent *u, *p;
@@ -374,7 +379,7 @@ void ag_throttle_success(struct ag_throttle *t, const char *user, const char *ad
         ent_remove(&t->users, u);
 }
 
-void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *out)
+static void ag_throttle_stats_unlocked(const struct ag_throttle *t, struct ag_throttle_stats *out)
 {
     if (!t) {
         memset(out, 0, sizeof(*out));
@@ -397,5 +402,64 @@ void ag_throttle_free(struct ag_throttle *t)
     if (t->users.buckets)
         table_free(&t->users);
     ag_wipe(t->seed, sizeof(t->seed));
+    pthread_mutex_destroy(&t->mu);
     free(t);
+}
+
+/* --- the locked interface (one throttle for every event loop) --------------- */
+
+#define LOCKED(t, expr)                                                                            \
+    do {                                                                                           \
+        pthread_mutex_lock(&(t)->mu);                                                              \
+        expr;                                                                                      \
+        pthread_mutex_unlock(&(t)->mu);                                                            \
+    } while (0)
+
+void ag_throttle_set_limits(struct ag_throttle *t, const struct ag_throttle_limits *lim)
+{
+    if (t)
+        LOCKED(t, ag_throttle_set_limits_unlocked(t, lim));
+}
+
+int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_text,
+                      uint64_t now_ms)
+{
+    if (!t)
+        return 0;
+    int r;
+    LOCKED(t, r = ag_throttle_check_unlocked(t, user, addr_text, now_ms));
+    return r;
+}
+
+int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_text,
+                              uint64_t now_ms)
+{
+    if (!t)
+        return 0;
+    int r;
+    LOCKED(t, r = ag_throttle_check_backend_unlocked(t, user, addr_text, now_ms));
+    return r;
+}
+
+void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_text,
+                      bool wrong_password, uint64_t now_ms)
+{
+    if (t)
+        LOCKED(t, ag_throttle_fail_unlocked(t, user, addr_text, wrong_password, now_ms));
+}
+
+void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text,
+                         uint64_t now_ms)
+{
+    if (t)
+        LOCKED(t, ag_throttle_success_unlocked(t, user, addr_text, now_ms));
+}
+
+void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *out)
+{
+    struct ag_throttle *m = (struct ag_throttle *)t;
+    if (m)
+        LOCKED(m, ag_throttle_stats_unlocked(t, out));
+    else
+        ag_throttle_stats_unlocked(t, out);
 }

@@ -36,7 +36,8 @@
  * Tracked keys are unaffected. A success is recorded only for a user who
  * has tracked failures, so normal traffic never fills a table.
  *
- * Time is passed in (monotonic ms). Loop thread only; not thread-safe.
+ * Time is passed in (monotonic ms). Thread-safe: one throttle serves every
+ * event loop (workers N), each call holds its mutex.
  */
 #ifndef AG_SESSION_THROTTLE_H
 #define AG_SESSION_THROTTLE_H

@@ -1,4 +1,5 @@
 /* log.c - error and access logs (see log.h). */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +12,10 @@
 static FILE *err_fp;    /* NULL means stderr */
 static FILE *access_fp; /* NULL means disabled */
 static bool err_owned, access_owned;
-static enum ag_log_level level = AG_LOG_INFO;
+static enum ag_log_level level = AG_LOG_INFO; /* atomic: set by one loop, read by all */
+/* Every event loop logs (workers N): a line is written whole under mu, and
+ * a reopen (SIGUSR1) never swaps a FILE another thread is writing to. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
@@ -45,31 +49,35 @@ int ag_log_open(const char *error_path, const char *access_path)
             ao = true;
         }
     }
+    if (a)
+        setvbuf(a, NULL, _IOLBF, 0);
+    if (e)
+        setvbuf(e, NULL, _IOLBF, 0);
+    pthread_mutex_lock(&mu);
     close_files();
     err_fp = e;
     err_owned = eo;
     access_fp = a;
     access_owned = ao;
-    if (access_fp)
-        setvbuf(access_fp, NULL, _IOLBF, 0);
-    if (err_fp)
-        setvbuf(err_fp, NULL, _IOLBF, 0);
+    pthread_mutex_unlock(&mu);
     return 0;
 }
 
 void ag_log_close(void)
 {
+    pthread_mutex_lock(&mu);
     close_files();
+    pthread_mutex_unlock(&mu);
 }
 
 void ag_log_set_level(enum ag_log_level lvl)
 {
-    level = lvl;
+    __atomic_store_n(&level, lvl, __ATOMIC_RELAXED);
 }
 
 enum ag_log_level ag_log_get_level(void)
 {
-    return level;
+    return __atomic_load_n(&level, __ATOMIC_RELAXED);
 }
 
 int ag_log_level_parse(const char *s, enum ag_log_level *out)
@@ -89,9 +97,8 @@ const char *ag_log_level_name(enum ag_log_level lvl)
 
 void ag_log(enum ag_log_level lvl, const char *fmt, ...)
 {
-    if (lvl > level)
+    if (lvl > ag_log_get_level())
         return;
-    FILE *f = err_fp ? err_fp : stderr;
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -106,21 +113,28 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...)
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
-    fprintf(f, "%s\n", line);
+    pthread_mutex_lock(&mu);
+    fprintf(err_fp ? err_fp : stderr, "%s\n", line);
+    pthread_mutex_unlock(&mu);
 }
 
 bool ag_access_enabled(void)
 {
-    return access_fp != NULL;
+    pthread_mutex_lock(&mu);
+    bool on = access_fp != NULL;
+    pthread_mutex_unlock(&mu);
+    return on;
 }
 
 void ag_access(const char *fmt, ...)
 {
-    if (!access_fp)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(access_fp, fmt, ap);
-    va_end(ap);
-    fputc('\n', access_fp);
+    pthread_mutex_lock(&mu);
+    if (access_fp) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(access_fp, fmt, ap);
+        va_end(ap);
+        fputc('\n', access_fp);
+    }
+    pthread_mutex_unlock(&mu);
 }

@@ -376,6 +376,8 @@ static const struct dump_case {
     {"status_socket_group root", "status_socket_group root"},
     {"status_allow_users root 1000 0", "status_allow_users 0 1000"},
     {"status_allow_users none", "status_allow_users none"},
+    {"workers auto", "workers auto"},
+    {"workers 3", "workers 3"},
     {"status_allow_groups root 4", "status_allow_groups 0 4"},
 };
 
@@ -1104,9 +1106,16 @@ static void test_fixed_changed(void **state)
     size_t n_fixed = 0;
     for (size_t i = 0; i < ag_config_option_count(); i++)
         n_fixed += !ag_config_option_reloadable(i);
-    /* listen, threadpool_size, {winbind,kerberos,local}_threads, rcache_dir,
-     * status_socket{,_mode,_group} */
-    assert_int_equal(n_fixed, 9);
+    /* listen, workers, threadpool_size, {winbind,kerberos,local}_threads,
+     * rcache_dir, status_socket{,_mode,_group} */
+    assert_int_equal(n_fixed, 10);
+    struct ag_config *wk = parse("workers 2", err, sizeof err);
+    assert_non_null(wk);
+    assert_string_equal(ag_config_fixed_changed(a, wk), "workers");
+    ag_config_unref(wk);
+    /* 0 is not a loop count: auto says "one per CPU" */
+    assert_null(parse("workers 0", err, sizeof err));
+    assert_null(parse("workers 65", err, sizeof err));
     assert_false(ag_config_option_reloadable(ag_config_option_count()));
     ag_config_unref(a);
     ag_config_unref(b);

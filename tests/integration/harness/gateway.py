@@ -201,6 +201,9 @@ class Gateway:
     def base_options(self):
         return {
             "listen": ["127.0.0.1:%d" % free_port()],
+            # One event loop unless a test asks for more (test_loops.py):
+            # AG_TEST_WORKERS=2 runs the whole suite on two.
+            "workers": os.environ.get("AG_TEST_WORKERS", "1"),
             "auth_schemes": "none",
             "error_log": str(self.error_log_path),
             "access_log": str(self.access_log_path),
