@@ -99,7 +99,8 @@ enum ag_auth_verdict auth_refuse(struct conn *c, const char *reason, enum auth_r
 
 const char *ag_auth_user(const struct conn *c)
 {
-    static char buf[4 * AG_USER_MAX + 8];
+    /* One per thread: every event loop (workers N) logs users. */
+    static _Thread_local char buf[4 * AG_USER_MAX + 8];
     const struct ag_session *s = c->session;
     if (!s || s->state != AG_AS_AUTHENTICATED)
         return "-";
@@ -119,7 +120,7 @@ const char *ag_auth_user(const struct conn *c)
 
 const char *ag_auth_identity_header(const struct conn *c)
 {
-    static char buf[AG_USER_MAX * 2 + 300];
+    static _Thread_local char buf[AG_USER_MAX * 2 + 300]; /* one per loop thread */
     const struct ag_session *s = c->session;
     if (!c->cfg->identity_header || !s || s->state != AG_AS_AUTHENTICATED)
         return NULL;

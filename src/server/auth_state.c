@@ -282,14 +282,21 @@ void auth_swap(struct ag_server *srv, const struct ag_config *ncfg, struct ag_ru
     uv_mutex_unlock(&srv->workers.mu);
 }
 
+/* Lets go of one set of rules, user file and acceptor (the one in force,
+ * or the one a reload retired). */
+static void drop_state(struct ag_rules **r, struct ag_users **u, struct ag_gss_acceptor **g)
+{
+    ag_rules_free(*r);
+    *r = NULL;
+    auth_users_unref(*u);
+    *u = NULL;
+    ag_gss_acceptor_unref(*g);
+    *g = NULL;
+}
+
 void ag_auth_retire_free(struct ag_server *srv)
 {
-    ag_rules_free(srv->retired_rules);
-    srv->retired_rules = NULL;
-    auth_users_unref(srv->retired_users);
-    srv->retired_users = NULL;
-    ag_gss_acceptor_unref(srv->retired_gss);
-    srv->retired_gss = NULL;
+    drop_state(&srv->retired_rules, &srv->retired_users, &srv->retired_gss);
 }
 
 int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
@@ -309,12 +316,7 @@ void ag_auth_shutdown(struct ag_server *srv)
 {
     ag_auth_retire_free(srv);
     ag_wb_user_sids_cache_clear();
-    ag_rules_free(srv->rules);
-    srv->rules = NULL;
-    ag_gss_acceptor_unref(srv->gss);
-    srv->gss = NULL;
-    auth_users_unref(srv->users);
-    srv->users = NULL;
+    drop_state(&srv->rules, &srv->users, &srv->gss);
     ag_basic_cache_free(srv->basic_cache);
     srv->basic_cache = NULL;
     ag_throttle_free(srv->throttle);

@@ -444,7 +444,7 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
     bool authed = s && s->state == AG_AS_AUTHENTICATED;
     /* path= rules see the path as the origin will resolve it: no "..",
      * no %-encoded letters to hide behind. */
-    static char path[AG_URL_MAX + 2];
+    static _Thread_local char path[AG_URL_MAX + 2]; /* one per loop thread (workers N) */
     size_t pl = 0;
     if (!c->rq.is_connect)
         pl = ag_path_normalize(c->rq.target.path_len ? c->rq.target.path : "/",

@@ -108,7 +108,7 @@ def test_negotiate_on_both_loops(make_gateway, sockdir, origin):  # noqa: F811
                 batch = [subprocess.Popen(
                     ["curl", "-sS", "--noproxy", "", "-o", "/dev/null", "-w", "%{http_code}",
                      "--proxy-negotiate", "-U", ":", "-x", "http://localhost:%d" % gw.port,
-                     origin.url("/slow/1500", host="localhost")],
+                     origin.url("/slow/1500")],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(8)]
                 procs += batch
                 rows = wait_sessions(sock, lambda rs: len(rs) >= 8, scheme="negotiate",

@@ -198,6 +198,43 @@ static void test_detach_cancels_queued(void **state)
     finish();
 }
 
+/* workers N: a second loop's port on the same pools. Each job comes back to
+ * the loop that submitted it, and the cap counts both loops' jobs. (Both
+ * loops run on this thread, one after the other: t_done checks it.) */
+static void test_port_returns_to_its_loop(void **state)
+{
+    begin(two_each, 2);
+    uv_loop_t loop2;
+    struct ag_workers w2;
+    memset(&w2, 0, sizeof w2);
+    uv_loop_init(&loop2);
+    ag_workers_attach(&w2, &loop2, &w);
+    int mine = 0, theirs = 0;
+    struct tjob *b = mk(true);
+    assert_int_equal(ag_job_submit(&w, AG_POOL_LOCAL, &b->base, &mine), 0);
+    assert_int_equal(ag_job_submit(&w2, AG_POOL_LOCAL, &mk(false)->base, &theirs), 0);
+    struct tjob *over = mk(false);
+    assert_int_equal(ag_job_submit(&w2, AG_POOL_LOCAL, &over->base, &theirs), AG_EAGAIN);
+    t_release(&over->base);
+    free(over);
+    /* loop2 runs until its own job came back: its done, not main's */
+    uv_run(&loop2, UV_RUN_DEFAULT);
+    assert_int_equal(theirs, 1);
+    assert_int_equal(mine, 0);
+    assert_int_equal(w2.completed, 1);
+    assert_int_equal(w.completed, 0);
+    sem_wait(&started);
+    sem_post(&release);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(mine, 1);
+    assert_int_equal(w.completed, 1);
+    /* the port closes first (its loop ran dry), the core last */
+    ag_workers_stop(&w2);
+    uv_run(&loop2, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop2), 0);
+    finish();
+}
+
 /* The cap is per pool: a full winbind pool refuses, Kerberos still takes. */
 static void test_cap_per_pool(void **state)
 {
@@ -344,6 +381,7 @@ int main(void)
         cmocka_unit_test_setup(test_hop, setup),
         cmocka_unit_test_setup(test_many_coalesced, setup),
         cmocka_unit_test_setup(test_stop_with_work_left, setup),
+        cmocka_unit_test_setup(test_port_returns_to_its_loop, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
