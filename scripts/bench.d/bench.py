@@ -552,6 +552,8 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), pr
              f"max_connections {ctx.args.idle_conns + 1024}", "idle_timeout 300s"]
     if not any(l.split()[:1] == ["auth_schemes"] for l in extra_lines):
         lines.append("auth_schemes none")
+    if not any(l.split()[:1] == ["workers"] for l in extra_lines):
+        lines.append(f"workers {ctx.args.workers}")
     lines += list(extra_lines)
     conf = os.path.join(d, "authgate.conf")
     with open(conf, "w") as f:
@@ -827,6 +829,69 @@ def section_idle_memory(ctx):
             time.sleep(0.1)
 
 
+def cpu_ticks(pid):
+    """utime + stime of the whole process (every thread), in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def section_workers(ctx):
+    """authgate at workers 1 and workers N (--loops, default 2): keep-alive and
+    new-connection rates and the gateway's CPU microseconds per request. The
+    load generator and the origin share the machine: CPU per request, not the
+    rate, shows whether the loops contend."""
+    hz = os.sysconf("SC_CLK_TCK")
+    ctl = os.path.join(os.path.dirname(authgate_bin(ctx)), "authgatectl")
+
+    def accepted(sock):
+        """Connections each loop accepted so far (authgatectl status)."""
+        try:
+            p = subprocess.run([ctl, "-s", sock, "--json", "status"], capture_output=True,
+                               timeout=10)
+            return [w["worker_accepted"] for w in json.loads(p.stdout).get("workers_detail", [])]
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return []
+
+    for n in (1, ctx.args.loops):
+        name = f"authgate-w{n}"
+        sock = os.path.join(ctx.tmp, name, "ctl.sock")
+        t = start_authgate(ctx, name=name, extra_lines=[f"workers {n}", f"status_socket {sock}"])
+        if not t.ok:
+            continue
+        for key, label, headers in (("ka", "keep-alive", None),
+                                    ("nc", "new-conn", {"Connection": "close"})):
+            a0, c0 = accepted(sock), cpu_ticks(t.proc.pid)
+            r = wrk(ctx, t, "/small", ctx.args.conns, ctx.args.threads, ctx.seconds,
+                    headers=headers, label=f"{label} workers {n}")
+            c1, a1 = cpu_ticks(t.proc.pid), accepted(sock)
+            if not r:
+                continue
+            if key == "nc" and len(a0) == len(a1) > 1:
+                got = [b - a for a, b in zip(a0, a1)]
+                even = sum(got) / len(got)
+                log(f"new-conn workers {n}: accepted per loop {got}")
+                if even:
+                    ctx.put("w_nc_skew_pct", t.name, max(abs(g - even) for g in got) / even * 100)
+            ctx.put(f"w_{key}_rps", t.name, r["rps"])
+            if c0 is not None and c1 is not None and r["requests"]:
+                ctx.put(f"w_{key}_cpu_us", t.name, (c1 - c0) / hz * 1e6 / r["requests"])
+    cols = [f"authgate-w{n}" for n in (1, ctx.args.loops)]
+    print()
+    print(f"{'workers (authgate only)':<34}" + "".join(f"{c:>14}" for c in cols) + f"{'ratio':>8}")
+    for metric, label in (("w_ka_rps", "keep-alive req/s"), ("w_nc_rps", "new-connection req/s"),
+                          ("w_ka_cpu_us", "keep-alive CPU us/request"),
+                          ("w_nc_cpu_us", "new-conn CPU us/request"),
+                          ("w_nc_skew_pct", "new-conn: busiest loop off even, %")):
+        vals = [ctx.get(metric, c) for c in cols]
+        cells = "".join(f"{(f'{v:.1f}' if v is not None else 'n/a'):>14}" for v in vals)
+        r = ratio(vals[1], vals[0])
+        print(f"{label:<34}{cells}{(f'{r:.2f}' if r is not None else '-'):>8}")
+
+
 # Order matters only for time: memory first (fresh processes), then load.
 SECTIONS = [
     ("memory", section_idle_memory),
@@ -835,6 +900,7 @@ SECTIONS = [
     ("throughput", section_throughput),
 ]
 BASE_SECTIONS = [s for s, _ in SECTIONS]
+SECTIONS.append(("workers", section_workers))
 
 # Authentication sections (basic, ntlm, negotiate: authgate vs Squid 5.7 with
 # its helpers, against real peers) live in bench_auth.py.
@@ -950,6 +1016,10 @@ def parse_args(argv):
     p.add_argument("--sections", default=",".join(s for s, _ in SECTIONS),
                    help="comma-separated subset of: " + ", ".join(s for s, _ in SECTIONS))
     p.add_argument("--no-squid", action="store_true", help="do not start Squid")
+    p.add_argument("--workers", default="1",
+                   help="authgate's workers option for the base sections (default 1: one loop)")
+    p.add_argument("--loops", type=int, default=2,
+                   help="the workers count the workers section compares with 1 (default 2)")
     p.add_argument("--no-authgate", action="store_true", help="do not start authgate")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     p.add_argument("--strict", action="store_true",

@@ -122,6 +122,8 @@ static const char *rows_name(const char *cmd)
         return "kicked_connections";
     if (strcmp(cmd, "help") == 0)
         return "commands";
+    if (strcmp(cmd, "status") == 0)
+        return "workers_detail"; /* one row per event loop (workers N > 1) */
     return "rows";
 }
 

@@ -94,6 +94,17 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
     ag_ctl_end(r);
     ag_ctl_kvu(r, "jobs_in_flight", v.workers->in_flight);
     ag_ctl_end(r);
+    /* One row per loop when there are several: how the kernel spreads
+     * connections over them. */
+    for (unsigned i = 0; srv->n_shards > 1 && i < srv->n_shards; i++) {
+        struct ag_loop_info li;
+        if (!ag_server_loop_info(srv, i, &li))
+            continue;
+        ag_ctl_kvu(r, "worker", i);
+        ag_ctl_kvu(r, "worker_connections", li.connections);
+        ag_ctl_kvu(r, "worker_accepted", li.accepted);
+        ag_ctl_end(r);
+    }
     ag_ctl_kvu(r, "jobs_max", srv->workers.max_jobs);
     ag_ctl_end(r);
 

@@ -149,6 +149,21 @@ void ag_server_share(struct ag_server *m)
     ag_auth_retire_free(m);
 }
 
+static void read_info(struct ag_server *s, void *arg)
+{
+    struct ag_loop_info *o = arg;
+    o->connections = s->n_conns;
+    o->accepted = s->stats.conns_accepted;
+}
+
+bool ag_server_loop_info(struct ag_server *m, unsigned i, struct ag_loop_info *out)
+{
+    *out = (struct ag_loop_info){0};
+    if (i >= m->n_shards)
+        return false;
+    return ag_server_call(m->shards[i], read_info, out);
+}
+
 static void loop_main(void *arg)
 {
     struct ag_server *s = arg, *m = s->main;

@@ -209,6 +209,14 @@ void ag_server_loop_close_calls(struct ag_server *srv);
 void ag_server_loops_join(struct ag_server *main);
 void ag_server_loops_free(struct ag_server *main);
 void ag_server_listener_closed(uv_handle_t *h);
+/* One loop's own figures, read on its thread: connections open now and
+ * accepted since start (how evenly the kernel spreads them). false when
+ * that loop has finished. */
+struct ag_loop_info {
+    uint32_t connections;
+    uint64_t accepted;
+};
+bool ag_server_loop_info(struct ag_server *main, unsigned i, struct ag_loop_info *out);
 /* Connections of every loop (atomic read). */
 uint32_t ag_server_conns(const struct ag_server *srv);
 /* The number of loops workers N asks for (auto: one per CPU). */

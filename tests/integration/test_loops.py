@@ -54,6 +54,10 @@ def test_clients_on_both_loops_one_view_and_kick(make_gateway, sockdir, origin):
     n = len(clients)
     st = ctl_json(gw.sock, "status")
     assert st["connections"] == n and st["authenticated"] == n, st
+    per = st["workers_detail"]
+    assert [w["worker"] for w in per] == [0, 1], st
+    assert sum(w["worker_connections"] for w in per) == n, st
+    assert all(w["worker_connections"] >= 1 and w["worker_accepted"] >= 1 for w in per), st
     s = ctl_json(gw.sock, "stats")
     assert s["requests"] == n and s["auth_basic_succeeded"] == n, s
     assert s["connections"] == n and s["conns_accepted"] == n, s
