@@ -12,6 +12,8 @@
 static FILE *err_fp;    /* NULL means stderr */
 static FILE *access_fp; /* NULL means disabled */
 static bool err_owned, access_owned;
+/* access_fp != NULL, read without the lock on every request (atomic). */
+static bool access_on;
 static enum ag_log_level level = AG_LOG_INFO; /* atomic: set by one loop, read by all */
 /* Every event loop logs (workers N): a line is written whole under mu, and
  * a reopen (SIGUSR1) never swaps a FILE another thread is writing to. */
@@ -59,6 +61,7 @@ int ag_log_open(const char *error_path, const char *access_path)
     err_owned = eo;
     access_fp = a;
     access_owned = ao;
+    __atomic_store_n(&access_on, a != NULL, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&mu);
     return 0;
 }
@@ -67,6 +70,7 @@ void ag_log_close(void)
 {
     pthread_mutex_lock(&mu);
     close_files();
+    __atomic_store_n(&access_on, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&mu);
 }
 
@@ -120,14 +124,14 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...)
 
 bool ag_access_enabled(void)
 {
-    pthread_mutex_lock(&mu);
-    bool on = access_fp != NULL;
-    pthread_mutex_unlock(&mu);
-    return on;
+    /* No lock: every loop asks once per request. */
+    return __atomic_load_n(&access_on, __ATOMIC_RELAXED);
 }
 
 void ag_access(const char *fmt, ...)
 {
+    if (!ag_access_enabled())
+        return;
     pthread_mutex_lock(&mu);
     if (access_fp) {
         va_list ap;
