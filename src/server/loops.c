@@ -264,12 +264,15 @@ int ag_server_start_loops(struct ag_server *m)
         /* A loop whose listeners failed still starts, so that the stop
          * that follows ends it like the others. */
         rc = ag_server_listen(s);
-        m->shards[m->n_shards++] = s;
+        /* Published with release: running loops read the list to wake one
+         * another (ag_server_conn_gone) while later ones start. */
+        m->shards[m->n_shards] = s;
+        __atomic_store_n(&m->n_shards, m->n_shards + 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(&m->shards_running, 1, __ATOMIC_ACQ_REL);
         if (uv_thread_create(&s->thread, loop_main, s) != 0) {
             ag_err("event=worker_start_failed worker=%u", i);
             /* Not running: nothing to join or to stop. */
-            m->n_shards--;
+            __atomic_store_n(&m->n_shards, m->n_shards - 1, __ATOMIC_RELEASE);
             __atomic_sub_fetch(&m->shards_running, 1, __ATOMIC_ACQ_REL);
             ag_workers_stop(&s->workers);
             uv_close((uv_handle_t *)&s->call_async, NULL);

@@ -98,7 +98,8 @@ void ag_server_conn_gone(struct ag_server *srv)
     ag_server_gate(srv);
     /* The slot may be another loop's to take. */
     struct ag_server *m = srv->main;
-    for (unsigned i = 0; i < m->n_shards; i++) {
+    unsigned n = __atomic_load_n(&m->n_shards, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
         struct ag_server *o = m->shards[i];
         if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
             ag_server_wake(o);

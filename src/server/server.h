@@ -87,12 +87,12 @@ struct ag_server {
     unsigned worker;           /* this loop's index; 0 = main */
     struct ag_server *main;    /* loop 0 (itself on main) */
     struct ag_server **shards; /* main only: every loop, shards[0] == main */
-    unsigned n_shards;         /* main only: loops started (1 = today's single loop) */
-    uint32_t shards_running;   /* main only, atomic: other loops not yet finished */
-    uint32_t global_conns;     /* main only, atomic: connections of every loop */
-    uint32_t any_blocked;      /* atomic: a listener of this loop waits at the gate */
-    uv_async_t call_async;     /* other loops: wakes it for calls and the gate */
-    uv_async_t shard_done;     /* main: another loop finished */
+    unsigned n_shards; /* loops started (1 = one loop); main writes it (release), loops read */
+    uint32_t shards_running; /* main only, atomic: other loops not yet finished */
+    uint32_t global_conns;   /* main only, atomic: connections of every loop */
+    uint32_t any_blocked;    /* atomic: a listener of this loop waits at the gate */
+    uv_async_t call_async;   /* other loops: wakes it for calls and the gate */
+    uv_async_t shard_done;   /* main: another loop finished */
     uv_mutex_t call_mu;
     uv_cond_t call_cv;
     struct ag_loop_call *calls; /* under call_mu */
