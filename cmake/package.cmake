@@ -88,13 +88,14 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "authgate maintainers <authgate@example.org>")
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "authenticating HTTP forward proxy (NTLM, Kerberos, Basic)")
+# CPack writes the summary as the synopsis line and this as the long
+# description, indenting each line.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "authenticating HTTP forward proxy (NTLM, Kerberos, Basic)
- authgate is an HTTP/1.1 forward proxy for Windows-domain networks that lets
- a client through only after it authenticates with 407 Proxy Authentication
- Required: NTLM and Basic through Samba winbind or a local NT-hash file, and
- Kerberos single sign-on (Negotiate) through GSS-API. Access rules decide who
- may go where; authgatectl and a Prometheus listener show what it does.")
+    "authgate is an HTTP/1.1 forward proxy for Windows-domain networks that lets
+a client through only after it authenticates with 407 Proxy Authentication
+Required: NTLM and Basic through Samba winbind or a local NT-hash file, and
+Kerberos single sign-on (Negotiate) through GSS-API. Access rules decide who
+may go where; authgatectl and a Prometheus listener show what it does.")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/authgate")
