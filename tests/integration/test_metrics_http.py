@@ -7,6 +7,7 @@ the dashboard), and every metric and label value they name is one the
 daemon really exports."""
 
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -18,7 +19,7 @@ from prometheus_client.openmetrics.parser import \
     text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from harness.gateway import free_port
+from harness.gateway import free_port, sanitizer_env
 from harness.ntlm_client import basic, pa
 from harness.rawhttp import get_request
 from harness.tools import curl, wait_until
@@ -316,3 +317,95 @@ def test_dashboard_and_alerts_name_real_metrics(make_gateway):
     # the check can fail: a made-up name is caught
     names, _ = referenced(['rate(authgate_no_such_thing_total[5m])'])
     assert any(n not in samples for n in names)
+
+
+@pytest.mark.needs_kdc
+def test_negotiate_gauges_with_a_real_kdc(make_gateway, tmp_path):
+    """authgate_negotiate_ready is 1 with a usable keytab from a real KDC and
+    0 when the keytab is missing while negotiate stays configured: the
+    condition of AuthgateNegotiateUnavailable."""
+    from peers.kdc import Kdc
+    with Kdc() as kdc:
+        env = {**os.environ, **kdc.env}
+        env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0:exitcode=88"
+                       % (REPO / "tests" / "lsan.supp"))
+        got = {}
+        for name, keytab in (("ready", kdc.keytab), ("missing", tmp_path / "no.keytab")):
+            port = free_port()
+            gw = make_gateway(start=False, auth_schemes="negotiate basic", proxy_host="localhost",
+                              keytab=str(keytab), rcache_dir=kdc.rcache_dir,
+                              user_file=str(DEMO_USERS), metrics_listen="127.0.0.1:%d" % port)
+            gw.env = sanitizer_env(env)
+            gw.start()
+            fams = families(curl(None, "http://127.0.0.1:%d/metrics" % port).body.decode())
+            got[name] = (sample(fams, "authgate_negotiate_configured"),
+                         sample(fams, "authgate_negotiate_ready"))
+            gw.stop()
+    assert got == {"ready": (1, 1), "missing": (1, 0)}, got
+
+
+def test_alert_rules_fire_on_their_conditions(tmp_path):
+    """promtool's rule unit tests: each alert fires on the series it is for
+    (Negotiate lost at 5m, winbind hung and 503s from 6m) and stays quiet on
+    the healthy series before."""
+    import yaml
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is missing: scripts/bootstrap"
+    rules = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"]
+             for r in g["rules"]}
+
+    def fired(name, labels, value=None):
+        ann = {}
+        for k, v in rules[name]["annotations"].items():
+            v = v.replace("{{ $labels.instance }}", "a")
+            if value is not None:
+                v = v.replace("{{ $value | humanizePercentage }}", value)
+            ann[k] = v
+        return {"eval_time": "15m", "alertname": name,
+                "exp_alerts": [{"exp_labels": dict(labels, severity=rules[name]["labels"]
+                                                   ["severity"]), "exp_annotations": ann}]}
+
+    base = {"instance": "a", "job": "authgate"}
+    quiet = [{"eval_time": "4m", "alertname": n, "exp_alerts": []} for n in rules]
+    doc = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": 'up{instance="a",job="authgate"}', "values": "1x20"},
+                {"series": 'authgate_negotiate_configured{instance="a",job="authgate"}',
+                 "values": "1x20"},
+                {"series": 'authgate_negotiate_ready{instance="a",job="authgate"}',
+                 "values": "1 1 1 1 1 0x15"},
+                {"series": 'authgate_requests_total{instance="a",job="authgate"}',
+                 "values": "0+100x20"},
+                {"series": 'authgate_responses_unavailable_total{instance="a",job="authgate"}',
+                 "values": "0x5 0+20x15"},
+                {"series": 'authgate_auth_failures_total{instance="a",job="authgate",'
+                           'reason="backend"}', "values": "0x20"},
+                {"series": 'authgate_pool_jobs_in_flight{instance="a",job="authgate",'
+                           'pool="winbind"}', "values": "0x5 7x15"},
+                {"series": 'authgate_pool_jobs_completed_total{instance="a",job="authgate",'
+                           'pool="winbind"}', "values": "0+50x5 250x15"},
+            ],
+            "alert_rule_test": quiet + [
+                fired("AuthgateNegotiateUnavailable", base),
+                fired("AuthgateWinbindDown", dict(base, pool="winbind")),
+                fired("AuthgateHigh503Rate", {"instance": "a"}, "20%"),
+                {"eval_time": "15m", "alertname": "AuthgateDown", "exp_alerts": []},
+            ],
+        }],
+    }
+    tests = tmp_path / "alerts.test.yml"
+    tests.write_text(yaml.safe_dump(doc))
+    p = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, timeout=60)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert p.returncode == 0, out
+    # and the unit test can fail: a rule that never fires is caught
+    doc["rule_files"] = [str(tmp_path / "never.yml")]
+    (tmp_path / "never.yml").write_text(ALERTS.read_text().replace(
+        "authgate_negotiate_ready == 0", "authgate_negotiate_ready == 7"))
+    tests.write_text(yaml.safe_dump(doc))
+    p = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, timeout=60)
+    assert p.returncode != 0
