@@ -245,25 +245,29 @@ static struct mh_conn *mc_of(llhttp_t *p)
     return p->data;
 }
 
+/* Appends what fits of at[0..n) to buf (holding *len of cap bytes); true
+ * when something was cut: the request is then not one we serve. */
+static bool keep(char *buf, size_t cap, size_t *len, const char *at, size_t n)
+{
+    size_t room = cap - *len, k = n < room ? n : room;
+    memcpy(buf + *len, at, k);
+    *len += k;
+    return k < n;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct mh_conn *mc = mc_of(p);
-    if (mc->url_len + len > sizeof mc->url) {
+    if (keep(mc->url, sizeof mc->url, &mc->url_len, at, len))
         mc->url_long = true;
-        return 0;
-    }
-    memcpy(mc->url + mc->url_len, at, len);
-    mc->url_len += len;
     return 0;
 }
 
 static int on_field(llhttp_t *p, const char *at, size_t len)
 {
     struct mh_conn *mc = mc_of(p);
-    size_t room = sizeof mc->field - mc->field_len;
-    size_t n = len < room ? len : room;
-    memcpy(mc->field + mc->field_len, at, n);
-    mc->field_len += n;
+    /* a longer name is not "accept": the cut cannot make it match */
+    keep(mc->field, sizeof mc->field, &mc->field_len, at, len);
     return 0;
 }
 
@@ -278,12 +282,9 @@ static int on_field_done(llhttp_t *p)
 static int on_value(llhttp_t *p, const char *at, size_t len)
 {
     struct mh_conn *mc = mc_of(p);
-    if (!mc->in_accept)
-        return 0;
-    size_t room = sizeof mc->accept - mc->accept_len;
-    size_t n = len < room ? len : room;
-    memcpy(mc->accept + mc->accept_len, at, n);
-    mc->accept_len += n;
+    /* only its start matters: the first media type decides */
+    if (mc->in_accept)
+        keep(mc->accept, sizeof mc->accept, &mc->accept_len, at, len);
     return 0;
 }
 

@@ -120,6 +120,11 @@ def test_openmetrics_when_asked(make_gateway):
     # text/plain (or no Accept) keeps the 0.0.4 format
     r = scrape(gw, "-H", "Accept: text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
     assert header(r, "Content-Type").startswith("text/plain; version=0.0.4")
+    # only the Accept field counts, not one whose name merely contains it
+    r = scrape(gw, "-H", "X-Accept: " + OM_ACCEPT, "-H", "Acceptable: " + OM_ACCEPT)
+    assert header(r, "Content-Type").startswith("text/plain; version=0.0.4")
+    r = scrape(gw, "-H", "ACCEPT:   " + OM_ACCEPT)
+    assert header(r, "Content-Type").startswith("application/openmetrics-text")
 
 
 def test_paths_methods_and_malformed(make_gateway):
