@@ -3,8 +3,9 @@ dpkg-deb and lintian check it, and the real dpkg installs, upgrades and
 purges it in a scratch root, never on the machine running the tests.
 
 The scratch root is an overlay of / (writes go to a tmpfs) in a private
-mount and network namespace (unshare), entered with chroot: the maintainer
-scripts run with the real adduser and dpkg, the installed daemon starts as
+mount and network namespace (unshare), entered with chroot: the package is
+installed with `apt-get install ./authgate_*.deb` as the README says, and the
+maintainer scripts run with the real adduser and dpkg, the installed daemon starts as
 the `authgate` user on its own loopback, and all of it vanishes with the
 namespace. The package does not depend on the binary under test, so it is
 built in the gcc pass only."""
@@ -116,7 +117,11 @@ set -eu
 check() { printf 'CHECK %s %s\n' "$1" "$2"; }
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
 getent passwd authgate >/dev/null && { echo "scratch root already has the user"; exit 9; }
-dpkg -i /tmp/pkg/authgate.deb >/tmp/dpkg-i.log 2>&1 || { cat /tmp/dpkg-i.log; exit 1; }
+# As the README says: apt resolves Depends from what is installed (this
+# root is a copy of the test machine, which has them); the private network
+# namespace has no route anywhere, so nothing could be fetched.
+apt-get install -y -o Dpkg::Use-Pty=0 /tmp/pkg/authgate.deb >/tmp/apt.log 2>&1 \
+    || { cat /tmp/apt.log; exit 1; }
 check status "$(dpkg-query -W -f='${Status}' authgate)"
 check user "$(getent passwd authgate | cut -d: -f1,6,7)"
 check system_uid "$(test "$(id -u authgate)" -lt 1000 && echo yes || echo no)"
