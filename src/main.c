@@ -4,7 +4,11 @@
  * authgate -t -c FILE     check the file and exit (0 valid, 1 not)
  * authgate passwd FILE USER   add or change a user of a local user file
  * authgate doctor -c FILE     check keytab, host name, winbind, listeners, socket
+ * authgate --help | --version
+ * Exit status 2 and the usage on stderr for an unknown option or subcommand
+ * syntax error, as getopt-style tools do.
  */
+#include <getopt.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -20,15 +24,28 @@
 #include "server/server.h"
 #include "util/log.h"
 
+/* Subcommands: the first argument names one; it gets argv from its name on.
+ * A new subcommand is one row here and one line of usage(). */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} subcommands[] = {
+    {"passwd", ag_passwd_main},
+    {"doctor", ag_doctor_main},
+};
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: authgate [-t] [-v] -c FILE\n"
                "       authgate passwd FILE USER\n"
                "       authgate doctor -c FILE\n"
-               "  -c FILE  configuration file (see proxy.conf.sample)\n"
-               "  -t       check the configuration and exit\n"
-               "  -v       with -t: print the effective configuration\n"
-               "  -V       print the version\n");
+               "       authgate --help | --version\n"
+               "  -c, --config FILE  configuration file (authgate.conf(5))\n"
+               "  -t, --test         check the configuration and exit\n"
+               "  -v, --verbose      with -t: print the effective configuration\n"
+               "  -V, --version      print the version and exit\n"
+               "  -h, --help         print this help and exit\n"
+               "See authgate(8).\n");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -78,14 +95,18 @@ static void set_threadpool_size(uint32_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
-        return ag_passwd_main(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
-        return ag_doctor_main(argc - 1, argv + 1);
+    for (size_t i = 0; argc >= 2 && i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0)
+            return subcommands[i].run(argc - 1, argv + 1);
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
     const char *path = NULL;
     bool check = false, verbose = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -106,6 +127,11 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "authgate: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     if (!path) {
         usage(stderr);

@@ -260,6 +260,21 @@
 /* A control connection must send its command and read its reply within
  * this: a stuck script cannot hold one of the slots above forever. */
 #define AG_CTL_TIMEOUT_MS 10000
+
+/* --- the Prometheus listener (metrics_listen) ---------------------------- */
+
+/* A scrape is a request line and a few headers (Prometheus sends about 300
+ * bytes): a request head larger than this is not a scraper (431). */
+#define AG_METRICS_REQ_MAX 4096
+/* Scrapers at once: a few Prometheus replicas, never thousands. */
+#define AG_METRICS_MAX_CONNS 16
+/* From the answer to its last byte out (the request itself has head_timeout):
+ * Prometheus' default scrape timeout is 10 s, so a scraper that reads
+ * slower has given up anyway. */
+#define AG_METRICS_TIMEOUT_MS 10000
+/* The part of an Accept field kept to choose the format: Prometheus' own
+ * is about 150 bytes. */
+#define AG_METRICS_ACCEPT_MAX 512
 /* "status" waits this long for winbindd's ping, then reports it down: a
  * healthy winbindd answers in milliseconds, and the operator asking is
  * likely looking at a stalled one. */

@@ -1,6 +1,7 @@
 /* authgatectl.c - the operator's client of authgate's status socket.
  *
  * authgatectl [-s SOCKET] [-j|--json] [-T SECONDS] COMMAND [ARG...]
+ * authgatectl --help | --version
  *
  * Sends one command line, reads the reply up to its status line (see
  * authgate/ctl_proto.h, the only thing shared with the daemon) and shows it
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [-s SOCKET] [-j|--json] [-T SECONDS] COMMAND [ARG...]\n"
+            "       %s --help | --version\n"
             "\n"
             "commands:\n"
             "  status                          version, uptime, connections, backend health\n"
@@ -46,10 +48,12 @@ static void usage(FILE *f)
             "  -s SOCKET  status socket (default $AUTHGATE_SOCKET or %s)\n"
             "  -j, --json JSON output for scripts\n"
             "  -T SECONDS give up after this long (default 15)\n"
+            "  -V, --version  print the version and exit\n"
+            "  -h, --help     print this help and exit\n"
             "\n"
             "exit status: 0 ok, 1 the command failed, 2 usage, 3 daemon not running,\n"
-            "4 access denied\n",
-            prog, AG_CTL_DEFAULT_SOCKET);
+            "4 access denied. See authgatectl(8).\n",
+            prog, prog, AG_CTL_DEFAULT_SOCKET);
 }
 
 struct pair {
@@ -328,7 +332,11 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return AG_CTL_EXIT_OK;
+        } else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("authgatectl %s\n", AG_VERSION);
+            return AG_CTL_EXIT_OK;
         } else {
+            fprintf(stderr, "%s: unknown option or missing value: '%s'\n", prog, argv[i]);
             usage(stderr);
             return AG_CTL_EXIT_USAGE;
         }

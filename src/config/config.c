@@ -6,6 +6,7 @@
  * walk that table, so adding an option is adding a row (and a struct field).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -183,6 +184,17 @@ static int check_group(const char *v, const char **why)
     char buf[4096];
     if (getgrnam_r(v, &gr, buf, sizeof buf, &res) != 0 || !res) {
         *why = "is not a known group";
+        return AG_EINVAL;
+    }
+    return 0;
+}
+
+/* An address and port the way "listen" takes it (no proxy_protocol word). */
+static int check_listen(const char *v, const char **why)
+{
+    struct ag_listen l;
+    if (ag_config_parse_listen(v, &l) != 0) {
+        *why = "must be a numeric ADDRESS:PORT (1.2.3.4:9090, [::1]:9090, *:9090)";
         return AG_EINVAL;
     }
     return 0;
@@ -369,6 +381,12 @@ static const struct opt opts[] = {
      "users (names or uids) whose connections to the socket are served"},
     {"status_allow_groups", T_GROUPS, OFF(status_allow_groups), 0, 0, 0, "none", F_RELOAD, NULL,
      NULL, "groups (names or gids) whose members' connections are served"},
+
+    /* the Prometheus listener */
+    {"metrics_listen", T_STRING, OFF(metrics_listen), 0, 0, 0, "none", F_NONE, NULL, check_listen,
+     "address:port serving GET /metrics to Prometheus; none = off"},
+    {"metrics_allow", T_CIDRS, OFF(metrics_allow), 0, 0, 0, "127.0.0.1 ::1", F_RELOAD, NULL, NULL,
+     "scraper addresses or networks metrics_listen serves; others get 403"},
 };
 
 #undef TMO
@@ -1511,6 +1529,110 @@ void ag_config_dump(const struct ag_config *c, FILE *f)
             ag_buf_free(&b);
         }
     }
+}
+
+/* ---- the man page's option reference ------------------------------------- */
+
+/* s as roff text: backslashes and minus signs escaped, a leading control
+ * character neutralized, so a doc string can never become a request. */
+static void roff(FILE *f, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", f);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", f);
+        else if (*s == '-')
+            fputs("\\-", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static const char *type_word(const struct opt *o)
+{
+    static const char *const words[] = {
+        [T_DURATION] = "duration (ms, s, m, h; a bare number is seconds)",
+        [T_SIZE] = "size in bytes (k, m suffixes)",
+        [T_UINT] = "number",
+        [T_BOOL] = "on or off",
+        [T_STRING] = "string",
+        [T_PATH] = "path (relative to the file's directory)",
+        [T_ENUM] = "one word",
+        [T_LOGLEVEL] = "one word",
+        [T_LISTEN] = "ADDRESS:PORT [proxy_protocol]",
+        [T_PORTS] = "port numbers",
+        [T_SCHEMES] = "scheme names, in offer order",
+        [T_MODE] = "octal file mode",
+        [T_USERS] = "user names or uids",
+        [T_GROUPS] = "group names or gids",
+        [T_REALMS] = "REALM DOMAIN",
+        [T_CIDRS] = "addresses or CIDR networks",
+    };
+    return words[o->type];
+}
+
+void ag_config_write_man(FILE *f)
+{
+    struct ag_config *d = ag_config_default();
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        char lo[32], hi[32];
+        fputs(".TP\n.B ", f);
+        roff(f, o->name);
+        fputc('\n', f);
+        /* the doc is a phrase; the page wants a sentence */
+        char first[2] = {(char)toupper((unsigned char)o->doc[0]), '\0'};
+        roff(f, first);
+        roff(f, o->doc + 1);
+        fputs(".\n.br\nType: ", f);
+        roff(f, type_word(o));
+        fputs(". Default: \\fB", f);
+        struct ag_buf b;
+        ag_buf_init(&b, DUMP_LINE_MAX * AG_MAX_LISTENERS);
+        if (d && fmt_value(o, d, SIZE_MAX, &b) == 0 && b.len) {
+            char *v = strndup(b.data, b.len);
+            roff(f, v ? v : "?");
+            free(v);
+        } else {
+            fputs("none", f);
+        }
+        ag_buf_free(&b);
+        fputs("\\fR.", f);
+        switch (o->type) {
+        case T_DURATION:
+        case T_SIZE:
+        case T_UINT:
+        case T_PORTS:
+            fmt_bound(o, o->min, lo, sizeof lo);
+            fmt_bound(o, o->max, hi, sizeof hi);
+            fprintf(f, " Range: %s to %s%s.", lo, hi, (o->flags & F_ZERO) ? ", or 0 (off)" : "");
+            break;
+        case T_MODE:
+            fprintf(f, " Range: 0000 to 0%03o.", (unsigned)o->max);
+            break;
+        case T_ENUM:
+        case T_LOGLEVEL:
+            fputs(" Values:", f);
+            if (o->type == T_ENUM)
+                for (const struct choice *ch = o->choices; ch->name; ch++)
+                    fprintf(f, " %s%s", ch->name, ch[1].name ? "," : "");
+            else
+                for (int l = AG_LOG_ERROR; l <= AG_LOG_DEBUG; l++)
+                    fprintf(f, " %s%s", ag_log_level_name((enum ag_log_level)l),
+                            l < AG_LOG_DEBUG ? "," : "");
+            fputc('.', f);
+            break;
+        default:
+            break;
+        }
+        if (o->flags & F_REPEAT)
+            fputs(" Repeatable.", f);
+        fputs((o->flags & F_RELOAD) ? " A reload (SIGHUP) applies it.\n"
+                                    : " Read at start\\-up only: a change needs a restart.\n",
+              f);
+    }
+    ag_config_unref(d);
 }
 
 const char *ag_config_fixed_changed(const struct ag_config *a, const struct ag_config *b)

@@ -169,6 +169,11 @@ struct ag_config {
     char *status_socket_group;   /* "status_socket_group NAME", default none = the daemon's */
     struct ag_idlist status_allow_users;  /* "status_allow_users root 1000 ...", default 0 */
     struct ag_idlist status_allow_groups; /* "status_allow_groups adm ...", default none */
+
+    /* the Prometheus listener (src/ctl/metrics_http.c) */
+    char *metrics_listen;             /* "metrics_listen ADDR:PORT", default none = off; restart */
+    struct ag_cidrlist metrics_allow; /* "metrics_allow CIDR...", default loopback: the scrapers
+                                         served; others get 403 */
 };
 
 /* Parses the file at path into a new config (refs = 1) or returns NULL with a
@@ -209,6 +214,12 @@ const char *ag_scheme_name(enum ag_scheme s); /* "Negotiate", "NTLM", "Basic", "
 /* Writes the effective configuration (every option, "name value" lines) to f:
  * "authgate -t -c FILE -v" prints it, so an operator sees what defaults apply. */
 void ag_config_dump(const struct ag_config *c, FILE *f);
+
+/* Writes the option reference of authgate.conf(5) as man(7) source: one
+ * tagged paragraph per row of the table (name, value type, default, range,
+ * whether a reload applies it, the row's doc). The build generates the man
+ * page from it, so the page cannot drift from the table. */
+void ag_config_write_man(FILE *f);
 
 /* The option table, for the sample-drift test and reload handling. i is an
  * index below ag_config_option_count(); out of range gives NULL / false. */

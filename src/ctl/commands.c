@@ -349,7 +349,7 @@ static void cmd_loglevel(struct ag_server *srv, const struct ag_ctl_cmd *cmd, en
 static void cmd_metrics(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,
                         struct ag_ctl_reply *r)
 {
-    ag_ctl_metrics(srv, r);
+    ag_ctl_metrics(srv, AG_METRICS_PROMETHEUS, r);
 }
 
 static void cmd_help(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum ag_ctl_wb wb,

@@ -368,7 +368,7 @@ static int clear_stale(const char *path)
     return unlink(path) == 0 ? 0 : AG_EIO;
 }
 
-int ag_ctl_start(struct ag_server *srv)
+static int socket_start(struct ag_server *srv)
 {
     const struct ag_config *cfg = srv->cfg;
     if (!cfg->status_socket)
@@ -430,8 +430,17 @@ int ag_ctl_start(struct ag_server *srv)
     return 0;
 }
 
+/* The status socket, then the metrics listener: both are ways for an
+ * operator's tools into the daemon, opened before the proxy listeners. */
+int ag_ctl_start(struct ag_server *srv)
+{
+    int rc = socket_start(srv);
+    return rc == 0 ? ag_metrics_http_start(srv) : rc;
+}
+
 void ag_ctl_stop(struct ag_server *srv)
 {
+    ag_metrics_http_stop(srv);
     struct ag_ctl *ctl = srv->ctl;
     if (!ctl)
         return;

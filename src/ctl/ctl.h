@@ -17,10 +17,12 @@
 
 #include "server/server.h"
 
-/* Opens the status socket of srv->cfg (nothing when status_socket is none).
+/* Opens the status socket of srv->cfg (nothing when status_socket is none)
+ * and the metrics listener (metrics_listen, src/ctl/metrics_http.c).
  * 0, or a negative AG_E* with one error line logged. */
 int ag_ctl_start(struct ag_server *srv);
-/* Closes the socket and every control connection, unlinks the path. The
+/* Closes the metrics listener, the socket and every control connection,
+ * unlinks the path. The
  * memory goes with the last close callback. Safe when never started. */
 void ag_ctl_stop(struct ag_server *srv);
 

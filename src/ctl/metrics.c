@@ -6,6 +6,9 @@
  * _total on counters, one family per HELP/TYPE pair, labels for the
  * dimension that varies (scheme, pool, reason, limit, phase, class). Label
  * values are fixed strings from the table or this file, never client input.
+ * The same samples serve OpenMetrics 1.0 (metrics_listen, when the scraper
+ * asks for it): there a counter family is named without its _total suffix,
+ * which its samples keep, and the exposition ends with "# EOF".
  * Loop thread only. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,15 +20,20 @@
 #include "commands.h"
 #include "server/stats.h"
 
-static void family(struct ag_ctl_reply *r, const char *name, const char *type, const char *help)
+static void family(struct ag_ctl_reply *r, enum ag_metrics_format fmt, const char *name,
+                   const char *type, const char *help)
 {
-    ag_ctl_raw(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    int n = (int)strlen(name);
+    if (fmt == AG_METRICS_OPENMETRICS && strcmp(type, "counter") == 0 && n > 6 &&
+        strcmp(name + n - 6, "_total") == 0)
+        n -= 6;
+    ag_ctl_raw(r, "# HELP %.*s %s\n# TYPE %.*s %s\n", n, name, help, n, name, type);
 }
 
-static void one(struct ag_ctl_reply *r, const char *name, const char *type, const char *help,
-                uint64_t v)
+static void one(struct ag_ctl_reply *r, enum ag_metrics_format fmt, const char *name,
+                const char *type, const char *help, uint64_t v)
 {
-    family(r, name, type, help);
+    family(r, fmt, name, type, help);
     ag_ctl_raw(r, "%s %llu\n", name, (unsigned long long)v);
 }
 
@@ -59,7 +67,8 @@ static void sample(struct ag_ctl_reply *r, const struct ag_stat_row *row, size_t
     ag_ctl_raw(r, "%s{%.*s=\"%s\"} %llu\n", row->metric, nl, label, eq ? eq + 1 : "", val);
 }
 
-void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply *r)
+void ag_ctl_metrics_counters(const struct ag_stats_view *v, enum ag_metrics_format fmt,
+                             struct ag_ctl_reply *r)
 {
     /* A family's samples must be contiguous: each family is written where
      * its first row stands, with the samples of every row that shares it. */
@@ -70,7 +79,7 @@ void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply 
             seen = strcmp(ag_stat_rows[j].metric, row->metric) == 0;
         if (seen)
             continue;
-        family(r, row->metric, row->kind == AG_STAT_KIND_GAUGE ? "gauge" : "counter",
+        family(r, fmt, row->metric, row->kind == AG_STAT_KIND_GAUGE ? "gauge" : "counter",
                ag_stat_family_help(row));
         for (size_t j = k; j < ag_stat_n_rows; j++) {
             if (strcmp(ag_stat_rows[j].metric, row->metric) != 0)
@@ -81,26 +90,35 @@ void ag_ctl_metrics_counters(const struct ag_stats_view *v, struct ag_ctl_reply 
     }
 }
 
-void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
+void ag_ctl_metrics(struct ag_server *srv, enum ag_metrics_format fmt, struct ag_ctl_reply *r)
 {
     uint64_t up_s = (uv_now(srv->loop) - srv->started_ms) / 1000;
 
-    family(r, "authgate_build_info", "gauge", "Version of the running daemon.");
+    family(r, fmt, "authgate_build_info", "gauge", "Version of the running daemon.");
     ag_ctl_raw(r, "authgate_build_info{version=\"%s\"} 1\n", AG_VERSION);
-    one(r, "authgate_start_time_seconds", "gauge", "Start time of the daemon, Unix seconds.",
+    one(r, fmt, "authgate_start_time_seconds", "gauge", "Start time of the daemon, Unix seconds.",
         (uint64_t)time(NULL) - up_s);
-    one(r, "authgate_config_load_time_seconds", "gauge",
+    one(r, fmt, "authgate_config_load_time_seconds", "gauge",
         "When the configuration in force was read, Unix seconds.", (uint64_t)srv->cfg->loaded);
-    one(r, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());
+    /* Negotiate is offered only when its acceptor is ready (keytab,
+     * principal): configured but not ready is the silent SSO outage the
+     * alert rules look for (scripts/authgate-alerts.yml). */
+    one(r, fmt, "authgate_negotiate_configured", "gauge",
+        "1 when auth_schemes names negotiate, else 0.",
+        ag_config_scheme_enabled(srv->cfg, AG_SCHEME_NEGOTIATE));
+    one(r, fmt, "authgate_negotiate_ready", "gauge",
+        "1 when the Kerberos acceptor is ready (Negotiate offered), else 0.", srv->gss != NULL);
+    one(r, fmt, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        rss_bytes());
 
     struct ag_stats_view v;
     ag_stats_view_take(srv, &v);
-    ag_ctl_metrics_counters(&v, r);
+    ag_ctl_metrics_counters(&v, fmt, r);
     const struct ag_auth_stats *a = v.auth; /* summed over every loop */
 
     const struct ag_latency_series *h = ag_latency_series;
     const char *hn = "authgate_auth_verify_duration_seconds";
-    family(r, hn, "histogram", "Time from queuing a verification to its result.");
+    family(r, fmt, hn, "histogram", "Time from queuing a verification to its result.");
     for (size_t i = 0; i < AG_LAT_SERIES; i++) {
         const struct ag_latency *l = &a->latency[h[i].scheme][h[i].backend];
         const char *sl =
@@ -118,4 +136,6 @@ void ag_ctl_metrics(struct ag_server *srv, struct ag_ctl_reply *r)
         ag_ctl_raw(r, "%s_count{scheme=\"%s\",backend=\"%s\"} %llu\n", hn, sl, h[i].bname,
                    (unsigned long long)l->count);
     }
+    if (fmt == AG_METRICS_OPENMETRICS)
+        ag_ctl_raw(r, "# EOF\n");
 }

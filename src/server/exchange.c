@@ -186,6 +186,8 @@ void exchange_log(struct conn *c)
         st->status_4xx++;
     else if (s >= 500)
         st->status_5xx++;
+    if (s == 503) /* the alert rules watch it apart from upstream 5xx */
+        st->status_503++;
     if (!ag_access_enabled())
         return;
     struct timeval tv;

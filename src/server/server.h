@@ -71,6 +71,7 @@ struct ag_users;
 struct ag_gss_acceptor;
 struct ag_rules;
 struct ag_ctl;
+struct ag_metrics_http;
 
 struct ag_listener {
     uv_tcp_t tcp;
@@ -151,6 +152,8 @@ struct ag_server {
 
     /* the status socket (src/ctl); NULL when off or once stopping */
     struct ag_ctl *ctl;
+    /* the Prometheus listener (src/ctl/metrics_http.c); NULL when off */
+    struct ag_metrics_http *metrics_http;
     /* Called once as the stop begins, with the listeners closing: main.c
      * sets it to ag_ctl_stop. A hook, not a call, because src/ctl depends on
      * src/server and never the reverse. NULL: nothing to stop. */

@@ -379,6 +379,11 @@ static const struct dump_case {
     {"workers auto", "workers auto"},
     {"workers 3", "workers 3"},
     {"status_allow_groups root 4", "status_allow_groups 0 4"},
+    {"metrics_listen 127.0.0.1:9337", "metrics_listen 127.0.0.1:9337"},
+    {"metrics_listen [::]:9337", "metrics_listen [::]:9337"},
+    {"metrics_listen none", "metrics_listen none"},
+    {"metrics_allow 10.0.0.5 192.0.2.0/24", "metrics_allow 10.0.0.5/32 192.0.2.0/24"},
+    {"metrics_allow none", "metrics_allow none"},
 };
 
 static void test_every_option_round_trips(void **state)
@@ -473,6 +478,13 @@ static const struct err_case {
      "proxy.conf:1: proxy_protocol_from: '10.0.0.0/33' is not an address or CIDR network"},
     {"proxy_protocol_from balancer.example",
      "proxy.conf:1: proxy_protocol_from: 'balancer.example' is not an address or CIDR network"},
+    /* numeric only, as listen: no DNS at start-up */
+    {"metrics_listen localhost:9337", "proxy.conf:1: metrics_listen: 'localhost:9337' must be a "
+                                      "numeric ADDRESS:PORT (1.2.3.4:9090, [::1]:9090, *:9090)"},
+    {"metrics_listen 127.0.0.1", "proxy.conf:1: metrics_listen: '127.0.0.1' must be a numeric "
+                                 "ADDRESS:PORT (1.2.3.4:9090, [::1]:9090, *:9090)"},
+    {"metrics_allow 10.0.0.0/33",
+     "proxy.conf:1: metrics_allow: '10.0.0.0/33' is not an address or CIDR network"},
     {"ntlm_domain SIXTEENCHARSLONG", "proxy.conf:1: ntlm_domain: 'SIXTEENCHARSLONG' must be a "
                                      "NetBIOS name (1-15 characters, no . \\ / : * ? \" < > |)"},
     {"proxy_host 10.0.0.1:80",
@@ -587,6 +599,50 @@ static void test_error_messages(void **state)
         if (strcmp(err, err_cases[i].want) != 0)
             fail_msg("'%s':\n got: %s\nwant: %s", err_cases[i].text, err, err_cases[i].want);
     }
+}
+
+/* authgate.conf(5) is generated from the table: every option has its
+ * paragraph, with its real default and whether a reload applies it, and no
+ * doc string can start a roff request. */
+static void test_man_reference(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    ag_config_write_man(f);
+    fclose(f);
+    for (size_t i = 0; i < ag_config_option_count(); i++) {
+        char want[128], name[64];
+        size_t o = 0;
+        /* the name as roff writes it: '-' escaped (no option has one today) */
+        for (const char *p = ag_config_option_name(i); *p && o + 3 < sizeof name; p++) {
+            if (*p == '-')
+                name[o++] = '\\';
+            name[o++] = *p;
+        }
+        name[o] = '\0';
+        snprintf(want, sizeof want, ".TP\n.B %s\n", name);
+        if (!strstr(text, want))
+            fail_msg("authgate.conf(5) lacks a paragraph for '%s'", name);
+    }
+    assert_non_null(strstr(text, ".B header_max\nLargest request head accepted.\n.br\nType: size "
+                                 "in bytes (k, m suffixes). Default: \\fB64k\\fR. Range: 4096 to "
+                                 "262144. A reload (SIGHUP) applies it.\n"));
+    assert_non_null(strstr(text, ".B metrics_listen\n"));
+    assert_non_null(strstr(text, "Default: \\fB127.0.0.1:3128\\fR. Repeatable. Read at "
+                                 "start\\-up only"));
+    /* every line of the reference is a request we emit or plain text */
+    for (char *line = text; line && *line;) {
+        assert_false(line[0] == '\'');
+        if (line[0] == '.')
+            assert_true(strncmp(line, ".TP\n", 4) == 0 || strncmp(line, ".B ", 3) == 0 ||
+                        strncmp(line, ".br\n", 4) == 0);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    free(text);
 }
 
 /* realm_domain: a lookup by realm, case-insensitive; none clears. */
@@ -1107,8 +1163,8 @@ static void test_fixed_changed(void **state)
     for (size_t i = 0; i < ag_config_option_count(); i++)
         n_fixed += !ag_config_option_reloadable(i);
     /* listen, workers, threadpool_size, {winbind,kerberos,local}_threads,
-     * rcache_dir, status_socket{,_mode,_group} */
-    assert_int_equal(n_fixed, 10);
+     * rcache_dir, status_socket{,_mode,_group}, metrics_listen */
+    assert_int_equal(n_fixed, 11);
     struct ag_config *wk = parse("workers 2", err, sizeof err);
     assert_non_null(wk);
     assert_string_equal(ag_config_fixed_changed(a, wk), "workers");
@@ -1209,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_full_config_fields),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_realm_domain_lookup),
+        cmocka_unit_test(test_man_reference),
         cmocka_unit_test(test_error_caps),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_sizes),

@@ -330,7 +330,7 @@ static void test_outputs_show_every_row(void **state)
     ag_ctl_stats_counters(&v, &r);
     char *stats = finish(&r);
     ag_ctl_reply_init(&r);
-    ag_ctl_metrics_counters(&v, &r);
+    ag_ctl_metrics_counters(&v, AG_METRICS_PROMETHEUS, &r);
     char *metrics = finish(&r);
 
     struct line *l;
