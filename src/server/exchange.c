@@ -281,7 +281,17 @@ void exchange_maybe_done(struct conn *c)
     next_request(c);
 }
 
-void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
+/* A body the gateway sends from memory it does not own (the PAC file in
+ * the configuration snapshot the connection holds). */
+struct reply_body {
+    const char *ctype;
+    const char *data;
+    size_t len;
+    bool send; /* false: HEAD or 304, the head only */
+};
+
+static void reply_with(struct conn *c, int status, const char *extra, const char *detail,
+                       const struct reply_body *body)
 {
     if (conn_ending(c))
         return;
@@ -295,11 +305,21 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
         keep = false;
     c->rq.status = status;
     c->rq.resp_started = c->rq.resp_done = true;
-    if (ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail) != 0) {
+    int rc = body ? ag_reply_build_head(&c->stage_client, status, body->ctype, body->len, extra,
+                                        keep, c->rq.http10)
+                  : ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail);
+    char *copy = NULL;
+    if (!rc && body && body->send && !(copy = malloc(body->len)))
+        rc = AG_ENOMEM;
+    if (rc != 0) {
         conn_close(c, "reply_failed");
         return;
     }
     conn_flush(c);
+    if (copy) {
+        memcpy(copy, body->data, body->len);
+        conn_write_client(c, copy, body->len);
+    }
     exchange_log(c);
     if (!keep) {
         conn_close_after_flush(c);
@@ -320,6 +340,11 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
      * deadline replaces it once the body is in. */
     conn_set_timer(c, c->cfg->drain_timeout_ms);
     conn_resume(c);
+}
+
+void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
+{
+    reply_with(c, status, extra, detail, NULL);
 }
 
 /* --- the upstream request -------------------------------------------------- */
@@ -975,6 +1000,83 @@ static bool healthz(struct conn *c, const char *url, size_t ul)
     return true;
 }
 
+/* The value of the one field name in h, NUL-terminated in out, or false
+ * (absent, repeated, or longer than out). */
+static bool field_copy(const struct ag_head *h, const char *name, char *out, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    if (ag_head_find(h, name, &v, &vl) != 1 || vl >= cap)
+        return false;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return true;
+}
+
+/* The client holds the current PAC file (RFC 9110 §13.1): If-None-Match
+ * decides when present (weak comparison, "*" matches), else
+ * If-Modified-Since against the file's mtime. */
+static bool pac_not_modified(const struct ag_head *h, const struct ag_config *cfg)
+{
+    char v[1024];
+    if (ag_head_find(h, "If-None-Match", NULL, NULL) > 0) {
+        if (!field_copy(h, "If-None-Match", v, sizeof v))
+            return false;
+        size_t el = strlen(cfg->pac_etag);
+        for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ' || *t == '\t')
+                t++;
+            size_t tl = strlen(t);
+            while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+                t[--tl] = '\0';
+            if (strncmp(t, "W/", 2) == 0) {
+                t += 2;
+                tl -= 2;
+            }
+            if (strcmp(t, "*") == 0 || (tl == el && memcmp(t, cfg->pac_etag, el) == 0))
+                return true;
+        }
+        return false;
+    }
+    if (!field_copy(h, "If-Modified-Since", v, sizeof v))
+        return false;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return false; /* not an IMF-fixdate: ignored (RFC 9110 §13.1.3) */
+    return (int64_t)timegm(&tm) >= cfg->pac_mtime;
+}
+
+/* "GET /proxy.pac" or "GET /wpad.dat" (or HEAD) in origin form, on any
+ * listener, with pac_file set: the PAC file, before authentication (a
+ * browser fetches it before it knows it has a proxy, let alone
+ * credentials for it). A query string is ignored. */
+static bool pac(struct conn *c, const char *url, size_t ul)
+{
+    const struct ag_config *cfg = c->cfg;
+    if (!cfg->pac_body || (c->rq.method != HTTP_GET && c->rq.method != HTTP_HEAD))
+        return false;
+    const char *q = memchr(url, '?', ul);
+    size_t pl = q ? (size_t)(q - url) : ul;
+    if (!((pl == 10 && memcmp(url, "/proxy.pac", 10) == 0) ||
+          (pl == 9 && memcmp(url, "/wpad.dat", 9) == 0)))
+        return false;
+    static const char ctype[] = "application/x-ns-proxy-autoconfig";
+    bool fresh = pac_not_modified(&c->head, cfg);
+    char extra[160];
+    snprintf(extra, sizeof extra, "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n",
+             cfg->pac_etag, cfg->pac_last_modified);
+    snprintf(c->rq.ctype, sizeof c->rq.ctype, "%s", ctype);
+    struct reply_body b = {ctype, cfg->pac_body, cfg->pac_len, !fresh && !c->rq.is_head};
+    if (fresh)
+        c->srv->stats.pac_not_modified++;
+    else
+        c->srv->stats.pac_ok++;
+    reply_with(c, fresh ? 304 : 200, extra, NULL, &b);
+    return true;
+}
+
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
@@ -1023,7 +1125,7 @@ void exchange_on_head(struct conn *c)
         exchange_reply(c, 400, NULL, "several Host fields");
         return;
     }
-    if (healthz(c, url, ul))
+    if (healthz(c, url, ul) || pac(c, url, ul))
         return;
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
                               : ag_target_parse_absolute(url, ul, &c->rq.target);
