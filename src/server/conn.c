@@ -328,9 +328,9 @@ void conn_update_reading(struct conn *c)
         exchange_start_splice(c);
         return;
     }
-    bool want_up =
-        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
-        (up->idle || c->state == CONN_FORWARD || (c->state == CONN_TUNNEL && !c->tun_up_eof));
+    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+                   (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
+                    (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
         if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
             up->reading = true;

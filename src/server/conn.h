@@ -22,6 +22,9 @@
 #include "proxy/upstream.h"
 #include "server.h"
 
+struct ag_route;
+struct ag_parent_health;
+
 /* The connection's state; conn_enter() in conn.c is its only writer and
  * asserts the move against a table of legal transitions:
  *   NEW         -> READ_HEAD                               (accepted)
@@ -70,6 +73,16 @@ struct conn_request {
     bool drain;              /* discarding the body of a refused request */
     uint64_t drained;
     bool close_after; /* close the client connection when this exchange ends */
+    /* the route (route= of the allowing rule) */
+    const struct ag_route *route;   /* parents to try (points into srv->rules), NULL = direct */
+    size_t route_next;              /* index in route of the next parent to try */
+    const struct ag_parent *parent; /* parent in use (points into cfg), NULL = direct */
+    struct ag_parent_health *parent_health; /* its shared health slot */
+    const struct ag_route *reroute;         /* a route= rule admitted a resolved address (dst= rules
+                                               made the gateway resolve): go through its parents */
+    bool parent_connect;                    /* our CONNECT is at the parent; its answer awaited */
+    size_t parent_head_bytes;               /* bytes of the parent's answer to CONNECT so far */
+    char parent_why[160];                   /* why the last parent could not be used, for the log */
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
