@@ -56,6 +56,7 @@ void conn_request_reset(struct conn *c, uint64_t now_ms)
     struct conn_request *rq = &c->rq;
     free(rq->log_url);
     free(rq->resp_extra);
+    free_parent_auth(c);
     ag_buf_free(&rq->req_head_up);
     memset(rq, 0, sizeof *rq);
     ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);

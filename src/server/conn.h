@@ -82,7 +82,9 @@ struct conn_request {
                                                made the gateway resolve): go through its parents */
     bool parent_connect;                    /* our CONNECT is at the parent; its answer awaited */
     size_t parent_head_bytes;               /* bytes of the parent's answer to CONNECT so far */
-    char parent_why[160];                   /* why the last parent could not be used, for the log */
+    char *parent_auth;    /* auth=negotiate: this request's Proxy-Authorization line to the
+                             parent (owned, wiped: free_parent_auth) */
+    char parent_why[160]; /* why the last parent could not be used, for the log */
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
@@ -177,6 +179,8 @@ void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
 
 /* exchange.c */
+/* Wipes and frees c->rq.parent_auth. */
+void free_parent_auth(struct conn *c);
 extern const llhttp_settings_t ag_request_settings;
 /* The error text of a chunk over AG_CHUNK_SIZE_MAX (HPE_CB_CHUNK_HEADER). */
 extern const char exchange_chunk_too_big[];

@@ -19,6 +19,7 @@
 #include "session/table.h"
 #include "conn.h"
 #include "http/reply.h"
+#include "auth/negotiate.h"
 #include "proxy/parent.h"
 #include "util/log.h"
 
@@ -404,6 +405,8 @@ static int parent_fields(struct conn *c, struct ag_buf *b)
     const struct ag_parent *p = c->rq.parent;
     if (p && p->basic_field)
         rc |= ag_buf_appendz(b, p->basic_field);
+    else if (p && p->auth == AG_PARENT_AUTH_NEGOTIATE && c->rq.parent_auth)
+        rc |= ag_buf_appendz(b, c->rq.parent_auth);
     const char *ident = ag_auth_identity_header(c);
     if (ident && (!p || c->cfg->parent_identity_header))
         rc |= ag_buf_appendz(b, ident);
@@ -808,7 +811,17 @@ static void start_exchange_io(struct conn *c)
 
 /* --- parents (route=) ------------------------------------------------------- */
 
+void free_parent_auth(struct conn *c)
+{
+    if (c->rq.parent_auth) {
+        ag_wipe(c->rq.parent_auth, strlen(c->rq.parent_auth));
+        free(c->rq.parent_auth);
+        c->rq.parent_auth = NULL;
+    }
+}
+
 static void open_upstream(struct conn *c);
+static void start_hop(struct conn *c);
 
 /* The next parent of the request's route that is not in back-off, into
  * c->rq.parent; false when none is left. */
@@ -887,8 +900,7 @@ static void parent_failed(struct conn *c, int status)
         no_parent(c);
         return;
     }
-    if (route_head(c) == 0)
-        open_upstream(c);
+    start_hop(c);
 }
 
 /* A parent answered our request with a refusal (407, 403, 5xx to CONNECT,
@@ -1030,8 +1042,7 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
             no_parent(c);
             return;
         }
-        if (route_head(c) == 0)
-            open_upstream(c);
+        start_hop(c);
         return;
     }
     if (status != 0 && c->rq.parent) {
@@ -1486,6 +1497,121 @@ void exchange_on_head(struct conn *c)
     exchange_proceed(c);
 }
 
+/* The request head for its hop, then a pooled connection to the same hop
+ * or a new one. */
+static void connect_hop(struct conn *c)
+{
+    if (route_head(c) != 0)
+        return;
+    struct ag_upstream *up = c->up;
+    const struct ag_parent *p = c->rq.parent;
+    const char *host = p ? p->host : c->rq.target.host;
+    uint16_t port = p ? p->port : c->rq.target.port;
+    /* A Negotiate token is single-use (the parent's replay cache): a
+     * request that a pooled connection lost could not be retried with it,
+     * so those parents get a fresh connection per request. */
+    if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
+        up->via_parent == (p != NULL) && up->port == port && strcmp(up->host, host) == 0 &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        c->srv->stats.upstream_reused++;
+        up->idle = false;
+        up->reused = true;
+        start_exchange_io(c);
+        return;
+    }
+    ag_upstream_close(up);
+    c->up = NULL;
+    open_upstream(c);
+}
+
+/* A Kerberos token for a parent (auth=negotiate): made on the Kerberos
+ * pool, since it may talk to the KDC (a TGT, a service ticket). */
+struct parent_token_job {
+    struct ag_job base;
+    char *keytab; /* client keytab (owned), NULL = KRB5_CLIENT_KTNAME / default */
+    char *target; /* the parent's principal (owned) */
+    char *field;  /* run: the Proxy-Authorization line (owned, wiped) */
+    int rc;
+    char err[600];
+};
+
+static void token_run(struct ag_job *j)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    t->rc = ag_gss_initiate_blocking(t->keytab, t->target, &t->field, t->err, sizeof t->err);
+}
+
+static void token_done(struct ag_job *j, void *owner)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    struct conn *c = owner;
+    c->job = NULL;
+    uv_timer_stop(&c->timer);
+    if (t->rc != 0) {
+        c->srv->stats.parent_auth_failed++;
+        ag_err("conn=%llu event=parent_auth_failed parent=%s error=\"%s\"",
+               (unsigned long long)c->id, c->rq.parent->name, t->err);
+        upstream_failed(c, 502, "cannot authenticate to the parent proxy");
+        return;
+    }
+    free_parent_auth(c);
+    c->rq.parent_auth = t->field;
+    t->field = NULL;
+    connect_hop(c);
+}
+
+static void token_release(struct ag_job *j)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    free(t->keytab);
+    free(t->target);
+    if (t->field) {
+        ag_wipe(t->field, strlen(t->field));
+        free(t->field);
+    }
+}
+
+static const struct ag_job_ops token_ops = {"parent_token", token_run, token_done, token_release};
+
+/* On to the chosen hop: direct, or the parent in c->rq.parent (after its
+ * Kerberos token, when it wants one). */
+static void start_hop(struct conn *c)
+{
+    const struct ag_parent *p = c->rq.parent;
+    if (!p || p->auth != AG_PARENT_AUTH_NEGOTIATE) {
+        connect_hop(c);
+        return;
+    }
+    struct parent_token_job *t = calloc(1, sizeof *t);
+    const char *kt = c->cfg->keytab;
+    if (t) {
+        t->base.ops = &token_ops;
+        t->keytab = kt ? strdup(kt) : NULL;
+        t->target = strdup(p->principal);
+    }
+    if (!t || (kt && !t->keytab) || !t->target) {
+        if (t) {
+            token_release(&t->base);
+            free(t);
+        }
+        upstream_failed(c, 502, "out of memory");
+        return;
+    }
+    if (c->state != CONN_UPSTREAM)
+        conn_enter(c, CONN_UPSTREAM);
+    if (ag_job_submit(&c->srv->workers, AG_POOL_KERBEROS, &t->base, c) != 0) {
+        token_release(&t->base);
+        free(t);
+        c->srv->stats.parent_auth_failed++;
+        upstream_failed(c, 503, "too many Kerberos jobs in flight");
+        return;
+    }
+    c->job = &t->base;
+    /* A KDC that does not answer: the connection ends at this deadline
+     * (conn_close detaches the job). */
+    conn_set_timer(c, c->cfg->handshake_timeout_ms);
+}
+
 void exchange_proceed(struct conn *c)
 {
     if (c->srv->rules && !c->rq.preauth) {
@@ -1517,21 +1643,5 @@ void exchange_proceed(struct conn *c)
             return;
         }
     }
-    if (route_head(c) != 0)
-        return;
-    struct ag_upstream *up = c->up;
-    const char *host = c->rq.parent ? c->rq.parent->host : c->rq.target.host;
-    uint16_t port = c->rq.parent ? c->rq.parent->port : c->rq.target.port;
-    if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
-        up->via_parent == (c->rq.parent != NULL) && up->port == port &&
-        strcmp(up->host, host) == 0) {
-        c->srv->stats.upstream_reused++;
-        up->idle = false;
-        up->reused = true;
-        start_exchange_io(c);
-        return;
-    }
-    ag_upstream_close(up);
-    c->up = NULL;
-    open_upstream(c);
+    start_hop(c);
 }

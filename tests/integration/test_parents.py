@@ -32,6 +32,7 @@ from harness.gateway import check_config, free_port
 from harness.origin import HELLO
 from harness.tools import wait_until
 from harness.squid import IDENT, Squid
+from peers.fixtures import kdc  # noqa: F401
 from test_rules import PW, curl_as, start_gateway
 
 
@@ -243,3 +244,59 @@ def test_identity_header_to_parent(make_gateway, tmp_path, squids, origin, send)
     assert rec[3] == ("carol" if send else "-"), rec
     req = [q for q in origin.requests if q.target == "/who"][0]
     assert req.header(IDENT) == ("carol" if send else None)
+
+
+def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin):  # noqa: F811
+    """The gateway authenticates to Squid with Kerberos from its own keytab
+    (the first principal of `keytab`: HTTP/localhost), for a service of the
+    parent's (HTTP/parent.test, in Squid's keytab for negotiate_kerberos_auth).
+    Squid's access log names the gateway's principal, never the client."""
+    sq = squids(start=False)
+    keytab = str(sq.dir / "parent.keytab")
+    service = kdc.add_principal("HTTP/parent.test", keytab=keytab)
+    pw_ = __import__("pwd").getpwnam("proxy")
+    os.chown(keytab, 0, pw_.pw_gid)
+    os.chmod(keytab, 0o640)
+    conf = sq.private_file("krb5.conf", open(kdc.krb5_conf).read(), 0o644)
+    rc_dir = sq.dir / "rcache"
+    rc_dir.mkdir()
+    os.chown(rc_dir, pw_.pw_uid, pw_.pw_gid)
+    sq.env.update(KRB5_CONFIG=str(conf), KRB5RCACHEDIR=str(rc_dir))
+    sq.auth_lines = [
+        "auth_param negotiate program /usr/lib/squid/negotiate_kerberos_auth -k %s -s %s"
+        % (keytab, service),
+        "auth_param negotiate children 2",
+        "acl authed proxy_auth REQUIRED",
+        "http_access deny !authed",
+    ]
+    sq.start()
+    gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False,
+                       connect_ports=str(tls_origin.port))
+    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
+    gw.start()
+    routed = origin.url("/krb", host="127.0.0.1")
+    for _ in range(2):  # a fresh token per request (each is single-use)
+        r = get(gw, routed)
+        assert r.status == 200 and r.body == HELLO, (r, sq.logs_tail())
+    r = get(gw, tls_origin.url("/tls"), "bob", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    me = kdc.principal("HTTP/localhost")
+    recs = [x for x in sq.access_log if x[1] == routed and x[2] == "200"]
+    assert len(recs) == 2 and all(x[4] == me for x in recs), sq.access_log
+    assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == me
+    req = [q for q in origin.requests if q.target == "/krb"][0]
+    assert req.header("Proxy-Authorization") is None
+
+
+def test_negotiate_to_parent_without_key(make_gateway, tmp_path, squids, kdc, origin):  # noqa: F811
+    """A parent principal the KDC does not know: no token, 502, the GSS
+    error in the log, nothing sent to the parent."""
+    sq = squids()
+    gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False)
+    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:HTTP/nowhere.test@%s"
+                            % (sq.port, kdc.realm)]
+    gw.start()
+    r = get(gw, origin.url("/x", host="127.0.0.1"))
+    assert r.status == 502 and b"cannot authenticate to the parent proxy" in r.body, r
+    gw.wait_log(r"event=parent_auth_failed parent=sq error=\".*not found")
+    assert not sq.access_log
