@@ -28,11 +28,13 @@ import time
 import pytest
 
 from harness.accesslog import parse_access
+from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
 from harness.gateway import check_config, free_port
 from harness.origin import HELLO
 from harness.tools import wait_until
 from harness.squid import IDENT, Squid
 from peers.fixtures import kdc  # noqa: F401
+from test_ctl import doctor
 from test_rules import PW, curl_as, start_gateway
 
 
@@ -190,9 +192,10 @@ def test_unknown_route_refused(make_gateway, tmp_path):
     assert rc == 1 and "route names 'nope', which no parent line" in out, out
 
 
-def test_parent_down(make_gateway, tmp_path, origin):
+def test_parent_down(make_gateway, tmp_path, origin, sockdir):
     dead = free_port()
-    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % dead])
+    sock = str(sockdir / "ctl.sock")
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % dead], status_socket=sock)
     r = get(gw, origin.url("/x", host="127.0.0.1"))
     assert r.status == 502 and b"no parent proxy available" in r.body, r
     gw.wait_log(r"event=parent_down parent=sq address=127.0.0.1:%d reason=\"connection refused\""
@@ -203,6 +206,12 @@ def test_parent_down(make_gateway, tmp_path, origin):
     assert r.status == 502, r
     gw.wait_log(r"event=parent_none_left .*reason=\"sq: in back-off\"")
     assert not origin.requests
+    st = stats(gw)
+    assert (st["parent_failed"], st["parent_skipped"], st["parent_none_left"]) == (1, 1, 2), st
+    parents = ctl_json(sock, "status")["parents"]
+    assert parents == [{"parent": "sq", "parent_address": "127.0.0.1:%d" % dead,
+                        "parent_auth": "none", "parent_state": "backoff",
+                        "parent_failures": 1}], parents
 
 
 def test_failover_backoff_and_recovery(make_gateway, tmp_path, squids, origin):
@@ -300,3 +309,37 @@ def test_negotiate_to_parent_without_key(make_gateway, tmp_path, squids, kdc, or
     assert r.status == 502 and b"cannot authenticate to the parent proxy" in r.body, r
     gw.wait_log(r"event=parent_auth_failed parent=sq error=\".*not found")
     assert not sq.access_log
+
+
+def test_route_after_dst_rule(make_gateway, tmp_path, squids, origin):
+    """A dst= rule before a route= rule: the gateway resolves the name to
+    decide dst=, and the rule that admits the address still sends the
+    request through the parent (never a direct connection)."""
+    sq = squids()
+    rules = """
+        deny tennet dst=10.0.0.0/8
+        allow routed host=localhost route=sq
+        allow rest
+        """
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port], rules=rules)
+    url = "http://localhost:%d/after-dst" % origin.port
+    r = get(gw, url)
+    assert r.status == 200 and r.body == HELLO, r
+    sq.wait_logged(lambda x: x[1] == url and x[2] == "200")
+    req = [q for q in origin.requests if q.target == "/after-dst"][0]
+    assert "sq" in req.header("Via"), req.headers
+
+
+def test_doctor_checks_parents(tmp_path, squids):
+    sq = squids()
+    dead = free_port()
+    pac = tmp_path / "p.pac"
+    pac.write_text('function FindProxyForURL(u, h) { return "DIRECT"; }\n')
+    conf = tmp_path / "a.conf"
+    conf.write_text("listen 127.0.0.1:%d\nauth_schemes none\nparent up 127.0.0.1:%d\n"
+                    "parent down 127.0.0.1:%d\npac_file %s\n" % (free_port(), sq.port, dead, pac))
+    rc, out = doctor(conf)
+    assert rc == 1, out
+    assert "OK   parent: up 127.0.0.1:%d accepts connections" % sq.port in out, out
+    assert "FAIL parent: down 127.0.0.1:%d: Connection refused" % dead in out, out
+    assert "OK   pac_file: %s: 52 bytes" % pac in out, out
