@@ -161,6 +161,19 @@ def test_basic_to_parent(make_gateway, tmp_path, squids, origin, tls_origin):
     assert req.header("Proxy-Authorization") is None
 
 
+def test_client_credentials_never_reach_the_parent(make_gateway, tmp_path, squids, origin):
+    """Squid accepts alice's own password, but the parent line has no auth=:
+    the gateway must not pass the client's Proxy-Authorization on, so Squid
+    answers 407 and the client gets 502."""
+    sq = squid_basic(squids, tmp_path, user="alice", password=PW["alice"])
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port])
+    r = get(gw, origin.url("/mine", host="127.0.0.1"), "alice")
+    assert r.status == 502, r
+    rec = sq.wait_logged(lambda x: x[1].endswith("/mine"))
+    assert rec[2] == "407" and rec[4] == "-", rec
+    assert not origin.requests
+
+
 def test_parent_refuses_our_credentials(make_gateway, tmp_path, squids, origin, tls_origin):
     sq = squid_basic(squids, tmp_path)
     cred = cred_file(tmp_path, "gw:wrong-password\n")
@@ -247,7 +260,8 @@ def test_identity_header_to_parent(make_gateway, tmp_path, squids, origin, send)
     gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port],
                       parent_identity_header="on" if send else "off")
     routed = origin.url("/who", host="127.0.0.1")
-    r = get(gw, routed, "carol")
+    # A client's own copy never passes for the gateway's.
+    r = get(gw, routed, "carol", "-H", "X-Authenticated-User: mallory")
     assert r.status == 200, r
     rec = sq.wait_logged(lambda x: x[1] == routed)
     assert rec[3] == ("carol" if send else "-"), rec
