@@ -102,17 +102,23 @@ static enum ag_gss_fail fail_class(OM_uint32 minor)
     return AG_GSS_FAIL_OTHER;
 }
 
+/* "svc@host" as a host-based service, anything else as a Kerberos
+ * principal ("HTTP/host@REALM"). */
+static OM_uint32 import_name(OM_uint32 *minor, const char *name, gss_name_t *out)
+{
+    gss_buffer_desc nb = {strlen(name), (void *)name};
+    gss_OID type = (strchr(name, '@') && !strchr(name, '/')) ? GSS_C_NT_HOSTBASED_SERVICE
+                                                             : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
+    return gss_import_name(minor, &nb, type, out);
+}
+
 struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
                                             size_t errlen)
 {
     OM_uint32 major, minor;
     gss_name_t gname = GSS_C_NO_NAME;
     if (name && *name) {
-        gss_buffer_desc nb = {strlen(name), (void *)name};
-        gss_OID type = (strchr(name, '@') && !strchr(name, '/'))
-                           ? GSS_C_NT_HOSTBASED_SERVICE
-                           : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
-        major = gss_import_name(&minor, &nb, type, &gname);
+        major = import_name(&minor, name, &gname);
         if (GSS_ERROR(major)) {
             char e[512];
             format_status(major, minor, e, sizeof e);
@@ -365,11 +371,7 @@ int ag_gss_initiate_blocking(const char *client_keytab, const char *target, char
     gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
     *field = NULL;
 
-    gss_buffer_desc nb = {strlen(target), (void *)target};
-    gss_OID type = (strchr(target, '@') && !strchr(target, '/'))
-                       ? GSS_C_NT_HOSTBASED_SERVICE
-                       : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
-    major = gss_import_name(&minor, &nb, type, &tname);
+    major = import_name(&minor, target, &tname);
     if (GSS_ERROR(major)) {
         format_status(major, minor, e, sizeof e);
         snprintf(err, errlen, "parent principal '%s': %s", target, e);
@@ -401,15 +403,10 @@ int ag_gss_initiate_blocking(const char *client_keytab, const char *target, char
         snprintf(err, errlen, "gss_init_sec_context for %s: %s", target, e);
         goto done;
     }
-    static const char pre[] = "Proxy-Authorization: Negotiate ";
-    size_t fl = sizeof pre - 1 + ag_b64_encoded_len(out.length) + 3;
-    if (!(*field = malloc(fl))) {
+    if (!(*field = ag_b64_field("Proxy-Authorization: Negotiate ", out.value, out.length))) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    memcpy(*field, pre, sizeof pre - 1);
-    ag_b64_encode(out.value, out.length, *field + sizeof pre - 1);
-    strcat(*field, "\r\n");
     rc = 0;
 done:
     if (out.value) {

@@ -127,6 +127,19 @@ static const char *rows_name(const char *cmd)
     return "rows";
 }
 
+/* One multi-pair record as a JSON object on a line of its own. */
+static void json_row(const struct record *r)
+{
+    printf("\n    {");
+    for (int k = 0; k < r->n; k++) {
+        printf("%s", k ? ", " : "");
+        json_string(r->p[k].key);
+        printf(": ");
+        json_value(r->p[k].val);
+    }
+    printf("}");
+}
+
 /* A row of "status" describing a parent proxy (its first key is "parent"). */
 static bool is_parent_row(const struct record *r)
 {
@@ -157,14 +170,8 @@ static void show_json(const char *cmd, struct record *recs, size_t n)
         for (size_t i = 0; i < n; i++) {
             if (recs[i].n == 1 || is_parent_row(&recs[i]))
                 continue;
-            printf("%s\n    {", rfirst ? "" : ",");
-            for (int k = 0; k < recs[i].n; k++) {
-                printf("%s", k ? ", " : "");
-                json_string(recs[i].p[k].key);
-                printf(": ");
-                json_value(recs[i].p[k].val);
-            }
-            printf("}");
+            printf("%s", rfirst ? "" : ",");
+            json_row(&recs[i]);
             rfirst = false;
         }
         printf("%s]", rfirst ? "" : "\n  ");
@@ -176,14 +183,7 @@ static void show_json(const char *cmd, struct record *recs, size_t n)
         if (!is_parent_row(&recs[i]))
             continue;
         printf("%s", pfirst ? ",\n  \"parents\": [" : ",");
-        printf("\n    {");
-        for (int k = 0; k < recs[i].n; k++) {
-            printf("%s", k ? ", " : "");
-            json_string(recs[i].p[k].key);
-            printf(": ");
-            json_value(recs[i].p[k].val);
-        }
-        printf("}");
+        json_row(&recs[i]);
         pfirst = false;
     }
     if (!pfirst)

@@ -210,15 +210,11 @@ static int load_basic(struct ag_parent *p, char *why, size_t whylen)
         snprintf(why, whylen, "%s: must hold one user:password line", p->cred_file);
         goto out;
     }
-    static const char pre[] = "Proxy-Authorization: Basic ";
-    size_t fl = sizeof pre - 1 + ag_b64_encoded_len(len) + 3;
-    if (!(p->basic_field = malloc(fl))) {
+    if (!(p->basic_field =
+              ag_b64_field("Proxy-Authorization: Basic ", (const uint8_t *)text, len))) {
         snprintf(why, whylen, "%s: out of memory", p->cred_file);
         goto out;
     }
-    memcpy(p->basic_field, pre, sizeof pre - 1);
-    ag_b64_encode((const uint8_t *)text, len, p->basic_field + sizeof pre - 1);
-    strcat(p->basic_field, "\r\n");
     rc = 0;
 out:
     if (text) {
