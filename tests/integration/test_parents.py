@@ -357,3 +357,25 @@ def test_doctor_checks_parents(tmp_path, squids):
     assert "OK   parent: up 127.0.0.1:%d accepts connections" % sq.port in out, out
     assert "FAIL parent: down 127.0.0.1:%d: Connection refused" % dead in out, out
     assert "OK   pac_file: %s: 52 bytes" % pac in out, out
+
+
+def test_reload_routes_and_parents(make_gateway, tmp_path, squids, origin):
+    """SIGHUP: a route to a parent the new file does not define is refused
+    (the old configuration keeps serving); a new parent and route are taken."""
+    sq = squids()
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port])
+    url = "http://localhost:%d/reloaded" % origin.port
+    assert get(gw, url).status == 200
+    assert not any(x[1] == url for x in sq.access_log)
+    gw.rules_path.write_text("allow all host=localhost route=other\nallow rest\n")
+    since = len(gw.error_log)
+    gw.reload()
+    gw.wait_log(r"event=reload_failed error=.*route names 'other', which no parent line",
+                since=since)
+    assert get(gw, origin.url("/still", host="127.0.0.1")).status == 200
+    sq.wait_logged(lambda x: x[1].endswith("/still"))
+    since = len(gw.error_log)
+    gw.reload({"parent": ["sq 127.0.0.1:%d" % sq.port, "other 127.0.0.1:%d" % sq.port]})
+    gw.wait_log(r"event=reloaded", since=since)
+    assert get(gw, url).status == 200
+    sq.wait_logged(lambda x: x[1] == url)
