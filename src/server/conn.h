@@ -38,7 +38,8 @@ enum conn_state {
     CONN_NEW = 0,     /* zeroed, not yet set up by ag_conn_accept */
     CONN_READ_HEAD,   /* reading a request head; pre-auth caps apply */
     CONN_AUTH_VERIFY, /* one verification job in flight; parser paused; still reading to see EOF */
-    CONN_UPSTREAM,    /* resolving / connecting upstream */
+    CONN_UPSTREAM,    /* resolving / connecting upstream; through a parent also its Kerberos
+                         token (a job) and its answer to our CONNECT */
     CONN_FORWARD,     /* relaying one exchange; back to READ_HEAD after */
     CONN_TUNNEL,      /* CONNECT established; terminal */
     CONN_FLUSH_CLOSE, /* shutdown issued: closes once what is queued is written */
