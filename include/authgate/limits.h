@@ -280,4 +280,29 @@
  * likely looking at a stalled one. */
 #define AG_CTL_PING_TIMEOUT_MS 2000
 
+/* --- PAC file and parent proxies ---------------------------------------- */
+
+/* A PAC file (pac_file) is held in memory and sent whole: large enterprise
+ * PAC files with long host lists run to tens of KiB; 256 KiB leaves room
+ * and bounds what every loop serves from one buffer. */
+#define AG_PAC_MAX (256 * 1024)
+/* Parents (parent NAME HOST:PORT ...): a few upstream proxies (an ISP
+ * proxy, a filtering proxy, a partner's); a cap keeps the config struct
+ * fixed-size and the route lists short to scan. */
+#define AG_PARENTS_MAX 16
+/* Parents one route (route=a,b,...) may try in order. */
+#define AG_ROUTE_PARENTS_MAX AG_PARENTS_MAX
+/* A parent that refused a connection (or timed out) is skipped this long
+ * before it is tried again: long enough that a dead parent does not cost
+ * every request a connect timeout, short enough that a restarted one is
+ * back within a minute. */
+#define AG_PARENT_BACKOFF_MS 30000
+/* Health slots kept across reloads (one per parent name and address ever
+ * configured in this process); past it new parents have no back-off. */
+#define AG_PARENT_SLOTS 64
+/* A parent's Basic credentials file: one "user:password" line. */
+#define AG_PARENT_CRED_MAX 1024
+/* A parent's answer to our CONNECT: a status line and a few fields. */
+#define AG_PARENT_CONNECT_HEAD_MAX (16 * 1024)
+
 #endif

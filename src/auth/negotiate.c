@@ -102,17 +102,23 @@ static enum ag_gss_fail fail_class(OM_uint32 minor)
     return AG_GSS_FAIL_OTHER;
 }
 
+/* "svc@host" as a host-based service, anything else as a Kerberos
+ * principal ("HTTP/host@REALM"). */
+static OM_uint32 import_name(OM_uint32 *minor, const char *name, gss_name_t *out)
+{
+    gss_buffer_desc nb = {strlen(name), (void *)name};
+    gss_OID type = (strchr(name, '@') && !strchr(name, '/')) ? GSS_C_NT_HOSTBASED_SERVICE
+                                                             : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
+    return gss_import_name(minor, &nb, type, out);
+}
+
 struct ag_gss_acceptor *ag_gss_acceptor_new(const char *keytab, const char *name, char *err,
                                             size_t errlen)
 {
     OM_uint32 major, minor;
     gss_name_t gname = GSS_C_NO_NAME;
     if (name && *name) {
-        gss_buffer_desc nb = {strlen(name), (void *)name};
-        gss_OID type = (strchr(name, '@') && !strchr(name, '/'))
-                           ? GSS_C_NT_HOSTBASED_SERVICE
-                           : (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME;
-        major = gss_import_name(&minor, &nb, type, &gname);
+        major = import_name(&minor, name, &gname);
         if (GSS_ERROR(major)) {
             char e[512];
             format_status(major, minor, e, sizeof e);
@@ -351,4 +357,67 @@ int ag_gss_map_name(const char *principal, enum ag_gss_name_format fmt, const ch
         break;
     }
     return 0;
+}
+
+int ag_gss_initiate_blocking(const char *client_keytab, const char *target, char **field, char *err,
+                             size_t errlen)
+{
+    OM_uint32 major, minor;
+    char e[512];
+    int rc = AG_EBACKEND;
+    gss_name_t tname = GSS_C_NO_NAME;
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
+    gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+    *field = NULL;
+
+    major = import_name(&minor, target, &tname);
+    if (GSS_ERROR(major)) {
+        format_status(major, minor, e, sizeof e);
+        snprintf(err, errlen, "parent principal '%s': %s", target, e);
+        goto done;
+    }
+    /* A memory ccache of its own: the gateway's tickets never land in a
+     * file, and KRB5CCNAME (an operator's, or the acceptor's) is left alone. */
+    gss_key_value_element_desc el[2] = {{"ccache", "MEMORY:authgate-parent"},
+                                        {"client_keytab", client_keytab}};
+    gss_key_value_set_desc store = {client_keytab ? 2 : 1, el};
+    gss_OID_desc krb5 = *gss_mech_krb5;
+    gss_OID_set_desc mechs = {1, &krb5};
+    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                  GSS_C_INITIATE, &store, &cred, NULL, NULL);
+    if (!GSS_ERROR(major))
+        major = gss_set_neg_mechs(&minor, cred, &mechs);
+    if (GSS_ERROR(major)) {
+        format_status(major, minor, e, sizeof e);
+        snprintf(err, errlen, "client keytab %s: %s", client_keytab ? client_keytab : "(default)",
+                 e);
+        goto done;
+    }
+    static gss_OID_desc spnego = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
+    major =
+        gss_init_sec_context(&minor, cred, &ctx, tname, &spnego, 0, GSS_C_INDEFINITE,
+                             GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
+    if (GSS_ERROR(major) || out.length == 0) {
+        format_status(major, minor, e, sizeof e);
+        snprintf(err, errlen, "gss_init_sec_context for %s: %s", target, e);
+        goto done;
+    }
+    if (!(*field = ag_b64_field("Proxy-Authorization: Negotiate ", out.value, out.length))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (out.value) {
+        ag_wipe(out.value, out.length);
+        gss_release_buffer(&minor, &out);
+    }
+    if (ctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    if (cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &cred);
+    if (tname != GSS_C_NO_NAME)
+        gss_release_name(&minor, &tname);
+    return rc;
 }

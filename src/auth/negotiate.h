@@ -78,6 +78,17 @@ struct ag_gss_step {
 void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctx, const uint8_t *in,
                             size_t inlen, struct ag_gss_step *out);
 void ag_gss_step_clear(struct ag_gss_step *s);
+
+/* The gateway as a Kerberos client (a parent proxy asks it for Negotiate,
+ * as Squid's cache_peer login=NEGOTIATE): credentials from client_keytab
+ * (NULL = KRB5_CLIENT_KTNAME or MIT's default client keytab), the first
+ * principal in it, tickets kept in a process-wide memory ccache; one SPNEGO
+ * (krb5 only) initial token for target ("HTTP@host" host-based, or a
+ * principal "HTTP/host@REALM"). May talk to the KDC: pool threads only.
+ * 0 and *field = "Proxy-Authorization: Negotiate <base64>\r\n" (owned,
+ * wipe before free), or AG_EBACKEND with the reason in err. */
+int ag_gss_initiate_blocking(const char *client_keytab, const char *target, char **field, char *err,
+                             size_t errlen);
 /* Frees a context (void * for the session row's mech slot). */
 void ag_gss_ctx_free(void *ctx);
 

@@ -131,13 +131,32 @@ static const char *rows_name(const char *cmd)
     return "rows";
 }
 
+/* One multi-pair record as a JSON object on a line of its own. */
+static void json_row(const struct record *r)
+{
+    printf("\n    {");
+    for (int k = 0; k < r->n; k++) {
+        printf("%s", k ? ", " : "");
+        json_string(r->p[k].key);
+        printf(": ");
+        json_value(r->p[k].val);
+    }
+    printf("}");
+}
+
+/* A row of "status" describing a parent proxy (its first key is "parent"). */
+static bool is_parent_row(const struct record *r)
+{
+    return r->n > 1 && strcmp(r->p[0].key, "parent") == 0;
+}
+
 static void show_json(const char *cmd, struct record *recs, size_t n)
 {
     bool first = true, rows = false;
     printf("{");
     for (size_t i = 0; i < n; i++) {
         if (recs[i].n != 1) {
-            rows = true;
+            rows = rows || !is_parent_row(&recs[i]);
             continue;
         }
         printf("%s\n  ", first ? "" : ",");
@@ -153,21 +172,26 @@ static void show_json(const char *cmd, struct record *recs, size_t n)
         printf(": [");
         bool rfirst = true;
         for (size_t i = 0; i < n; i++) {
-            if (recs[i].n == 1)
+            if (recs[i].n == 1 || is_parent_row(&recs[i]))
                 continue;
-            printf("%s\n    {", rfirst ? "" : ",");
-            for (int k = 0; k < recs[i].n; k++) {
-                printf("%s", k ? ", " : "");
-                json_string(recs[i].p[k].key);
-                printf(": ");
-                json_value(recs[i].p[k].val);
-            }
-            printf("}");
+            printf("%s", rfirst ? "" : ",");
+            json_row(&recs[i]);
             rfirst = false;
         }
         printf("%s]", rfirst ? "" : "\n  ");
         first = false;
     }
+    /* status: the parents' rows have an array of their own. */
+    bool pfirst = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_parent_row(&recs[i]))
+            continue;
+        printf("%s", pfirst ? ",\n  \"parents\": [" : ",");
+        json_row(&recs[i]);
+        pfirst = false;
+    }
+    if (!pfirst)
+        printf("\n  ]");
     printf("%s}\n", first ? "" : "\n");
 }
 

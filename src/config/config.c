@@ -22,6 +22,7 @@
 
 #include "authgate/err.h"
 #include "config/config.h"
+#include "files.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -46,6 +47,7 @@ enum opt_type {
     T_GROUPS,   /* struct ag_idlist of gids: numbers or group names, or none */
     T_REALMS,   /* realm_domains[] / n_realm_domains: "REALM DOMAIN" per line, or none */
     T_CIDRS,    /* struct ag_cidrlist: addresses or networks, or none */
+    T_PARENT,   /* parents[] / n_parents: "NAME HOST:PORT [auth=...]" per line, or none */
 };
 
 /* Row flags. */
@@ -370,6 +372,17 @@ static const struct opt opts[] = {
     {"rules_path_case", T_ENUM, OFF(rules_path_case), 0, 0, AG_PATH_CASE_INSENSITIVE, NULL,
      F_RELOAD, path_cases, NULL, "whether path= rules tell /Admin/ from /admin/"},
 
+    /* parents and PAC */
+    {"parent", T_PARENT, OFF(parents), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL, NULL,
+     "NAME HOST:PORT [auth=basic:FILE|auth=negotiate:PRINCIPAL]: a parent proxy for route="},
+    {"parent_identity_header", T_BOOL, OFF(parent_identity_header), 0, 1, 0, NULL, F_RELOAD, NULL,
+     NULL, "send identity_header to parents too"},
+    {"parent_backoff", T_DURATION, OFF(parent_backoff_ms), AG_TIMEOUT_MIN_MS, AG_TIMEOUT_MAX_MS,
+     AG_PARENT_BACKOFF_MS, NULL, F_RELOAD, NULL, NULL,
+     "a parent that refused a connection is skipped this long"},
+    {"pac_file", T_PATH, OFF(pac_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "PAC file served as /proxy.pac and /wpad.dat, none = off"},
+
     /* the status socket (authgatectl) */
     {"status_socket", T_PATH, OFF(status_socket), 0, 0, 0, "none", F_NONE, NULL, NULL,
      "UNIX socket authgatectl talks to; none = off"},
@@ -671,6 +684,18 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
             else if (!rc)
                 rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
                                    c->realm_domains[i].domain);
+        }
+        return rc;
+    }
+    case T_PARENT: {
+        if (c->n_parents == 0)
+            return ag_buf_appendz(b, "none");
+        char line[AG_CONFIG_LINE_MAX];
+        for (size_t i = 0; !rc && i < c->n_parents; i++) {
+            if (item != SIZE_MAX && i != item)
+                continue;
+            ag_cfg_parent_format(&c->parents[i], line, sizeof line);
+            rc = ag_buf_printf(b, "%s%s", item == SIZE_MAX && i ? " " : "", line);
         }
         return rc;
     }
@@ -1090,10 +1115,31 @@ static int add_realm_domain(struct pctx *x, const struct opt *o, char **argv, si
     return 0;
 }
 
+/* "parent NAME HOST:PORT [auth=...]" adds one parent; "parent none" clears. */
+static int add_parent(struct pctx *x, const struct opt *o, char **argv, size_t argc)
+{
+    struct ag_config *c = x->c;
+    char why[300];
+    if (argc == 1 && strcmp(argv[0], "none") == 0)
+        return 0;
+    if (c->n_parents == AG_PARENTS_MAX)
+        return fail(x, "%s: more than %d parents", o->name, AG_PARENTS_MAX);
+    struct ag_parent *p = &c->parents[c->n_parents];
+    int rc = ag_cfg_parent_parse(argv, argc, x->basedir, p, why, sizeof why);
+    c->n_parents++; /* counted even on failure: its strings are freed with c */
+    if (rc)
+        return fail(x, "%s: %s", o->name, why);
+    for (size_t i = 0; i + 1 < c->n_parents; i++)
+        if (strcmp(c->parents[i].name, p->name) == 0)
+            return fail(x, "%s: '%s' given twice", o->name, p->name);
+    return 0;
+}
+
 static bool is_list(const struct opt *o)
 {
     return o->type == T_LISTEN || o->type == T_PORTS || o->type == T_SCHEMES ||
-           o->type == T_USERS || o->type == T_GROUPS || o->type == T_REALMS || o->type == T_CIDRS;
+           o->type == T_USERS || o->type == T_GROUPS || o->type == T_REALMS || o->type == T_CIDRS ||
+           o->type == T_PARENT;
 }
 
 /* Applies one option's values (already tokenized) to the config. */
@@ -1135,6 +1181,8 @@ static int apply(struct pctx *x, const struct opt *o, char **argv, size_t argc)
         return add_realm_domain(x, o, argv, argc);
     case T_CIDRS:
         return set_cidrs(x, o, argv, argc);
+    case T_PARENT:
+        return add_parent(x, o, argv, argc);
     }
     return fail(x, "%s: internal error", o->name);
 }
@@ -1329,6 +1377,11 @@ struct ag_config *ag_config_parse(const char *text, size_t len, const char *name
         goto fail;
     if (check_together(x) != 0)
         goto fail;
+    char why[600];
+    if (ag_cfg_files_load(c, why, sizeof why) != 0) {
+        fail(x, "%s", why);
+        goto fail;
+    }
     free(x);
     return c;
 fail:
@@ -1453,6 +1506,7 @@ void ag_config_unref(struct ag_config *c)
     for (size_t i = 0; i < N_OPTS; i++)
         if (opts[i].type == T_STRING || opts[i].type == T_PATH)
             free(*(char **)field(&opts[i], c));
+    ag_cfg_files_free(c);
     free(c->path);
     free(c);
 }
@@ -1464,6 +1518,14 @@ void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap)
     else if (gethostname(out, cap) != 0)
         snprintf(out, cap, "localhost");
     out[cap - 1] = '\0';
+}
+
+const struct ag_parent *ag_config_parent(const struct ag_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_parents; i++)
+        if (strcmp(c->parents[i].name, name) == 0)
+            return &c->parents[i];
+    return NULL;
 }
 
 const char *ag_config_realm_domain(const struct ag_config *c, const char *realm)
@@ -1520,6 +1582,7 @@ void ag_config_dump(const struct ag_config *c, FILE *f)
         /* one line per listener, per realm_domain entry */
         size_t items = o->type == T_LISTEN                         ? c->n_listen
                        : o->type == T_REALMS && c->n_realm_domains ? c->n_realm_domains
+                       : o->type == T_PARENT && c->n_parents       ? c->n_parents
                                                                    : 1;
         for (size_t k = 0; k < items; k++) {
             struct ag_buf b;

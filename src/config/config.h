@@ -60,6 +60,24 @@ struct ag_realm_domain {
     char domain[16];
 };
 
+/* How the gateway proves itself to a parent proxy (its own credentials,
+ * never a client's). */
+enum ag_parent_auth { AG_PARENT_AUTH_NONE = 0, AG_PARENT_AUTH_BASIC, AG_PARENT_AUTH_NEGOTIATE };
+
+/* "parent NAME HOST:PORT [auth=basic:FILE | auth=negotiate:PRINCIPAL]": an
+ * upstream proxy that rules may route requests through (route=NAME). */
+struct ag_parent {
+    char name[64];              /* [A-Za-z0-9_.-], not "direct" */
+    char host[AG_HOST_MAX + 1]; /* name or numeric address, no brackets */
+    uint16_t port;
+    enum ag_parent_auth auth;
+    char *cred_file;   /* auth=basic: the user:password file (owned) */
+    char *basic_field; /* auth=basic: "Proxy-Authorization: Basic ...\r\n" (owned, wiped on
+                          free): read once per (re)load from cred_file */
+    char *principal;   /* auth=negotiate: the parent's service (HTTP@host or
+                          HTTP/host@REALM), owned */
+};
+
 struct ag_config {
     int refs;
     char *path;     /* absolute path of the file, owned */
@@ -163,6 +181,23 @@ struct ag_config {
                             default insensitive: IIS and many apps ignore case, so a
                             deny for /admin/ must hold for /ADMIN/ */
 
+    /* parents and routes */
+    struct ag_parent parents[AG_PARENTS_MAX]; /* "parent ...", repeatable, reloadable */
+    size_t n_parents;
+    bool parent_identity_header; /* "parent_identity_header on|off", default off: the
+                                    identity header goes to parents too */
+    uint32_t parent_backoff_ms;  /* "parent_backoff DURATION": a failed parent is skipped */
+
+    /* "pac_file PATH", default none: served as /proxy.pac and /wpad.dat. The
+     * content is read when the configuration is (start-up, -t, reload) and
+     * lives as long as this snapshot. */
+    char *pac_file;
+    char *pac_body; /* owned, pac_len bytes */
+    size_t pac_len;
+    char pac_etag[40];          /* "\"<len>-<fnv64>\"" of the content */
+    char pac_last_modified[40]; /* the file's mtime, IMF-fixdate */
+    int64_t pac_mtime;          /* the same, seconds since the epoch */
+
     /* the status socket (authgatectl); the first three need a restart */
     char *status_socket;         /* "status_socket PATH", default none = off */
     uint32_t status_socket_mode; /* "status_socket_mode 0660" (octal), default 0660 */
@@ -188,6 +223,9 @@ struct ag_config *ag_config_default(void);
 struct ag_config *ag_config_ref(struct ag_config *c);
 /* Drops a reference; frees at zero. Accepts NULL. */
 void ag_config_unref(struct ag_config *c);
+
+/* The parent named name, or NULL. */
+const struct ag_parent *ag_config_parent(const struct ag_config *c, const char *name);
 
 /* Parsing helpers, exposed for unit tests. Each returns 0 or AG_EINVAL. */
 int ag_config_parse_duration_ms(const char *s, uint32_t *out);

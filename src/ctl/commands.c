@@ -141,6 +141,30 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
         ag_ctl_kv(r, "user_file", cfg->user_file);
         ag_ctl_end(r);
     }
+    if (cfg->pac_body) {
+        ag_ctl_kv(r, "pac_file", cfg->pac_file);
+        ag_ctl_end(r);
+        ag_ctl_kvu(r, "pac_bytes", cfg->pac_len);
+        ag_ctl_end(r);
+    }
+    /* One row per parent: in back-off now, and failures since start. */
+    for (size_t i = 0; i < cfg->n_parents; i++) {
+        const struct ag_parent *p = &cfg->parents[i];
+        bool down;
+        uint64_t failures;
+        ag_server_parent_health(p, &down, &failures);
+        snprintf(buf, sizeof buf, strchr(p->host, ':') ? "[%s]:%u" : "%s:%u", p->host,
+                 (unsigned)p->port);
+        ag_ctl_kv(r, "parent", p->name);
+        ag_ctl_kv(r, "parent_address", buf);
+        ag_ctl_kv(r, "parent_auth",
+                  p->auth == AG_PARENT_AUTH_BASIC       ? "basic"
+                  : p->auth == AG_PARENT_AUTH_NEGOTIATE ? "negotiate"
+                                                        : "none");
+        ag_ctl_kv(r, "parent_state", down ? "backoff" : "up");
+        ag_ctl_kvu(r, "parent_failures", failures);
+        ag_ctl_end(r);
+    }
 }
 
 /* --- sessions -------------------------------------------------------------- */

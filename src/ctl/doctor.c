@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <limits.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -200,6 +202,59 @@ static void check_listeners(struct doc *d, const struct ag_config *cfg)
     }
 }
 
+/* A TCP connection to host:port within ms: 0, or an errno. */
+static int tcp_probe(const char *host, uint16_t port, int ms)
+{
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+        return EHOSTUNREACH;
+    int e = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            e = 0;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            socklen_t sl = sizeof e;
+            if (poll(&pf, 1, ms) != 1)
+                e = ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) != 0)
+                e = errno;
+        } else {
+            e = errno;
+        }
+        close(fd);
+        if (e == 0)
+            break;
+    }
+    freeaddrinfo(res);
+    return e;
+}
+
+/* Each parent answers a TCP connection (its credentials were checked when
+ * the file parsed); the PAC file was read then too. */
+static void check_parents(struct doc *d, const struct ag_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_parents; i++) {
+        const struct ag_parent *p = &cfg->parents[i];
+        int e = tcp_probe(p->host, p->port, 3000);
+        if (e == 0)
+            line(d, "OK", "parent", "%s %s:%u accepts connections", p->name, p->host,
+                 (unsigned)p->port);
+        else
+            line(d, "FAIL", "parent",
+                 "%s %s:%u: %s -- routes through it will skip it (502 when it is the last)",
+                 p->name, p->host, (unsigned)p->port, strerror(e));
+    }
+    if (cfg->pac_body)
+        line(d, "OK", "pac_file", "%s: %zu bytes, served as /proxy.pac and /wpad.dat",
+             cfg->pac_file, cfg->pac_len);
+}
+
 static void check_dir_writable(struct doc *d, const char *check, const char *path, bool parent)
 {
     char dir[PATH_MAX];
@@ -277,6 +332,7 @@ int ag_doctor_main(int argc, char **argv)
     check_userfile(&d, cfg);
     check_listeners(&d, cfg);
     check_status_socket(&d, cfg);
+    check_parents(&d, cfg);
     if (cfg->rcache_dir)
         check_dir_writable(&d, "rcache_dir", cfg->rcache_dir, false);
     fprintf(d.out, "%d failed, %d warnings\n", d.fails, d.warns);

@@ -11,6 +11,8 @@ const char *ag_reply_reason(int status)
         return "Continue";
     case 200:
         return "OK";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 403:
@@ -68,4 +70,17 @@ int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepa
                          status, ag_reply_reason(status), bl, extra ? extra : "", conn,
                          http10 ? "Proxy-Connection: " : "", http10 ? conn : "",
                          http10 ? "\r\n" : "", bl, body);
+}
+
+int ag_reply_build_head(struct ag_buf *out, int status, const char *ctype, size_t len,
+                        const char *extra, bool keepalive, bool http10)
+{
+    const char *conn = keepalive ? "keep-alive" : "close";
+    int rc = ag_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, ag_reply_reason(status));
+    if (status != 304)
+        rc |= ag_buf_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);
+    rc |=
+        ag_buf_printf(out, "%sConnection: %s\r\n%s%s%s\r\n", extra ? extra : "", conn,
+                      http10 ? "Proxy-Connection: " : "", http10 ? conn : "", http10 ? "\r\n" : "");
+    return rc ? AG_ELIMIT : 0;
 }

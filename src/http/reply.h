@@ -20,4 +20,10 @@ const char *ag_reply_reason(int status);
 int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive, bool http10,
                    const char *detail);
 
+/* Appends the head of a response whose body the caller sends itself (a
+ * file): status line, Content-Type ctype, Content-Length len, the extra
+ * lines, Connection as ag_reply_build. 304 carries no Content-Length. */
+int ag_reply_build_head(struct ag_buf *out, int status, const char *ctype, size_t len,
+                        const char *extra, bool keepalive, bool http10);
+
 #endif

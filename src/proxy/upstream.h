@@ -59,8 +59,9 @@ struct ag_upstream {
     struct ag_head head;
     size_t out_pending; /* bytes queued to the origin, not yet written */
     bool reading;
-    bool reused; /* this exchange runs on a pooled connection */
-    bool idle;   /* pooled */
+    bool reused;     /* this exchange runs on a pooled connection */
+    bool idle;       /* pooled */
+    bool via_parent; /* connected to a parent proxy, not an origin (pool reuse checks it) */
 };
 
 /* Allocates an upstream for host:port and starts resolving and connecting;

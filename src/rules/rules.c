@@ -49,9 +49,12 @@ struct rule {
     size_t n_ports;
     struct twin *times;
     size_t n_times;
+    struct ag_route route; /* allow rules: parents in order; none = direct */
+    bool route_set;        /* route= given (route=direct included) */
 };
 
 struct ag_rules {
+    char *file; /* for messages of ag_rules_check_routes */
     struct rule *v;
     size_t n;
     struct group **groups;
@@ -335,6 +338,27 @@ static int matcher(struct pctx *x, struct ag_rules *r, struct rule *ru, const ch
 {
     if (!*val)
         return fail(x, "%s: empty value", key);
+    if (strcmp(key, "route") == 0) {
+        if (ru->route_set)
+            return fail(x, "route= given twice");
+        ru->route_set = true;
+        if (strcmp(val, "direct") == 0)
+            return 0;
+        for (char *save = NULL, *v = strtok_r(val, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+            if (strcmp(v, "direct") == 0)
+                return fail(x, "route: direct cannot be mixed with parents");
+            if (ru->route.n == AG_ROUTE_PARENTS_MAX)
+                return fail(x, "route: more than %d parents", AG_ROUTE_PARENTS_MAX);
+            char **n = grow(ru->route.parents, ru->route.n, sizeof *n);
+            if (!n)
+                return AG_ENOMEM;
+            ru->route.parents = n;
+            if (!(n[ru->route.n] = strdup(v)))
+                return AG_ENOMEM;
+            ru->route.n++;
+        }
+        return 0;
+    }
     if (strcmp(key, "auth") == 0) {
         if (strcmp(val, "none") == 0)
             ru->preauth = true;
@@ -488,6 +512,12 @@ static int parse_line(struct pctx *x, struct ag_rules *r, char *line)
     }
     if (ru->preauth && (ru->users.n || ru->n_groups || ru->schemes))
         return fail(x, "rule '%s': auth=none cannot match users, groups or schemes", ru->name);
+    if (ru->route_set && !ru->allow)
+        return fail(x, "rule '%s': route= is for allow rules", ru->name);
+    /* The destination address is known only when the gateway itself
+     * resolves the name, which it does not when a parent does. */
+    if (ru->route.n && ru->n_dsts)
+        return fail(x, "rule '%s': route= through a parent cannot be combined with dst=", ru->name);
     return 0;
 }
 
@@ -503,6 +533,12 @@ struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_res
         return NULL;
     }
     r->default_allow = true;
+    if (!(r->file = strdup(name))) {
+        free(r);
+        free(copy);
+        snprintf(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
     struct pctx x = {name, 0, err, errlen, resolver, arg};
     int rc = 0;
     for (char *line = copy; line && !rc;) {
@@ -570,6 +606,9 @@ void ag_rules_free(struct ag_rules *r)
         free(ru->srcs);
         free(ru->ports);
         free(ru->times);
+        for (size_t k = 0; k < ru->route.n; k++)
+            free(ru->route.parents[k]);
+        free(ru->route.parents);
     }
     for (size_t i = 0; i < r->n_groups; i++) {
         free(r->groups[i]->name);
@@ -579,6 +618,7 @@ void ag_rules_free(struct ag_rules *r)
     }
     free(r->groups);
     free(r->v);
+    free(r->file);
     free(r);
 }
 
@@ -699,13 +739,40 @@ enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rul
         }
         if (m == YES) {
             *rule = ru->name;
+            if (q->route)
+                *q->route = ru->allow && ru->route.n ? &ru->route : NULL;
             return ru->allow ? AG_RULE_ALLOW : AG_RULE_DENY;
         }
     }
     *rule = "default";
+    if (q->route)
+        *q->route = NULL;
     if (preauth)
         return AG_RULE_NO_MATCH;
     return r->default_allow ? AG_RULE_ALLOW : AG_RULE_DENY;
+}
+
+int ag_rules_check_routes(const struct ag_rules *r, const struct ag_config *cfg, char *err,
+                          size_t errlen)
+{
+    for (size_t i = 0; r && i < r->n; i++)
+        for (size_t k = 0; k < r->v[i].route.n; k++)
+            if (!ag_config_parent(cfg, r->v[i].route.parents[k])) {
+                snprintf(err, errlen,
+                         "%s:%d: rule '%s': route names '%s', which no parent line of the "
+                         "configuration defines",
+                         r->file, r->v[i].line, r->v[i].name, r->v[i].route.parents[k]);
+                return AG_EINVAL;
+            }
+    return 0;
+}
+
+const struct ag_route *ag_rules_route_of(const struct ag_rules *r, const char *name)
+{
+    for (size_t i = 0; r && i < r->n; i++)
+        if (strcmp(r->v[i].name, name) == 0)
+            return r->v[i].route.n ? &r->v[i].route : NULL;
+    return NULL;
 }
 
 bool ag_rules_use_groups(const struct ag_rules *r)

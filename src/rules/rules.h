@@ -11,6 +11,11 @@
  * every resolved address before connecting (a name cannot smuggle a request
  * past a deny rule for its address).
  *
+ * route= (allow rules only) names the parent proxies a request it admits
+ * goes through, tried in order ("route=a,b"), or "direct" (the default:
+ * the gateway connects to the origin itself). The names are checked against
+ * the configuration's parents when the rules load (ag_rules_check_routes).
+ *
  * The compiled rules are immutable after load except their hit counters.
  * Group names are resolved to SIDs once, at load, through a resolver the
  * caller passes (winbind); groups can also be declared in the file for the
@@ -38,6 +43,13 @@ enum ag_rule_verdict {
 
 struct ag_rules;
 
+/* Where an allowed request goes: n parents by name, tried in order; n == 0
+ * is direct. Points into the compiled rules. */
+struct ag_route {
+    char **parents;
+    size_t n;
+};
+
 /* Resolves a group name ("DOMAIN\group" or "group") to a SID string; 0 or
  * AG_ENOTFOUND / AG_EBACKEND. May block (called at load/reload only). */
 typedef int (*ag_group_resolver)(void *arg, const char *name, char *sid, size_t cap);
@@ -63,6 +75,9 @@ struct ag_rules_query {
     const struct ag_identity *id; /* NULL before authentication */
     enum ag_scheme scheme;
     time_t now; /* wall clock, for time= windows */
+    /* out, may be NULL: on AG_RULE_ALLOW, the deciding rule's route (NULL
+     * for direct, the default verdict included) */
+    const struct ag_route **route;
 };
 
 /* Evaluates; *rule gets the name of the deciding rule ("default" when none
@@ -76,6 +91,13 @@ struct ag_rules_query {
  * again for each resolved address before connecting. */
 enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
                                    bool preauth, const char **rule, bool *recheck);
+
+/* Every route= names a parent of cfg: 0, or AG_EINVAL with "file:line:
+ * message" in err. */
+int ag_rules_check_routes(const struct ag_rules *r, const struct ag_config *cfg, char *err,
+                          size_t errlen);
+/* The route of rule name (for display), NULL when direct or unknown. */
+const struct ag_route *ag_rules_route_of(const struct ag_rules *r, const char *name);
 
 /* True when any rule names a group (the caller then resolves Kerberos users'
  * groups through winbind). */

@@ -37,6 +37,10 @@ static void reload_run(struct ag_job *j)
     struct reload_job *r = (struct reload_job *)j;
     if (r->want_rules)
         r->rules = ag_rules_load(r->cfg->rules_file, auth_wb_group, NULL, r->err, sizeof r->err);
+    if (r->rules && ag_rules_check_routes(r->rules, r->cfg, r->err, sizeof r->err) != 0) {
+        ag_rules_free(r->rules);
+        r->rules = NULL;
+    }
     if (r->want_names && (!r->want_rules || r->rules))
         auth_read_wb_names(&r->names);
 }
@@ -99,6 +103,10 @@ int ag_auth_reload(struct ag_server *srv, struct ag_config *ncfg, char *err, siz
         rules = ag_rules_load(ncfg->rules_file, wb ? wb_group_dry : NULL, &groups, err, errlen);
         if (!rules)
             return -1;
+        if (ag_rules_check_routes(rules, ncfg, err, errlen) != 0) {
+            ag_rules_free(rules);
+            return -1;
+        }
     }
     if (auth_load_users(ncfg, &u, err, errlen) != 0) {
         ag_rules_free(rules);

@@ -106,6 +106,11 @@ static int load_rules(const struct ag_config *cfg, struct ag_rules **out, char *
                          NULL, err, errlen);
     if (!*out)
         return -1;
+    if (ag_rules_check_routes(*out, cfg, err, errlen) != 0) {
+        ag_rules_free(*out);
+        *out = NULL;
+        return -1;
+    }
     ag_info("event=rules_loaded file=%s rules=%zu", cfg->rules_file, ag_rules_count(*out));
     return 0;
 }

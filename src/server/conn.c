@@ -56,6 +56,7 @@ void conn_request_reset(struct conn *c, uint64_t now_ms)
     struct conn_request *rq = &c->rq;
     free(rq->log_url);
     free(rq->resp_extra);
+    free_parent_auth(c);
     ag_buf_free(&rq->req_head_up);
     memset(rq, 0, sizeof *rq);
     ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);
@@ -328,9 +329,9 @@ void conn_update_reading(struct conn *c)
         exchange_start_splice(c);
         return;
     }
-    bool want_up =
-        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
-        (up->idle || c->state == CONN_FORWARD || (c->state == CONN_TUNNEL && !c->tun_up_eof));
+    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+                   (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
+                    (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
         if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
             up->reading = true;

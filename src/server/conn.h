@@ -22,6 +22,9 @@
 #include "proxy/upstream.h"
 #include "server.h"
 
+struct ag_route;
+struct ag_parent_health;
+
 /* The connection's state; conn_enter() in conn.c is its only writer and
  * asserts the move against a table of legal transitions:
  *   NEW         -> READ_HEAD                               (accepted)
@@ -35,7 +38,8 @@ enum conn_state {
     CONN_NEW = 0,     /* zeroed, not yet set up by ag_conn_accept */
     CONN_READ_HEAD,   /* reading a request head; pre-auth caps apply */
     CONN_AUTH_VERIFY, /* one verification job in flight; parser paused; still reading to see EOF */
-    CONN_UPSTREAM,    /* resolving / connecting upstream */
+    CONN_UPSTREAM,    /* resolving / connecting upstream; through a parent also its Kerberos
+                         token (a job) and its answer to our CONNECT */
     CONN_FORWARD,     /* relaying one exchange; back to READ_HEAD after */
     CONN_TUNNEL,      /* CONNECT established; terminal */
     CONN_FLUSH_CLOSE, /* shutdown issued: closes once what is queued is written */
@@ -70,6 +74,18 @@ struct conn_request {
     bool drain;              /* discarding the body of a refused request */
     uint64_t drained;
     bool close_after; /* close the client connection when this exchange ends */
+    /* the route (route= of the allowing rule) */
+    const struct ag_route *route;   /* parents to try (points into srv->rules), NULL = direct */
+    size_t route_next;              /* index in route of the next parent to try */
+    const struct ag_parent *parent; /* parent in use (points into cfg), NULL = direct */
+    struct ag_parent_health *parent_health; /* its shared health slot */
+    const struct ag_route *reroute;         /* a route= rule admitted a resolved address (dst= rules
+                                               made the gateway resolve): go through its parents */
+    bool parent_connect;                    /* our CONNECT is at the parent; its answer awaited */
+    size_t parent_head_bytes;               /* bytes of the parent's answer to CONNECT so far */
+    char *parent_auth;    /* auth=negotiate: this request's Proxy-Authorization line to the
+                             parent (owned, wiped: free_parent_auth) */
+    char parent_why[160]; /* why the last parent could not be used, for the log */
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
@@ -164,6 +180,8 @@ void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
 
 /* exchange.c */
+/* Wipes and frees c->rq.parent_auth. */
+void free_parent_auth(struct conn *c);
 extern const llhttp_settings_t ag_request_settings;
 /* The error text of a chunk over AG_CHUNK_SIZE_MAX (HPE_CB_CHUNK_HEADER). */
 extern const char exchange_chunk_too_big[];

@@ -19,6 +19,8 @@
 #include "session/table.h"
 #include "conn.h"
 #include "http/reply.h"
+#include "auth/negotiate.h"
+#include "proxy/parent.h"
 #include "util/log.h"
 
 /* --- request callbacks ------------------------------------------------------ */
@@ -174,6 +176,15 @@ static char *json_escape_dup(const char *s)
     return d;
 }
 
+/* Squid's hierarchy codes: the origin itself, or the first parent that
+ * answered (FIRSTUP_PARENT, as Squid logs a cache_peer). */
+static const char *hierarchy(const struct conn *c)
+{
+    if (!c->rq.hier_ip[0])
+        return "HIER_NONE";
+    return c->rq.parent ? "FIRSTUP_PARENT" : "HIER_DIRECT";
+}
+
 void exchange_log(struct conn *c)
 {
     struct ag_stats *st = &c->srv->stats;
@@ -218,20 +229,18 @@ void exchange_log(struct conn *c)
                   "\"upstream\":\"%s\",\"content_type\":\"%s\",\"conn\":%llu}",
                   (long long)tv.tv_sec, (int)(tv.tv_usec / 1000),
                   (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), js[3], tag, s,
-                  (unsigned long long)c->rq.bytes_sent, method, js[0], js[1],
-                  c->rq.hier_ip[0] ? "HIER_DIRECT" : "HIER_NONE", c->rq.hier_ip, js[2],
-                  (unsigned long long)c->id);
+                  (unsigned long long)c->rq.bytes_sent, method, js[0], js[1], hierarchy(c),
+                  c->rq.hier_ip, js[2], (unsigned long long)c->id);
         for (int k = 0; k < 4; k++)
             free(jd[k]);
         return;
     }
-    ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
-              (int)(tv.tv_usec / 1000),
-              (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), c->peer, tag, s,
-              (unsigned long long)c->rq.bytes_sent, method,
-              c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c),
-              c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-", c->rq.hier_ip,
-              c->rq.ctype[0] ? c->rq.ctype : "-");
+    ag_access(
+        "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s%s %s", (long long)tv.tv_sec,
+        (int)(tv.tv_usec / 1000), (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms),
+        c->peer, tag, s, (unsigned long long)c->rq.bytes_sent, method,
+        c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c), hierarchy(c),
+        c->rq.hier_ip[0] ? "/" : "/-", c->rq.hier_ip, c->rq.ctype[0] ? c->rq.ctype : "-");
 }
 
 /* --- replies and the end of an exchange ------------------------------------ */
@@ -283,7 +292,17 @@ void exchange_maybe_done(struct conn *c)
     next_request(c);
 }
 
-void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
+/* A body the gateway sends from memory it does not own (the PAC file in
+ * the configuration snapshot the connection holds). */
+struct reply_body {
+    const char *ctype;
+    const char *data;
+    size_t len;
+    bool send; /* false: HEAD or 304, the head only */
+};
+
+static void reply_with(struct conn *c, int status, const char *extra, const char *detail,
+                       const struct reply_body *body)
 {
     if (conn_ending(c))
         return;
@@ -297,11 +316,21 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
         keep = false;
     c->rq.status = status;
     c->rq.resp_started = c->rq.resp_done = true;
-    if (ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail) != 0) {
+    int rc = body ? ag_reply_build_head(&c->stage_client, status, body->ctype, body->len, extra,
+                                        keep, c->rq.http10)
+                  : ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail);
+    char *copy = NULL;
+    if (!rc && body && body->send && !(copy = malloc(body->len)))
+        rc = AG_ENOMEM;
+    if (rc != 0) {
         conn_close(c, "reply_failed");
         return;
     }
     conn_flush(c);
+    if (copy) {
+        memcpy(copy, body->data, body->len);
+        conn_write_client(c, copy, body->len);
+    }
     exchange_log(c);
     if (!keep) {
         conn_close_after_flush(c);
@@ -322,6 +351,11 @@ void exchange_reply(struct conn *c, int status, const char *extra, const char *d
      * deadline replaces it once the body is in. */
     conn_set_timer(c, c->cfg->drain_timeout_ms);
     conn_resume(c);
+}
+
+void exchange_reply(struct conn *c, int status, const char *extra, const char *detail)
+{
+    reply_with(c, status, extra, detail, NULL);
 }
 
 /* --- the upstream request -------------------------------------------------- */
@@ -363,14 +397,42 @@ static bool same_field_loose(const char *nm, size_t nl, const char *name)
     return true;
 }
 
+/* What the gateway adds for the next hop: its own credentials for a
+ * parent (never the client's: Proxy-Authorization is hop-by-hop and was
+ * stripped), and the identity header, to a parent only with
+ * parent_identity_header on. */
+static int parent_fields(struct conn *c, struct ag_buf *b)
+{
+    int rc = 0;
+    const struct ag_parent *p = c->rq.parent;
+    if (p && p->basic_field)
+        rc |= ag_buf_appendz(b, p->basic_field);
+    else if (p && p->auth == AG_PARENT_AUTH_NEGOTIATE && c->rq.parent_auth)
+        rc |= ag_buf_appendz(b, c->rq.parent_auth);
+    const char *ident = ag_auth_identity_header(c);
+    if (ident && (!p || c->cfg->parent_identity_header))
+        rc |= ag_buf_appendz(b, ident);
+    return rc;
+}
+
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
     const struct ag_config *cfg = c->cfg;
-    int rc =
-        ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n", llhttp_method_name((llhttp_method_t)c->rq.method),
-                      c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
-                      c->rq.target.path_len ? c->rq.target.path : "/");
+    int rc;
+    if (c->rq.parent) {
+        /* A parent is a proxy: absolute form, as the client sent it to us
+         * (the canonical host; the path and query as sent). */
+        static _Thread_local char url[AG_URL_MAX + AG_HOST_MAX + 16]; /* one per loop */
+        ag_target_url(&c->rq.target, url, sizeof url);
+        rc = ag_buf_printf(b, "%s %s HTTP/1.1\r\n",
+                           llhttp_method_name((llhttp_method_t)c->rq.method), url);
+    } else {
+        rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n",
+                           llhttp_method_name((llhttp_method_t)c->rq.method),
+                           c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
+                           c->rq.target.path_len ? c->rq.target.path : "/");
+    }
     if (c->rq.target.ipv6)
         rc |= ag_buf_printf(b, "Host: [%s]", c->rq.target.host);
     else
@@ -416,9 +478,7 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
     if (cfg->x_forwarded_for)
         rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
                             xff ? ", " : "", c->peer);
-    const char *ident = ag_auth_identity_header(c);
-    if (ident)
-        rc |= ag_buf_appendz(b, ident);
+    rc |= parent_fields(c, b);
     rc |= ag_buf_append(b, "\r\n", 2);
     return rc ? AG_ELIMIT : 0;
 }
@@ -426,7 +486,8 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
 /* --- access rules ----------------------------------------------------------- */
 
 static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *dst, bool preauth,
-                                       const char **rule, bool *recheck)
+                                       const char **rule, bool *recheck,
+                                       const struct ag_route **route)
 {
     struct sockaddr_storage lit;
     if (!dst) {
@@ -463,6 +524,7 @@ static enum ag_rule_verdict rules_eval(struct conn *c, const struct sockaddr *ds
         .id = authed ? &s->id : NULL,
         .scheme = authed ? s->scheme : AG_SCHEME_NONE,
         .now = time(NULL),
+        .route = route,
     };
     return ag_rules_eval(c->srv->rules, &q, preauth, rule, recheck);
 }
@@ -517,13 +579,22 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
         return true;
     /* With the address known: the pre-auth rules first (they apply to
      * everyone), then, for an authenticated request, the others. */
+    if (c->rq.reroute)
+        return false; /* decided: through the parents */
     const char *rule;
-    enum ag_rule_verdict v = rules_eval(c, sa, true, &rule, NULL);
+    const struct ag_route *route = NULL;
+    enum ag_rule_verdict v = rules_eval(c, sa, true, &rule, NULL, &route);
     if (v != AG_RULE_DENY && !c->rq.preauth)
-        v = rules_eval(c, sa, false, &rule, NULL);
+        v = rules_eval(c, sa, false, &rule, NULL, &route);
     if (v == AG_RULE_DENY || v == AG_RULE_GROUPS_UNKNOWN) {
         c->rq.denied_rule = rule;
         c->rq.denied_groups = v == AG_RULE_GROUPS_UNKNOWN;
+        return false;
+    }
+    /* The rule that admits this address sends it through parents: no
+     * direct connection (on_upstream_ready takes the route). */
+    if (v == AG_RULE_ALLOW && route) {
+        c->rq.reroute = route;
         return false;
     }
     return true;
@@ -740,9 +811,246 @@ static void start_exchange_io(struct conn *c)
     conn_resume(c);
 }
 
+/* --- parents (route=) ------------------------------------------------------- */
+
+void free_parent_auth(struct conn *c)
+{
+    if (c->rq.parent_auth) {
+        ag_wipe(c->rq.parent_auth, strlen(c->rq.parent_auth));
+        free(c->rq.parent_auth);
+        c->rq.parent_auth = NULL;
+    }
+}
+
+static void open_upstream(struct conn *c);
+static void start_hop(struct conn *c);
+
+/* The next parent of the request's route that is not in back-off, into
+ * c->rq.parent; false when none is left. */
+static bool next_parent(struct conn *c)
+{
+    const struct ag_route *r = c->rq.route;
+    uint64_t now = ag_now_ms();
+    c->rq.parent = NULL;
+    while (r && c->rq.route_next < r->n) {
+        const char *name = r->parents[c->rq.route_next++];
+        const struct ag_parent *p = ag_config_parent(c->cfg, name);
+        if (!p) {
+            /* The rules and this connection's configuration are of
+             * different reloads: the parent is gone. */
+            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: not configured", name);
+            continue;
+        }
+        struct ag_parent_health *h = ag_parent_health(p->name, p->host, p->port);
+        if (!ag_parent_usable(h, now)) {
+            c->srv->stats.parent_skipped++;
+            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: in back-off", p->name);
+            continue;
+        }
+        c->rq.parent = p;
+        c->rq.parent_health = h;
+        return true;
+    }
+    return false;
+}
+
+/* Every parent of the route failed or is in back-off: 502, and the reason
+ * (the last parent's) in the log. */
+static void no_parent(struct conn *c)
+{
+    c->srv->stats.parent_none_left++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_err("conn=%llu event=parent_none_left client=%s host=%s reason=\"%s\"",
+           (unsigned long long)c->id, c->peer,
+           ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
+           c->rq.parent_why[0] ? c->rq.parent_why : "no parent");
+    upstream_failed(c, 502, "no parent proxy available");
+}
+
+/* The request head for the chosen hop (a parent's own credentials differ
+ * from another's). CONNECT has none: the tunnel starts from the target. */
+static int route_head(struct conn *c)
+{
+    if (c->rq.is_connect)
+        return 0;
+    ag_buf_free(&c->rq.req_head_up);
+    if (build_upstream_head(c, &c->rq.req_head_up) != 0) {
+        c->rq.close_after = true;
+        exchange_reply(c, 431, NULL, "request head too large");
+        return -1;
+    }
+    return 0;
+}
+
+/* The parent could not be connected to: skipped for parent_backoff (one
+ * log line when it goes down), and the next parent of the route tried. */
+static void parent_failed(struct conn *c, int status)
+{
+    const struct ag_parent *p = c->rq.parent;
+    const char *why = status == AG_ELIMIT      ? "connect timeout"
+                      : status == AG_ENOTFOUND ? "name not resolved"
+                      : status == AG_EUNSUPP   ? "unusable address"
+                                               : "connection refused";
+    c->srv->stats.parent_failed++;
+    if (ag_parent_mark_down(c->rq.parent_health, ag_now_ms(), c->cfg->parent_backoff_ms))
+        ag_warn("event=parent_down parent=%s address=%s:%u reason=\"%s\" backoff_ms=%u", p->name,
+                p->host, (unsigned)p->port, why, c->cfg->parent_backoff_ms);
+    snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: %s", p->name, why);
+    ag_upstream_close(c->up);
+    c->up = NULL;
+    if (!next_parent(c)) {
+        no_parent(c);
+        return;
+    }
+    start_hop(c);
+}
+
+/* A parent answered our request with a refusal (407, 403, 5xx to CONNECT,
+ * or nothing HTTP): 502 to the client, the parent's status in the log.
+ * The parent is reachable, so no back-off. */
+static void parent_refused(struct conn *c, int status, const char *what)
+{
+    const struct ag_parent *p = c->rq.parent;
+    c->srv->stats.parent_refused++;
+    char host[AG_HOST_MAX * 4 + 1];
+    ag_warn("conn=%llu event=parent_refused parent=%s host=%s status=%d reason=\"%s\"",
+            (unsigned long long)c->id, p ? p->name : "-",
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status,
+            what);
+    c->rq.parent_connect = false;
+    char detail[160];
+    if (status)
+        snprintf(detail, sizeof detail, "parent proxy %s refused the request (%d)",
+                 p ? p->name : "-", status);
+    else
+        snprintf(detail, sizeof detail, "parent proxy %s: %s", p ? p->name : "-", what);
+    upstream_failed(c, 502, detail);
+}
+
+/* The tunnel is open (to the target, or through the parent): 200 to the
+ * client, then rest (bytes the parent sent after its 2xx) and the client's
+ * bytes that followed its CONNECT head. */
+static void tunnel_open(struct conn *c, const char *rest, size_t rest_len)
+{
+    struct ag_upstream *up = c->up;
+    uv_timer_stop(&up->timer);
+    c->srv->stats.tunnels++;
+    snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+    c->rq.status = 200;
+    struct ag_buf ok;
+    ag_buf_init(&ok, 64 * 1024);
+    if (ag_buf_printf(&ok, "HTTP/1.1 200 Connection established\r\n%s\r\n",
+                      c->rq.resp_extra ? c->rq.resp_extra : "") != 0 ||
+        (rest_len && ag_buf_append(&ok, rest, rest_len) != 0)) {
+        ag_buf_free(&ok);
+        conn_close(c, "nomem");
+        return;
+    }
+    size_t okl;
+    char *d = ag_buf_steal(&ok, &okl);
+    conn_write_client(c, d, okl);
+    conn_enter(c, CONN_TUNNEL);
+    /* Bytes that followed the CONNECT head belong to the tunnel. */
+    if (c->inbuf.len) {
+        size_t n;
+        char *r = ag_buf_steal(&c->inbuf, &n);
+        conn_write_up(c, r, n);
+    }
+    ag_buf_free(&c->inbuf);
+    ag_head_free(&c->head);
+    conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+    conn_update_reading(c);
+}
+
+static int pc_headers_complete(llhttp_t *p)
+{
+    (void)p;
+    return HPE_PAUSED; /* the status is all we need; what follows is the tunnel */
+}
+
+static const llhttp_settings_t parent_connect_settings = {
+    .on_headers_complete = pc_headers_complete,
+};
+
+/* CONNECT through a parent: our own CONNECT to it, with the gateway's
+ * credentials (never the client's) and the identity header if allowed. */
+static void parent_connect_start(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    char auth[AG_HOST_MAX + 16];
+    ag_target_authority(&c->rq.target, auth, sizeof auth);
+    struct ag_buf b;
+    ag_buf_init(&b, 2 * AG_HEADER_MAX);
+    int rc = ag_buf_printf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nVia: 1.1 %s\r\n", auth, auth,
+                           c->cfg->via_pseudonym);
+    rc |= parent_fields(c, &b);
+    rc |= ag_buf_append(&b, "\r\n", 2);
+    if (rc) {
+        ag_buf_free(&b);
+        upstream_failed(c, 502, "cannot build the CONNECT to the parent");
+        return;
+    }
+    llhttp_init(&up->parser, HTTP_RESPONSE, &parent_connect_settings);
+    up->parser.data = up;
+    c->rq.parent_connect = true;
+    c->rq.parent_head_bytes = 0;
+    size_t n;
+    char *d = ag_buf_steal(&b, &n);
+    conn_write_up(c, d, n);
+    uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
+    conn_update_reading(c);
+}
+
+/* The parent's answer to our CONNECT: 2xx opens the tunnel, anything else
+ * is a 502 for the client. */
+static void parent_connect_read(struct conn *c, ssize_t n, const char *data)
+{
+    struct ag_upstream *up = c->up;
+    enum llhttp_errno e = llhttp_execute(&up->parser, data, (size_t)n);
+    if (e == HPE_OK) {
+        c->rq.parent_head_bytes += (size_t)n;
+        if (c->rq.parent_head_bytes > AG_PARENT_CONNECT_HEAD_MAX)
+            parent_refused(c, 0, "answer to CONNECT too long");
+        return;
+    }
+    if (e != HPE_PAUSED) {
+        parent_refused(c, 0, "invalid answer to CONNECT");
+        return;
+    }
+    int st = up->parser.status_code;
+    if (st < 200 || st >= 300) {
+        parent_refused(c, st, "refused CONNECT");
+        return;
+    }
+    c->rq.parent_connect = false;
+    const char *pos = llhttp_get_error_pos(&up->parser);
+    size_t used = (pos && pos >= data && pos <= data + n) ? (size_t)(pos - data) : (size_t)n;
+    tunnel_open(c, data + used, (size_t)n - used);
+}
+
 static void on_upstream_ready(struct ag_upstream *up, int status)
 {
     struct conn *c = up->owner;
+    if (status == AG_EUNSUPP && c->rq.reroute) {
+        /* dst= rules were decided on the resolved address, and the rule
+         * that admits it routes through parents. */
+        ag_upstream_close(c->up);
+        c->up = NULL;
+        c->rq.route = c->rq.reroute;
+        c->rq.reroute = NULL;
+        c->rq.rules_by_addr = false;
+        c->rq.route_next = 0;
+        if (!next_parent(c)) {
+            no_parent(c);
+            return;
+        }
+        start_hop(c);
+        return;
+    }
+    if (status != 0 && c->rq.parent) {
+        parent_failed(c, status);
+        return;
+    }
     if (status == AG_EUNSUPP && c->rq.denied_rule) {
         ag_upstream_close(c->up);
         c->up = NULL;
@@ -771,32 +1079,17 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         return;
     }
     c->srv->stats.upstream_opened++;
+    if (c->rq.parent) {
+        const struct ag_parent *p = c->rq.parent;
+        if (ag_parent_mark_up(c->rq.parent_health))
+            ag_info("event=parent_up parent=%s address=%s:%u", p->name, p->host, (unsigned)p->port);
+        c->srv->stats.parent_routed++;
+    }
     if (c->rq.is_connect) {
-        c->srv->stats.tunnels++;
-        snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
-        c->rq.status = 200;
-        struct ag_buf ok;
-        ag_buf_init(&ok, 64 * 1024);
-        if (ag_buf_printf(&ok, "HTTP/1.1 200 Connection established\r\n%s\r\n",
-                          c->rq.resp_extra ? c->rq.resp_extra : "") != 0) {
-            ag_buf_free(&ok);
-            conn_close(c, "nomem");
-            return;
-        }
-        size_t okl;
-        char *d = ag_buf_steal(&ok, &okl);
-        conn_write_client(c, d, okl);
-        conn_enter(c, CONN_TUNNEL);
-        /* Bytes that followed the CONNECT head belong to the tunnel. */
-        if (c->inbuf.len) {
-            size_t n;
-            char *rest = ag_buf_steal(&c->inbuf, &n);
-            conn_write_up(c, rest, n);
-        }
-        ag_buf_free(&c->inbuf);
-        ag_head_free(&c->head);
-        conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_update_reading(c);
+        if (c->rq.parent)
+            parent_connect_start(c);
+        else
+            tunnel_open(c, NULL, 0);
         return;
     }
     start_exchange_io(c);
@@ -804,11 +1097,26 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
 
 static void open_upstream(struct conn *c)
 {
-    conn_enter(c, CONN_UPSTREAM);
-    c->up = ag_upstream_open(c->srv->loop, c, &c->rq.target, c->cfg->dns_timeout_ms,
-                             c->cfg->connect_timeout_ms, on_upstream_ready, addr_allowed);
-    if (!c->up)
+    if (c->state != CONN_UPSTREAM)
+        conn_enter(c, CONN_UPSTREAM);
+    const struct ag_parent *p = c->rq.parent;
+    struct ag_target hop;
+    const struct ag_target *t = &c->rq.target;
+    if (p) {
+        /* The parent's address: no dst= rule applies to it (the gateway
+         * never learns the origin's), this_network still does. */
+        memset(&hop, 0, sizeof hop);
+        snprintf(hop.host, sizeof hop.host, "%s", p->host);
+        hop.port = p->port;
+        t = &hop;
+    }
+    c->up = ag_upstream_open(c->srv->loop, c, t, c->cfg->dns_timeout_ms, c->cfg->connect_timeout_ms,
+                             on_upstream_ready, p ? NULL : addr_allowed);
+    if (!c->up) {
         upstream_failed(c, 502, "cannot open upstream");
+        return;
+    }
+    c->up->via_parent = p != NULL;
 }
 
 /* --- zero-copy bodies ------------------------------------------------------- */
@@ -883,6 +1191,10 @@ static struct ag_upstream *forwarding_upstream(struct conn *c)
 
 void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
 {
+    if (c->rq.parent_connect && c->up && !c->up->idle && c->state == CONN_UPSTREAM) {
+        parent_connect_read(c, n, data);
+        return;
+    }
     struct ag_upstream *up = forwarding_upstream(c);
     if (!up)
         return;
@@ -894,6 +1206,10 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             c->rq.up_dirty = true;
     } else if (e != HPE_OK) {
         conn_flush(c);
+        if (c->rq.up_407 && c->rq.parent) {
+            parent_refused(c, 407, "demanded proxy authentication");
+            return;
+        }
         upstream_failed(c, 502,
                         c->rq.up_407               ? "upstream demanded proxy authentication"
                         : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
@@ -919,6 +1235,10 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
 
 void exchange_on_upstream_eof(struct conn *c, int err)
 {
+    if (c->rq.parent_connect && c->state == CONN_UPSTREAM) {
+        parent_refused(c, 0, "closed the connection before answering CONNECT");
+        return;
+    }
     struct ag_upstream *up = forwarding_upstream(c);
     if (!up)
         return;
@@ -977,6 +1297,83 @@ static bool healthz(struct conn *c, const char *url, size_t ul)
     return true;
 }
 
+/* The value of the one field name in h, NUL-terminated in out, or false
+ * (absent, repeated, or longer than out). */
+static bool field_copy(const struct ag_head *h, const char *name, char *out, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    if (ag_head_find(h, name, &v, &vl) != 1 || vl >= cap)
+        return false;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return true;
+}
+
+/* The client holds the current PAC file (RFC 9110 §13.1): If-None-Match
+ * decides when present (weak comparison, "*" matches), else
+ * If-Modified-Since against the file's mtime. */
+static bool pac_not_modified(const struct ag_head *h, const struct ag_config *cfg)
+{
+    char v[1024];
+    if (ag_head_find(h, "If-None-Match", NULL, NULL) > 0) {
+        if (!field_copy(h, "If-None-Match", v, sizeof v))
+            return false;
+        size_t el = strlen(cfg->pac_etag);
+        for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ' || *t == '\t')
+                t++;
+            size_t tl = strlen(t);
+            while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+                t[--tl] = '\0';
+            if (strncmp(t, "W/", 2) == 0) {
+                t += 2;
+                tl -= 2;
+            }
+            if (strcmp(t, "*") == 0 || (tl == el && memcmp(t, cfg->pac_etag, el) == 0))
+                return true;
+        }
+        return false;
+    }
+    if (!field_copy(h, "If-Modified-Since", v, sizeof v))
+        return false;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return false; /* not an IMF-fixdate: ignored (RFC 9110 §13.1.3) */
+    return (int64_t)timegm(&tm) >= cfg->pac_mtime;
+}
+
+/* "GET /proxy.pac" or "GET /wpad.dat" (or HEAD) in origin form, on any
+ * listener, with pac_file set: the PAC file, before authentication (a
+ * browser fetches it before it knows it has a proxy, let alone
+ * credentials for it). A query string is ignored. */
+static bool pac(struct conn *c, const char *url, size_t ul)
+{
+    const struct ag_config *cfg = c->cfg;
+    if (!cfg->pac_body || (c->rq.method != HTTP_GET && c->rq.method != HTTP_HEAD))
+        return false;
+    const char *q = memchr(url, '?', ul);
+    size_t pl = q ? (size_t)(q - url) : ul;
+    if (!((pl == 10 && memcmp(url, "/proxy.pac", 10) == 0) ||
+          (pl == 9 && memcmp(url, "/wpad.dat", 9) == 0)))
+        return false;
+    static const char ctype[] = "application/x-ns-proxy-autoconfig";
+    bool fresh = pac_not_modified(&c->head, cfg);
+    char extra[160];
+    snprintf(extra, sizeof extra, "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n",
+             cfg->pac_etag, cfg->pac_last_modified);
+    snprintf(c->rq.ctype, sizeof c->rq.ctype, "%s", ctype);
+    struct reply_body b = {ctype, cfg->pac_body, cfg->pac_len, !fresh && !c->rq.is_head};
+    if (fresh)
+        c->srv->stats.pac_not_modified++;
+    else
+        c->srv->stats.pac_ok++;
+    reply_with(c, fresh ? 304 : 200, extra, NULL, &b);
+    return true;
+}
+
 void exchange_on_head(struct conn *c)
 {
     conn_refresh_config(c);
@@ -1025,7 +1422,7 @@ void exchange_on_head(struct conn *c)
         exchange_reply(c, 400, NULL, "several Host fields");
         return;
     }
-    if (healthz(c, url, ul))
+    if (healthz(c, url, ul) || pac(c, url, ul))
         return;
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
                               : ag_target_parse_absolute(url, ul, &c->rq.target);
@@ -1081,7 +1478,8 @@ void exchange_on_head(struct conn *c)
     if (c->srv->rules) {
         const char *rule;
         bool recheck = false;
-        enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule, &recheck);
+        const struct ag_route *route = NULL;
+        enum ag_rule_verdict v = rules_eval(c, NULL, true, &rule, &recheck, &route);
         c->rq.rules_by_addr = recheck;
         if (v == AG_RULE_DENY) {
             deny(c, rule);
@@ -1090,6 +1488,7 @@ void exchange_on_head(struct conn *c)
         if (v == AG_RULE_ALLOW) {
             c->srv->stats.rules_preauth_allowed++;
             c->rq.preauth = true;
+            c->rq.route = route;
             exchange_proceed(c);
             return;
         }
@@ -1100,37 +1499,22 @@ void exchange_on_head(struct conn *c)
     exchange_proceed(c);
 }
 
-void exchange_proceed(struct conn *c)
+/* The request head for its hop, then a pooled connection to the same hop
+ * or a new one. */
+static void connect_hop(struct conn *c)
 {
-    if (c->srv->rules && !c->rq.preauth) {
-        const char *rule;
-        enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL);
-        if (v == AG_RULE_DENY) {
-            deny(c, rule);
-            return;
-        }
-        if (v == AG_RULE_GROUPS_UNKNOWN) {
-            groups_unknown(c, rule);
-            return;
-        }
-        c->rq.rules_by_addr = c->rq.rules_by_addr || v == AG_RULE_NEED_ADDR;
-    }
-    if (c->rq.is_connect && !ag_config_port_allowed(c->cfg, c->rq.target.port)) {
-        c->srv->stats.ports_denied++;
-        exchange_reply(c, 403, NULL, "CONNECT to this port is not allowed");
+    if (route_head(c) != 0)
         return;
-    }
-    if (!c->rq.is_connect) {
-        ag_buf_free(&c->rq.req_head_up);
-        if (build_upstream_head(c, &c->rq.req_head_up) != 0) {
-            c->rq.close_after = true;
-            exchange_reply(c, 431, NULL, "request head too large");
-            return;
-        }
-    }
     struct ag_upstream *up = c->up;
+    const struct ag_parent *p = c->rq.parent;
+    const char *host = p ? p->host : c->rq.target.host;
+    uint16_t port = p ? p->port : c->rq.target.port;
+    /* A Negotiate token is single-use (the parent's replay cache): a
+     * request that a pooled connection lost could not be retried with it,
+     * so those parents get a fresh connection per request. */
     if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
-        up->port == c->rq.target.port && strcmp(up->host, c->rq.target.host) == 0) {
+        up->via_parent == (p != NULL) && up->port == port && strcmp(up->host, host) == 0 &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;
@@ -1140,4 +1524,126 @@ void exchange_proceed(struct conn *c)
     ag_upstream_close(up);
     c->up = NULL;
     open_upstream(c);
+}
+
+/* A Kerberos token for a parent (auth=negotiate): made on the Kerberos
+ * pool, since it may talk to the KDC (a TGT, a service ticket). */
+struct parent_token_job {
+    struct ag_job base;
+    char *keytab; /* client keytab (owned), NULL = KRB5_CLIENT_KTNAME / default */
+    char *target; /* the parent's principal (owned) */
+    char *field;  /* run: the Proxy-Authorization line (owned, wiped) */
+    int rc;
+    char err[600];
+};
+
+static void token_run(struct ag_job *j)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    t->rc = ag_gss_initiate_blocking(t->keytab, t->target, &t->field, t->err, sizeof t->err);
+}
+
+static void token_done(struct ag_job *j, void *owner)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    struct conn *c = owner;
+    c->job = NULL;
+    uv_timer_stop(&c->timer);
+    if (t->rc != 0) {
+        c->srv->stats.parent_auth_failed++;
+        ag_err("conn=%llu event=parent_auth_failed parent=%s error=\"%s\"",
+               (unsigned long long)c->id, c->rq.parent->name, t->err);
+        upstream_failed(c, 502, "cannot authenticate to the parent proxy");
+        return;
+    }
+    free_parent_auth(c);
+    c->rq.parent_auth = t->field;
+    t->field = NULL;
+    connect_hop(c);
+}
+
+static void token_release(struct ag_job *j)
+{
+    struct parent_token_job *t = (struct parent_token_job *)j;
+    free(t->keytab);
+    free(t->target);
+    if (t->field) {
+        ag_wipe(t->field, strlen(t->field));
+        free(t->field);
+    }
+}
+
+static const struct ag_job_ops token_ops = {"parent_token", token_run, token_done, token_release};
+
+/* On to the chosen hop: direct, or the parent in c->rq.parent (after its
+ * Kerberos token, when it wants one). */
+static void start_hop(struct conn *c)
+{
+    const struct ag_parent *p = c->rq.parent;
+    if (!p || p->auth != AG_PARENT_AUTH_NEGOTIATE) {
+        connect_hop(c);
+        return;
+    }
+    struct parent_token_job *t = calloc(1, sizeof *t);
+    const char *kt = c->cfg->keytab;
+    if (t) {
+        t->base.ops = &token_ops;
+        t->keytab = kt ? strdup(kt) : NULL;
+        t->target = strdup(p->principal);
+    }
+    if (!t || (kt && !t->keytab) || !t->target) {
+        if (t) {
+            token_release(&t->base);
+            free(t);
+        }
+        upstream_failed(c, 502, "out of memory");
+        return;
+    }
+    if (c->state != CONN_UPSTREAM)
+        conn_enter(c, CONN_UPSTREAM);
+    if (ag_job_submit(&c->srv->workers, AG_POOL_KERBEROS, &t->base, c) != 0) {
+        token_release(&t->base);
+        free(t);
+        c->srv->stats.parent_auth_failed++;
+        upstream_failed(c, 503, "too many Kerberos jobs in flight");
+        return;
+    }
+    c->job = &t->base;
+    /* A KDC that does not answer: the connection ends at this deadline
+     * (conn_close detaches the job). */
+    conn_set_timer(c, c->cfg->handshake_timeout_ms);
+}
+
+void exchange_proceed(struct conn *c)
+{
+    if (c->srv->rules && !c->rq.preauth) {
+        const char *rule;
+        const struct ag_route *route = NULL;
+        enum ag_rule_verdict v = rules_eval(c, NULL, false, &rule, NULL, &route);
+        if (v == AG_RULE_DENY) {
+            deny(c, rule);
+            return;
+        }
+        if (v == AG_RULE_GROUPS_UNKNOWN) {
+            groups_unknown(c, rule);
+            return;
+        }
+        c->rq.rules_by_addr = c->rq.rules_by_addr || v == AG_RULE_NEED_ADDR;
+        c->rq.route = v == AG_RULE_ALLOW ? route : NULL;
+    }
+    if (c->rq.is_connect && !ag_config_port_allowed(c->cfg, c->rq.target.port)) {
+        c->srv->stats.ports_denied++;
+        exchange_reply(c, 403, NULL, "CONNECT to this port is not allowed");
+        return;
+    }
+    /* A request whose rules wait for the address is resolved here first
+     * (dst= rules); its route, if any, is taken then (addr_allowed). */
+    if (c->rq.route && !c->rq.rules_by_addr) {
+        c->rq.route_next = 0;
+        if (!next_parent(c)) {
+            no_parent(c);
+            return;
+        }
+    }
+    start_hop(c);
 }

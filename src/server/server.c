@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "proxy/parent.h"
 #include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
@@ -340,4 +341,11 @@ void ag_server_stop(struct ag_server *srv)
         close_if_open((uv_handle_t *)&srv->sig_hup);
         close_if_open((uv_handle_t *)&srv->sig_usr1);
     }
+}
+
+void ag_server_parent_health(const struct ag_parent *p, bool *down, uint64_t *failures)
+{
+    struct ag_parent_health *h = ag_parent_health(p->name, p->host, p->port);
+    *down = !ag_parent_usable(h, ag_now_ms());
+    *failures = ag_parent_failures(h);
 }

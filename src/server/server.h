@@ -220,6 +220,10 @@ struct ag_loop_info {
     uint64_t accepted;
 };
 bool ag_server_loop_info(struct ag_server *main, unsigned i, struct ag_loop_info *out);
+
+/* A configured parent's shared health (for authgatectl status): whether it
+ * is in back-off now and how many connections to it failed since start. */
+void ag_server_parent_health(const struct ag_parent *p, bool *down, uint64_t *failures);
 /* Connections of every loop (atomic read). */
 uint32_t ag_server_conns(const struct ag_server *srv);
 /* The number of loops workers N asks for (auto: one per CPU). */

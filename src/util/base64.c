@@ -1,4 +1,7 @@
 /* base64.c - strict RFC 4648 base64 (see util.h). Input is untrusted. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "util.h"
 
 static int val(unsigned char c)
@@ -91,4 +94,16 @@ void ag_b64_encode(const uint8_t *in, size_t n, char *out)
         out[o++] = '=';
     }
     out[o] = '\0';
+}
+
+char *ag_b64_field(const char *prefix, const uint8_t *in, size_t n)
+{
+    size_t pl = strlen(prefix);
+    char *f = malloc(pl + ag_b64_encoded_len(n) + 3);
+    if (!f)
+        return NULL;
+    memcpy(f, prefix, pl);
+    ag_b64_encode(in, n, f + pl);
+    strcat(f + pl, "\r\n");
+    return f;
 }

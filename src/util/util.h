@@ -50,6 +50,9 @@ int ag_b64_decode(const char *in, size_t inlen, uint8_t *out, size_t outcap, siz
 size_t ag_b64_encoded_len(size_t n);
 /* Encodes into out (which holds ag_b64_encoded_len(n)+1 bytes), NUL-terminated. */
 void ag_b64_encode(const uint8_t *in, size_t n, char *out);
+/* A header line "<prefix><base64 of in>\r\n" in a new buffer (the caller
+ * wipes and frees it: it carries a credential), or NULL (out of memory). */
+char *ag_b64_field(const char *prefix, const uint8_t *in, size_t n);
 
 /* A decimal number (1*DIGIT: no sign, no blanks) from the bounded slice
  * s[0..len), which needs no NUL: 0 and *out, AG_EINVAL when the slice is

@@ -384,6 +384,13 @@ static const struct dump_case {
     {"metrics_listen none", "metrics_listen none"},
     {"metrics_allow 10.0.0.5 192.0.2.0/24", "metrics_allow 10.0.0.5/32 192.0.2.0/24"},
     {"metrics_allow none", "metrics_allow none"},
+    {"parent isp proxy.isp.example:8080", "parent isp proxy.isp.example:8080"},
+    {"parent v6 [2001:db8::1]:3128\nparent k k.example:3128 auth=negotiate:HTTP@k.example",
+     "parent k k.example:3128 auth=negotiate:HTTP@k.example"},
+    {"parent none", "parent none"},
+    {"parent_identity_header on", "parent_identity_header on"},
+    {"parent_backoff 5s", "parent_backoff 5s"},
+    {"pac_file none", "pac_file none"},
 };
 
 static void test_every_option_round_trips(void **state)
@@ -586,6 +593,21 @@ static const struct err_case {
      "no . \\ / : * ? \" < > |)"},
     {"realm_domain A.EXAMPLE A\nrealm_domain a.example B",
      "proxy.conf:2: realm_domain: realm a.example given twice"},
+    {"parent direct p.example:3128",
+     "proxy.conf:1: parent: name must be 1-63 of [A-Za-z0-9_.-] and not 'direct'"},
+    {"parent p p.example", "proxy.conf:1: parent: 'p.example' is not HOST:PORT"},
+    {"parent p p.example:0", "proxy.conf:1: parent: 'p.example:0' is not HOST:PORT"},
+    {"parent p p.example:3128\nparent p q.example:3128", "proxy.conf:2: parent: 'p' given twice"},
+    {"parent p p.example:3128 tls",
+     "proxy.conf:1: parent: tls to a parent is not supported yet (connect in clear, or through a "
+     "local TLS tunnel such as stunnel)"},
+    {"parent p p.example:3128 auth=ntlm:x",
+     "proxy.conf:1: parent: 'auth=ntlm:x' is not auth=basic:FILE or auth=negotiate:PRINCIPAL (one "
+     "auth= at most)"},
+    {"parent p p.example:3128 auth=basic:/nonexistent/cred",
+     "proxy.conf: /nonexistent/cred: No such file or directory"},
+    {"pac_file /nonexistent/proxy.pac",
+     "proxy.conf: /nonexistent/proxy.pac: No such file or directory"},
 };
 
 static void test_error_messages(void **state)
@@ -643,6 +665,76 @@ static void test_man_reference(void **state)
         line = line ? line + 1 : NULL;
     }
     free(text);
+}
+
+/* A file in a fresh temporary directory, with mode; its path in out. */
+static void temp_file(const char *name, const char *text, mode_t mode, char *out, size_t cap)
+{
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/ag-test-config-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+    }
+    snprintf(out, cap, "%s/%s", dir, name);
+    FILE *f = fopen(out, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(out, mode), 0);
+}
+
+/* The parent's password file is refused unless only the gateway can read
+ * it; a good one becomes the Proxy-Authorization field sent to the parent. */
+static void test_parent_basic_file(void **state)
+{
+    (void)state;
+    char path[128], text[300], err[512];
+    temp_file("cred", "gw:s3cret\n", 0640, path, sizeof path);
+    snprintf(text, sizeof text, "parent p 127.0.0.1:3128 auth=basic:%s", path);
+    assert_null(parse(text, err, sizeof err));
+    char want[300];
+    snprintf(want, sizeof want,
+             "proxy.conf: %s: readable by group or others (mode 0640); the parent's password "
+             "must be readable by the gateway alone (chmod 600)",
+             path);
+    assert_string_equal(err, want);
+    assert_int_equal(chmod(path, 0600), 0);
+    struct ag_config *c = parse(text, err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    const struct ag_parent *p = ag_config_parent(c, "p");
+    assert_non_null(p);
+    assert_int_equal(p->port, 3128);
+    /* base64("gw:s3cret") */
+    assert_string_equal(p->basic_field, "Proxy-Authorization: Basic Z3c6czNjcmV0\r\n");
+    assert_null(ag_config_parent(c, "q"));
+    ag_config_unref(c);
+    temp_file("cred2", "no-colon\n", 0600, path, sizeof path);
+    snprintf(text, sizeof text, "parent p 127.0.0.1:3128 auth=basic:%s", path);
+    assert_null(parse(text, err, sizeof err));
+    assert_non_null(strstr(err, "must hold one user:password line"));
+}
+
+/* pac_file: read with the configuration; empty is refused; validators set. */
+static void test_pac_file(void **state)
+{
+    (void)state;
+    char path[128], text[200], err[512];
+    temp_file("empty.pac", "", 0644, path, sizeof path);
+    snprintf(text, sizeof text, "pac_file %s", path);
+    assert_null(parse(text, err, sizeof err));
+    assert_non_null(strstr(err, "pac_file is empty"));
+    temp_file("p.pac", "function FindProxyForURL(u, h) { return \"DIRECT\"; }\n", 0644, path,
+              sizeof path);
+    snprintf(text, sizeof text, "pac_file %s", path);
+    struct ag_config *c = parse(text, err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->pac_len, 52);
+    assert_memory_equal(c->pac_body, "function FindProxyForURL", 24);
+    assert_true(c->pac_etag[0] == '"' && strlen(c->pac_etag) > 10);
+    assert_non_null(strstr(c->pac_last_modified, " GMT"));
+    ag_config_unref(c);
 }
 
 /* realm_domain: a lookup by realm, case-insensitive; none clears. */
@@ -1274,6 +1366,8 @@ int main(void)
         cmocka_unit_test(test_quoting_and_comments),
         cmocka_unit_test(test_auth_schemes),
         cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_parent_basic_file),
+        cmocka_unit_test(test_pac_file),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_ref_unref),
         cmocka_unit_test(test_fixed_changed),

@@ -253,6 +253,11 @@ static void test_errors(void **state)
                                   "address"},
         {"deny a host=a%2eb", "rules:1: host: 'a%2eb' is not a host name, *.domain or address"},
         {"deny a path=/admin?x=1", "rules:1: path: '/admin?x=1' has a query or fragment"},
+        {"deny a route=p", "rules:1: rule 'a': route= is for allow rules"},
+        {"allow a route=p,direct", "rules:1: route: direct cannot be mixed with parents"},
+        {"allow a route=p route=q", "rules:1: route= given twice"},
+        {"allow a dst=10.0.0.0/8 route=p",
+         "rules:1: rule 'a': route= through a parent cannot be combined with dst="},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char err[256] = "";
@@ -266,6 +271,58 @@ static void test_errors(void **state)
     char err[256];
     assert_null(ag_rules_parse("allow a group=x", "r", NULL, NULL, err, sizeof err));
     assert_string_equal(err, "r:1: group 'x' is not declared and no winbind backend resolves it");
+}
+
+/* route=: the deciding allow rule's parents, in order; direct for
+ * route=direct, rules without route= and the default; names checked
+ * against the configuration's parent lines. */
+static void test_routes(void **state)
+{
+    char err[256];
+    struct ag_rules *r = parse("allow isp host=*.example route=a,b\n"
+                               "allow lan host=lan.test route=direct\n"
+                               "allow pre auth=none host=open.test route=b\n"
+                               "deny evil host=evil.test\n",
+                               err, sizeof err);
+    assert_non_null(r);
+    const char *rule;
+    const struct ag_route *route = (const struct ag_route *)1;
+    struct ag_rules_query q = {.host = "www.example", .port = 80, .method = "GET", .route = &route};
+    assert_int_equal(ag_rules_eval(r, &q, false, &rule, NULL), AG_RULE_ALLOW);
+    assert_non_null(route);
+    assert_int_equal(route->n, 2);
+    assert_string_equal(route->parents[0], "a");
+    assert_string_equal(route->parents[1], "b");
+    q.host = "lan.test";
+    assert_int_equal(ag_rules_eval(r, &q, false, &rule, NULL), AG_RULE_ALLOW);
+    assert_null(route);
+    q.host = "open.test";
+    assert_int_equal(ag_rules_eval(r, &q, true, &rule, NULL), AG_RULE_ALLOW);
+    assert_non_null(route);
+    assert_string_equal(route->parents[0], "b");
+    q.host = "evil.test";
+    assert_int_equal(ag_rules_eval(r, &q, false, &rule, NULL), AG_RULE_DENY);
+    assert_null(route);
+    q.host = "other.test";
+    assert_int_equal(ag_rules_eval(r, &q, false, &rule, NULL), AG_RULE_ALLOW);
+    assert_string_equal(rule, "default");
+    assert_null(route);
+    assert_non_null(ag_rules_route_of(r, "isp"));
+    assert_null(ag_rules_route_of(r, "lan"));
+
+    struct ag_config *cfg =
+        ag_config_parse("parent a a.test:3128\n", 21, "c", NULL, err, sizeof err);
+    assert_non_null(cfg);
+    assert_int_equal(ag_rules_check_routes(r, cfg, err, sizeof err), AG_EINVAL);
+    assert_string_equal(err, "rules:1: rule 'isp': route names 'b', which no parent line of the "
+                             "configuration defines");
+    ag_config_unref(cfg);
+    cfg = ag_config_parse("parent a a.test:3128\nparent b b.test:8080\n", 42, "c", NULL, err,
+                          sizeof err);
+    assert_non_null(cfg);
+    assert_int_equal(ag_rules_check_routes(r, cfg, err, sizeof err), 0);
+    ag_config_unref(cfg);
+    ag_rules_free(r);
 }
 
 static void test_default_allow_and_counters(void **state)
@@ -493,11 +550,9 @@ static void test_groups_unknown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_default_allow_and_counters),
-        cmocka_unit_test(test_one_spelling),
-        cmocka_unit_test(test_thousand_rules),
+        cmocka_unit_test(test_policy),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_routes),         cmocka_unit_test(test_default_allow_and_counters),
+        cmocka_unit_test(test_one_spelling),   cmocka_unit_test(test_thousand_rules),
         cmocka_unit_test(test_groups_unknown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

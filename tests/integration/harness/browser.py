@@ -121,12 +121,13 @@ class Chromium:
 
     def start(self):
         binary = chromium_binary()
-        flags = BASE_FLAGS + [
-            "--user-data-dir=%s" % (self.workdir / "profile"),
-            "--proxy-server=%s" % self.proxy,
-            # Chromium never proxies loopback targets unless told so.
-            "--proxy-bypass-list=<-loopback>",
-        ]
+        flags = BASE_FLAGS + ["--user-data-dir=%s" % (self.workdir / "profile")]
+        if self.proxy:  # None: the test gives its own (--proxy-pac-url)
+            flags += [
+                "--proxy-server=%s" % self.proxy,
+                # Chromium never proxies loopback targets unless told so.
+                "--proxy-bypass-list=<-loopback>",
+            ]
         if self.allowlist:
             flags.append("--auth-server-allowlist=%s" % self.allowlist)
         flags += self.extra_flags + ["about:blank"]

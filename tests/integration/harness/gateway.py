@@ -27,7 +27,7 @@ DEFAULT_BIN = REPO / "build" / "authgate"
 
 # Options written one line per element when given a list; every other list or
 # tuple value is written space-joined on one line ("connect_ports 443 8443").
-REPEATABLE = {"listen", "realm_domain"}
+REPEATABLE = {"listen", "realm_domain", "parent"}
 
 SANITIZER_PATTERNS = [
     re.compile(p) for p in (

@@ -1,0 +1,156 @@
+"""A real Squid 5.7 (Debian `squid`) started by a test as a parent proxy.
+
+Private directory (owned by the `proxy` user: Squid refuses to run as root
+and drops to cache_effective_user), private squid.conf with `cache deny all`,
+`-N` (foreground, one process) and `-n NAME` so that instances never meet.
+Its access log uses a logformat that shows what the gateway sent:
+method, URL, status, the identity header (%{X-Authenticated-User}>h) and
+the user Squid authenticated (%un, "-" without auth).
+"""
+
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from harness.gateway import free_port
+
+IDENT = "X-Authenticated-User"
+LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un" % IDENT
+
+
+class SquidError(RuntimeError):
+    """Squid missing or not starting: a broken set-up, never the verdict."""
+
+
+class Squid:
+    """workdir is unused for Squid's own files: those live in a fresh
+    directory under /tmp (self.dir), reachable by the proxy user, which the
+    pytest tree (mode 0700 per run) is not. Files Squid must read (htpasswd,
+    keytab) go in there too; remove() deletes it."""
+
+    def __init__(self, workdir=None, auth_lines=(), env=None, name="parent"):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="ag-squid-"))
+        os.chmod(self.dir, 0o755)
+        self.auth_lines = list(auth_lines)
+        self.env = dict(os.environ if env is None else env)
+        self.name = name
+        self.port = None
+        self.proc = None
+
+    @property
+    def access_log_path(self):
+        return self.dir / "access.log"
+
+    def start(self, timeout=30.0, port=None):
+        if shutil.which("squid") is None:
+            raise SquidError("squid not installed (apt-get install squid)")
+        pw = pwd.getpwnam("proxy")
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self.port = port or self.port or free_port()
+        conf = self.dir / "squid.conf"
+        conf.write_text("\n".join([
+            "http_port 127.0.0.1:%d" % self.port,
+            "visible_hostname %s" % self.name,
+            "cache_effective_user proxy",
+            "cache_effective_group proxy",
+            "workers 1",
+            "pid_filename %s/squid.pid" % self.dir,
+            "cache_log %s/cache.log" % self.dir,
+            LOGFORMAT,
+            "access_log stdio:%s agtest" % self.access_log_path,
+            "cache_store_log none",
+            "logfile_rotate 0",
+            "coredump_dir %s" % self.dir,
+            "netdb_filename none",
+            "pinger_enable off",
+            "shutdown_lifetime 0 seconds",
+            "icp_port 0",
+            "htcp_port 0",
+            "snmp_port 0",
+            "cache deny all",
+            "buffered_logs off",
+        ] + self.auth_lines + ["http_access allow all", ""]))
+        svc = re.sub(r"[^A-Za-z0-9]", "", "agt%d%s%d" % (os.getpid(), self.name, self.port))
+        self._out = open(self.dir / "stdout.log", "ab")
+        cache_log = self.dir / "cache.log"
+        since = cache_log.stat().st_size if cache_log.exists() else 0
+        self.proc = subprocess.Popen(["squid", "-N", "-f", str(conf), "-n", svc],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._out, env=self.env, cwd=self.dir,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = cache_log.read_text(errors="replace")[since:] if cache_log.exists() else ""
+            if "Accepting HTTP Socket connections" in text:
+                return self
+            if self.proc.poll() is not None or "FATAL" in text:
+                break
+            time.sleep(0.05)
+        out = self.logs_tail()
+        self.stop()
+        raise SquidError("squid did not start:\n%s" % out)
+
+    def logs_tail(self, n=3000):
+        def rd(p):
+            try:
+                return p.read_text(errors="replace")[-n:]
+            except FileNotFoundError:
+                return ""
+        return "--- squid cache.log ---\n%s\n--- stdout ---\n%s" % (
+            rd(self.dir / "cache.log"), rd(self.dir / "stdout.log"))
+
+    @property
+    def access_log(self):
+        try:
+            text = self.access_log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [l.split(" ") for l in text.splitlines() if l.strip()]
+
+    def wait_logged(self, pred, timeout=5.0):
+        """The first access-log record [method, url, status, ident, user]
+        that pred accepts, waited for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for rec in self.access_log:
+                if pred(rec):
+                    return rec
+            if time.monotonic() > deadline:
+                raise AssertionError("no such record in squid's access log: %r\n%s"
+                                     % (self.access_log, self.logs_tail()))
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+        self._out.close()
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def private_file(self, name, text, mode=0o640):
+        """A file Squid (the proxy user) reads and nobody else does."""
+        p = self.dir / name
+        p.write_text(text) if isinstance(text, str) else p.write_bytes(text)
+        pw = pwd.getpwnam("proxy")
+        os.chown(p, 0, pw.pw_gid)
+        os.chmod(p, mode)
+        return p

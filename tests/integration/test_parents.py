@@ -1,0 +1,381 @@
+"""Parent proxies (issue 13 part 2): `parent NAME HOST:PORT [auth=...]` and
+`route=` on allow rules, against a real Squid 5.7 started by each test as the
+parent (harness/squid.py).
+
+What is shown, each from the peers' own records:
+* routing by host rule: the parent's access log holds the routed request in
+  absolute form and never the direct one; the gateway's access log says
+  FIRSTUP_PARENT or HIER_DIRECT;
+* CONNECT relayed through the parent's CONNECT (a TLS origin behind it);
+* the gateway's own Basic credentials checked by Squid's basic_ncsa_auth
+  (htpasswd written by the test with `openssl passwd -apr1`), the client's
+  Proxy-Authorization never forwarded; a wrong password gives the client 502;
+* a parent down: 502 with the reason in the log; a failing parent skipped
+  for parent_backoff, the next one used, and recovered after the back-off;
+* the identity header seen by the parent (Squid logs it with %{...}>h) only
+  with parent_identity_header on.
+
+The gateway authenticates clients with Basic against a local user file
+(test_rules.start_gateway), so that a client's credentials exist and can be
+shown not to leak. Targets: the origin as 127.0.0.1 (routed by the rules) and
+as localhost (direct): the same origin, two routes.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness.accesslog import parse_access
+from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
+from harness.gateway import check_config, free_port
+from harness.origin import HELLO
+from harness.tools import wait_until
+from harness.squid import IDENT, Squid
+from peers.fixtures import kdc  # noqa: F401
+from test_ctl import doctor
+from test_rules import PW, curl_as, start_gateway
+
+
+@pytest.fixture
+def squids(tmp_path):
+    made = []
+
+    def factory(name="sq", auth_lines=(), env=None, start=True, port=None):
+        s = Squid(auth_lines=auth_lines, env=env, name=name)
+        s.port = port
+        made.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield factory
+    for s in made:
+        s.remove()
+
+
+def rules_for(parents="sq"):
+    return """
+        allow routed host=127.0.0.1 route=%s
+        allow rest
+        """ % parents
+
+
+def gateway_with(make_gateway, tmp_path, parent_lines, rules=None, **opts):
+    gw = start_gateway(make_gateway, tmp_path, rules or rules_for(), start=False, **opts)
+    gw.options["parent"] = parent_lines
+    gw.start()
+    return gw
+
+
+def get(gw, url, user="alice", *args):
+    return curl_as(gw, "-U", "%s:%s" % (user, PW[user]), "--proxy-basic", *args, url)
+
+
+def access(gw, url):
+    for line in gw.access_log:
+        rec = parse_access(line)
+        if rec["url"] == url:
+            return rec, line
+    raise AssertionError("%s not in the access log: %r" % (url, gw.access_log))
+
+
+def test_route_by_host_rule(make_gateway, tmp_path, squids, origin):
+    sq = squids()
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port])
+    routed = origin.url("/routed", host="127.0.0.1")
+    direct = "http://localhost:%d/direct" % origin.port
+    r = get(gw, routed)
+    assert r.status == 200 and r.body == HELLO, r
+    r = get(gw, direct)
+    assert r.status == 200 and r.body == HELLO, r
+    # Squid got the routed request in absolute form, with no user of its own
+    # (no auth configured): the client's credentials did not reach it.
+    rec = sq.wait_logged(lambda x: x[1] == routed)
+    assert rec[0] == "GET" and rec[2] == "200", rec
+    assert not any("/direct" in x[1] for x in sq.access_log), sq.access_log
+    gw.wait_access_log(2)
+    _, line = access(gw, routed)
+    assert "FIRSTUP_PARENT/127.0.0.1" in line, line
+    _, line = access(gw, direct)
+    assert "HIER_DIRECT/" in line, line
+    # The origin saw the parent's Via after ours, and no Proxy-Authorization.
+    req = [q for q in origin.requests if q.target == "/routed"][0]
+    via = req.header("Via")
+    assert "authgate" in via and "sq" in via, via
+    assert req.header("Proxy-Authorization") is None
+
+
+def test_connect_through_parent(make_gateway, tmp_path, squids, tls_origin):
+    sq = squids()
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port],
+                      connect_ports=str(tls_origin.port))
+    r = get(gw, tls_origin.url("/tls"), "alice", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    auth = "127.0.0.1:%d" % tls_origin.port
+    rec = sq.wait_logged(lambda x: x[0] == "CONNECT")
+    assert rec[1] == auth and rec[2] == "200", rec
+    # The tunnel is logged when it closes (curl has quit).
+    wait_until(lambda: any(auth in l for l in gw.access_log), what="the tunnel's log line")
+    _, line = access(gw, auth)
+    assert "TCP_TUNNEL/200" in line and "FIRSTUP_PARENT/127.0.0.1" in line, line
+
+
+def squid_basic(squids, tmp_path, user="gw", password="gw-Secret9"):
+    h = subprocess.run(["openssl", "passwd", "-apr1", password], capture_output=True,
+                       check=True).stdout.decode().strip()
+    sq = squids(start=False)
+    htpasswd = sq.private_file("htpasswd", "%s:%s\n" % (user, h))
+    sq.auth_lines = [
+        "auth_param basic program /usr/lib/squid/basic_ncsa_auth %s" % htpasswd,
+        "auth_param basic realm parent",
+        "acl authed proxy_auth REQUIRED",
+        "http_access deny !authed",
+    ]
+    return sq.start()
+
+
+def cred_file(tmp_path, text, mode=0o600):
+    p = tmp_path / "parent.cred"
+    p.write_text(text)
+    os.chmod(p, mode)
+    return p
+
+
+def test_basic_to_parent(make_gateway, tmp_path, squids, origin, tls_origin):
+    sq = squid_basic(squids, tmp_path)
+    cred = cred_file(tmp_path, "gw:gw-Secret9\n")
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["sq 127.0.0.1:%d auth=basic:%s" % (sq.port, cred)],
+                      connect_ports=str(tls_origin.port))
+    routed = origin.url("/basic", host="127.0.0.1")
+    r = get(gw, routed)
+    assert r.status == 200 and r.body == HELLO, r
+    r = get(gw, tls_origin.url("/tls"), "bob", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    # Squid authenticated the gateway ("gw"), for both, not the clients.
+    assert sq.wait_logged(lambda x: x[1] == routed and x[2] == "200")[4] == "gw"
+    assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == "gw"
+    req = [q for q in origin.requests if q.target == "/basic"][0]
+    assert req.header("Proxy-Authorization") is None
+
+
+def test_client_credentials_never_reach_the_parent(make_gateway, tmp_path, squids, origin):
+    """Squid accepts alice's own password, but the parent line has no auth=:
+    the gateway must not pass the client's Proxy-Authorization on, so Squid
+    answers 407 and the client gets 502."""
+    sq = squid_basic(squids, tmp_path, user="alice", password=PW["alice"])
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port])
+    r = get(gw, origin.url("/mine", host="127.0.0.1"), "alice")
+    assert r.status == 502, r
+    rec = sq.wait_logged(lambda x: x[1].endswith("/mine"))
+    assert rec[2] == "407" and rec[4] == "-", rec
+    assert not origin.requests
+
+
+def test_parent_refuses_our_credentials(make_gateway, tmp_path, squids, origin, tls_origin):
+    sq = squid_basic(squids, tmp_path)
+    cred = cred_file(tmp_path, "gw:wrong-password\n")
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["sq 127.0.0.1:%d auth=basic:%s" % (sq.port, cred)],
+                      connect_ports=str(tls_origin.port))
+    r = get(gw, origin.url("/x", host="127.0.0.1"))
+    assert r.status == 502 and b"parent proxy sq refused the request (407)" in r.body, r
+    gw.wait_log(r"event=parent_refused parent=sq host=127.0.0.1 status=407")
+    r = get(gw, tls_origin.url("/tls"), "alice", "-k", "-p")
+    assert "CONNECT tunnel failed, response 502" in r.stderr, r
+    gw.wait_log(r"event=parent_refused parent=sq host=127.0.0.1 status=407 reason=\"refused "
+                r"CONNECT\"")
+    assert not [q for q in origin.requests if q.target == "/x"]
+
+
+def test_group_readable_credentials_refused(make_gateway, tmp_path):
+    cred = cred_file(tmp_path, "gw:pw\n", 0o640)
+    conf = tmp_path / "a.conf"
+    conf.write_text("parent sq 127.0.0.1:3128 auth=basic:%s\n" % cred)
+    rc, out = check_config(conf)
+    assert rc == 1 and "readable by group or others (mode 0640)" in out, out
+
+
+def test_unknown_route_refused(make_gateway, tmp_path):
+    gw = start_gateway(make_gateway, tmp_path, rules_for("nope"), start=False)
+    gw.write_config()
+    rc, out = check_config(gw.config_path)
+    assert rc == 1 and "route names 'nope', which no parent line" in out, out
+
+
+def test_parent_down(make_gateway, tmp_path, origin, sockdir):
+    dead = free_port()
+    sock = str(sockdir / "ctl.sock")
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % dead], status_socket=sock)
+    r = get(gw, origin.url("/x", host="127.0.0.1"))
+    assert r.status == 502 and b"no parent proxy available" in r.body, r
+    gw.wait_log(r"event=parent_down parent=sq address=127.0.0.1:%d reason=\"connection refused\""
+                % dead)
+    gw.wait_log(r"event=parent_none_left .*host=127.0.0.1 reason=\"sq: connection refused\"")
+    # Within the back-off the parent is not even tried.
+    r = get(gw, origin.url("/y", host="127.0.0.1"))
+    assert r.status == 502, r
+    gw.wait_log(r"event=parent_none_left .*reason=\"sq: in back-off\"")
+    assert not origin.requests
+    st = stats(gw)
+    assert (st["parent_failed"], st["parent_skipped"], st["parent_none_left"]) == (1, 1, 2), st
+    parents = ctl_json(sock, "status")["parents"]
+    assert parents == [{"parent": "sq", "parent_address": "127.0.0.1:%d" % dead,
+                        "parent_auth": "none", "parent_state": "backoff",
+                        "parent_failures": 1}], parents
+
+
+def test_failover_backoff_and_recovery(make_gateway, tmp_path, squids, origin):
+    sq = squids("sq")
+    flaky_port = free_port()
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["flaky 127.0.0.1:%d" % flaky_port, "sq 127.0.0.1:%d" % sq.port],
+                      rules=rules_for("flaky,sq"), parent_backoff="2s")
+    r = get(gw, origin.url("/one", host="127.0.0.1"))
+    t_down = time.monotonic()
+    assert r.status == 200, r
+    gw.wait_log(r"event=parent_down parent=flaky")
+    sq.wait_logged(lambda x: x[1].endswith("/one"))
+    # flaky comes up now, but is in back-off: sq still serves.
+    fl = squids("flaky", port=flaky_port)
+    r = get(gw, origin.url("/two", host="127.0.0.1"))
+    assert r.status == 200, r
+    assert time.monotonic() - t_down < 2.0, "too slow to test the back-off window"
+    sq.wait_logged(lambda x: x[1].endswith("/two"))
+    assert not fl.access_log
+    # After the back-off, flaky is tried again, first in the route.
+    time.sleep(max(0.0, t_down + 2.2 - time.monotonic()))
+    r = get(gw, origin.url("/three", host="127.0.0.1"))
+    assert r.status == 200, r
+    fl.wait_logged(lambda x: x[1].endswith("/three"))
+    gw.wait_log(r"event=parent_up parent=flaky")
+    assert gw.error_log.count("event=parent_down parent=flaky") == 1
+
+
+@pytest.mark.parametrize("send", [True, False])
+def test_identity_header_to_parent(make_gateway, tmp_path, squids, origin, send):
+    sq = squids()
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port],
+                      parent_identity_header="on" if send else "off")
+    routed = origin.url("/who", host="127.0.0.1")
+    # A client's own copy never passes for the gateway's.
+    r = get(gw, routed, "carol", "-H", "X-Authenticated-User: mallory")
+    assert r.status == 200, r
+    rec = sq.wait_logged(lambda x: x[1] == routed)
+    assert rec[3] == ("carol" if send else "-"), rec
+    req = [q for q in origin.requests if q.target == "/who"][0]
+    assert req.header(IDENT) == ("carol" if send else None)
+
+
+def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin):  # noqa: F811
+    """The gateway authenticates to Squid with Kerberos from its own keytab
+    (the first principal of `keytab`: HTTP/localhost), for a service of the
+    parent's (HTTP/parent.test, in Squid's keytab for negotiate_kerberos_auth).
+    Squid's access log names the gateway's principal, never the client."""
+    sq = squids(start=False)
+    keytab = str(sq.dir / "parent.keytab")
+    service = kdc.add_principal("HTTP/parent.test", keytab=keytab)
+    pw_ = __import__("pwd").getpwnam("proxy")
+    os.chown(keytab, 0, pw_.pw_gid)
+    os.chmod(keytab, 0o640)
+    conf = sq.private_file("krb5.conf", open(kdc.krb5_conf).read(), 0o644)
+    rc_dir = sq.dir / "rcache"
+    rc_dir.mkdir()
+    os.chown(rc_dir, pw_.pw_uid, pw_.pw_gid)
+    sq.env.update(KRB5_CONFIG=str(conf), KRB5RCACHEDIR=str(rc_dir))
+    sq.auth_lines = [
+        "auth_param negotiate program /usr/lib/squid/negotiate_kerberos_auth -k %s -s %s"
+        % (keytab, service),
+        "auth_param negotiate children 2",
+        "acl authed proxy_auth REQUIRED",
+        "http_access deny !authed",
+    ]
+    sq.start()
+    gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False,
+                       connect_ports=str(tls_origin.port))
+    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
+    gw.start()
+    routed = origin.url("/krb", host="127.0.0.1")
+    for _ in range(2):  # a fresh token per request (each is single-use)
+        r = get(gw, routed)
+        assert r.status == 200 and r.body == HELLO, (r, sq.logs_tail())
+    r = get(gw, tls_origin.url("/tls"), "bob", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    me = kdc.principal("HTTP/localhost")
+    recs = [x for x in sq.access_log if x[1] == routed and x[2] == "200"]
+    assert len(recs) == 2 and all(x[4] == me for x in recs), sq.access_log
+    assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == me
+    req = [q for q in origin.requests if q.target == "/krb"][0]
+    assert req.header("Proxy-Authorization") is None
+
+
+def test_negotiate_to_parent_without_key(make_gateway, tmp_path, squids, kdc, origin):  # noqa: F811
+    """A parent principal the KDC does not know: no token, 502, the GSS
+    error in the log, nothing sent to the parent."""
+    sq = squids()
+    gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False)
+    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:HTTP/nowhere.test@%s"
+                            % (sq.port, kdc.realm)]
+    gw.start()
+    r = get(gw, origin.url("/x", host="127.0.0.1"))
+    assert r.status == 502 and b"cannot authenticate to the parent proxy" in r.body, r
+    gw.wait_log(r"event=parent_auth_failed parent=sq error=\".*not found")
+    assert not sq.access_log
+
+
+def test_route_after_dst_rule(make_gateway, tmp_path, squids, origin):
+    """A dst= rule before a route= rule: the gateway resolves the name to
+    decide dst=, and the rule that admits the address still sends the
+    request through the parent (never a direct connection)."""
+    sq = squids()
+    rules = """
+        deny tennet dst=10.0.0.0/8
+        allow routed host=localhost route=sq
+        allow rest
+        """
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port], rules=rules)
+    url = "http://localhost:%d/after-dst" % origin.port
+    r = get(gw, url)
+    assert r.status == 200 and r.body == HELLO, r
+    sq.wait_logged(lambda x: x[1] == url and x[2] == "200")
+    req = [q for q in origin.requests if q.target == "/after-dst"][0]
+    assert "sq" in req.header("Via"), req.headers
+
+
+def test_doctor_checks_parents(tmp_path, squids):
+    sq = squids()
+    dead = free_port()
+    pac = tmp_path / "p.pac"
+    pac.write_text('function FindProxyForURL(u, h) { return "DIRECT"; }\n')
+    conf = tmp_path / "a.conf"
+    conf.write_text("listen 127.0.0.1:%d\nauth_schemes none\nparent up 127.0.0.1:%d\n"
+                    "parent down 127.0.0.1:%d\npac_file %s\n" % (free_port(), sq.port, dead, pac))
+    rc, out = doctor(conf)
+    assert rc == 1, out
+    assert "OK   parent: up 127.0.0.1:%d accepts connections" % sq.port in out, out
+    assert "FAIL parent: down 127.0.0.1:%d: Connection refused" % dead in out, out
+    assert "OK   pac_file: %s: 52 bytes" % pac in out, out
+
+
+def test_reload_routes_and_parents(make_gateway, tmp_path, squids, origin):
+    """SIGHUP: a route to a parent the new file does not define is refused
+    (the old configuration keeps serving); a new parent and route are taken."""
+    sq = squids()
+    gw = gateway_with(make_gateway, tmp_path, ["sq 127.0.0.1:%d" % sq.port])
+    url = "http://localhost:%d/reloaded" % origin.port
+    assert get(gw, url).status == 200
+    assert not any(x[1] == url for x in sq.access_log)
+    gw.rules_path.write_text("allow all host=localhost route=other\nallow rest\n")
+    since = len(gw.error_log)
+    gw.reload()
+    gw.wait_log(r"event=reload_failed error=.*route names 'other', which no parent line",
+                since=since)
+    assert get(gw, origin.url("/still", host="127.0.0.1")).status == 200
+    sq.wait_logged(lambda x: x[1].endswith("/still"))
+    since = len(gw.error_log)
+    gw.reload({"parent": ["sq 127.0.0.1:%d" % sq.port, "other 127.0.0.1:%d" % sq.port]})
+    gw.wait_log(r"event=reloaded", since=since)
+    assert get(gw, url).status == 200
+    sq.wait_logged(lambda x: x[1] == url)
