@@ -128,7 +128,7 @@ struct conn {
     bool tun_client_eof, tun_up_eof;
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
     struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
-    bool splicing;       /* the splice relay runs (its handles are counted) */
+    bool splicing;        /* the splice relay runs (its handles are counted) */
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):

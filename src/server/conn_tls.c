@@ -19,8 +19,8 @@
 
 struct conn_tls {
     SSL *ssl;
-    BIO *in;  /* socket -> OpenSSL (owned by ssl) */
-    BIO *out; /* OpenSSL -> socket (owned by ssl) */
+    BIO *in;         /* socket -> OpenSSL (owned by ssl) */
+    BIO *out;        /* OpenSSL -> socket (owned by ssl) */
     bool first;      /* nothing received yet: the first byte tells TLS from HTTP */
     bool handshaken; /* the handshake completed: plaintext flows */
     bool pumping;    /* inside conn_tls_pump: a nested call only asks for another round */
@@ -179,8 +179,7 @@ void conn_tls_pump(struct conn *c)
                 break;
             size_t room = AG_READ_CHUNK;
             if (c->state == CONN_TUNNEL) {
-                if (c->tun_client_eof || !c->up ||
-                    c->up->out_pending >= AG_WRITE_HIGH_WATER)
+                if (c->tun_client_eof || !c->up || c->up->out_pending >= AG_WRITE_HIGH_WATER)
                     break;
             } else {
                 if (c->eof)

@@ -226,8 +226,7 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
      * whole reload). */
     ag_tls_ctx_unref(srv->tls_next);
     srv->tls_next = NULL;
-    if (ag_tls_ctx_load(n, srv->tls_ctx != NULL, srv->tls_ctx, &srv->tls_next, err, errlen) !=
-        0) {
+    if (ag_tls_ctx_load(n, srv->tls_ctx != NULL, srv->tls_ctx, &srv->tls_next, err, errlen) != 0) {
         ag_err("event=reload_failed error=\"%s\"", err);
         ag_config_unref(n);
         reload_ended(srv);

@@ -69,8 +69,8 @@ static int check_validity(SSL_CTX *ctx, const char *file, char *err, size_t errl
     return -1;
 }
 
-int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_CTX **out,
-                    char *err, size_t errlen)
+int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_CTX **out, char *err,
+                    size_t errlen)
 {
     char e[256];
     *out = NULL;
