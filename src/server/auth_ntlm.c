@@ -16,6 +16,7 @@
 #include "auth_int.h"
 #include "session/table.h"
 #include "session/throttle.h"
+#include "tls.h"
 
 /* The names our CHALLENGE carries: NetBIOS domain from config, the computer
  * from proxy_host (or the host name), as Windows expects them. */
@@ -265,12 +266,21 @@ static enum ag_auth_verdict ntlm_authenticate_leg(struct conn *c, uint8_t *msg, 
     struct ntlm_names names;
     struct ag_ntlm_server ns;
     ntlm_server(srv, c->cfg, &names, &ns);
+    uint8_t cb[16];
+    if (c->tls && conn_tls_cb_ntlm(c, cb) == 0) {
+        ns.cb = cb;
+        ns.cb_check = c->cfg->channel_binding != AG_CB_OFF;
+        ns.cb_required = c->cfg->channel_binding == AG_CB_REQUIRED;
+    }
     struct ag_ntlm_verify *v = NULL;
     const char *reason = "";
     int rc = ag_ntlm_check(msg, len, st, &ns, &v, &reason);
     ag_wipe(msg, len);
     if (rc != 0) {
         srv->auth.failed[AG_SCHEME_NTLM]++;
+        if (reason == ag_ntlm_cb_mismatch || reason == ag_ntlm_cb_missing)
+            return auth_channel_binding_refused(c, in_negotiate ? "Negotiate(NTLM)" : "NTLM",
+                                                reason == ag_ntlm_cb_mismatch);
         return ntlm_refuse(c, "auth_refused", reason, false,
                            rc == AG_EUNSUPP ? &srv->auth.fail_ntlmv1 : &srv->auth.fail_policy);
     }

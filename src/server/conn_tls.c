@@ -308,3 +308,36 @@ size_t conn_tls_end_point(const struct conn *c, uint8_t out[AG_TLS_CB_MAX])
         return 0;
     return n;
 }
+
+size_t conn_tls_cb_app_data(const struct conn *c, uint8_t out[AG_TLS_CB_APP_MAX])
+{
+    static const char prefix[] = "tls-server-end-point:";
+    uint8_t h[AG_TLS_CB_MAX];
+    size_t n = conn_tls_end_point(c, h);
+    if (n == 0)
+        return 0;
+    memcpy(out, prefix, sizeof prefix - 1);
+    memcpy(out + sizeof prefix - 1, h, n);
+    return sizeof prefix - 1 + n;
+}
+
+int conn_tls_cb_ntlm(const struct conn *c, uint8_t out[16])
+{
+    uint8_t app[AG_TLS_CB_APP_MAX];
+    size_t n = conn_tls_cb_app_data(c, app);
+    if (n == 0)
+        return -1;
+    /* initiator_addrtype, initiator_address.length, acceptor_addrtype,
+     * acceptor_address.length (all 0), application_data.length: five
+     * little-endian 32-bit words, then the application data. */
+    uint8_t hdr[20] = {0};
+    hdr[16] = (uint8_t)n;
+    hdr[17] = (uint8_t)(n >> 8);
+    unsigned int len = 0;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int ok = m && EVP_DigestInit_ex(m, EVP_md5(), NULL) == 1 &&
+             EVP_DigestUpdate(m, hdr, sizeof hdr) == 1 && EVP_DigestUpdate(m, app, n) == 1 &&
+             EVP_DigestFinal_ex(m, out, &len) == 1 && len == 16;
+    EVP_MD_CTX_free(m);
+    return ok ? 0 : -1;
+}

@@ -65,5 +65,13 @@ void conn_tls_free(struct conn *c);
  * into out (AG_TLS_CB_MAX bytes). Its length, or 0 when unknown. */
 #define AG_TLS_CB_MAX 64
 size_t conn_tls_end_point(const struct conn *c, uint8_t out[AG_TLS_CB_MAX]);
+/* The channel bindings' application data: "tls-server-end-point:" and the
+ * hash (RFC 5929 §4). Its length, or 0 (not TLS, no certificate). */
+#define AG_TLS_CB_APP_MAX (sizeof "tls-server-end-point:" - 1 + AG_TLS_CB_MAX)
+size_t conn_tls_cb_app_data(const struct conn *c, uint8_t out[AG_TLS_CB_APP_MAX]);
+/* NTLM's MsvAvChannelBindings for this connection: MD5 of the
+ * gss_channel_bindings_struct (addresses empty, the application data
+ * above) as MS-NLMP 2.2.2.1 serialises it. 0, or -1 (not TLS). */
+int conn_tls_cb_ntlm(const struct conn *c, uint8_t out[16]);
 
 #endif
