@@ -166,8 +166,12 @@ static enum ag_auth_verdict dispatch(struct conn *c, const struct ag_credentials
         return auth_ntlm(c, cr, true);
     if (cr->token_len == 0)
         return auth_refuse(c, "empty_token", AUTH_REPLY_407, &srv->auth.fail_malformed);
-    if (cr->scheme == AG_SCHEME_BASIC && cfg->basic_require_tls && !c->tls)
+    if (cr->scheme == AG_SCHEME_BASIC && cfg->basic_require_tls && !c->tls) {
+        ag_info("conn=%llu event=auth_refused scheme=Basic client=%s reason=basic_without_tls "
+                "note=\"basic_require_tls: a password only over TLS\"",
+                (unsigned long long)c->id, c->peer);
         return auth_refuse(c, "basic_without_tls", AUTH_REPLY_407, &srv->auth.basic_no_tls);
+    }
     if (!auth_scheme_available(c, cr->scheme))
         return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
     switch (cr->scheme) {

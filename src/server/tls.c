@@ -105,8 +105,12 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_C
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errlen, "%s: cannot use the key: %s", cfg->tls_key,
-                 ssl_error_text(e, sizeof e));
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            snprintf(err, errlen, "%s does not match %s (%s)", cfg->tls_key, cfg->tls_certificate,
+                     ssl_error_text(e, sizeof e));
+        else
+            snprintf(err, errlen, "%s: cannot use the key: %s", cfg->tls_key,
+                     ssl_error_text(e, sizeof e));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
