@@ -160,8 +160,11 @@ static void neg_complete(struct conn *c, struct neg_job *n, uint64_t now)
                  (unsigned long long)c->id, p, n->groups_note);
     ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
     ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=\"%s\" acceptor=%s "
-            "ms=%llu",
+            "channel_binding=%s ms=%llu",
             (unsigned long long)c->id, c->peer, p, ag_gss_acceptor_name(n->acc),
+            !n->cblen           ? "-"
+            : st->channel_bound ? "bound"
+                                : "unbound",
             (unsigned long long)(now - n->base.queued_ms));
     if (st->outlen) {
         free(c->rq.resp_extra);

@@ -134,11 +134,17 @@ static void ntlm_done(struct ag_job *j, void *owner)
         srv->auth.succeeded[AG_SCHEME_NTLM]++;
         ag_throttle_success(srv->throttle, a->user, c->peer, now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
+        static const uint8_t unbound[16];
+        bool bound = a->v2.channel_bindings && memcmp(a->v2.channel_bindings, unbound, 16) != 0;
         ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=\"%s\" domain=\"%s\" "
-                "workstation=\"%s\" backend=%s mic=%s ms=%llu",
+                "workstation=\"%s\" backend=%s mic=%s channel_binding=%s ms=%llu",
                 (unsigned long long)c->id, via, c->peer, u, d, w,
                 n->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
-                a->mic_present ? "yes" : "no", (unsigned long long)(now - j->queued_ms));
+                a->mic_present ? "yes" : "no",
+                !c->tls ? "-"
+                : bound ? "bound"
+                        : "unbound",
+                (unsigned long long)(now - j->queued_ms));
         auth_proceed(c);
         return;
     }
