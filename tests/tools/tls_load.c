@@ -14,7 +14,9 @@
  * A response counts only when it is a 200 with a body of BODYLEN bytes
  * (Content-Length). Output: one line "LOADJSON {...}" on stdout; exit 0 when
  * something completed and nothing failed, 1 otherwise, 2 on bad usage. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -230,10 +232,9 @@ int main(int argc, char **argv)
     size_t hl = strcspn(host, "/");
     request_ka_len = (size_t)snprintf(request_ka, sizeof request_ka,
                                       "GET %s HTTP/1.1\r\nHost: %.*s\r\n\r\n", url, (int)hl, host);
-    request_close_len =
-        (size_t)snprintf(request_close, sizeof request_close,
-                         "GET %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n\r\n", url,
-                         (int)hl, host);
+    request_close_len = (size_t)snprintf(
+        request_close, sizeof request_close,
+        "GET %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n\r\n", url, (int)hl, host);
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     if (cafile) {
