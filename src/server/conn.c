@@ -406,6 +406,10 @@ static void tunnel_eof(struct conn *c, bool from_client)
 
 void conn_client_end(struct conn *c, ssize_t n)
 {
+    /* (TLS: the socket's EOF may follow the close_notify that ended the
+     * client's side already.) */
+    if (c->state == CONN_TUNNEL && c->tun_client_eof && n == UV_EOF)
+        return;
     if (c->state == CONN_TUNNEL && n == UV_EOF && c->up) {
         tunnel_eof(c, true);
         return;

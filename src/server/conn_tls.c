@@ -96,17 +96,6 @@ static void flush_out(struct conn *c)
     conn_write_raw_client(c, p, (size_t)got);
 }
 
-static const char *err_text(char *buf, size_t len)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (e)
-        ERR_error_string_n(e, buf, len);
-    else
-        snprintf(buf, len, "connection reset");
-    ERR_clear_error();
-    return buf;
-}
-
 /* Plain HTTP on a tls listener: a client configured with http:// for an
  * https:// proxy. Told so in clear, once, then closed. */
 static void refuse_plain(struct conn *c)
@@ -156,7 +145,8 @@ static bool handshake(struct conn *c)
     char why[200];
     c->srv->stats.tls_handshake_failed++;
     ag_info("conn=%llu event=tls_refused client=%s reason=handshake_failed error=\"%s\"",
-            (unsigned long long)c->id, c->peer, err_text(why, sizeof why));
+            (unsigned long long)c->id, c->peer,
+            ag_tls_error_text(why, sizeof why, "connection reset"));
     /* The alert OpenSSL queued goes out first. */
     conn_close_after_flush(c);
     return false;
@@ -212,7 +202,8 @@ void conn_tls_pump(struct conn *c)
                 char why[200];
                 c->srv->stats.tls_errors++;
                 ag_info("conn=%llu event=tls_error client=%s error=\"%s\"",
-                        (unsigned long long)c->id, c->peer, err_text(why, sizeof why));
+                        (unsigned long long)c->id, c->peer,
+                        ag_tls_error_text(why, sizeof why, "connection reset"));
                 conn_close(c, "tls_error");
             }
             break;
@@ -263,7 +254,7 @@ void conn_tls_write(struct conn *c, char *data, size_t len)
             char why[200];
             c->srv->stats.tls_errors++;
             ag_info("conn=%llu event=tls_error client=%s error=\"%s\"", (unsigned long long)c->id,
-                    c->peer, err_text(why, sizeof why));
+                    c->peer, ag_tls_error_text(why, sizeof why, "connection reset"));
             ag_wipe(data, len);
             free(data);
             conn_close(c, "tls_write_error");

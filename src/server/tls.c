@@ -16,14 +16,13 @@ bool ag_tls_wanted(const struct ag_config *cfg)
     return false;
 }
 
-/* The newest OpenSSL error as text (the queue is then cleared). */
-static const char *ssl_error_text(char *buf, size_t len)
+const char *ag_tls_error_text(char *buf, size_t len, const char *none)
 {
     unsigned long e = ERR_peek_last_error();
     if (e)
         ERR_error_string_n(e, buf, len);
     else
-        snprintf(buf, len, "unknown error");
+        snprintf(buf, len, "%s", none);
     ERR_clear_error();
     return buf;
 }
@@ -83,7 +82,7 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_C
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(err, errlen, "TLS context: %s", ssl_error_text(e, sizeof e));
+        snprintf(err, errlen, "TLS context: %s", ag_tls_error_text(e, sizeof e, "unknown error"));
         return -1;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -101,21 +100,21 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_C
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_certificate) != 1) {
         snprintf(err, errlen, "%s: cannot use the certificate: %s", cfg->tls_certificate,
-                 ssl_error_text(e, sizeof e));
+                 ag_tls_error_text(e, sizeof e, "unknown error"));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
             snprintf(err, errlen, "%s does not match %s (%s)", cfg->tls_key, cfg->tls_certificate,
-                     ssl_error_text(e, sizeof e));
+                     ag_tls_error_text(e, sizeof e, "unknown error"));
         else
             snprintf(err, errlen, "%s: cannot use the key: %s", cfg->tls_key,
-                     ssl_error_text(e, sizeof e));
+                     ag_tls_error_text(e, sizeof e, "unknown error"));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(err, errlen, "%s does not match %s: %s", cfg->tls_key, cfg->tls_certificate,
-                 ssl_error_text(e, sizeof e));
+                 ag_tls_error_text(e, sizeof e, "unknown error"));
         goto fail;
     }
     if (check_validity(ctx, cfg->tls_certificate, err, errlen) != 0)

@@ -35,6 +35,9 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, struct ssl_ctx_st *p
 /* Another reference to ctx (NULL passes through). */
 struct ssl_ctx_st *ag_tls_ctx_ref(struct ssl_ctx_st *ctx);
 void ag_tls_ctx_unref(struct ssl_ctx_st *ctx);
+/* The newest OpenSSL error of this thread as text into buf (none when the
+ * queue is empty); the queue is then cleared. Returns buf. */
+const char *ag_tls_error_text(char *buf, size_t len, const char *none);
 /* Whether any listen line of cfg has tls. */
 bool ag_tls_wanted(const struct ag_config *cfg);
 
