@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from harness.auth import USERS, write_user_file
+from harness.auth import USERS, winbind_env, write_user_file  # noqa: F401 (fixture)
 from harness.ctl_client import short_tmpdir, stats
 from harness.gateway import check_config, free_port, sanitizer_env
 from harness.ntlm_client import (AV_CHANNEL_BINDINGS, b64, basic, challenge_from,
@@ -31,6 +31,8 @@ from harness.origin import STREAM_SHA256
 from harness.rawhttp import RawClient, Timeout, get_request
 from harness.tlsca import (ProxyCA, cb_application_data, leaf_der, ntlm_channel_bindings)
 from harness.tools import wait_until
+
+pytest_plugins = ["peers.fixtures"]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LSAN_SUPP = REPO / "tests" / "lsan.supp"
@@ -357,7 +359,7 @@ def test_basic_require_tls(make_gateway, tmp_path, ca, sockdir, origin):
 # --------------------------------------------------------------------------- channel binding: NTLM
 
 
-def ntlm_over(c, url, user, cb=None):
+def ntlm_over(c, url, user, cb=None, password=None, domain="AUTHGATE"):
     """The two NTLM legs on client c; cb: the MsvAvChannelBindings value to
     put in the AUTHENTICATE's AV pairs (None: none)."""
     t1 = negotiate_msg()
@@ -367,7 +369,8 @@ def ntlm_over(c, url, user, cb=None):
     def add_cb(pairs):
         return pairs + [(AV_CHANNEL_BINDINGS, cb)] if cb is not None else pairs
 
-    t3 = authenticate_msg(chal, user, USERS[user], "AUTHGATE", negotiate=t1, av_edit=add_cb)
+    t3 = authenticate_msg(chal, user, password or USERS[user], domain, negotiate=t1,
+                          av_edit=add_cb)
     return c.request(get_request(url, [pa("NTLM %s" % b64(t3))]))
 
 
@@ -399,6 +402,28 @@ def test_ntlm_channel_binding(make_gateway, tmp_path, ca, sockdir, origin, mode)
     if mode == "required":
         gw.wait_log(r"event=channel_binding_refused scheme=NTLM .*reason=missing")
         assert stats(gw)["channel_binding_missing"] == 2
+
+
+def test_ntlm_channel_binding_winbind(winbind_env, ca, sockdir, origin):
+    """Through winbindd: the binding is checked by authgate (winbindd checks
+    the NT proof over the blob that carries it), right and wrong."""
+    cp, kp = ca.issue()
+    gw = winbind_env.make(schemes="ntlm", ctl=True, listen=["127.0.0.1:%d tls" % free_port()],
+                          tls_certificate=cp, tls_key=kp, channel_binding="if-present")
+    user = sorted(winbind_env.users)[0]
+    pw, dom = winbind_env.users[user], winbind_env.domain
+    url = origin.url("/wb")
+    t = TlsClient("127.0.0.1", gw.port, ca)
+    r = ntlm_over(t, url, user, ntlm_channel_bindings(t.peer_der()), pw, dom)
+    assert r.status == 200, r
+    t.close()
+    gw.wait_log(r"event=auth_ok scheme=NTLM .*backend=winbind .*channel_binding=bound")
+    t = TlsClient("127.0.0.1", gw.port, ca)
+    r = ntlm_over(t, url, user, ntlm_channel_bindings(leaf_der(ca.issue()[0])), pw, dom)
+    assert r.status == 407
+    t.close()
+    gw.wait_log(r"event=channel_binding_refused scheme=NTLM .*reason=mismatch")
+    assert stats(gw)["channel_binding_mismatch"] == 1
 
 
 def test_ntlm_channel_binding_off_and_plain(make_gateway, tmp_path, ca, sockdir, origin):
