@@ -11,6 +11,7 @@ right and wrong); the test CA and certificates come from python3-cryptography
 test_browser_chromium.py.
 """
 
+import hashlib
 import os
 import pathlib
 import shutil
@@ -132,7 +133,6 @@ def test_curl_basic_and_absolute_form_over_tls(make_gateway, tmp_path, ca, sockd
 def test_large_bodies_cross_tls_without_splice(make_gateway, tmp_path, ca, sockdir, origin):
     """A 1 MiB response (spliced socket to socket on a plain listener) and a
     2 MiB upload both cross the TLS layer intact."""
-    import hashlib
     gw = tls_gateway(make_gateway, tmp_path, ca, sockdir, auth_schemes="none")
     rc, code, body, err = curl_https_proxy(gw, ca, origin.url("/stream"))
     assert (rc, code) == (0, 200), err
@@ -382,6 +382,13 @@ def test_ntlm_channel_binding(make_gateway, tmp_path, ca, sockdir, origin, mode)
     # Bound to this channel: taken.
     t = TlsClient("127.0.0.1", gw.port, ca)
     right = ntlm_channel_bindings(t.peer_der())
+    # The same value as python3-ntlm-auth's own gss_channel_bindings_struct
+    # (what requests-ntlm sends to HTTPS servers): an independent check of
+    # the serialisation both sides of this test use.
+    from ntlm_auth.gss_channel_bindings import GssChannelBindingsStruct
+    g = GssChannelBindingsStruct()
+    g[g.APPLICATION_DATA] = cb_application_data(t.peer_der())
+    assert hashlib.md5(g.get_data()).digest() == right
     assert ntlm_over(t, url, "alice", right).status == 200
     t.close()
     # Bound to another channel (another certificate: a relay through a TLS
