@@ -51,6 +51,14 @@
 /* Networks in proxy_protocol_from: a few balancer addresses or subnets; a
  * cap keeps the config struct fixed-size. */
 #define AG_PROXY_FROM_MAX 32
+/* A TLS client finishes its handshake in a few round trips (tens of ms on
+ * a LAN, a second on a bad WAN); until it does it holds a connection slot
+ * and a TLS state without being anybody (tls_handshake_timeout). */
+#define AG_TLS_HANDSHAKE_TIMEOUT_MS 10000
+/* Ciphertext received and not yet decrypted, per TLS connection: reading
+ * the socket stops above it while the plaintext side is full (the TLS
+ * layer's own backpressure; one record is at most 16 KiB + overhead). */
+#define AG_TLS_BACKLOG_MAX (64 * 1024)
 
 /* --- buffers ------------------------------------------------------------ */
 

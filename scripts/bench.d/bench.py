@@ -907,6 +907,9 @@ SECTIONS.append(("workers", section_workers))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_auth  # noqa: E402
 SECTIONS += bench_auth.register(sys.modules[__name__])
+# TLS to the proxy (tls: authgate's listen ... tls vs Squid's https_port).
+import bench_tls  # noqa: E402
+SECTIONS += bench_tls.register(sys.modules[__name__])
 
 # metric, label, unit, format, target (None or (kind, threshold, text)).
 # kinds: "ag/squid>=" "ag/direct>=" "ag<"; "note": text only, no target.

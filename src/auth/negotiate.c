@@ -244,7 +244,7 @@ void ag_gss_step_clear(struct ag_gss_step *s)
 }
 
 void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp, const uint8_t *in,
-                            size_t inlen, struct ag_gss_step *out)
+                            size_t inlen, const uint8_t *cb, size_t cblen, struct ag_gss_step *out)
 {
     OM_uint32 major, minor, flags = 0, m;
     memset(out, 0, sizeof *out);
@@ -258,8 +258,13 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     gss_name_t src = GSS_C_NO_NAME;
     gss_OID mech = GSS_C_NO_OID;
     gss_cred_id_t deleg = GSS_C_NO_CREDENTIAL;
-    major = gss_accept_sec_context(&minor, &c->ctx, a->cred, &ib, GSS_C_NO_CHANNEL_BINDINGS, &src,
-                                   &mech, &ob, &flags, NULL, &deleg);
+    /* Addresses unset (RFC 5929 bindings carry only application data). */
+    struct gss_channel_bindings_struct cbs = {0};
+    cbs.application_data.length = cblen;
+    cbs.application_data.value = (void *)cb;
+    major =
+        gss_accept_sec_context(&minor, &c->ctx, a->cred, &ib, cb ? &cbs : GSS_C_NO_CHANNEL_BINDINGS,
+                               &src, &mech, &ob, &flags, NULL, &deleg);
     /* Delegated credentials are never used: released at once. */
     if (deleg != GSS_C_NO_CREDENTIAL)
         gss_release_cred(&m, &deleg);
@@ -281,7 +286,8 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
     if (GSS_ERROR(major)) {
         format_status(major, minor, out->error, sizeof out->error);
         out->status = AG_GSS_FAILED;
-        out->fail = fail_class(minor);
+        out->fail = GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS ? AG_GSS_FAIL_BINDINGS
+                                                                   : fail_class(minor);
     } else if (!mech || !gss_oid_equal(mech, gss_mech_krb5)) {
         snprintf(out->error, sizeof out->error, "mechanism is not Kerberos 5");
         out->status = AG_GSS_FAILED;
@@ -300,6 +306,7 @@ void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctxp,
             memcpy(out->principal, nb.value, nb.length);
             out->principal[nb.length] = '\0';
             out->status = AG_GSS_DONE;
+            out->channel_bound = (flags & GSS_C_CHANNEL_BOUND_FLAG) != 0;
         }
         gss_release_buffer(&m, &nb);
     }

@@ -61,6 +61,7 @@ enum ag_gss_fail {
     AG_GSS_FAIL_EXPIRED,   /* KRB5KRB_AP_ERR_TKT_EXPIRED */
     AG_GSS_FAIL_KEY,       /* no key for the ticket: BADKEYVER, KT_NOTFOUND, KT_KVNONOTFOUND */
     AG_GSS_FAIL_REFUSED,   /* completed, but not Kerberos 5 or anonymous: policy */
+    AG_GSS_FAIL_BINDINGS,  /* GSS_S_BAD_BINDINGS: bound to another channel than ours */
 };
 
 struct ag_gss_step {
@@ -68,15 +69,20 @@ struct ag_gss_step {
     enum ag_gss_fail fail; /* AG_GSS_FAILED only */
     uint8_t *out;          /* output token (owned), may be NULL */
     size_t outlen;
+    bool channel_bound;  /* on completion: the client bound the token to the channel
+                            bindings given (GSS_C_CHANNEL_BOUND_FLAG, MIT >= 1.19) */
     char principal[512]; /* client principal on completion */
     char error[512];     /* "major text (minor text)" on failure */
 };
 
 /* One accept step. *ctx is the context of this handshake (NULL at first; on
  * continue it holds the context for the next round; on completion or failure
- * it is released and set to NULL). */
+ * it is released and set to NULL). cb (cblen bytes, NULL for none): the
+ * application data of the channel bindings (RFC 5929 "tls-server-end-point:"
+ * and the hash); MIT then refuses a token bound to other bindings
+ * (AG_GSS_FAIL_BINDINGS) and takes an unbound one (channel_bound false). */
 void ag_gss_accept_blocking(struct ag_gss_acceptor *a, struct ag_gss_ctx **ctx, const uint8_t *in,
-                            size_t inlen, struct ag_gss_step *out);
+                            size_t inlen, const uint8_t *cb, size_t cblen, struct ag_gss_step *out);
 void ag_gss_step_clear(struct ag_gss_step *s);
 
 /* The gateway as a Kerberos client (a parent proxy asks it for Negotiate,

@@ -162,10 +162,31 @@ bool ag_ntlm_spn_ok(const struct ag_ntlm_slice *tn, const char *const *spns)
     return false;
 }
 
+const char ag_ntlm_cb_mismatch[] = "MsvAvChannelBindings of another TLS channel";
+const char ag_ntlm_cb_missing[] = "MsvAvChannelBindings required but absent";
+
+/* The AUTHENTICATE's MsvAvChannelBindings (NULL or 16 bytes; zeros mean
+ * unbound, MS-NLMP 2.2.2.1) against this connection: NULL when it passes,
+ * else why not. The value sits in the NTLMv2 blob, which the NT proof
+ * covers: the backend's verification proves it came from the client. */
+static const char *cb_verdict(const uint8_t *got, const struct ag_ntlm_server *srv)
+{
+    static const uint8_t unbound[16];
+    bool bound = got && memcmp(got, unbound, sizeof unbound) != 0;
+    if (!srv->cb)
+        return bound ? "channel bindings on plain HTTP" : NULL;
+    if (!srv->cb_check)
+        return NULL;
+    if (!bound)
+        return srv->cb_required ? ag_ntlm_cb_missing : NULL;
+    return memcmp(got, srv->cb, 16) == 0 ? NULL : ag_ntlm_cb_mismatch;
+}
+
 int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
                   const struct ag_ntlm_server *srv, struct ag_ntlm_verify **out,
                   const char **reason)
 {
+    const char *cbr;
     struct ag_ntlm_verify *v = calloc(1, sizeof *v);
     if (!v) {
         ag_ntlm_state_free(st);
@@ -205,6 +226,8 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
             *reason = "AUTHENTICATE flags not offered in CHALLENGE";
         } else if (srv->require_mic) {
             *reason = "MIC required but NTLMv1 has none";
+        } else if (srv->cb && srv->cb_check && srv->cb_required) {
+            *reason = ag_ntlm_cb_missing; /* NTLMv1 cannot carry a binding */
         } else {
             if ((v->a.flags & NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY) &&
                 v->a.lm.len == NTLM_V1_RESPONSE_LEN) {
@@ -223,9 +246,8 @@ int ag_ntlm_check(const uint8_t *msg, size_t len, struct ag_ntlm_state *st,
         *reason = "server AV pairs missing or altered";
     } else if (!ag_ntlm_spn_ok(&v->a.v2.target_name, srv->spns)) {
         *reason = "MsvAvTargetName is not one of our SPNs";
-    } else if (v->a.v2.channel_bindings &&
-               memcmp(v->a.v2.channel_bindings, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) != 0) {
-        *reason = "channel bindings on plain HTTP";
+    } else if ((cbr = cb_verdict(v->a.v2.channel_bindings, srv)) != NULL) {
+        *reason = cbr;
     } else if (srv->require_mic && !v->a.mic_present) {
         *reason = "MIC required but absent";
     } else {

@@ -51,7 +51,18 @@ struct ag_ntlm_server {
     bool require_mic;
     bool allow_machine_accounts; /* winbind: admit HOST$ trust accounts */
     const char *const *spns;     /* MsvAvTargetName must be one of these when present; NULL = any */
+    /* TLS channel binding: the MsvAvChannelBindings this connection's channel
+     * gives (16 bytes) on a TLS connection, NULL on plain HTTP (where any
+     * binding is refused); cb_check (channel_binding not off): a binding
+     * to another channel is refused; cb_required: an unbound one too. */
+    const uint8_t *cb;
+    bool cb_check, cb_required;
 };
+
+/* The reasons ag_ntlm_check gives for a channel binding refusal (compared
+ * by address: the caller counts and logs them apart). */
+extern const char ag_ntlm_cb_mismatch[];
+extern const char ag_ntlm_cb_missing[];
 
 struct ag_ntlm_state {
     uint8_t *neg; /* NEGOTIATE as received (owned) */

@@ -223,6 +223,13 @@ static const struct choice name_formats[] = {
     {NULL, 0},
 };
 
+static const struct choice cb_modes[] = {
+    {"off", AG_CB_OFF},
+    {"if-present", AG_CB_IF_PRESENT},
+    {"required", AG_CB_REQUIRED},
+    {NULL, 0},
+};
+
 static const struct choice backends[] = {
     {"local", AG_BACKEND_LOCAL},
     {"winbind", AG_BACKEND_WINBIND},
@@ -240,7 +247,18 @@ static const struct choice backends[] = {
 static const struct opt opts[] = {
     /* where and how it runs */
     {"listen", T_LISTEN, OFF(listen), 0, 0, 0, "127.0.0.1:3128", F_REPEAT, NULL, NULL,
-     "address:port to accept clients on, then proxy_protocol behind a balancer; repeatable"},
+     "address:port to accept clients on, then proxy_protocol behind a balancer and/or tls; "
+     "repeatable"},
+    {"tls_certificate", T_PATH, OFF(tls_certificate), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     NULL, "PEM certificate (then its chain) of tls listeners"},
+    {"tls_key", T_PATH, OFF(tls_key), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "PEM private key of tls_certificate"},
+    TMO(tls_handshake_timeout, AG_TLS_HANDSHAKE_TIMEOUT_MS, F_RELOAD,
+        "time allowed for the TLS handshake after accept"),
+    {"basic_require_tls", T_BOOL, OFF(basic_require_tls), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
+     "offer and take Basic only on tls listeners"},
+    {"channel_binding", T_ENUM, OFF(channel_binding), 0, 0, AG_CB_IF_PRESENT, NULL, F_RELOAD,
+     cb_modes, NULL, "TLS channel binding of NTLM and Negotiate on tls listeners"},
     {"proxy_protocol_from", T_CIDRS, OFF(proxy_protocol_from), 0, 0, 0, "none", F_RELOAD, NULL,
      NULL, "balancers (addresses or networks) a proxy_protocol listener takes"},
     TMO(proxy_protocol_timeout, AG_PROXY_PROTOCOL_TIMEOUT_MS, F_RELOAD,
@@ -679,8 +697,9 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
             if (item == SIZE_MAX && i > 0)
                 rc = ag_buf_append(b, " ", 1);
             if (!rc && o->type == T_LISTEN)
-                rc = ag_buf_printf(b, "%s%s", c->listen[i].text,
-                                   c->listen[i].proxy_protocol ? " proxy_protocol" : "");
+                rc = ag_buf_printf(b, "%s%s%s", c->listen[i].text,
+                                   c->listen[i].proxy_protocol ? " proxy_protocol" : "",
+                                   c->listen[i].tls ? " tls" : "");
             else if (!rc)
                 rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
                                    c->realm_domains[i].domain);
@@ -921,9 +940,13 @@ static int add_listen(struct pctx *x, const struct opt *o, char **argv, size_t a
 {
     struct ag_config *c = x->c;
     char sv[80];
-    bool pp = false;
-    while (argc > 1 && strcmp(argv[argc - 1], "proxy_protocol") == 0) {
-        pp = true;
+    bool pp = false, tls = false;
+    while (argc > 1 &&
+           (strcmp(argv[argc - 1], "proxy_protocol") == 0 || strcmp(argv[argc - 1], "tls") == 0)) {
+        if (argv[argc - 1][0] == 't')
+            tls = true;
+        else
+            pp = true;
         argc--;
     }
     for (size_t i = 0; i < argc; i++) {
@@ -937,6 +960,7 @@ static int add_listen(struct pctx *x, const struct opt *o, char **argv, size_t a
         if (c->n_listen == AG_MAX_LISTENERS)
             return fail(x, "%s: more than %d addresses", o->name, AG_MAX_LISTENERS);
         l.proxy_protocol = pp;
+        l.tls = tls;
         c->listen[c->n_listen++] = l;
     }
     return 0;
@@ -1326,6 +1350,9 @@ static int check_together(struct pctx *x)
                         "listen %s proxy_protocol needs proxy_protocol_from (the addresses of "
                         "the balancers allowed to send the header)",
                         c->listen[i].text);
+    for (size_t i = 0; i < c->n_listen; i++)
+        if (c->listen[i].tls && (!c->tls_certificate || !c->tls_key))
+            return fail(x, "listen %s tls needs tls_certificate and tls_key", c->listen[i].text);
     return 0;
 }
 

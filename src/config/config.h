@@ -38,7 +38,12 @@ struct ag_listen {
     char text[64];                /* as written: "127.0.0.1:3128", "[::1]:3128" */
     bool proxy_protocol;          /* "listen ADDR:PORT proxy_protocol": every connection
                                      starts with a PROXY header from proxy_protocol_from */
+    bool tls;                     /* "listen ADDR:PORT tls": clients speak TLS to the proxy
+                                     (after the PROXY header when both are on) */
 };
+
+/* "channel_binding off|if-present|required" (TLS listeners only). */
+enum ag_channel_binding { AG_CB_OFF = 0, AG_CB_IF_PRESENT, AG_CB_REQUIRED };
 
 /* Networks, e.g. the load balancers allowed to send a PROXY header. */
 struct ag_cidrlist {
@@ -91,6 +96,13 @@ struct ag_config {
      * connections to a proxy_protocol listener are taken; required when a
      * listener has proxy_protocol. Reloadable. */
     struct ag_cidrlist proxy_protocol_from;
+    /* "tls_certificate PATH" (PEM, leaf first, then its chain) and
+     * "tls_key PATH" (PEM): required when a listener has tls; re-read on
+     * reload (connections open keep the certificate they started with). */
+    char *tls_certificate;
+    char *tls_key;
+    bool basic_require_tls; /* "basic_require_tls on|off": Basic offered and taken on TLS only */
+    enum ag_channel_binding channel_binding; /* default if-present */
 
     /* logs */
     char *error_log;  /* "error_log PATH|-": "-" = stderr (default) */
@@ -125,6 +137,7 @@ struct ag_config {
     uint32_t shutdown_timeout_ms;       /* "shutdown_timeout DURATION" */
     uint32_t drain_timeout_ms;          /* "drain_timeout DURATION" */
     uint32_t proxy_protocol_timeout_ms; /* "proxy_protocol_timeout DURATION" */
+    uint32_t tls_handshake_timeout_ms;  /* "tls_handshake_timeout DURATION" */
     uint32_t drain_delay_ms;            /* "drain_delay DURATION", 0 = off: listeners stay open this
                                            long after SIGTERM, /healthz answering 503 */
 

@@ -16,10 +16,14 @@
 
 /* --- what is offered --------------------------------------------------------- */
 
-bool auth_scheme_available(const struct ag_server *srv, const struct ag_config *cfg,
-                           enum ag_scheme s)
+bool auth_scheme_available(const struct conn *c, enum ag_scheme s)
 {
+    const struct ag_server *srv = c->srv;
+    const struct ag_config *cfg = c->cfg;
     if (!ag_config_scheme_enabled(cfg, s))
+        return false;
+    /* basic_require_tls: a password in clear only ever crosses TLS. */
+    if (s == AG_SCHEME_BASIC && cfg->basic_require_tls && !c->tls)
         return false;
     switch (s) {
     case AG_SCHEME_BASIC:
@@ -158,11 +162,17 @@ static enum ag_auth_verdict dispatch(struct conn *c, const struct ag_credentials
     const struct ag_config *cfg = c->cfg;
     /* Windows falls back to raw NTLMSSP inside Negotiate when Kerberos fails. */
     if (cr->scheme == AG_SCHEME_NEGOTIATE && ag_token_is_ntlmssp(cr->token, cr->token_len) &&
-        auth_scheme_available(srv, cfg, AG_SCHEME_NTLM))
+        auth_scheme_available(c, AG_SCHEME_NTLM))
         return auth_ntlm(c, cr, true);
     if (cr->token_len == 0)
         return auth_refuse(c, "empty_token", AUTH_REPLY_407, &srv->auth.fail_malformed);
-    if (!auth_scheme_available(srv, cfg, cr->scheme))
+    if (cr->scheme == AG_SCHEME_BASIC && cfg->basic_require_tls && !c->tls) {
+        ag_info("conn=%llu event=auth_refused scheme=Basic client=%s reason=basic_without_tls "
+                "note=\"basic_require_tls: a password only over TLS\"",
+                (unsigned long long)c->id, c->peer);
+        return auth_refuse(c, "basic_without_tls", AUTH_REPLY_407, &srv->auth.basic_no_tls);
+    }
+    if (!auth_scheme_available(c, cr->scheme))
         return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
     switch (cr->scheme) {
     case AG_SCHEME_BASIC:

@@ -50,9 +50,8 @@ void auth_swap(struct ag_server *srv, const struct ag_config *ncfg, struct ag_ru
 /* --- auth.c ------------------------------------------------------------------ */
 
 /* The scheme is enabled and can be verified now (a backend, a user file, an
- * acceptor). */
-bool auth_scheme_available(const struct ag_server *srv, const struct ag_config *cfg,
-                           enum ag_scheme s);
+ * acceptor) on this connection (Basic with basic_require_tls: TLS only). */
+bool auth_scheme_available(const struct conn *c, enum ag_scheme s);
 /* Hands a verification to a worker pool (ownership of j passes, also on
  * failure) and parks the connection until it answers; 503 at the cap. */
 enum ag_auth_verdict auth_start_job(struct conn *c, enum ag_pool_id pool, struct ag_job *j);
@@ -76,6 +75,10 @@ enum auth_reply {
     AUTH_REPLY_503,       /* a cap or a backend: Retry-After, the connection ends */
 };
 
+/* A token bound to another TLS channel (mismatch) or, with channel_binding
+ * required, to none: 407, one log line, its counter. AG_AUTH_REPLIED. */
+enum ag_auth_verdict auth_channel_binding_refused(struct conn *c, const char *scheme,
+                                                  bool mismatch);
 /* The one failure epilogue: forgets the row's handshake and identity, bumps
  * counter (NULL: none), sends the reply. reason is the 407's log reason or
  * the 400/403/503 detail. Always AG_AUTH_REPLIED. */

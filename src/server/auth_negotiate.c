@@ -14,6 +14,7 @@
 #include "auth_int.h"
 #include "rules/rules.h"
 #include "session/table.h"
+#include "tls.h"
 
 struct neg_job {
     struct ag_job base;
@@ -24,6 +25,11 @@ struct neg_job {
     uint8_t *tok;                /* owned */
     size_t toklen;
     struct ag_gss_step step;
+    /* channel bindings of a tls listener's connection (channel_binding not
+     * off): the application data given to GSS, cblen 0 for none */
+    uint8_t cb[AG_TLS_CB_APP_MAX];
+    size_t cblen;
+    bool cb_required;
     char *sids;              /* the user's SIDs from winbind, or NULL (owned) */
     int groups_rc;           /* AG_EBACKEND: the lookup failed (groups unknown) */
     const char *groups_note; /* why the user has no winbind groups, or NULL */
@@ -69,7 +75,8 @@ static void neg_run(struct ag_job *j)
 {
     struct neg_job *n = (struct neg_job *)j;
     if (j->stage == 0) {
-        ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, &n->step);
+        ag_gss_accept_blocking(n->acc, &n->ctx, n->tok, n->toklen, n->cblen ? n->cb : NULL,
+                               n->cblen, &n->step);
         /* The group lookup waits on winbindd: on its pool, never holding
          * a Kerberos thread while winbindd stalls. */
         if (n->step.status == 0 && n->want_groups)
@@ -153,8 +160,11 @@ static void neg_complete(struct conn *c, struct neg_job *n, uint64_t now)
                  (unsigned long long)c->id, p, n->groups_note);
     ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NEGOTIATE, &id, now);
     ag_info("conn=%llu event=auth_ok scheme=Negotiate client=%s principal=\"%s\" acceptor=%s "
-            "ms=%llu",
+            "channel_binding=%s ms=%llu",
             (unsigned long long)c->id, c->peer, p, ag_gss_acceptor_name(n->acc),
+            !n->cblen           ? "-"
+            : st->channel_bound ? "bound"
+                                : "unbound",
             (unsigned long long)(now - n->base.queued_ms));
     if (st->outlen) {
         free(c->rq.resp_extra);
@@ -188,10 +198,20 @@ static void neg_done(struct ag_job *j, void *owner)
         neg_continue(c, n);
         return;
     case AG_GSS_DONE:
+        if (n->cb_required && !n->step.channel_bound) {
+            srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
+            auth_channel_binding_refused(c, "Negotiate", false);
+            return;
+        }
         neg_complete(c, n, now);
         return;
     case AG_GSS_FAILED:
         break;
+    }
+    if (n->step.fail == AG_GSS_FAIL_BINDINGS) {
+        srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
+        auth_channel_binding_refused(c, "Negotiate", true);
+        return;
     }
     srv->auth.failed[AG_SCHEME_NEGOTIATE]++;
     ag_info("conn=%llu event=auth_failed scheme=Negotiate client=%s acceptor=%s error=\"%s\"",
@@ -267,6 +287,10 @@ enum ag_auth_verdict auth_negotiate(struct conn *c, const struct ag_credentials 
     n->ctx = continuing ? ag_session_take_mech(s) : NULL;
     n->tok = tok;
     n->toklen = len;
+    if (c->tls && cfg->channel_binding != AG_CB_OFF) {
+        n->cblen = conn_tls_cb_app_data(c, n->cb);
+        n->cb_required = cfg->channel_binding == AG_CB_REQUIRED;
+    }
     return auth_start_job(c, AG_POOL_KERBEROS, &n->base);
 fail:
     tok_free(tok, cap);

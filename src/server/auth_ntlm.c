@@ -16,6 +16,7 @@
 #include "auth_int.h"
 #include "session/table.h"
 #include "session/throttle.h"
+#include "tls.h"
 
 /* The names our CHALLENGE carries: NetBIOS domain from config, the computer
  * from proxy_host (or the host name), as Windows expects them. */
@@ -133,11 +134,17 @@ static void ntlm_done(struct ag_job *j, void *owner)
         srv->auth.succeeded[AG_SCHEME_NTLM]++;
         ag_throttle_success(srv->throttle, a->user, c->peer, now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
+        static const uint8_t unbound[16];
+        bool bound = a->v2.channel_bindings && memcmp(a->v2.channel_bindings, unbound, 16) != 0;
         ag_info("conn=%llu event=auth_ok scheme=NTLM via=%s client=%s user=\"%s\" domain=\"%s\" "
-                "workstation=\"%s\" backend=%s mic=%s ms=%llu",
+                "workstation=\"%s\" backend=%s mic=%s channel_binding=%s ms=%llu",
                 (unsigned long long)c->id, via, c->peer, u, d, w,
                 n->backend == AG_BACKEND_WINBIND ? "winbind" : "local",
-                a->mic_present ? "yes" : "no", (unsigned long long)(now - j->queued_ms));
+                a->mic_present ? "yes" : "no",
+                !c->tls ? "-"
+                : bound ? "bound"
+                        : "unbound",
+                (unsigned long long)(now - j->queued_ms));
         auth_proceed(c);
         return;
     }
@@ -265,12 +272,21 @@ static enum ag_auth_verdict ntlm_authenticate_leg(struct conn *c, uint8_t *msg, 
     struct ntlm_names names;
     struct ag_ntlm_server ns;
     ntlm_server(srv, c->cfg, &names, &ns);
+    uint8_t cb[16];
+    if (c->tls && conn_tls_cb_ntlm(c, cb) == 0) {
+        ns.cb = cb;
+        ns.cb_check = c->cfg->channel_binding != AG_CB_OFF;
+        ns.cb_required = c->cfg->channel_binding == AG_CB_REQUIRED;
+    }
     struct ag_ntlm_verify *v = NULL;
     const char *reason = "";
     int rc = ag_ntlm_check(msg, len, st, &ns, &v, &reason);
     ag_wipe(msg, len);
     if (rc != 0) {
         srv->auth.failed[AG_SCHEME_NTLM]++;
+        if (reason == ag_ntlm_cb_mismatch || reason == ag_ntlm_cb_missing)
+            return auth_channel_binding_refused(c, in_negotiate ? "Negotiate(NTLM)" : "NTLM",
+                                                reason == ag_ntlm_cb_mismatch);
         return ntlm_refuse(c, "auth_refused", reason, false,
                            rc == AG_EUNSUPP ? &srv->auth.fail_ntlmv1 : &srv->auth.fail_policy);
     }

@@ -32,7 +32,7 @@ static void send_407(struct conn *c, const char *why, const char *cont_scheme,
         snprintf(extra, sizeof extra, "Proxy-Authenticate: %s %s\r\n", cont_scheme, cont_token);
     for (size_t i = 0; i < cfg->n_schemes && !cont_scheme; i++) {
         enum ag_scheme s = cfg->schemes[i];
-        if (!auth_scheme_available(c->srv, cfg, s))
+        if (!auth_scheme_available(c, s))
             continue;
         int n;
         if (s == AG_SCHEME_BASIC)
@@ -66,6 +66,17 @@ static void send_407(struct conn *c, const char *why, const char *cont_scheme,
 void auth_send_continue(struct conn *c, const char *why, const char *scheme, const char *token)
 {
     send_407(c, why, scheme, token);
+}
+
+enum ag_auth_verdict auth_channel_binding_refused(struct conn *c, const char *scheme, bool mismatch)
+{
+    struct ag_auth_stats *a = &c->srv->auth;
+    ag_info("conn=%llu event=channel_binding_refused scheme=%s client=%s reason=%s",
+            (unsigned long long)c->id, scheme, c->peer,
+            mismatch ? "mismatch note=\"token bound to another TLS channel\""
+                     : "missing note=\"channel_binding required, token not bound\"");
+    return auth_refuse(c, mismatch ? "channel_binding_mismatch" : "channel_binding_missing",
+                       AUTH_REPLY_407, mismatch ? &a->cb_mismatch : &a->cb_missing);
 }
 
 enum ag_auth_verdict auth_refuse(struct conn *c, const char *reason, enum auth_reply reply,

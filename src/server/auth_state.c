@@ -14,6 +14,7 @@
 #include "auth/userfile.h"
 #include "auth/verify_winbind.h"
 #include "auth_int.h"
+#include "tls.h"
 #include "rules/rules.h"
 #include "session/basic_cache.h"
 #include "session/table.h"
@@ -253,6 +254,8 @@ int ag_auth_init(struct ag_server *srv, char *err, size_t errlen)
             threads[AG_POOL_KERBEROS], threads[AG_POOL_LOCAL]);
     if (load_rules(cfg, &srv->rules, err, errlen) != 0)
         return -1;
+    if (ag_tls_ctx_load(cfg, ag_tls_wanted(cfg), NULL, &srv->tls_ctx, err, errlen) != 0)
+        return -1;
     load_wb_names(srv, cfg);
     load_ntlm_spns(srv, cfg);
     if (ag_config_uses_backend(cfg, AG_BACKEND_LOCAL) && !cfg->user_file)
@@ -314,6 +317,10 @@ int ag_auth_check_files(const struct ag_config *cfg, char *err, size_t errlen)
     if (load_rules(cfg, &r, err, errlen) != 0)
         return -1;
     ag_rules_free(r);
+    struct ssl_ctx_st *tls;
+    if (ag_tls_ctx_load(cfg, ag_tls_wanted(cfg), NULL, &tls, err, errlen) != 0)
+        return -1;
+    ag_tls_ctx_unref(tls);
     return 0;
 }
 
@@ -328,4 +335,8 @@ void ag_auth_shutdown(struct ag_server *srv)
     srv->throttle = NULL;
     ag_session_table_free(srv->sessions);
     srv->sessions = NULL;
+    ag_tls_ctx_unref(srv->tls_next);
+    srv->tls_next = NULL;
+    ag_tls_ctx_unref(srv->tls_ctx);
+    srv->tls_ctx = NULL;
 }

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "http/proxyproto.h"
 #include "session/table.h"
+#include "tls.h"
 #include "util/addr.h"
 #include "util/log.h"
 
@@ -25,6 +26,7 @@ struct wreq {
 
 static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static bool take_proxy_header(struct conn *c);
 
 /* --- state ------------------------------------------------------------------ */
 
@@ -83,6 +85,7 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->stage_client);
     ag_buf_free(&c->stage_up);
     conn_request_reset(c, 0); /* frees what the last exchange owned */
+    conn_tls_free(c);
     ag_config_unref(c->cfg);
     free(c);
     ag_server_conn_gone(srv);
@@ -122,6 +125,8 @@ void conn_close_after_flush(struct conn *c)
 {
     if (conn_ending(c))
         return;
+    if (c->tls)
+        conn_tls_close_notify(c);
     conn_enter(c, CONN_FLUSH_CLOSE);
     ag_upstream_close(c->up);
     c->up = NULL;
@@ -144,7 +149,12 @@ static void on_timer(uv_timer_t *t)
     struct ag_stats *st = &c->srv->stats;
     switch (c->state) {
     case CONN_READ_HEAD:
-        if (c->pp_wait) {
+        if (c->tls && !c->pp_wait && !conn_tls_handshaken(c)) {
+            st->timeout_tls_handshake++;
+            ag_info("conn=%llu event=tls_handshake_timeout client=%s received=%llu",
+                    (unsigned long long)c->id, c->peer, (unsigned long long)c->bytes_in);
+            conn_close(c, "tls_handshake_timeout");
+        } else if (c->pp_wait) {
             st->timeout_proxy_header++;
             ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=timeout "
                     "received=%zu",
@@ -219,8 +229,8 @@ static void on_written(uv_write_t *req, int status)
     conn_update_reading(c);
 }
 
-static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_client, char *data,
-                     size_t len)
+static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_client, bool count,
+                     char *data, size_t len)
 {
     struct wreq *w = malloc(sizeof *w);
     if (!w) {
@@ -241,7 +251,8 @@ static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_clien
     }
     if (to_client) {
         c->out_pending += len;
-        conn_count_out(c, len);
+        if (count)
+            conn_count_out(c, len);
     } else {
         ((struct ag_upstream *)target)->out_pending += len;
     }
@@ -260,7 +271,21 @@ void conn_write_client(struct conn *c, char *data, size_t len)
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)&c->tcp, c, true, data, len);
+    if (c->tls) {
+        conn_count_out(c, len);
+        conn_tls_write(c, data, len);
+        return;
+    }
+    do_write(c, (uv_stream_t *)&c->tcp, c, true, true, data, len);
+}
+
+void conn_write_raw_client(struct conn *c, char *data, size_t len)
+{
+    if (c->state == CONN_CLOSING) {
+        free(data);
+        return;
+    }
+    do_write(c, (uv_stream_t *)&c->tcp, c, true, false, data, len);
 }
 
 void conn_write_up(struct conn *c, char *data, size_t len)
@@ -269,7 +294,7 @@ void conn_write_up(struct conn *c, char *data, size_t len)
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, data, len);
+    do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, false, data, len);
 }
 
 void conn_flush(struct conn *c)
@@ -299,7 +324,8 @@ static void on_alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
     size_t room = AG_READ_CHUNK;
-    if (c->state != CONN_TUNNEL && AG_INBUF_MAX - c->inbuf.len < room)
+    /* (TLS: ciphertext, bounded by the layer's backlog instead.) */
+    if (c->state != CONN_TUNNEL && !c->tls && AG_INBUF_MAX - c->inbuf.len < room)
         room = AG_INBUF_MAX - c->inbuf.len;
     char *p = room ? malloc(room) : NULL;
     *buf = uv_buf_init(p, p ? (unsigned)room : 0);
@@ -309,11 +335,21 @@ void conn_update_reading(struct conn *c)
 {
     if (conn_ending(c))
         return;
+    if (c->tls && conn_tls_buffered(c)) {
+        /* Room may have come for what the layer holds. */
+        conn_tls_pump(c);
+        if (conn_ending(c))
+            return;
+    }
     struct ag_upstream *up = c->up;
     bool want_client =
         !c->eof && c->inbuf.len < AG_INBUF_MAX && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->state == CONN_TUNNEL)
         want_client = !c->tun_client_eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
+    else if (c->tls) /* a full input buffer leaves the ciphertext in the layer */
+        want_client = !c->eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
+    if (c->tls && conn_tls_backlog(c) >= AG_TLS_BACKLOG_MAX)
+        want_client = false;
     if (want_client && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_read_client) == 0)
             c->reading = true;
@@ -358,12 +394,89 @@ static void tunnel_eof(struct conn *c, bool from_client)
         conn_close(c, "tunnel_done");
         return;
     }
+    if (!from_client && c->tls)
+        conn_tls_close_notify(c);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, other, free_shutdown_req) != 0) {
         free(req);
         conn_close(c, "tunnel_shutdown");
         return;
     }
+    conn_update_reading(c);
+}
+
+void conn_client_end(struct conn *c, ssize_t n)
+{
+    /* (TLS: the socket's EOF may follow the close_notify that ended the
+     * client's side already.) */
+    if (c->state == CONN_TUNNEL && c->tun_client_eof && n == UV_EOF)
+        return;
+    if (c->state == CONN_TUNNEL && n == UV_EOF && c->up) {
+        tunnel_eof(c, true);
+        return;
+    }
+    if (c->pp_wait) {
+        c->srv->stats.proxy_truncated++;
+        ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=truncated "
+                "received=%zu",
+                (unsigned long long)c->id, c->peer, c->inbuf.len);
+        conn_close(c, "proxy_protocol_truncated");
+        return;
+    }
+    /* A client that half-closes after a complete request still gets its
+     * response; anything else is the end of the connection. */
+    if (n == UV_EOF && c->rq.msg_done && (c->state == CONN_FORWARD || c->state == CONN_UPSTREAM)) {
+        c->eof = true;
+        c->rq.close_after = true;
+        conn_update_reading(c);
+        return;
+    }
+    conn_close(c, n == UV_EOF ? "client_eof" : "client_error");
+}
+
+void conn_client_bytes(struct conn *c, char *buf, size_t n)
+{
+    if (c->state == CONN_TUNNEL) {
+        conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+        conn_write_up(c, buf, n); /* the read buffer becomes the write */
+        conn_update_reading(c);
+        return;
+    }
+    int rc = ag_buf_append(&c->inbuf, buf, n);
+    ag_wipe(buf, n); /* raw request bytes: Proxy-Authorization */
+    free(buf);
+    if (rc != 0) {
+        c->srv->stats.limit_inbuf_full++;
+        conn_close(c, "inbuf_full");
+        return;
+    }
+    conn_parse(c);
+}
+
+/* A tls listener behind a balancer: the PROXY header comes in clear, the
+ * TLS layer takes what follows it. */
+static void tls_after_proxy_header(struct conn *c, char *buf, size_t n)
+{
+    int rc = ag_buf_append(&c->inbuf, buf, n);
+    ag_wipe(buf, n);
+    free(buf);
+    if (rc != 0) {
+        c->srv->stats.limit_inbuf_full++;
+        conn_close(c, "inbuf_full");
+        return;
+    }
+    if (!take_proxy_header(c)) {
+        conn_update_reading(c);
+        return;
+    }
+    conn_set_timer(c, c->cfg->tls_handshake_timeout_ms);
+    size_t rest = 0;
+    char *p = ag_buf_steal(&c->inbuf, &rest);
+    ag_buf_init(&c->inbuf, AG_INBUF_MAX);
+    if (rest)
+        conn_tls_input(c, p, rest);
+    else
+        free(p);
     conn_update_reading(c);
 }
 
@@ -374,47 +487,19 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         free(buf->base);
         if (n == 0 || n == UV_ENOBUFS)
             return; /* nothing read (ENOBUFS: no room; reads stop below) */
-        if (c->state == CONN_TUNNEL && n == UV_EOF && c->up) {
-            tunnel_eof(c, true);
-            return;
-        }
-        if (c->pp_wait) {
-            c->srv->stats.proxy_truncated++;
-            ag_info("conn=%llu event=proxy_protocol_refused client=%s reason=truncated "
-                    "received=%zu",
-                    (unsigned long long)c->id, c->peer, c->inbuf.len);
-            conn_close(c, "proxy_protocol_truncated");
-            return;
-        }
-        /* A client that half-closes after a complete request still gets its
-         * response; anything else is the end of the connection. */
-        if (n == UV_EOF && c->rq.msg_done &&
-            (c->state == CONN_FORWARD || c->state == CONN_UPSTREAM)) {
-            c->eof = true;
-            c->rq.close_after = true;
-            conn_update_reading(c);
-            return;
-        }
-        conn_close(c, n == UV_EOF ? "client_eof" : "client_error");
+        conn_client_end(c, n);
         return;
     }
     c->bytes_in += (uint64_t)n;
     c->srv->stats.bytes_in += (uint64_t)n;
-    if (c->state == CONN_TUNNEL) {
-        conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_write_up(c, buf->base, (size_t)n); /* the read buffer becomes the write */
-        conn_update_reading(c);
+    if (c->tls) {
+        if (c->pp_wait)
+            tls_after_proxy_header(c, buf->base, (size_t)n);
+        else
+            conn_tls_input(c, buf->base, (size_t)n);
         return;
     }
-    int rc = ag_buf_append(&c->inbuf, buf->base, (size_t)n);
-    ag_wipe(buf->base, (size_t)n); /* raw request bytes: Proxy-Authorization */
-    free(buf->base);
-    if (rc != 0) {
-        c->srv->stats.limit_inbuf_full++;
-        conn_close(c, "inbuf_full");
-        return;
-    }
-    conn_parse(c);
+    conn_client_bytes(c, buf->base, (size_t)n);
 }
 
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -432,6 +517,13 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         exchange_on_upstream_eof(c, (int)n);
+        return;
+    }
+    if (c->state == CONN_TUNNEL && c->tls) {
+        conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+        conn_count_out(c, (uint64_t)n);
+        conn_tls_write(c, buf->base, (size_t)n); /* TLS-in-TLS: the origin's records, encrypted */
+        conn_update_reading(c);
         return;
     }
     if (c->state == CONN_TUNNEL) {
@@ -503,6 +595,7 @@ static bool take_proxy_header(struct conn *c)
     }
     ag_buf_consume(&c->inbuf, h.len);
     c->pp_wait = false;
+    /* (A tls listener's caller then starts the handshake deadline.) */
     if (h.local) {
         st->proxy_local++;
         ag_debug("conn=%llu event=proxy_protocol_local balancer=%s version=%d",
@@ -573,6 +666,10 @@ void conn_parse(struct conn *c)
         if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             c->paused = true;
         } else if (e != HPE_OK) {
+            /* A TLS record (a client hello) where the first request line
+             * should be: a client configured with https:// for this plain
+             * port. Said clearly in the log; the 400 it cannot read. */
+            bool tls_hello = !c->tls && c->bytes_in == len && (unsigned char)data[0] == 22;
             ag_buf_consume(&c->inbuf, len);
             char why[96];
             const char *r = e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
@@ -590,6 +687,10 @@ void conn_parse(struct conn *c)
                 break;
             }
             int status = c->head.err == AG_ELIMIT ? 431 : 400;
+            if (tls_hello) {
+                c->srv->stats.tls_on_plain++;
+                snprintf(why, sizeof why, "TLS handshake on a plain listener");
+            }
             if (status == 431)
                 c->srv->stats.header_too_large++;
             else
@@ -694,6 +795,10 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     llhttp_init(&c->parser, HTTP_REQUEST, &ag_request_settings);
     c->parser.data = c;
     conn_enter(c, CONN_READ_HEAD);
+    if (l->tls && conn_tls_start(c, srv->tls_ctx) != 0) {
+        conn_close(c, "nomem");
+        return true;
+    }
     if (l->proxy_protocol) {
         if (c->peer_addr.ss_family == 0) {
             /* Reset before we looked (a balancer's connect-only check):
@@ -711,6 +816,8 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         }
         c->pp_wait = true;
         conn_set_timer(c, c->cfg->proxy_protocol_timeout_ms);
+    } else if (l->tls) {
+        conn_set_timer(c, c->cfg->tls_handshake_timeout_ms);
     } else {
         conn_set_timer(c, ag_auth_wait_timeout(c));
     }

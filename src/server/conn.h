@@ -142,8 +142,9 @@ struct conn {
     struct ag_session *session; /* this connection's auth-session row (owned by the table) */
     struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
-    struct ag_splice sp; /* zero-copy body relay (two handles while running) */
-    bool splicing;       /* the splice relay runs (its handles are counted) */
+    struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
+    struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
+    bool splicing;        /* the splice relay runs (its handles are counted) */
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):
@@ -171,6 +172,13 @@ void conn_count_out(struct conn *c, uint64_t n);
 /* Takes ownership of data (malloc'd). */
 void conn_write_client(struct conn *c, char *data, size_t len);
 void conn_write_up(struct conn *c, char *data, size_t len);
+/* Bytes as they go on the wire (TLS records, a refusal in clear): queued
+ * to the client socket without counting them as an exchange's. Owned. */
+void conn_write_raw_client(struct conn *c, char *data, size_t len);
+/* Plaintext from the client (buf owned): relayed into a tunnel, or parsed. */
+void conn_client_bytes(struct conn *c, char *buf, size_t n);
+/* The client's stream ended (UV_EOF) or failed (n < 0). */
+void conn_client_end(struct conn *c, ssize_t n);
 void conn_flush(struct conn *c);
 void conn_update_reading(struct conn *c);
 void conn_parse(struct conn *c);

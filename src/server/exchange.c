@@ -1222,8 +1222,8 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
         return;
     }
     /* The rest of a long body goes socket to socket through a pipe. */
-    if (c->rq.resp_started && !c->rq.resp_chunked_out && (up->parser.flags & F_CONTENT_LENGTH) &&
-        up->parser.content_length >= AG_SPLICE_MIN) {
+    if (c->rq.resp_started && !c->rq.resp_chunked_out && !c->tls &&
+        (up->parser.flags & F_CONTENT_LENGTH) && up->parser.content_length >= AG_SPLICE_MIN) {
         if (up->reading) {
             uv_read_stop((uv_stream_t *)up->tcp);
             up->reading = false;

@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "authgate/err.h"
 #include "server.h"
+#include "tls.h"
 #include "session/table.h"
 #include "util/log.h"
 
@@ -126,6 +127,10 @@ static void take_shared(struct ag_server *s, void *arg)
     s->users = m->users; /* borrowed: main holds the reference, jobs take their own */
     s->rules = m->rules;
     s->gss = m->gss;
+    if (s->tls_ctx != m->tls_ctx) {
+        ag_tls_ctx_unref(s->tls_ctx);
+        s->tls_ctx = ag_tls_ctx_ref(m->tls_ctx);
+    }
     memcpy(s->wb_nb_domain, m->wb_nb_domain, sizeof s->wb_nb_domain);
     memcpy(s->wb_dns_domain, m->wb_dns_domain, sizeof s->wb_dns_domain);
     memcpy(s->wb_nb_name, m->wb_nb_name, sizeof s->wb_nb_name);
@@ -207,6 +212,7 @@ void ag_server_loops_free(struct ag_server *m)
         uv_mutex_destroy(&s->call_mu);
         uv_cond_destroy(&s->call_cv);
         ag_config_unref(s->cfg);
+        ag_tls_ctx_unref(s->tls_ctx);
         free(s);
     }
     if (m->n_shards > 1) {

@@ -14,6 +14,7 @@
 #include "notify.h"
 #include "proxy/upstream.h"
 #include "server.h"
+#include "tls.h"
 #include "util/log.h"
 
 void ag_server_listener_closed(uv_handle_t *h)
@@ -144,6 +145,7 @@ int ag_server_listen(struct ag_server *srv)
             return AG_ENOMEM;
         l->srv = srv;
         l->proxy_protocol = cfg->listen[i].proxy_protocol;
+        l->tls = cfg->listen[i].tls;
         uv_tcp_init(srv->loop, &l->tcp);
         l->tcp.data = l;
         srv->listeners[srv->n_listeners++] = l;
@@ -164,8 +166,8 @@ int ag_server_listen(struct ag_server *srv)
             return AG_EIO;
         }
         if (srv == srv->main)
-            ag_info("event=listening address=%s%s", cfg->listen[i].text,
-                    l->proxy_protocol ? " proxy_protocol=on" : "");
+            ag_info("event=listening address=%s%s%s", cfg->listen[i].text,
+                    l->proxy_protocol ? " proxy_protocol=on" : "", l->tls ? " tls=on" : "");
     }
     return 0;
 }
@@ -178,6 +180,14 @@ static void reload_commit(struct ag_server *srv, struct ag_config *n)
         ag_warn("event=reload_option_unchanged option=%s note=\"needs a restart\"", fixed);
     ag_config_unref(srv->cfg);
     srv->cfg = n;
+    if (srv->tls_next) {
+        /* New connections take the new certificate; open ones keep theirs
+         * (their SSL holds the old context). */
+        ag_tls_ctx_unref(srv->tls_ctx);
+        srv->tls_ctx = srv->tls_next;
+        srv->tls_next = NULL;
+        ag_info("event=tls_reloaded certificate=%s", n->tls_certificate);
+    }
     ag_log_set_level((enum ag_log_level)n->log_level);
     /* Every other loop takes the new state on its own thread; then what
      * the reload replaced is freed. */
@@ -212,6 +222,17 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
         reload_ended(srv);
         return -1;
     }
+    /* The listeners stay as started: a TLS context for as long as they
+     * have tls, read from the new file (a bad certificate refuses the
+     * whole reload). */
+    ag_tls_ctx_unref(srv->tls_next);
+    srv->tls_next = NULL;
+    if (ag_tls_ctx_load(n, srv->tls_ctx != NULL, srv->tls_ctx, &srv->tls_next, err, errlen) != 0) {
+        ag_err("event=reload_failed error=\"%s\"", err);
+        ag_config_unref(n);
+        reload_ended(srv);
+        return -1;
+    }
     int rc = ag_auth_reload(srv, n, err, errlen);
     if (rc < 0) {
         ag_err("event=reload_failed error=\"%s\"", err);
@@ -233,9 +254,11 @@ int ag_server_reload(struct ag_server *srv, char *err, size_t errlen)
 
 void ag_server_reload_finish(struct ag_server *srv, struct ag_config *n, const char *err)
 {
-    if (err)
+    if (err) {
         ag_err("event=reload_failed error=\"%s\"", err);
-    else
+        ag_tls_ctx_unref(srv->tls_next);
+        srv->tls_next = NULL;
+    } else
         reload_commit(srv, ag_config_ref(n));
     reload_ended(srv);
     if (srv->reload_again && !srv->stopping) {

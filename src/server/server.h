@@ -78,9 +78,11 @@ struct ag_listener {
     struct ag_server *srv;
     bool blocked;        /* a connection is waiting to be accepted (gate closed) */
     bool proxy_protocol; /* "listen ... proxy_protocol": a PROXY header comes first */
+    bool tls;            /* "listen ... tls": clients speak TLS to us (then HTTP) */
 };
 
 struct ag_loop_call;
+struct ssl_ctx_st;
 
 struct ag_server {
     uv_loop_t *loop;
@@ -105,6 +107,12 @@ struct ag_server {
     struct ag_rules *retired_rules;
     struct ag_users *retired_users;
     struct ag_gss_acceptor *retired_gss;
+    /* The TLS context of tls listeners (tls.h), NULL without any: a
+     * reference of this loop's own (main builds it, the others take one in
+     * ag_server_share). tls_next: main only, built by a reload that waits
+     * for winbind, swapped in when it commits. */
+    struct ssl_ctx_st *tls_ctx;
+    struct ssl_ctx_st *tls_next;
     struct ag_config *cfg; /* current configuration (owned reference) */
     char *config_path;
     struct ag_listener *listeners[AG_MAX_LISTENERS];

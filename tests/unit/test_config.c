@@ -323,6 +323,15 @@ static const struct dump_case {
     {"drain_delay 6s", "drain_delay 6s"},
     {"drain_delay 0", "drain_delay 0"},
     {"proxy_protocol_timeout 2s", "proxy_protocol_timeout 2s"},
+    {"tls_certificate /etc/authgate/proxy.pem", "tls_certificate /etc/authgate/proxy.pem"},
+    {"tls_key /etc/authgate/proxy.key", "tls_key /etc/authgate/proxy.key"},
+    {"tls_handshake_timeout 3s", "tls_handshake_timeout 3s"},
+    {"basic_require_tls on", "basic_require_tls on"},
+    {"channel_binding required", "channel_binding required"},
+    {"channel_binding off", "channel_binding off"},
+    {"listen 127.0.0.1:3129 tls proxy_protocol\nproxy_protocol_from 127.0.0.1\n"
+     "tls_certificate /c.pem\ntls_key /k.pem",
+     "listen 127.0.0.1:3129 proxy_protocol tls"},
     {"proxy_protocol_from 10.0.0.5 10.1.0.0/16 2001:db8::/32 ::ffff:192.0.2.0/120",
      "proxy_protocol_from 10.0.0.5/32 10.1.0.0/16 2001:db8::/32 192.0.2.0/24"},
     {"proxy_protocol_from none", "proxy_protocol_from none"},
@@ -478,6 +487,10 @@ static const struct err_case {
     {"listen 127.0.0.1:3128 proxy_protocol",
      "proxy.conf: listen 127.0.0.1:3128 proxy_protocol needs proxy_protocol_from (the addresses "
      "of the balancers allowed to send the header)"},
+    {"listen 127.0.0.1:3129 tls\ntls_key /k.pem",
+     "proxy.conf: listen 127.0.0.1:3129 tls needs tls_certificate and tls_key"},
+    {"channel_binding maybe",
+     "proxy.conf:1: channel_binding: unknown value 'maybe' (use off, if-present or required)"},
     {"listen proxy_protocol",
      "proxy.conf:1: listen: invalid address 'proxy_protocol' (use 1.2.3.4:port, [::1]:port or "
      "*:port)"},
