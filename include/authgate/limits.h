@@ -257,4 +257,20 @@
  * likely looking at a stalled one. */
 #define AG_CTL_PING_TIMEOUT_MS 2000
 
+/* --- error pages (error_templates) ------------------------------------ */
+
+/* One error page template: a styled page with a logo reference is 2-4 KiB;
+ * 16 KiB leaves room and keeps a page set at 96 KiB per config. */
+#define AG_ERROR_TEMPLATE_MAX (16 * 1024)
+/* One placeholder value before escaping (a host is at most 255 bytes, a
+ * rule detail or user name far less): a longer one is cut, never a page
+ * that grows with what a client sends. */
+#define AG_ERROR_VALUE_MAX 512
+/* A rendered page: the template plus escaped values (6 bytes per byte at
+ * worst); a template that repeats placeholders past this gets the plain
+ * body instead (counted: limit_error_page). */
+#define AG_ERROR_PAGE_MAX (64 * 1024)
+/* error_contact: a line of text (a phone number, an address, a URL). */
+#define AG_ERROR_CONTACT_MAX 200
+
 #endif

@@ -144,6 +144,17 @@ static int check_realm(const char *v, const char **why)
     return 0;
 }
 
+/* error_contact goes on every error page (escaped there): one short line
+ * of printable text. */
+static int check_contact(const char *v, const char **why)
+{
+    if (strlen(v) > AG_ERROR_CONTACT_MAX) {
+        *why = "must be at most 200 bytes (AG_ERROR_CONTACT_MAX)";
+        return AG_EINVAL;
+    }
+    return 0;
+}
+
 /* A NetBIOS name: at most 15 characters, no blanks or separators. */
 static int check_netbios(const char *v, const char **why)
 {
@@ -354,6 +365,12 @@ static const struct opt opts[] = {
      "allow/deny rules: who may go where"},
     {"rules_path_case", T_ENUM, OFF(rules_path_case), 0, 0, AG_PATH_CASE_INSENSITIVE, NULL,
      F_RELOAD, path_cases, NULL, "whether path= rules tell /Admin/ from /admin/"},
+
+    /* what users see */
+    {"error_templates", T_PATH, OFF(error_templates), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     NULL, "directory of HTML error page templates; none = built-in"},
+    {"error_contact", T_STRING, OFF(error_contact), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     check_contact, "help-desk contact shown on error pages"},
 
     /* the status socket (authgatectl) */
     {"status_socket", T_PATH, OFF(status_socket), 0, 0, 0, "none", F_NONE, NULL, NULL,
@@ -1302,6 +1319,10 @@ struct ag_config *ag_config_parse(const char *text, size_t len, const char *name
         goto fail;
     if (check_together(x) != 0)
         goto fail;
+    /* The templates are read with the file that names them: a bad one
+     * fails this load (a reload keeps the old pages), never a page. */
+    if (c->error_templates && ag_errpages_load(c->error_templates, &c->errpages, err, errlen) != 0)
+        goto fail;
     free(x);
     return c;
 fail:
@@ -1425,6 +1446,7 @@ void ag_config_unref(struct ag_config *c)
     for (size_t i = 0; i < N_OPTS; i++)
         if (opts[i].type == T_STRING || opts[i].type == T_PATH)
             free(*(char **)field(&opts[i], c));
+    ag_errpages_free(c->errpages);
     free(c->path);
     free(c);
 }

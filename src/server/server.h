@@ -79,6 +79,7 @@ struct ag_server {
     struct conn *conns; /* doubly linked list of live connections */
     uint32_t n_conns;
     uint64_t next_conn_id;
+    uint64_t next_req_id; /* request ids (conn_request.id), server-wide */
     bool stopping;
     uv_timer_t shutdown_timer;
     /* SIGTERM with drain_delay: listeners still open, /healthz says 503,
