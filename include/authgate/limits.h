@@ -257,6 +257,21 @@
  * likely looking at a stalled one. */
 #define AG_CTL_PING_TIMEOUT_MS 2000
 
+/* --- authgate doctor ---------------------------------------------------- */
+
+/* A doctor check that talks to the network (KDC, DNS, winbindd, a domain
+ * controller) runs in a child process killed past this: MIT krb5 tries each
+ * KDC for a few seconds and a hung winbindd holds a call ~65 s; an operator
+ * waiting for a diagnosis gets one line per check within 10 s instead. */
+#define AG_DOCTOR_CHECK_TIMEOUT_MS 10000
+/* What one bounded check may print: a few lines; more is a bug, cut. */
+#define AG_DOCTOR_OUTPUT_MAX (64 * 1024)
+/* Clock skew to the KDC: Kerberos refuses authenticators beyond 300 s (the
+ * default clockskew, MIT and AD alike); past a minute the clock is drifting
+ * and NTP needs a look before it gets there. */
+#define AG_DOCTOR_SKEW_WARN_S 60
+#define AG_DOCTOR_SKEW_FAIL_S 300
+
 /* --- error pages (error_templates) ------------------------------------ */
 
 /* One error page template: a styled page with a logo reference is 2-4 KiB;
