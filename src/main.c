@@ -4,6 +4,7 @@
  * authgate -t -c FILE     check the file and exit (0 valid, 1 not)
  * authgate passwd FILE USER   add or change a user of a local user file
  * authgate doctor -c FILE     check keytab, host name, winbind, listeners, socket
+ * authgate import-squid [-o DIR] squid.conf   translate a Squid configuration
  */
 #include <signal.h>
 #include <sys/resource.h>
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "auth/passwd.h"
+#include "config/squid.h"
 #include "ctl/ctl.h"
 #include "server/auth.h"
 #include "server/notify.h"
@@ -25,6 +27,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: authgate [-t] [-v] -c FILE\n"
                "       authgate passwd FILE USER\n"
                "       authgate doctor -c FILE\n"
+               "       authgate import-squid [-o DIR] squid.conf\n"
                "  -c FILE  configuration file (see proxy.conf.sample)\n"
                "  -t       check the configuration and exit\n"
                "  -v       with -t: print the effective configuration\n"
@@ -82,6 +85,8 @@ int main(int argc, char **argv)
         return ag_passwd_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
         return ag_doctor_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "import-squid") == 0)
+        return ag_squid_import_main(argc - 1, argv + 1);
     const char *path = NULL;
     bool check = false, verbose = false;
     int opt;

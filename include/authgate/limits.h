@@ -272,6 +272,24 @@
 #define AG_DOCTOR_SKEW_WARN_S 60
 #define AG_DOCTOR_SKEW_FAIL_S 300
 
+/* --- authgate import-squid --------------------------------------------- */
+
+/* A squid.conf, comments included: Debian's fully commented default is
+ * ~350 KiB; 4 MiB holds any real one and stops a runaway include. */
+#define AG_SQUID_CONF_MAX (4 * 1024 * 1024)
+/* One logical line (continuations joined): long acl lists stay far below. */
+#define AG_SQUID_LINE_MAX (16 * 1024)
+/* include depth and files read in all: Squid nests a few levels at most. */
+#define AG_SQUID_INCLUDE_DEPTH 8
+#define AG_SQUID_FILES_MAX 64
+/* acl, http_access and values held while translating: a config past these
+ * is not one an operator reviews by hand; the importer stops with a reason. */
+#define AG_SQUID_ACLS_MAX 1024
+#define AG_SQUID_ACCESS_MAX 1024
+#define AG_SQUID_WORDS_MAX 256
+/* The translated files (a config and a rules file). */
+#define AG_SQUID_OUT_MAX (1024 * 1024)
+
 /* --- error pages (error_templates) ------------------------------------ */
 
 /* One error page template: a styled page with a logo reference is 2-4 KiB;
