@@ -25,8 +25,9 @@ import time
 
 import pytest
 
-from harness.gateway import authgate_bin, free_port, render_config, sanitizer_env
-from peers.winbind import NSS_WRAPPER
+from harness.gateway import authgate_bin, free_port, render_config, sanitizer_env, \
+    sanitizer_reports
+from peers.winbind import NSS_WRAPPER, asan_runtime
 
 pytest_plugins = ["peers.fixtures"]
 
@@ -38,6 +39,7 @@ def doctor(conf, env, timeout=60):
     p = subprocess.run([str(authgate_bin()), "doctor", "-c", str(conf)], capture_output=True,
                        timeout=timeout, env=sanitizer_env(env), stdin=subprocess.DEVNULL)
     out = p.stdout.decode(errors="replace")
+    assert not sanitizer_reports(p.stderr.decode(errors="replace")), p.stderr
     return p.returncode, out, time.monotonic() - t0
 
 
@@ -74,6 +76,16 @@ def kdc_env(kdc, krb5_conf=None):
     return env
 
 
+def preload(env, lib):
+    """LD_PRELOAD lib for the doctor; a sanitizer runtime must come first."""
+    pre = [p for p in env.get("LD_PRELOAD", "").split() if p]
+    asan = asan_runtime(authgate_bin())
+    if asan and asan not in pre:
+        pre.insert(0, asan)
+    env["LD_PRELOAD"] = " ".join(pre + [lib])
+    return env
+
+
 def with_hosts(env, tmp_path, lines):
     """The doctor resolves through a private hosts file (nss_wrapper)."""
     hosts = tmp_path / "hosts"
@@ -82,8 +94,7 @@ def with_hosts(env, tmp_path, lines):
     env["NSS_WRAPPER_HOSTS"] = str(hosts)
     env["NSS_WRAPPER_PASSWD"] = "/etc/passwd"
     env["NSS_WRAPPER_GROUP"] = "/etc/group"
-    env["LD_PRELOAD"] = NSS_WRAPPER
-    return env
+    return preload(env, NSS_WRAPPER)
 
 
 def test_good_kerberos_setup(fresh_kdc, tmp_path):
@@ -154,7 +165,7 @@ def test_clock_skew(fresh_kdc, tmp_path, offset, verdict):
         pytest.fail("libfaketime missing: apt-get install libfaketime (scripts/bootstrap)")
     conf = write_conf(tmp_path / "a.conf", keytab=fresh_kdc.keytab)
     env = kdc_env(fresh_kdc)
-    env["LD_PRELOAD"] = FAKETIME
+    preload(env, FAKETIME)
     env["FAKETIME"] = "%+ds" % offset
     env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     rc, out, _ = doctor(conf, env)
@@ -212,6 +223,7 @@ def winbind_doctor(wb, tmp_path, name, timeout=60):
     p = subprocess.run(wb.command([str(authgate_bin()), "doctor", "-c", str(conf)]),
                        capture_output=True, timeout=timeout, env=sanitizer_env(env),
                        stdin=subprocess.DEVNULL)
+    assert not sanitizer_reports(p.stderr.decode(errors="replace")), p.stderr
     return p.returncode, p.stdout.decode(errors="replace"), time.monotonic() - t0
 
 
