@@ -307,7 +307,7 @@ static int tally_cmp(const void *a, const void *b)
 
 /* Requests each connection sent since the previous snapshot (all of them
  * for a new one), summed by user and by address. */
-static void busiest(const struct snap *a, const struct snap *b, struct tally *users, size_t *nu,
+static void busiest(const struct snap *a, struct snap *b, struct tally *users, size_t *nu,
                     struct tally *addrs, size_t *na, size_t cap)
 {
     *nu = *na = 0;
@@ -316,6 +316,11 @@ static void busiest(const struct snap *a, const struct snap *b, struct tally *us
         for (size_t k = 0; k < a->nc; k++)
             if (a->conns[k].id == b->conns[i].id) {
                 before = a->conns[k].requests;
+                /* A Basic connection between two verifications shows no
+                 * user: its requests stay with the user it last had. */
+                if ((!b->conns[i].user[0] || !strcmp(b->conns[i].user, "-")) &&
+                    a->conns[k].user[0] && strcmp(a->conns[k].user, "-"))
+                    memcpy(b->conns[i].user, a->conns[k].user, sizeof b->conns[i].user);
                 break;
             }
         uint64_t d = b->conns[i].requests >= before ? b->conns[i].requests - before : 0;
@@ -332,7 +337,7 @@ static double rate(uint64_t a, uint64_t b, double dt)
     return b >= a && dt > 0 ? (double)(b - a) / dt : 0;
 }
 
-static void render(FILE *f, const struct snap *a, const struct snap *b, bool tty)
+static void render(FILE *f, const struct snap *a, struct snap *b, bool tty)
 {
     double dt = b->t - a->t;
     char when[32];

@@ -15,34 +15,41 @@ import time
 
 from harness.ctl_client import ctl_bin, sockdir  # noqa: F401 (fixtures)
 from harness.gateway import sanitizer_env, sanitizer_reports
-from harness.ntlm_client import basic, pa
+from harness.ntlm_client import basic, ntlm_legs, pa
 from harness.rawhttp import get_request
 from test_ctl import DEMO_USERS, PASSWORD, USER
 
 
 def top_gateway(make_gateway, sockdir):
-    gw = make_gateway(auth_schemes="basic", basic_backend="local", user_file=str(DEMO_USERS),
-                      status_socket=str(sockdir / "ctl.sock"), basic_cache_ttl=0)
+    gw = make_gateway(auth_schemes="ntlm basic", basic_backend="local", ntlm_backend="local",
+                      user_file=str(DEMO_USERS), status_socket=str(sockdir / "ctl.sock"),
+                      basic_cache_ttl=0)
     gw.sock = sockdir / "ctl.sock"
     return gw
 
 
 class Traffic(threading.Thread):
-    """Basic requests on one kept-alive connection (each one verified: no
-    cache), which every snapshot's sessions therefore show, and requests
-    without credentials on new connections (407s), until stopped."""
+    """Requests on one kept-alive NTLM-authenticated connection (its identity
+    stays between requests, so every snapshot's sessions show it), and on
+    new connections a Basic request (verified each time: no cache) and one
+    without credentials (407), until stopped."""
 
     def __init__(self, gw, origin):
         super().__init__(daemon=True)
         self.gw, self.origin, self.halt, self.n = gw, origin, threading.Event(), 0
+        self.ready = threading.Event()
 
     def run(self):
         with self.gw.client(timeout=5) as keep:
+            r, _, _ = ntlm_legs(keep, self.origin.url("/x"), USER, PASSWORD)
+            assert r.status == 200
+            self.ready.set()
             while not self.halt.is_set():
-                r = keep.request(get_request(self.origin.url("/x"),
-                                             headers=[pa(basic(USER, PASSWORD))]))
-                assert r.status == 200
+                assert keep.request(get_request(self.origin.url("/x"))).status == 200
                 with self.gw.client(timeout=5) as c:
+                    r = c.request(get_request(self.origin.url("/x"),
+                                              headers=[pa(basic(USER, PASSWORD))]))
+                    assert r.status == 200
                     assert c.request(get_request(self.origin.url("/x"))).status == 407
                 self.n += 1
                 time.sleep(0.01)
@@ -71,6 +78,7 @@ def test_top_plain_snapshots(make_gateway, origin, sockdir):
     gw = top_gateway(make_gateway, sockdir)
     t = Traffic(gw, origin)
     t.start()
+    assert t.ready.wait(10), "the NTLM login of the traffic thread did not complete"
     try:
         t0 = time.monotonic()
         p = subprocess.run([str(ctl_bin()), "-s", str(gw.sock), "top", "--iterations", "3"],
