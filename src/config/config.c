@@ -1336,63 +1336,6 @@ struct ag_config *ag_config_default(void)
     return ag_config_parse("", 0, "(defaults)", NULL, NULL, 0);
 }
 
-/* Reads the whole file into a fresh NUL-terminated buffer, refusing anything
- * that is not a regular file or is above the size cap (checked before reading,
- * and again while reading in case the file grows). */
-static char *slurp(const char *path, size_t *len, char *err, size_t errlen)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto out;
-    }
-    if (st.st_size > AG_CONFIG_MAX_BYTES) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
-        goto out;
-    }
-    if (!(buf = malloc(AG_CONFIG_MAX_BYTES + 2))) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        goto out;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + n, AG_CONFIG_MAX_BYTES + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            goto bad;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > AG_CONFIG_MAX_BYTES) {
-            snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
-            goto bad;
-        }
-    }
-    buf[n] = '\0';
-    *len = n;
-    close(fd);
-    return buf;
-bad:
-    free(buf);
-    buf = NULL;
-out:
-    close(fd);
-    return NULL;
-}
-
 struct ag_config *ag_config_load(const char *path, char *err, size_t errlen)
 {
     char scratch[8];
@@ -1409,7 +1352,7 @@ struct ag_config *ag_config_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "config: no file given");
         return NULL;
     }
-    if (!(text = slurp(path, &len, err, errlen)))
+    if (!(text = ag_file_read(path, AG_CONFIG_MAX_BYTES, &len, err, errlen)))
         return NULL;
     if (!(abs = realpath(path, NULL)) || !(dir = strdup(abs))) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));

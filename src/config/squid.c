@@ -211,44 +211,10 @@ static int read_conf(struct imp *m, const char *path, int depth);
 /* Reads a whole file within what is left of AG_SQUID_CONF_MAX. */
 static char *slurp(struct imp *m, const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        snprintf(m->err, sizeof m->err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    size_t left = AG_SQUID_CONF_MAX - m->bytes;
-    char *buf = NULL;
-    size_t n = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(m->err, sizeof m->err, "%s: not a regular file", path);
-        goto bad;
-    }
-    if ((uint64_t)st.st_size > left) {
-        snprintf(m->err, sizeof m->err, "%s: the configuration is larger than %d bytes", path,
-                 AG_SQUID_CONF_MAX);
-        goto bad;
-    }
-    if (!(buf = malloc((size_t)st.st_size + 1))) {
-        snprintf(m->err, sizeof m->err, "%s: out of memory", path);
-        goto bad;
-    }
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    m->bytes += n;
-    *len = n;
+    char *buf = ag_file_read(path, AG_SQUID_CONF_MAX - m->bytes, len, m->err, sizeof m->err);
+    if (buf)
+        m->bytes += *len;
     return buf;
-bad:
-    free(buf);
-    close(fd);
-    return NULL;
 }
 
 /* One logical line from the cursor: continuations ("\\" before the line

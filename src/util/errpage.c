@@ -66,7 +66,7 @@ int ag_errpage_check(const char *tpl, size_t len, char *why, size_t whylen)
 }
 
 /* Reads one template: absent is fine (*out stays NULL), anything else that
- * is not a small regular file is an error. */
+ * is not a small regular file with known placeholders is an error. */
 static int read_template(const char *dir, const char *file, char **out, size_t *outlen, char *err,
                          size_t errlen)
 {
@@ -75,56 +75,19 @@ static int read_template(const char *dir, const char *file, char **out, size_t *
         snprintf(err, errlen, "%s: path too long", dir);
         return -1;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto bad;
-    }
-    if (st.st_size > AG_ERROR_TEMPLATE_MAX) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_ERROR_TEMPLATE_MAX);
-        goto bad;
-    }
-    if (!(buf = malloc(AG_ERROR_TEMPLATE_MAX + 2))) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        goto bad;
-    }
-    for (;;) { /* to one byte past the cap: a file that grew is refused too */
-        ssize_t r = read(fd, buf + n, AG_ERROR_TEMPLATE_MAX + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            goto bad;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > AG_ERROR_TEMPLATE_MAX)
-            break;
-    }
+    size_t n;
+    char *buf = ag_file_read(path, AG_ERROR_TEMPLATE_MAX, &n, err, errlen);
+    if (!buf)
+        return errno == ENOENT ? 0 : -1;
     char why[256];
     if (ag_errpage_check(buf, n, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
-        goto bad;
+        free(buf);
+        return -1;
     }
-    buf[n] = '\0';
-    close(fd);
     *out = buf;
     *outlen = n;
     return 0;
-bad:
-    free(buf);
-    close(fd);
-    return -1;
 }
 
 int ag_errpages_load(const char *dir, struct ag_errpages **out, char *err, size_t errlen)
