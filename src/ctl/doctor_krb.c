@@ -13,6 +13,7 @@
  * The service ticket is asked for with the TGT the keytab itself yields, or,
  * where the KDC does not let the service principal be a client (an AD SPN on
  * a machine account), with the TGT in the caller's ccache (kinit first). */
+#include <gssapi/gssapi_krb5.h>
 #include <krb5.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/negotiate.h"
 #include "authgate/limits.h"
 #include "doctor.h"
 
@@ -102,8 +104,9 @@ static void check_clock(struct doc *d, const char *realm, krb5_timestamp authtim
 }
 
 /* A ticket the KDC issues for sp now, against the keytab. */
-static void check_ticket(struct doc *d, struct kstate *k, krb5_ccache cc)
+static bool check_ticket(struct doc *d, struct kstate *k, krb5_ccache cc)
 {
+    bool ok = false;
     char m[400];
     krb5_creds in, *out = NULL;
     krb5_ticket *tkt = NULL;
@@ -170,10 +173,77 @@ static void check_ticket(struct doc *d, struct kstate *k, krb5_ccache cc)
     doctor_line(d, "OK", "keytab_key",
                 "a ticket the KDC issued now for %s (kvno %u, %s) decrypts with %s", k->sname,
                 (unsigned)kvno, etname, k->ktname);
+    ok = true;
 out:
     krb5_free_ticket(k->ctx, tkt);
     krb5_free_creds(k->ctx, out);
     krb5_free_principal(k->ctx, in.client);
+    return ok;
+}
+
+/* The daemon's own path end to end: a GSS initiator with the ticket in cc
+ * makes a token for the service, and the acceptor the daemon would build
+ * from this configuration (keytab, acceptor name, replay cache) accepts it. */
+static void check_gss(struct doc *d, struct kstate *k, krb5_ccache cc, const struct ag_config *cfg,
+                      const char *host)
+{
+    OM_uint32 minor;
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    gss_name_t target = GSS_C_NO_NAME;
+    gss_ctx_id_t ictx = GSS_C_NO_CONTEXT;
+    gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+    struct ag_gss_acceptor *a = NULL;
+    struct ag_gss_ctx *actx = NULL;
+    struct ag_gss_step step;
+    memset(&step, 0, sizeof step);
+    gss_buffer_desc tn = {strlen(k->sname), k->sname};
+    gss_OID_desc krb5_oid = {9, (void *)"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02"};
+    if (gss_krb5_import_cred(&minor, cc, NULL, NULL, &cred) != GSS_S_COMPLETE ||
+        gss_import_name(&minor, &tn, (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME, &target) !=
+            GSS_S_COMPLETE) {
+        doctor_line(d, "WARN", "gss_accept", "could not set up a GSS initiator: not checked");
+        goto out;
+    }
+    OM_uint32 maj =
+        gss_init_sec_context(&minor, cred, &ictx, target, &krb5_oid, 0, 0,
+                             GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
+    if (GSS_ERROR(maj) || !out.length) {
+        doctor_line(d, "WARN", "gss_accept", "the initiator made no token: not checked");
+        goto out;
+    }
+    char name[300], err[700];
+    if (cfg->negotiate_acceptor && strcmp(cfg->negotiate_acceptor, "any") == 0)
+        name[0] = '\0';
+    else if (cfg->negotiate_acceptor)
+        snprintf(name, sizeof name, "%s", cfg->negotiate_acceptor);
+    else
+        snprintf(name, sizeof name, "HTTP@%s", host);
+    if (!(a = ag_gss_acceptor_new(cfg->keytab, name, err, sizeof err)))
+        goto out; /* the keytab check said why */
+    ag_gss_accept_blocking(a, &actx, out.value, out.length, &step);
+    if (step.status == AG_GSS_DONE)
+        doctor_line(d, "OK", "gss_accept",
+                    "the daemon's acceptor (%s) accepts a fresh ticket for %s (client %s)",
+                    ag_gss_acceptor_name(a), k->sname, step.principal);
+    else if (step.status == AG_GSS_FAILED)
+        doctor_line(d, "FAIL", "gss_accept",
+                    "the daemon's acceptor (%s) refuses a fresh ticket for %s: %s -- %s",
+                    ag_gss_acceptor_name(a), k->sname, step.error,
+                    step.fail == AG_GSS_FAIL_REPLAY ? "the replay cache (rcache_dir) is shared "
+                                                      "or broken"
+                    : step.fail == AG_GSS_FAIL_SKEW ? "synchronize the clock"
+                                                    : "check negotiate_acceptor and the keytab");
+    else
+        doctor_line(d, "WARN", "gss_accept", "the acceptor asked for another round: unexpected");
+out:
+    ag_gss_step_clear(&step);
+    ag_gss_ctx_free(actx);
+    ag_gss_acceptor_unref(a);
+    gss_release_buffer(&minor, &out);
+    if (ictx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &ictx, GSS_C_NO_BUFFER);
+    gss_release_name(&minor, &target);
+    gss_release_cred(&minor, &cred);
 }
 
 void doctor_kerberos(struct doc *d, const struct ag_config *cfg, const char *host)
@@ -298,7 +368,8 @@ void doctor_kerberos(struct doc *d, const struct ag_config *cfg, const char *hos
         krb5_free_principal(k.ctx, who);
         doctor_line(d, "INFO", "clock", "not measured (no fresh ticket of our own)");
     }
-    check_ticket(d, &k, cc);
+    if (check_ticket(d, &k, cc))
+        check_gss(d, &k, cc, cfg, host);
 done:
     if (cc && own_cc)
         krb5_cc_destroy(k.ctx, cc);

@@ -8,6 +8,8 @@ broken on purpose against the real peers:
   keytab_key    a ticket the KDC issues now decrypts with the keytab; after a
                 rekey the old keytab is stale ("kvno N not found"), found both
                 through the keytab's own logon and through a user's ticket;
+  gss_accept    the daemon's own acceptor (keytab, negotiate_acceptor, replay
+                cache) accepts a fresh GSS token; a mismatched acceptor name fails;
   spn / dns     proxy_host resolves forward and back to this machine (a private
                 hosts file through nss_wrapper: a name of another machine, an
                 alias, a name that does not resolve), and its SPN exists;
@@ -106,6 +108,8 @@ def test_good_kerberos_setup(fresh_kdc, tmp_path):
     assert first(v, "spn")[0] == "OK" and "HTTP/localhost@" in first(v, "spn")[1], out
     ok, msg = first(v, "keytab_key")
     assert ok == "OK" and "decrypts with" in msg, out
+    ok, msg = first(v, "gss_accept")
+    assert ok == "OK" and "the daemon's acceptor (HTTP@localhost) accepts" in msg, out
     assert rc == 0, out
     # The browser policies for the configured name.
     info = " ".join(m for _, m in v["browser"])
@@ -141,6 +145,21 @@ def test_stale_keytab(fresh_kdc, tmp_path):
     conf3 = write_conf(tmp_path / "c.conf", keytab=str(tmp_path / "new.keytab"))
     rc, out, _ = doctor(conf3, kdc_env(fresh_kdc))
     assert rc == 0, out
+
+
+def test_acceptor_name_mismatch(fresh_kdc, tmp_path):
+    """The keytab holds the right key, but negotiate_acceptor names another
+    service: the ticket browsers get is refused by the daemon's acceptor."""
+    kt = tmp_path / "both.keytab"
+    shutil.copy(fresh_kdc.keytab, kt)
+    fresh_kdc.export_keytab("HTTP/other.test", str(kt))  # the test KDC has it
+    conf = write_conf(tmp_path / "a.conf", keytab=str(kt), negotiate_acceptor="HTTP@other.test")
+    rc, out, _ = doctor(conf, kdc_env(fresh_kdc))
+    v = verdicts(out)
+    assert first(v, "keytab_key")[0] == "OK", out
+    ok, msg = first(v, "gss_accept")
+    assert ok == "FAIL" and "refuses a fresh ticket for HTTP/localhost@" in msg, out
+    assert rc == 1
 
 
 def test_unreachable_kdc(fresh_kdc, tmp_path, closed_port):
