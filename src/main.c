@@ -4,6 +4,7 @@
  * authgate -t -c FILE     check the file and exit (0 valid, 1 not)
  * authgate passwd FILE USER   add or change a user of a local user file
  * authgate doctor -c FILE     check keytab, host name, winbind, listeners, socket
+ * authgate import-squid [-o DIR] squid.conf   translate a Squid configuration
  * authgate --help | --version
  * Exit status 2 and the usage on stderr for an unknown option or subcommand
  * syntax error, as getopt-style tools do.
@@ -18,6 +19,7 @@
 #include <uv.h>
 
 #include "auth/passwd.h"
+#include "config/squid.h"
 #include "ctl/ctl.h"
 #include "server/auth.h"
 #include "server/notify.h"
@@ -32,6 +34,7 @@ static const struct {
 } subcommands[] = {
     {"passwd", ag_passwd_main},
     {"doctor", ag_doctor_main},
+    {"import-squid", ag_squid_import_main},
 };
 
 static void usage(FILE *f)
@@ -39,6 +42,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: authgate [-t] [-v] -c FILE\n"
                "       authgate passwd FILE USER\n"
                "       authgate doctor -c FILE\n"
+               "       authgate import-squid [-o DIR] squid.conf\n"
                "       authgate --help | --version\n"
                "  -c, --config FILE  configuration file (authgate.conf(5))\n"
                "  -t, --test         check the configuration and exit\n"

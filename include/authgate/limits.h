@@ -313,4 +313,53 @@
 /* A parent's answer to our CONNECT: a status line and a few fields. */
 #define AG_PARENT_CONNECT_HEAD_MAX (16 * 1024)
 
+/* --- authgate doctor ---------------------------------------------------- */
+
+/* A doctor check that talks to the network (KDC, DNS, winbindd, a domain
+ * controller) runs in a child process killed past this: MIT krb5 tries each
+ * KDC for a few seconds and a hung winbindd holds a call ~65 s; an operator
+ * waiting for a diagnosis gets one line per check within 10 s instead. */
+#define AG_DOCTOR_CHECK_TIMEOUT_MS 10000
+/* What one bounded check may print: a few lines; more is a bug, cut. */
+#define AG_DOCTOR_OUTPUT_MAX (64 * 1024)
+/* Clock skew to the KDC: Kerberos refuses authenticators beyond 300 s (the
+ * default clockskew, MIT and AD alike); past a minute the clock is drifting
+ * and NTP needs a look before it gets there. */
+#define AG_DOCTOR_SKEW_WARN_S 60
+#define AG_DOCTOR_SKEW_FAIL_S 300
+
+/* --- authgate import-squid --------------------------------------------- */
+
+/* A squid.conf, comments included: Debian's fully commented default is
+ * ~350 KiB; 4 MiB holds any real one and stops a runaway include. */
+#define AG_SQUID_CONF_MAX (4 * 1024 * 1024)
+/* One logical line (continuations joined): long acl lists stay far below. */
+#define AG_SQUID_LINE_MAX (16 * 1024)
+/* include depth and files read in all: Squid nests a few levels at most. */
+#define AG_SQUID_INCLUDE_DEPTH 8
+#define AG_SQUID_FILES_MAX 64
+/* acl, http_access and values held while translating: a config past these
+ * is not one an operator reviews by hand; the importer stops with a reason. */
+#define AG_SQUID_ACLS_MAX 1024
+#define AG_SQUID_ACCESS_MAX 1024
+#define AG_SQUID_WORDS_MAX 256
+/* The translated files (a config and a rules file). */
+#define AG_SQUID_OUT_MAX (1024 * 1024)
+
+/* --- error pages (error_templates) ------------------------------------ */
+
+/* One error page template: a styled page with a logo reference is 2-4 KiB;
+ * 16 KiB leaves room and keeps a page set at 96 KiB per config. */
+#define AG_ERROR_TEMPLATE_MAX (16 * 1024)
+/* One placeholder value before escaping (a host is at most 255 bytes, a
+ * rule detail or user name far less): a longer one is cut, never a page
+ * that grows with what a client sends. */
+#define AG_ERROR_VALUE_MAX 512
+/* A rendered page: the template plus escaped values (6 bytes per byte at
+ * worst); a template that repeats placeholders past this gets the plain
+ * body instead (counted: limit_error_page). */
+#define AG_ERROR_PAGE_MAX (64 * 1024)
+/* error_contact: a line of text (a phone number, an address, a URL). */
+#define AG_ERROR_CONTACT_MAX 200
+
 #endif

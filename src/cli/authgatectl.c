@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "authgate/ctl_proto.h"
+#include "cli.h"
 
 /* A reply larger than this is not from authgate (its own cap, AG_CTL_REPLY_MAX, is lower). */
 #define REPLY_MAX (64u * 1024 * 1024)
@@ -44,6 +45,8 @@ static void usage(FILE *f)
             "  loglevel [error|warn|info|debug] show or set the error log level\n"
             "  trace addr=IP [seconds=N] | off  log every auth decision of one client\n"
             "  help                            the daemon's command list\n"
+            "  top [--iterations N]            live view, refreshed every second (q quits);\n"
+            "                                  plain snapshots when stdout is not a terminal\n"
             "\n"
             "  -s SOCKET  status socket (default $AUTHGATE_SOCKET or %s)\n"
             "  -j, --json JSON output for scripts\n"
@@ -249,7 +252,7 @@ static void show_table(struct record *recs, size_t n)
 
 /* Connects, sends line, reads the whole reply into *out. Returns an exit
  * code (0 when a reply arrived). */
-static int exchange(const char *path, const char *line, int timeout_s, char **out, size_t *outlen)
+int ctl_exchange(const char *path, const char *line, int timeout_s, char **out, size_t *outlen)
 {
     struct sockaddr_un sa;
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -372,6 +375,8 @@ int main(int argc, char **argv)
     if (!sock || !*sock)
         sock = AG_CTL_DEFAULT_SOCKET;
     const char *cmd = argv[i];
+    if (strcmp(cmd, "top") == 0)
+        return ag_top_main(sock, timeout_s, argc - i, argv + i);
     char line[AG_CTL_LINE_MAX + 1];
     size_t o = 0;
     for (int k = i; k < argc; k++) {
@@ -394,7 +399,7 @@ int main(int argc, char **argv)
 
     char *reply = NULL;
     size_t len = 0;
-    int rc = exchange(sock, line, timeout_s, &reply, &len);
+    int rc = ctl_exchange(sock, line, timeout_s, &reply, &len);
     if (rc != AG_CTL_EXIT_OK)
         return rc;
 

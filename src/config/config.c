@@ -148,6 +148,17 @@ static int check_realm(const char *v, const char **why)
     return 0;
 }
 
+/* error_contact goes on every error page (escaped there): one short line
+ * of printable text. */
+static int check_contact(const char *v, const char **why)
+{
+    if (strlen(v) > AG_ERROR_CONTACT_MAX) {
+        *why = "must be at most 200 bytes (AG_ERROR_CONTACT_MAX)";
+        return AG_EINVAL;
+    }
+    return 0;
+}
+
 /* A NetBIOS name: at most 15 characters, no blanks or separators. */
 static int check_netbios(const char *v, const char **why)
 {
@@ -400,6 +411,11 @@ static const struct opt opts[] = {
      "a parent that refused a connection is skipped this long"},
     {"pac_file", T_PATH, OFF(pac_file), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
      "PAC file served as /proxy.pac and /wpad.dat, none = off"},
+    /* what users see */
+    {"error_templates", T_PATH, OFF(error_templates), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     NULL, "directory of HTML error page templates; none = built-in"},
+    {"error_contact", T_STRING, OFF(error_contact), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL,
+     check_contact, "help-desk contact shown on error pages"},
 
     /* the status socket (authgatectl) */
     {"status_socket", T_PATH, OFF(status_socket), 0, 0, 0, "none", F_NONE, NULL, NULL,
@@ -1409,6 +1425,10 @@ struct ag_config *ag_config_parse(const char *text, size_t len, const char *name
         fail(x, "%s", why);
         goto fail;
     }
+    /* The templates are read with the file that names them: a bad one
+     * fails this load (a reload keeps the old pages), never a page. */
+    if (c->error_templates && ag_errpages_load(c->error_templates, &c->errpages, err, errlen) != 0)
+        goto fail;
     free(x);
     return c;
 fail:
@@ -1420,63 +1440,6 @@ fail:
 struct ag_config *ag_config_default(void)
 {
     return ag_config_parse("", 0, "(defaults)", NULL, NULL, 0);
-}
-
-/* Reads the whole file into a fresh NUL-terminated buffer, refusing anything
- * that is not a regular file or is above the size cap (checked before reading,
- * and again while reading in case the file grows). */
-static char *slurp(const char *path, size_t *len, char *err, size_t errlen)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto out;
-    }
-    if (st.st_size > AG_CONFIG_MAX_BYTES) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
-        goto out;
-    }
-    if (!(buf = malloc(AG_CONFIG_MAX_BYTES + 2))) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        goto out;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + n, AG_CONFIG_MAX_BYTES + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            goto bad;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > AG_CONFIG_MAX_BYTES) {
-            snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
-            goto bad;
-        }
-    }
-    buf[n] = '\0';
-    *len = n;
-    close(fd);
-    return buf;
-bad:
-    free(buf);
-    buf = NULL;
-out:
-    close(fd);
-    return NULL;
 }
 
 struct ag_config *ag_config_load(const char *path, char *err, size_t errlen)
@@ -1495,7 +1458,7 @@ struct ag_config *ag_config_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "config: no file given");
         return NULL;
     }
-    if (!(text = slurp(path, &len, err, errlen)))
+    if (!(text = ag_file_read(path, AG_CONFIG_MAX_BYTES, &len, err, errlen)))
         return NULL;
     if (!(abs = realpath(path, NULL)) || !(dir = strdup(abs))) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -1534,6 +1497,7 @@ void ag_config_unref(struct ag_config *c)
         if (opts[i].type == T_STRING || opts[i].type == T_PATH)
             free(*(char **)field(&opts[i], c));
     ag_cfg_files_free(c);
+    ag_errpages_free(c->errpages);
     free(c->path);
     free(c);
 }

@@ -26,6 +26,7 @@
 
 #include "authgate/limits.h"
 #include "util/addr.h"
+#include "util/errpage.h"
 
 enum ag_scheme { AG_SCHEME_NONE = 0, AG_SCHEME_NEGOTIATE, AG_SCHEME_NTLM, AG_SCHEME_BASIC };
 enum ag_backend { AG_BACKEND_NONE = 0, AG_BACKEND_LOCAL, AG_BACKEND_WINBIND };
@@ -210,6 +211,11 @@ struct ag_config {
     char pac_etag[40];          /* "\"<len>-<fnv64>\"" of the content */
     char pac_last_modified[40]; /* the file's mtime, IMF-fixdate */
     int64_t pac_mtime;          /* the same, seconds since the epoch */
+
+    /* what users see */
+    char *error_templates;        /* "error_templates DIR", default none = the built-in page */
+    char *error_contact;          /* "error_contact TEXT", default none */
+    struct ag_errpages *errpages; /* the templates of error_templates (owned), NULL = built-in */
 
     /* the status socket (authgatectl); the first three need a restart */
     char *status_socket;         /* "status_socket PATH", default none = off */

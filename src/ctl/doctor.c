@@ -1,12 +1,20 @@
 /* doctor.c - `authgate doctor -c FILE`: is this set-up going to work?
  *
  * One line per check, "OK", "WARN" or "FAIL", the check's name, what was
- * found and, when not OK, what to do about it. Runs in the foreground before
- * (instead of) the daemon, so blocking calls (GSS, winbind, DNS) are fine
- * here. Exit status: 0 nothing failed, 1 some check failed, 2 the file does
- * not parse or bad arguments. */
+ * found and, when not OK, what to do about it ("INFO" lines are advice, the
+ * browser policies to roll out). Runs in the foreground before (instead of)
+ * the daemon, so blocking calls are fine here; those that do network I/O
+ * (DNS, the KDC, winbindd and its domain controller) run in a child process
+ * with a deadline (run_bounded), so a dead peer costs AG_DOCTOR_CHECK_TIMEOUT_MS
+ * and a FAIL line, never a hang. Exit status: 0 nothing failed, 1 some check
+ * failed, 2 the file does not parse or bad arguments. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -27,17 +35,14 @@
 #include "auth/negotiate.h"
 #include "auth/userfile.h"
 #include "auth/verify_winbind.h"
+#include "authgate/limits.h"
 #include "ctl.h"
+#include "doctor.h"
+#include "util/util.h"
 
-struct doc {
-    FILE *out;
-    int fails, warns;
-};
+#define line doctor_line
 
-static void line(struct doc *d, const char *verdict, const char *check, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void line(struct doc *d, const char *verdict, const char *check, const char *fmt, ...)
+void doctor_line(struct doc *d, const char *verdict, const char *check, const char *fmt, ...)
 {
     char msg[1200];
     va_list ap;
@@ -55,8 +60,30 @@ static void line(struct doc *d, const char *verdict, const char *check, const ch
         d->warns++;
 }
 
-/* The proxy's name: what Kerberos clients ask a ticket for. */
-static void check_host(struct doc *d, const struct ag_config *cfg, char *host, size_t cap)
+/* Whether addr is one of this machine's (any interface, loopback too). */
+static bool is_local_addr(const struct sockaddr *sa)
+{
+    struct ifaddrs *ifs = NULL, *i;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        const struct sockaddr *ia = i->ifa_addr;
+        if (!ia || ia->sa_family != sa->sa_family)
+            continue;
+        if (sa->sa_family == AF_INET)
+            found = memcmp(&((const struct sockaddr_in *)ia)->sin_addr,
+                           &((const struct sockaddr_in *)sa)->sin_addr, 4) == 0;
+        else if (sa->sa_family == AF_INET6)
+            found = memcmp(&((const struct sockaddr_in6 *)ia)->sin6_addr,
+                           &((const struct sockaddr_in6 *)sa)->sin6_addr, 16) == 0;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* The proxy's name, no DNS: an IP address gets no Kerberos ticket. */
+static bool host_is_name(struct doc *d, const struct ag_config *cfg, char *host, size_t cap)
 {
     ag_config_proxy_host(cfg, host, cap);
     struct in6_addr a6;
@@ -65,33 +92,157 @@ static void check_host(struct doc *d, const struct ag_config *cfg, char *host, s
              "'%s' is an IP address: clients cannot get a Kerberos ticket for it -- set "
              "proxy_host to the DNS name clients use",
              host);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* The proxy's name in DNS (bounded: resolvers can hang). Browsers ask for
+ * HTTP/<name> after canonicalizing it: a CNAME makes them ask for the
+ * target's SPN (Chrome, Firefox, Windows), a PTR that names another host
+ * does the same for MIT clients with rdns = true (its default); the name
+ * must also lead to this machine, or to its load balancer. */
+static void check_dns(struct doc *d, const struct ag_config *cfg, const char *host)
+{
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_flags = AI_CANONNAME;
     hints.ai_socktype = SOCK_STREAM;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0) {
-        line(d, "WARN", "proxy_host",
-             "'%s' does not resolve (%s) -- add it to DNS (an A record, not a CNAME)", host,
-             gai_strerror(rc));
+        line(d, "FAIL", "proxy_host",
+             "'%s' does not resolve (%s): browsers cannot find the proxy by the name its "
+             "tickets are for -- add an A (or AAAA) record, not a CNAME",
+             host, gai_strerror(rc));
         return;
     }
     const char *canon = res->ai_canonname;
+    bool bad = false;
     if (canon && strcasecmp(canon, host) != 0 &&
         !(strncasecmp(canon, host, strlen(host)) == 0 && canon[strlen(host)] == '.')) {
-        line(d, "WARN", "proxy_host",
-             "'%s' is an alias of '%s': clients that canonicalize ask for HTTP/%s -- use the "
-             "canonical name or give the keytab both names",
-             host, canon, canon);
-    } else if (!strchr(host, '.')) {
-        line(d, "WARN", "proxy_host",
-             "'%s' is not fully qualified -- set proxy_host to the FQDN clients use", host);
-    } else {
-        line(d, "OK", "proxy_host", "%s resolves", host);
+        line(d, "FAIL", "proxy_host",
+             "'%s' is an alias (CNAME) of '%s': browsers canonicalize it and ask for "
+             "HTTP/%s, which the keytab does not serve -- make '%s' an A record, or set "
+             "proxy_host to '%s' and export that SPN",
+             host, canon, canon, host, canon);
+        bad = true;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        char num[INET6_ADDRSTRLEN + 1] = "?", rev[NI_MAXHOST];
+        getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof num, NULL, 0, NI_NUMERICHOST);
+        if (ai != res && ai->ai_family == res->ai_family && ai->ai_addrlen == res->ai_addrlen &&
+            memcmp(ai->ai_addr, res->ai_addr, ai->ai_addrlen) == 0)
+            continue;
+        if (!is_local_addr(ai->ai_addr)) {
+            line(d, "WARN", "proxy_host",
+                 "'%s' resolves to %s, not an address of this machine -- fix the A record, "
+                 "unless %s is the load balancer in front of this gateway",
+                 host, num, num);
+            bad = true;
+        }
+        int r = getnameinfo(ai->ai_addr, ai->ai_addrlen, rev, sizeof rev, NULL, 0, NI_NAMEREQD);
+        if (r == 0 && strcasecmp(rev, host) != 0 &&
+            !(strncasecmp(rev, host, strlen(host)) == 0 && rev[strlen(host)] == '.')) {
+            line(d, "WARN", "proxy_host",
+                 "the reverse lookup of %s gives '%s', not '%s': clients with rdns = true (MIT's "
+                 "default) ask for HTTP/%s -- fix the PTR record",
+                 num, rev, host, rev);
+            bad = true;
+        }
     }
     freeaddrinfo(res);
+    if (bad)
+        return;
+    if (!strchr(host, '.'))
+        line(d, "WARN", "proxy_host",
+             "'%s' is not fully qualified -- set proxy_host to the FQDN clients use", host);
+    else
+        line(d, "OK", "proxy_host", "%s resolves forward and back to this machine", host);
+    (void)cfg;
+}
+
+/* Runs fn in a child process with AG_DOCTOR_CHECK_TIMEOUT_MS: its lines are
+ * copied here (and counted); a child that does not finish is killed and
+ * the check fails with the remedy given. */
+static void run_bounded(struct doc *d, const char *check, const char *remedy,
+                        void (*fn)(struct doc *, const struct ag_config *, const char *),
+                        const struct ag_config *cfg, const char *host)
+{
+    int p[2];
+    fflush(d->out);
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        line(d, "FAIL", check, "pipe: %s", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        line(d, "FAIL", check, "fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        FILE *f = fdopen(p[1], "w");
+        if (!f)
+            _exit(1);
+        struct doc cd = {f, 0, 0};
+        fn(&cd, cfg, host);
+        fclose(f);
+        _exit(0);
+    }
+    close(p[1]);
+    struct ag_buf out;
+    ag_buf_init(&out, AG_DOCTOR_OUTPUT_MAX);
+    uint64_t deadline = ag_now_ms() + AG_DOCTOR_CHECK_TIMEOUT_MS;
+    bool timed_out = false;
+    for (;;) {
+        uint64_t now = ag_now_ms();
+        if (now >= deadline) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd pf = {p[0], POLLIN, 0};
+        int n = poll(&pf, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            timed_out = n == 0;
+            break;
+        }
+        char buf[4096];
+        ssize_t r = read(p[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        ag_buf_append(&out, buf, (size_t)r); /* past the cap: cut */
+    }
+    close(p[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    /* The child's lines, counted as if printed here. */
+    for (size_t o = 0; o < out.len;) {
+        const char *nl = memchr(out.data + o, '\n', out.len - o);
+        size_t n = nl ? (size_t)(nl - (out.data + o)) + 1 : out.len - o;
+        fwrite(out.data + o, 1, n, d->out);
+        if (!nl)
+            fputc('\n', d->out);
+        if (n >= 4 && memcmp(out.data + o, "FAIL", 4) == 0)
+            d->fails++;
+        else if (n >= 4 && memcmp(out.data + o, "WARN", 4) == 0)
+            d->warns++;
+        o += n;
+    }
+    ag_buf_free(&out);
+    if (timed_out)
+        line(d, "FAIL", check, "no answer within %d s -- %s", AG_DOCTOR_CHECK_TIMEOUT_MS / 1000,
+             remedy);
+    else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        line(d, "FAIL", check, "the check itself crashed (status %d) -- report a bug", st);
 }
 
 static void check_keytab(struct doc *d, const struct ag_config *cfg, const char *host)
@@ -131,10 +282,6 @@ static void check_keytab(struct doc *d, const struct ag_config *cfg, const char 
 
 static void check_winbind(struct doc *d, const struct ag_config *cfg)
 {
-    if (!ag_config_uses_backend(cfg, AG_BACKEND_WINBIND)) {
-        line(d, "OK", "winbind", "no backend uses winbind");
-        return;
-    }
     if (ag_wb_ping_blocking() != 0) {
         line(d, "FAIL", "winbind",
              "winbindd does not answer -- start it (systemctl start winbind) and check the "
@@ -142,14 +289,81 @@ static void check_winbind(struct doc *d, const struct ag_config *cfg)
         return;
     }
     struct wbcInterfaceDetails *det = NULL;
-    if (wbcInterfaceDetails(&det) == WBC_ERR_SUCCESS && det) {
-        line(d, "OK", "winbind", "winbindd answers, domain %s (%s)",
-             det->netbios_domain ? det->netbios_domain : "?",
-             det->dns_domain ? det->dns_domain : "no DNS domain");
-        wbcFreeMemory(det);
-    } else {
+    if (wbcInterfaceDetails(&det) != WBC_ERR_SUCCESS || !det || !det->netbios_domain) {
         line(d, "OK", "winbind", "winbindd answers");
+        wbcFreeMemory(det);
+        return;
     }
+    line(d, "OK", "winbind", "winbindd answers, domain %s (%s)", det->netbios_domain,
+         det->dns_domain && det->dns_domain[0] ? det->dns_domain : "no DNS domain");
+    /* winbindd answering is not the domain answering: NTLM and Basic need
+     * a domain controller and a valid machine trust (the machine account's
+     * password as the DC knows it). */
+    struct wbcAuthErrorInfo *err = NULL;
+    wbcErr rc = wbcPingDc(det->netbios_domain, &err);
+    if (rc != WBC_ERR_SUCCESS)
+        line(d, "FAIL", "domain_controller",
+             "winbindd reaches no domain controller of %s (%s%s%s): every NTLM and Basic "
+             "login fails -- check DNS (the _ldap._tcp.dc._msdcs SRV records), the network to "
+             "the DCs, and wbinfo --ping-dc",
+             det->netbios_domain, wbcErrorString(rc), err ? ", " : "",
+             err && err->nt_string ? err->nt_string : "");
+    else
+        line(d, "OK", "domain_controller", "a domain controller of %s answers",
+             det->netbios_domain);
+    wbcFreeMemory(err);
+    err = NULL;
+    rc = wbcCheckTrustCredentials(det->netbios_domain, &err);
+    if (rc != WBC_ERR_SUCCESS)
+        line(d, "FAIL", "machine_trust",
+             "the machine trust with %s is not valid (%s%s%s): the DC refuses this machine's "
+             "logons on behalf of users -- rejoin (net ads join -U admin) or reset the "
+             "machine password (net ads changetrustpw), then wbinfo -t",
+             det->netbios_domain, wbcErrorString(rc), err ? ", " : "",
+             err && err->nt_string ? err->nt_string : "");
+    else
+        line(d, "OK", "machine_trust", "the machine account's trust with %s is valid",
+             det->netbios_domain);
+    wbcFreeMemory(err);
+    wbcFreeMemory(det);
+}
+
+/* winbind, bounded: winbindd or its DC may hang. */
+static void winbind_bounded(struct doc *d, const struct ag_config *cfg, const char *host)
+{
+    (void)host;
+    check_winbind(d, cfg);
+}
+
+static void dns_and_kerberos(struct doc *d, const struct ag_config *cfg, const char *host)
+{
+    check_dns(d, cfg, host);
+    doctor_kerberos(d, cfg, host);
+}
+
+/* What browsers need to sign on to this proxy without a prompt: the policy
+ * lines for the configured name (advice, not a check). */
+static void print_browser_policies(struct doc *d, const struct ag_config *cfg, const char *host)
+{
+    if (!ag_config_scheme_enabled(cfg, AG_SCHEME_NEGOTIATE) &&
+        !ag_config_scheme_enabled(cfg, AG_SCHEME_NTLM))
+        return;
+    line(d, "INFO", "browser",
+         "Chrome/Edge: policy AuthServerAllowlist = \"%s\" (Windows GPO: "
+         "HKLM\\SOFTWARE\\Policies\\Google\\Chrome and ...\\Microsoft\\Edge; Linux: "
+         "/etc/opt/chrome/policies/managed/authgate.json {\"AuthServerAllowlist\": \"%s\"}); "
+         "on Windows the proxy must also be in the Local intranet zone",
+         host, host);
+    line(d, "INFO", "browser",
+         "Firefox: about:config network.negotiate-auth.trusted-uris = %s and "
+         "network.automatic-ntlm-auth.trusted-uris = %s, or policies.json {\"policies\": "
+         "{\"Authentication\": {\"SPNEGO\": [\"%s\"], \"NTLM\": [\"%s\"], "
+         "\"AllowProxies\": {\"SPNEGO\": true, \"NTLM\": true}}}}",
+         host, host, host, host);
+    line(d, "INFO", "browser",
+         "proxy setting (PAC, WPAD or GPO): PROXY %s:PORT -- the name, never an IP address, "
+         "or no Kerberos ticket is asked for",
+         host);
 }
 
 static void check_userfile(struct doc *d, const struct ag_config *cfg)
@@ -326,15 +540,28 @@ int ag_doctor_main(int argc, char **argv)
     if (cfg->rcache_dir)
         setenv("KRB5RCACHEDIR", cfg->rcache_dir, 1);
     char host[256];
-    check_host(&d, cfg, host, sizeof host);
+    bool named = host_is_name(&d, cfg, host, sizeof host);
     check_keytab(&d, cfg, host);
-    check_winbind(&d, cfg);
+    if (named)
+        run_bounded(&d, "kdc",
+                    "DNS or a KDC does not answer: check /etc/resolv.conf, the kdc lines of "
+                    "krb5.conf and the network to port 88",
+                    dns_and_kerberos, cfg, host);
+    if (ag_config_uses_backend(cfg, AG_BACKEND_WINBIND))
+        run_bounded(&d, "winbind",
+                    "winbindd or its domain controller hangs: systemctl restart winbind, then "
+                    "wbinfo --ping-dc",
+                    winbind_bounded, cfg, host);
+    else
+        line(&d, "OK", "winbind", "no backend uses winbind");
     check_userfile(&d, cfg);
     check_listeners(&d, cfg);
     check_status_socket(&d, cfg);
     check_parents(&d, cfg);
     if (cfg->rcache_dir)
         check_dir_writable(&d, "rcache_dir", cfg->rcache_dir, false);
+    if (named)
+        print_browser_policies(&d, cfg, host);
     fprintf(d.out, "%d failed, %d warnings\n", d.fails, d.warns);
     ag_config_unref(cfg);
     return d.fails ? 1 : 0;

@@ -142,8 +142,9 @@ int ag_head_find(const struct ag_head *h, const char *name, const char **val, si
     return n;
 }
 
-/* Calls fn for every comma-separated, OWS-trimmed element of v. */
-static bool list_contains(const char *v, size_t vl, const char *token, size_t tl)
+/* Whether a comma-separated, OWS-trimmed element of v is token; with
+ * params, an element's ";parameters" are cut first (media ranges). */
+static bool list_contains(const char *v, size_t vl, const char *token, size_t tl, bool params)
 {
     size_t i = 0;
     while (i < vl) {
@@ -153,6 +154,11 @@ static bool list_contains(const char *v, size_t vl, const char *token, size_t tl
         while (i < vl && v[i] != ',')
             i++;
         size_t e = i;
+        if (params) {
+            const char *semi = memchr(v + s, ';', e - s);
+            if (semi)
+                e = (size_t)(semi - v);
+        }
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
         if (e > s && ag_strieq(v + s, e - s, token) && tl == e - s)
@@ -161,7 +167,7 @@ static bool list_contains(const char *v, size_t vl, const char *token, size_t tl
     return false;
 }
 
-bool ag_head_has_token(const struct ag_head *h, const char *name, const char *token)
+static bool has_element(const struct ag_head *h, const char *name, const char *token, bool params)
 {
     size_t tl = strlen(token);
     for (uint32_t i = 0; i < h->n_fields; i++) {
@@ -170,10 +176,23 @@ bool ag_head_has_token(const struct ag_head *h, const char *name, const char *to
         if (!ag_strieq(nm, nl, name))
             continue;
         const char *v = ag_head_value(h, i, &vl);
-        if (list_contains(v, vl, token, tl))
+        if (list_contains(v, vl, token, tl, params))
             return true;
     }
     return false;
+}
+
+bool ag_head_has_token(const struct ag_head *h, const char *name, const char *token)
+{
+    return has_element(h, name, token, false);
+}
+
+bool ag_head_accepts_html(const struct ag_head *h)
+{
+    /* A browser names text/html in Accept; curl (star/star) and API clients
+     * do not, and keep the plain body they can log. q-values are not
+     * weighed: a browser never sends text/html with q=0. */
+    return has_element(h, "Accept", "text/html", true);
 }
 
 static const char *const hop_fields[] = {

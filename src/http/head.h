@@ -71,6 +71,8 @@ int ag_head_find(const struct ag_head *h, const char *name, const char **val, si
 /* True if the comma-separated list in the named fields contains token
  * (case-insensitive), e.g. Connection: close. */
 bool ag_head_has_token(const struct ag_head *h, const char *name, const char *token);
+/* Whether an Accept field lists the media range text/html (a browser). */
+bool ag_head_accepts_html(const struct ag_head *h);
 
 /* True when field i must not be forwarded: the fixed hop-by-hop set, any
  * field named in Connection / Proxy-Connection, Proxy-Authorization, and

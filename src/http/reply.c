@@ -48,6 +48,50 @@ const char *ag_reply_reason(int status)
     }
 }
 
+const char *ag_reply_message(int status)
+{
+    switch (status) {
+    case 400:
+        return "The gateway could not understand the request your browser sent.";
+    case 403:
+        return "The gateway's access policy does not allow this request.";
+    case 407:
+        return "The gateway needs to know who you are before it lets this request through, "
+               "and your browser did not prove it. Check that you are signed in to the "
+               "computer with your domain account and that the browser may sign in to the "
+               "proxy on its own.";
+    case 502:
+        return "The gateway could not reach the site: its name did not resolve, or it "
+               "refused or dropped the connection.";
+    case 503:
+        return "The gateway cannot check who you are or what you may reach right now (a "
+               "sign-in service is down or the gateway is busy). Please try again in a minute.";
+    case 504:
+        return "The site did not answer the gateway in time.";
+    default:
+        return "The gateway could not serve this request.";
+    }
+}
+
+int ag_reply_build_body(struct ag_buf *out, int status, const char *extra, bool keepalive,
+                        bool http10, const char *ctype, const char *body, size_t bodylen)
+{
+    const char *conn = keepalive ? "keep-alive" : "close";
+    int rc =
+        ag_buf_printf(out,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "%s"
+                      "Connection: %s\r\n"
+                      "%s%s%s"
+                      "\r\n",
+                      status, ag_reply_reason(status), ctype, bodylen, extra ? extra : "", conn,
+                      http10 ? "Proxy-Connection: " : "", http10 ? conn : "", http10 ? "\r\n" : "");
+    return rc ? rc : ag_buf_append(out, body, bodylen);
+}
+
 int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepalive, bool http10,
                    const char *detail)
 {

@@ -26,4 +26,13 @@ int ag_reply_build(struct ag_buf *out, int status, const char *extra, bool keepa
 int ag_reply_build_head(struct ag_buf *out, int status, const char *ctype, size_t len,
                         const char *extra, bool keepalive, bool http10);
 
+/* The same response with the given body and Content-Type (an error page);
+ * the page is private to the one user it names: never cached. */
+int ag_reply_build_body(struct ag_buf *out, int status, const char *extra, bool keepalive,
+                        bool http10, const char *ctype, const char *body, size_t bodylen);
+
+/* What a refusal means for the person who sees it, in plain words (the
+ * {{message}} of an error page). Never NULL. */
+const char *ag_reply_message(int status);
+
 #endif

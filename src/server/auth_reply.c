@@ -55,11 +55,12 @@ static void send_407(struct conn *c, const char *why, const char *cont_scheme,
     if (c->rq.is_connect && c->inbuf.len)
         c->rq.close_after = true;
     if (auth_traced(c))
-        ag_info("conn=%llu event=trace step=challenge client=%s reason=%s continue=%s",
-                (unsigned long long)c->id, c->peer, why, cont_scheme ? cont_scheme : "-");
+        ag_info("conn=%llu req=%llu event=trace step=challenge client=%s reason=%s continue=%s",
+                (unsigned long long)c->id, (unsigned long long)c->rq.id, c->peer, why,
+                cont_scheme ? cont_scheme : "-");
     else
-        ag_debug("conn=%llu event=auth_challenge client=%s reason=%s", (unsigned long long)c->id,
-                 c->peer, why);
+        ag_debug("conn=%llu req=%llu event=auth_challenge client=%s reason=%s",
+                 (unsigned long long)c->id, (unsigned long long)c->rq.id, c->peer, why);
     exchange_reply(c, 407, extra, "authentication required");
 }
 
@@ -156,8 +157,9 @@ void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, enum ag_r
     struct ag_server *srv = c->srv;
     srv->auth.failed[scheme]++;
     if (rc == AG_EBACKEND) {
-        ag_err("conn=%llu event=auth_backend_error scheme=%s %sclient=%s %s error=\"%s\"",
-               (unsigned long long)c->id, ag_scheme_name(scheme), pre, c->peer, who, reason);
+        ag_err("conn=%llu req=%llu event=auth_backend_error scheme=%s %sclient=%s %s error=\"%s\"",
+               (unsigned long long)c->id, (unsigned long long)c->rq.id, ag_scheme_name(scheme), pre,
+               c->peer, who, reason);
         auth_refuse(c, "authentication backend unavailable", AUTH_REPLY_503,
                     &srv->auth.fail_backend);
         return;
@@ -167,8 +169,9 @@ void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, enum ag_r
      * names or MIC mismatches. */
     ag_throttle_fail(srv->throttle, user, c->peer, refusal == AG_REFUSED_PASSWORD,
                      uv_now(srv->loop));
-    ag_info("conn=%llu event=auth_failed scheme=%s %sclient=%s %s reason=\"%s\"",
-            (unsigned long long)c->id, ag_scheme_name(scheme), pre, c->peer, who, reason);
+    ag_info("conn=%llu req=%llu event=auth_failed scheme=%s %sclient=%s %s reason=\"%s\"",
+            (unsigned long long)c->id, (unsigned long long)c->rq.id, ag_scheme_name(scheme), pre,
+            c->peer, who, reason);
     /* winbind tells an unknown user apart; the local file never does */
     auth_refuse(c, why, AUTH_REPLY_407,
                 refusal == AG_REFUSED_UNKNOWN_USER ? &srv->auth.fail_unknown_user

@@ -63,6 +63,7 @@ void conn_request_reset(struct conn *c, uint64_t now_ms)
     memset(rq, 0, sizeof *rq);
     ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);
     rq->t_start_ms = now_ms;
+    rq->id = ++c->srv->next_req_id;
 }
 
 /* --- teardown -------------------------------------------------------------- */

@@ -100,6 +100,7 @@ struct conn_request {
     int status;          /* status sent to the client, 0 before */
     char ctype[64];      /* response Content-Type for the access log */
     uint64_t t_start_ms; /* monotonic start of the exchange */
+    uint64_t id;         /* request id: req= in the error log, shown on error pages */
     uint64_t bytes_sent; /* bytes of this exchange sent to the client */
 };
 

@@ -292,6 +292,61 @@ void exchange_maybe_done(struct conn *c)
     next_request(c);
 }
 
+/* The page a browser gets for a refusal: 0, or AG_ELIMIT / AG_ENOMEM
+ * (the caller sends the plain body). Every value is escaped by the
+ * renderer; the host and user come from the network. */
+static int render_page(struct conn *c, int status, const char *detail, struct ag_buf *page)
+{
+    char when[40], rid[24];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!gmtime_r(&now, &tm) || !strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        when[0] = '\0';
+    snprintf(rid, sizeof rid, "%llu", (unsigned long long)c->rq.id);
+    /* The name as the backend gave it, not the log's escaped form: the
+     * page escapes it for HTML itself. */
+    char user[2 * AG_USER_MAX + 2] = "(not signed in)";
+    const struct ag_session *s = c->session;
+    if (s && s->state == AG_AS_AUTHENTICATED)
+        snprintf(user, sizeof user, "%s%s%s", s->id.domain, s->id.domain[0] ? "\\" : "",
+                 s->id.user);
+    struct ag_errpage_vars v = {
+        .status = status,
+        .reason = ag_reply_reason(status),
+        .message = ag_reply_message(status),
+        .detail = detail ? detail : "",
+        .user = user,
+        .client = c->peer,
+        .host = c->rq.target.host,
+        .time = when,
+        .request_id = rid,
+        .contact = c->cfg->error_contact ? c->cfg->error_contact : "your help desk",
+    };
+    return ag_errpage_render(c->cfg->errpages, &v, page);
+}
+
+/* The response to a refusal: an HTML page for a browser, the one-line
+ * text/plain body for everyone else (and when the page cannot be made). */
+static int build_reply(struct conn *c, int status, const char *extra, bool keep, const char *detail)
+{
+    if (status >= 400 && ag_head_accepts_html(&c->head)) {
+        struct ag_buf page;
+        ag_buf_init(&page, AG_ERROR_PAGE_MAX);
+        int rc = render_page(c, status, detail, &page);
+        if (rc == 0)
+            rc = ag_reply_build_body(&c->stage_client, status, extra, keep, c->rq.http10,
+                                     "text/html; charset=utf-8", page.data, page.len);
+        ag_buf_free(&page);
+        if (rc == 0) {
+            c->srv->stats.error_pages++;
+            return 0;
+        }
+        if (rc == AG_ELIMIT)
+            c->srv->stats.limit_error_page++;
+    }
+    return ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail);
+}
+
 /* A body the gateway sends from memory it does not own (the PAC file in
  * the configuration snapshot the connection holds). */
 struct reply_body {
@@ -318,7 +373,7 @@ static void reply_with(struct conn *c, int status, const char *extra, const char
     c->rq.resp_started = c->rq.resp_done = true;
     int rc = body ? ag_reply_build_head(&c->stage_client, status, body->ctype, body->len, extra,
                                         keep, c->rq.http10)
-                  : ag_reply_build(&c->stage_client, status, extra, keep, c->rq.http10, detail);
+                  : build_reply(c, status, extra, keep, detail);
     char *copy = NULL;
     if (!rc && body && body->send && !(copy = malloc(body->len)))
         rc = AG_ENOMEM;
@@ -535,8 +590,8 @@ static void deny(struct conn *c, const char *rule)
 {
     c->srv->stats.rules_denied++;
     char host[AG_HOST_MAX * 4 + 1];
-    ag_info("conn=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, rule, c->peer, ag_auth_user(c),
+    ag_info("conn=%llu req=%llu event=denied rule=%s client=%s user=\"%s\" host=%s port=%u",
+            (unsigned long long)c->id, (unsigned long long)c->rq.id, rule, c->peer, ag_auth_user(c),
             ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
             c->rq.target.port);
     char detail[128];
@@ -550,8 +605,8 @@ static void deny(struct conn *c, const char *rule)
 static void groups_unknown(struct conn *c, const char *rule)
 {
     c->srv->stats.rules_groups_unavailable++;
-    ag_err("conn=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
-           (unsigned long long)c->id, rule, c->peer, ag_auth_user(c));
+    ag_err("conn=%llu req=%llu event=groups_unavailable rule=%s client=%s user=\"%s\"",
+           (unsigned long long)c->id, (unsigned long long)c->rq.id, rule, c->peer, ag_auth_user(c));
     c->rq.close_after = true;
     exchange_reply(c, 503, AG_RETRY_AFTER_FIELD, "group membership unavailable");
 }
@@ -565,8 +620,8 @@ static void refuse_this_network(struct conn *c)
     c->up = NULL;
     c->srv->stats.dst_this_network++;
     char host[AG_HOST_MAX * 4 + 1];
-    ag_info("conn=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
-            (unsigned long long)c->id, c->peer, ag_auth_user(c),
+    ag_info("conn=%llu req=%llu event=dst_this_network client=%s user=\"%s\" host=%s port=%u",
+            (unsigned long long)c->id, (unsigned long long)c->rq.id, c->peer, ag_auth_user(c),
             ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
             c->rq.target.port);
     exchange_reply(c, 403, NULL, "destination is the unspecified address (0.0.0.0 or ::)");
@@ -770,7 +825,8 @@ static void upstream_failed(struct conn *c, int status, const char *why)
 {
     c->srv->stats.upstream_errors++;
     char host[AG_HOST_MAX * 4 + 1];
-    ag_info("conn=%llu event=upstream_error host=%s status=%d reason=%s", (unsigned long long)c->id,
+    ag_info("conn=%llu req=%llu event=upstream_error host=%s status=%d reason=%s",
+            (unsigned long long)c->id, (unsigned long long)c->rq.id,
             ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status,
             why);
     ag_upstream_close(c->up);

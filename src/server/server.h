@@ -120,6 +120,7 @@ struct ag_server {
     struct conn *conns; /* doubly linked list of live connections */
     uint32_t n_conns;
     uint64_t next_conn_id;
+    uint64_t next_req_id; /* request ids (conn_request.id), server-wide */
     bool stopping;
     bool stopped; /* the last step of the stop ran */
     uv_timer_t shutdown_timer;

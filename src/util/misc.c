@@ -1,10 +1,14 @@
 /* misc.c - wiping, constant-time compare, escaping, clocks, error strings. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -170,4 +174,58 @@ const char *ag_strerror(int code)
     default:
         return "unknown error";
     }
+}
+
+char *ag_file_read(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        errno = e;
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+        goto out;
+    }
+    if (!(buf = malloc(max + 2))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    for (;;) { /* to one byte past the cap: a file that grew is refused too */
+        ssize_t r = read(fd, buf + n, max + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            goto bad;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > max) {
+            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+            goto bad;
+        }
+    }
+    buf[n] = '\0';
+    *len = n;
+    close(fd);
+    errno = 0;
+    return buf;
+bad:
+    free(buf);
+    buf = NULL;
+out:
+    close(fd);
+    errno = 0;
+    return NULL;
 }

@@ -89,6 +89,13 @@ char *ag_escape_dup(const char *src, size_t n);
  * short reads. 0 or AG_EIO. For challenges, salts and hash seeds. */
 int ag_random(void *buf, size_t n);
 
+/* Reads the regular file at path whole into a malloc'd, NUL-terminated
+ * buffer of at most max bytes (checked before reading, and while reading
+ * in case the file grows). NULL with "path: why" in err (not a regular
+ * file, larger than max, I/O). A missing file is an error like any other:
+ * callers that allow one check errno == ENOENT. Any thread. */
+char *ag_file_read(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
 /* Monotonic milliseconds (CLOCK_MONOTONIC). */
 uint64_t ag_now_ms(void);
 

@@ -183,7 +183,7 @@ def kv(name, value):
 
 def denied_line(gw, rule, user, host, port, client=None, since=0):
     """Waits for the error log line of a denial; returns the match."""
-    return gw.wait_log(r"conn=(\d+) event=denied %s %s %s %s %s"
+    return gw.wait_log(r"conn=(\d+) req=\d+ event=denied %s %s %s %s %s"
                        % (kv("rule", rule), kv("client", client) if client else r"client=\S+",
                           kv("user", user), kv("host", host), kv("port", port)),
                        since=since)
@@ -968,7 +968,7 @@ def test_unspecified_destination_never_connected(make_gateway, tmp_path, origin,
     assert_error_response(r, 403)
     assert r.body == want
     assert origin.all_requests == [] and origin.connections == []
-    gw.wait_log(r"conn=\d+ event=dst_this_network client=127\.0\.0\.1 user=\"?alice\"? "
+    gw.wait_log(r"conn=\d+ req=\d+ event=dst_this_network client=127\.0\.0\.1 user=\"?alice\"? "
                 r"host=0\.0\.0\.0 port=%d" % P)
     assert stats(gw)["dst_this_network"] == len(spellings) + 1
     # the other address of a name is still tried; a mapped loopback literal

@@ -367,6 +367,10 @@ static const struct dump_case {
      "realm_domain eu.corp.example EU"},
     {"realm_domain none", "realm_domain none"},
     {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
+    /* "/" holds no NNN.html: every page is the built-in one */
+    {"error_templates /", "error_templates /"},
+    {"error_contact \"IT help desk, ext. 4444 <help@example.com>\"",
+     "error_contact \"IT help desk, ext. 4444 <help@example.com>\""},
     {"rules_path_case Sensitive", "rules_path_case sensitive"},
     {"handshake_timeout 10s", "handshake_timeout 10s"},
     {"identity_max_age 1h", "identity_max_age 1h"},
