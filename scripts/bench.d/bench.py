@@ -548,8 +548,10 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), pr
         return t
     d = os.path.join(ctx.tmp, name)
     os.makedirs(d, mode=0o755)
-    lines = [f"listen 127.0.0.1:{t.port}", "access_log none", f"error_log {d}/error.log",
+    lines = [f"listen 127.0.0.1:{t.port}", f"error_log {d}/error.log",
              f"max_connections {ctx.args.idle_conns + 1024}", "idle_timeout 300s"]
+    if not any(l.split()[:1] == ["access_log"] for l in extra_lines):
+        lines.append("access_log none")
     if not any(l.split()[:1] == ["auth_schemes"] for l in extra_lines):
         lines.append("auth_schemes none")
     if not any(l.split()[:1] == ["workers"] for l in extra_lines):
@@ -907,6 +909,9 @@ SECTIONS.append(("workers", section_workers))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_auth  # noqa: E402
 SECTIONS += bench_auth.register(sys.modules[__name__])
+# syscalls and CPU per request: authgate vs nginx (reverse proxy) vs Squid
+import bench_syscalls  # noqa: E402
+SECTIONS += bench_syscalls.register(sys.modules[__name__], bench_auth)
 
 # metric, label, unit, format, target (None or (kind, threshold, text)).
 # kinds: "ag/squid>=" "ag/direct>=" "ag<"; "note": text only, no target.
@@ -1008,13 +1013,16 @@ def parse_args(argv):
         epilog="Environment: BENCH_SECONDS (5), BENCH_CONNS (50), BENCH_THREADS (2), "
                "BENCH_TP_CONNS (4), BENCH_IDLE_CONNS (10000), BENCH_IDLE_CONCURRENCY (32), "
                "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir. "
-               "Authentication sections: " + bench_auth.ENV_HELP)
+               "Authentication sections: " + bench_auth.ENV_HELP + " " + bench_syscalls.ENV_HELP)
     p.add_argument("--root", required=True, help=argparse.SUPPRESS)
     p.add_argument("--tmp", required=True, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 s per measurement, 1,000 idle connections")
     p.add_argument("--sections", default=",".join(s for s, _ in SECTIONS),
                    help="comma-separated subset of: " + ", ".join(s for s, _ in SECTIONS))
+    p.add_argument("--syscalls", action="store_true",
+                   help="only the syscalls section (= --sections syscalls): syscalls and CPU "
+                        "per request, authgate vs nginx as a reverse proxy vs Squid")
     p.add_argument("--no-squid", action="store_true", help="do not start Squid")
     p.add_argument("--workers", default="1",
                    help="authgate's workers option for the base sections (default 1: one loop)")
@@ -1033,6 +1041,9 @@ def parse_args(argv):
     a.idle_conns = env_int("BENCH_IDLE_CONNS", 1000 if a.quick else 10000)
     a.idle_concurrency = env_int("BENCH_IDLE_CONCURRENCY", 32)
     bench_auth.parse_env(a, env_int)
+    bench_syscalls.parse_env(a, env_int)
+    if a.syscalls:
+        a.sections = "syscalls"
     known = {s for s, _ in SECTIONS}
     a.section_list = [s for s in a.sections.split(",") if s]
     for s in a.section_list:

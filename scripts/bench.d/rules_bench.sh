@@ -28,6 +28,7 @@ while (($#)); do
         --root=*) root=${1#--root=} ;;
         --sections) sections=${2:?}; shift ;;
         --sections=*) sections=${1#--sections=} ;;
+        --syscalls) sections=syscalls ;;
         --json) shift ;;  # takes a value; the figure is printed only
         *) ;;
     esac
