@@ -218,32 +218,58 @@ static void on_written(uv_write_t *req, int status)
     conn_update_reading(c);
 }
 
-static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_client, char *data,
-                     size_t len)
+/* The one write path, to either side: the bytes held by b go to the socket
+ * at once when nothing is queued before them (uv_try_write: one write(2),
+ * no request, no completion callback, and no epoll_ctl, which libuv's
+ * completion path costs by dropping a POLLOUT it never set); whatever the
+ * socket does not take is queued with uv_write, which then owns b's block.
+ * b is left empty either way and keeps its block when nothing was queued:
+ * a staging buffer is reused by the next exchange without a malloc.
+ * A socket error is not handled here: the queued write reports it through
+ * on_written like any other write. */
+static void send_buf(struct conn *c, bool to_client, struct ag_buf *b)
 {
+    uv_stream_t *s = to_client ? (uv_stream_t *)&c->tcp : (uv_stream_t *)c->up->tcp;
+    size_t len = b->len;
+    if (to_client)
+        conn_count_out(c, len);
+    uv_buf_t now = uv_buf_init(b->data, (unsigned)len);
+    int n = uv_try_write(s, &now, 1);
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == len) {
+        ag_buf_consume(b, len); /* wipes: the bytes may carry credentials */
+        return;
+    }
+    ag_buf_consume(b, done);
     struct wreq *w = malloc(sizeof *w);
     if (!w) {
-        free(data);
+        ag_buf_consume(b, b->len);
         conn_close(c, "nomem");
         return;
     }
-    w->target = target;
+    w->target = to_client ? (void *)c : (void *)c->up;
     w->to_client = to_client;
-    w->data = data;
-    w->len = len;
-    uv_buf_t b = uv_buf_init(data, (unsigned)len);
-    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
-        free(data);
+    w->data = ag_buf_steal(b, &w->len);
+    uv_buf_t rest = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, s, &rest, 1, on_written) != 0) {
+        ag_wipe(w->data, w->len);
+        free(w->data);
         free(w);
         conn_close(c, "write_failed");
         return;
     }
-    if (to_client) {
-        c->out_pending += len;
-        conn_count_out(c, len);
-    } else {
-        ((struct ag_upstream *)target)->out_pending += len;
-    }
+    if (to_client)
+        c->out_pending += w->len;
+    else
+        c->up->out_pending += w->len;
+}
+
+/* An owned block (malloc'd) through send_buf: freed here unless queued. */
+static void send_block(struct conn *c, bool to_client, char *data, size_t len)
+{
+    struct ag_buf b = {.data = data, .len = len, .cap = len, .max = len};
+    send_buf(c, to_client, &b);
+    ag_buf_free(&b);
 }
 
 void conn_count_out(struct conn *c, uint64_t n)
@@ -253,34 +279,44 @@ void conn_count_out(struct conn *c, uint64_t n)
     c->srv->stats.bytes_out += n;
 }
 
+static bool up_writable(const struct conn *c)
+{
+    return c->state != CONN_CLOSING && c->up && c->up->tcp;
+}
+
 void conn_write_client(struct conn *c, char *data, size_t len)
 {
     if (conn_ending(c)) {
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)&c->tcp, c, true, data, len);
+    send_block(c, true, data, len);
 }
 
 void conn_write_up(struct conn *c, char *data, size_t len)
 {
-    if (c->state == CONN_CLOSING || !c->up || !c->up->tcp) {
+    if (!up_writable(c)) {
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, data, len);
+    send_block(c, false, data, len);
 }
 
+/* What is staged for a side that can no longer be written is dropped, as
+ * it always was: it must never reach the next exchange's peer. */
 void conn_flush(struct conn *c)
 {
-    size_t n;
     if (c->stage_up.len) {
-        char *d = ag_buf_steal(&c->stage_up, &n);
-        conn_write_up(c, d, n);
+        if (up_writable(c))
+            send_buf(c, false, &c->stage_up);
+        else
+            ag_buf_consume(&c->stage_up, c->stage_up.len);
     }
     if (c->stage_client.len) {
-        char *d = ag_buf_steal(&c->stage_client, &n);
-        conn_write_client(c, d, n);
+        if (!conn_ending(c))
+            send_buf(c, true, &c->stage_client);
+        else
+            ag_buf_consume(&c->stage_client, c->stage_client.len);
     }
 }
 
@@ -435,28 +471,7 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_count_out(c, (uint64_t)n);
-        c->out_pending += (size_t)n;
-        /* Hand the read buffer to the client write without a copy. */
-        struct wreq *w = malloc(sizeof *w);
-        if (!w) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
-            conn_close(c, "nomem");
-            return;
-        }
-        w->target = c;
-        w->to_client = true;
-        w->data = buf->base;
-        w->len = (size_t)n;
-        uv_buf_t b = uv_buf_init(buf->base, (unsigned)n);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
-            free(w);
-            conn_close(c, "write_failed");
-            return;
-        }
+        conn_write_client(c, buf->base, (size_t)n); /* the read buffer becomes the write */
         conn_update_reading(c);
         return;
     }
