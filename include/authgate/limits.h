@@ -265,4 +265,19 @@
  * likely looking at a stalled one. */
 #define AG_CTL_PING_TIMEOUT_MS 2000
 
+/* --- logs ---------------------------------------------------------------- */
+
+/* log_buffer: nginx's access_log buffer= default order of size. 64 KiB is
+ * ~500 access lines: one write(2) per ~500 requests instead of one each,
+ * and still a small loss if the process is killed (at most 1 s of lines). */
+#define AG_LOG_BUFFER (64 * 1024)
+/* The largest log_buffer: past 1 MiB a write only grows the loss on a kill. */
+#define AG_LOG_BUFFER_MAX (1024 * 1024)
+/* A buffered line waits at most this long (nginx's flush=1s): a tail -f or a
+ * log shipper sees each request within a second. */
+#define AG_LOG_FLUSH_MS 1000
+/* An access-log line built on the stack; a longer one (a long URL) takes
+ * the heap, never a cut: the URL is at most AG_URL_MAX, escaped 4x. */
+#define AG_ACCESS_LINE_MAX 4096
+
 #endif

@@ -223,13 +223,49 @@ void exchange_log(struct conn *c)
             free(jd[k]);
         return;
     }
-    ag_access("%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s", (long long)tv.tv_sec,
-              (int)(tv.tv_usec / 1000),
-              (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), c->peer, tag, s,
-              (unsigned long long)c->rq.bytes_sent, method,
-              c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c),
-              c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-", c->rq.hier_ip,
-              c->rq.ctype[0] ? c->rq.ctype : "-");
+    /* Squid's native format, built without printf:
+     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
+    const char *url = c->rq.log_url ? c->rq.log_url : "error:invalid-request";
+    const char *user = ag_auth_user(c);
+    const char *ctype = c->rq.ctype[0] ? c->rq.ctype : "-";
+    size_t need = strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) +
+                  strlen(c->rq.hier_ip) + 160; /* numbers, tags, method, spaces */
+    char small[AG_ACCESS_LINE_MAX];
+    struct ag_line l = {.p = small, .cap = sizeof small};
+    if (need > sizeof small) {
+        /* A long URL: the line is never cut. */
+        if (!(l.p = malloc(need)))
+            return;
+        l.cap = need;
+    }
+    ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
+    ag_line_ch(&l, '.');
+    ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+    ag_line_ch(&l, ' ');
+    ag_line_u64(&l, uv_now(c->srv->loop) - c->rq.t_start_ms, 6, ' ');
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, c->peer);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, tag);
+    ag_line_ch(&l, '/');
+    ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 3, '0');
+    ag_line_ch(&l, ' ');
+    ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, method);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, url);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, user);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, c->rq.hier_ip[0] ? "HIER_DIRECT/" : "HIER_NONE/-");
+    ag_line_str(&l, c->rq.hier_ip);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, ctype);
+    ag_line_ch(&l, '\n');
+    ag_access_line(l.p, l.len);
+    if (l.p != small)
+        free(l.p);
 }
 
 /* --- replies and the end of an exchange ------------------------------------ */

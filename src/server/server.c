@@ -178,6 +178,8 @@ static void reload_commit(struct ag_server *srv, struct ag_config *n)
     ag_config_unref(srv->cfg);
     srv->cfg = n;
     ag_log_set_level((enum ag_log_level)n->log_level);
+    if (ag_log_set_buffer(n->log_buffer) != 0)
+        ag_warn("event=log_buffer_unchanged reason=nomem size=%u", n->log_buffer);
     /* Every other loop takes the new state on its own thread; then what
      * the reload replaced is freed. */
     ag_server_share(srv);
