@@ -14,9 +14,20 @@ void ag_head_init(struct ag_head *h, uint32_t limit)
 
 void ag_head_reset(struct ag_head *h)
 {
-    uint32_t limit = h->limit;
+    /* The blocks stay for the next head: no allocation per request. */
+    ag_buf_consume(&h->raw, h->raw.len); /* wipes: Proxy-Authorization */
+    h->n_fields = 0;
+    h->url_off = h->url_len = 0;
+    h->in_field = h->in_value = false;
+    h->err = 0;
+}
+
+void ag_head_release(struct ag_head *h)
+{
+    uint32_t limit = h->limit, max = (uint32_t)h->raw.max;
     ag_head_free(h);
     ag_head_init(h, limit);
+    h->raw.max = max;
 }
 
 void ag_head_free(struct ag_head *h)

@@ -34,9 +34,12 @@ struct ag_head {
 };
 
 void ag_head_init(struct ag_head *h, uint32_t limit);
-/* Forgets the contents but keeps nothing allocated (idle connections hold no
- * head memory). */
+/* Forgets the contents (wiped) and keeps the blocks for the next head:
+ * parsing a request on a kept-alive connection allocates nothing. */
 void ag_head_reset(struct ag_head *h);
+/* Forgets the contents and frees the blocks (an idle connection holds no
+ * head memory). */
+void ag_head_release(struct ag_head *h);
 void ag_head_free(struct ag_head *h);
 
 /* llhttp callbacks feed these; each returns 0 or -1 (ceiling hit: h->err). */

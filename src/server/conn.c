@@ -54,11 +54,13 @@ void conn_enter(struct conn *c, enum conn_state to)
 void conn_request_reset(struct conn *c, uint64_t now_ms)
 {
     struct conn_request *rq = &c->rq;
-    free(rq->log_url);
     free(rq->resp_extra);
-    ag_buf_free(&rq->req_head_up);
+    /* The upstream head's block serves the next exchange (wiped now). */
+    struct ag_buf head_up = rq->req_head_up;
+    ag_buf_consume(&head_up, head_up.len);
+    head_up.max = 2 * AG_HEADER_MAX;
     memset(rq, 0, sizeof *rq);
-    ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);
+    rq->req_head_up = head_up;
     rq->t_start_ms = now_ms;
 }
 
@@ -82,6 +84,8 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->stage_client);
     ag_buf_free(&c->stage_up);
     conn_request_reset(c, 0); /* frees what the last exchange owned */
+    ag_buf_free(&c->rq.req_head_up);
+    ag_buf_free(&c->url_text);
     ag_config_unref(c->cfg);
     free(c);
     ag_server_conn_gone(srv);
@@ -218,42 +222,53 @@ static void on_written(uv_write_t *req, int status)
     conn_update_reading(c);
 }
 
-/* The one write path, to either side: the bytes held by b go to the socket
+/* The one write path, to either side: len bytes at data go to the socket
  * at once when nothing is queued before them (uv_try_write: one write(2),
  * no request, no completion callback, and no epoll_ctl, which libuv's
  * completion path costs by dropping a POLLOUT it never set); whatever the
- * socket does not take is queued with uv_write, which then owns b's block.
- * b is left empty either way and keeps its block when nothing was queued:
- * a staging buffer is reused by the next exchange without a malloc.
- * A socket error is not handled here: the queued write reports it through
- * on_written like any other write. */
-static void send_buf(struct conn *c, bool to_client, struct ag_buf *b)
+ * socket does not take is queued with uv_write. With owner (the ag_buf data
+ * lies in), the queued write takes owner's block and owner is left empty;
+ * owner is emptied (and wiped: the bytes may carry credentials) when all
+ * went out, keeping its block for the next exchange: no allocation. Without
+ * owner the bytes are borrowed (the loop's read buffer): a queued rest is
+ * copied. A socket error is not handled here: the queued write reports it
+ * through on_written like any other write. */
+static void send_out(struct conn *c, bool to_client, char *data, size_t len, struct ag_buf *owner)
 {
     uv_stream_t *s = to_client ? (uv_stream_t *)&c->tcp : (uv_stream_t *)c->up->tcp;
-    size_t len = b->len;
     if (to_client)
         conn_count_out(c, len);
-    uv_buf_t now = uv_buf_init(b->data, (unsigned)len);
+    uv_buf_t now = uv_buf_init(data, (unsigned)len);
     int n = uv_try_write(s, &now, 1);
     size_t done = n > 0 ? (size_t)n : 0;
     if (done == len) {
-        ag_buf_consume(b, len); /* wipes: the bytes may carry credentials */
+        if (owner)
+            ag_buf_consume(owner, owner->len);
         return;
     }
-    ag_buf_consume(b, done);
     struct wreq *w = malloc(sizeof *w);
-    if (!w) {
-        ag_buf_consume(b, b->len);
+    char *block = NULL;
+    if (w && owner) {
+        block = ag_buf_steal(owner, NULL);
+    } else if (w && (block = malloc(len - done))) {
+        memcpy(block, data + done, len - done);
+        data = block;
+        done = 0;
+    }
+    if (!w || !block) {
+        free(w);
+        if (owner)
+            ag_buf_consume(owner, owner->len);
         conn_close(c, "nomem");
         return;
     }
     w->target = to_client ? (void *)c : (void *)c->up;
     w->to_client = to_client;
-    w->data = ag_buf_steal(b, &w->len);
-    uv_buf_t rest = uv_buf_init(w->data, (unsigned)w->len);
+    w->data = block;
+    w->len = len - done;
+    uv_buf_t rest = uv_buf_init(data + done, (unsigned)w->len);
     if (uv_write(&w->req, s, &rest, 1, on_written) != 0) {
-        ag_wipe(w->data, w->len);
-        free(w->data);
+        free(block);
         free(w);
         conn_close(c, "write_failed");
         return;
@@ -262,6 +277,11 @@ static void send_buf(struct conn *c, bool to_client, struct ag_buf *b)
         c->out_pending += w->len;
     else
         c->up->out_pending += w->len;
+}
+
+static void send_buf(struct conn *c, bool to_client, struct ag_buf *b)
+{
+    send_out(c, to_client, b->data, b->len, b);
 }
 
 /* An owned block (malloc'd) through send_buf: freed here unless queued. */
@@ -322,10 +342,39 @@ void conn_flush(struct conn *c)
 
 /* --- reading and backpressure ---------------------------------------------- */
 
+/* A read buffer of up to room bytes: the loop's own when it is free
+ * (always, but for a read nested in a read callback), else a block of its
+ * own. Given back by release_read. */
+static uv_buf_t lend_read(struct ag_server *srv, size_t room)
+{
+    if (!srv->read_buf)
+        srv->read_buf = malloc(AG_READ_CHUNK);
+    if (srv->read_buf && !srv->read_busy) {
+        srv->read_busy = true;
+        return uv_buf_init(srv->read_buf, (unsigned)room);
+    }
+    char *p = room ? malloc(room) : NULL;
+    return uv_buf_init(p, p ? (unsigned)room : 0);
+}
+
+static void release_read(struct ag_server *srv, char *base)
+{
+    if (base && base == srv->read_buf)
+        srv->read_busy = false;
+    else
+        free(base);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    char *p = malloc(AG_READ_CHUNK);
-    *buf = uv_buf_init(p, p ? AG_READ_CHUNK : 0);
+    struct ag_upstream *up = h->data;
+    struct conn *c = up->owner;
+    if (!c) {
+        char *p = malloc(AG_READ_CHUNK);
+        *buf = uv_buf_init(p, p ? AG_READ_CHUNK : 0);
+        return;
+    }
+    *buf = lend_read(c->srv, AG_READ_CHUNK);
 }
 
 /* Client reads never bring more than the input buffer can still take
@@ -336,8 +385,11 @@ static void on_alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t room = AG_READ_CHUNK;
     if (c->state != CONN_TUNNEL && AG_INBUF_MAX - c->inbuf.len < room)
         room = AG_INBUF_MAX - c->inbuf.len;
-    char *p = room ? malloc(room) : NULL;
-    *buf = uv_buf_init(p, p ? (unsigned)room : 0);
+    if (!room) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = lend_read(c->srv, room);
 }
 
 void conn_update_reading(struct conn *c)
@@ -406,7 +458,7 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     if (n <= 0) {
-        free(buf->base);
+        release_read(c->srv, buf->base);
         if (n == 0 || n == UV_ENOBUFS)
             return; /* nothing read (ENOBUFS: no room; reads stop below) */
         if (c->state == CONN_TUNNEL && n == UV_EOF && c->up) {
@@ -437,13 +489,15 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->srv->stats.bytes_in += (uint64_t)n;
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_write_up(c, buf->base, (size_t)n); /* the read buffer becomes the write */
+        if (up_writable(c))
+            send_out(c, false, buf->base, (size_t)n, NULL);
+        release_read(c->srv, buf->base);
         conn_update_reading(c);
         return;
     }
     int rc = ag_buf_append(&c->inbuf, buf->base, (size_t)n);
     ag_wipe(buf->base, (size_t)n); /* raw request bytes: Proxy-Authorization */
-    free(buf->base);
+    release_read(c->srv, buf->base);
     if (rc != 0) {
         c->srv->stats.limit_inbuf_full++;
         conn_close(c, "inbuf_full");
@@ -456,12 +510,15 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct ag_upstream *up = s->data;
     struct conn *c = up->owner;
-    if (!c || n == 0) {
-        free(buf->base);
+    if (!c) {
+        free(buf->base); /* on_alloc's own block: no owner, no loop buffer */
         return;
     }
-    if (n < 0) {
-        free(buf->base);
+    struct ag_server *srv = c->srv;
+    if (n <= 0) {
+        release_read(srv, buf->base);
+        if (n == 0)
+            return;
         if (c->state == CONN_TUNNEL && n == UV_EOF) {
             tunnel_eof(c, false);
             return;
@@ -471,12 +528,14 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_write_client(c, buf->base, (size_t)n); /* the read buffer becomes the write */
+        if (!conn_ending(c))
+            send_out(c, true, buf->base, (size_t)n, NULL);
+        release_read(srv, buf->base);
         conn_update_reading(c);
         return;
     }
     exchange_on_upstream_read(c, n, buf->base);
-    free(buf->base);
+    release_read(srv, buf->base);
 }
 
 /* --- parsing --------------------------------------------------------------- */
@@ -701,6 +760,8 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         set_peer(c, (const struct sockaddr *)&ss);
     ag_head_init(&c->head, c->cfg->header_max);
     ag_buf_init(&c->inbuf, AG_INBUF_MAX);
+    /* The escaped URL of the canonical target, every byte as \\xHH at worst. */
+    ag_buf_init(&c->url_text, 4 * (AG_URL_MAX + AG_HOST_MAX + 16) + 1);
     /* Staging buffers hold what one read produces plus framing overhead. */
     ag_buf_init(&c->stage_client, 2 * AG_READ_CHUNK + 4096);
     ag_buf_init(&c->stage_up, 2 * AG_INBUF_MAX + 4096);

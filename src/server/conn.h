@@ -56,7 +56,7 @@ struct conn_request {
     const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
     /* what the head says */
     struct ag_target target;
-    char *log_url; /* escaped URL for the access log (owned) */
+    const char *log_url; /* escaped URL for the access log (in conn's url_text) */
     int method;
     bool is_connect, is_head, keepalive, http10, req_chunked, req_has_body;
     uint64_t req_content_length;
@@ -108,11 +108,12 @@ struct conn {
     /* request parsing */
     llhttp_t parser;
     struct ag_head head;
-    struct ag_buf inbuf; /* unparsed client bytes, ceiling AG_INBUF_MAX */
-    bool paused;         /* llhttp paused by us (head or message end) */
-    bool kick;           /* just resumed: run llhttp once even with no new bytes,
-                            so a body-less message completes */
-    bool head_ready;     /* set by on_headers_complete, acted on after execute */
+    struct ag_buf inbuf;    /* unparsed client bytes, ceiling AG_INBUF_MAX */
+    struct ag_buf url_text; /* rq.log_url's text; its block serves every exchange */
+    bool paused;            /* llhttp paused by us (head or message end) */
+    bool kick;              /* just resumed: run llhttp once even with no new bytes,
+                               so a body-less message completes */
+    bool head_ready;        /* set by on_headers_complete, acted on after execute */
     bool reading;
     bool parsing; /* inside conn_parse: do not re-enter it */
     bool eof;     /* client half-closed */

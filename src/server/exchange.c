@@ -1031,8 +1031,7 @@ void exchange_on_head(struct conn *c)
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    free(c->rq.log_url);
-    c->rq.log_url = ag_escape_dup(url, ul);
+    c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
 
     /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
      * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
@@ -1085,8 +1084,7 @@ void exchange_on_head(struct conn *c)
         ag_target_authority(&c->rq.target, canon, sizeof canon);
     else
         ag_target_url(&c->rq.target, canon, sizeof canon);
-    free(c->rq.log_url);
-    c->rq.log_url = ag_escape_dup(canon, strlen(canon));
+    c->rq.log_url = ag_escape_buf(&c->url_text, canon, strlen(canon));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);
@@ -1155,7 +1153,7 @@ void exchange_proceed(struct conn *c)
         return;
     }
     if (!c->rq.is_connect) {
-        ag_buf_free(&c->rq.req_head_up);
+        ag_buf_consume(&c->rq.req_head_up, c->rq.req_head_up.len); /* block kept */
         if (build_upstream_head(c, &c->rq.req_head_up) != 0) {
             c->rq.close_after = true;
             exchange_reply(c, 431, NULL, "request head too large");
