@@ -751,7 +751,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     srv->conns = c;
     srv->n_conns++;
     srv->stats.conns_accepted++;
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY: inherited from the listener (ag_server_listen). */
 
     struct sockaddr_storage ss;
     int sl = sizeof ss;

@@ -155,6 +155,11 @@ int ag_server_listen(struct ag_server *srv)
         const struct sockaddr *sa = (const struct sockaddr *)&ss;
         int rc = reuse ? reuseport_bind(l, sa)
                        : uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+        /* Accepted sockets inherit TCP_NODELAY from the listener (Linux
+         * clones the listener's TCP options): one setsockopt here instead
+         * of one per connection. */
+        if (rc == 0)
+            rc = uv_tcp_nodelay(&l->tcp, 1);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
         if (rc != 0) {
