@@ -280,4 +280,14 @@
  * the heap, never a cut: the URL is at most AG_URL_MAX, escaped 4x. */
 #define AG_ACCESS_LINE_MAX 4096
 
+/* Rules compiled into candidate sets (src/rules): the evaluation's bitsets
+ * live on the stack, 2 x 4 KiB at this size. A larger rules file (no real
+ * policy is near it) is evaluated by the linear walk. */
+#define AG_RULES_INDEX_MAX 32768
+
+/* A rules file: a policy of 10,000 rules (the size the compiled evaluation
+ * is measured at) with several matchers each is 1-2 MiB; 8 MiB still
+ * bounds what a reload reads and parses. */
+#define AG_RULES_MAX_BYTES (8 * 1024 * 1024)
+
 #endif

@@ -77,6 +77,11 @@ struct ag_rules_query {
 enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
                                    bool preauth, const char **rule, bool *recheck);
 
+/* The same decision by a walk over every rule in file order, without the
+ * compiled index: the reference the index is tested against. */
+enum ag_rule_verdict ag_rules_eval_linear(const struct ag_rules *r, const struct ag_rules_query *q,
+                                          bool preauth, const char **rule, bool *recheck);
+
 /* True when any rule names a group (the caller then resolves Kerberos users'
  * groups through winbind). */
 bool ag_rules_use_groups(const struct ag_rules *r);
