@@ -283,6 +283,22 @@ def proc_stats():
     return out
 
 
+def tree_pids(t, stats=None):
+    """The target's process group and every descendant of its leader."""
+    stats = stats if stats is not None else proc_stats()
+    kids = {}
+    for pid, (ppid, _, _, _) in stats.items():
+        kids.setdefault(ppid, []).append(pid)
+    root = t.proc.pid
+    pids = {pid for pid, v in stats.items() if v[1] == root}
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo += [k for k in kids.get(pid, ()) if k not in pids]
+    return sorted(pids)
+
+
 def cpu_seconds(t, names=None):
     """CPU time (user + system, seconds) of the target's processes, or None.
     authgate: its one process (/proc/PID/stat covers every thread, exited
@@ -297,17 +313,8 @@ def cpu_seconds(t, names=None):
     (winbindd, the KDC, the load generator)."""
     if t is None or t.proc is None:
         return None
-    root = t.proc.pid
     stats = proc_stats()
-    kids = {}
-    for pid, (ppid, _, _, _) in stats.items():
-        kids.setdefault(ppid, []).append(pid)
-    pids = {pid for pid, v in stats.items() if v[1] == root}
-    todo = [root] if root in stats else []
-    while todo:
-        pid = todo.pop()
-        pids.add(pid)
-        todo += [k for k in kids.get(pid, ()) if k not in pids]
+    pids = tree_pids(t, stats)
     if not pids:
         return None
     if names is not None:
@@ -390,24 +397,14 @@ def worker_user():
     return None
 
 
-def start_origin(ctx):
-    d = os.path.join(ctx.tmp, "origin")
-    www = os.path.join(d, "www")
-    os.makedirs(www, mode=0o755)
-    with open(os.path.join(www, "small"), "wb") as f:
-        f.write((b"authgate-bench-small-response-" * 4)[:SMALL_SIZE - 1] + b"\n")
-    with open(os.path.join(www, "1m"), "wb") as f:
-        f.write(os.urandom(BIG_SIZE))
-    for name in ("small", "1m"):
-        os.chmod(os.path.join(www, name), 0o644)
-    port = free_port()
+def nginx_conf(ctx, d, title, http_body):
+    """A private nginx's configuration in directory d: one worker, no access
+    log, long keep-alive, temp paths in d; http_body goes into http {}."""
     user = ""
     if os.geteuid() == 0:
         wu = worker_user()
         user = f"user {wu[0]} {wu[1]};" if wu else ""
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""# private origin for scripts/bench
+    return f"""# {title}
 {user}
 daemon off;
 master_process on;
@@ -419,24 +416,40 @@ error_log {d}/error.log warn;
 events {{ worker_connections {max(1024, ctx.fd_limit - 64)}; }}
 http {{
     access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
     keepalive_timeout 300s;
     keepalive_requests 10000000;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    scgi_temp_path {d}/scgi;{http_body}
+}}
+"""
+
+
+def start_origin(ctx):
+    d = os.path.join(ctx.tmp, "origin")
+    www = os.path.join(d, "www")
+    os.makedirs(www, mode=0o755)
+    with open(os.path.join(www, "small"), "wb") as f:
+        f.write((b"authgate-bench-small-response-" * 4)[:SMALL_SIZE - 1] + b"\n")
+    with open(os.path.join(www, "1m"), "wb") as f:
+        f.write(os.urandom(BIG_SIZE))
+    for name in ("small", "1m"):
+        os.chmod(os.path.join(www, name), 0o644)
+    port = free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_conf(ctx, d, "private origin for scripts/bench", f"""
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {www};
         location = /nginx_status {{ stub_status; }}
-    }}
-}}
-""")
+    }}"""))
     t = Target("origin", "direct", port)
     t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
     t.proc = spawn(ctx, ["nginx", "-e", os.path.join(d, "error.log"), "-p", d + "/", "-c", conf],

@@ -72,22 +72,6 @@ ENV_HELP = ("syscalls section: BENCH_SYS_REQUESTS (2000), BENCH_SYS_CONNS (500),
 # strace
 
 
-def tree_pids(t):
-    """The target's process group and every descendant of its leader."""
-    stats = B.proc_stats()
-    kids = {}
-    for pid, (ppid, _, _, _) in stats.items():
-        kids.setdefault(ppid, []).append(pid)
-    root = t.proc.pid
-    pids = {pid for pid, v in stats.items() if v[1] == root}
-    todo = [root] if root in stats else []
-    while todo:
-        pid = todo.pop()
-        pids.add(pid)
-        todo += [k for k in kids.get(pid, ()) if k not in pids]
-    return sorted(pids)
-
-
 def traced(pid):
     """True once every thread of pid has a tracer."""
     try:
@@ -105,7 +89,7 @@ class Strace:
     def __init__(self, ctx, t, label):
         self.ctx = ctx
         self.out = os.path.join(ctx.tmp, f"strace-{t.name}-{label}.txt")
-        self.pids = tree_pids(t)
+        self.pids = B.tree_pids(t)
         argv = ["strace", "-c", "-f", "-o", self.out]
         for p in self.pids:
             argv += ["-p", str(p)]
@@ -238,30 +222,10 @@ def start_nginx_proxy(ctx, name="nginx"):
     ctx.targets[name] = t
     d = os.path.join(ctx.tmp, name)
     os.makedirs(d, mode=0o755)
-    user = ""
-    if os.geteuid() == 0:
-        wu = B.worker_user()
-        user = f"user {wu[0]} {wu[1]};" if wu else ""
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""# nginx as a reverse proxy for scripts/bench (the event-driven reference)
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile {ctx.fd_limit};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections {max(1024, ctx.fd_limit - 64)}; }}
-http {{
-    access_log off;
-    keepalive_timeout 300s;
-    keepalive_requests 10000000;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+        f.write(B.nginx_conf(ctx, d, "nginx as a reverse proxy for scripts/bench (the event-driven "
+                             "reference)", f"""
     upstream origin {{
         server 127.0.0.1:{ctx.origin.port};
         keepalive 256;
@@ -274,9 +238,7 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $host;
         }}
-    }}
-}}
-""")
+    }}"""))
     t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
     t.proc = B.spawn(ctx, ["nginx", "-e", os.path.join(d, "error.log"), "-p", d + "/", "-c", conf],
                      os.path.join(d, "stdout.log"))
@@ -298,8 +260,6 @@ http {{
 def section_syscalls(ctx):
     a = ctx.args
     ctx.sys_detail = {}
-    if not hasattr(ctx, "sys_sections"):
-        ctx.sys_sections = True
     d = os.path.join(ctx.tmp, "ag-sys")
     targets = []
     if not a.no_authgate:
