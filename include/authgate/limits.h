@@ -290,4 +290,10 @@
  * bounds what a reload reads and parses. */
 #define AG_RULES_MAX_BYTES (8 * 1024 * 1024)
 
+/* A keep-alive connection idle this long gives its buffers (input, heads,
+ * staging, log URL: ~2 KiB) back to the allocator, where other connections
+ * take them: back-to-back requests reuse them without an allocation, and
+ * thousands of idle clients do not each hold a set. */
+#define AG_IDLE_RELEASE_MS 1000
+
 #endif

@@ -141,10 +141,49 @@ void conn_close_after_flush(struct conn *c)
 
 /* --- timers ---------------------------------------------------------------- */
 
+/* Nothing of an exchange in progress: between requests, input empty. */
+static bool conn_idle(const struct conn *c)
+{
+    return c->state == CONN_READ_HEAD && !c->rq.in_message && !c->rq.head_bytes && !c->rq.drain &&
+           !c->pp_wait && !c->parsing && !c->head_ready && !c->rq.log_url && c->inbuf.len == 0 &&
+           c->stage_client.len == 0 && c->stage_up.len == 0;
+}
+
+static bool holds_blocks(const struct conn *c)
+{
+    return c->inbuf.cap || c->head.raw.cap || c->head.cap_fields || c->stage_client.cap ||
+           c->stage_up.cap || c->rq.req_head_up.cap || c->url_text.cap;
+}
+
+/* AG_IDLE_RELEASE_MS: an idle connection's blocks go back (wiped). */
+static void release_blocks(struct conn *c)
+{
+    ag_buf_free(&c->inbuf);
+    ag_head_release(&c->head);
+    ag_buf_free(&c->stage_client);
+    ag_buf_free(&c->stage_up);
+    ag_buf_free(&c->rq.req_head_up);
+    ag_buf_free(&c->url_text);
+    if (c->up && c->up->idle)
+        ag_head_release(&c->up->head);
+    c->srv->stats.idle_released++;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     struct ag_stats *st = &c->srv->stats;
+    if (c->release_due) {
+        /* The release point on the way to the deadline conn_set_timer got. */
+        c->release_due = false;
+        if (conn_idle(c))
+            release_blocks(c);
+        uint64_t now = uv_now(c->srv->loop);
+        if (c->timer_due_ms > now) {
+            uv_timer_start(&c->timer, on_timer, c->timer_due_ms - now, 0);
+            return;
+        }
+    }
     switch (c->state) {
     case CONN_READ_HEAD:
         if (c->pp_wait) {
@@ -191,10 +230,19 @@ void conn_set_timer(struct conn *c, uint64_t ms)
 {
     if (conn_ending(c))
         return;
-    if (ms)
-        uv_timer_start(&c->timer, on_timer, ms, 0);
-    else
+    c->release_due = false;
+    if (!ms) {
         uv_timer_stop(&c->timer);
+        return;
+    }
+    /* Waiting for a request: first stop at AG_IDLE_RELEASE_MS to give the
+     * buffers back if the connection is still idle then. */
+    if (ms > AG_IDLE_RELEASE_MS && c->state == CONN_READ_HEAD && holds_blocks(c)) {
+        c->release_due = true;
+        c->timer_due_ms = uv_now(c->srv->loop) + ms;
+        ms = AG_IDLE_RELEASE_MS;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* --- writing --------------------------------------------------------------- */

@@ -110,6 +110,8 @@ struct conn {
     struct ag_head head;
     struct ag_buf inbuf;    /* unparsed client bytes, ceiling AG_INBUF_MAX */
     struct ag_buf url_text; /* rq.log_url's text; its block serves every exchange */
+    uint64_t timer_due_ms;  /* with release_due: the deadline conn_set_timer was given */
+    bool release_due;       /* the timer first stops to release idle buffers */
     bool paused;            /* llhttp paused by us (head or message end) */
     bool kick;              /* just resumed: run llhttp once even with no new bytes,
                                so a body-less message completes */
