@@ -19,6 +19,7 @@ void ag_head_reset(struct ag_head *h)
     h->n_fields = 0;
     h->url_off = h->url_len = 0;
     h->in_field = h->in_value = false;
+    h->conn_fields = false;
     h->err = 0;
 }
 
@@ -113,6 +114,8 @@ int ag_head_field_done(struct ag_head *h)
     for (size_t i = 0; i < nl; i++)
         if (!tchar((unsigned char)nm[i]))
             return -1;
+    if (ag_strieq(nm, nl, "Connection") || ag_strieq(nm, nl, "Proxy-Connection"))
+        h->conn_fields = true;
     return 0;
 }
 
@@ -201,7 +204,10 @@ bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_he
             return true;
     if (identity_header && ag_strieq(nm, nl, identity_header))
         return true;
-    /* Every field the sender named in Connection is hop-by-hop too. */
+    /* Every field the sender named in Connection is hop-by-hop too (none
+     * without a Connection field: no scan of every field per field). */
+    if (!h->conn_fields)
+        return false;
     char name[128];
     if (nl >= sizeof name)
         return false;

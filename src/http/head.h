@@ -30,6 +30,7 @@ struct ag_head {
     uint32_t url_off, url_len; /* request target or response reason */
     uint32_t limit;            /* header_max of the config in force */
     bool in_field, in_value;   /* which span the last callback extended */
+    bool conn_fields;          /* a Connection or Proxy-Connection field is present */
     int err;                   /* AG_ELIMIT once a ceiling was hit */
 };
 
