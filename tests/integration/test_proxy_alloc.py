@@ -44,6 +44,16 @@ def allocs(gw, path):
     return int(path.read_text().splitlines()[0].split()[1])
 
 
+def counted_gateway(make_gateway, malloc_count, sockdir, **options):
+    """A gateway under the allocation counter, with a status socket; and
+    the path of the counter's report."""
+    gw = make_gateway(start=False, status_socket=str(sockdir / "ctl.sock"), **options)
+    report = gw.workdir / "allocs.txt"
+    gw.env = dict(gw.env, LD_PRELOAD=str(malloc_count), AG_MALLOC_COUNT_FILE=str(report))
+    gw.start()
+    return gw, report
+
+
 # The buffers one connection takes back after an idle release (inbuf, head
 # text and fields, two staging buffers, upstream head, log URL, the
 # upstream's head): what a request may allocate after a release.
@@ -53,10 +63,7 @@ REALLOC_AFTER_RELEASE = 12
 @pytest.mark.parametrize("log_buffer", ["64k", "0"])
 def test_keepalive_request_allocates_nothing(make_gateway, origin, malloc_count, sockdir,
                                              log_buffer):
-    gw = make_gateway(start=False, log_buffer=log_buffer, status_socket=str(sockdir / "ctl.sock"))
-    report = gw.workdir / "allocs.txt"
-    gw.env = dict(gw.env, LD_PRELOAD=str(malloc_count), AG_MALLOC_COUNT_FILE=str(report))
-    gw.start()
+    gw, report = counted_gateway(make_gateway, malloc_count, sockdir, log_buffer=log_buffer)
     c = gw.client()
     # warm-up: the connection's buffers reach their working sizes, the
     # upstream connection is open and pooled
@@ -87,10 +94,7 @@ def test_idle_connection_gives_buffers_back(make_gateway, origin, malloc_count, 
     buffers (idle_released); it still serves, and its next request takes
     buffers again (the allocation counter moves), with no state kept from
     before: the response is the new request's."""
-    gw = make_gateway(start=False, status_socket=str(sockdir / "ctl.sock"))
-    report = gw.workdir / "allocs.txt"
-    gw.env = dict(gw.env, LD_PRELOAD=str(malloc_count), AG_MALLOC_COUNT_FILE=str(report))
-    gw.start()
+    gw, report = counted_gateway(make_gateway, malloc_count, sockdir)
     c = gw.client()
     for i in range(3):
         assert c.request(get_request(origin.url("/before/%d" % i))).status == 200
