@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "authgate/limits.h"
 #include "auth/passwd.h"
 #include "config/squid.h"
 #include "ctl/ctl.h"
@@ -71,6 +72,11 @@ static void on_signal(uv_signal_t *h, int signum)
             ag_info("event=logs_reopened");
         break;
     }
+}
+
+static void on_log_timer(uv_timer_t *t)
+{
+    ag_log_flush();
 }
 
 /* Every client and every pooled upstream holds a descriptor: take the hard
@@ -169,6 +175,11 @@ int main(int argc, char **argv)
         return 1;
     }
     ag_log_set_level((enum ag_log_level)cfg->log_level);
+    if (ag_log_set_buffer(cfg->log_buffer) != 0) {
+        fprintf(stderr, "authgate: no memory for log_buffer %u\n", cfg->log_buffer);
+        ag_config_unref(cfg);
+        return 1;
+    }
     set_threadpool_size(cfg->threadpool_size);
     signal(SIGPIPE, SIG_IGN);
 
@@ -198,6 +209,13 @@ int main(int argc, char **argv)
         sigs[i]->data = &srv;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
+    /* Buffered log lines wait at most AG_LOG_FLUSH_MS, also when no new
+     * line comes to push them out. Unreferenced: it never keeps the loop
+     * alive at shutdown. */
+    static uv_timer_t log_timer;
+    uv_timer_init(&loop, &log_timer);
+    uv_timer_start(&log_timer, on_log_timer, AG_LOG_FLUSH_MS, AG_LOG_FLUSH_MS);
+    uv_unref((uv_handle_t *)&log_timer);
     int rc = ag_auth_init(&srv, err, sizeof err);
     if (rc != 0)
         ag_err("event=startup_failed error=\"%s\"", err);
@@ -224,6 +242,8 @@ int main(int argc, char **argv)
         ag_server_stop(&srv);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
+    uv_close((uv_handle_t *)&log_timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* its close callback */
     int lc = uv_loop_close(&loop);
     if (lc != 0) {
         ag_err("event=loop_close_failed error=\"%s\"", uv_strerror(lc));

@@ -362,4 +362,35 @@
 /* error_contact: a line of text (a phone number, an address, a URL). */
 #define AG_ERROR_CONTACT_MAX 200
 
+/* --- logs ---------------------------------------------------------------- */
+
+/* log_buffer: nginx's access_log buffer= default order of size. 64 KiB is
+ * ~500 access lines: one write(2) per ~500 requests instead of one each,
+ * and still a small loss if the process is killed (at most 1 s of lines). */
+#define AG_LOG_BUFFER (64 * 1024)
+/* The largest log_buffer: past 1 MiB a write only grows the loss on a kill. */
+#define AG_LOG_BUFFER_MAX (1024 * 1024)
+/* A buffered line waits at most this long (nginx's flush=1s): a tail -f or a
+ * log shipper sees each request within a second. */
+#define AG_LOG_FLUSH_MS 1000
+/* An access-log line built on the stack; a longer one (a long URL) takes
+ * the heap, never a cut: the URL is at most AG_URL_MAX, escaped 4x. */
+#define AG_ACCESS_LINE_MAX 4096
+
+/* Rules compiled into candidate sets (src/rules): the evaluation's bitsets
+ * live on the stack, 2 x 4 KiB at this size. A larger rules file (no real
+ * policy is near it) is evaluated by the linear walk. */
+#define AG_RULES_INDEX_MAX 32768
+
+/* A rules file: a policy of 10,000 rules (the size the compiled evaluation
+ * is measured at) with several matchers each is 1-2 MiB; 8 MiB still
+ * bounds what a reload reads and parses. */
+#define AG_RULES_MAX_BYTES (8 * 1024 * 1024)
+
+/* A keep-alive connection idle this long gives its buffers (input, heads,
+ * staging, log URL: ~2 KiB) back to the allocator, where other connections
+ * take them: back-to-back requests reuse them without an allocation, and
+ * thousands of idle clients do not each hold a set. */
+#define AG_IDLE_RELEASE_MS 1000
+
 #endif

@@ -283,6 +283,22 @@ def proc_stats():
     return out
 
 
+def tree_pids(t, stats=None):
+    """The target's process group and every descendant of its leader."""
+    stats = stats if stats is not None else proc_stats()
+    kids = {}
+    for pid, (ppid, _, _, _) in stats.items():
+        kids.setdefault(ppid, []).append(pid)
+    root = t.proc.pid
+    pids = {pid for pid, v in stats.items() if v[1] == root}
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo += [k for k in kids.get(pid, ()) if k not in pids]
+    return sorted(pids)
+
+
 def cpu_seconds(t, names=None):
     """CPU time (user + system, seconds) of the target's processes, or None.
     authgate: its one process (/proc/PID/stat covers every thread, exited
@@ -297,17 +313,8 @@ def cpu_seconds(t, names=None):
     (winbindd, the KDC, the load generator)."""
     if t is None or t.proc is None:
         return None
-    root = t.proc.pid
     stats = proc_stats()
-    kids = {}
-    for pid, (ppid, _, _, _) in stats.items():
-        kids.setdefault(ppid, []).append(pid)
-    pids = {pid for pid, v in stats.items() if v[1] == root}
-    todo = [root] if root in stats else []
-    while todo:
-        pid = todo.pop()
-        pids.add(pid)
-        todo += [k for k in kids.get(pid, ()) if k not in pids]
+    pids = tree_pids(t, stats)
     if not pids:
         return None
     if names is not None:
@@ -390,24 +397,14 @@ def worker_user():
     return None
 
 
-def start_origin(ctx):
-    d = os.path.join(ctx.tmp, "origin")
-    www = os.path.join(d, "www")
-    os.makedirs(www, mode=0o755)
-    with open(os.path.join(www, "small"), "wb") as f:
-        f.write((b"authgate-bench-small-response-" * 4)[:SMALL_SIZE - 1] + b"\n")
-    with open(os.path.join(www, "1m"), "wb") as f:
-        f.write(os.urandom(BIG_SIZE))
-    for name in ("small", "1m"):
-        os.chmod(os.path.join(www, name), 0o644)
-    port = free_port()
+def nginx_conf(ctx, d, title, http_body):
+    """A private nginx's configuration in directory d: one worker, no access
+    log, long keep-alive, temp paths in d; http_body goes into http {}."""
     user = ""
     if os.geteuid() == 0:
         wu = worker_user()
         user = f"user {wu[0]} {wu[1]};" if wu else ""
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""# private origin for scripts/bench
+    return f"""# {title}
 {user}
 daemon off;
 master_process on;
@@ -419,24 +416,40 @@ error_log {d}/error.log warn;
 events {{ worker_connections {max(1024, ctx.fd_limit - 64)}; }}
 http {{
     access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
     keepalive_timeout 300s;
     keepalive_requests 10000000;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    scgi_temp_path {d}/scgi;{http_body}
+}}
+"""
+
+
+def start_origin(ctx):
+    d = os.path.join(ctx.tmp, "origin")
+    www = os.path.join(d, "www")
+    os.makedirs(www, mode=0o755)
+    with open(os.path.join(www, "small"), "wb") as f:
+        f.write((b"authgate-bench-small-response-" * 4)[:SMALL_SIZE - 1] + b"\n")
+    with open(os.path.join(www, "1m"), "wb") as f:
+        f.write(os.urandom(BIG_SIZE))
+    for name in ("small", "1m"):
+        os.chmod(os.path.join(www, name), 0o644)
+    port = free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_conf(ctx, d, "private origin for scripts/bench", f"""
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {www};
         location = /nginx_status {{ stub_status; }}
-    }}
-}}
-""")
+    }}"""))
     t = Target("origin", "direct", port)
     t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
     t.proc = spawn(ctx, ["nginx", "-e", os.path.join(d, "error.log"), "-p", d + "/", "-c", conf],
@@ -548,8 +561,10 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), pr
         return t
     d = os.path.join(ctx.tmp, name)
     os.makedirs(d, mode=0o755)
-    lines = [f"listen 127.0.0.1:{t.port}", "access_log none", f"error_log {d}/error.log",
+    lines = [f"listen 127.0.0.1:{t.port}", f"error_log {d}/error.log",
              f"max_connections {ctx.args.idle_conns + 1024}", "idle_timeout 300s"]
+    if not any(l.split()[:1] == ["access_log"] for l in extra_lines):
+        lines.append("access_log none")
     if not any(l.split()[:1] == ["auth_schemes"] for l in extra_lines):
         lines.append("auth_schemes none")
     if not any(l.split()[:1] == ["workers"] for l in extra_lines):
@@ -910,6 +925,9 @@ SECTIONS += bench_auth.register(sys.modules[__name__])
 # TLS to the proxy (tls: authgate's listen ... tls vs Squid's https_port).
 import bench_tls  # noqa: E402
 SECTIONS += bench_tls.register(sys.modules[__name__])
+# syscalls and CPU per request: authgate vs nginx (reverse proxy) vs Squid
+import bench_syscalls  # noqa: E402
+SECTIONS += bench_syscalls.register(sys.modules[__name__], bench_auth)
 
 # metric, label, unit, format, target (None or (kind, threshold, text)).
 # kinds: "ag/squid>=" "ag/direct>=" "ag<"; "note": text only, no target.
@@ -1011,13 +1029,16 @@ def parse_args(argv):
         epilog="Environment: BENCH_SECONDS (5), BENCH_CONNS (50), BENCH_THREADS (2), "
                "BENCH_TP_CONNS (4), BENCH_IDLE_CONNS (10000), BENCH_IDLE_CONCURRENCY (32), "
                "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir. "
-               "Authentication sections: " + bench_auth.ENV_HELP)
+               "Authentication sections: " + bench_auth.ENV_HELP + " " + bench_syscalls.ENV_HELP)
     p.add_argument("--root", required=True, help=argparse.SUPPRESS)
     p.add_argument("--tmp", required=True, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 s per measurement, 1,000 idle connections")
     p.add_argument("--sections", default=",".join(s for s, _ in SECTIONS),
                    help="comma-separated subset of: " + ", ".join(s for s, _ in SECTIONS))
+    p.add_argument("--syscalls", action="store_true",
+                   help="only the syscalls section (= --sections syscalls): syscalls and CPU "
+                        "per request, authgate vs nginx as a reverse proxy vs Squid")
     p.add_argument("--no-squid", action="store_true", help="do not start Squid")
     p.add_argument("--workers", default="1",
                    help="authgate's workers option for the base sections (default 1: one loop)")
@@ -1036,6 +1057,9 @@ def parse_args(argv):
     a.idle_conns = env_int("BENCH_IDLE_CONNS", 1000 if a.quick else 10000)
     a.idle_concurrency = env_int("BENCH_IDLE_CONCURRENCY", 32)
     bench_auth.parse_env(a, env_int)
+    bench_syscalls.parse_env(a, env_int)
+    if a.syscalls:
+        a.sections = "syscalls"
     known = {s for s, _ in SECTIONS}
     a.section_list = [s for s in a.sections.split(",") if s]
     for s in a.section_list:

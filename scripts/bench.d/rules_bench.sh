@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/bench.d/rules_bench.sh - the `rules` section of scripts/bench:
-# decisions per second of the access-rules evaluator (ag_rules_eval) for a
+# decisions per second of the access-rules evaluator (ag_rules_eval) for ten
 # thousand rules whose only match is the last one (rules_bench.c). Pure CPU,
 # no network, no daemon: it compiles rules_bench.c with the rules module, the
 # target parser it matches hosts and paths with (src/http/target.c)
@@ -11,7 +11,7 @@
 # Takes scripts/bench's arguments as they are: --quick (0.5 s per figure
 # instead of BENCH_SECONDS, default 5, capped at 3 here), --sections (runs only
 # when LIST names `rules`), --tmp/--root; anything else is ignored.
-# Environment: BENCH_SECONDS, BENCH_RULES (1000), CC (gcc), RULES_BENCH_CFLAGS.
+# Environment: BENCH_SECONDS, BENCH_RULES (10000), CC (gcc), RULES_BENCH_CFLAGS.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +28,7 @@ while (($#)); do
         --root=*) root=${1#--root=} ;;
         --sections) sections=${2:?}; shift ;;
         --sections=*) sections=${1#--sections=} ;;
+        --syscalls) sections=syscalls ;;
         --json) shift ;;  # takes a value; the figure is printed only
         *) ;;
     esac
@@ -63,4 +64,4 @@ cc=${CC:-gcc}
 
 echo
 echo "== rules: access-rule decisions (ag_rules_eval, one thread, no I/O)"
-"$work/rules_bench" -n "${BENCH_RULES:-1000}" -s "$seconds" -d "$work"
+"$work/rules_bench" -n "${BENCH_RULES:-10000}" -s "$seconds" -d "$work"

@@ -295,6 +295,8 @@ static const struct opt opts[] = {
      "access log file, - = stdout, none = off"},
     {"access_log_format", T_ENUM, OFF(access_format), 0, 0, AG_ACCESS_SQUID, NULL, F_RELOAD,
      access_formats, NULL, "access log line format"},
+    {"log_buffer", T_SIZE, OFF(log_buffer), 0, AG_LOG_BUFFER_MAX, AG_LOG_BUFFER, NULL, F_RELOAD,
+     NULL, NULL, "log lines buffered before a write (flushed within 1 s), 0 = write each line"},
     {"log_level", T_LOGLEVEL, OFF(log_level), 0, 0, AG_LOG_INFO, NULL, F_RELOAD, NULL, NULL,
      "error log verbosity"},
 

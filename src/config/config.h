@@ -110,6 +110,8 @@ struct ag_config {
     char *access_log; /* "access_log PATH|-|none": "-" = stdout (default), NULL = none */
     enum ag_access_format access_format; /* "access_log_format squid|json", default squid */
     int log_level; /* "log_level error|warn|info|debug", default info (enum ag_log_level) */
+    uint32_t
+        log_buffer; /* "log_buffer SIZE": bytes of log lines per log before a write, 0 = none */
 
     /* forwarding */
     char *via_pseudonym;  /* "via_pseudonym NAME", default "authgate"; token chars only */

@@ -14,9 +14,21 @@ void ag_head_init(struct ag_head *h, uint32_t limit)
 
 void ag_head_reset(struct ag_head *h)
 {
-    uint32_t limit = h->limit;
+    /* The blocks stay for the next head: no allocation per request. */
+    ag_buf_consume(&h->raw, h->raw.len); /* wipes: Proxy-Authorization */
+    h->n_fields = 0;
+    h->url_off = h->url_len = 0;
+    h->in_field = h->in_value = false;
+    h->conn_fields = false;
+    h->err = 0;
+}
+
+void ag_head_release(struct ag_head *h)
+{
+    uint32_t limit = h->limit, max = (uint32_t)h->raw.max;
     ag_head_free(h);
     ag_head_init(h, limit);
+    h->raw.max = max;
 }
 
 void ag_head_free(struct ag_head *h)
@@ -102,6 +114,8 @@ int ag_head_field_done(struct ag_head *h)
     for (size_t i = 0; i < nl; i++)
         if (!tchar((unsigned char)nm[i]))
             return -1;
+    if (ag_strieq(nm, nl, "Connection") || ag_strieq(nm, nl, "Proxy-Connection"))
+        h->conn_fields = true;
     return 0;
 }
 
@@ -209,7 +223,10 @@ bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_he
             return true;
     if (identity_header && ag_strieq(nm, nl, identity_header))
         return true;
-    /* Every field the sender named in Connection is hop-by-hop too. */
+    /* Every field the sender named in Connection is hop-by-hop too (none
+     * without a Connection field: no scan of every field per field). */
+    if (!h->conn_fields)
+        return false;
     char name[128];
     if (nl >= sizeof name)
         return false;

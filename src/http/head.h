@@ -30,13 +30,17 @@ struct ag_head {
     uint32_t url_off, url_len; /* request target or response reason */
     uint32_t limit;            /* header_max of the config in force */
     bool in_field, in_value;   /* which span the last callback extended */
+    bool conn_fields;          /* a Connection or Proxy-Connection field is present */
     int err;                   /* AG_ELIMIT once a ceiling was hit */
 };
 
 void ag_head_init(struct ag_head *h, uint32_t limit);
-/* Forgets the contents but keeps nothing allocated (idle connections hold no
- * head memory). */
+/* Forgets the contents (wiped) and keeps the blocks for the next head:
+ * parsing a request on a kept-alive connection allocates nothing. */
 void ag_head_reset(struct ag_head *h);
+/* Forgets the contents and frees the blocks (an idle connection holds no
+ * head memory). */
+void ag_head_release(struct ag_head *h);
 void ag_head_free(struct ag_head *h);
 
 /* llhttp callbacks feed these; each returns 0 or -1 (ceiling hit: h->err). */

@@ -53,6 +53,37 @@ struct rule {
     bool route_set;        /* route= given (route=direct included) */
 };
 
+/* One key of a candidate index and the rules (ascending) it names. */
+struct ixslot {
+    uint8_t *key; /* NULL: empty slot */
+    uint32_t klen;
+    uint32_t *ids;
+    uint32_t n, cap;
+    uint64_t *bits; /* a dense key's ids as a bitset (then ids is NULL) */
+};
+
+/* Open addressing over byte keys, at most half full. */
+struct ixmap {
+    struct ixslot *s;
+    size_t cap, used;
+};
+
+/* The compiled form used by ag_rules_eval: candidate sets instead of a walk
+ * over every rule. A rule can match a request only if, for each indexed
+ * matcher, it has none (an "any" bit) or one of its values is found under
+ * the request's key: host= by exact name and by every "*.suffix" of the
+ * request's host, dst= by network (one hash per prefix length present, the
+ * longest-prefix walk of a radix tree in at most 33 or 129 lookups). The
+ * candidates are then evaluated in file order by the same rule_match as the
+ * linear walk: first match wins, unchanged. */
+struct ruleindex {
+    size_t words;                 /* 64-rule words in each bitset */
+    uint64_t *host_any, *dst_any; /* rules with no host= / no dst= */
+    struct ixmap host_exact, host_wild, dst_net;
+    uint8_t v4_bits[33], v6_bits[129]; /* prefix lengths present, longest first */
+    unsigned n_v4_bits, n_v6_bits;
+};
+
 struct ag_rules {
     char *file; /* for messages of ag_rules_check_routes */
     struct rule *v;
@@ -61,6 +92,7 @@ struct ag_rules {
     size_t n_groups;
     bool default_allow;
     bool uses_groups;
+    struct ruleindex *ix; /* NULL: linear evaluation (too many rules to index) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -521,6 +553,236 @@ static int parse_line(struct pctx *x, struct ag_rules *r, char *line)
     return 0;
 }
 
+/* ---- the candidate index -------------------------------------------------- */
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3u;
+    return h;
+}
+
+static const struct ixslot *ix_find(const struct ixmap *m, const uint8_t *k, size_t n)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = hash_bytes(k, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct ixslot *s = &m->s[i];
+        if (!s->key)
+            return NULL;
+        if (s->klen == n && memcmp(s->key, k, n) == 0)
+            return s;
+    }
+}
+
+static int ix_grow(struct ixmap *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    struct ixslot *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return AG_ENOMEM;
+    for (size_t j = 0; j < m->cap; j++) {
+        if (!m->s[j].key)
+            continue;
+        size_t i = hash_bytes(m->s[j].key, m->s[j].klen) & (ncap - 1);
+        while (ns[i].key)
+            i = (i + 1) & (ncap - 1);
+        ns[i] = m->s[j];
+    }
+    free(m->s);
+    m->s = ns;
+    m->cap = ncap;
+    return 0;
+}
+
+/* Rule id under key k; ids come in ascending order (rules in file order). */
+static int ix_add(struct ixmap *m, const uint8_t *k, size_t n, uint32_t id)
+{
+    if ((m->used + 1) * 2 > m->cap && ix_grow(m) != 0)
+        return AG_ENOMEM;
+    size_t i = hash_bytes(k, n) & (m->cap - 1);
+    while (m->s[i].key && !(m->s[i].klen == n && memcmp(m->s[i].key, k, n) == 0))
+        i = (i + 1) & (m->cap - 1);
+    struct ixslot *s = &m->s[i];
+    if (!s->key) {
+        if (!(s->key = malloc(n ? n : 1)))
+            return AG_ENOMEM;
+        memcpy(s->key, k, n);
+        s->klen = (uint32_t)n;
+        m->used++;
+    }
+    if (s->n && s->ids[s->n - 1] == id)
+        return 0; /* the same rule twice under one key (host=a,A) */
+    if (s->n == s->cap) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 2;
+        uint32_t *ni = grow(s->ids, ncap, sizeof *ni);
+        if (!ni)
+            return AG_ENOMEM;
+        s->ids = ni;
+        s->cap = ncap;
+    }
+    s->ids[s->n++] = id;
+    return 0;
+}
+
+static void ix_free(struct ixmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->s[i].key);
+        free(m->s[i].ids);
+        free(m->s[i].bits);
+    }
+    free(m->s);
+}
+
+static void index_free(struct ruleindex *ix)
+{
+    if (!ix)
+        return;
+    free(ix->host_any);
+    free(ix->dst_any);
+    ix_free(&ix->host_exact);
+    ix_free(&ix->host_wild);
+    ix_free(&ix->dst_net);
+    free(ix);
+}
+
+/* Lower-case copy of a host (patterns and requests are canonical; host_match
+ * compares without case all the same): the index key. */
+static size_t host_key(const char *h, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (; h[n] && n < cap; n++)
+        out[n] = (uint8_t)ag_ascii_lower(h[n]);
+    return n;
+}
+
+/* family, prefix length and the address masked to it. */
+static size_t net_key(int family, const uint8_t *a, unsigned bits, uint8_t out[18])
+{
+    size_t len = family == AF_INET ? 4 : 16;
+    out[0] = (uint8_t)(family == AF_INET ? 4 : 6);
+    out[1] = (uint8_t)bits;
+    for (size_t i = 0; i < len; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * (unsigned)i : 0;
+        out[2 + i] = keep ? (uint8_t)(a[i] & (0xff << (8 - keep))) : 0;
+    }
+    return 2 + len;
+}
+
+static void note_bits(uint8_t *list, unsigned *n, unsigned bits)
+{
+    for (unsigned i = 0; i < *n; i++)
+        if (list[i] == bits)
+            return;
+    unsigned i = (*n)++;
+    for (; i > 0 && list[i - 1] < bits; i--) /* longest first */
+        list[i] = list[i - 1];
+    list[i] = (uint8_t)bits;
+}
+
+static struct ruleindex *index_build(const struct ag_rules *r)
+{
+    struct ruleindex *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    ix->words = (r->n + 63) / 64;
+    ix->host_any = calloc(ix->words ? ix->words : 1, sizeof *ix->host_any);
+    ix->dst_any = calloc(ix->words ? ix->words : 1, sizeof *ix->dst_any);
+    int rc = ix->host_any && ix->dst_any ? 0 : AG_ENOMEM;
+    for (size_t id = 0; id < r->n && !rc; id++) {
+        const struct rule *ru = &r->v[id];
+        uint64_t bit = 1ull << (id % 64);
+        if (!ru->hosts.n)
+            ix->host_any[id / 64] |= bit;
+        for (size_t i = 0; i < ru->hosts.n && !rc; i++) {
+            const char *pat = ru->hosts.v[i];
+            bool wild = pat[0] == '*' && pat[1] == '.';
+            uint8_t k[AG_HOST_MAX + 3];
+            size_t kn = host_key(wild ? pat + 2 : pat, k, sizeof k);
+            rc = ix_add(wild ? &ix->host_wild : &ix->host_exact, k, kn, (uint32_t)id);
+        }
+        if (!ru->n_dsts)
+            ix->dst_any[id / 64] |= bit;
+        for (size_t i = 0; i < ru->n_dsts && !rc; i++) {
+            const struct ag_cidr *c = &ru->dsts[i];
+            uint8_t k[18];
+            size_t kn = net_key(c->family, c->a, c->bits, k);
+            rc = ix_add(&ix->dst_net, k, kn, (uint32_t)id);
+            if (c->family == AF_INET)
+                note_bits(ix->v4_bits, &ix->n_v4_bits, c->bits);
+            else
+                note_bits(ix->v6_bits, &ix->n_v6_bits, c->bits);
+        }
+    }
+    /* A key that names many rules (a host in every rule) is ORed a word at
+     * a time: a bitset where it is smaller than the id list. */
+    struct ixmap *maps[] = {&ix->host_exact, &ix->host_wild, &ix->dst_net};
+    for (size_t m = 0; m < 3 && !rc; m++)
+        for (size_t i = 0; i < maps[m]->cap && !rc; i++) {
+            struct ixslot *s = &maps[m]->s[i];
+            if (!s->key || s->n <= 2 * ix->words)
+                continue;
+            if (!(s->bits = calloc(ix->words, sizeof *s->bits))) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            for (uint32_t j = 0; j < s->n; j++)
+                s->bits[s->ids[j] / 64] |= 1ull << (s->ids[j] % 64);
+            free(s->ids);
+            s->ids = NULL;
+        }
+    if (rc) {
+        index_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+static void set_ids(uint64_t *bits, const struct ixslot *s, size_t words)
+{
+    if (!s)
+        return;
+    if (s->bits) {
+        for (size_t w = 0; w < words; w++)
+            bits[w] |= s->bits[w];
+        return;
+    }
+    for (uint32_t i = 0; i < s->n; i++)
+        bits[s->ids[i] / 64] |= 1ull << (s->ids[i] % 64);
+}
+
+/* The rules that may match q (a superset of those that do), as a bitset. */
+static void candidates(const struct ruleindex *ix, const struct ag_rules_query *q, uint64_t *out)
+{
+    memcpy(out, ix->host_any, ix->words * sizeof *out);
+    uint8_t k[AG_HOST_MAX + 3] = {0};
+    size_t kn = host_key(q->host, k, sizeof k);
+    set_ids(out, ix_find(&ix->host_exact, k, kn), ix->words);
+    /* "*.name" matches a host with at least one label before ".name". */
+    for (size_t i = 1; i < kn; i++)
+        if (k[i] == '.' && i + 1 < kn)
+            set_ids(out, ix_find(&ix->host_wild, k + i + 1, kn - i - 1), ix->words);
+    if (!q->dst)
+        return; /* dst= rules stay candidates: they answer "need the address" */
+    const uint8_t *a = NULL;
+    int fam = ag_addr_bytes(q->dst, &a);
+    uint64_t dst[AG_RULES_INDEX_MAX / 64];
+    memcpy(dst, ix->dst_any, ix->words * sizeof *dst);
+    if (fam == AF_INET || fam == AF_INET6) {
+        const uint8_t *lens = fam == AF_INET ? ix->v4_bits : ix->v6_bits;
+        unsigned nl = fam == AF_INET ? ix->n_v4_bits : ix->n_v6_bits;
+        for (unsigned i = 0; i < nl; i++) {
+            uint8_t nk[18];
+            size_t nkn = net_key(fam, a, lens[i], nk);
+            set_ids(dst, ix_find(&ix->dst_net, nk, nkn), ix->words);
+        }
+    }
+    for (size_t w = 0; w < ix->words; w++)
+        out[w] &= dst[w];
+}
+
 struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_resolver resolver,
                                 void *arg, char *err, size_t errlen)
 {
@@ -550,6 +812,8 @@ struct ag_rules *ag_rules_parse(const char *text, const char *name, ag_group_res
         line = nl ? nl + 1 : NULL;
     }
     free(copy);
+    if (!rc && r->n <= AG_RULES_INDEX_MAX && !(r->ix = index_build(r)))
+        rc = AG_ENOMEM;
     if (rc) {
         if (rc == AG_ENOMEM)
             snprintf(err, errlen, "%s:%d: out of memory", name, x.line);
@@ -568,7 +832,7 @@ struct ag_rules *ag_rules_load(const char *path, ag_group_resolver resolver, voi
         return NULL;
     }
     struct ag_buf b;
-    ag_buf_init(&b, AG_CONFIG_MAX_BYTES);
+    ag_buf_init(&b, AG_RULES_MAX_BYTES);
     char chunk[4096];
     size_t n;
     int rc = 0;
@@ -576,7 +840,7 @@ struct ag_rules *ag_rules_load(const char *path, ag_group_resolver resolver, voi
         rc = ag_buf_append(&b, chunk, n);
     fclose(f);
     if (rc || ag_buf_append(&b, "", 1) != 0) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
+        snprintf(err, errlen, "%s: larger than %d bytes", path, AG_RULES_MAX_BYTES);
         ag_buf_free(&b);
         return NULL;
     }
@@ -619,6 +883,7 @@ void ag_rules_free(struct ag_rules *r)
     free(r->groups);
     free(r->v);
     free(r->file);
+    index_free(r->ix);
     free(r);
 }
 
@@ -714,35 +979,49 @@ static enum m rule_match(const struct rule *ru, const struct ag_rules_query *q, 
     return YES;
 }
 
-enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
-                                   bool preauth, const char **rule, bool *recheck)
+/* One rule's turn in file order: true when it decides (*v set). */
+static bool decide(const struct rule *ru, const struct ag_rules_query *q, struct prepared *p,
+                   bool preauth, const char **rule, bool *recheck, enum ag_rule_verdict *v)
+{
+    if (ru->preauth != preauth)
+        return false;
+    enum m m = rule_match(ru, q, p);
+    if (m == MAYBE && preauth) {
+        if (recheck)
+            *recheck = true;
+        return false;
+    }
+    if (m == NO)
+        return false;
+    *rule = ru->name;
+    if (m == YES && q->route)
+        *q->route = ru->allow && ru->route.n ? &ru->route : NULL;
+    *v = m == MAYBE     ? AG_RULE_NEED_ADDR
+         : m == UNKNOWN ? AG_RULE_GROUPS_UNKNOWN
+         : ru->allow    ? AG_RULE_ALLOW
+                        : AG_RULE_DENY;
+    return true;
+}
+
+static enum ag_rule_verdict eval(const struct ag_rules *r, const struct ag_rules_query *q,
+                                 bool preauth, const char **rule, bool *recheck, bool linear)
 {
     struct prepared p;
+    enum ag_rule_verdict v;
     prepare(&p, q->id);
-    for (size_t i = 0; i < r->n; i++) {
-        const struct rule *ru = &r->v[i];
-        if (ru->preauth != preauth)
-            continue;
-        enum m m = rule_match(ru, q, &p);
-        if (m == MAYBE && preauth) {
-            if (recheck)
-                *recheck = true;
-            continue;
-        }
-        if (m == MAYBE) {
-            *rule = ru->name;
-            return AG_RULE_NEED_ADDR;
-        }
-        if (m == UNKNOWN) {
-            *rule = ru->name;
-            return AG_RULE_GROUPS_UNKNOWN;
-        }
-        if (m == YES) {
-            *rule = ru->name;
-            if (q->route)
-                *q->route = ru->allow && ru->route.n ? &ru->route : NULL;
-            return ru->allow ? AG_RULE_ALLOW : AG_RULE_DENY;
-        }
+    if (linear || !r->ix || !q->host) {
+        for (size_t i = 0; i < r->n; i++)
+            if (decide(&r->v[i], q, &p, preauth, rule, recheck, &v))
+                return v;
+    } else {
+        uint64_t cand[AG_RULES_INDEX_MAX / 64];
+        candidates(r->ix, q, cand);
+        for (size_t w = 0; w < r->ix->words; w++)
+            for (uint64_t bits = cand[w]; bits; bits &= bits - 1) {
+                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+                if (decide(&r->v[i], q, &p, preauth, rule, recheck, &v))
+                    return v;
+            }
     }
     *rule = "default";
     if (q->route)
@@ -773,6 +1052,18 @@ const struct ag_route *ag_rules_route_of(const struct ag_rules *r, const char *n
         if (strcmp(r->v[i].name, name) == 0)
             return r->v[i].route.n ? &r->v[i].route : NULL;
     return NULL;
+}
+
+enum ag_rule_verdict ag_rules_eval(const struct ag_rules *r, const struct ag_rules_query *q,
+                                   bool preauth, const char **rule, bool *recheck)
+{
+    return eval(r, q, preauth, rule, recheck, false);
+}
+
+enum ag_rule_verdict ag_rules_eval_linear(const struct ag_rules *r, const struct ag_rules_query *q,
+                                          bool preauth, const char **rule, bool *recheck)
+{
+    return eval(r, q, preauth, rule, recheck, true);
 }
 
 bool ag_rules_use_groups(const struct ag_rules *r)

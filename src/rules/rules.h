@@ -98,6 +98,10 @@ int ag_rules_check_routes(const struct ag_rules *r, const struct ag_config *cfg,
                           size_t errlen);
 /* The route of rule name (for display), NULL when direct or unknown. */
 const struct ag_route *ag_rules_route_of(const struct ag_rules *r, const char *name);
+/* The same decision by a walk over every rule in file order, without the
+ * compiled index: the reference the index is tested against. */
+enum ag_rule_verdict ag_rules_eval_linear(const struct ag_rules *r, const struct ag_rules_query *q,
+                                          bool preauth, const char **rule, bool *recheck);
 
 /* True when any rule names a group (the caller then resolves Kerberos users'
  * groups through winbind). */

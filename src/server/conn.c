@@ -56,12 +56,14 @@ void conn_enter(struct conn *c, enum conn_state to)
 void conn_request_reset(struct conn *c, uint64_t now_ms)
 {
     struct conn_request *rq = &c->rq;
-    free(rq->log_url);
     free(rq->resp_extra);
     free_parent_auth(c);
-    ag_buf_free(&rq->req_head_up);
+    /* The upstream head's block serves the next exchange (wiped now). */
+    struct ag_buf head_up = rq->req_head_up;
+    ag_buf_consume(&head_up, head_up.len);
+    head_up.max = 2 * AG_HEADER_MAX;
     memset(rq, 0, sizeof *rq);
-    ag_buf_init(&rq->req_head_up, 2 * AG_HEADER_MAX);
+    rq->req_head_up = head_up;
     rq->t_start_ms = now_ms;
     rq->id = ++c->srv->next_req_id;
 }
@@ -87,6 +89,8 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->stage_up);
     conn_request_reset(c, 0); /* frees what the last exchange owned */
     conn_tls_free(c);
+    ag_buf_free(&c->rq.req_head_up);
+    ag_buf_free(&c->url_text);
     ag_config_unref(c->cfg);
     free(c);
     ag_server_conn_gone(srv);
@@ -144,10 +148,49 @@ void conn_close_after_flush(struct conn *c)
 
 /* --- timers ---------------------------------------------------------------- */
 
+/* Nothing of an exchange in progress: between requests, input empty. */
+static bool conn_idle(const struct conn *c)
+{
+    return c->state == CONN_READ_HEAD && !c->rq.in_message && !c->rq.head_bytes && !c->rq.drain &&
+           !c->pp_wait && !c->parsing && !c->head_ready && !c->rq.log_url && c->inbuf.len == 0 &&
+           c->stage_client.len == 0 && c->stage_up.len == 0;
+}
+
+static bool holds_blocks(const struct conn *c)
+{
+    return c->inbuf.cap || c->head.raw.cap || c->head.cap_fields || c->stage_client.cap ||
+           c->stage_up.cap || c->rq.req_head_up.cap || c->url_text.cap;
+}
+
+/* AG_IDLE_RELEASE_MS: an idle connection's blocks go back (wiped). */
+static void release_blocks(struct conn *c)
+{
+    ag_buf_free(&c->inbuf);
+    ag_head_release(&c->head);
+    ag_buf_free(&c->stage_client);
+    ag_buf_free(&c->stage_up);
+    ag_buf_free(&c->rq.req_head_up);
+    ag_buf_free(&c->url_text);
+    if (c->up && c->up->idle)
+        ag_head_release(&c->up->head);
+    c->srv->stats.idle_released++;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     struct ag_stats *st = &c->srv->stats;
+    if (c->release_due) {
+        /* The release point on the way to the deadline conn_set_timer got. */
+        c->release_due = false;
+        if (conn_idle(c))
+            release_blocks(c);
+        uint64_t now = uv_now(c->srv->loop);
+        if (c->timer_due_ms > now) {
+            uv_timer_start(&c->timer, on_timer, c->timer_due_ms - now, 0);
+            return;
+        }
+    }
     switch (c->state) {
     case CONN_READ_HEAD:
         if (c->tls && !c->pp_wait && !conn_tls_handshaken(c)) {
@@ -199,10 +242,19 @@ void conn_set_timer(struct conn *c, uint64_t ms)
 {
     if (conn_ending(c))
         return;
-    if (ms)
-        uv_timer_start(&c->timer, on_timer, ms, 0);
-    else
+    c->release_due = false;
+    if (!ms) {
         uv_timer_stop(&c->timer);
+        return;
+    }
+    /* Waiting for a request: first stop at AG_IDLE_RELEASE_MS to give the
+     * buffers back if the connection is still idle then. */
+    if (ms > AG_IDLE_RELEASE_MS && c->state == CONN_READ_HEAD && holds_blocks(c)) {
+        c->release_due = true;
+        c->timer_due_ms = uv_now(c->srv->loop) + ms;
+        ms = AG_IDLE_RELEASE_MS;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -230,33 +282,72 @@ static void on_written(uv_write_t *req, int status)
     conn_update_reading(c);
 }
 
-static void do_write(struct conn *c, uv_stream_t *s, void *target, bool to_client, bool count,
-                     char *data, size_t len)
+/* The one write path, to either side: len bytes at data go to the socket
+ * at once when nothing is queued before them (uv_try_write: one write(2),
+ * no request, no completion callback, and no epoll_ctl, which libuv's
+ * completion path costs by dropping a POLLOUT it never set); whatever the
+ * socket does not take is queued with uv_write. With owner (the ag_buf data
+ * lies in), the queued write takes owner's block and owner is left empty;
+ * owner is emptied (and wiped: the bytes may carry credentials) when all
+ * went out, keeping its block for the next exchange: no allocation. Without
+ * owner the bytes are borrowed (the loop's read buffer): a queued rest is
+ * copied. A socket error is not handled here: the queued write reports it
+ * through on_written like any other write. */
+static void send_out(struct conn *c, bool to_client, char *data, size_t len, struct ag_buf *owner)
 {
+    uv_stream_t *s = to_client ? (uv_stream_t *)&c->tcp : (uv_stream_t *)c->up->tcp;
+    uv_buf_t now = uv_buf_init(data, (unsigned)len);
+    int n = uv_try_write(s, &now, 1);
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == len) {
+        if (owner)
+            ag_buf_consume(owner, owner->len);
+        return;
+    }
     struct wreq *w = malloc(sizeof *w);
-    if (!w) {
-        free(data);
+    char *block = NULL;
+    if (w && owner) {
+        block = ag_buf_steal(owner, NULL);
+    } else if (w && (block = malloc(len - done))) {
+        memcpy(block, data + done, len - done);
+        data = block;
+        done = 0;
+    }
+    if (!w || !block) {
+        free(w);
+        if (owner)
+            ag_buf_consume(owner, owner->len);
         conn_close(c, "nomem");
         return;
     }
-    w->target = target;
+    w->target = to_client ? (void *)c : (void *)c->up;
     w->to_client = to_client;
-    w->data = data;
-    w->len = len;
-    uv_buf_t b = uv_buf_init(data, (unsigned)len);
-    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
-        free(data);
+    w->data = block;
+    w->len = len - done;
+    uv_buf_t rest = uv_buf_init(data + done, (unsigned)w->len);
+    if (uv_write(&w->req, s, &rest, 1, on_written) != 0) {
+        free(block);
         free(w);
         conn_close(c, "write_failed");
         return;
     }
-    if (to_client) {
-        c->out_pending += len;
-        if (count)
-            conn_count_out(c, len);
-    } else {
-        ((struct ag_upstream *)target)->out_pending += len;
-    }
+    if (to_client)
+        c->out_pending += w->len;
+    else
+        c->up->out_pending += w->len;
+}
+
+static void send_buf(struct conn *c, bool to_client, struct ag_buf *b)
+{
+    send_out(c, to_client, b->data, b->len, b);
+}
+
+/* An owned block (malloc'd) through send_buf: freed here unless queued. */
+static void send_block(struct conn *c, bool to_client, char *data, size_t len)
+{
+    struct ag_buf b = {.data = data, .len = len, .cap = len, .max = len};
+    send_buf(c, to_client, &b);
+    ag_buf_free(&b);
 }
 
 void conn_count_out(struct conn *c, uint64_t n)
@@ -266,57 +357,105 @@ void conn_count_out(struct conn *c, uint64_t n)
     c->srv->stats.bytes_out += n;
 }
 
+static bool up_writable(const struct conn *c)
+{
+    return c->state != CONN_CLOSING && c->up && c->up->tcp;
+}
+
 void conn_write_client(struct conn *c, char *data, size_t len)
 {
     if (conn_ending(c)) {
         free(data);
         return;
     }
+    conn_count_out(c, len);
     if (c->tls) {
-        conn_count_out(c, len);
         conn_tls_write(c, data, len);
+        free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)&c->tcp, c, true, true, data, len);
+    send_block(c, true, data, len);
 }
 
+/* Bytes that are already the wire's (TLS records): not counted again. */
 void conn_write_raw_client(struct conn *c, char *data, size_t len)
 {
     if (c->state == CONN_CLOSING) {
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)&c->tcp, c, true, false, data, len);
+    send_block(c, true, data, len);
 }
 
 void conn_write_up(struct conn *c, char *data, size_t len)
 {
-    if (c->state == CONN_CLOSING || !c->up || !c->up->tcp) {
+    if (!up_writable(c)) {
         free(data);
         return;
     }
-    do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, false, data, len);
+    send_block(c, false, data, len);
 }
 
+/* What is staged for a side that can no longer be written is dropped, as
+ * it always was: it must never reach the next exchange's peer. */
 void conn_flush(struct conn *c)
 {
-    size_t n;
     if (c->stage_up.len) {
-        char *d = ag_buf_steal(&c->stage_up, &n);
-        conn_write_up(c, d, n);
+        if (up_writable(c))
+            send_buf(c, false, &c->stage_up);
+        else
+            ag_buf_consume(&c->stage_up, c->stage_up.len);
     }
     if (c->stage_client.len) {
-        char *d = ag_buf_steal(&c->stage_client, &n);
-        conn_write_client(c, d, n);
+        if (conn_ending(c)) {
+            ag_buf_consume(&c->stage_client, c->stage_client.len);
+        } else {
+            conn_count_out(c, c->stage_client.len);
+            if (c->tls) {
+                conn_tls_write(c, c->stage_client.data, c->stage_client.len);
+                ag_buf_consume(&c->stage_client, c->stage_client.len);
+            } else {
+                send_buf(c, true, &c->stage_client);
+            }
+        }
     }
 }
 
 /* --- reading and backpressure ---------------------------------------------- */
 
+/* A read buffer of up to room bytes: the loop's own when it is free
+ * (always, but for a read nested in a read callback), else a block of its
+ * own. Given back by release_read. */
+static uv_buf_t lend_read(struct ag_server *srv, size_t room)
+{
+    if (!srv->read_buf)
+        srv->read_buf = malloc(AG_READ_CHUNK);
+    if (srv->read_buf && !srv->read_busy) {
+        srv->read_busy = true;
+        return uv_buf_init(srv->read_buf, (unsigned)room);
+    }
+    char *p = room ? malloc(room) : NULL;
+    return uv_buf_init(p, p ? (unsigned)room : 0);
+}
+
+static void release_read(struct ag_server *srv, char *base)
+{
+    if (base && base == srv->read_buf)
+        srv->read_busy = false;
+    else
+        free(base);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    char *p = malloc(AG_READ_CHUNK);
-    *buf = uv_buf_init(p, p ? AG_READ_CHUNK : 0);
+    struct ag_upstream *up = h->data;
+    struct conn *c = up->owner;
+    if (!c) {
+        char *p = malloc(AG_READ_CHUNK);
+        *buf = uv_buf_init(p, p ? AG_READ_CHUNK : 0);
+        return;
+    }
+    *buf = lend_read(c->srv, AG_READ_CHUNK);
 }
 
 /* Client reads never bring more than the input buffer can still take
@@ -328,8 +467,11 @@ static void on_alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     /* (TLS: ciphertext, bounded by the layer's backlog instead.) */
     if (c->state != CONN_TUNNEL && !c->tls && AG_INBUF_MAX - c->inbuf.len < room)
         room = AG_INBUF_MAX - c->inbuf.len;
-    char *p = room ? malloc(room) : NULL;
-    *buf = uv_buf_init(p, p ? (unsigned)room : 0);
+    if (!room) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = lend_read(c->srv, room);
 }
 
 void conn_update_reading(struct conn *c)
@@ -439,13 +581,13 @@ void conn_client_bytes(struct conn *c, char *buf, size_t n)
 {
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_write_up(c, buf, n); /* the read buffer becomes the write */
+        if (up_writable(c))
+            send_out(c, false, buf, n, NULL);
         conn_update_reading(c);
         return;
     }
     int rc = ag_buf_append(&c->inbuf, buf, n);
     ag_wipe(buf, n); /* raw request bytes: Proxy-Authorization */
-    free(buf);
     if (rc != 0) {
         c->srv->stats.limit_inbuf_full++;
         conn_close(c, "inbuf_full");
@@ -460,7 +602,6 @@ static void tls_after_proxy_header(struct conn *c, char *buf, size_t n)
 {
     int rc = ag_buf_append(&c->inbuf, buf, n);
     ag_wipe(buf, n);
-    free(buf);
     if (rc != 0) {
         c->srv->stats.limit_inbuf_full++;
         conn_close(c, "inbuf_full");
@@ -476,8 +617,7 @@ static void tls_after_proxy_header(struct conn *c, char *buf, size_t n)
     ag_buf_init(&c->inbuf, AG_INBUF_MAX);
     if (rest)
         conn_tls_input(c, p, rest);
-    else
-        free(p);
+    free(p);
     conn_update_reading(c);
 }
 
@@ -485,7 +625,7 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     if (n <= 0) {
-        free(buf->base);
+        release_read(c->srv, buf->base);
         if (n == 0 || n == UV_ENOBUFS)
             return; /* nothing read (ENOBUFS: no room; reads stop below) */
         conn_client_end(c, n);
@@ -493,26 +633,28 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     c->bytes_in += (uint64_t)n;
     c->srv->stats.bytes_in += (uint64_t)n;
-    if (c->tls) {
-        if (c->pp_wait)
-            tls_after_proxy_header(c, buf->base, (size_t)n);
-        else
-            conn_tls_input(c, buf->base, (size_t)n);
-        return;
-    }
-    conn_client_bytes(c, buf->base, (size_t)n);
+    if (!c->tls)
+        conn_client_bytes(c, buf->base, (size_t)n);
+    else if (c->pp_wait)
+        tls_after_proxy_header(c, buf->base, (size_t)n);
+    else
+        conn_tls_input(c, buf->base, (size_t)n);
+    release_read(c->srv, buf->base);
 }
 
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct ag_upstream *up = s->data;
     struct conn *c = up->owner;
-    if (!c || n == 0) {
-        free(buf->base);
+    if (!c) {
+        free(buf->base); /* on_alloc's own block: no owner, no loop buffer */
         return;
     }
-    if (n < 0) {
-        free(buf->base);
+    struct ag_server *srv = c->srv;
+    if (n <= 0) {
+        release_read(srv, buf->base);
+        if (n == 0)
+            return;
         if (c->state == CONN_TUNNEL && n == UV_EOF) {
             tunnel_eof(c, false);
             return;
@@ -524,38 +666,22 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
         conn_count_out(c, (uint64_t)n);
         conn_tls_write(c, buf->base, (size_t)n); /* TLS-in-TLS: the origin's records, encrypted */
+        release_read(srv, buf->base);
         conn_update_reading(c);
         return;
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_count_out(c, (uint64_t)n);
-        c->out_pending += (size_t)n;
-        /* Hand the read buffer to the client write without a copy. */
-        struct wreq *w = malloc(sizeof *w);
-        if (!w) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
-            conn_close(c, "nomem");
-            return;
+        if (!conn_ending(c)) {
+            conn_count_out(c, (uint64_t)n);
+            send_out(c, true, buf->base, (size_t)n, NULL);
         }
-        w->target = c;
-        w->to_client = true;
-        w->data = buf->base;
-        w->len = (size_t)n;
-        uv_buf_t b = uv_buf_init(buf->base, (unsigned)n);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
-            free(w);
-            conn_close(c, "write_failed");
-            return;
-        }
+        release_read(srv, buf->base);
         conn_update_reading(c);
         return;
     }
     exchange_on_upstream_read(c, n, buf->base);
-    free(buf->base);
+    release_read(srv, buf->base);
 }
 
 /* --- parsing --------------------------------------------------------------- */
@@ -780,7 +906,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     srv->conns = c;
     srv->n_conns++;
     srv->stats.conns_accepted++;
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY: inherited from the listener (ag_server_listen). */
 
     struct sockaddr_storage ss;
     int sl = sizeof ss;
@@ -789,6 +915,8 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         set_peer(c, (const struct sockaddr *)&ss);
     ag_head_init(&c->head, c->cfg->header_max);
     ag_buf_init(&c->inbuf, AG_INBUF_MAX);
+    /* The escaped URL of the canonical target, every byte as \\xHH at worst. */
+    ag_buf_init(&c->url_text, 4 * (AG_URL_MAX + AG_HOST_MAX + 16) + 1);
     /* Staging buffers hold what one read produces plus framing overhead. */
     ag_buf_init(&c->stage_client, 2 * AG_READ_CHUNK + 4096);
     ag_buf_init(&c->stage_up, 2 * AG_INBUF_MAX + 4096);

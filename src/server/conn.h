@@ -60,7 +60,7 @@ struct conn_request {
     const char *head_defect; /* what llhttp accepts and we refuse (obs-fold, bare LF), or NULL */
     /* what the head says */
     struct ag_target target;
-    char *log_url; /* escaped URL for the access log (owned) */
+    const char *log_url; /* escaped URL for the access log (in conn's url_text) */
     int method;
     bool is_connect, is_head, keepalive, http10, req_chunked, req_has_body;
     uint64_t req_content_length;
@@ -125,11 +125,14 @@ struct conn {
     /* request parsing */
     llhttp_t parser;
     struct ag_head head;
-    struct ag_buf inbuf; /* unparsed client bytes, ceiling AG_INBUF_MAX */
-    bool paused;         /* llhttp paused by us (head or message end) */
-    bool kick;           /* just resumed: run llhttp once even with no new bytes,
-                            so a body-less message completes */
-    bool head_ready;     /* set by on_headers_complete, acted on after execute */
+    struct ag_buf inbuf;    /* unparsed client bytes, ceiling AG_INBUF_MAX */
+    struct ag_buf url_text; /* rq.log_url's text; its block serves every exchange */
+    uint64_t timer_due_ms;  /* with release_due: the deadline conn_set_timer was given */
+    bool release_due;       /* the timer first stops to release idle buffers */
+    bool paused;            /* llhttp paused by us (head or message end) */
+    bool kick;              /* just resumed: run llhttp once even with no new bytes,
+                               so a body-less message completes */
+    bool head_ready;        /* set by on_headers_complete, acted on after execute */
     bool reading;
     bool parsing; /* inside conn_parse: do not re-enter it */
     bool eof;     /* client half-closed */
@@ -176,7 +179,8 @@ void conn_write_up(struct conn *c, char *data, size_t len);
 /* Bytes as they go on the wire (TLS records, a refusal in clear): queued
  * to the client socket without counting them as an exchange's. Owned. */
 void conn_write_raw_client(struct conn *c, char *data, size_t len);
-/* Plaintext from the client (buf owned): relayed into a tunnel, or parsed. */
+/* Plaintext from the client (buf borrowed: wiped once appended): relayed
+ * into a tunnel, or parsed. */
 void conn_client_bytes(struct conn *c, char *buf, size_t n);
 /* The client's stream ended (UV_EOF) or failed (n < 0). */
 void conn_client_end(struct conn *c, ssize_t n);

@@ -187,7 +187,8 @@ void conn_tls_pump(struct conn *c)
             ERR_clear_error();
             int r = SSL_read(t->ssl, p, (int)room);
             if (r > 0) {
-                conn_client_bytes(c, p, (size_t)r); /* takes p */
+                conn_client_bytes(c, p, (size_t)r); /* wipes what it parses */
+                free(p);
                 continue;
             }
             free(p);
@@ -223,14 +224,12 @@ void conn_tls_input(struct conn *c, char *buf, size_t n)
          * line starts with a method's letter. */
         if ((unsigned char)buf[0] != 22 && buf[0] >= 'A' && buf[0] <= 'Z') {
             ag_wipe(buf, n);
-            free(buf);
             refuse_plain(c);
             return;
         }
     }
     int w = BIO_write(t->in, buf, (int)n);
     ag_wipe(buf, n);
-    free(buf);
     if (w != (int)n) {
         conn_close(c, "nomem");
         return;
@@ -243,7 +242,6 @@ void conn_tls_write(struct conn *c, char *data, size_t len)
     struct conn_tls *t = c->tls;
     if (!t->handshaken || t->notified) {
         ag_wipe(data, len);
-        free(data);
         return;
     }
     size_t done = 0;
@@ -256,14 +254,12 @@ void conn_tls_write(struct conn *c, char *data, size_t len)
             ag_info("conn=%llu event=tls_error client=%s error=\"%s\"", (unsigned long long)c->id,
                     c->peer, ag_tls_error_text(why, sizeof why, "connection reset"));
             ag_wipe(data, len);
-            free(data);
             conn_close(c, "tls_write_error");
             return;
         }
         done += (size_t)r;
     }
     ag_wipe(data, len); /* plaintext may carry tokens or identities */
-    free(data);
     flush_out(c);
 }
 

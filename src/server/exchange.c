@@ -235,12 +235,50 @@ void exchange_log(struct conn *c)
             free(jd[k]);
         return;
     }
-    ag_access(
-        "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s%s %s", (long long)tv.tv_sec,
-        (int)(tv.tv_usec / 1000), (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms),
-        c->peer, tag, s, (unsigned long long)c->rq.bytes_sent, method,
-        c->rq.log_url ? c->rq.log_url : "error:invalid-request", ag_auth_user(c), hierarchy(c),
-        c->rq.hier_ip[0] ? "/" : "/-", c->rq.hier_ip, c->rq.ctype[0] ? c->rq.ctype : "-");
+    /* Squid's native format, built without printf:
+     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
+    const char *url = c->rq.log_url ? c->rq.log_url : "error:invalid-request";
+    const char *user = ag_auth_user(c);
+    const char *ctype = c->rq.ctype[0] ? c->rq.ctype : "-";
+    size_t need = strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) +
+                  strlen(c->rq.hier_ip) + 160; /* numbers, tags, method, spaces */
+    char small[AG_ACCESS_LINE_MAX];
+    struct ag_line l = {.p = small, .cap = sizeof small};
+    if (need > sizeof small) {
+        /* A long URL: the line is never cut. */
+        if (!(l.p = malloc(need)))
+            return;
+        l.cap = need;
+    }
+    ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
+    ag_line_ch(&l, '.');
+    ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+    ag_line_ch(&l, ' ');
+    ag_line_u64(&l, uv_now(c->srv->loop) - c->rq.t_start_ms, 6, ' ');
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, c->peer);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, tag);
+    ag_line_ch(&l, '/');
+    ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 3, '0');
+    ag_line_ch(&l, ' ');
+    ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, method);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, url);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, user);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, hierarchy(c));
+    ag_line_str(&l, c->rq.hier_ip[0] ? "/" : "/-");
+    ag_line_str(&l, c->rq.hier_ip);
+    ag_line_ch(&l, ' ');
+    ag_line_str(&l, ctype);
+    ag_line_ch(&l, '\n');
+    ag_access_line(l.p, l.len);
+    if (l.p != small)
+        free(l.p);
 }
 
 /* --- replies and the end of an exchange ------------------------------------ */
@@ -929,7 +967,7 @@ static int route_head(struct conn *c)
 {
     if (c->rq.is_connect)
         return 0;
-    ag_buf_free(&c->rq.req_head_up);
+    ag_buf_consume(&c->rq.req_head_up, c->rq.req_head_up.len); /* block kept */
     if (build_upstream_head(c, &c->rq.req_head_up) != 0) {
         c->rq.close_after = true;
         exchange_reply(c, 431, NULL, "request head too large");
@@ -1450,8 +1488,7 @@ void exchange_on_head(struct conn *c)
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    free(c->rq.log_url);
-    c->rq.log_url = ag_escape_dup(url, ul);
+    c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
 
     /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
      * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
@@ -1504,8 +1541,7 @@ void exchange_on_head(struct conn *c)
         ag_target_authority(&c->rq.target, canon, sizeof canon);
     else
         ag_target_url(&c->rq.target, canon, sizeof canon);
-    free(c->rq.log_url);
-    c->rq.log_url = ag_escape_dup(canon, strlen(canon));
+    c->rq.log_url = ag_escape_buf(&c->url_text, canon, strlen(canon));
     if (via_has_us(h, c->cfg->via_pseudonym)) {
         c->srv->stats.loops_detected++;
         ag_info("conn=%llu event=loop_detected client=%s", (unsigned long long)c->id, c->peer);

@@ -213,8 +213,11 @@ void ag_server_loops_free(struct ag_server *m)
         uv_cond_destroy(&s->call_cv);
         ag_config_unref(s->cfg);
         ag_tls_ctx_unref(s->tls_ctx);
+        free(s->read_buf);
         free(s);
     }
+    free(m->read_buf);
+    m->read_buf = NULL;
     if (m->n_shards > 1) {
         uv_mutex_destroy(&m->call_mu);
         uv_cond_destroy(&m->call_cv);

@@ -158,6 +158,11 @@ int ag_server_listen(struct ag_server *srv)
         const struct sockaddr *sa = (const struct sockaddr *)&ss;
         int rc = reuse ? reuseport_bind(l, sa)
                        : uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+        /* Accepted sockets inherit TCP_NODELAY from the listener (Linux
+         * clones the listener's TCP options): one setsockopt here instead
+         * of one per connection. */
+        if (rc == 0)
+            rc = uv_tcp_nodelay(&l->tcp, 1);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
         if (rc != 0) {
@@ -189,6 +194,8 @@ static void reload_commit(struct ag_server *srv, struct ag_config *n)
         ag_info("event=tls_reloaded certificate=%s", n->tls_certificate);
     }
     ag_log_set_level((enum ag_log_level)n->log_level);
+    if (ag_log_set_buffer(n->log_buffer) != 0)
+        ag_warn("event=log_buffer_unchanged reason=nomem size=%u", n->log_buffer);
     /* Every other loop takes the new state on its own thread; then what
      * the reload replaced is freed. */
     ag_server_share(srv);

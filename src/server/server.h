@@ -86,6 +86,14 @@ struct ssl_ctx_st;
 
 struct ag_server {
     uv_loop_t *loop;
+    /* The loop's one read buffer (AG_READ_CHUNK, made at the first read):
+     * every socket read of this loop lands here and is consumed before the
+     * read callback returns (appended, parsed, or written on), so reads
+     * cost no allocation and an idle connection holds no read buffer.
+     * read_busy: lent out (a read callback in progress); a nested read
+     * would take a block of its own. */
+    char *read_buf;
+    bool read_busy;
     /* workers N (loops.c) */
     unsigned worker;           /* this loop's index; 0 = main */
     struct ag_server *main;    /* loop 0 (itself on main) */

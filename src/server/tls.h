@@ -45,13 +45,14 @@ bool ag_tls_wanted(const struct ag_config *cfg);
 
 /* Gives c its TLS layer from ctx. 0, or -1 (no memory: the caller closes). */
 int conn_tls_start(struct conn *c, struct ssl_ctx_st *ctx);
-/* n bytes read from the socket (buf owned: freed here) go to the layer,
- * which answers the handshake and hands the plaintext on. */
+/* n bytes read from the socket (buf borrowed: wiped, the caller frees it)
+ * go to the layer, which answers the handshake and hands the plaintext on. */
 void conn_tls_input(struct conn *c, char *buf, size_t n);
 /* Decrypts what is buffered while the plaintext side has room (called
  * when it drained). */
 void conn_tls_pump(struct conn *c);
-/* Encrypts data (owned: wiped and freed here) and queues the records. */
+/* Encrypts data (borrowed: wiped here, the caller frees it) and queues the
+ * records. */
 void conn_tls_write(struct conn *c, char *data, size_t len);
 /* The close_notify alert, queued before the socket's own shutdown. */
 void conn_tls_close_notify(struct conn *c);

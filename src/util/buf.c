@@ -14,7 +14,7 @@ void ag_buf_init(struct ag_buf *b, size_t max)
     b->max = max;
 }
 
-static int reserve(struct ag_buf *b, size_t extra)
+int ag_buf_reserve(struct ag_buf *b, size_t extra)
 {
     if (extra > b->max || b->len > b->max - extra)
         return AG_ELIMIT;
@@ -44,7 +44,7 @@ int ag_buf_append(struct ag_buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    int rc = reserve(b, n);
+    int rc = ag_buf_reserve(b, n);
     if (rc)
         return rc;
     memcpy(b->data + b->len, p, n);

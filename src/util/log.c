@@ -2,39 +2,99 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
 #include "authgate/err.h"
+#include "authgate/limits.h"
 #include "log.h"
+#include "util.h"
 
-static FILE *err_fp;    /* NULL means stderr */
-static FILE *access_fp; /* NULL means disabled */
-static bool err_owned, access_owned;
+/* One log file and the lines waiting for it. fp NULL: stderr for the error
+ * log, off for the access log. */
+struct sink {
+    FILE *fp;
+    bool owned;
+    char *buf; /* buf_cap bytes, or NULL (line by line) */
+    size_t len;
+    uint64_t first_ms; /* when the oldest buffered line came in */
+};
+
+static struct sink err_s, acc_s;
+static size_t buf_cap = AG_LOG_BUFFER; /* 0: every line is written at once */
 /* access_fp != NULL, read without the lock on every request (atomic). */
 static bool access_on;
 static enum ag_log_level level = AG_LOG_INFO; /* atomic: set by one loop, read by all */
-/* Every event loop logs (workers N): a line is written whole under mu, and
- * a reopen (SIGUSR1) never swaps a FILE another thread is writing to. */
+/* Every event loop logs (workers N) into the same two buffers: a line is
+ * appended whole under mu, and a reopen (SIGUSR1) never swaps a FILE
+ * another thread is writing to. One buffer under the lock, not one per
+ * loop: the lock was taken per line already (it was the write's), a
+ * buffered line holds it for a memcpy instead of a write(2), and lines of
+ * every loop stay in the order they were made. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
-static void close_files(void)
+static FILE *sink_file(const struct sink *s)
 {
-    if (err_fp && err_owned)
-        fclose(err_fp);
-    if (access_fp && access_owned)
-        fclose(access_fp);
-    err_fp = access_fp = NULL;
-    err_owned = access_owned = false;
+    if (s->fp)
+        return s->fp;
+    return s == &err_s ? stderr : NULL;
+}
+
+/* Under mu: what is buffered goes out in one write(2) (the FILEs are
+ * unbuffered). */
+static void sink_flush(struct sink *s)
+{
+    FILE *f = sink_file(s);
+    if (s->len && f)
+        fwrite(s->buf, 1, s->len, f);
+    s->len = 0;
+}
+
+/* Under mu: one whole line (with its '\n'). */
+static void sink_put(struct sink *s, const char *line, size_t n)
+{
+    FILE *f = sink_file(s);
+    if (!f)
+        return;
+    if (!s->buf || n > buf_cap) {
+        sink_flush(s);
+        fwrite(line, 1, n, f);
+        return;
+    }
+    uint64_t now = ag_now_ms();
+    if (s->len + n > buf_cap)
+        sink_flush(s);
+    if (s->len == 0)
+        s->first_ms = now;
+    memcpy(s->buf + s->len, line, n);
+    s->len += n;
+    if (now - s->first_ms >= AG_LOG_FLUSH_MS)
+        sink_flush(s);
+}
+
+static void sink_close(struct sink *s)
+{
+    sink_flush(s);
+    if (s->fp && s->owned)
+        fclose(s->fp);
+    s->fp = NULL;
+    s->owned = false;
+}
+
+static void flush_all_atexit(void)
+{
+    ag_log_flush();
 }
 
 int ag_log_open(const char *error_path, const char *access_path)
 {
     FILE *e = NULL, *a = NULL;
     bool eo = false, ao = false;
+    static bool hooked;
     if (error_path && *error_path && strcmp(error_path, "-") != 0) {
         if (!(e = fopen(error_path, "a")))
             return AG_EIO;
@@ -51,25 +111,68 @@ int ag_log_open(const char *error_path, const char *access_path)
             ao = true;
         }
     }
+    /* Unbuffered: our buffer decides when a write happens. */
     if (a)
-        setvbuf(a, NULL, _IOLBF, 0);
+        setvbuf(a, NULL, _IONBF, 0);
     if (e)
-        setvbuf(e, NULL, _IOLBF, 0);
+        setvbuf(e, NULL, _IONBF, 0);
     pthread_mutex_lock(&mu);
-    close_files();
-    err_fp = e;
-    err_owned = eo;
-    access_fp = a;
-    access_owned = ao;
+    /* What was buffered belongs to the old files (logrotate renamed them). */
+    sink_close(&err_s);
+    sink_close(&acc_s);
+    err_s.fp = e;
+    err_s.owned = eo;
+    acc_s.fp = a;
+    acc_s.owned = ao;
     __atomic_store_n(&access_on, a != NULL, __ATOMIC_RELAXED);
+    if (!hooked) {
+        /* exit() paths (a fatal start-up error) lose no buffered line. */
+        hooked = atexit(flush_all_atexit) == 0;
+    }
     pthread_mutex_unlock(&mu);
     return 0;
+}
+
+int ag_log_set_buffer(size_t size)
+{
+    char *eb = NULL, *ab = NULL;
+    if (size) {
+        eb = malloc(size);
+        ab = malloc(size);
+        if (!eb || !ab) {
+            free(eb);
+            free(ab);
+            return AG_ENOMEM;
+        }
+    }
+    pthread_mutex_lock(&mu);
+    sink_flush(&err_s);
+    sink_flush(&acc_s);
+    free(err_s.buf);
+    free(acc_s.buf);
+    err_s.buf = eb;
+    acc_s.buf = ab;
+    buf_cap = size;
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+void ag_log_flush(void)
+{
+    pthread_mutex_lock(&mu);
+    sink_flush(&err_s);
+    sink_flush(&acc_s);
+    pthread_mutex_unlock(&mu);
 }
 
 void ag_log_close(void)
 {
     pthread_mutex_lock(&mu);
-    close_files();
+    sink_close(&err_s);
+    sink_close(&acc_s);
+    free(err_s.buf);
+    free(acc_s.buf);
+    err_s.buf = acc_s.buf = NULL;
     __atomic_store_n(&access_on, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&mu);
 }
@@ -99,26 +202,86 @@ const char *ag_log_level_name(enum ag_log_level lvl)
     return (unsigned)lvl <= AG_LOG_DEBUG ? names[lvl] : "?";
 }
 
+/* --- the line formatter ----------------------------------------------------- */
+
+void ag_line_mem(struct ag_line *l, const char *s, size_t n)
+{
+    size_t room = l->cap - l->len;
+    if (n > room) {
+        n = room;
+        l->cut = true;
+    }
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+void ag_line_str(struct ag_line *l, const char *s)
+{
+    ag_line_mem(l, s, strlen(s));
+}
+
+void ag_line_ch(struct ag_line *l, char ch)
+{
+    ag_line_mem(l, &ch, 1);
+}
+
+void ag_line_u64(struct ag_line *l, uint64_t v, unsigned width, char pad)
+{
+    char d[24];
+    size_t n = 0;
+    do {
+        d[sizeof d - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n < width && n < sizeof d)
+        d[sizeof d - 1 - n++] = pad;
+    ag_line_mem(l, d + sizeof d - n, n);
+}
+
+/* "YYYY-mm-ddTHH:MM:SS" of the second sec: gmtime and strftime once a
+ * second per thread, not per line. */
+static const char *utc_second(time_t sec)
+{
+    static __thread time_t last = (time_t)-1;
+    static __thread char text[32];
+    if (sec != last) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+        last = sec;
+    }
+    return text;
+}
+
 void ag_log(enum ag_log_level lvl, const char *fmt, ...)
 {
     if (lvl > ag_log_get_level())
         return;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[32];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    char line[2048];
-    int n =
-        snprintf(line, sizeof line, "%s.%03dZ level=%s ", ts, (int)(tv.tv_usec / 1000), names[lvl]);
+    char buf[2048];
+    struct ag_line l = {.p = buf, .cap = sizeof buf - 1}; /* room for the '\n' */
+    ag_line_str(&l, utc_second(tv.tv_sec));
+    ag_line_ch(&l, '.');
+    ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+    ag_line_str(&l, "Z level=");
+    ag_line_str(&l, names[lvl]);
+    ag_line_ch(&l, ' ');
+    /* The event text itself: every caller passes a printf format. */
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof line)
-        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    int n = vsnprintf(buf + l.len, l.cap - l.len + 1, fmt, ap);
     va_end(ap);
+    if (n > 0)
+        l.len += (size_t)n < l.cap - l.len ? (size_t)n : l.cap - l.len;
+    buf[l.len++] = '\n';
     pthread_mutex_lock(&mu);
-    fprintf(err_fp ? err_fp : stderr, "%s\n", line);
+    sink_put(&err_s, buf, l.len);
+    if (lvl == AG_LOG_ERROR) {
+        /* An error may be the last thing before an exit: on disk now. */
+        sink_flush(&err_s);
+        sink_flush(&acc_s);
+    }
     pthread_mutex_unlock(&mu);
 }
 
@@ -128,17 +291,37 @@ bool ag_access_enabled(void)
     return __atomic_load_n(&access_on, __ATOMIC_RELAXED);
 }
 
-void ag_access(const char *fmt, ...)
+void ag_access_line(const char *line, size_t n)
 {
     if (!ag_access_enabled())
         return;
     pthread_mutex_lock(&mu);
-    if (access_fp) {
-        va_list ap;
-        va_start(ap, fmt);
-        vfprintf(access_fp, fmt, ap);
-        va_end(ap);
-        fputc('\n', access_fp);
-    }
+    sink_put(&acc_s, line, n);
     pthread_mutex_unlock(&mu);
+}
+
+void ag_access(const char *fmt, ...)
+{
+    if (!ag_access_enabled())
+        return;
+    char small[AG_ACCESS_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    char *line = small;
+    if ((size_t)n + 1 >= sizeof small) {
+        /* A long URL: the line is never cut (it never was). */
+        if (!(line = malloc((size_t)n + 2)))
+            return;
+        va_start(ap, fmt);
+        vsnprintf(line, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    line[n] = '\n';
+    ag_access_line(line, (size_t)n + 1);
+    if (line != small)
+        free(line);
 }

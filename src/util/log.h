@@ -9,6 +9,8 @@
 #define AG_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum ag_log_level { AG_LOG_ERROR = 0, AG_LOG_WARN, AG_LOG_INFO, AG_LOG_DEBUG };
 
@@ -21,10 +23,34 @@ enum ag_log_level ag_log_get_level(void);
 int ag_log_level_parse(const char *s, enum ag_log_level *out);
 const char *ag_log_level_name(enum ag_log_level lvl);
 
+/* Buffered logs (log_buffer): lines collect in one buffer per log, shared
+ * by every loop, written by size (the buffer is full), by age (the oldest
+ * line waited AG_LOG_FLUSH_MS: checked on every line and by ag_log_flush
+ * from a timer), on a reopen, at ag_log_close, after every error-level line
+ * and at exit(). size 0: every line is one write(2), as it is written. */
+int ag_log_set_buffer(size_t size);
+/* Writes whatever is buffered (the loop's once-a-second timer, shutdown). */
+void ag_log_flush(void);
+
 void ag_log(enum ag_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* One access-log line (the caller formats Squid's native fields). */
 void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One access-log line already built, its '\n' included. */
+void ag_access_line(const char *line, size_t n);
 bool ag_access_enabled(void);
+
+/* A line built in a caller's bounded buffer without printf (the access
+ * log's per-request path): appends stop at cap and set cut. */
+struct ag_line {
+    char *p;
+    size_t len, cap;
+    bool cut;
+};
+void ag_line_mem(struct ag_line *l, const char *s, size_t n);
+void ag_line_str(struct ag_line *l, const char *s);
+void ag_line_ch(struct ag_line *l, char ch);
+/* v in decimal, right-aligned in width with pad (' ' or '0'): %6llu, %03d. */
+void ag_line_u64(struct ag_line *l, uint64_t v, unsigned width, char pad);
 
 #define ag_err(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
 #define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)

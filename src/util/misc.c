@@ -126,6 +126,18 @@ char *ag_escape_dup(const char *src, size_t n)
     return d ? escape(d, cap, src, n, "") : NULL;
 }
 
+const char *ag_escape_buf(struct ag_buf *b, const char *src, size_t n)
+{
+    if (n > (SIZE_MAX - 1) / 4)
+        return NULL;
+    b->len = 0;
+    if (ag_buf_reserve(b, 4 * n + 1) != 0)
+        return NULL;
+    escape(b->data, 4 * n + 1, src, n, "");
+    b->len = strlen(b->data);
+    return b->data;
+}
+
 int ag_random(void *buf, size_t n)
 {
     uint8_t *b = buf;

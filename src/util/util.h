@@ -27,6 +27,8 @@ struct ag_buf {
 void ag_buf_init(struct ag_buf *b, size_t max);
 /* Appends n bytes; AG_ELIMIT past the ceiling, AG_ENOMEM. */
 int ag_buf_append(struct ag_buf *b, const void *p, size_t n);
+/* Room for extra more bytes past len (AG_ELIMIT past the ceiling, AG_ENOMEM). */
+int ag_buf_reserve(struct ag_buf *b, size_t extra);
 int ag_buf_appendz(struct ag_buf *b, const char *s);
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (memmove) and wipes the bytes it vacates. */
@@ -84,6 +86,11 @@ char *ag_escape_field(char *dst, size_t dstcap, const char *src, size_t n);
  * byte): never truncated, for text bounded elsewhere (a URL, at most
  * AG_URL_MAX) that a log must show whole. NULL when out of memory. */
 char *ag_escape_dup(const char *src, size_t n);
+/* ag_escape_dup into b instead of a new block: b's previous text is
+ * replaced, its block kept from one use to the next (a connection's access
+ * log URL: no allocation per request). NULL when out of memory or past b's
+ * ceiling. */
+const char *ag_escape_buf(struct ag_buf *b, const char *src, size_t n);
 
 /* Fills buf from the kernel CSPRNG (getrandom(2)), retrying on EINTR and
  * short reads. 0 or AG_EIO. For challenges, salts and hash seeds. */

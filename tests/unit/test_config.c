@@ -120,6 +120,7 @@ static void test_defaults_match_limits(void **state)
     assert_int_equal(c->header_max, AG_HEADER_MAX);
     assert_int_equal(c->max_connections, AG_MAX_CONNECTIONS);
     assert_int_equal(c->drain_max, AG_DRAIN_MAX);
+    assert_int_equal(c->log_buffer, AG_LOG_BUFFER);
     assert_int_equal(c->threadpool_size, AG_THREADPOOL_SIZE);
     assert_int_equal(c->winbind_threads, AG_WINBIND_THREADS);
     assert_int_equal(c->kerberos_threads, AG_KERBEROS_THREADS);
@@ -240,6 +241,8 @@ static const struct num_case {
     {"header_max 5000", offsetof(struct ag_config, header_max), 5000},
     {"drain_max 0", offsetof(struct ag_config, drain_max), 0},
     {"drain_max 1m", offsetof(struct ag_config, drain_max), 1024 * 1024},
+    {"log_buffer 0", offsetof(struct ag_config, log_buffer), 0},
+    {"log_buffer 64k", offsetof(struct ag_config, log_buffer), 64 * 1024},
     {"head_timeout 5s", offsetof(struct ag_config, head_timeout_ms), 5000},
     {"head_timeout 100ms", offsetof(struct ag_config, head_timeout_ms), 100},
     {"head_timeout 24h", offsetof(struct ag_config, head_timeout_ms), 86400000},
@@ -311,6 +314,7 @@ static const struct dump_case {
     {"header_max 65536", "header_max 64k"},
     {"header_max 5000", "header_max 5000"},
     {"drain_max 1048576", "drain_max 1m"},
+    {"log_buffer 0", "log_buffer 0"},
     {"head_timeout 60000ms", "head_timeout 1m"},
     {"idle_timeout 1500ms", "idle_timeout 1500ms"},
     {"dns_timeout 7", "dns_timeout 7s"},

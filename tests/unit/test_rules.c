@@ -478,6 +478,99 @@ static void test_thousand_rules(void **state)
     ag_rules_free(r);
 }
 
+/* The compiled evaluation (candidate sets over host= and dst=) against the
+ * linear walk on random rule sets and requests: same verdict, same deciding
+ * rule, same recheck, for every query, both passes. Small vocabularies make
+ * hits, near misses (a suffix without its dot, a neighbouring network) and
+ * first-match-wins conflicts common. */
+static uint64_t rng_state = 0x2545f4914f6cdd1du;
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+static const char *const r_hosts[] = {"a.example", "b.example", "example",       "x.a.example",
+                                      "aexample",  "192.0.2.1", "[2001:db8::1]", "Mixed.Example"};
+static const char *const r_pats[] = {"a.example",     "*.example", "*.a.example",
+                                     "example",       "b.example", "192.0.2.1",
+                                     "[2001:db8::1]", "*.xample",  "MIXED.example"};
+static const char *const r_nets[] = {"192.0.2.0/24", "192.0.2.1", "192.0.0.0/16",
+                                     "10.0.0.0/8",   "0.0.0.0/0", "2001:db8::/32",
+                                     "2001:db8::1",  "::/0",      "192.0.2.128/25"};
+static const char *const r_dsts[] = {"192.0.2.1", "192.0.2.200", "192.0.9.9",   "10.1.2.3",
+                                     "8.8.8.8",   "2001:db8::1", "2001:db9::1", "::ffff:192.0.2.1"};
+static const char *const r_methods[] = {"GET", "POST", "CONNECT"};
+
+static void test_compiled_agrees_with_linear(void **state)
+{
+    (void)state;
+    char *text = malloc(200 * 400);
+    for (int set = 0; set < 300; set++) {
+        size_t o = (size_t)sprintf(text, "default %s\n", rnd(2) ? "allow" : "deny");
+        unsigned n = 1 + rnd(set < 250 ? 30 : 200);
+        for (unsigned i = 0; i < n; i++) {
+            o += (size_t)sprintf(text + o, "%s r%u", rnd(2) ? "allow" : "deny", i);
+            bool pre = rnd(6) == 0;
+            if (pre)
+                o += (size_t)sprintf(text + o, " auth=none");
+            if (rnd(3)) {
+                o += (size_t)sprintf(text + o, " host=%s", r_pats[rnd(9)]);
+                for (unsigned k = rnd(3); k; k--)
+                    o += (size_t)sprintf(text + o, ",%s", r_pats[rnd(9)]);
+            }
+            if (rnd(3) == 0) {
+                o += (size_t)sprintf(text + o, " dst=%s", r_nets[rnd(9)]);
+                for (unsigned k = rnd(2); k; k--)
+                    o += (size_t)sprintf(text + o, ",%s", r_nets[rnd(9)]);
+            }
+            if (rnd(4) == 0)
+                o += (size_t)sprintf(text + o, " port=%u", rnd(2) ? 80 : 443);
+            if (rnd(4) == 0)
+                o += (size_t)sprintf(text + o, " method=%s", r_methods[rnd(3)]);
+            if (!pre && rnd(5) == 0)
+                o += (size_t)sprintf(text + o, " user=%s", rnd(2) ? "alice" : "bob");
+            text[o++] = '\n';
+        }
+        text[o] = '\0';
+        char err[256];
+        struct ag_rules *r = parse(text, err, sizeof err);
+        if (!r)
+            fail_msg("rule set %d: %s\n%s", set, err, text);
+        for (int qi = 0; qi < 100; qi++) {
+            struct ag_identity id;
+            memset(&id, 0, sizeof id);
+            snprintf(id.user, sizeof id.user, "%s", rnd(2) ? "alice" : "carol");
+            struct sockaddr_storage dst = addr(r_dsts[rnd(8)]), src = addr("127.0.0.1");
+            struct ag_rules_query q = {
+                .host = r_hosts[rnd(8)],
+                .dst = rnd(4) ? (const struct sockaddr *)&dst : NULL,
+                .port = rnd(2) ? 80 : 443,
+                .method = r_methods[rnd(3)],
+                .src = (const struct sockaddr *)&src,
+                .id = rnd(4) ? &id : NULL,
+                .scheme = AG_SCHEME_BASIC,
+                .now = 0,
+            };
+            for (int pre = 0; pre < 2; pre++) {
+                const char *r1 = NULL, *r2 = NULL;
+                bool c1 = false, c2 = false;
+                enum ag_rule_verdict v1 = ag_rules_eval(r, &q, pre, &r1, &c1);
+                enum ag_rule_verdict v2 = ag_rules_eval_linear(r, &q, pre, &r2, &c2);
+                if (v1 != v2 || strcmp(r1, r2) != 0 || c1 != c2)
+                    fail_msg("set %d query %d (host %s, dst %s, preauth %d): compiled %d %s %d, "
+                             "linear %d %s %d\n%s",
+                             set, qi, q.host, q.dst ? "set" : "none", pre, v1, r1, c1, v2, r2, c2,
+                             text);
+            }
+        }
+        ag_rules_free(r);
+    }
+    free(text);
+}
+
 /* A Kerberos user whose group lookup failed: the first rule whose outcome
  * turns on a winbind group answers GROUPS_UNKNOWN, allow or deny; rules
  * decided without it (user=, declared members, other matchers) still do. */
@@ -550,9 +643,13 @@ static void test_groups_unknown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy),         cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_routes),         cmocka_unit_test(test_default_allow_and_counters),
-        cmocka_unit_test(test_one_spelling),   cmocka_unit_test(test_thousand_rules),
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_default_allow_and_counters),
+        cmocka_unit_test(test_one_spelling),
+        cmocka_unit_test(test_thousand_rules),
+        cmocka_unit_test(test_compiled_agrees_with_linear),
         cmocka_unit_test(test_groups_unknown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,6 +208,10 @@ class Gateway:
             "error_log": str(self.error_log_path),
             "access_log": str(self.access_log_path),
             "log_level": "info",
+            # Tests read the logs right after the event they wait for:
+            # every line written at once, as before log_buffer existed.
+            # test_proxy_log_buffer.py runs the buffered default.
+            "log_buffer": "0",
             "via_pseudonym": "authgate",
             "head_timeout": "2s",
             "connect_timeout": "1s",
