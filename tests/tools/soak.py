@@ -74,7 +74,7 @@ class Soak:
     def __init__(self, st, seed):
         self.st = st
         self.rng = random.Random(seed)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # one() holds it around _in_window()
         self.ops = collections.Counter()
         self.errors = collections.Counter()
         self.error_samples = []
