@@ -32,7 +32,9 @@
 #define AG_LISTEN_BACKLOG 1024
 /* Descriptors kept free below RLIMIT_NOFILE when the accept gate decides:
  * listeners, the status socket and its clients, splice pipes, the resolver,
- * the log and the worker pools' wake-ups need some after the last client. */
+ * the log and the worker pools' wake-ups need some after the last client.
+ * Under a limit below twice this, half the limit is kept instead (an idle
+ * daemon holds about 20: a limit of 64 still serves some 16 clients). */
 #define AG_FD_RESERVE 64
 
 /* --- PROXY protocol (listen ... proxy_protocol) ------------------------ */

@@ -18,12 +18,15 @@ static void on_listener_closed(uv_handle_t *h)
 
 /* The accept gate is open: below max_connections, and far enough from the
  * descriptor limit that each client may still get one more for its upstream
- * (AG_FD_RESERVE left for everything else). */
+ * (AG_FD_RESERVE left for everything else, or half of a limit smaller than
+ * twice that: under `ulimit -n 64` a fixed reserve of 64 closed the gate for
+ * good and the daemon served nobody). */
 static bool accept_room(const struct ag_server *srv)
 {
+    uint64_t reserve = srv->fd_limit / 2 < AG_FD_RESERVE ? srv->fd_limit / 2 : AG_FD_RESERVE;
     return srv->n_conns < srv->cfg->max_connections &&
            (!srv->fd_limit ||
-            (uint64_t)srv->n_conns + ag_upstream_live() + AG_FD_RESERVE < srv->fd_limit);
+            (uint64_t)srv->n_conns + ag_upstream_live() + reserve < srv->fd_limit);
 }
 
 static void on_connection(uv_stream_t *s, int status)
