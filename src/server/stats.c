@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "server.h"
 #include "session/table.h"
+#include "util/log.h"
 
 /* Milliseconds. Local verification takes well under 1 ms, winbind a few,
  * Kerberos with a replay cache 1-10; the top buckets catch a slow domain
@@ -163,4 +164,5 @@ void ag_stats_view_take(const struct ag_server *srv, struct ag_stats_view *v)
     v->authenticated = g.authenticated;
     v->handshakes = g.handshakes;
     v->tunnels_open = g.tunnels;
+    v->log_write_failures = ag_log_write_failures();
 }

@@ -1,5 +1,7 @@
 /* log.c - error and access logs (see log.h). */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -14,6 +16,63 @@ static bool err_owned, access_owned;
 static enum ag_log_level level = AG_LOG_INFO;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
+
+/* Lines that did not reach their log (a full disk, /dev/full, an I/O
+ * error), in total and in the current failing spell of each log. */
+enum { LOG_ERROR_FILE, LOG_ACCESS_FILE };
+static const char *const file_names[] = {"error", "access"};
+static uint64_t write_failures;
+static uint64_t lost[2];
+static bool failing[2];
+
+static void timestamp(char *out, size_t n)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03dZ", ts, (int)(tv.tv_usec / 1000));
+}
+
+/* After a line went to f: a failed write is counted and said once per
+ * failing spell, on stderr (a full log disk must neither stop the traffic
+ * nor turn into one message per request); the first line that gets through
+ * again says how many were lost. */
+static void after_write(FILE *f, int which, int rc)
+{
+    if (rc < 0 || ferror(f)) {
+        int e = errno;
+        clearerr(f);
+        write_failures++;
+        lost[which]++;
+        if (!failing[which]) {
+            failing[which] = true;
+            if (f != stderr) {
+                char ts[48];
+                timestamp(ts, sizeof ts);
+                fprintf(stderr,
+                        "%s level=warn event=log_write_failed log=%s error=\"%s\" "
+                        "note=\"lines are dropped until the log takes writes again\"\n",
+                        ts, file_names[which], strerror(e));
+            }
+        }
+        return;
+    }
+    if (failing[which]) {
+        failing[which] = false;
+        uint64_t n = lost[which];
+        lost[which] = 0;
+        ag_warn("event=log_write_resumed log=%s lost=%llu", file_names[which],
+                (unsigned long long)n);
+    }
+}
+
+uint64_t ag_log_write_failures(void)
+{
+    return write_failures;
+}
 
 static void close_files(void)
 {
@@ -92,21 +151,16 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...)
     if (lvl > level)
         return;
     FILE *f = err_fp ? err_fp : stderr;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[32];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    char ts[48];
+    timestamp(ts, sizeof ts);
     char line[2048];
-    int n =
-        snprintf(line, sizeof line, "%s.%03dZ level=%s ", ts, (int)(tv.tv_usec / 1000), names[lvl]);
+    int n = snprintf(line, sizeof line, "%s level=%s ", ts, names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
-    fprintf(f, "%s\n", line);
+    after_write(f, LOG_ERROR_FILE, fprintf(f, "%s\n", line));
 }
 
 bool ag_access_enabled(void)
@@ -120,7 +174,9 @@ void ag_access(const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(access_fp, fmt, ap);
+    int rc = vfprintf(access_fp, fmt, ap);
     va_end(ap);
-    fputc('\n', access_fp);
+    if (fputc('\n', access_fp) == EOF)
+        rc = -1;
+    after_write(access_fp, LOG_ACCESS_FILE, rc);
 }

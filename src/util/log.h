@@ -9,6 +9,7 @@
 #define AG_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum ag_log_level { AG_LOG_ERROR = 0, AG_LOG_WARN, AG_LOG_INFO, AG_LOG_DEBUG };
 
@@ -25,6 +26,9 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...) __attribute__((format(p
 /* One access-log line (the caller formats Squid's native fields). */
 void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool ag_access_enabled(void);
+/* Log lines lost to failed writes since start (both logs); each failing
+ * spell is said once on stderr, and its end once in the error log. */
+uint64_t ag_log_write_failures(void);
 
 #define ag_err(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
 #define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)
