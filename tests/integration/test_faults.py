@@ -296,6 +296,31 @@ def test_origin_resets_mid_response(make_gateway, origin, sockdir):
     assert r.status == 200
 
 
+def test_origin_reset_keeps_earlier_pipelined_response(make_gateway, origin, sockdir):
+    """Found by the chaos client: a client pipelines a 1 MiB download and a
+    request whose origin resets mid-response, and sends a third request
+    while the first is still in flight. The gateway must close the
+    connection (the second response cannot be finished), but closing a
+    socket with unread input makes the kernel send a reset that discards
+    the 1 MiB still queued for the client. The lingering close (FIN after
+    the queued bytes, input dropped until the client's EOF) delivers it."""
+    gw = make_gateway(status_socket=str(sockdir / "ctl.sock"))
+    for i in range(5):
+        c = gw.client(timeout=10)
+        c.send(get_request(origin.url("/size/1048576")) + get_request(origin.url("/reset/100")))
+        gw.wait_log(r"conn=%d event=upstream_error" % (i + 1))
+        c.send(get_request(origin.url("/echo/third")), tolerant=True)
+        time.sleep(0.3)  # the gateway closes meanwhile: the bug needs that order
+        r = c.recv_response()
+        assert r.status == 200 and len(r.body) == 1048576
+        head = c.read_head()
+        assert head.status == 200 and head.header("content-length") == "200"
+        c.read_exact(100)  # what the origin sent before its reset, then the end
+        assert c.is_closed(5.0)
+        c.close()
+    assert not any(q.target == "/echo/third" for q in origin.all_requests)
+
+
 @pytest.fixture
 def silent_resolver(tmp_path):
     """A private resolv.conf naming a UDP socket that never answers, for a
