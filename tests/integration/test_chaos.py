@@ -11,7 +11,6 @@ import os
 import pathlib
 import sys
 
-import pytest
 
 from peers.fixtures import _need_winbind
 

@@ -25,7 +25,6 @@ import time
 import pytest
 
 from harness.ctl_client import sockdir, stats  # noqa: F401 (sockdir: a fixture)
-from harness.gateway import GatewayError
 from harness.ntlm_client import authenticate_msg, b64, negotiate_msg, ntlm_pa, pa
 from harness.procs import threads_waiting_on_socket
 from harness.rawhttp import RawClient, get_request
@@ -120,6 +119,21 @@ def negotiate_ok(st):
     return 200
 
 
+def winbind_and_kerberos_load(st, ntlm_threads, ntlm_timeout=15):
+    """NTLM load (through winbindd) and one Negotiate client, once NTLM
+    answers 200 steadily."""
+    ntlm = Load(st, lambda s: ntlm_status(s, timeout=ntlm_timeout), threads=ntlm_threads)
+    neg = Load(st, negotiate_ok, threads=1)
+    try:
+        wait_results(ntlm, time.monotonic(), lambda rs: rs.count((200, None)) >= 5,
+                     "NTLM load running")
+    except BaseException:
+        ntlm.finish()
+        neg.finish()
+        raise
+    return ntlm, neg
+
+
 def wait_results(load, t, pred, what, timeout=30):
     """Waits until pred(results started since t); returns those results."""
     wait_until(lambda: pred(load.since(t)), timeout, what, interval=0.05)
@@ -138,11 +152,8 @@ def test_winbindd_killed_and_restarted_under_load(stack):
     process."""
     st = stack
     pid = st.gw.proc.pid
-    ntlm = Load(st, lambda s: ntlm_status(s), threads=2)
-    neg = Load(st, negotiate_ok, threads=1)
+    ntlm, neg = winbind_and_kerberos_load(st, 2)
     try:
-        t = time.monotonic()
-        wait_results(ntlm, t, lambda rs: rs.count((200, None)) >= 5, "NTLM load running")
         st.wb.stop()
         t_down = time.monotonic()
         rs = wait_results(ntlm, t_down + 0.5, lambda rs: len(rs) >= 5, "NTLM answers while down")
@@ -169,11 +180,8 @@ def test_winbindd_stopped_under_load(stack):
     winbind pool's threads stay blocked but no other pool does: Negotiate
     answers 200 throughout; after SIGCONT NTLM recovers."""
     st = stack
-    ntlm = Load(st, lambda s: ntlm_status(s, timeout=20), threads=3)
-    neg = Load(st, negotiate_ok, threads=1)
+    ntlm, neg = winbind_and_kerberos_load(st, 3, ntlm_timeout=20)
     try:
-        t = time.monotonic()
-        wait_results(ntlm, t, lambda rs: rs.count((200, None)) >= 5, "NTLM load running")
         st.wb.pause()
         t_stop = time.monotonic()
         wait_until(lambda: threads_waiting_on_socket(st.gw.proc.pid), 10,

@@ -33,7 +33,7 @@ if str(INTEG) not in sys.path:
 
 from harness.auth import IDENTITY_HEADER, write_user_file  # noqa: E402
 from harness.ctl_client import ctl, query, short_tmpdir, stats  # noqa: E402
-from harness.gateway import Gateway, authgate_bin, sanitizer_env  # noqa: E402
+from harness.gateway import Gateway, authgate_bin, sanitizer_env  # noqa: E402,F401 (authgate_bin: for the tools)
 from harness.origin import EchoServer, OriginServer  # noqa: E402
 from peers.kdc import Kdc  # noqa: E402
 from peers.winbind import Winbind  # noqa: E402

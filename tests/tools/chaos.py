@@ -248,14 +248,18 @@ class Chaos:
             raise Finding("POST auth=%s: %r" % (auth, r))
         self.end(conn, "close" if conn.closing else None)
 
-    def sc_unauth_then(self):
-        """A request without credentials: 407, the origin must not see it."""
-        conn = Conn(self)
+    def ask_without_credentials(self, conn, what, counter):
+        """A request without credentials on conn: 407 (I2 checks that the
+        origin never sees it: its path says noauth)."""
         self.send_split(conn, get_request(self.st.origin.url(self.path("echo", False))))
         r = self.response(conn)
         if r.status != 407:
-            raise Finding("no credentials: %r" % r)
-        self.n["unauth_407"] += 1
+            raise Finding("%s: %r" % (what, r))
+        self.n[counter] += 1
+
+    def sc_unauth_then(self):
+        conn = Conn(self)
+        self.ask_without_credentials(conn, "no credentials", "unauth_407")
         self.end(conn)
 
     def sc_ntlm(self):
@@ -314,11 +318,8 @@ class Chaos:
         """A connection left mid-handshake: closed, reset, held, or it asks
         without credentials (must be 407: a handshake is no identity)."""
         if self.rng.random() < 0.4:
-            self.send_split(conn, get_request(self.st.origin.url(self.path("echo", False))))
-            r = self.response(conn)
-            if r.status != 407:
-                raise Finding("request after an abandoned handshake: %r" % r)
-            self.n["abandoned_then_407"] += 1
+            self.ask_without_credentials(conn, "request after an abandoned handshake",
+                                         "abandoned_then_407")
         self.end(conn)
 
     def sc_connect(self):
