@@ -11,7 +11,6 @@ import os
 import pathlib
 import sys
 
-
 from peers.fixtures import _need_winbind
 
 TOOLS = pathlib.Path(__file__).resolve().parents[1] / "tools"
