@@ -1,6 +1,7 @@
 /* log.c - error and access logs (see log.h). */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,9 +22,9 @@ static const char *const names[] = {"error", "warn", "info", "debug"};
  * error), in total and in the current failing spell of each log. */
 enum { LOG_ERROR_FILE, LOG_ACCESS_FILE };
 static const char *const file_names[] = {"error", "access"};
-static uint64_t write_failures;
-static uint64_t lost[2];
-static bool failing[2];
+static _Atomic uint64_t write_failures;
+static _Atomic uint64_t lost[2];
+static atomic_bool failing[2]; /* atomics: every worker loop thread logs */
 
 static void timestamp(char *out, size_t n)
 {
@@ -45,10 +46,9 @@ static void after_write(FILE *f, int which, int rc)
     if (rc < 0 || ferror(f)) {
         int e = errno;
         clearerr(f);
-        write_failures++;
-        lost[which]++;
-        if (!failing[which]) {
-            failing[which] = true;
+        atomic_fetch_add(&write_failures, 1);
+        atomic_fetch_add(&lost[which], 1);
+        if (!atomic_exchange(&failing[which], true)) {
             if (f != stderr) {
                 char ts[48];
                 timestamp(ts, sizeof ts);
@@ -60,10 +60,8 @@ static void after_write(FILE *f, int which, int rc)
         }
         return;
     }
-    if (failing[which]) {
-        failing[which] = false;
-        uint64_t n = lost[which];
-        lost[which] = 0;
+    if (atomic_load(&failing[which]) && atomic_exchange(&failing[which], false)) {
+        uint64_t n = atomic_exchange(&lost[which], 0);
         ag_warn("event=log_write_resumed log=%s lost=%llu", file_names[which],
                 (unsigned long long)n);
     }
@@ -71,7 +69,7 @@ static void after_write(FILE *f, int which, int rc)
 
 uint64_t ag_log_write_failures(void)
 {
-    return write_failures;
+    return atomic_load(&write_failures);
 }
 
 static void close_files(void)

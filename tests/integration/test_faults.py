@@ -329,6 +329,37 @@ def test_origin_reset_keeps_earlier_pipelined_response(make_gateway, origin, soc
     assert not any(q.target == "/echo/third" for q in origin.all_requests)
 
 
+def test_lingering_close_is_bounded(make_gateway, origin, sockdir):
+    """A client that keeps sending after a reply that ends its connection
+    (400 to a malformed head) gets our FIN at once and is cut off after
+    AG_LINGER_TIMEOUT_MS (2 s) of lingering; timeout_linger counts it. One
+    that closes is let go at once."""
+    gw = make_gateway(status_socket=str(sockdir / "ctl.sock"))
+    c = gw.client(timeout=10)
+    c.send(b"GET http://x/ HTTP/1.1\r\nBad Header\r\n\r\n")
+    r = c.recv_response()
+    assert r.status == 400
+    t0 = time.monotonic()
+    assert c.read_to_eof(5) == b""  # our FIN came with the reply
+    cut = False
+    while time.monotonic() - t0 < 6:
+        try:
+            c.sock.sendall(b"x" * 100)
+        except (BrokenPipeError, ConnectionResetError):
+            cut = True
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    assert cut and 1.5 < took < 4.0, (cut, took)
+    assert stats(gw)["timeout_linger"] == 1
+    c2 = gw.client()
+    c2.send(b"GET http://x/ HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert c2.recv_response().status == 400
+    c2.close()
+    wait_until(lambda: stats(gw)["connections"] == 0, 1.0, "a closed client let go at once")
+    assert stats(gw)["timeout_linger"] == 1
+
+
 @pytest.fixture
 def silent_resolver(tmp_path):
     """A private resolv.conf naming a UDP socket that never answers, for a
