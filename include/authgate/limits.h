@@ -32,7 +32,9 @@
 #define AG_LISTEN_BACKLOG 1024
 /* Descriptors kept free below RLIMIT_NOFILE when the accept gate decides:
  * listeners, the status socket and its clients, splice pipes, the resolver,
- * the log and the worker pools' wake-ups need some after the last client. */
+ * the log and the worker pools' wake-ups need some after the last client.
+ * Under a limit below twice this, half the limit is kept instead (an idle
+ * daemon holds about 20: a limit of 64 still serves some 16 clients). */
 #define AG_FD_RESERVE 64
 
 /* --- PROXY protocol (listen ... proxy_protocol) ------------------------ */
@@ -104,6 +106,13 @@
  * reply in milliseconds; one that never reads must not hold its socket and
  * buffers (up to AG_WRITE_HIGH_WATER) for ever. */
 #define AG_FLUSH_TIMEOUT_MS 5000
+/* After that flush and our FIN, what the client still sends is read and
+ * dropped for at most this long (a lingering close, as nginx's): closing a
+ * socket with unread input makes the kernel send a reset, which throws away
+ * replies the client has not read yet, such as a whole response to an
+ * earlier pipelined request. A client that stops sending or closes ends it
+ * at once; one that keeps sending is cut off here (timeout_linger). */
+#define AG_LINGER_TIMEOUT_MS 2000
 #define AG_TIMEOUT_MIN_MS 100
 #define AG_TIMEOUT_MAX_MS (24 * 3600 * 1000)
 

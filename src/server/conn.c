@@ -115,10 +115,40 @@ void conn_close(struct conn *c, const char *reason)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
+/* The lingering close (AG_LINGER_TIMEOUT_MS): input after our FIN is
+ * dropped into a per-thread sink (each worker loop has its own thread). */
+static void linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static _Thread_local char sink[4096];
+    (void)h;
+    (void)hint;
+    *buf = uv_buf_init(sink, sizeof sink);
+}
+
+static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0)
+        conn_close(s->data, n == UV_EOF ? "done" : "linger_error");
+}
+
+static void on_linger_deadline(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    c->srv->stats.timeout_linger++;
+    conn_close(c, "linger_timeout");
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
-    conn_close(c, "done");
+    if (status != 0 || c->state != CONN_FLUSH_CLOSE ||
+        uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read) != 0) {
+        conn_close(c, "done");
+        return;
+    }
+    c->reading = true;
+    uv_timer_start(&c->timer, on_linger_deadline, AG_LINGER_TIMEOUT_MS, 0);
 }
 
 static void on_flush_deadline(uv_timer_t *t)

@@ -870,7 +870,14 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     ag_upstream_close(c->up);
     c->up = NULL;
     if (c->rq.resp_started && c->rq.status) {
-        conn_close(c, "upstream_failed_mid_response");
+        /* The response cannot be finished: the client learns it from the
+         * close. A flushed, lingering close keeps what went before intact
+         * (a whole earlier pipelined response still in the socket);
+         * a splice in progress is torn down at once. */
+        if (c->splicing)
+            conn_close(c, "upstream_failed_mid_response");
+        else
+            conn_close_after_flush(c);
         return;
     }
     if (!c->rq.msg_done)

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "server.h"
 #include "session/table.h"
+#include "util/log.h"
 
 /* Milliseconds. Local verification takes well under 1 ms, winbind a few,
  * Kerberos with a replay cache 1-10; the top buckets catch a slow domain
@@ -204,4 +205,5 @@ void ag_stats_view_take(struct ag_server *srv, struct ag_stats_view *v)
     v->connections = ag_server_conns(srv);
     v->authenticated = v->sessions.authenticated;
     v->handshakes = v->sessions.handshakes;
+    v->log_write_failures = ag_log_write_failures();
 }

@@ -38,6 +38,8 @@ struct ag_stats_view {
     struct ag_throttle_stats throttle;
     /* the GAUGE rows */
     uint64_t connections, authenticated, handshakes, tunnels_open;
+    /* a COUNTER kept by the log module (util/log.h) */
+    uint64_t log_write_failures;
 };
 
 /* Reads every source once (the session table, the throttle, the connection

@@ -1,4 +1,5 @@
 /* log.c - error and access logs (see log.h). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,14 +16,24 @@
 /* One log file and the lines waiting for it. fp NULL: stderr for the error
  * log, off for the access log. */
 struct sink {
+    const char *name; /* "error" or "access", for the failure lines */
     FILE *fp;
     bool owned;
     char *buf; /* buf_cap bytes, or NULL (line by line) */
     size_t len;
     uint64_t first_ms; /* when the oldest buffered line came in */
+    /* Under mu: lines that did not reach the file (a full disk, /dev/full,
+     * an I/O error) in the current failing spell, and whether one is on. */
+    uint64_t lost;
+    bool failing;
 };
 
-static struct sink err_s, acc_s;
+static struct sink err_s = {.name = "error"}, acc_s = {.name = "access"};
+/* Lines lost in all (both logs), read by the stats without the lock. */
+static uint64_t write_failures;
+/* A spell that ended under mu, said by the next caller once mu is free
+ * (ag_warn takes mu itself): the lines lost, 0 for none. */
+static uint64_t resumed_lost[2];
 static size_t buf_cap = AG_LOG_BUFFER; /* 0: every line is written at once */
 /* access_fp != NULL, read without the lock on every request (atomic). */
 static bool access_on;
@@ -44,13 +55,80 @@ static FILE *sink_file(const struct sink *s)
     return s == &err_s ? stderr : NULL;
 }
 
+static size_t count_lines(const char *p, size_t n)
+{
+    size_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+        k++;
+    return k;
+}
+
+/* Under mu, after n bytes (lines of them) went to f: a failed write is
+ * counted and said once per failing spell, on stderr (a full log disk must
+ * neither stop the traffic nor turn into one message per request); the
+ * first write that gets through again has the error log say how many lines
+ * were lost (report_resumed, once mu is free). */
+static void after_write(struct sink *s, FILE *f, const char *p, size_t n, size_t written)
+{
+    if (written < n || ferror(f)) {
+        int e = errno;
+        clearerr(f);
+        size_t k = count_lines(p, n);
+        __atomic_add_fetch(&write_failures, k, __ATOMIC_RELAXED);
+        s->lost += k;
+        if (!s->failing) {
+            s->failing = true;
+            if (f != stderr) {
+                struct timeval tv;
+                gettimeofday(&tv, NULL);
+                struct tm tm;
+                char ts[32];
+                gmtime_r(&tv.tv_sec, &tm);
+                strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+                fprintf(stderr,
+                        "%s.%03dZ level=warn event=log_write_failed log=%s error=\"%s\" "
+                        "note=\"lines are dropped until the log takes writes again\"\n",
+                        ts, (int)(tv.tv_usec / 1000), s->name, strerror(e));
+            }
+        }
+        return;
+    }
+    if (s->failing) {
+        s->failing = false;
+        resumed_lost[s == &acc_s] = s->lost ? s->lost : 1;
+        s->lost = 0;
+    }
+}
+
+/* Outside mu: the end of a failing spell, in the error log. */
+static void report_resumed(void)
+{
+    for (int i = 0; i < 2; i++) {
+        uint64_t n = __atomic_exchange_n(&resumed_lost[i], 0, __ATOMIC_RELAXED);
+        if (n)
+            ag_warn("event=log_write_resumed log=%s lost=%llu", i ? "access" : "error",
+                    (unsigned long long)n);
+    }
+}
+
+uint64_t ag_log_write_failures(void)
+{
+    return __atomic_load_n(&write_failures, __ATOMIC_RELAXED);
+}
+
+/* Under mu: n bytes straight to the file. */
+static void sink_write(struct sink *s, FILE *f, const char *p, size_t n)
+{
+    after_write(s, f, p, n, fwrite(p, 1, n, f));
+}
+
 /* Under mu: what is buffered goes out in one write(2) (the FILEs are
  * unbuffered). */
 static void sink_flush(struct sink *s)
 {
     FILE *f = sink_file(s);
     if (s->len && f)
-        fwrite(s->buf, 1, s->len, f);
+        sink_write(s, f, s->buf, s->len);
     s->len = 0;
 }
 
@@ -62,7 +140,7 @@ static void sink_put(struct sink *s, const char *line, size_t n)
         return;
     if (!s->buf || n > buf_cap) {
         sink_flush(s);
-        fwrite(line, 1, n, f);
+        sink_write(s, f, line, n);
         return;
     }
     uint64_t now = ag_now_ms();
@@ -163,6 +241,7 @@ void ag_log_flush(void)
     sink_flush(&err_s);
     sink_flush(&acc_s);
     pthread_mutex_unlock(&mu);
+    report_resumed();
 }
 
 void ag_log_close(void)
@@ -283,6 +362,7 @@ void ag_log(enum ag_log_level lvl, const char *fmt, ...)
         sink_flush(&acc_s);
     }
     pthread_mutex_unlock(&mu);
+    report_resumed();
 }
 
 bool ag_access_enabled(void)
@@ -298,6 +378,7 @@ void ag_access_line(const char *line, size_t n)
     pthread_mutex_lock(&mu);
     sink_put(&acc_s, line, n);
     pthread_mutex_unlock(&mu);
+    report_resumed();
 }
 
 void ag_access(const char *fmt, ...)

@@ -38,6 +38,9 @@ void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One access-log line already built, its '\n' included. */
 void ag_access_line(const char *line, size_t n);
 bool ag_access_enabled(void);
+/* Log lines lost to failed writes since start (both logs); each failing
+ * spell is said once on stderr, and its end once in the error log. */
+uint64_t ag_log_write_failures(void);
 
 /* A line built in a caller's bounded buffer without printf (the access
  * log's per-request path): appends stop at cap and set cut. */

@@ -16,6 +16,8 @@ Endpoints (any method; HEAD gets the GET headers without a body):
   /head                 GET: 5000 bytes; HEAD: Content-Length 5000, no body
   /head-chunked         GET: chunked body; HEAD: Transfer-Encoding: chunked, no body
   /slow/MS              waits MS milliseconds, then 200
+  /reset/N              200 announcing 2N bytes, sends N, then resets the
+                        connection (SO_LINGER 0): an origin dying mid-response
   /expect               echo; an Expect: 100-continue gets "100 Continue" first
                         (every endpoint does that, /expect just makes it explicit)
   /stream               1 MiB of pseudo-random bytes (STREAM_BODY, STREAM_SHA256)
@@ -34,6 +36,7 @@ import json
 import random
 import socket
 import ssl
+import struct
 import threading
 import time
 
@@ -492,6 +495,13 @@ class OriginServer:
         if head == "slow":
             self._stop.wait(int(arg) / 1000.0)
             return send_full(200, b"slow done\n")
+        if head == "reset":
+            n = int(arg)
+            hdrs = base + [("Content-Type", "application/octet-stream"),
+                           ("Content-Length", str(2 * n))]
+            sock.sendall(self._head(200, hdrs) + (b"" if head_only else pattern(n)))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False  # the caller's close() sends the RST
         if head == "info":
             code = int(arg)
             sock.sendall(self._head(code, [("X-Interim", "yes")]))
