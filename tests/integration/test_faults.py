@@ -316,7 +316,7 @@ def test_origin_reset_keeps_earlier_pipelined_response(make_gateway, origin, soc
     for i in range(5):
         c = gw.client(timeout=10)
         c.send(get_request(origin.url("/size/1048576")) + get_request(origin.url("/reset/100")))
-        gw.wait_log(r"conn=%d event=upstream_error" % (i + 1))
+        gw.wait_log(r"conn=%d req=\d+ event=upstream_error" % (i + 1))
         c.send(get_request(origin.url("/echo/third")), tolerant=True)
         time.sleep(0.3)  # the gateway closes meanwhile: the bug needs that order
         r = c.recv_response()
