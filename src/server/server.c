@@ -35,10 +35,33 @@ static bool take_slot(struct ag_server *srv)
     return false;
 }
 
+/* Wakes every other loop with a listener waiting at the gate: a slot just
+ * given back may be theirs to take (their listener is not polled while it
+ * waits, so nothing else would tell them). */
+static void wake_blocked_loops(struct ag_server *srv)
+{
+    struct ag_server *m = srv->main;
+    unsigned n = __atomic_load_n(&m->n_shards, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        struct ag_server *o = m->shards[i];
+        if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
+            ag_server_wake(o);
+    }
+}
+
+/* Every slot given back goes through here, so that no giver forgets the
+ * wake-up: while we held it, another loop's take may have failed and
+ * closed its gate (seq_cst: that loop set any_blocked before looking again,
+ * and we look at any_blocked after giving back, so one of us sees the
+ * other). */
 static void give_slot(struct ag_server *srv)
 {
     __atomic_sub_fetch(&srv->main->global_conns, 1, __ATOMIC_SEQ_CST);
+    if (!srv->stopping)
+        wake_blocked_loops(srv);
 }
+
+static void on_connection(uv_stream_t *s, int status);
 
 /* Accepts one connection on l, or closes the gate of l. false: closed. */
 static bool accept_one(struct ag_server *srv, struct ag_listener *l)
@@ -57,8 +80,24 @@ static bool accept_one(struct ag_server *srv, struct ag_listener *l)
             return false;
         l->blocked = false;
     }
-    if (!ag_conn_accept(srv, (uv_stream_t *)&l->tcp))
-        give_slot(srv);
+    int rc = ag_conn_accept(srv, (uv_stream_t *)&l->tcp);
+    if (rc == 0)
+        return true;
+    give_slot(srv);
+    if (rc == AG_ENOMEM) {
+        /* Before uv_accept: the connection libuv took is still pending and
+         * libuv polls this listener no more, so it waits at the gate like
+         * a full one, and the next slot freed retries it. */
+        l->blocked = true;
+        __atomic_store_n(&srv->any_blocked, 1, __ATOMIC_SEQ_CST);
+        return false;
+    }
+    /* uv_accept failed (libuv closed that connection) and, when we came
+     * from the gate, left the listener unpolled: polling again is
+     * uv_listen's to start (it re-arms an open listener). */
+    int e = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
+    if (e != 0)
+        ag_err("event=listen_failed worker=%u error=\"%s\"", srv->worker, uv_strerror(e));
     return true;
 }
 
@@ -96,14 +135,6 @@ void ag_server_conn_gone(struct ag_server *srv)
         return;
     }
     ag_server_gate(srv);
-    /* The slot may be another loop's to take. */
-    struct ag_server *m = srv->main;
-    unsigned n = __atomic_load_n(&m->n_shards, __ATOMIC_ACQUIRE);
-    for (unsigned i = 0; i < n; i++) {
-        struct ag_server *o = m->shards[i];
-        if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
-            ag_server_wake(o);
-    }
 }
 
 /* A listening socket of its own with SO_REUSEPORT (workers > 1), so that
