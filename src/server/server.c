@@ -140,8 +140,16 @@ void ag_server_conn_gone(struct ag_server *srv)
 /* A listening socket of its own with SO_REUSEPORT (workers > 1), so that
  * every loop accepts on the same address and the kernel spreads new
  * connections over them (by a hash of the 4-tuple). libuv 1.44 (Debian 12)
- * has no UV_TCP_REUSEPORT: the socket is made here and given to libuv. */
-static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa)
+ * has no UV_TCP_REUSEPORT: the socket is made here and given to libuv.
+ *
+ * first (main's socket): bound without SO_REUSEPORT, which fails on a port
+ * anyone holds, and only then marked SO_REUSEPORT for our other loops to
+ * join. Linux lets any socket of the same user with SO_REUSEPORT share the
+ * port, so binding them all with it would let a second authgate (or an
+ * address picked twice, as by parallel test suites) start on our port
+ * without a word and take a share of our clients, answered under its own
+ * configuration. */
+static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa, bool first)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -150,10 +158,11 @@ static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa)
     socklen_t len =
         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        (!first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
         (sa->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) ||
-        bind(fd, sa, len) != 0) {
+        bind(fd, sa, len) != 0 ||
+        (first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)) {
         int e = -errno;
         close(fd);
         return e;
@@ -184,7 +193,7 @@ int ag_server_listen(struct ag_server *srv)
         if (srv != srv->main && i < srv->main->n_listeners)
             uv_tcp_getsockname(&srv->main->listeners[i]->tcp, (struct sockaddr *)&ss, &sl);
         const struct sockaddr *sa = (const struct sockaddr *)&ss;
-        int rc = reuse ? reuseport_bind(l, sa)
+        int rc = reuse ? reuseport_bind(l, sa, srv == srv->main)
                        : uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
