@@ -253,8 +253,9 @@ def test_haproxy_local_health_checks(make_gateway, haproxy):
     wait_until(lambda: stats(gw)["healthz_200"] >= 3, 10, "3 health checks")
     s = stats(gw)
     assert s["proxy_protocol_local"] >= 3, s
-    # the one PROXY (not LOCAL) connection: Haproxy's readiness probe
-    assert s["proxy_protocol_headers"] == 1, s
+    # at most one PROXY (not LOCAL) connection: Haproxy's readiness probe,
+    # which closes at once (HAProxy may drop it before the gateway reads)
+    assert s["proxy_protocol_headers"] <= 1, s
     assert "proxy_protocol_refused" not in gw.error_log, gw.logs_tail()
     recs = access_records(gw.access_log)
     assert {(r["client"], r["method"], r["url"], r["status"]) for r in recs} == {
