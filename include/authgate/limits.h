@@ -159,11 +159,10 @@
  * pool, so a stalled winbindd filling its queue leaves Kerberos its room. */
 #define AG_MAX_JOBS 1024
 /* Event loops (workers N), each a thread with its own SO_REUSEPORT listeners
- * and connections; 0 = auto, one per CPU. The default stays 1 until an
- * intermittent 502 seen twice under heavy load at workers 2 is explained
- * (README, Status and known limits). More loops than CPUs only add
- * switching; 64 bounds the per-loop state a bad value could ask for. */
-#define AG_WORKERS 1
+ * and connections; 0 = auto, one per CPU (the default: every core forwards).
+ * More loops than CPUs only add switching; 64 bounds the per-loop state a
+ * bad value could ask for. */
+#define AG_WORKERS 0
 #define AG_WORKERS_MAX 64
 
 /* libuv's thread pool now serves DNS (getaddrinfo) only: a lookup blocks for

@@ -579,10 +579,15 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), pr
     return finish_start(ctx, t, 10, probe_fn)
 
 
-def start_squid(ctx, name="squid", extra_lines=(), env=None, prefix=(), probe_fn=None):
+def start_squid(ctx, name="squid", extra_lines=(), env=None, prefix=(), probe_fn=None,
+                workers=1):
     """Starts Squid 5.7 with a private config, `-N` (foreground, no kids) in its
     own process group; drops to the proxy user itself (it refuses root).
-    extra_lines go before http_access (auth_param, acl ... for auth sections)."""
+    extra_lines go before http_access (auth_param, acl ... for auth sections).
+    workers > 1: Squid SMP (`workers N`): `--foreground` instead of `-N`, a
+    master that forks N worker kids and a coordinator kid; they meet over
+    Unix sockets in /run/squid (the Debian package's, owned by proxy) and
+    shared memory segments in /dev/shm named after `-n`."""
     t = Target(name, "squid", free_port())
     ctx.targets[name] = t
     if shutil.which("squid") is None:
@@ -604,7 +609,7 @@ http_port 127.0.0.1:{t.port}
 visible_hostname authgate-bench-{name}
 cache_effective_user proxy
 cache_effective_group proxy
-workers 1
+workers {workers}
 max_filedescriptors {fds}
 pid_filename {d}/squid.pid
 cache_log {d}/cache.log
@@ -624,7 +629,8 @@ http_access allow all
 """)
     t.logs = [os.path.join(d, "cache.log"), os.path.join(d, "stdout.log")]
     svc = re.sub(r"[^A-Za-z0-9]", "", f"agb{os.getpid()}{name}")
-    t.proc = spawn(ctx, list(prefix) + ["squid", "-N", "-f", conf, "-n", svc],
+    mode = ["-N"] if workers == 1 else ["--foreground"]
+    t.proc = spawn(ctx, list(prefix) + ["squid"] + mode + ["-f", conf, "-n", svc],
                    os.path.join(d, "stdout.log"), env=dict(os.environ, **(env or {})), cwd=d)
     return finish_start(ctx, t, 30, probe_fn)
 
@@ -855,12 +861,16 @@ def cpu_ticks(pid):
 
 
 def section_workers(ctx):
-    """authgate at workers 1 and workers N (--loops, default 2): keep-alive and
-    new-connection rates and the gateway's CPU microseconds per request. The
-    load generator and the origin share the machine: CPU per request, not the
-    rate, shows whether the loops contend."""
+    """authgate at workers 1 and workers N (--loops, default 2), and Squid SMP
+    with `workers N`: keep-alive and new-connection rates and CPU
+    microseconds per request (authgate: its process, every thread; Squid:
+    its master, coordinator and worker kids), each authgate loop's share of
+    new connections, and full Negotiate handshakes at workers 1 and N. The
+    load generator and the origin share the machine: CPU per request, not
+    the rate, shows whether the loops contend."""
     hz = os.sysconf("SC_CLK_TCK")
     ctl = os.path.join(os.path.dirname(authgate_bin(ctx)), "authgatectl")
+    loops = ctx.args.loops
 
     def accepted(sock):
         """Connections each loop accepted so far (authgatectl status)."""
@@ -871,40 +881,123 @@ def section_workers(ctx):
         except (OSError, ValueError, subprocess.TimeoutExpired):
             return []
 
-    for n in (1, ctx.args.loops):
-        name = f"authgate-w{n}"
-        sock = os.path.join(ctx.tmp, name, "ctl.sock")
-        t = start_authgate(ctx, name=name, extra_lines=[f"workers {n}", f"status_socket {sock}"])
-        if not t.ok:
-            continue
+    def cpu_s(t):
+        """CPU seconds of t: authgate's one process, Squid's whole tree."""
+        if t.kind == "authgate":
+            c = cpu_ticks(t.proc.pid)
+            return c / hz if c is not None else None
+        return cpu_seconds(t)
+
+    # Sums over the rounds per column and measure: requests, seconds, CPU
+    # seconds, and each loop's accepted connections.
+    tot = {}
+
+    def load(t, col, sock=None):
         for key, label, headers in (("ka", "keep-alive", None),
                                     ("nc", "new-conn", {"Connection": "close"})):
-            a0, c0 = accepted(sock), cpu_ticks(t.proc.pid)
+            a0, c0 = accepted(sock) if sock else [], cpu_s(t)
             r = wrk(ctx, t, "/small", ctx.args.conns, ctx.args.threads, ctx.seconds,
-                    headers=headers, label=f"{label} workers {n}")
-            c1, a1 = cpu_ticks(t.proc.pid), accepted(sock)
+                    headers=headers, label=f"{label} {col}")
+            c1, a1 = cpu_s(t), accepted(sock) if sock else []
             if not r:
                 continue
+            m = tot.setdefault((key, col), {"req": 0, "secs": 0.0, "cpu": 0.0, "per": None})
+            m["req"] += r["requests"]
+            m["secs"] += r["seconds"]
+            m["cpu"] = None if c0 is None or c1 is None or m["cpu"] is None else \
+                m["cpu"] + (c1 - c0)
             if key == "nc" and len(a0) == len(a1) > 1:
                 got = [b - a for a, b in zip(a0, a1)]
-                even = sum(got) / len(got)
-                log(f"new-conn workers {n}: accepted per loop {got}")
+                log(f"new-conn {col}: accepted per loop {got}")
+                m["per"] = got if m["per"] is None else [x + y for x, y in zip(m["per"], got)]
+
+    def results():
+        for (key, col), m in tot.items():
+            if not m["req"]:
+                continue
+            ctx.put(f"w_{key}_rps", col, m["req"] / m["secs"])
+            if m["cpu"] is not None:
+                ctx.put(f"w_{key}_cpu_us", col, m["cpu"] * 1e6 / m["req"])
+            if m["per"]:
+                even = sum(m["per"]) / len(m["per"])
                 if even:
-                    ctx.put("w_nc_skew_pct", t.name, max(abs(g - even) for g in got) / even * 100)
-            ctx.put(f"w_{key}_rps", t.name, r["rps"])
-            if c0 is not None and c1 is not None and r["requests"]:
-                ctx.put(f"w_{key}_cpu_us", t.name, (c1 - c0) / hz * 1e6 / r["requests"])
-    cols = [f"authgate-w{n}" for n in (1, ctx.args.loops)]
+                    ctx.put("w_nc_skew_pct", col, max(abs(g - even) for g in m["per"]) / even * 100)
+
+    # Both gateways stay up and are measured in turn, round after round
+    # (workers 1, workers N, workers 1, ...): the other load on a shared
+    # machine drifts, and alternating spreads that drift over both columns.
+    cols = [f"authgate-w{n}" for n in (1, loops)]
+    gws = []
+    for n, name in zip((1, loops), cols):
+        sock = os.path.join(ctx.tmp, name, "ctl.sock")
+        t = start_authgate(ctx, name=name, extra_lines=[f"workers {n}", f"status_socket {sock}"])
+        gws.append((t, name, sock))
+    rounds = 1 if ctx.args.quick else max(1, env_int("BENCH_WORKERS_ROUNDS", 3))
+    for _ in range(rounds):
+        for t, name, sock in gws:
+            if t.ok:
+                load(t, name, sock)
+    for t, _, _ in gws:
+        stop_target(ctx, t)
+    sq = f"squid-w{loops}"
+    if not ctx.args.no_squid:
+        t = start_squid(ctx, name=sq, workers=loops)
+        if t.ok:
+            load(t, sq)
+        else:
+            ctx.note(f"{sq} not measured: {t.reason}", failure=True)
+        stop_target(ctx, t)
+    results()
+    negotiate_by_workers(ctx, cols, loops)
     print()
-    print(f"{'workers (authgate only)':<34}" + "".join(f"{c:>14}" for c in cols) + f"{'ratio':>8}")
+    head = [*cols, f"w{loops}/w1", sq, f"ag/{sq}"]
+    print(f"{'workers':<34}" + "".join(f"{c:>14}" for c in head))
     for metric, label in (("w_ka_rps", "keep-alive req/s"), ("w_nc_rps", "new-connection req/s"),
                           ("w_ka_cpu_us", "keep-alive CPU us/request"),
                           ("w_nc_cpu_us", "new-conn CPU us/request"),
+                          ("w_neg_rate", "Negotiate handshakes/s"),
+                          ("w_neg_cpu_us", "Negotiate CPU us/handshake"),
                           ("w_nc_skew_pct", "new-conn: busiest loop off even, %")):
         vals = [ctx.get(metric, c) for c in cols]
-        cells = "".join(f"{(f'{v:.1f}' if v is not None else 'n/a'):>14}" for v in vals)
+        sv = ctx.get(metric, sq) if metric != "w_nc_skew_pct" else None
+        cells = [f"{v:.1f}" if v is not None else "n/a" for v in vals]
         r = ratio(vals[1], vals[0])
-        print(f"{label:<34}{cells}{(f'{r:.2f}' if r is not None else '-'):>8}")
+        cells.append(f"{r:.2f}" if r is not None and metric != "w_nc_skew_pct" else "-")
+        cells.append(f"{sv:.1f}" if sv is not None else "-")
+        rs = ratio(vals[1], sv)
+        cells.append(f"{rs:.2f}" if rs is not None else "-")
+        print(f"{label:<34}" + "".join(f"{c:>14}" for c in cells))
+    print(f"Targets: CPU us/request at workers {loops} within 10 % of workers 1 (ratio <= 1.10); "
+          "the busiest loop's share of new connections within 20 % of even.")
+
+
+def negotiate_by_workers(ctx, cols, loops):
+    """Full Negotiate handshakes (a new connection, 407, ticket, 200 each)
+    against authgate at workers 1 and N, with the KDC and negotiate_load of
+    the negotiate section; n/a (noted) without them."""
+    a = bench_auth
+    loader = a.tool(ctx, "negotiate_load")
+    k = a.kdc(ctx) if loader else None
+    if k is None:
+        ctx.note("workers: Negotiate handshakes n/a (" +
+                 ("no negotiate_load" if loader is None else str(a.state(ctx).kdc_reason)) + ")",
+                 failure=not ctx.args.quick)
+        return
+    nl = a.NegLoad(ctx, loader, k)
+    for n, col in zip((1, loops), cols):
+        t = start_authgate(ctx, name=f"neg-w{n}", extra_lines=[
+            f"workers {n}", "auth_schemes negotiate", "proxy_host localhost",
+            f"keytab {k.keytab}", f"rcache_dir {k.rcache_dir}"], env=k.env, probe_fn=nl.probe)
+        if t.ok:
+            r = a.run_loadgen(ctx, t, loader, "new", env=nl.cenv, extra=nl.extra,
+                              label=f"negotiate handshakes workers {n}")
+            if r:
+                ctx.put("w_neg_rate", col, r["rate"])
+                if r.get("cpu_us") is not None:
+                    ctx.put("w_neg_cpu_us", col, r["cpu_us"])
+        else:
+            ctx.note(f"workers: neg-w{n} not measured: {t.reason}", failure=True)
+        stop_target(ctx, t)
 
 
 # Order matters only for time: memory first (fresh processes), then load.
@@ -1028,6 +1121,7 @@ def parse_args(argv):
                     "figures; never fails on numbers.",
         epilog="Environment: BENCH_SECONDS (5), BENCH_CONNS (50), BENCH_THREADS (2), "
                "BENCH_TP_CONNS (4), BENCH_IDLE_CONNS (10000), BENCH_IDLE_CONCURRENCY (32), "
+               "BENCH_WORKERS_ROUNDS (3: workers section rounds, workers 1 and N in turn), "
                "AUTHGATE_BIN (<repo>/build/authgate), BENCH_KEEP_TMP=1 keeps the temp dir. "
                "Authentication sections: " + bench_auth.ENV_HELP + " " + bench_syscalls.ENV_HELP)
     p.add_argument("--root", required=True, help=argparse.SUPPRESS)

@@ -5,6 +5,7 @@
  * close callback, so no handle memory is ever reused while libuv holds it. */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,12 +120,35 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
+bool ag_upstream_self_connected(int fd)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me, pl = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || ml != pl)
+        return false;
+    if (me.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&me, *b = (const void *)&peer;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (me.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)&me, *b = (const void *)&peer;
+        return a->sin6_port == b->sin6_port &&
+               memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    }
+    return false;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct ag_attempt *a = req->data;
     struct ag_upstream *up = a->up;
     if (!up)
         return; /* abandoned: its close callback frees it */
+    uv_os_fd_t fd;
+    if (status == 0 && uv_fileno((uv_handle_t *)&a->tcp, &fd) == 0 &&
+        ag_upstream_self_connected(fd))
+        status = UV_ECONNREFUSED;
     if (status == 0) {
         up->attempt = NULL;
         up->tcp = &a->tcp;

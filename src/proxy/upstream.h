@@ -76,4 +76,10 @@ uint32_t ag_upstream_live(void);
  * Accepts NULL. No callback fires for the owner after this. */
 void ag_upstream_close(struct ag_upstream *up);
 
+/* True when connected socket fd is connected to itself: a connect to a
+ * loopback port nobody listens on, from an ephemeral port that happens to
+ * be the same number, completes as a TCP simultaneous open, and what we
+ * write comes back as the "response". Treated as connection refused. */
+bool ag_upstream_self_connected(int fd);
+
 #endif

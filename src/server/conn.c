@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authgate/err.h"
 #include "authgate/limits.h"
 #include "auth.h"
 #include "conn.h"
@@ -907,12 +908,12 @@ static bool proxy_peer_trusted(const struct conn *c)
     return false;
 }
 
-bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
+int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
 {
     const struct ag_listener *l = listener->data;
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
-        return false;
+        return AG_ENOMEM;
     uv_tcp_init(srv->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         c->srv = srv;
@@ -920,7 +921,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         c->tcp.data = c;
         /* Not yet on the list: close the bare handle and free directly. */
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-        return false;
+        return AG_EIO;
     }
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -963,7 +964,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
             /* Reset before we looked (a balancer's connect-only check):
              * no peer, nothing to refuse. */
             conn_close(c, "peer_gone");
-            return true;
+            return 0;
         }
         if (!proxy_peer_trusted(c)) {
             srv->stats.proxy_untrusted++;
@@ -971,7 +972,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
                     "note=\"not in proxy_protocol_from\"",
                     (unsigned long long)c->id, c->peer);
             conn_close(c, "proxy_protocol_untrusted");
-            return true;
+            return 0;
         }
         c->pp_wait = true;
         conn_set_timer(c, c->cfg->proxy_protocol_timeout_ms);
@@ -981,7 +982,7 @@ bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         conn_set_timer(c, ag_auth_wait_timeout(c));
     }
     conn_update_reading(c);
-    return true;
+    return 0;
 }
 
 void ag_conn_drain_all(struct ag_server *srv, bool force)

@@ -859,14 +859,17 @@ void exchange_pool_timer(struct conn *c)
     uv_timer_start(&c->up->timer, on_up_timer, c->cfg->upstream_keepalive_ms, 0);
 }
 
-static void upstream_failed(struct conn *c, int status, const char *why)
+/* detail: what exactly went wrong, or NULL (an invalid response names the
+ * parser's error, where it stopped and the bytes around it, so that a stray
+ * 502 can be told apart from a broken origin). */
+static void upstream_failed_detail(struct conn *c, int status, const char *why, const char *detail)
 {
     c->srv->stats.upstream_errors++;
     char host[AG_HOST_MAX * 4 + 1];
-    ag_info("conn=%llu req=%llu event=upstream_error host=%s status=%d reason=%s",
+    ag_info("conn=%llu req=%llu event=upstream_error host=%s status=%d reason=%s%s%s%s",
             (unsigned long long)c->id, (unsigned long long)c->rq.id,
-            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status,
-            why);
+            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status, why,
+            detail ? " detail=\"" : "", detail ? detail : "", detail ? "\"" : "");
     ag_upstream_close(c->up);
     c->up = NULL;
     if (c->rq.resp_started && c->rq.status) {
@@ -883,6 +886,11 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     if (!c->rq.msg_done)
         c->rq.close_after = true; /* part of the body is unread: cannot resync */
     exchange_reply(c, status, NULL, why);
+}
+
+static void upstream_failed(struct conn *c, int status, const char *why)
+{
+    upstream_failed_detail(c, status, why, NULL);
 }
 
 void exchange_upstream_timeout(struct conn *c)
@@ -1306,15 +1314,22 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
         if (pos && pos < data + n)
             c->rq.up_dirty = true;
     } else if (e != HPE_OK) {
+        const char *pos = llhttp_get_error_pos(&up->parser);
+        size_t off = pos && pos >= data && pos <= data + n ? (size_t)(pos - data) : 0;
+        size_t from = off > 24 ? off - 24 : 0, len = (size_t)n - from < 48 ? (size_t)n - from : 48;
+        char bytes[48 * 4 + 1], detail[sizeof bytes + 160];
+        snprintf(detail, sizeof detail, "%s at %zu of %zd: %s", llhttp_errno_name(e), off, n,
+                 ag_escape(bytes, sizeof bytes, data + from, len));
         conn_flush(c);
         if (c->rq.up_407 && c->rq.parent) {
             parent_refused(c, 407, "demanded proxy authentication");
             return;
         }
-        upstream_failed(c, 502,
-                        c->rq.up_407               ? "upstream demanded proxy authentication"
-                        : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
-                                                   : "invalid upstream response");
+        upstream_failed_detail(c, 502,
+                               c->rq.up_407               ? "upstream demanded proxy authentication"
+                               : e == HPE_CB_CHUNK_HEADER ? exchange_chunk_too_big
+                                                          : "invalid upstream response",
+                               detail);
         return;
     }
     conn_flush(c);

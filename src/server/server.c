@@ -40,10 +40,33 @@ static bool take_slot(struct ag_server *srv)
     return false;
 }
 
+/* Wakes every other loop with a listener waiting at the gate: a slot just
+ * given back may be theirs to take (their listener is not polled while it
+ * waits, so nothing else would tell them). */
+static void wake_blocked_loops(struct ag_server *srv)
+{
+    struct ag_server *m = srv->main;
+    unsigned n = __atomic_load_n(&m->n_shards, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        struct ag_server *o = m->shards[i];
+        if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
+            ag_server_wake(o);
+    }
+}
+
+/* Every slot given back goes through here, so that no giver forgets the
+ * wake-up: while we held it, another loop's take may have failed and
+ * closed its gate (seq_cst: that loop set any_blocked before looking again,
+ * and we look at any_blocked after giving back, so one of us sees the
+ * other). */
 static void give_slot(struct ag_server *srv)
 {
     __atomic_sub_fetch(&srv->main->global_conns, 1, __ATOMIC_SEQ_CST);
+    if (!srv->stopping)
+        wake_blocked_loops(srv);
 }
+
+static void on_connection(uv_stream_t *s, int status);
 
 /* Accepts one connection on l, or closes the gate of l. false: closed. */
 static bool accept_one(struct ag_server *srv, struct ag_listener *l)
@@ -62,8 +85,24 @@ static bool accept_one(struct ag_server *srv, struct ag_listener *l)
             return false;
         l->blocked = false;
     }
-    if (!ag_conn_accept(srv, (uv_stream_t *)&l->tcp))
-        give_slot(srv);
+    int rc = ag_conn_accept(srv, (uv_stream_t *)&l->tcp);
+    if (rc == 0)
+        return true;
+    give_slot(srv);
+    if (rc == AG_ENOMEM) {
+        /* Before uv_accept: the connection libuv took is still pending and
+         * libuv polls this listener no more, so it waits at the gate like
+         * a full one, and the next slot freed retries it. */
+        l->blocked = true;
+        __atomic_store_n(&srv->any_blocked, 1, __ATOMIC_SEQ_CST);
+        return false;
+    }
+    /* uv_accept failed (libuv closed that connection) and, when we came
+     * from the gate, left the listener unpolled: polling again is
+     * uv_listen's to start (it re-arms an open listener). */
+    int e = uv_listen((uv_stream_t *)&l->tcp, AG_LISTEN_BACKLOG, on_connection);
+    if (e != 0)
+        ag_err("event=listen_failed worker=%u error=\"%s\"", srv->worker, uv_strerror(e));
     return true;
 }
 
@@ -101,21 +140,21 @@ void ag_server_conn_gone(struct ag_server *srv)
         return;
     }
     ag_server_gate(srv);
-    /* The slot may be another loop's to take. */
-    struct ag_server *m = srv->main;
-    unsigned n = __atomic_load_n(&m->n_shards, __ATOMIC_ACQUIRE);
-    for (unsigned i = 0; i < n; i++) {
-        struct ag_server *o = m->shards[i];
-        if (o != srv && __atomic_load_n(&o->any_blocked, __ATOMIC_SEQ_CST))
-            ag_server_wake(o);
-    }
 }
 
 /* A listening socket of its own with SO_REUSEPORT (workers > 1), so that
  * every loop accepts on the same address and the kernel spreads new
  * connections over them (by a hash of the 4-tuple). libuv 1.44 (Debian 12)
- * has no UV_TCP_REUSEPORT: the socket is made here and given to libuv. */
-static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa)
+ * has no UV_TCP_REUSEPORT: the socket is made here and given to libuv.
+ *
+ * first (main's socket): bound without SO_REUSEPORT, which fails on a port
+ * anyone holds, and only then marked SO_REUSEPORT for our other loops to
+ * join. Linux lets any socket of the same user with SO_REUSEPORT share the
+ * port, so binding them all with it would let a second authgate (or an
+ * address picked twice, as by parallel test suites) start on our port
+ * without a word and take a share of our clients, answered under its own
+ * configuration. */
+static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa, bool first)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -124,10 +163,11 @@ static int reuseport_bind(struct ag_listener *l, const struct sockaddr *sa)
     socklen_t len =
         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        (!first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
         (sa->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) ||
-        bind(fd, sa, len) != 0) {
+        bind(fd, sa, len) != 0 ||
+        (first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)) {
         int e = -errno;
         close(fd);
         return e;
@@ -159,7 +199,7 @@ int ag_server_listen(struct ag_server *srv)
         if (srv != srv->main && i < srv->main->n_listeners)
             uv_tcp_getsockname(&srv->main->listeners[i]->tcp, (struct sockaddr *)&ss, &sl);
         const struct sockaddr *sa = (const struct sockaddr *)&ss;
-        int rc = reuse ? reuseport_bind(l, sa)
+        int rc = reuse ? reuseport_bind(l, sa, srv == srv->main)
                        : uv_tcp_bind(&l->tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
         /* Accepted sockets inherit TCP_NODELAY from the listener (Linux
          * clones the listener's TCP options): one setsockopt here instead

@@ -291,9 +291,11 @@ void ag_server_each_conn(struct ag_server *srv, const struct ag_conn_filter *f,
 size_t ag_server_kick(struct ag_server *srv, const struct ag_conn_filter *f,
                       void (*fn)(const struct ag_conn_info *ci, void *arg), void *arg);
 
-/* conn.c. Accepts one connection for which the gate reserved a slot;
- * false when it could not (the caller gives the slot back). */
-bool ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);
+/* conn.c. Accepts one connection for which the gate reserved a slot: 0,
+ * or the caller gives the slot back: AG_ENOMEM (nothing taken: the
+ * connection is still pending on the listener) or AG_EIO (uv_accept failed
+ * and the connection is gone). */
+int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener);
 /* Graceful shutdown: closes idle connections, marks the others to close when
  * their exchange ends. force closes everything. */
 void ag_conn_drain_all(struct ag_server *srv, bool force);

@@ -936,10 +936,13 @@ def test_host_deny_holds_for_every_spelling(make_gateway, tmp_path, origin, orig
     assert [q.peer[0] for q in reqs] == ["127.0.0.1"] * 3
     assert origin_127_0_0_2.all_requests == []
     # the access log names the canonical URL too
+    # (counted, not by position: at workers 2 two loops write their lines,
+    # and a line may land after the next request's, made on the other loop)
     urls = [f["url"] for f in access_records(gw.wait_access_log(3 + 11 * 2 + 9 + 3))]
-    assert urls[3:5] == ["http://127.0.0.2:%d/x" % P2, "127.0.0.2:%d" % P2]
-    assert urls[-3:] == ["http://public.test:%d/echo" % P, "http://127.0.0.1:%d/echo" % P,
-                         "http://127.0.0.1:%d/echo" % P]
+    assert urls.count("http://127.0.0.2:%d/x" % P2) == 11, urls
+    assert urls.count("127.0.0.2:%d" % P2) == 11, urls
+    assert urls.count("http://public.test:%d/echo" % P) == 1, urls
+    assert urls.count("http://127.0.0.1:%d/echo" % P) == 2, urls
 
 
 @pytest.mark.parametrize("rules", [None, "default allow\ndeny loop dst=127.0.0.0/8,::1/128\n"],

@@ -201,9 +201,6 @@ class Gateway:
     def base_options(self):
         return {
             "listen": ["127.0.0.1:%d" % free_port()],
-            # One event loop unless a test asks for more (test_loops.py):
-            # AG_TEST_WORKERS=2 runs the whole suite on two.
-            "workers": os.environ.get("AG_TEST_WORKERS", "1"),
             "auth_schemes": "none",
             "error_log": str(self.error_log_path),
             "access_log": str(self.access_log_path),
@@ -218,6 +215,11 @@ class Gateway:
             "upstream_idle_timeout": "2s",
             "dns_timeout": "2s",
             "shutdown_timeout": "3s",
+            # The daemon's default (auto: one loop per CPU) unless
+            # AG_TEST_WORKERS names a count (1: the single-loop path) or a
+            # test asks for one (test_loops.py pins 2).
+            **({"workers": os.environ["AG_TEST_WORKERS"]} if os.environ.get("AG_TEST_WORKERS")
+               else {}),
         }
 
     # -- addresses -------------------------------------------------------------
