@@ -403,7 +403,10 @@ static const struct opt opts[] = {
 
     /* parents and PAC */
     {"parent", T_PARENT, OFF(parents), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL, NULL,
-     "NAME HOST:PORT [auth=basic:FILE|auth=negotiate:PRINCIPAL]: a parent proxy for route="},
+     "NAME HOST:PORT [auth=basic:FILE|auth=negotiate:PRINCIPAL] [tls [ca=FILE]]: a parent proxy "
+     "for route="},
+    {"parent_tls_ca", T_PATH, OFF(parent_tls_ca), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "PEM CA certificates verifying tls parents without ca= (none: the system store)"},
     {"parent_identity_header", T_BOOL, OFF(parent_identity_header), 0, 1, 0, NULL, F_RELOAD, NULL,
      NULL, "send identity_header to parents too"},
     {"parent_backoff", T_DURATION, OFF(parent_backoff_ms), AG_TIMEOUT_MIN_MS, AG_TIMEOUT_MAX_MS,

@@ -295,6 +295,19 @@ void conn_write_up(struct conn *c, char *data, size_t len)
         free(data);
         return;
     }
+    if (c->up->tls) {
+        conn_up_tls_write(c, data, len);
+        return;
+    }
+    do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, false, data, len);
+}
+
+void conn_write_raw_up(struct conn *c, char *data, size_t len)
+{
+    if (c->state == CONN_CLOSING || !c->up || !c->up->tcp) {
+        free(data);
+        return;
+    }
     do_write(c, (uv_stream_t *)c->up->tcp, c->up, false, false, data, len);
 }
 
@@ -366,9 +379,10 @@ void conn_update_reading(struct conn *c)
         exchange_start_splice(c);
         return;
     }
-    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
-                   (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
-                    (c->state == CONN_TUNNEL && !c->tun_up_eof));
+    bool want_up =
+        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+        (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
+         (up->tls && !up->tls->handshaken) || (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
         if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
             up->reading = true;
@@ -397,6 +411,8 @@ static void tunnel_eof(struct conn *c, bool from_client)
     }
     if (!from_client && c->tls)
         conn_tls_close_notify(c);
+    if (from_client && c->up->tls)
+        conn_up_tls_close_notify(c);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, other, free_shutdown_req) != 0) {
         free(req);
@@ -503,6 +519,18 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     conn_client_bytes(c, buf->base, (size_t)n);
 }
 
+void conn_up_end(struct conn *c, ssize_t n)
+{
+    if (c->state == CONN_TUNNEL && n == UV_EOF) {
+        /* (TLS: the socket's EOF may follow the close_notify that ended
+         * the parent's side already.) */
+        if (!c->tun_up_eof)
+            tunnel_eof(c, false);
+        return;
+    }
+    exchange_on_upstream_eof(c, (int)n);
+}
+
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct ag_upstream *up = s->data;
@@ -513,40 +541,45 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n < 0) {
         free(buf->base);
-        if (c->state == CONN_TUNNEL && n == UV_EOF) {
-            tunnel_eof(c, false);
-            return;
-        }
-        exchange_on_upstream_eof(c, (int)n);
+        conn_up_end(c, n);
         return;
     }
+    if (up->tls) {
+        conn_up_tls_input(c, up, buf->base, (size_t)n);
+        return;
+    }
+    conn_up_bytes(c, buf->base, (size_t)n);
+}
+
+void conn_up_bytes(struct conn *c, char *data, size_t len)
+{
     if (c->state == CONN_TUNNEL && c->tls) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_count_out(c, (uint64_t)n);
-        conn_tls_write(c, buf->base, (size_t)n); /* TLS-in-TLS: the origin's records, encrypted */
+        conn_count_out(c, (uint64_t)len);
+        conn_tls_write(c, data, len); /* TLS-in-TLS: the origin's records, encrypted */
         conn_update_reading(c);
         return;
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_count_out(c, (uint64_t)n);
-        c->out_pending += (size_t)n;
+        conn_count_out(c, (uint64_t)len);
+        c->out_pending += len;
         /* Hand the read buffer to the client write without a copy. */
         struct wreq *w = malloc(sizeof *w);
         if (!w) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
+            c->out_pending -= len;
+            free(data);
             conn_close(c, "nomem");
             return;
         }
         w->target = c;
         w->to_client = true;
-        w->data = buf->base;
-        w->len = (size_t)n;
-        uv_buf_t b = uv_buf_init(buf->base, (unsigned)n);
+        w->data = data;
+        w->len = len;
+        uv_buf_t b = uv_buf_init(data, (unsigned)len);
         if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-            c->out_pending -= (size_t)n;
-            free(buf->base);
+            c->out_pending -= len;
+            free(data);
             free(w);
             conn_close(c, "write_failed");
             return;
@@ -554,8 +587,8 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_update_reading(c);
         return;
     }
-    exchange_on_upstream_read(c, n, buf->base);
-    free(buf->base);
+    exchange_on_upstream_read(c, (ssize_t)len, data);
+    free(data);
 }
 
 /* --- parsing --------------------------------------------------------------- */
