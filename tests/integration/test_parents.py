@@ -21,6 +21,7 @@ shown not to leak. Targets: the origin as 127.0.0.1 (routed by the rules) and
 as localhost (direct): the same origin, two routes.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -224,7 +225,7 @@ def test_parent_down(make_gateway, tmp_path, origin, sockdir):
     assert (st["parent_failed"], st["parent_skipped"], st["parent_none_left"]) == (1, 1, 2), st
     parents = ctl_json(sock, "status")["parents"]
     assert parents == [{"parent": "sq", "parent_address": "127.0.0.1:%d" % dead,
-                        "parent_auth": "none", "parent_state": "backoff",
+                        "parent_auth": "none", "parent_tls": "off", "parent_state": "backoff",
                         "parent_failures": 1}], parents
 
 
@@ -480,6 +481,36 @@ def test_tls_parent_not_verified(make_gateway, tmp_path, squids, origin, sockdir
     # (Squid logs the aborted TLS connection as "- error:transaction-end-...".)
     assert not [x for x in sq.access_log if x[0] != "-"], sq.access_log
     assert not origin.requests
+    parents = ctl_json(sock, "status")["parents"]
+    assert [(p["parent"], p["parent_tls"], p["parent_state"]) for p in parents] == [
+        ("sq", "on", "backoff")], parents
+
+
+def test_tls_parent_ca_reread_on_reload(make_gateway, tmp_path, squids, origin):
+    """The CA file is read again on SIGHUP: a parent refused with the wrong
+    CA is verified once the file holds the right one (after its back-off)."""
+    sq, ca = tls_squid(squids, tmp_path)
+    other = ProxyCA(tmp_path / "other-ca", cn="another test CA")
+    cafile = tmp_path / "parent-ca.pem"
+    cafile.write_bytes(other.ca_file.read_bytes())
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["sq localhost:%d tls ca=%s" % (sq.tls_port, cafile)],
+                      parent_backoff="1s")
+    r = get(gw, origin.url("/before", host="127.0.0.1"))
+    t_down = time.monotonic()
+    assert r.status == 502, r
+    gw.wait_log(r"event=parent_tls_failed parent=sq .*unable to get local issuer certificate")
+    cafile.write_bytes(ca.ca_file.read_bytes())
+    since = len(gw.error_log)
+    gw.reload()
+    gw.wait_log(r"event=reloaded", since=since)
+    time.sleep(max(0.0, t_down + 1.2 - time.monotonic()))  # the back-off is over
+    # A POST: a request body goes through the TLS layer too.
+    r = get(gw, origin.url("/echo/after", host="127.0.0.1"), "alice", "-d", "x=1")
+    assert r.status == 200 and json.loads(r.body)["body"] == "x=1", r
+    rec = sq.wait_logged(lambda x: x[1].endswith("/echo/after"))
+    assert rec[0] == "POST" and rec[2] == "200" and rec[5] == str(sq.tls_port), rec
+    gw.wait_log(r"event=parent_up parent=sq")
 
 
 def test_tls_parent_handshake_deadline(make_gateway, tmp_path, origin):
