@@ -271,14 +271,20 @@ def test_identity_header_to_parent(make_gateway, tmp_path, squids, origin, send)
     assert req.header(IDENT) == ("carol" if send else None)
 
 
-def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin):  # noqa: F811
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin,  # noqa: F811
+                             tls):
     """The gateway authenticates to Squid with Kerberos from its own keytab
     (the first principal of `keytab`: HTTP/localhost), for a service of the
     parent's (HTTP/parent.test, in Squid's keytab for negotiate_kerberos_auth).
-    Squid's access log names the gateway's principal, never the client."""
-    sq = squids(start=False)
+    Squid's access log names the gateway's principal, never the client.
+    tls: the same to Squid's https_port (`parent ... tls`), the tokens
+    inside TLS."""
+    ca = ProxyCA(tmp_path / "ca") if tls else None
+    sq = squids(start=False, tls=ca.issue() if tls else None)
     keytab = str(sq.dir / "parent.keytab")
-    service = kdc.add_principal("HTTP/parent.test", keytab=keytab)
+    # (One KDC per session: each variant its own service.)
+    service = kdc.add_principal("HTTP/%sparent.test" % ("tls" if tls else ""), keytab=keytab)
     pw_ = __import__("pwd").getpwnam("proxy")
     os.chown(keytab, 0, pw_.pw_gid)
     os.chmod(keytab, 0o640)
@@ -297,7 +303,9 @@ def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_or
     sq.start()
     gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False,
                        connect_ports=str(tls_origin.port))
-    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
+    gw.options["parent"] = [
+        "sq 127.0.0.1:%d auth=negotiate:%s tls ca=%s" % (sq.tls_port, service, ca.ca_file) if tls
+        else "sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
     gw.start()
     routed = origin.url("/krb", host="127.0.0.1")
     for _ in range(2):  # a fresh token per request (each is single-use)
@@ -308,6 +316,8 @@ def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_or
     me = kdc.principal("HTTP/localhost")
     recs = [x for x in sq.access_log if x[1] == routed and x[2] == "200"]
     assert len(recs) == 2 and all(x[4] == me for x in recs), sq.access_log
+    port = str(sq.tls_port if tls else sq.port)
+    assert all(x[5] == port for x in sq.access_log if x[0] != "-"), sq.access_log
     assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == me
     req = [q for q in origin.requests if q.target == "/krb"][0]
     assert req.header("Proxy-Authorization") is None
