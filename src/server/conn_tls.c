@@ -1,9 +1,11 @@
-/* conn_tls.c - the TLS layer of one connection (see tls.h).
+/* conn_tls.c - the TLS layers of one connection (see tls.h): the client's
+ * on a tls listener, and the parent's on a connection to a "parent ... tls".
  *
- * The socket stays libuv's: bytes read go into a memory BIO OpenSSL reads,
- * records OpenSSL produces are taken from the other memory BIO and written
- * with uv_write. A plain connection has no layer (c->tls NULL) and pays one
- * pointer test. */
+ * Both are a tls_pipe (src/proxy/tls_pipe.h): the socket stays libuv's,
+ * bytes read go into a memory BIO OpenSSL reads, records OpenSSL produces
+ * are taken from the other memory BIO and written with uv_write. A plain
+ * connection has no layer (c->tls, c->up->tls NULL) and pays one pointer
+ * test per side. */
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
