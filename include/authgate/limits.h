@@ -316,6 +316,12 @@
 /* Health slots kept across reloads (one per parent name and address ever
  * configured in this process); past it new parents have no back-off. */
 #define AG_PARENT_SLOTS 64
+/* TLS client contexts kept (one per CA file that verifies a "parent ...
+ * tls", plus the system store's): every parent of one configuration and
+ * those of the previous one, so a reload never evicts a context in use by
+ * the running configuration (past it the oldest loaded is replaced; open
+ * connections keep theirs by reference). */
+#define AG_TLS_CLIENT_CTX_MAX (2 * AG_PARENTS_MAX + 2)
 /* A parent's Basic credentials file: one "user:password" line. */
 #define AG_PARENT_CRED_MAX 1024
 /* A parent's answer to our CONNECT: a status line and a few fields. */

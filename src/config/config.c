@@ -47,7 +47,8 @@ enum opt_type {
     T_GROUPS,   /* struct ag_idlist of gids: numbers or group names, or none */
     T_REALMS,   /* realm_domains[] / n_realm_domains: "REALM DOMAIN" per line, or none */
     T_CIDRS,    /* struct ag_cidrlist: addresses or networks, or none */
-    T_PARENT,   /* parents[] / n_parents: "NAME HOST:PORT [auth=...]" per line, or none */
+    T_PARENT,   /* parents[] / n_parents: "NAME HOST:PORT [auth=...] [tls [ca=FILE]]" per line,
+                   or none; the last type (type_word's table is checked against it) */
 };
 
 /* Row flags. */
@@ -265,7 +266,7 @@ static const struct opt opts[] = {
     {"tls_key", T_PATH, OFF(tls_key), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
      "PEM private key of tls_certificate"},
     TMO(tls_handshake_timeout, AG_TLS_HANDSHAKE_TIMEOUT_MS, F_RELOAD,
-        "time allowed for the TLS handshake after accept"),
+        "time allowed for the TLS handshake after accept, and with a tls parent"),
     {"basic_require_tls", T_BOOL, OFF(basic_require_tls), 0, 1, 0, NULL, F_RELOAD, NULL, NULL,
      "offer and take Basic only on tls listeners"},
     {"channel_binding", T_ENUM, OFF(channel_binding), 0, 0, AG_CB_IF_PRESENT, NULL, F_RELOAD,
@@ -405,7 +406,10 @@ static const struct opt opts[] = {
 
     /* parents and PAC */
     {"parent", T_PARENT, OFF(parents), 0, 0, 0, "none", F_RELOAD | F_REPEAT, NULL, NULL,
-     "NAME HOST:PORT [auth=basic:FILE|auth=negotiate:PRINCIPAL]: a parent proxy for route="},
+     "NAME HOST:PORT [auth=basic:FILE|auth=negotiate:PRINCIPAL] [tls [ca=FILE]]: a parent proxy "
+     "for route="},
+    {"parent_tls_ca", T_PATH, OFF(parent_tls_ca), 0, 0, 0, "none", F_RELOAD | F_NONE, NULL, NULL,
+     "PEM CA certificates verifying tls parents without ca= (none: the system store)"},
     {"parent_identity_header", T_BOOL, OFF(parent_identity_header), 0, 1, 0, NULL, F_RELOAD, NULL,
      NULL, "send identity_header to parents too"},
     {"parent_backoff", T_DURATION, OFF(parent_backoff_ms), AG_TIMEOUT_MIN_MS, AG_TIMEOUT_MAX_MS,
@@ -1624,7 +1628,10 @@ static const char *type_word(const struct opt *o)
         [T_GROUPS] = "group names or gids",
         [T_REALMS] = "REALM DOMAIN",
         [T_CIDRS] = "addresses or CIDR networks",
+        [T_PARENT] = "NAME HOST:PORT [auth=...] [tls [ca=FILE]]",
     };
+    /* Every type has its word (the man page build would read past it). */
+    _Static_assert(sizeof words / sizeof words[0] == T_PARENT + 1, "a type without its word");
     return words[o->type];
 }
 

@@ -70,7 +70,8 @@ struct ag_realm_domain {
  * never a client's). */
 enum ag_parent_auth { AG_PARENT_AUTH_NONE = 0, AG_PARENT_AUTH_BASIC, AG_PARENT_AUTH_NEGOTIATE };
 
-/* "parent NAME HOST:PORT [auth=basic:FILE | auth=negotiate:PRINCIPAL]": an
+/* "parent NAME HOST:PORT [auth=basic:FILE | auth=negotiate:PRINCIPAL] [tls
+ * [ca=FILE]]": an
  * upstream proxy that rules may route requests through (route=NAME). */
 struct ag_parent {
     char name[64];              /* [A-Za-z0-9_.-], not "direct" */
@@ -82,6 +83,9 @@ struct ag_parent {
                           free): read once per (re)load from cred_file */
     char *principal;   /* auth=negotiate: the parent's service (HTTP@host or
                           HTTP/host@REALM), owned */
+    bool tls;          /* "tls": the gateway speaks TLS to the parent (an HTTPS proxy) */
+    char *tls_ca;      /* "ca=FILE": the CAs that verify this parent (owned), NULL: parent_tls_ca,
+                          else the system store */
 };
 
 struct ag_config {
@@ -202,6 +206,8 @@ struct ag_config {
     size_t n_parents;
     bool parent_identity_header; /* "parent_identity_header on|off", default off: the
                                     identity header goes to parents too */
+    char *parent_tls_ca;         /* "parent_tls_ca FILE": CAs verifying tls parents without
+                                    ca=, NULL: the system store */
     uint32_t parent_backoff_ms;  /* "parent_backoff DURATION": a failed parent is skipped */
 
     /* "pac_file PATH", default none: served as /proxy.pac and /wpad.dat. The

@@ -105,19 +105,25 @@ int ag_cfg_parent_parse(char **argv, size_t argc, const char *basedir, struct ag
                 snprintf(why, whylen, "out of memory");
                 return AG_EINVAL;
             }
-        } else if (strcmp(a, "tls") == 0) {
-            /* Not built yet: refused rather than silently sent in clear. */
-            snprintf(why, whylen,
-                     "tls to a parent is not supported yet (connect in clear, or "
-                     "through a local TLS tunnel such as stunnel)");
-            return AG_EINVAL;
+        } else if (strcmp(a, "tls") == 0 && !out->tls) {
+            out->tls = true;
+        } else if (strncmp(a, "ca=", 3) == 0 && a[3] && !out->tls_ca) {
+            if (!(out->tls_ca = resolve(basedir, a + 3))) {
+                snprintf(why, whylen, "ca= path too long");
+                return AG_EINVAL;
+            }
         } else {
             snprintf(why, whylen,
-                     "'%.64s' is not auth=basic:FILE or auth=negotiate:PRINCIPAL (one auth= "
-                     "at most)",
+                     "'%.64s' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or ca=FILE "
+                     "(each at most once)",
                      a);
             return AG_EINVAL;
         }
+    }
+    if (out->tls_ca && !out->tls) {
+        /* A CA for a parent spoken to in clear would verify nothing. */
+        snprintf(why, whylen, "ca= needs tls");
+        return AG_EINVAL;
     }
     return 0;
 }
@@ -125,14 +131,15 @@ int ag_cfg_parent_parse(char **argv, size_t argc, const char *basedir, struct ag
 void ag_cfg_parent_format(const struct ag_parent *p, char *out, size_t cap)
 {
     bool v6 = strchr(p->host, ':') != NULL;
-    snprintf(out, cap, "%s %s%s%s:%u%s%s", p->name, v6 ? "[" : "", p->host, v6 ? "]" : "",
+    snprintf(out, cap, "%s %s%s%s:%u%s%s%s%s%s", p->name, v6 ? "[" : "", p->host, v6 ? "]" : "",
              (unsigned)p->port,
              p->auth == AG_PARENT_AUTH_BASIC       ? " auth=basic:"
              : p->auth == AG_PARENT_AUTH_NEGOTIATE ? " auth=negotiate:"
                                                    : "",
              p->auth == AG_PARENT_AUTH_BASIC       ? p->cred_file
              : p->auth == AG_PARENT_AUTH_NEGOTIATE ? p->principal
-                                                   : "");
+                                                   : "",
+             p->tls ? " tls" : "", p->tls_ca ? " ca=" : "", p->tls_ca ? p->tls_ca : "");
 }
 
 /* Opens a regular file for reading; fills st. -1 with why set. */
@@ -284,7 +291,8 @@ void ag_cfg_files_free(struct ag_config *c)
         }
         free(p->cred_file);
         free(p->principal);
-        p->basic_field = p->cred_file = p->principal = NULL;
+        free(p->tls_ca);
+        p->basic_field = p->cred_file = p->principal = p->tls_ca = NULL;
     }
     free(c->pac_body);
     c->pac_body = NULL;

@@ -11,8 +11,9 @@
 
 #include "config/config.h"
 
-/* "NAME HOST:PORT [auth=basic:FILE | auth=negotiate:PRINCIPAL]" into out;
- * a relative FILE resolves against basedir (may be NULL). 0, or AG_EINVAL
+/* "NAME HOST:PORT [auth=basic:FILE | auth=negotiate:PRINCIPAL] [tls
+ * [ca=FILE]]" into out; a relative FILE resolves against basedir (may be
+ * NULL). 0, or AG_EINVAL
  * with the reason in why. */
 int ag_cfg_parent_parse(char **argv, size_t argc, const char *basedir, struct ag_parent *out,
                         char *why, size_t whylen);

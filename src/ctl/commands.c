@@ -161,6 +161,7 @@ static void cmd_status(struct ag_server *srv, const struct ag_ctl_cmd *cmd, enum
                   p->auth == AG_PARENT_AUTH_BASIC       ? "basic"
                   : p->auth == AG_PARENT_AUTH_NEGOTIATE ? "negotiate"
                                                         : "none");
+        ag_ctl_kv(r, "parent_tls", p->tls ? "on" : "off");
         ag_ctl_kv(r, "parent_state", down ? "backoff" : "up");
         ag_ctl_kvu(r, "parent_failures", failures);
         ag_ctl_end(r);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "authgate/err.h"
+#include "tls_pipe.h"
 #include "upstream.h"
 #include "util/log.h"
 
@@ -41,6 +42,10 @@ static void free_upstream_if_done(struct ag_upstream *up)
         if (up->ai)
             freeaddrinfo(up->ai);
         ag_head_free(&up->head);
+        if (up->tls) {
+            ag_tls_pipe_free(up->tls);
+            free(up->tls);
+        }
         free(up);
     }
 }

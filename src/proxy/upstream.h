@@ -32,6 +32,7 @@ typedef void (*ag_upstream_ready_cb)(struct ag_upstream *up, int status);
 typedef bool (*ag_upstream_filter)(void *owner, const struct sockaddr *sa);
 
 struct gai_ctx;
+struct ag_tls_pipe;
 struct ag_attempt;
 
 struct ag_upstream {
@@ -59,9 +60,11 @@ struct ag_upstream {
     struct ag_head head;
     size_t out_pending; /* bytes queued to the origin, not yet written */
     bool reading;
-    bool reused;     /* this exchange runs on a pooled connection */
-    bool idle;       /* pooled */
-    bool via_parent; /* connected to a parent proxy, not an origin (pool reuse checks it) */
+    bool reused;             /* this exchange runs on a pooled connection */
+    bool idle;               /* pooled */
+    bool via_parent;         /* connected to a parent proxy, not an origin (pool reuse checks it) */
+    struct ag_tls_pipe *tls; /* "parent ... tls": the TLS layer (tls_pipe.h) over tcp, else NULL;
+                                freed with the upstream's memory, never before */
 };
 
 /* Allocates an upstream for host:port and starts resolving and connecting;

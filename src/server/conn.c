@@ -424,6 +424,21 @@ void conn_write_up(struct conn *c, char *data, size_t len)
         free(data);
         return;
     }
+    if (c->up->tls) {
+        conn_up_tls_write(c, data, len);
+        free(data);
+        return;
+    }
+    send_block(c, false, data, len);
+}
+
+/* Bytes as they go on the upstream's wire (TLS records). */
+void conn_write_raw_up(struct conn *c, char *data, size_t len)
+{
+    if (!up_writable(c)) {
+        free(data);
+        return;
+    }
     send_block(c, false, data, len);
 }
 
@@ -432,10 +447,11 @@ void conn_write_up(struct conn *c, char *data, size_t len)
 void conn_flush(struct conn *c)
 {
     if (c->stage_up.len) {
-        if (up_writable(c))
+        if (up_writable(c) && c->up->tls)
+            conn_up_tls_write(c, c->stage_up.data, c->stage_up.len);
+        else if (up_writable(c))
             send_buf(c, false, &c->stage_up);
-        else
-            ag_buf_consume(&c->stage_up, c->stage_up.len);
+        ag_buf_consume(&c->stage_up, c->stage_up.len);
     }
     if (c->stage_client.len) {
         if (conn_ending(c)) {
@@ -539,9 +555,10 @@ void conn_update_reading(struct conn *c)
         exchange_start_splice(c);
         return;
     }
-    bool want_up = !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
-                   (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
-                    (c->state == CONN_TUNNEL && !c->tun_up_eof));
+    bool want_up =
+        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+        (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
+         (up->tls && !up->tls->handshaken) || (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {
         if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
             up->reading = true;
@@ -570,6 +587,8 @@ static void tunnel_eof(struct conn *c, bool from_client)
     }
     if (!from_client && c->tls)
         conn_tls_close_notify(c);
+    if (from_client && c->up->tls)
+        conn_up_tls_close_notify(c);
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req || uv_shutdown(req, other, free_shutdown_req) != 0) {
         free(req);
@@ -612,7 +631,9 @@ void conn_client_bytes(struct conn *c, char *buf, size_t n)
 {
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        if (up_writable(c))
+        if (up_writable(c) && c->up->tls)
+            conn_up_tls_write(c, buf, n);
+        else if (up_writable(c))
             send_out(c, false, buf, n, NULL);
         conn_update_reading(c);
         return;
@@ -673,6 +694,18 @@ static void on_read_client(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     release_read(c->srv, buf->base);
 }
 
+void conn_up_end(struct conn *c, ssize_t n)
+{
+    if (c->state == CONN_TUNNEL && n == UV_EOF) {
+        /* (TLS: the socket's EOF may follow the close_notify that ended
+         * the parent's side already.) */
+        if (!c->tun_up_eof)
+            tunnel_eof(c, false);
+        return;
+    }
+    exchange_on_upstream_eof(c, (int)n);
+}
+
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct ag_upstream *up = s->data;
@@ -686,33 +719,35 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         release_read(srv, buf->base);
         if (n == 0)
             return;
-        if (c->state == CONN_TUNNEL && n == UV_EOF) {
-            tunnel_eof(c, false);
-            return;
-        }
-        exchange_on_upstream_eof(c, (int)n);
+        conn_up_end(c, n);
         return;
     }
+    if (up->tls)
+        conn_up_tls_input(c, up, buf->base, (size_t)n);
+    else
+        conn_up_bytes(c, buf->base, (size_t)n);
+    release_read(srv, buf->base);
+}
+
+void conn_up_bytes(struct conn *c, char *data, size_t len)
+{
     if (c->state == CONN_TUNNEL && c->tls) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
-        conn_count_out(c, (uint64_t)n);
-        conn_tls_write(c, buf->base, (size_t)n); /* TLS-in-TLS: the origin's records, encrypted */
-        release_read(srv, buf->base);
+        conn_count_out(c, (uint64_t)len);
+        conn_tls_write(c, data, len); /* TLS-in-TLS: the origin's records, encrypted */
         conn_update_reading(c);
         return;
     }
     if (c->state == CONN_TUNNEL) {
         conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
         if (!conn_ending(c)) {
-            conn_count_out(c, (uint64_t)n);
-            send_out(c, true, buf->base, (size_t)n, NULL);
+            conn_count_out(c, (uint64_t)len);
+            send_out(c, true, data, len, NULL);
         }
-        release_read(srv, buf->base);
         conn_update_reading(c);
         return;
     }
-    exchange_on_upstream_read(c, n, buf->base);
-    release_read(srv, buf->base);
+    exchange_on_upstream_read(c, (ssize_t)len, data);
 }
 
 /* --- parsing --------------------------------------------------------------- */

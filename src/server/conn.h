@@ -175,7 +175,15 @@ void conn_close_after_flush(struct conn *c);
 void conn_count_out(struct conn *c, uint64_t n);
 /* Takes ownership of data (malloc'd). */
 void conn_write_client(struct conn *c, char *data, size_t len);
+/* To the upstream; through its TLS layer when it has one. */
 void conn_write_up(struct conn *c, char *data, size_t len);
+/* Bytes as they go on the upstream's wire (TLS records). Owned. */
+void conn_write_raw_up(struct conn *c, char *data, size_t len);
+/* Plaintext from the upstream (buf owned): into the tunnel, or the
+ * response parser. */
+void conn_up_bytes(struct conn *c, char *buf, size_t n);
+/* The upstream's stream ended (UV_EOF) or failed (n < 0). */
+void conn_up_end(struct conn *c, ssize_t n);
 /* Bytes as they go on the wire (TLS records, a refusal in clear): queued
  * to the client socket without counting them as an exchange's. Owned. */
 void conn_write_raw_client(struct conn *c, char *data, size_t len);
@@ -212,6 +220,10 @@ void exchange_log(struct conn *c);
 void exchange_proceed(struct conn *c);
 /* Arms the keep-alive deadline of the pooled upstream. */
 void exchange_pool_timer(struct conn *c);
+/* "parent ... tls": the handshake with c->up's parent completed (carry on
+ * with the hop), or failed (the parent is failed: back-off, next parent). */
+void exchange_up_tls_ready(struct conn *c);
+void exchange_up_tls_failed(struct conn *c, const char *why);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
 

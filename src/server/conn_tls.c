@@ -1,9 +1,11 @@
-/* conn_tls.c - the TLS layer of one connection (see tls.h).
+/* conn_tls.c - the TLS layers of one connection (see tls.h): the client's
+ * on a tls listener, and the parent's on a connection to a "parent ... tls".
  *
- * The socket stays libuv's: bytes read go into a memory BIO OpenSSL reads,
- * records OpenSSL produces are taken from the other memory BIO and written
- * with uv_write. A plain connection has no layer (c->tls NULL) and pays one
- * pointer test. */
+ * Both are a tls_pipe (src/proxy/tls_pipe.h): the socket stays libuv's,
+ * bytes read go into a memory BIO OpenSSL reads, records OpenSSL produces
+ * are taken from the other memory BIO and written with uv_write. A plain
+ * connection has no layer (c->tls, c->up->tls NULL) and pays one pointer
+ * test per side. */
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -18,12 +20,9 @@
 #include "util/log.h"
 
 struct conn_tls {
-    SSL *ssl;
-    BIO *in;         /* socket -> OpenSSL (owned by ssl) */
-    BIO *out;        /* OpenSSL -> socket (owned by ssl) */
-    bool first;      /* nothing received yet: the first byte tells TLS from HTTP */
-    bool handshaken; /* the handshake completed: plaintext flows */
-    bool pumping;    /* inside conn_tls_pump: a nested call only asks for another round */
+    struct ag_tls_pipe p; /* SSL and its memory BIOs (tls_pipe.h) */
+    bool first;           /* nothing received yet: the first byte tells TLS from HTTP */
+    bool pumping;         /* inside conn_tls_pump: a nested call only asks for another round */
     bool again;
     bool notified; /* close_notify queued: nothing more is encrypted */
 };
@@ -33,21 +32,10 @@ int conn_tls_start(struct conn *c, SSL_CTX *ctx)
     struct conn_tls *t = calloc(1, sizeof *t);
     if (!t)
         return -1;
-    t->ssl = SSL_new(ctx);
-    t->in = BIO_new(BIO_s_mem());
-    t->out = BIO_new(BIO_s_mem());
-    if (!t->ssl || !t->in || !t->out) {
-        SSL_free(t->ssl);
-        BIO_free(t->in);
-        BIO_free(t->out);
+    if (ag_tls_pipe_init(&t->p, ctx, true, NULL) != 0) {
         free(t);
         return -1;
     }
-    /* An empty input BIO means "more to come", not end of stream. */
-    BIO_set_mem_eof_return(t->in, -1);
-    BIO_set_mem_eof_return(t->out, -1);
-    SSL_set_bio(t->ssl, t->in, t->out);
-    SSL_set_accept_state(t->ssl);
     t->first = true;
     c->tls = t;
     return 0;
@@ -57,43 +45,36 @@ void conn_tls_free(struct conn *c)
 {
     if (!c->tls)
         return;
-    SSL_free(c->tls->ssl); /* and both BIOs */
+    ag_tls_pipe_free(&c->tls->p);
     free(c->tls);
     c->tls = NULL;
 }
 
 size_t conn_tls_backlog(const struct conn *c)
 {
-    return BIO_ctrl_pending(c->tls->in);
+    return ag_tls_pipe_backlog(&c->tls->p);
 }
 
 bool conn_tls_buffered(const struct conn *c)
 {
-    return BIO_ctrl_pending(c->tls->in) > 0 || SSL_pending(c->tls->ssl) > 0;
+    return ag_tls_pipe_backlog(&c->tls->p) > 0 || SSL_pending(c->tls->p.ssl) > 0;
 }
 
 bool conn_tls_handshaken(const struct conn *c)
 {
-    return c->tls->handshaken;
+    return c->tls->p.handshaken;
 }
 
 /* Queues what OpenSSL produced (handshake messages, records, alerts). */
 static void flush_out(struct conn *c)
 {
-    size_t n = BIO_ctrl_pending(c->tls->out);
-    if (n == 0)
-        return;
-    char *p = malloc(n);
-    if (!p) {
+    char *p;
+    size_t n;
+    int r = ag_tls_pipe_take(&c->tls->p, &p, &n);
+    if (r < 0)
         conn_close(c, "nomem");
-        return;
-    }
-    int got = BIO_read(c->tls->out, p, (int)n);
-    if (got <= 0) {
-        free(p);
-        return;
-    }
-    conn_write_raw_client(c, p, (size_t)got);
+    else if (r > 0)
+        conn_write_raw_client(c, p, n);
 }
 
 /* Plain HTTP on a tls listener: a client configured with http:// for an
@@ -123,30 +104,26 @@ static void refuse_plain(struct conn *c)
 static bool handshake(struct conn *c)
 {
     struct conn_tls *t = c->tls;
-    ERR_clear_error();
-    int r = SSL_do_handshake(t->ssl);
+    char why[200];
+    int r = ag_tls_pipe_handshake(&t->p, why, sizeof why);
     flush_out(c);
     if (r == 1) {
-        t->handshaken = true;
         c->srv->stats.tls_handshakes++;
-        bool resumed = SSL_session_reused(t->ssl);
+        bool resumed = SSL_session_reused(t->p.ssl);
         if (resumed)
             c->srv->stats.tls_resumed++;
         ag_debug("conn=%llu event=tls_handshake client=%s version=%s cipher=%s resumed=%d",
-                 (unsigned long long)c->id, c->peer, SSL_get_version(t->ssl),
-                 SSL_get_cipher_name(t->ssl), resumed);
+                 (unsigned long long)c->id, c->peer, SSL_get_version(t->p.ssl),
+                 SSL_get_cipher_name(t->p.ssl), resumed);
         /* From here the connection waits for its first request. */
         conn_set_timer(c, ag_auth_wait_timeout(c));
         return true;
     }
-    int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_READ)
+    if (r == 0)
         return false;
-    char why[200];
     c->srv->stats.tls_handshake_failed++;
     ag_info("conn=%llu event=tls_refused client=%s reason=handshake_failed error=\"%s\"",
-            (unsigned long long)c->id, c->peer,
-            ag_tls_error_text(why, sizeof why, "connection reset"));
+            (unsigned long long)c->id, c->peer, why);
     /* The alert OpenSSL queued goes out first. */
     conn_close_after_flush(c);
     return false;
@@ -162,7 +139,7 @@ void conn_tls_pump(struct conn *c)
     t->pumping = true;
     do {
         t->again = false;
-        if (conn_ending(c) || (!t->handshaken && !handshake(c)))
+        if (conn_ending(c) || (!t->p.handshaken && !handshake(c)))
             break;
         for (;;) {
             if (conn_ending(c))
@@ -184,27 +161,24 @@ void conn_tls_pump(struct conn *c)
                 conn_close(c, "nomem");
                 break;
             }
-            ERR_clear_error();
-            int r = SSL_read(t->ssl, p, (int)room);
+            char why[200];
+            int r = ag_tls_pipe_read(&t->p, p, room, why, sizeof why);
             if (r > 0) {
                 conn_client_bytes(c, p, (size_t)r); /* wipes what it parses */
                 free(p);
                 continue;
             }
             free(p);
-            int e = SSL_get_error(t->ssl, r);
-            if (e == SSL_ERROR_WANT_READ)
+            if (r == 0)
                 break;
             flush_out(c);
-            if (e == SSL_ERROR_ZERO_RETURN) {
+            if (r == AG_TLS_PIPE_EOF) {
                 /* close_notify: the client's end of stream. */
                 conn_client_end(c, UV_EOF);
             } else {
-                char why[200];
                 c->srv->stats.tls_errors++;
                 ag_info("conn=%llu event=tls_error client=%s error=\"%s\"",
-                        (unsigned long long)c->id, c->peer,
-                        ag_tls_error_text(why, sizeof why, "connection reset"));
+                        (unsigned long long)c->id, c->peer, why);
                 conn_close(c, "tls_error");
             }
             break;
@@ -228,9 +202,9 @@ void conn_tls_input(struct conn *c, char *buf, size_t n)
             return;
         }
     }
-    int w = BIO_write(t->in, buf, (int)n);
+    int w = ag_tls_pipe_feed(&t->p, buf, n);
     ag_wipe(buf, n);
-    if (w != (int)n) {
+    if (w != 0) {
         conn_close(c, "nomem");
         return;
     }
@@ -240,24 +214,18 @@ void conn_tls_input(struct conn *c, char *buf, size_t n)
 void conn_tls_write(struct conn *c, char *data, size_t len)
 {
     struct conn_tls *t = c->tls;
-    if (!t->handshaken || t->notified) {
+    if (!t->p.handshaken || t->notified) {
         ag_wipe(data, len);
         return;
     }
-    size_t done = 0;
-    while (done < len) {
-        /* A memory BIO takes all: SSL_write never wants to wait. */
-        int r = SSL_write(t->ssl, data + done, (int)(len - done));
-        if (r <= 0) {
-            char why[200];
-            c->srv->stats.tls_errors++;
-            ag_info("conn=%llu event=tls_error client=%s error=\"%s\"", (unsigned long long)c->id,
-                    c->peer, ag_tls_error_text(why, sizeof why, "connection reset"));
-            ag_wipe(data, len);
-            conn_close(c, "tls_write_error");
-            return;
-        }
-        done += (size_t)r;
+    char why[200];
+    if (ag_tls_pipe_write(&t->p, data, len, why, sizeof why) != 0) {
+        c->srv->stats.tls_errors++;
+        ag_info("conn=%llu event=tls_error client=%s error=\"%s\"", (unsigned long long)c->id,
+                c->peer, why);
+        ag_wipe(data, len);
+        conn_close(c, "tls_write_error");
+        return;
     }
     ag_wipe(data, len); /* plaintext may carry tokens or identities */
     flush_out(c);
@@ -266,11 +234,10 @@ void conn_tls_write(struct conn *c, char *data, size_t len)
 void conn_tls_close_notify(struct conn *c)
 {
     struct conn_tls *t = c->tls;
-    if (!t || !t->handshaken || t->notified)
+    if (!t || !t->p.handshaken || t->notified)
         return;
     t->notified = true;
-    SSL_shutdown(t->ssl);
-    ERR_clear_error();
+    ag_tls_pipe_close_notify(&t->p);
     flush_out(c);
 }
 
@@ -278,7 +245,7 @@ size_t conn_tls_end_point(const struct conn *c, uint8_t out[AG_TLS_CB_MAX])
 {
     if (!c->tls)
         return 0;
-    X509 *x = SSL_get_certificate(c->tls->ssl);
+    X509 *x = SSL_get_certificate(c->tls->p.ssl);
     if (!x)
         return 0;
     /* RFC 5929 §4.1: the certificate's signature hash, but SHA-256 when
@@ -327,4 +294,131 @@ int conn_tls_cb_ntlm(const struct conn *c, uint8_t out[16])
              EVP_DigestFinal_ex(m, out, &len) == 1 && len == 16;
     EVP_MD_CTX_free(m);
     return ok ? 0 : -1;
+}
+
+/* --- the parent side ("parent ... tls") ----------------------------------- */
+
+/* Queues the records the upstream's layer produced. */
+static void up_flush(struct conn *c, struct ag_upstream *up)
+{
+    char *p;
+    size_t n;
+    int r = ag_tls_pipe_take(up->tls, &p, &n);
+    if (r < 0)
+        conn_close(c, "nomem");
+    else if (r > 0)
+        conn_write_raw_up(c, p, n);
+}
+
+int conn_up_tls_start(struct conn *c, const char *host, const char *cafile, char *why,
+                      size_t whylen)
+{
+    struct ag_upstream *up = c->up;
+    SSL_CTX *ctx = ag_tls_client_ctx(cafile, why, whylen);
+    if (!ctx)
+        return -1;
+    struct ag_tls_pipe *t = calloc(1, sizeof *t);
+    int rc = t ? ag_tls_pipe_init(t, ctx, false, host) : -1;
+    SSL_CTX_free(ctx); /* the SSL holds its own reference */
+    if (rc != 0) {
+        free(t);
+        snprintf(why, whylen, "cannot start TLS (out of memory, or host refused)");
+        return -1;
+    }
+    up->tls = t; /* freed with up */
+    /* The ClientHello. */
+    if (ag_tls_pipe_handshake(t, why, whylen) < 0)
+        return -1;
+    up_flush(c, up);
+    return 0;
+}
+
+/* The layer is done with (the upstream went away, or the connection). */
+static bool up_gone(struct conn *c, struct ag_upstream *up)
+{
+    return conn_ending(c) || c->up != up || up->closing;
+}
+
+void conn_up_tls_input(struct conn *c, struct ag_upstream *up, char *buf, size_t n)
+{
+    int w = ag_tls_pipe_feed(up->tls, buf, n); /* ciphertext, borrowed */
+    if (w != 0) {
+        conn_close(c, "nomem");
+        return;
+    }
+    char why[200];
+    if (!up->tls->handshaken) {
+        int r = ag_tls_pipe_handshake(up->tls, why, sizeof why);
+        up_flush(c, up);
+        if (r == 0 || up_gone(c, up))
+            return;
+        if (r < 0) {
+            exchange_up_tls_failed(c, why);
+            return;
+        }
+        exchange_up_tls_ready(c);
+        if (up_gone(c, up))
+            return;
+    }
+    /* Everything fed is decrypted now: what is left is at most a partial
+     * record, so the socket's own backpressure (reads stop while the
+     * client side is full) bounds the layer. */
+    for (;;) {
+        char *p = malloc(AG_READ_CHUNK);
+        if (!p) {
+            conn_close(c, "nomem");
+            return;
+        }
+        int r = ag_tls_pipe_read(up->tls, p, AG_READ_CHUNK, why, sizeof why);
+        if (r > 0) {
+            conn_up_bytes(c, p, (size_t)r);
+            free(p);
+            if (up_gone(c, up))
+                return;
+            continue;
+        }
+        free(p);
+        if (r == 0)
+            break;
+        up_flush(c, up);
+        if (up_gone(c, up))
+            return;
+        if (r == AG_TLS_PIPE_ERR) {
+            c->srv->stats.parent_tls_failed++;
+            ag_info("conn=%llu event=parent_tls_error address=%s:%u error=\"%s\"",
+                    (unsigned long long)c->id, up->host, (unsigned)up->port, why);
+        }
+        /* close_notify is the parent's end of stream; an error ends it too. */
+        conn_up_end(c, r == AG_TLS_PIPE_EOF ? UV_EOF : UV_EPROTO);
+        return;
+    }
+    up_flush(c, up); /* what reading produced (key update answers) */
+}
+
+void conn_up_tls_write(struct conn *c, char *data, size_t len)
+{
+    struct ag_upstream *up = c->up;
+    char why[200];
+    int rc = up->tls->handshaken ? ag_tls_pipe_write(up->tls, data, len, why, sizeof why) : -1;
+    if (!up->tls->handshaken)
+        snprintf(why, sizeof why, "data before the handshake completed");
+    /* Plaintext to a parent carries the gateway's Proxy-Authorization. */
+    ag_wipe(data, len);
+    if (rc != 0) {
+        c->srv->stats.parent_tls_failed++;
+        ag_info("conn=%llu event=parent_tls_error address=%s:%u error=\"%s\"",
+                (unsigned long long)c->id, up->host, (unsigned)up->port, why);
+        conn_close(c, "parent_tls_write_error");
+        return;
+    }
+    up_flush(c, up);
+}
+
+void conn_up_tls_close_notify(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    if (!up || !up->tls || !up->tls->handshaken)
+        return;
+    ag_tls_pipe_close_notify(up->tls);
+    up_flush(c, up);
 }

@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
 #include <time.h>
 
 #include "auth.h"
@@ -21,6 +22,7 @@
 #include "http/reply.h"
 #include "auth/negotiate.h"
 #include "proxy/parent.h"
+#include "tls.h"
 #include "util/log.h"
 
 /* --- request callbacks ------------------------------------------------------ */
@@ -993,13 +995,9 @@ static int route_head(struct conn *c)
 
 /* The parent could not be connected to: skipped for parent_backoff (one
  * log line when it goes down), and the next parent of the route tried. */
-static void parent_failed(struct conn *c, int status)
+static void parent_down(struct conn *c, const char *why)
 {
     const struct ag_parent *p = c->rq.parent;
-    const char *why = status == AG_ELIMIT      ? "connect timeout"
-                      : status == AG_ENOTFOUND ? "name not resolved"
-                      : status == AG_EUNSUPP   ? "unusable address"
-                                               : "connection refused";
     c->srv->stats.parent_failed++;
     if (ag_parent_mark_down(c->rq.parent_health, ag_now_ms(), c->cfg->parent_backoff_ms))
         ag_warn("event=parent_down parent=%s address=%s:%u reason=\"%s\" backoff_ms=%u", p->name,
@@ -1012,6 +1010,14 @@ static void parent_failed(struct conn *c, int status)
         return;
     }
     start_hop(c);
+}
+
+static void parent_failed(struct conn *c, int status)
+{
+    parent_down(c, status == AG_ELIMIT      ? "connect timeout"
+                   : status == AG_ENOTFOUND ? "name not resolved"
+                   : status == AG_EUNSUPP   ? "unusable address"
+                                            : "connection refused");
 }
 
 /* A parent answered our request with a refusal (407, 403, 5xx to CONNECT,
@@ -1137,6 +1143,57 @@ static void parent_connect_read(struct conn *c, ssize_t n, const char *data)
     tunnel_open(c, data + used, (size_t)n - used);
 }
 
+/* The hop is reached (connected; for a tls parent, its certificate
+ * verified): the CONNECT to the parent, the tunnel, or the request. */
+static void hop_connected(struct conn *c)
+{
+    c->srv->stats.upstream_opened++;
+    if (c->rq.parent) {
+        const struct ag_parent *p = c->rq.parent;
+        if (ag_parent_mark_up(c->rq.parent_health))
+            ag_info("event=parent_up parent=%s address=%s:%u", p->name, p->host, (unsigned)p->port);
+        c->srv->stats.parent_routed++;
+    }
+    if (c->rq.is_connect) {
+        if (c->rq.parent)
+            parent_connect_start(c);
+        else
+            tunnel_open(c, NULL, 0);
+        return;
+    }
+    start_exchange_io(c);
+}
+
+void exchange_up_tls_ready(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    uv_timer_stop(&up->timer);
+    ag_debug("conn=%llu event=parent_tls_handshake parent=%s version=%s cipher=%s",
+             (unsigned long long)c->id, c->rq.parent ? c->rq.parent->name : "-",
+             SSL_get_version(up->tls->ssl), SSL_get_cipher_name(up->tls->ssl));
+    hop_connected(c);
+}
+
+void exchange_up_tls_failed(struct conn *c, const char *why)
+{
+    char w[sizeof c->rq.parent_why];
+    c->srv->stats.parent_tls_failed++;
+    ag_warn("conn=%llu event=parent_tls_failed parent=%s address=%s:%u reason=\"%s\"",
+            (unsigned long long)c->id, c->rq.parent->name, c->rq.parent->host,
+            (unsigned)c->rq.parent->port, why);
+    snprintf(w, sizeof w, "TLS: %s", why);
+    parent_down(c, w);
+}
+
+static void on_up_tls_timer(uv_timer_t *t)
+{
+    struct ag_upstream *up = t->data;
+    struct conn *c = up->owner;
+    if (!c)
+        return;
+    exchange_up_tls_failed(c, "handshake timeout");
+}
+
 static void on_upstream_ready(struct ag_upstream *up, int status)
 {
     struct conn *c = up->owner;
@@ -1187,21 +1244,23 @@ static void on_upstream_ready(struct ag_upstream *up, int status)
         }
         return;
     }
-    c->srv->stats.upstream_opened++;
-    if (c->rq.parent) {
-        const struct ag_parent *p = c->rq.parent;
-        if (ag_parent_mark_up(c->rq.parent_health))
-            ag_info("event=parent_up parent=%s address=%s:%u", p->name, p->host, (unsigned)p->port);
-        c->srv->stats.parent_routed++;
-    }
-    if (c->rq.is_connect) {
-        if (c->rq.parent)
-            parent_connect_start(c);
-        else
-            tunnel_open(c, NULL, 0);
+    const struct ag_parent *p = c->rq.parent;
+    if (p && p->tls && !up->tls) {
+        /* An HTTPS proxy: the parent counts as reached once its
+         * certificate verified, within tls_handshake_timeout. */
+        char why[300];
+        if (conn_up_tls_start(c, p->host, p->tls_ca ? p->tls_ca : c->cfg->parent_tls_ca, why,
+                              sizeof why) != 0) {
+            exchange_up_tls_failed(c, why);
+            return;
+        }
+        if (conn_ending(c) || c->up != up)
+            return;
+        uv_timer_start(&up->timer, on_up_tls_timer, c->cfg->tls_handshake_timeout_ms, 0);
+        conn_update_reading(c);
         return;
     }
-    start_exchange_io(c);
+    hop_connected(c);
 }
 
 static void open_upstream(struct conn *c)
@@ -1338,7 +1397,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
         return;
     }
     /* The rest of a long body goes socket to socket through a pipe. */
-    if (c->rq.resp_started && !c->rq.resp_chunked_out && !c->tls &&
+    if (c->rq.resp_started && !c->rq.resp_chunked_out && !c->tls && !up->tls &&
         (up->parser.flags & F_CONTENT_LENGTH) && up->parser.content_length >= AG_SPLICE_MIN) {
         if (up->reading) {
             uv_read_stop((uv_stream_t *)up->tcp);
@@ -1627,8 +1686,8 @@ static void connect_hop(struct conn *c)
      * request that a pooled connection lost could not be retried with it,
      * so those parents get a fresh connection per request. */
     if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
-        up->via_parent == (p != NULL) && up->port == port && strcmp(up->host, host) == 0 &&
-        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        up->via_parent == (p != NULL) && (up->tls != NULL) == (p && p->tls) && up->port == port &&
+        strcmp(up->host, host) == 0 && !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;

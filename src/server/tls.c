@@ -16,15 +16,21 @@ bool ag_tls_wanted(const struct ag_config *cfg)
     return false;
 }
 
-const char *ag_tls_error_text(char *buf, size_t len, const char *none)
+/* The contexts verifying "parent ... tls" (tls_pipe.c keeps them): re-read
+ * with every configuration, so a bad CA file refuses the load (start-up,
+ * authgate -t, a reload) instead of the first request through it. */
+static int load_parent_ctxs(const struct ag_config *cfg, char *err, size_t errlen)
 {
-    unsigned long e = ERR_peek_last_error();
-    if (e)
-        ERR_error_string_n(e, buf, len);
-    else
-        snprintf(buf, len, "%s", none);
-    ERR_clear_error();
-    return buf;
+    char e[300];
+    for (size_t i = 0; i < cfg->n_parents; i++) {
+        const struct ag_parent *p = &cfg->parents[i];
+        if (p->tls &&
+            ag_tls_client_ctx_load(p->tls_ca ? p->tls_ca : cfg->parent_tls_ca, e, sizeof e) != 0) {
+            snprintf(err, errlen, "parent %s tls: %s", p->name, e);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ALPN: the proxy speaks HTTP/1.1; a client that offers only h2 gets no
@@ -73,6 +79,8 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, SSL_CTX *prev, SSL_C
 {
     char e[256];
     *out = NULL;
+    if (load_parent_ctxs(cfg, err, errlen) != 0)
+        return -1;
     if (!want)
         return 0;
     if (!cfg->tls_certificate || !cfg->tls_key) {

@@ -18,13 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/tls_pipe.h" /* the transform both sides share, ag_tls_error_text */
+
 struct conn;
 struct ag_config;
 struct ssl_ctx_st;
 
 /* --- the context (tls.c) -------------------------------------------------- */
 
-/* Builds the context of cfg into *out (NULL when want is false). TLS 1.2
+/* (Re)loads the client contexts of cfg's tls parents (tls_pipe.h), then
+ * builds the context of cfg into *out (NULL when want is false). TLS 1.2
  * and 1.3 only, session resumption by tickets and by the server's session
  * cache; an expired (or not yet valid) certificate, a key that does not
  * match it or an unreadable file is an error. prev (may be NULL): the
@@ -35,9 +38,6 @@ int ag_tls_ctx_load(const struct ag_config *cfg, bool want, struct ssl_ctx_st *p
 /* Another reference to ctx (NULL passes through). */
 struct ssl_ctx_st *ag_tls_ctx_ref(struct ssl_ctx_st *ctx);
 void ag_tls_ctx_unref(struct ssl_ctx_st *ctx);
-/* The newest OpenSSL error of this thread as text into buf (none when the
- * queue is empty); the queue is then cleared. Returns buf. */
-const char *ag_tls_error_text(char *buf, size_t len, const char *none);
 /* Whether any listen line of cfg has tls. */
 bool ag_tls_wanted(const struct ag_config *cfg);
 
@@ -77,5 +77,23 @@ size_t conn_tls_cb_app_data(const struct conn *c, uint8_t out[AG_TLS_CB_APP_MAX]
  * gss_channel_bindings_struct (addresses empty, the application data
  * above) as MS-NLMP 2.2.2.1 serialises it. 0, or -1 (not TLS). */
 int conn_tls_cb_ntlm(const struct conn *c, uint8_t out[16]);
+
+/* --- the parent side: "parent ... tls" (conn_tls.c) ---------------------- */
+
+/* c->up just connected to a tls parent: gives it its TLS layer, verifying
+ * host (SNI and the certificate's name) against cafile (NULL: the system
+ * store), and sends the ClientHello. 0 (exchange_up_tls_ready or
+ * exchange_up_tls_failed follows from the parent's bytes), or -1 with why
+ * filled (the caller treats the parent as failed). */
+int conn_up_tls_start(struct conn *c, const char *host, const char *cafile, char *why,
+                      size_t whylen);
+/* n bytes read from the parent (buf borrowed: the caller frees it): the handshake,
+ * then the plaintext through conn_up_bytes / conn_up_end. */
+struct ag_upstream;
+void conn_up_tls_input(struct conn *c, struct ag_upstream *up, char *buf, size_t n);
+/* Encrypts data (borrowed: wiped here, the caller frees it) to c->up. */
+void conn_up_tls_write(struct conn *c, char *data, size_t len);
+/* close_notify to the parent (a tunnel's client side ended). */
+void conn_up_tls_close_notify(struct conn *c);
 
 #endif

@@ -21,6 +21,7 @@ shown not to leak. Targets: the origin as 127.0.0.1 (routed by the rules) and
 as localhost (direct): the same origin, two routes.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -30,9 +31,10 @@ import pytest
 from harness.accesslog import parse_access
 from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
 from harness.gateway import check_config, free_port
-from harness.origin import HELLO
+from harness.origin import HELLO, pattern
 from harness.tools import wait_until
 from harness.squid import IDENT, Squid
+from harness.tlsca import ProxyCA
 from peers.fixtures import kdc  # noqa: F401
 from test_ctl import doctor
 from test_rules import PW, curl_as, start_gateway
@@ -42,8 +44,8 @@ from test_rules import PW, curl_as, start_gateway
 def squids(tmp_path):
     made = []
 
-    def factory(name="sq", auth_lines=(), env=None, start=True, port=None):
-        s = Squid(auth_lines=auth_lines, env=env, name=name)
+    def factory(name="sq", auth_lines=(), env=None, start=True, port=None, tls=None):
+        s = Squid(auth_lines=auth_lines, env=env, name=name, tls=tls)
         s.port = port
         made.append(s)
         if start:
@@ -122,10 +124,10 @@ def test_connect_through_parent(make_gateway, tmp_path, squids, tls_origin):
     assert "TCP_TUNNEL/200" in line and "FIRSTUP_PARENT/127.0.0.1" in line, line
 
 
-def squid_basic(squids, tmp_path, user="gw", password="gw-Secret9"):
+def squid_basic(squids, tmp_path, user="gw", password="gw-Secret9", tls=None):
     h = subprocess.run(["openssl", "passwd", "-apr1", password], capture_output=True,
                        check=True).stdout.decode().strip()
-    sq = squids(start=False)
+    sq = squids(start=False, tls=tls)
     htpasswd = sq.private_file("htpasswd", "%s:%s\n" % (user, h))
     sq.auth_lines = [
         "auth_param basic program /usr/lib/squid/basic_ncsa_auth %s" % htpasswd,
@@ -223,7 +225,7 @@ def test_parent_down(make_gateway, tmp_path, origin, sockdir):
     assert (st["parent_failed"], st["parent_skipped"], st["parent_none_left"]) == (1, 1, 2), st
     parents = ctl_json(sock, "status")["parents"]
     assert parents == [{"parent": "sq", "parent_address": "127.0.0.1:%d" % dead,
-                        "parent_auth": "none", "parent_state": "backoff",
+                        "parent_auth": "none", "parent_tls": "off", "parent_state": "backoff",
                         "parent_failures": 1}], parents
 
 
@@ -269,14 +271,20 @@ def test_identity_header_to_parent(make_gateway, tmp_path, squids, origin, send)
     assert req.header(IDENT) == ("carol" if send else None)
 
 
-def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin):  # noqa: F811
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_origin,  # noqa: F811
+                             tls):
     """The gateway authenticates to Squid with Kerberos from its own keytab
     (the first principal of `keytab`: HTTP/localhost), for a service of the
     parent's (HTTP/parent.test, in Squid's keytab for negotiate_kerberos_auth).
-    Squid's access log names the gateway's principal, never the client."""
-    sq = squids(start=False)
+    Squid's access log names the gateway's principal, never the client.
+    tls: the same to Squid's https_port (`parent ... tls`), the tokens
+    inside TLS."""
+    ca = ProxyCA(tmp_path / "ca") if tls else None
+    sq = squids(start=False, tls=ca.issue() if tls else None)
     keytab = str(sq.dir / "parent.keytab")
-    service = kdc.add_principal("HTTP/parent.test", keytab=keytab)
+    # (One KDC per session: each variant its own service.)
+    service = kdc.add_principal("HTTP/%sparent.test" % ("tls" if tls else ""), keytab=keytab)
     pw_ = __import__("pwd").getpwnam("proxy")
     os.chown(keytab, 0, pw_.pw_gid)
     os.chmod(keytab, 0o640)
@@ -295,7 +303,9 @@ def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_or
     sq.start()
     gw = start_gateway(make_gateway, tmp_path, rules_for(), krb=kdc, start=False,
                        connect_ports=str(tls_origin.port))
-    gw.options["parent"] = ["sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
+    gw.options["parent"] = [
+        "sq 127.0.0.1:%d auth=negotiate:%s tls ca=%s" % (sq.tls_port, service, ca.ca_file) if tls
+        else "sq 127.0.0.1:%d auth=negotiate:%s" % (sq.port, service)]
     gw.start()
     routed = origin.url("/krb", host="127.0.0.1")
     for _ in range(2):  # a fresh token per request (each is single-use)
@@ -306,6 +316,8 @@ def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_or
     me = kdc.principal("HTTP/localhost")
     recs = [x for x in sq.access_log if x[1] == routed and x[2] == "200"]
     assert len(recs) == 2 and all(x[4] == me for x in recs), sq.access_log
+    port = str(sq.tls_port if tls else sq.port)
+    assert all(x[5] == port for x in sq.access_log if x[0] != "-"), sq.access_log
     assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == me
     req = [q for q in origin.requests if q.target == "/krb"][0]
     assert req.header("Proxy-Authorization") is None
@@ -379,3 +391,169 @@ def test_reload_routes_and_parents(make_gateway, tmp_path, squids, origin):
     gw.wait_log(r"event=reloaded", since=since)
     assert get(gw, url).status == 200
     sq.wait_logged(lambda x: x[1] == url)
+
+
+# --- parent ... tls: an HTTPS proxy as parent (Squid's https_port) ----------
+
+def tls_squid(squids, tmp_path, names=None, basic=False, **kw):
+    """A Squid with an https_port whose certificate comes from a fresh test
+    CA (for localhost/127.0.0.1, or the DNS names given) -> (squid, CA)."""
+    ca = ProxyCA(tmp_path / ("ca-%d" % len(list(tmp_path.glob("ca-*")))))
+    cert = ca.issue(names=names)
+    if basic:
+        sq = squid_basic(squids, tmp_path, tls=cert)
+    else:
+        sq = squids(tls=cert, **kw)
+    return sq, ca
+
+
+def test_tls_parent_get_and_connect(make_gateway, tmp_path, squids, origin, tls_origin):
+    """GET and CONNECT through an HTTPS proxy, verified against
+    parent_tls_ca and the name localhost; Squid logs both on its https_port
+    (which speaks nothing but TLS)."""
+    sq, ca = tls_squid(squids, tmp_path)
+    gw = gateway_with(make_gateway, tmp_path, ["sq localhost:%d tls" % sq.tls_port],
+                      parent_tls_ca=str(ca.ca_file), connect_ports=str(tls_origin.port))
+    routed = origin.url("/over-tls-", host="127.0.0.1")
+    for i in range(2):  # the second one on the pooled TLS connection
+        r = get(gw, routed + "%d" % i)
+        assert r.status == 200 and r.body == HELLO, r
+    # A body larger than the splice threshold: relayed through the TLS layer.
+    big = origin.url("/size/%d" % (3 * 1024 * 1024), host="127.0.0.1")
+    r = get(gw, big)
+    assert r.status == 200 and r.body == pattern(3 * 1024 * 1024), (r.status, len(r.body))
+    r = get(gw, tls_origin.url("/tls"), "alice", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    port = str(sq.tls_port)
+    for i in range(2):
+        rec = sq.wait_logged(lambda x: x[1] == routed + "%d" % i)
+        assert rec[0] == "GET" and rec[2] == "200" and rec[5] == port, rec
+    rec = sq.wait_logged(lambda x: x[0] == "CONNECT")
+    assert rec[1] == "127.0.0.1:%d" % tls_origin.port and rec[2] == "200" and rec[5] == port, rec
+    assert all(x[5] == port for x in sq.access_log), sq.access_log
+    wait_until(lambda: any("127.0.0.1:%d" % tls_origin.port in l for l in gw.access_log),
+               what="the tunnel's log line")
+    _, line = access(gw, "127.0.0.1:%d" % tls_origin.port)
+    assert "TCP_TUNNEL/200" in line and "FIRSTUP_PARENT/127.0.0.1" in line, line
+    _, line = access(gw, routed + "0")
+    assert "FIRSTUP_PARENT/127.0.0.1" in line, line
+
+
+def test_basic_to_tls_parent(make_gateway, tmp_path, squids, origin, tls_origin):
+    """The gateway's Basic credentials go inside TLS; the parent's own ca=
+    overrides parent_tls_ca (here a CA that would not verify it)."""
+    sq, ca = tls_squid(squids, tmp_path, basic=True)
+    other = ProxyCA(tmp_path / "other-ca")
+    cred = cred_file(tmp_path, "gw:gw-Secret9\n")
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["sq 127.0.0.1:%d auth=basic:%s tls ca=%s" % (sq.tls_port, cred,
+                                                                    ca.ca_file)],
+                      parent_tls_ca=str(other.ca_file), connect_ports=str(tls_origin.port))
+    routed = origin.url("/basic-tls", host="127.0.0.1")
+    r = get(gw, routed)
+    assert r.status == 200 and r.body == HELLO, r
+    r = get(gw, tls_origin.url("/tls"), "bob", "-k", "-p")
+    assert r.status == 200 and r.body == HELLO, r
+    rec = sq.wait_logged(lambda x: x[1] == routed and x[2] == "200")
+    assert rec[4] == "gw" and rec[5] == str(sq.tls_port), rec
+    rec = sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")
+    assert rec[4] == "gw" and rec[5] == str(sq.tls_port), rec
+
+
+@pytest.mark.parametrize("bad", ["wrong_ca", "wrong_name", "wrong_ip", "plain_port"])
+def test_tls_parent_not_verified(make_gateway, tmp_path, squids, origin, sockdir, bad):
+    """A parent whose certificate does not verify is a failed parent: 502,
+    the reason in the log, back-off; nothing reaches it or the origin."""
+    sq, ca = tls_squid(squids, tmp_path,
+                       names=["other.example"] if bad in ("wrong_name", "wrong_ip") else None)
+    cafile = (ProxyCA(tmp_path / "other-ca", cn="another test CA").ca_file if bad == "wrong_ca"
+              else ca.ca_file)
+    host = "127.0.0.1" if bad == "wrong_ip" else "localhost"
+    port = sq.port if bad == "plain_port" else sq.tls_port
+    sock = str(sockdir / "ctl.sock")
+    gw = gateway_with(make_gateway, tmp_path, ["sq %s:%d tls ca=%s" % (host, port, cafile)],
+                      status_socket=sock)
+    r = get(gw, origin.url("/x", host="127.0.0.1"))
+    assert r.status == 502 and b"no parent proxy available" in r.body, r
+    why = {"wrong_ca": "certificate verify failed: unable to get local issuer certificate",
+           "wrong_name": "certificate verify failed: hostname mismatch",
+           "wrong_ip": "certificate verify failed: IP address mismatch",
+           "plain_port": "[^\"]*wrong version number"}[bad]
+    gw.wait_log(r"event=parent_tls_failed parent=sq address=%s:%d reason=\"%s" % (host, port, why))
+    gw.wait_log(r"event=parent_down parent=sq address=%s:%d reason=\"TLS: " % (host, port))
+    gw.wait_log(r"event=parent_none_left .*host=127.0.0.1 reason=\"sq: TLS: ")
+    r = get(gw, origin.url("/y", host="127.0.0.1"))
+    assert r.status == 502, r
+    gw.wait_log(r"event=parent_none_left .*reason=\"sq: in back-off\"")
+    st = stats(gw)
+    assert (st["parent_failed"], st["parent_tls_failed"], st["parent_skipped"]) == (1, 1, 1), st
+    assert st["parent_routed"] == 0, st
+    # (Squid logs the aborted TLS connection as "- error:transaction-end-...".)
+    assert not [x for x in sq.access_log if x[0] != "-"], sq.access_log
+    assert not origin.requests
+    parents = ctl_json(sock, "status")["parents"]
+    assert [(p["parent"], p["parent_tls"], p["parent_state"]) for p in parents] == [
+        ("sq", "on", "backoff")], parents
+
+
+def test_tls_parent_ca_reread_on_reload(make_gateway, tmp_path, squids, origin):
+    """The CA file is read again on SIGHUP: a parent refused with the wrong
+    CA is verified once the file holds the right one (after its back-off)."""
+    sq, ca = tls_squid(squids, tmp_path)
+    other = ProxyCA(tmp_path / "other-ca", cn="another test CA")
+    cafile = tmp_path / "parent-ca.pem"
+    cafile.write_bytes(other.ca_file.read_bytes())
+    gw = gateway_with(make_gateway, tmp_path,
+                      ["sq localhost:%d tls ca=%s" % (sq.tls_port, cafile)],
+                      parent_backoff="1s")
+    r = get(gw, origin.url("/before", host="127.0.0.1"))
+    t_down = time.monotonic()
+    assert r.status == 502, r
+    gw.wait_log(r"event=parent_tls_failed parent=sq .*unable to get local issuer certificate")
+    cafile.write_bytes(ca.ca_file.read_bytes())
+    since = len(gw.error_log)
+    gw.reload()
+    gw.wait_log(r"event=reloaded", since=since)
+    time.sleep(max(0.0, t_down + 1.2 - time.monotonic()))  # the back-off is over
+    # A POST: a request body goes through the TLS layer too.
+    r = get(gw, origin.url("/echo/after", host="127.0.0.1"), "alice", "-d", "x=1")
+    assert r.status == 200 and json.loads(r.body)["body"] == "x=1", r
+    rec = sq.wait_logged(lambda x: x[1].endswith("/echo/after"))
+    assert rec[0] == "POST" and rec[2] == "200" and rec[5] == str(sq.tls_port), rec
+    gw.wait_log(r"event=parent_up parent=sq")
+
+
+def test_tls_parent_handshake_deadline(make_gateway, tmp_path, origin):
+    """A parent that accepts the connection and never answers the
+    ClientHello is failed after tls_handshake_timeout."""
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        port = srv.getsockname()[1]
+        gw = gateway_with(make_gateway, tmp_path, ["mute 127.0.0.1:%d tls" % port],
+                          rules=rules_for("mute"), tls_handshake_timeout="1s")
+        t0 = time.monotonic()
+        r = get(gw, origin.url("/x", host="127.0.0.1"))
+        took = time.monotonic() - t0
+        assert r.status == 502, r
+        assert 0.9 <= took < 10, took
+        gw.wait_log(r"event=parent_tls_failed parent=mute address=127.0.0.1:%d "
+                    r"reason=\"handshake timeout\"" % port)
+        assert not origin.requests
+    finally:
+        srv.close()
+
+
+def test_tls_parent_bad_ca_file_refused_at_load(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("parent sq 127.0.0.1:3129 tls ca=%s\n" % (tmp_path / "missing.pem"))
+    rc, out = check_config(conf)
+    assert rc == 1 and "parent sq tls: %s: cannot load CA certificates" % (
+        tmp_path / "missing.pem") in out, out
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    conf.write_text("parent sq 127.0.0.1:3129 tls\nparent_tls_ca %s\n" % junk)
+    rc, out = check_config(conf)
+    assert rc == 1 and "parent sq tls: %s: cannot load CA certificates" % junk in out, out

@@ -405,6 +405,11 @@ static const struct dump_case {
     {"parent v6 [2001:db8::1]:3128\nparent k k.example:3128 auth=negotiate:HTTP@k.example",
      "parent k k.example:3128 auth=negotiate:HTTP@k.example"},
     {"parent none", "parent none"},
+    {"parent s s.example:3129 tls", "parent s s.example:3129 tls"},
+    {"parent s s.example:3129 auth=negotiate:HTTP@s.example tls ca=/etc/authgate/p-ca.pem",
+     "parent s s.example:3129 auth=negotiate:HTTP@s.example tls ca=/etc/authgate/p-ca.pem"},
+    {"parent s [::1]:3129 ca=/x/ca.pem tls", "parent s [::1]:3129 tls ca=/x/ca.pem"},
+    {"parent_tls_ca /etc/ssl/corp-ca.pem", "parent_tls_ca /etc/ssl/corp-ca.pem"},
     {"parent_identity_header on", "parent_identity_header on"},
     {"parent_backoff 5s", "parent_backoff 5s"},
     {"pac_file none", "pac_file none"},
@@ -619,12 +624,22 @@ static const struct err_case {
     {"parent p p.example", "proxy.conf:1: parent: 'p.example' is not HOST:PORT"},
     {"parent p p.example:0", "proxy.conf:1: parent: 'p.example:0' is not HOST:PORT"},
     {"parent p p.example:3128\nparent p q.example:3128", "proxy.conf:2: parent: 'p' given twice"},
-    {"parent p p.example:3128 tls",
-     "proxy.conf:1: parent: tls to a parent is not supported yet (connect in clear, or through a "
-     "local TLS tunnel such as stunnel)"},
+    {"parent p p.example:3128 ca=/etc/ca.pem", "proxy.conf:1: parent: ca= needs tls"},
+    {"parent p p.example:3128 tls tls",
+     "proxy.conf:1: parent: 'tls' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or ca=FILE "
+     "(each at most once)"},
+    {"parent p p.example:3128 tls ca=",
+     "proxy.conf:1: parent: 'ca=' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or ca=FILE "
+     "(each at most once)"},
+    {"parent p p.example:3128 tls ca=/a ca=/b",
+     "proxy.conf:1: parent: 'ca=/b' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or "
+     "ca=FILE (each at most once)"},
+    {"parent p p.example:3128 TLS",
+     "proxy.conf:1: parent: 'TLS' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or ca=FILE "
+     "(each at most once)"},
     {"parent p p.example:3128 auth=ntlm:x",
-     "proxy.conf:1: parent: 'auth=ntlm:x' is not auth=basic:FILE or auth=negotiate:PRINCIPAL (one "
-     "auth= at most)"},
+     "proxy.conf:1: parent: 'auth=ntlm:x' is not auth=basic:FILE, auth=negotiate:PRINCIPAL, tls or "
+     "ca=FILE (each at most once)"},
     {"parent p p.example:3128 auth=basic:/nonexistent/cred",
      "proxy.conf: /nonexistent/cred: No such file or directory"},
     {"pac_file /nonexistent/proxy.pac",
@@ -702,6 +717,36 @@ static void temp_file(const char *name, const char *text, mode_t mode, char *out
     fputs(text, f);
     fclose(f);
     assert_int_equal(chmod(out, mode), 0);
+}
+
+/* "tls" and "ca=" land in the parent; parent_tls_ca is global; a parent
+ * without tls has neither. */
+static void test_parent_tls_fields(void **state)
+{
+    (void)state;
+    char err[512];
+    struct ag_config *c = parse("parent s s.example:3129 tls ca=/x/ca.pem\n"
+                                "parent t t.example:1 tls\n"
+                                "parent u u.example:2\n"
+                                "parent_tls_ca /y/corp.pem\n",
+                                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    const struct ag_parent *s = ag_config_parent(c, "s"), *t = ag_config_parent(c, "t"),
+                           *u = ag_config_parent(c, "u");
+    assert_true(s && t && u);
+    assert_true(s->tls);
+    assert_string_equal(s->tls_ca, "/x/ca.pem");
+    assert_true(t->tls);
+    assert_null(t->tls_ca);
+    assert_false(u->tls);
+    assert_null(u->tls_ca);
+    assert_string_equal(c->parent_tls_ca, "/y/corp.pem");
+    ag_config_unref(c);
+    c = parse("parent u u.example:2", err, sizeof err);
+    assert_non_null(c);
+    assert_null(c->parent_tls_ca); /* the system store */
+    ag_config_unref(c);
 }
 
 /* The parent's password file is refused unless only the gateway can read
@@ -1388,6 +1433,7 @@ int main(void)
         cmocka_unit_test(test_auth_schemes),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_parent_basic_file),
+        cmocka_unit_test(test_parent_tls_fields),
         cmocka_unit_test(test_pac_file),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_ref_unref),

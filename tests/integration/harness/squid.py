@@ -21,7 +21,9 @@ import time
 from harness.gateway import free_port
 
 IDENT = "X-Authenticated-User"
-LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un" % IDENT
+# The last field: the local port the request came in on (http_port or the
+# https_port of a TLS parent).
+LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un %%>lp" % IDENT
 
 
 class SquidError(RuntimeError):
@@ -34,13 +36,17 @@ class Squid:
     pytest tree (mode 0700 per run) is not. Files Squid must read (htpasswd,
     keytab) go in there too; remove() deletes it."""
 
-    def __init__(self, workdir=None, auth_lines=(), env=None, name="parent"):
+    def __init__(self, workdir=None, auth_lines=(), env=None, name="parent", tls=None):
+        """tls: (cert_path, key_path) adds an https_port (self.tls_port): an
+        HTTPS proxy, what `parent ... tls` talks to."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="ag-squid-"))
         os.chmod(self.dir, 0o755)
         self.auth_lines = list(auth_lines)
         self.env = dict(os.environ if env is None else env)
         self.name = name
         self.port = None
+        self.tls_port = None
+        self.tls = tls
         self.proc = None
 
     @property
@@ -54,8 +60,15 @@ class Squid:
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.port = port or self.port or free_port()
         conf = self.dir / "squid.conf"
-        conf.write_text("\n".join([
-            "http_port 127.0.0.1:%d" % self.port,
+        ports = ["http_port 127.0.0.1:%d" % self.port]
+        if self.tls:
+            # Copies the proxy user can read (the pytest tree is 0700).
+            cert = self.private_file("tls.pem", pathlib.Path(self.tls[0]).read_bytes())
+            key = self.private_file("tls.key", pathlib.Path(self.tls[1]).read_bytes())
+            self.tls_port = self.tls_port or free_port()
+            ports.append("https_port 127.0.0.1:%d tls-cert=%s tls-key=%s"
+                         % (self.tls_port, cert, key))
+        conf.write_text("\n".join(ports + [
             "visible_hostname %s" % self.name,
             "cache_effective_user proxy",
             "cache_effective_group proxy",
@@ -87,7 +100,8 @@ class Squid:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = cache_log.read_text(errors="replace")[since:] if cache_log.exists() else ""
-            if "Accepting HTTP Socket connections" in text:
+            if "Accepting HTTP Socket connections" in text and (
+                    not self.tls or "Accepting HTTPS Socket connections" in text):
                 return self
             if self.proc.poll() is not None or "FATAL" in text:
                 break

@@ -47,9 +47,10 @@ class ProxyCA:
         self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         self.n = 0
 
-    def issue(self, cn="localhost", expired=False, sig_hash=None, chain=True):
-        """A leaf for localhost/127.0.0.1/::1 -> (cert_path, key_path). The
-        cert file holds the leaf then the CA (a chain)."""
+    def issue(self, cn="localhost", expired=False, sig_hash=None, chain=True, names=None):
+        """A leaf for localhost/127.0.0.1/::1 (or the DNS names in names)
+        -> (cert_path, key_path). The cert file holds the leaf then the CA
+        (a chain)."""
         self.n += 1
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.utcnow()
@@ -62,10 +63,11 @@ class ProxyCA:
                 .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(nb).not_valid_after(na)
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1"))]), False)
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.DNSName(n) for n in names] if names is not None else [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("::1"))]), False)
                 .sign(self.key, sig_hash or hashes.SHA256()))
         cp = self.dir / ("leaf%d.pem" % self.n)
         kp = self.dir / ("leaf%d.key" % self.n)
