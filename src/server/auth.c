@@ -156,23 +156,23 @@ static enum ag_auth_verdict dispatch(struct conn *c, const struct ag_credentials
 {
     struct ag_server *srv = c->srv;
     const struct ag_config *cfg = c->cfg;
-    /* Windows falls back to raw NTLMSSP inside Negotiate when Kerberos fails. */
-    if (cr->scheme == AG_SCHEME_NEGOTIATE && ag_token_is_ntlmssp(cr->token, cr->token_len) &&
-        auth_scheme_available(srv, cfg, AG_SCHEME_NTLM))
+    unsigned available = 0;
+    for (enum ag_scheme s = AG_SCHEME_NONE + 1; s <= AG_SCHEME_BASIC; s++)
+        if (auth_scheme_available(srv, cfg, s))
+            available |= 1u << s;
+    switch (ag_credentials_route(cr, available)) {
+    case AG_ROUTE_NTLM_IN_NEGOTIATE:
         return auth_ntlm(c, cr, true);
-    if (cr->token_len == 0)
+    case AG_ROUTE_EMPTY:
         return auth_refuse(c, "empty_token", AUTH_REPLY_407, &srv->auth.fail_malformed);
-    if (!auth_scheme_available(srv, cfg, cr->scheme))
-        return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
-    switch (cr->scheme) {
-    case AG_SCHEME_BASIC:
+    case AG_ROUTE_BASIC:
         return auth_basic(c, cr);
-    case AG_SCHEME_NTLM:
+    case AG_ROUTE_NTLM:
         return auth_ntlm(c, cr, false);
-    case AG_SCHEME_NEGOTIATE:
+    case AG_ROUTE_NEGOTIATE:
         return auth_negotiate(c, cr);
+    case AG_ROUTE_UNSUPPORTED:
     default:
-        assert(!"an available scheme without a file");
         return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
     }
 }
