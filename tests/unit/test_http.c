@@ -372,6 +372,75 @@ static void test_head_ceiling(void **state)
     ag_head_free(&h);
 }
 
+/* The framing checks exchange_on_head runs first (the smuggling refusals). */
+static void test_head_framing(void **state)
+{
+    static const struct {
+        const char *fields[4][2];
+        bool http10;
+        int want;
+        const char *why;
+    } rows[] = {
+        {{{"Host", "a"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "chunked"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "CHUNKED"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "chunked"}}, true, 400, "Transfer-Encoding on HTTP/1.0"},
+        {{{"Transfer-Encoding", "gzip, chunked"}}, false, 501, "transfer coding not supported"},
+        {{{"Transfer-Encoding", "gzip"}}, false, 501, "transfer coding not supported"},
+        {{{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
+         false,
+         501,
+         "transfer coding not supported"},
+        {{{"Host", "a"}, {"host", "b"}}, false, 400, "several Host fields"},
+        {{{"Host", "a"}, {"Host", "a"}}, false, 400, "several Host fields"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct ag_head h;
+        ag_head_init(&h, 4096);
+        for (int k = 0; k < 4 && rows[i].fields[k][0]; k++)
+            add(&h, rows[i].fields[k][0], rows[i].fields[k][1]);
+        const char *why = NULL;
+        int st = ag_head_check_framing(&h, rows[i].http10, &why);
+        if (st != rows[i].want)
+            fail_msg("row %zu: status %d, want %d", i, st, rows[i].want);
+        if (rows[i].why)
+            assert_string_equal(why, rows[i].why);
+        ag_head_free(&h);
+    }
+}
+
+/* obs-fold and bare LF, whole and split across reads at every byte. */
+static void test_head_defects(void **state)
+{
+    static const struct {
+        const char *head;
+        const char *want;
+    } rows[] = {
+        {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"GET http://a/ HTTP/1.1\nHost: a\r\n\r\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nHost: a\n\r\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n", "obs-fold"},
+        {"GET http://a/ HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", "obs-fold"},
+        {"GET http://a/ HTTP/1.1\r\nX: a b\r\n\r\n", NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = strlen(rows[i].head);
+        for (size_t cut = 0; cut <= n; cut++) {
+            bool lf = false, cr = false;
+            const char *d = ag_head_scan_defects(rows[i].head, cut, true, &lf, &cr);
+            if (!d)
+                d = ag_head_scan_defects(rows[i].head + cut, n - cut, true, &lf, &cr);
+            if (rows[i].want ? !d || strcmp(d, rows[i].want) : d != NULL)
+                fail_msg("row %zu cut %zu: %s, want %s", i, cut, d ? d : "none",
+                         rows[i].want ? rows[i].want : "none");
+        }
+    }
+    /* A line starting with a blank before any field is llhttp's to refuse. */
+    bool lf = true, cr = false;
+    assert_null(ag_head_scan_defects(" ", 1, false, &lf, &cr));
+}
+
 static void test_reply(void **state)
 {
     struct ag_buf b;
@@ -396,6 +465,8 @@ int main(void)
         cmocka_unit_test(test_authority),
         cmocka_unit_test(test_head_tokens_and_hops),
         cmocka_unit_test(test_head_ceiling),
+        cmocka_unit_test(test_head_framing),
+        cmocka_unit_test(test_head_defects),
         cmocka_unit_test(test_reply),
         cmocka_unit_test(test_path_normalize),
         cmocka_unit_test(test_host_canon),
