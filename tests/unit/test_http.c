@@ -361,6 +361,29 @@ static void test_head_tokens_and_hops(void **state)
     ag_head_free(&h);
 }
 
+/* A field name is a token (RFC 9110 §5.1): "Host " (llhttp 8 accepts
+ * "Host : x") would otherwise be a field no check recognises as Host. */
+static void test_head_field_name_token(void **state)
+{
+    static const struct {
+        const char *name;
+        int want;
+    } rows[] = {
+        {"Host", 0},    {"X-A_b.c~!#$%&'*+^`|", 0},
+        {"Host ", -1},  {"Ho st", -1},
+        {"Host\t", -1}, {"X:Y", -1},
+        {"X\"Y", -1},   {"\x80", -1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct ag_head h;
+        ag_head_init(&h, 4096);
+        assert_int_equal(ag_head_on_field(&h, rows[i].name, strlen(rows[i].name)), 0);
+        if (ag_head_field_done(&h) != rows[i].want)
+            fail_msg("row %zu ('%s'): want %d", i, rows[i].name, rows[i].want);
+        ag_head_free(&h);
+    }
+}
+
 static void test_head_ceiling(void **state)
 {
     struct ag_head h;
@@ -465,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_authority),
         cmocka_unit_test(test_head_tokens_and_hops),
         cmocka_unit_test(test_head_ceiling),
+        cmocka_unit_test(test_head_field_name_token),
         cmocka_unit_test(test_head_framing),
         cmocka_unit_test(test_head_defects),
         cmocka_unit_test(test_reply),
