@@ -38,14 +38,28 @@ static int resolver(void *arg, const char *name, char *sid, size_t cap)
     return AG_ENOTFOUND;
 }
 
-static struct sockaddr_storage addr(const char *ip)
+/* An IPv4 (a.b.c.d as one number) or IPv6 (2001:db8::N) address. */
+static struct sockaddr_storage v4(uint32_t a)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
-        ss.ss_family = AF_INET;
-    else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
-        ss.ss_family = AF_INET6;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(a);
+    return ss;
+}
+
+static struct sockaddr_storage v6_doc(uint8_t last)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_addr.s6_addr[0] = 0x20;
+    s6->sin6_addr.s6_addr[1] = 0x01;
+    s6->sin6_addr.s6_addr[2] = 0x0d;
+    s6->sin6_addr.s6_addr[3] = 0xb8;
+    s6->sin6_addr.s6_addr[15] = last;
     return ss;
 }
 
@@ -62,8 +76,7 @@ static void evaluate(const struct ag_rules *r, enum ag_rule_verdict *v, const ch
     alice.sids = sids;
     snprintf(bob.user, sizeof bob.user, "bob");
     bob.groups_unknown = true;
-    struct sockaddr_storage src = addr("10.0.0.7"), dst4 = addr("192.0.2.1"),
-                            dst6 = addr("2001:db8::1");
+    struct sockaddr_storage src = v4(0x0a000007), dst4 = v4(0xc0000201), dst6 = v6_doc(1);
     static const char *const hosts[] = {"example.org", "a.corp.example", "192.0.2.1",
                                         "2001:db8::1"};
     static const char *const methods[] = {"GET", "CONNECT", "POST", "PROPFIND"};
