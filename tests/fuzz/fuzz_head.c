@@ -110,6 +110,10 @@ static int on_head(struct conn *c, uint32_t header_max, uint64_t *digest)
     CHECK(nte == 0 || (nte == 1 && chunked && !http10));
     CHECK(!chunked || (nte == 1 && ncl == 0 && !(p->flags & F_CONTENT_LENGTH)));
     if (ncl == 1) {
+        /* The recorded value keeps trailing OWS (llhttp leaves it, RFC 9110
+         * §5.5 excludes it from the value); the number is what precedes. */
+        while (cll && (cl[cll - 1] == ' ' || cl[cll - 1] == '\t'))
+            cll--;
         uint64_t v;
         CHECK(ag_parse_dec(cl, cll, UINT64_MAX, &v) == 0);
         CHECK((p->flags & F_CONTENT_LENGTH) && p->content_length == v);
