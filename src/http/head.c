@@ -93,12 +93,12 @@ static bool tchar(unsigned char c)
 int ag_head_field_done(struct ag_head *h)
 {
     h->in_field = false;
-    if (h->n_fields == 0)
+    /* An empty name (": v" after "CONNECT \r\n": nothing recorded yet, the
+     * store still unallocated) is refused before its address is taken. */
+    if (h->n_fields == 0 || h->fields[h->n_fields - 1].name_len == 0)
         return -1;
     size_t nl;
     const char *nm = ag_head_name(h, h->n_fields - 1, &nl);
-    if (nl == 0)
-        return -1;
     for (size_t i = 0; i < nl; i++)
         if (!tchar((unsigned char)nm[i]))
             return -1;

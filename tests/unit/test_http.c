@@ -384,6 +384,19 @@ static void test_head_field_name_token(void **state)
     }
 }
 
+/* Found by fuzz_head ("CONNECT \r\n: x"): an empty field name as the head's
+ * first bytes, the store never allocated; refused without arithmetic on
+ * its NULL data (UBSan: applying zero offset to null pointer). */
+static void test_head_empty_first_name(void **state)
+{
+    struct ag_head h;
+    ag_head_init(&h, 4096);
+    assert_int_equal(ag_head_on_field(&h, "", 0), 0);
+    assert_null(h.raw.data);
+    assert_int_equal(ag_head_field_done(&h), -1);
+    ag_head_free(&h);
+}
+
 static void test_head_ceiling(void **state)
 {
     struct ag_head h;
@@ -489,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_head_tokens_and_hops),
         cmocka_unit_test(test_head_ceiling),
         cmocka_unit_test(test_head_field_name_token),
+        cmocka_unit_test(test_head_empty_first_name),
         cmocka_unit_test(test_head_framing),
         cmocka_unit_test(test_head_defects),
         cmocka_unit_test(test_reply),
