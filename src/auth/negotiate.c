@@ -226,6 +226,21 @@ int ag_gss_token_precheck(const uint8_t *t, size_t len)
     return n == len - hdr ? 0 : AG_EINVAL;
 }
 
+uint8_t *ag_gss_token_decode(const char *b64, size_t len, size_t *cap, size_t *outlen)
+{
+    *cap = len / 4 * 3 + 3;
+    uint8_t *tok = malloc(*cap);
+    if (!tok)
+        return NULL;
+    if (ag_b64_decode(b64, len, tok, *cap, outlen) != 0 ||
+        ag_gss_token_precheck(tok, *outlen) != 0) {
+        ag_wipe(tok, *cap);
+        free(tok);
+        return NULL;
+    }
+    return tok;
+}
+
 void ag_gss_ctx_free(void *p)
 {
     struct ag_gss_ctx *c = p;

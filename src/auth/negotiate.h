@@ -46,6 +46,11 @@ const char *ag_gss_acceptor_name(const struct ag_gss_acceptor *a);
  * ([APPLICATION 0], 0x60) or an SPNEGO response (0xa1), with a DER length
  * that matches the token. 0 or AG_EINVAL. */
 int ag_gss_token_precheck(const uint8_t *tok, size_t len);
+/* The token after "Negotiate " (b64, len bytes) decoded into a malloc'd
+ * buffer of *cap bytes (wipe them before free), or NULL when it is not
+ * base64 or fails the precheck: never an empty or malformed token to GSS.
+ * Tokens up to the header limit (large PACs). */
+uint8_t *ag_gss_token_decode(const char *b64, size_t len, size_t *cap, size_t *outlen);
 
 enum ag_gss_status {
     AG_GSS_DONE = 0, /* context established: principal is set */

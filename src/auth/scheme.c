@@ -48,3 +48,24 @@ int ag_token_is_ntlmssp(const char *token, size_t len)
     const size_t n = sizeof ntlmssp_b64_prefix - 1;
     return len >= n && memcmp(token, ntlmssp_b64_prefix, n) == 0;
 }
+
+enum ag_cred_route ag_credentials_route(const struct ag_credentials *cr, unsigned available)
+{
+    if (cr->scheme == AG_SCHEME_NEGOTIATE && ag_token_is_ntlmssp(cr->token, cr->token_len) &&
+        (available & (1u << AG_SCHEME_NTLM)))
+        return AG_ROUTE_NTLM_IN_NEGOTIATE;
+    if (cr->token_len == 0)
+        return AG_ROUTE_EMPTY;
+    if (cr->scheme == AG_SCHEME_NONE || !(available & (1u << cr->scheme)))
+        return AG_ROUTE_UNSUPPORTED;
+    switch (cr->scheme) {
+    case AG_SCHEME_BASIC:
+        return AG_ROUTE_BASIC;
+    case AG_SCHEME_NTLM:
+        return AG_ROUTE_NTLM;
+    case AG_SCHEME_NEGOTIATE:
+        return AG_ROUTE_NEGOTIATE;
+    default:
+        return AG_ROUTE_UNSUPPORTED;
+    }
+}

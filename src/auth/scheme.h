@@ -23,4 +23,19 @@ int ag_credentials_parse(const char *value, size_t len, struct ag_credentials *o
 /* True when token looks like a raw NTLMSSP message in base64 ("TlRMTVNTUA"). */
 int ag_token_is_ntlmssp(const char *token, size_t len);
 
+/* Where a parsed credential goes. NTLM_IN_NEGOTIATE: Windows falls back to
+ * a raw NTLMSSP message inside Negotiate when Kerberos fails; it goes to
+ * NTLM (when NTLM is available), never to GSS. */
+enum ag_cred_route {
+    AG_ROUTE_EMPTY,       /* no token: malformed */
+    AG_ROUTE_UNSUPPORTED, /* an unknown scheme, or one not available */
+    AG_ROUTE_BASIC,
+    AG_ROUTE_NTLM,
+    AG_ROUTE_NTLM_IN_NEGOTIATE,
+    AG_ROUTE_NEGOTIATE,
+};
+/* The route of cr; available has bit (1u << scheme) set for each scheme
+ * this configuration can verify now. */
+enum ag_cred_route ag_credentials_route(const struct ag_credentials *cr, unsigned available);
+
 #endif

@@ -105,12 +105,12 @@ static bool tchar(unsigned char c)
 int ag_head_field_done(struct ag_head *h)
 {
     h->in_field = false;
-    if (h->n_fields == 0)
+    /* An empty name (": v" after "CONNECT \r\n": nothing recorded yet, the
+     * store still unallocated) is refused before its address is taken. */
+    if (h->n_fields == 0 || h->fields[h->n_fields - 1].name_len == 0)
         return -1;
     size_t nl;
     const char *nm = ag_head_name(h, h->n_fields - 1, &nl);
-    if (nl == 0)
-        return -1;
     for (size_t i = 0; i < nl; i++)
         if (!tchar((unsigned char)nm[i]))
             return -1;
@@ -234,4 +234,41 @@ bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_he
     name[nl] = '\0';
     return ag_head_has_token(h, "Connection", name) ||
            ag_head_has_token(h, "Proxy-Connection", name);
+}
+
+const char *ag_head_scan_defects(const char *data, size_t n, bool have_fields, bool *last_lf,
+                                 bool *last_cr)
+{
+    const char *defect = NULL;
+    for (size_t i = 0; i < n && !defect; i++) {
+        if (*last_lf && (data[i] == ' ' || data[i] == '\t') && have_fields)
+            defect = "obs-fold";
+        else if (data[i] == '\n' && !*last_cr)
+            defect = "bare LF";
+        *last_lf = data[i] == '\n';
+        *last_cr = data[i] == '\r';
+    }
+    return defect;
+}
+
+int ag_head_check_framing(const struct ag_head *h, bool http10, const char **why)
+{
+    const char *te;
+    size_t tel;
+    int nte = ag_head_find(h, "Transfer-Encoding", &te, &tel);
+    if (nte > 0) {
+        if (http10) {
+            *why = "Transfer-Encoding on HTTP/1.0";
+            return 400;
+        }
+        if (nte != 1 || !ag_strieq(te, tel, "chunked")) {
+            *why = "transfer coding not supported";
+            return 501;
+        }
+    }
+    if (ag_head_find(h, "Host", NULL, NULL) > 1) {
+        *why = "several Host fields";
+        return 400;
+    }
+    return 0;
 }

@@ -78,6 +78,24 @@ bool ag_head_has_token(const struct ag_head *h, const char *name, const char *to
 /* Whether an Accept field lists the media range text/html (a browser). */
 bool ag_head_accepts_html(const struct ag_head *h);
 
+/* What llhttp 8 accepts even in strict mode and we refuse, both ways for a
+ * recipient to read a head differently from the origin behind us: obs-fold
+ * (a line starting with SP/HTAB once a field was read), which llhttp joins
+ * silently (RFC 9112 §5.2), and a bare LF ending the request line, a field
+ * line or the head (§2.2). Scans n head bytes that follow the ones scanned
+ * before with the same *last_lf / *last_cr (false at a head's start);
+ * have_fields: the head has a field already. NULL, or the defect's name. */
+const char *ag_head_scan_defects(const char *data, size_t n, bool have_fields, bool *last_lf,
+                                 bool *last_cr);
+
+/* The framing checks of a whole request head, before anything else reads
+ * it (RFC 9112 §6.1, §3.2): Transfer-Encoding only as one "chunked" field on
+ * HTTP/1.1 (a coding we would not re-frame, or TE on HTTP/1.0, is how
+ * requests get smuggled) and at most one Host. 0 when the head passes, or
+ * the status to refuse it with (400, 501) and *why. llhttp itself refuses
+ * Content-Length with Transfer-Encoding and duplicate Content-Length. */
+int ag_head_check_framing(const struct ag_head *h, bool http10, const char **why);
+
 /* True when field i must not be forwarded: the fixed hop-by-hop set, any
  * field named in Connection / Proxy-Connection, Proxy-Authorization, and
  * the configured identity header (may be NULL). */

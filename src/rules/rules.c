@@ -520,6 +520,13 @@ static int parse_line(struct pctx *x, struct ag_rules *r, char *line)
         return fail(x, "unknown directive '%s' (allow, deny, group, default)", argv[0]);
     if (argc < 2 || strchr(argv[1], '='))
         return fail(x, "%s needs a rule name", argv[0]);
+    /* Logs and 403 pages name the rule (rule=NAME): a quoted "" or a name
+     * with blanks or control bytes would leave them empty or unparsable. */
+    for (const char *c = argv[1]; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return fail(x, "rule name with a blank or control character");
+    if (argv[1][0] == '\0')
+        return fail(x, "%s needs a rule name", argv[0]);
     for (size_t i = 0; i < r->n; i++)
         if (strcmp(r->v[i].name, argv[1]) == 0)
             return fail(x, "rule '%s' defined twice", argv[1]);

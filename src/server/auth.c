@@ -160,29 +160,29 @@ static enum ag_auth_verdict dispatch(struct conn *c, const struct ag_credentials
 {
     struct ag_server *srv = c->srv;
     const struct ag_config *cfg = c->cfg;
-    /* Windows falls back to raw NTLMSSP inside Negotiate when Kerberos fails. */
-    if (cr->scheme == AG_SCHEME_NEGOTIATE && ag_token_is_ntlmssp(cr->token, cr->token_len) &&
-        auth_scheme_available(c, AG_SCHEME_NTLM))
-        return auth_ntlm(c, cr, true);
-    if (cr->token_len == 0)
-        return auth_refuse(c, "empty_token", AUTH_REPLY_407, &srv->auth.fail_malformed);
     if (cr->scheme == AG_SCHEME_BASIC && cfg->basic_require_tls && !c->tls) {
         ag_info("conn=%llu event=auth_refused scheme=Basic client=%s reason=basic_without_tls "
                 "note=\"basic_require_tls: a password only over TLS\"",
                 (unsigned long long)c->id, c->peer);
         return auth_refuse(c, "basic_without_tls", AUTH_REPLY_407, &srv->auth.basic_no_tls);
     }
-    if (!auth_scheme_available(c, cr->scheme))
-        return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
-    switch (cr->scheme) {
-    case AG_SCHEME_BASIC:
+    unsigned available = 0;
+    for (enum ag_scheme s = AG_SCHEME_NONE + 1; s <= AG_SCHEME_BASIC; s++)
+        if (auth_scheme_available(c, s))
+            available |= 1u << s;
+    switch (ag_credentials_route(cr, available)) {
+    case AG_ROUTE_NTLM_IN_NEGOTIATE:
+        return auth_ntlm(c, cr, true);
+    case AG_ROUTE_EMPTY:
+        return auth_refuse(c, "empty_token", AUTH_REPLY_407, &srv->auth.fail_malformed);
+    case AG_ROUTE_BASIC:
         return auth_basic(c, cr);
-    case AG_SCHEME_NTLM:
+    case AG_ROUTE_NTLM:
         return auth_ntlm(c, cr, false);
-    case AG_SCHEME_NEGOTIATE:
+    case AG_ROUTE_NEGOTIATE:
         return auth_negotiate(c, cr);
+    case AG_ROUTE_UNSUPPORTED:
     default:
-        assert(!"an available scheme without a file");
         return auth_refuse(c, "unsupported_scheme", AUTH_REPLY_407, NULL);
     }
 }

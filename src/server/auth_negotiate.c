@@ -231,28 +231,13 @@ static void tok_free(uint8_t *tok, size_t cap)
     }
 }
 
-/* The token decoded (malloc'd, *cap bytes to wipe), or NULL when it is not
- * base64 or not shaped like a GSS token: never an empty or malformed one to
- * GSS. Tokens up to the header limit (large PACs). */
-static uint8_t *neg_decode(const struct ag_credentials *cr, size_t *cap, size_t *len)
-{
-    *cap = cr->token_len / 4 * 3 + 3;
-    uint8_t *tok = malloc(*cap);
-    if (!tok || ag_b64_decode(cr->token, cr->token_len, tok, *cap, len) != 0 ||
-        ag_gss_token_precheck(tok, *len) != 0) {
-        tok_free(tok, *cap);
-        return NULL;
-    }
-    return tok;
-}
-
 enum ag_auth_verdict auth_negotiate(struct conn *c, const struct ag_credentials *cr)
 {
     struct ag_server *srv = c->srv;
     const struct ag_config *cfg = c->cfg;
     struct ag_session *s = c->session;
     size_t cap, len = 0;
-    uint8_t *tok = neg_decode(cr, &cap, &len);
+    uint8_t *tok = ag_gss_token_decode(cr->token, cr->token_len, &cap, &len);
     if (!tok) {
         ag_info("conn=%llu event=auth_malformed scheme=Negotiate client=%s",
                 (unsigned long long)c->id, c->peer);

@@ -827,21 +827,12 @@ void conn_parse(struct conn *c)
         if (c->state == CONN_READ_HEAD && !c->rq.msg_done && !c->rq.drain) {
             if (!c->head_ready)
                 c->rq.head_bytes += used;
-            /* What llhttp 8 accepts even in strict mode and we refuse, both
-             * ways for a recipient to read a head differently from the
-             * origin behind us: obs-fold (a line starting with SP/HTAB),
-             * which llhttp joins silently (RFC 9112 §5.2), and a bare LF
-             * ending the request line, a field line or the head (§2.2).
-             * The range [0, used) holds only head bytes: the parser pauses
-             * just past the head's last LF. */
-            for (size_t i = 0; i < used && !c->rq.head_defect; i++) {
-                if (c->rq.last_lf && (data[i] == ' ' || data[i] == '\t') && c->head.n_fields)
-                    c->rq.head_defect = "obs-fold";
-                else if (data[i] == '\n' && !c->rq.last_cr)
-                    c->rq.head_defect = "bare LF";
-                c->rq.last_lf = data[i] == '\n';
-                c->rq.last_cr = data[i] == '\r';
-            }
+            /* obs-fold and bare LF (head.h). The range [0, used) holds
+             * only head bytes: the parser pauses just past the head's last
+             * LF. */
+            if (!c->rq.head_defect)
+                c->rq.head_defect = ag_head_scan_defects(data, used, c->head.n_fields > 0,
+                                                         &c->rq.last_lf, &c->rq.last_cr);
             if (c->rq.head_defect && e == HPE_OK)
                 e = HPE_USER;
         }

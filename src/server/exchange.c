@@ -1571,29 +1571,14 @@ void exchange_on_head(struct conn *c)
     const char *url = ag_head_url(h, &ul);
     c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
 
-    /* Transfer-Encoding: only a single "chunked" on HTTP/1.1. Anything else
-     * is refused before a byte moves (RFC 9112 §6.1): a coding we would not
-     * re-frame, or TE on HTTP/1.0, is how requests get smuggled. */
-    const char *te;
-    size_t tel;
-    int nte = ag_head_find(h, "Transfer-Encoding", &te, &tel);
-    if (nte > 0) {
-        bool chunked_only = nte == 1 && ag_strieq(te, tel, "chunked");
+    /* Framing that could smuggle a request (head.h): refused before a
+     * byte moves. */
+    const char *framing_why;
+    int framing = ag_head_check_framing(h, c->rq.http10, &framing_why);
+    if (framing != 0) {
         c->rq.close_after = true;
         c->srv->stats.bad_requests++;
-        if (c->rq.http10) {
-            exchange_reply(c, 400, NULL, "Transfer-Encoding on HTTP/1.0");
-            return;
-        }
-        if (!chunked_only) {
-            exchange_reply(c, 501, NULL, "transfer coding not supported");
-            return;
-        }
-        c->rq.close_after = false;
-    }
-    if (ag_head_find(h, "Host", NULL, NULL) > 1) {
-        c->rq.close_after = true;
-        exchange_reply(c, 400, NULL, "several Host fields");
+        exchange_reply(c, framing, NULL, framing_why);
         return;
     }
     if (healthz(c, url, ul) || pac(c, url, ul))

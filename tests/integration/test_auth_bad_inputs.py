@@ -695,6 +695,21 @@ def test_row39_configured_identity_header_replaced(local_env, origin):
     assert q.header_all("x-proxy-user") == ["alice"]
 
 
+def test_row39_configured_identity_header_other_spellings_stripped(local_env, origin):
+    """CGI, nginx (underscores_in_headers) and many frameworks read X_Proxy_User
+    as X-Proxy-User: a client's own field in any such spelling never reaches
+    the origin beside ours (killed mutant 22-identity-header-configured-kept)."""
+    gw = gw_for(local_env, identity_header="X-Proxy-User")
+    c = gw.client()
+    r = c.request(get_request(origin.url("/echo"), [pa(basic("alice", PW)),
+                                                     ("X_Proxy_User", "admin"),
+                                                     ("x-proxy_user", "root")]))
+    assert r.status == 200
+    (q,) = origin.wait_requests(1)
+    loose = [v for n, v in q.headers if n.lower().replace("_", "-") == "x-proxy-user"]
+    assert loose == ["alice"]
+
+
 def test_row39_client_identity_header_stripped_without_identity_header(local_env, origin):
     gw = gw_for(local_env, identity_header="none")
     c = gw.client()

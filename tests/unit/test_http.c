@@ -361,6 +361,42 @@ static void test_head_tokens_and_hops(void **state)
     ag_head_free(&h);
 }
 
+/* A field name is a token (RFC 9110 §5.1): "Host " (llhttp 8 accepts
+ * "Host : x") would otherwise be a field no check recognises as Host. */
+static void test_head_field_name_token(void **state)
+{
+    static const struct {
+        const char *name;
+        int want;
+    } rows[] = {
+        {"Host", 0},    {"X-A_b.c~!#$%&'*+^`|", 0},
+        {"Host ", -1},  {"Ho st", -1},
+        {"Host\t", -1}, {"X:Y", -1},
+        {"X\"Y", -1},   {"\x80", -1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct ag_head h;
+        ag_head_init(&h, 4096);
+        assert_int_equal(ag_head_on_field(&h, rows[i].name, strlen(rows[i].name)), 0);
+        if (ag_head_field_done(&h) != rows[i].want)
+            fail_msg("row %zu ('%s'): want %d", i, rows[i].name, rows[i].want);
+        ag_head_free(&h);
+    }
+}
+
+/* Found by fuzz_head ("CONNECT \r\n: x"): an empty field name as the head's
+ * first bytes, the store never allocated; refused without arithmetic on
+ * its NULL data (UBSan: applying zero offset to null pointer). */
+static void test_head_empty_first_name(void **state)
+{
+    struct ag_head h;
+    ag_head_init(&h, 4096);
+    assert_int_equal(ag_head_on_field(&h, "", 0), 0);
+    assert_null(h.raw.data);
+    assert_int_equal(ag_head_field_done(&h), -1);
+    ag_head_free(&h);
+}
+
 static void test_head_ceiling(void **state)
 {
     struct ag_head h;
@@ -370,6 +406,75 @@ static void test_head_ceiling(void **state)
     assert_int_equal(ag_head_on_field(&h, big, sizeof big), -1);
     assert_int_equal(h.err, AG_ELIMIT);
     ag_head_free(&h);
+}
+
+/* The framing checks exchange_on_head runs first (the smuggling refusals). */
+static void test_head_framing(void **state)
+{
+    static const struct {
+        const char *fields[4][2];
+        bool http10;
+        int want;
+        const char *why;
+    } rows[] = {
+        {{{"Host", "a"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "chunked"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "CHUNKED"}}, false, 0, NULL},
+        {{{"Transfer-Encoding", "chunked"}}, true, 400, "Transfer-Encoding on HTTP/1.0"},
+        {{{"Transfer-Encoding", "gzip, chunked"}}, false, 501, "transfer coding not supported"},
+        {{{"Transfer-Encoding", "gzip"}}, false, 501, "transfer coding not supported"},
+        {{{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
+         false,
+         501,
+         "transfer coding not supported"},
+        {{{"Host", "a"}, {"host", "b"}}, false, 400, "several Host fields"},
+        {{{"Host", "a"}, {"Host", "a"}}, false, 400, "several Host fields"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct ag_head h;
+        ag_head_init(&h, 4096);
+        for (int k = 0; k < 4 && rows[i].fields[k][0]; k++)
+            add(&h, rows[i].fields[k][0], rows[i].fields[k][1]);
+        const char *why = NULL;
+        int st = ag_head_check_framing(&h, rows[i].http10, &why);
+        if (st != rows[i].want)
+            fail_msg("row %zu: status %d, want %d", i, st, rows[i].want);
+        if (rows[i].why)
+            assert_string_equal(why, rows[i].why);
+        ag_head_free(&h);
+    }
+}
+
+/* obs-fold and bare LF, whole and split across reads at every byte. */
+static void test_head_defects(void **state)
+{
+    static const struct {
+        const char *head;
+        const char *want;
+    } rows[] = {
+        {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {"GET http://a/ HTTP/1.1\nHost: a\r\n\r\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nHost: a\n\r\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\n", "bare LF"},
+        {"GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n", "obs-fold"},
+        {"GET http://a/ HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", "obs-fold"},
+        {"GET http://a/ HTTP/1.1\r\nX: a b\r\n\r\n", NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = strlen(rows[i].head);
+        for (size_t cut = 0; cut <= n; cut++) {
+            bool lf = false, cr = false;
+            const char *d = ag_head_scan_defects(rows[i].head, cut, true, &lf, &cr);
+            if (!d)
+                d = ag_head_scan_defects(rows[i].head + cut, n - cut, true, &lf, &cr);
+            if (rows[i].want ? !d || strcmp(d, rows[i].want) : d != NULL)
+                fail_msg("row %zu cut %zu: %s, want %s", i, cut, d ? d : "none",
+                         rows[i].want ? rows[i].want : "none");
+        }
+    }
+    /* A line starting with a blank before any field is llhttp's to refuse. */
+    bool lf = true, cr = false;
+    assert_null(ag_head_scan_defects(" ", 1, false, &lf, &cr));
 }
 
 static void test_reply(void **state)
@@ -396,6 +501,10 @@ int main(void)
         cmocka_unit_test(test_authority),
         cmocka_unit_test(test_head_tokens_and_hops),
         cmocka_unit_test(test_head_ceiling),
+        cmocka_unit_test(test_head_field_name_token),
+        cmocka_unit_test(test_head_empty_first_name),
+        cmocka_unit_test(test_head_framing),
+        cmocka_unit_test(test_head_defects),
         cmocka_unit_test(test_reply),
         cmocka_unit_test(test_path_normalize),
         cmocka_unit_test(test_host_canon),

@@ -23,6 +23,7 @@
 #include "auth/ntcrypto.h"
 #include "auth/ntlm.h"
 #include "auth/ntlm_wire.h"
+#include "auth/userfile.h"
 #include "authgate/err.h"
 #include "util/cursor.h"
 
@@ -1439,6 +1440,128 @@ static void test_curl_flow(void **state)
     }
 }
 
+/* --- the handshake's own checks: ag_ntlm_check, then the local verifier -- */
+
+/* What one AUTHENTICATE of the flow below carries besides a valid response. */
+struct e2e {
+    bool mic;             /* MsvAvFlags MIC_PRESENT and a MIC */
+    bool mic_wrong;       /* ... with one bit flipped */
+    bool require_mic;     /* ntlm_require_mic */
+    uint32_t extra_flags; /* flags the CHALLENGE did not offer */
+    bool ti_altered;      /* a server AV pair changed in the echo */
+    int cbt;              /* 0 none, 1 all-zero bindings, 2 non-zero bindings */
+};
+
+/* curl's NEGOTIATE through ag_ntlm_challenge (the daemon's leg 1), an
+ * AUTHENTICATE for Domain\User / "Password" against that CHALLENGE, then
+ * ag_ntlm_check and ag_ntlm_verify_local_blocking (leg 2) as the daemon
+ * runs them. 0 when the user is let in; *reason says why not. */
+static int e2e_run(const struct e2e *e, const char **reason)
+{
+    struct ag_ntlm_server ns = {.nb_domain = "DOMAIN",
+                                .nb_computer = "PROXY",
+                                .dns_domain = "domain.test",
+                                .dns_computer = "proxy.domain.test",
+                                .require_mic = e->require_mic};
+    struct ag_ntlm_state *st = NULL;
+    struct ag_ntlm_challenge ch;
+    uint8_t chal[1024], av[1024], nt[1024], m[2048], h[16], key[16], esk[16];
+    size_t cl, avl, ntl, n;
+    assert_int_equal(ag_ntlm_challenge(curl_neg, sizeof curl_neg, &ns, 0x01d9000000000000ull, &st,
+                                       chal, sizeof chal, &cl),
+                     0);
+    assert_int_equal(ag_ntlm_parse_challenge(st->chal, st->challen, &ch), 0);
+    avl = ch.target_info.len - 4; /* without EOL */
+    memcpy(av, ch.target_info.p, avl);
+    if (e->ti_altered)
+        av[4] ^= 1; /* the first pair's value */
+    if (e->mic) {
+        uint8_t fl[4];
+        ag_put_u32le(fl, MSV_AV_FLAG_MIC_PRESENT);
+        av_put(av, &avl, MSV_AV_FLAGS, fl, 4);
+    }
+    if (e->cbt) {
+        uint8_t cb[16];
+        memset(cb, e->cbt == 2 ? 0x5a : 0, sizeof cb);
+        av_put(av, &avl, MSV_AV_CHANNEL_BINDINGS, cb, sizeof cb);
+    }
+    ntl = mknt(nt, 1, 1, av, avl, st->server_challenge);
+    struct abuild b = std_build(nt, ntl);
+    b.hdr = e->mic ? 88 : 64;
+    b.flags = st->chal_flags | e->extra_flags;
+    if (!e->mic)
+        b.flags &= ~NTLMSSP_NEGOTIATE_VERSION;
+    b.dom = (struct ag_ntlm_slice){(const uint8_t *)"Domain", 6};
+    b.user = (struct ag_ntlm_slice){(const uint8_t *)"User", 4};
+    b.wks = (struct ag_ntlm_slice){(const uint8_t *)"curlhost", 8};
+    n = abuild(&b, m, sizeof m);
+    if (e->mic) {
+        /* ExportedSessionKey = SessionBaseKey (no KEY_EXCH): the MIC over
+         * the NEGOTIATE and CHALLENGE as the state keeps them. */
+        nt_hash_password(h);
+        assert_int_equal(ag_ntowfv2(h, user16_v, 8, dom16_v, 12, key), 0);
+        const uint8_t *kp[] = {nt};
+        const size_t kl[] = {16};
+        ag_hmac_md5(key, 16, kp, kl, 1, esk);
+        const uint8_t *p[] = {st->neg, st->chal, m};
+        const size_t l[] = {st->neglen, st->challen, n};
+        ag_hmac_md5(esk, 16, p, l, 3, m + 72);
+        if (e->mic_wrong)
+            m[80] ^= 1;
+    }
+    struct ag_ntlm_verify *v = NULL;
+    *reason = "";
+    int rc = ag_ntlm_check(m, n, st, &ns, &v, reason);
+    if (rc != 0)
+        return rc;
+    char err[128];
+    static const char users[] = "User:a4f49c406510bdcab6824ee7c30fd852\n";
+    struct ag_userfile *uf = ag_userfile_parse(users, strlen(users), "users", err, sizeof err);
+    assert_non_null(uf);
+    struct ag_identity id;
+    memset(&id, 0, sizeof id);
+    rc = ag_ntlm_verify_local_blocking(v, uf, &id, reason);
+    if (rc == 0)
+        assert_string_equal(id.user, "User");
+    ag_identity_clear(&id);
+    ag_ntlm_verify_free(v);
+    ag_userfile_free(uf);
+    return rc;
+}
+
+/* Each guard of leg 2 refuses its own defect, and only it (rows 60-65:
+ * MIC wrong or required and absent, flags not offered, the server's AV
+ * pairs altered, channel bindings on plain HTTP). */
+static void test_check_and_verify_e2e(void **state)
+{
+    static const struct {
+        struct e2e e;
+        int rc;
+        const char *reason;
+    } rows[] = {
+        {{0}, 0, NULL},
+        {{.mic = true}, 0, NULL},
+        {{.mic = true, .require_mic = true}, 0, NULL},
+        {{.mic = true, .mic_wrong = true}, AG_EAUTH, "MIC mismatch"},
+        {{.require_mic = true}, AG_EINVAL, "MIC required but absent"},
+        {{.extra_flags = NTLMSSP_NEGOTIATE_DATAGRAM},
+         AG_EINVAL,
+         "AUTHENTICATE flags not offered in CHALLENGE"},
+        {{.ti_altered = true}, AG_EINVAL, "server AV pairs missing or altered"},
+        {{.cbt = 1}, 0, NULL},
+        {{.cbt = 2}, AG_EINVAL, "channel bindings on plain HTTP"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const char *reason = "";
+        int rc = e2e_run(&rows[i].e, &reason);
+        if (rc != rows[i].rc)
+            fail_msg("row %zu: rc %d (%s), want %d", i, rc, reason, rows[i].rc);
+        if (rows[i].reason)
+            assert_string_equal(reason, rows[i].reason);
+    }
+}
+
 /* --- malformed AUTHENTICATE table (BAD-INPUTS.md 46-65) ------------------- */
 
 #define MBUF 8192
@@ -2151,6 +2274,7 @@ int main(void)
         cmocka_unit_test(test_mic),
         cmocka_unit_test(test_spns),
         cmocka_unit_test(test_curl_flow),
+        cmocka_unit_test(test_check_and_verify_e2e),
         cmocka_unit_test(test_authenticate_bad_table),
         cmocka_unit_test(test_authenticate_no_partial_output),
         cmocka_unit_test(test_truncations),

@@ -228,6 +228,11 @@ static void test_errors(void **state)
         const char *text, *want;
     } rows[] = {
         {"allow", "rules:1: allow needs a rule name"},
+        /* found by fuzz_rules: a quoted empty name, or one with blanks, would
+         * leave "rule=" empty or unparsable in logs and 403 pages */
+        {"deny \"\" host=x", "rules:1: deny needs a rule name"},
+        {"deny \"a b\"", "rules:1: rule name with a blank or control character"},
+        {"allow \"a\tb\"", "rules:1: rule name with a blank or control character"},
         {"\n\nallow a foo", "rules:3: 'foo' is not key=value"},
         {"allow a colour=red", "rules:1: unknown matcher 'colour'"},
         {"allow a group=nosuch", "rules:1: group 'nosuch' does not resolve (no such group)"},

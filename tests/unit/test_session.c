@@ -186,6 +186,27 @@ static void test_scheme_switch_and_mech(void **state)
     ag_session_table_free(t);
 }
 
+/* An AUTHENTICATE takes the connection's challenge: the row keeps none
+ * (a second AUTHENTICATE, a replay, finds nothing to be checked against)
+ * and the taker owns it (the row never frees it). */
+static void test_take_mech_consumes(void **state)
+{
+    struct ag_session_table *t = ag_session_table_new();
+    struct ag_session *s = ag_session_add(t, 11, "192.0.2.7", 0);
+    mech_freed = 0;
+    assert_int_equal(ag_session_handshake_begin(t, s, AG_SCHEME_NTLM, 10, 10, 0), 0);
+    void *st = malloc(8);
+    ag_session_set_mech(s, st, mech_free);
+    assert_ptr_equal(ag_session_take_mech(s), st);
+    assert_null(s->mech);
+    assert_null(ag_session_take_mech(s));
+    ag_session_handshake_end(t, s);
+    ag_session_remove(t, s);
+    assert_int_equal(mech_freed, 0);
+    free(st);
+    ag_session_table_free(t);
+}
+
 static void test_identity_lifecycle(void **state)
 {
     struct ag_session_table *t = ag_session_table_new();
@@ -252,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_handshake_caps),
         cmocka_unit_test(test_handshake_cap_by_prefix_and_share),
         cmocka_unit_test(test_scheme_switch_and_mech),
+        cmocka_unit_test(test_take_mech_consumes),
         cmocka_unit_test(test_identity_lifecycle),
         cmocka_unit_test(test_state_moves),
     };
