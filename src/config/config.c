@@ -1517,6 +1517,21 @@ void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap)
     out[cap - 1] = '\0';
 }
 
+void ag_config_acceptor_name(const struct ag_config *c, char *out, size_t cap)
+{
+    if (c->negotiate_acceptor && strcmp(c->negotiate_acceptor, "any") == 0) {
+        out[0] = '\0';
+        return;
+    }
+    if (c->negotiate_acceptor) {
+        snprintf(out, cap, "%s", c->negotiate_acceptor);
+        return;
+    }
+    char host[256];
+    ag_config_proxy_host(c, host, sizeof host);
+    snprintf(out, cap, "HTTP@%s", host);
+}
+
 const struct ag_parent *ag_config_parent(const struct ag_config *c, const char *name)
 {
     for (size_t i = 0; i < c->n_parents; i++)

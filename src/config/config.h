@@ -263,6 +263,10 @@ int ag_config_parse_listen(const char *s, struct ag_listen *out);
 /* The name clients use for the proxy: proxy_host, or (none) the machine's host
  * name, or "localhost" when even that fails. Always NUL-terminated. */
 void ag_config_proxy_host(const struct ag_config *c, char *out, size_t cap);
+/* The Kerberos acceptor's name: negotiate_acceptor, "" for "any" (every
+ * key of the keytab), or HTTP@<ag_config_proxy_host>. The daemon and the
+ * doctor build it here, so the doctor checks the name the daemon uses. */
+void ag_config_acceptor_name(const struct ag_config *c, char *out, size_t cap);
 
 /* The winbind domain configured for a Kerberos realm (case-insensitive),
  * or NULL when realm_domain does not name it. */

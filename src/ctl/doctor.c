@@ -264,12 +264,7 @@ static void check_keytab(struct doc *d, const struct ag_config *cfg, const char 
         return;
     }
     char name[300], err[700];
-    if (cfg->negotiate_acceptor && strcmp(cfg->negotiate_acceptor, "any") == 0)
-        name[0] = '\0';
-    else if (cfg->negotiate_acceptor)
-        snprintf(name, sizeof name, "%s", cfg->negotiate_acceptor);
-    else
-        snprintf(name, sizeof name, "HTTP@%s", host);
+    ag_config_acceptor_name(cfg, name, sizeof name);
     struct ag_gss_acceptor *a = ag_gss_acceptor_new(cfg->keytab, name, err, sizeof err);
     if (!a) {
         line(d, "FAIL", "keytab", "%s: %s -- add a key for %s to the keytab", kt, err,

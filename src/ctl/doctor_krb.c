@@ -212,12 +212,7 @@ static void check_gss(struct doc *d, struct kstate *k, krb5_ccache cc, const str
         goto out;
     }
     char name[300], err[700];
-    if (cfg->negotiate_acceptor && strcmp(cfg->negotiate_acceptor, "any") == 0)
-        name[0] = '\0';
-    else if (cfg->negotiate_acceptor)
-        snprintf(name, sizeof name, "%s", cfg->negotiate_acceptor);
-    else
-        snprintf(name, sizeof name, "HTTP@%s", host);
+    ag_config_acceptor_name(cfg, name, sizeof name);
     if (!(a = ag_gss_acceptor_new(cfg->keytab, name, err, sizeof err)))
         goto out; /* the keytab check said why */
     ag_gss_accept_blocking(a, &actx, out.value, out.length, NULL, 0, &step);

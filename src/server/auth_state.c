@@ -56,22 +56,6 @@ int auth_load_users(const struct ag_config *cfg, struct ag_users **out, char *er
     return 0;
 }
 
-/* The acceptor name: configured, "any", or HTTP@<proxy_host or host name>. */
-static void acceptor_name(const struct ag_config *cfg, char *out, size_t cap)
-{
-    if (cfg->negotiate_acceptor && strcmp(cfg->negotiate_acceptor, "any") == 0) {
-        out[0] = '\0';
-        return;
-    }
-    if (cfg->negotiate_acceptor) {
-        snprintf(out, cap, "%s", cfg->negotiate_acceptor);
-        return;
-    }
-    char host[256];
-    ag_config_proxy_host(cfg, host, sizeof host);
-    snprintf(out, cap, "HTTP@%s", host);
-}
-
 /* Negotiate is offered only with working acceptor credentials; without them
  * one clear line says why (missing keytab, no key for the name). */
 static struct ag_gss_acceptor *load_acceptor(const struct ag_config *cfg)
@@ -79,7 +63,7 @@ static struct ag_gss_acceptor *load_acceptor(const struct ag_config *cfg)
     if (!ag_config_scheme_enabled(cfg, AG_SCHEME_NEGOTIATE))
         return NULL;
     char name[300], err[700];
-    acceptor_name(cfg, name, sizeof name);
+    ag_config_acceptor_name(cfg, name, sizeof name);
     struct ag_gss_acceptor *a = ag_gss_acceptor_new(cfg->keytab, name, err, sizeof err);
     if (!a)
         ag_err("event=negotiate_unavailable error=\"%s\" note=\"Negotiate is not offered\"", err);
