@@ -4,8 +4,14 @@ the proxy tests' verdicts mean nothing."""
 
 import hashlib
 import json
+import os
+import signal
+import socket
+import threading
+import time
 
-from harness.origin import HEAD_SIZE, HELLO, STREAM_SHA256, pattern
+from harness.origin import (HEAD_SIZE, HELLO, STREAM_SHA256, EchoServer, ScriptedOrigin,
+                            pattern)
 from harness.rawhttp import RawClient, build_request
 from harness.tools import curl
 
@@ -89,3 +95,70 @@ def test_closed_port_refuses(closed_port):
         pass
     finally:
         s.close()
+
+
+def _restarted_accepts_take(stop_server, server):
+    """Stops server (whose accept thread has looped back into accept()), gives
+    its freed descriptor number to a new listener, interrupts every other
+    thread with a SA_RESTART signal (the kernel then restarts a blocked
+    accept() on the same number) and returns what a connection to the new
+    listener met: "later" when the new listener got it, else what it read."""
+    old = signal.signal(signal.SIGUSR1, lambda *a: None)
+    signal.siginterrupt(signal.SIGUSR1, False)  # SA_RESTART
+    later = socket.socket()
+    try:
+        fd = server._sock.fileno()
+        stop_server()
+        later.bind(("127.0.0.1", 0))
+        later.listen(4)
+        if later.fileno() != fd:
+            os.dup2(later.fileno(), fd)  # the freed number names the new listener
+        for t in threading.enumerate():
+            if t is not threading.main_thread() and t.ident:
+                signal.pthread_kill(t.ident, signal.SIGUSR1)
+        # Lets a restarted accept() be in place first: only catching the bug
+        # depends on it (with no stale thread the new listener gets it anyway).
+        time.sleep(0.2)
+        with socket.create_connection(later.getsockname(), 2) as c:
+            c.sendall(b"GET /later HTTP/1.1\r\n\r\n")
+            later.settimeout(2)
+            try:
+                a, _ = later.accept()
+                a.close()
+                return "later"
+            except socket.timeout:
+                c.settimeout(2)
+                try:
+                    return c.recv(100)
+                except socket.timeout:
+                    return "nobody answered"
+    finally:
+        if later.fileno() != fd:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        later.close()
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_stopped_echo_server_takes_no_later_connection():
+    """A stopped EchoServer's accept thread is gone before its descriptor is
+    freed. It stayed blocked in accept() on the closed listener; any signal
+    restarted that call on the descriptor's number, by then a later test's
+    origin: the echo thread took the gateway's upstream connection and sent
+    the request back, a stray 502 "invalid upstream response" (test_loops
+    under load, 'HPE_INVALID_CONSTANT at 0 of 68: GET /churn/36 ...'), and
+    its close took the origin's listener with it (connection refused)."""
+    echo = EchoServer().start()
+    with RawClient("127.0.0.1", echo.port) as c:
+        c.send(b"x")
+        assert c.read_exact(1) == b"x"  # the accept thread is back in accept()
+    assert _restarted_accepts_take(echo.stop, echo) == "later"
+
+
+def test_stopped_scripted_origin_takes_no_later_connection():
+    """The same for ScriptedOrigin, stopped before its one connection came."""
+    o = ScriptedOrigin(reply=b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").start()
+    time.sleep(0.1)  # its thread is in accept()
+    assert _restarted_accepts_take(o.stop, o) == "later"

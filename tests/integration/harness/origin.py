@@ -166,6 +166,26 @@ def _parse_head(raw):
     return parts, headers
 
 
+def _end_accept(lsock, accepting_over, name):
+    """Closes a listening socket once the thread accepting on it is gone.
+
+    Closing alone left that thread blocked in accept() on the listener, and
+    the kernel restarts such a call after a signal with the descriptor's
+    number looked up again: by then the number named another socket (a later
+    test's origin), so the stale thread accepted the gateway's upstream
+    connection there (an echo server sent the request back: a stray 502
+    "invalid upstream response"), and its close took that listener with it
+    (connection refused). shutdown() ends a blocked accept() (EINVAL) and
+    every later one; accepting_over (set by the thread once it calls accept()
+    no more) is waited for before the number is freed."""
+    try:
+        lsock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    assert accepting_over.wait(10), "%s still accepting after shutdown" % name
+    lsock.close()
+
+
 class OriginServer:
     """Threaded HTTP/1.1 origin. start() binds; stop() closes every socket."""
 
@@ -208,10 +228,11 @@ class OriginServer:
                 if attempt == 19:
                     raise
         self._listeners = socks
+        self._accepting_over = [threading.Event() for _ in socks]
         self.port = port
         self.ports = {h: port for h in self.hosts}
-        for s in socks:
-            t = threading.Thread(target=self._accept_loop, args=(s,), daemon=True,
+        for s, over in zip(socks, self._accepting_over):
+            t = threading.Thread(target=self._accept_loop, args=(s, over), daemon=True,
                                  name="%s-accept" % self.name)
             t.start()
             self._threads.append(t)
@@ -219,12 +240,8 @@ class OriginServer:
 
     def stop(self):
         self._stop.set()
-        for s in self._listeners:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        for s, over in zip(self._listeners, self._accepting_over):
+            _end_accept(s, over, self.name)
         with self._lock:
             conns = list(self._connections)
         for c in conns:
@@ -296,7 +313,13 @@ class OriginServer:
 
     # -- serving -----------------------------------------------------------
 
-    def _accept_loop(self, lsock):
+    def _accept_loop(self, lsock, accepting_over):
+        try:
+            self._accept_until_stopped(lsock)
+        finally:
+            accepting_over.set()
+
+    def _accept_until_stopped(self, lsock):
         while not self._stop.is_set():
             try:
                 sock, peer = lsock.accept()
@@ -541,10 +564,17 @@ class EchoServer:
         self._sock.bind((self.host, 0))
         self._sock.listen(64)
         self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepting_over = threading.Event()
+        threading.Thread(target=self._accept, daemon=True, name="echo-accept").start()
         return self
 
     def _accept(self):
+        try:
+            self._accept_until_shut()
+        finally:
+            self._accepting_over.set()
+
+    def _accept_until_shut(self):
         while True:
             try:
                 s, _ = self._sock.accept()
@@ -573,10 +603,7 @@ class EchoServer:
             s.close()
 
     def stop(self):
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        _end_accept(self._sock, self._accepting_over, "echo server")
         for s in self._conns:
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -611,7 +638,8 @@ class ScriptedOrigin:
         self._sock.bind((self.host, 0))
         self._sock.listen(4)
         self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._accepting_over = threading.Event()
+        threading.Thread(target=self._serve, daemon=True, name="scripted-origin").start()
         return self
 
     def _serve(self):
@@ -619,6 +647,8 @@ class ScriptedOrigin:
             s, _ = self._sock.accept()
         except OSError:
             return
+        finally:
+            self._accepting_over.set()  # one connection only
         try:
             s.recv(65536)
             if self.reply:
@@ -632,4 +662,4 @@ class ScriptedOrigin:
 
     def stop(self):
         self._done.set()
-        self._sock.close()
+        _end_accept(self._sock, self._accepting_over, "scripted origin")
