@@ -982,8 +982,8 @@ int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     c->parser.data = c;
     conn_enter(c, CONN_READ_HEAD);
     if (l->tls && conn_tls_start(c, srv->tls_ctx) != 0) {
-        conn_close(c, "nomem");
-        return true;
+        conn_close(c, "nomem"); /* accepted: its close gives the slot back */
+        return 0;
     }
     if (l->proxy_protocol) {
         if (c->peer_addr.ss_family == 0) {
