@@ -242,8 +242,14 @@ def test_kick_closes_exactly_the_named_connections(make_gateway, origin, sockdir
     before = authenticated(wait_sessions(gw.sock, lambda rs: len(authenticated(rs)) == 2))
     assert {r["scheme"] for r in before} == {"Basic", "NTLM"}, before
     k = ctl_json(gw.sock, "kick", "user=demo")
-    assert k["kicked"] == 2, k
-    assert sorted(x["id"] for x in k["kicked_connections"]) == sorted(r["id"] for r in before)
+    # Every connection of demo goes: the two above, and any curl opened for
+    # its login meanwhile (curl may start another connection at any time;
+    # a third one was seen under load). Each kicked one was demo's.
+    kicked = {x["id"] for x in k["kicked_connections"]}
+    assert k["kicked"] == len(kicked) >= 2, k
+    assert {r["id"] for r in before} <= kicked, (k, before)
+    for cid in kicked:
+        gw.wait_log(r"conn=%d event=kicked client=127.0.0.1 user=demo" % cid)
     assert c2.is_closed()
     # (curl may reconnect and authenticate again: a kick is not a ban)
     rows = ctl_json(gw.sock, "sessions")["sessions"]
