@@ -2,9 +2,9 @@
 # scripts/bench.d/rules_bench.sh - the `rules` section of scripts/bench:
 # decisions per second of the access-rules evaluator (ag_rules_eval) for ten
 # thousand rules whose only match is the last one (rules_bench.c). Pure CPU,
-# no network, no daemon: it compiles rules_bench.c with the rules module, the
-# target parser it matches hosts and paths with (src/http/target.c)
-# and src/util (the daemon's own code, -O2 like the RelWithDebInfo build) and runs it.
+# no network, no daemon: it links rules_bench.c with the module libraries of
+# the build under test (the daemon's own code: the rules module and what it
+# links) and runs it.
 #
 #   scripts/bench.d/rules_bench.sh [--quick] [--sections LIST] [--tmp DIR] [--root DIR]
 #
@@ -58,9 +58,16 @@ fi
 
 cc=${CC:-gcc}
 # shellcheck disable=SC2086  # RULES_BENCH_CFLAGS is a list of flags
+# The module libraries of the build under test (the daemon's own objects, as
+# CMake built them: RelWithDebInfo is -O2): rules, and what it links.
+lib=$(dirname "${AUTHGATE_BIN:-$root/build/authgate}")
+if [[ ! -f $lib/libag_rules.a ]]; then
+    echo "rules_bench: no $lib/libag_rules.a (build first, or set AUTHGATE_BIN)" >&2
+    exit 1
+fi
 "$cc" -std=c11 -O2 -D_GNU_SOURCE ${RULES_BENCH_CFLAGS:-} -I"$root/include" -I"$root/src" \
-    -o "$work/rules_bench" "$here/rules_bench.c" "$root/src/rules/rules.c" "$root/src/http/target.c" \
-    "$root"/src/util/*.c
+    -o "$work/rules_bench" "$here/rules_bench.c" -L"$lib" -Wl,--start-group -lag_rules \
+    -lag_http -lag_config -lag_util -lag_proxy -Wl,--end-group -lssl -lcrypto -lnettle -luv
 
 echo
 echo "== rules: access-rule decisions (ag_rules_eval, one thread, no I/O)"
