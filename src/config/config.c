@@ -1433,8 +1433,10 @@ struct ag_config *ag_config_parse(const char *text, size_t len, const char *name
     }
     /* The templates are read with the file that names them: a bad one
      * fails this load (a reload keeps the old pages), never a page. */
-    if (c->error_templates && ag_errpages_load(c->error_templates, &c->errpages, err, errlen) != 0)
+    if (c->error_templates && ag_errpages_load(c->error_templates, &c->errpages, why, sizeof why)) {
+        fail(x, "%s", why); /* "file: ..." like every other refusal */
         goto fail;
+    }
     free(x);
     return c;
 fail:

@@ -644,6 +644,9 @@ static const struct err_case {
      "proxy.conf: /nonexistent/cred: No such file or directory"},
     {"pac_file /nonexistent/proxy.pac",
      "proxy.conf: /nonexistent/proxy.pac: No such file or directory"},
+    /* found by fuzz_config: this refusal alone did not say which file */
+    {"error_templates /nonexistent/pages",
+     "proxy.conf: /nonexistent/pages: No such file or directory"},
 };
 
 static void test_error_messages(void **state)
