@@ -660,6 +660,32 @@ static int append_word(struct ag_buf *b, const char *s)
     return rc ? rc : ag_buf_append(b, "\"", 1);
 }
 
+/* One parent line, each word through append_word: a credential file, a
+ * principal or a CA path may hold blanks or '#' and must dump as one word. */
+static int dump_parent(struct ag_buf *b, const struct ag_parent *p)
+{
+    char w[AG_CONFIG_LINE_MAX];
+    bool v6 = strchr(p->host, ':') != NULL;
+    int rc = append_word(b, p->name);
+    if (!rc)
+        rc = ag_buf_printf(b, " %s%s%s:%u", v6 ? "[" : "", p->host, v6 ? "]" : "",
+                           (unsigned)p->port);
+    if (!rc && p->auth != AG_PARENT_AUTH_NONE) {
+        snprintf(w, sizeof w, "auth=%s:%s", p->auth == AG_PARENT_AUTH_BASIC ? "basic" : "negotiate",
+                 p->auth == AG_PARENT_AUTH_BASIC ? p->cred_file : p->principal);
+        if (!(rc = ag_buf_append(b, " ", 1)))
+            rc = append_word(b, w);
+    }
+    if (!rc && p->tls)
+        rc = ag_buf_appendz(b, " tls");
+    if (!rc && p->tls_ca) {
+        snprintf(w, sizeof w, "ca=%s", p->tls_ca);
+        if (!(rc = ag_buf_append(b, " ", 1)))
+            rc = append_word(b, w);
+    }
+    return rc;
+}
+
 static const char *scheme_word(enum ag_scheme s)
 {
     switch (s) {
@@ -723,20 +749,23 @@ static int fmt_value(const struct opt *o, const struct ag_config *c, size_t item
                                    c->listen[i].proxy_protocol ? " proxy_protocol" : "",
                                    c->listen[i].tls ? " tls" : "");
             else if (!rc)
-                rc = ag_buf_printf(b, "%s %s", c->realm_domains[i].realm,
-                                   c->realm_domains[i].domain);
+                /* quoted like any value: a domain "#" must not dump as a comment */
+                if (!(rc = append_word(b, c->realm_domains[i].realm)) &&
+                    !(rc = ag_buf_append(b, " ", 1)))
+                    rc = append_word(b, c->realm_domains[i].domain);
         }
         return rc;
     }
     case T_PARENT: {
         if (c->n_parents == 0)
             return ag_buf_appendz(b, "none");
-        char line[AG_CONFIG_LINE_MAX];
         for (size_t i = 0; !rc && i < c->n_parents; i++) {
             if (item != SIZE_MAX && i != item)
                 continue;
-            ag_cfg_parent_format(&c->parents[i], line, sizeof line);
-            rc = ag_buf_printf(b, "%s%s", item == SIZE_MAX && i ? " " : "", line);
+            if (item == SIZE_MAX && i)
+                rc = ag_buf_append(b, " ", 1);
+            if (!rc)
+                rc = dump_parent(b, &c->parents[i]);
         }
         return rc;
     }

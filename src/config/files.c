@@ -128,20 +128,6 @@ int ag_cfg_parent_parse(char **argv, size_t argc, const char *basedir, struct ag
     return 0;
 }
 
-void ag_cfg_parent_format(const struct ag_parent *p, char *out, size_t cap)
-{
-    bool v6 = strchr(p->host, ':') != NULL;
-    snprintf(out, cap, "%s %s%s%s:%u%s%s%s%s%s", p->name, v6 ? "[" : "", p->host, v6 ? "]" : "",
-             (unsigned)p->port,
-             p->auth == AG_PARENT_AUTH_BASIC       ? " auth=basic:"
-             : p->auth == AG_PARENT_AUTH_NEGOTIATE ? " auth=negotiate:"
-                                                   : "",
-             p->auth == AG_PARENT_AUTH_BASIC       ? p->cred_file
-             : p->auth == AG_PARENT_AUTH_NEGOTIATE ? p->principal
-                                                   : "",
-             p->tls ? " tls" : "", p->tls_ca ? " ca=" : "", p->tls_ca ? p->tls_ca : "");
-}
-
 /* Opens a regular file for reading; fills st. -1 with why set. */
 static int open_regular(const char *path, struct stat *st, char *why, size_t whylen)
 {

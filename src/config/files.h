@@ -17,8 +17,6 @@
  * with the reason in why. */
 int ag_cfg_parent_parse(char **argv, size_t argc, const char *basedir, struct ag_parent *out,
                         char *why, size_t whylen);
-/* The parent's line as written in a file (for the dump). */
-void ag_cfg_parent_format(const struct ag_parent *p, char *out, size_t cap);
 /* Reads the PAC file and the parents' Basic credentials into c. 0, or
  * AG_EINVAL with "path: reason" in why. */
 int ag_cfg_files_load(struct ag_config *c, char *why, size_t whylen);

@@ -370,6 +370,8 @@ static const struct dump_case {
     {"realm_domain CORP.EXAMPLE CORP\nrealm_domain eu.corp.example EU",
      "realm_domain eu.corp.example EU"},
     {"realm_domain none", "realm_domain none"},
+    /* found by fuzz_config: a domain "#" dumped bare read back as a comment */
+    {"realm_domain a \"#\"", "realm_domain a \"#\""},
     {"rules_file /etc/authgate/rules", "rules_file /etc/authgate/rules"},
     /* "/" holds no NNN.html: every page is the built-in one */
     {"error_templates /", "error_templates /"},
@@ -409,6 +411,8 @@ static const struct dump_case {
     {"parent s s.example:3129 auth=negotiate:HTTP@s.example tls ca=/etc/authgate/p-ca.pem",
      "parent s s.example:3129 auth=negotiate:HTTP@s.example tls ca=/etc/authgate/p-ca.pem"},
     {"parent s [::1]:3129 ca=/x/ca.pem tls", "parent s [::1]:3129 tls ca=/x/ca.pem"},
+    {"parent s s.example:3129 tls \"ca=/x/a b#ca.pem\"",
+     "parent s s.example:3129 tls \"ca=/x/a b#ca.pem\""},
     {"parent_tls_ca /etc/ssl/corp-ca.pem", "parent_tls_ca /etc/ssl/corp-ca.pem"},
     {"parent_identity_header on", "parent_identity_header on"},
     {"parent_backoff 5s", "parent_backoff 5s"},
