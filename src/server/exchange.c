@@ -235,6 +235,7 @@ void exchange_log(struct conn *c)
                   c->rq.hier_ip, js[2], (unsigned long long)c->id);
         for (int k = 0; k < 4; k++)
             free(jd[k]);
+        c->srv->stats.access_log_lines++;
         return;
     }
     /* Squid's native format, built without printf:
@@ -279,6 +280,10 @@ void exchange_log(struct conn *c)
     ag_line_str(&l, ctype);
     ag_line_ch(&l, '\n');
     ag_access_line(l.p, l.len);
+    /* Counted after the line is in the log (or its buffer): the client may
+     * have its response before this, so whoever rotates the log and needs
+     * the line in the old file waits for this count, not for the response. */
+    c->srv->stats.access_log_lines++;
     if (l.p != small)
         free(l.p);
 }

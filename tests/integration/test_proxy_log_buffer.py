@@ -11,7 +11,9 @@ import re
 import signal
 
 from harness.accesslog import parse_access
+from harness.ctl_client import stats
 from harness.rawhttp import get_request
+from harness.tools import wait_until
 
 
 def write_calls(gw):
@@ -95,11 +97,15 @@ def test_shutdown_writes_what_is_buffered(make_gateway, origin):
     assert "event=stopped" in gw.error_log
 
 
-def test_reopen_writes_buffered_lines_to_the_old_file(make_gateway, origin):
-    gw = make_gateway(log_buffer="1m")
+def test_reopen_writes_buffered_lines_to_the_old_file(make_gateway, origin, tmp_path):
+    gw = make_gateway(log_buffer="1m", status_socket=str(tmp_path / "ctl.sock"))
     c = gw.client()
     for i in range(3):
         assert c.request(get_request(origin.url("/old%d" % i))).status == 200
+    # The response can reach the client before its loop has put the line in
+    # the buffer (another thread, preempted in between): the rotation below
+    # must come after the three lines, so wait for the daemon's own count.
+    wait_until(lambda: stats(gw)["access_log_lines"] >= 3, what="three access-log lines")
     rotated = str(gw.access_log_path) + ".1"
     os.rename(gw.access_log_path, rotated)
     gw.signal(signal.SIGUSR1)
