@@ -61,6 +61,12 @@ import time
 import traceback
 import urllib.request
 
+# The integration tests' harness (tests/integration): the squid.conf builder
+# here, the winbindd / KDC peers in bench_auth.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                                "tests", "integration"))
+from harness.squid import squid_conf  # noqa: E402
+
 SMALL_SIZE = 100
 BIG_SIZE = 1 << 20
 
@@ -486,32 +492,45 @@ def origin_url(ctx, path):
 # proxies
 
 
+def http_get(ctx, port, headers=(), timeout=10):
+    """One absolute-URL GET of /small through the proxy on port; returns
+    (status, [(name, value)], body) or raises OSError."""
+    lines = [f"GET {origin_url(ctx, '/small')} HTTP/1.1",
+             f"Host: 127.0.0.1:{ctx.origin.port}", "Connection: close", *headers, "", ""]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall("\r\n".join(lines).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    hl = head.decode("latin-1").split("\r\n")
+    parts = hl[0].split() if hl else []
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    hdrs = []
+    for line in hl[1:]:
+        k, _, v = line.partition(":")
+        hdrs.append((k.strip().lower(), v.strip()))
+    return status, hdrs, body
+
+
 def probe(ctx, t):
     """One absolute-URL GET through the proxy: returns None or an error string."""
-    req = (f"GET {origin_url(ctx, '/small')} HTTP/1.1\r\nHost: 127.0.0.1:{ctx.origin.port}\r\n"
-           f"Connection: close\r\n\r\n").encode()
     try:
-        with socket.create_connection(("127.0.0.1", t.port), timeout=10) as s:
-            s.sendall(req)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        status, hdrs, body = http_get(ctx, t.port)
     except OSError as e:
         return f"probe failed: {e}"
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    if not lines or len(lines[0].split()) < 2 or lines[0].split()[1] != "200":
-        return f"probe got {lines[0] if lines else 'nothing'!r}"
+    if status != 200:
+        return f"probe got status {status or 'nothing'}"
     if len(body) != SMALL_SIZE:
         return f"probe got a {len(body)}-byte body, expected {SMALL_SIZE}"
-    via = [l for l in lines[1:] if l.lower().startswith("via:")]
+    via = [v for k, v in hdrs if k == "via"]
     if not via:
         ctx.note(f"{t.name}: response has no Via header (proxied?)")
     else:
-        log(f"{t.name}: probe 200, {via[0]}")
+        log(f"{t.name}: probe 200, Via: {via[0]}")
     return None
 
 
@@ -580,10 +599,12 @@ def start_authgate(ctx, name="authgate", extra_lines=(), env=None, prefix=(), pr
 
 
 def start_squid(ctx, name="squid", extra_lines=(), env=None, prefix=(), probe_fn=None,
-                workers=1):
+                workers=1, https=None):
     """Starts Squid 5.7 with a private config, `-N` (foreground, no kids) in its
     own process group; drops to the proxy user itself (it refuses root).
-    extra_lines go before http_access (auth_param, acl ... for auth sections).
+    extra_lines go before http_access (auth_param, acl ... for auth sections);
+    https=(port, cert, key) adds an https_port. The text comes from the
+    tests' builder (tests/integration/harness/squid.py: squid_conf).
     workers > 1: Squid SMP (`workers N`): `--foreground` instead of `-N`, a
     master that forks N worker kids and a coordinator kid; they meet over
     Unix sockets in /run/squid (the Debian package's, owned by proxy) and
@@ -604,29 +625,9 @@ def start_squid(ctx, name="squid", extra_lines=(), env=None, prefix=(), probe_fn
     fds = min(ctx.fd_limit, 65536)
     conf = os.path.join(d, "squid.conf")
     with open(conf, "w") as f:
-        f.write(f"""# private Squid config for scripts/bench
-http_port 127.0.0.1:{t.port}
-visible_hostname authgate-bench-{name}
-cache_effective_user proxy
-cache_effective_group proxy
-workers {workers}
-max_filedescriptors {fds}
-pid_filename {d}/squid.pid
-cache_log {d}/cache.log
-access_log none
-cache_store_log none
-logfile_rotate 0
-coredump_dir {d}
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 0 seconds
-icp_port 0
-htcp_port 0
-snmp_port 0
-cache deny all
-{chr(10).join(extra_lines)}
-http_access allow all
-""")
+        f.write(squid_conf(d, f"authgate-bench-{name}", port=t.port, https=https, workers=workers,
+                           max_fds=fds, lines=extra_lines,
+                           head="# private Squid config for scripts/bench\n"))
     t.logs = [os.path.join(d, "cache.log"), os.path.join(d, "stdout.log")]
     svc = re.sub(r"[^A-Za-z0-9]", "", f"agb{os.getpid()}{name}")
     mode = ["-N"] if workers == 1 else ["--foreground"]

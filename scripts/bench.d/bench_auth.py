@@ -74,7 +74,6 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -145,8 +144,7 @@ def peer_unavailable(ctx, what, reason):
 def peers(ctx):
     st = state(ctx)
     if st.peers_mod is None:
-        sys.path.insert(0, os.path.join(ctx.root, "tests", "integration"))
-        import peers as mod  # noqa: E402  (tests/integration/peers)
+        import peers as mod  # noqa: E402  (tests/integration/peers, on bench.py's sys.path)
         st.peers_mod = mod
     return st.peers_mod
 
@@ -338,31 +336,6 @@ def tool(ctx, name):
 # probes and load runs
 
 
-def http_get(ctx, port, headers=(), timeout=10):
-    """One absolute-URL GET of /small through the proxy on port; returns
-    (status, [(name, value)], body) or raises OSError."""
-    import socket
-    lines = [f"GET {B.origin_url(ctx, '/small')} HTTP/1.1",
-             f"Host: 127.0.0.1:{ctx.origin.port}", "Connection: close", *headers, "", ""]
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall("\r\n".join(lines).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    hl = head.decode("latin-1").split("\r\n")
-    parts = hl[0].split() if hl else []
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    hdrs = []
-    for line in hl[1:]:
-        k, _, v = line.partition(":")
-        hdrs.append((k.strip().lower(), v.strip()))
-    return status, hdrs, body
-
-
 def probe_auth(scheme, header=None, handshake=None):
     """probe_fn for finish_start: a GET without credentials must get a 407
     offering `scheme`; then a GET with `header` (Basic) or the load generator
@@ -370,7 +343,7 @@ def probe_auth(scheme, header=None, handshake=None):
     succeed."""
     def fn(ctx, t):
         try:
-            status, hdrs, _ = http_get(ctx, t.port)
+            status, hdrs, _ = B.http_get(ctx, t.port)
         except OSError as e:
             return f"probe failed: {e}"
         offered = [v for k, v in hdrs if k == "proxy-authenticate"]
@@ -379,7 +352,7 @@ def probe_auth(scheme, header=None, handshake=None):
             return f"probe without credentials got {status}, Proxy-Authenticate {offered}"
         if header:
             try:
-                status, hdrs, body = http_get(ctx, t.port, [f"Proxy-Authorization: {header}"])
+                status, hdrs, body = B.http_get(ctx, t.port, [f"Proxy-Authorization: {header}"])
             except OSError as e:
                 return f"authenticated probe failed: {e}"
             if status != 200 or len(body) != B.SMALL_SIZE:
@@ -607,12 +580,9 @@ def write_user_file(ctx, path, password):
 
 def write_htpasswd(path, password):
     """An htpasswd file for basic_ncsa_auth (APR1-MD5, which it supports)."""
-    p = subprocess.run(["openssl", "passwd", "-apr1", "-stdin"], input=password + "\n",
-                       text=True, capture_output=True, timeout=30)
-    if p.returncode != 0 or not p.stdout.startswith("$apr1$"):
-        raise RuntimeError(f"openssl passwd -apr1 failed: {p.stderr.strip()}")
+    from harness.squid import htpasswd_text  # tests/integration, on bench.py's sys.path
     with open(path, "w") as f:
-        f.write(f"{USER}:{p.stdout.strip()}\n")
+        f.write(htpasswd_text({USER: password}))
     os.chmod(path, 0o644)
 
 
@@ -886,7 +856,6 @@ def pending_ntlm(ctx, t, w, n):
     """n NTLM handshakes whose AUTHENTICATE waits on winbindd, which this
     stops (SIGSTOP) after the CHALLENGEs; returns the clients (their 200s
     are read after w.resume())."""
-    sys.path.insert(0, os.path.join(ctx.root, "tests", "integration"))
     from harness import ntlm_client as ha  # noqa: E402  (byte-level NTLM client)
     from harness.procs import threads_waiting_on_socket  # noqa: E402
     from harness.rawhttp import RawClient, get_request  # noqa: E402

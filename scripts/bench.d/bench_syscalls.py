@@ -245,7 +245,7 @@ def start_nginx_proxy(ctx, name="nginx"):
 
     def probe(ctx, t):
         try:
-            status, _, body = A.http_get(ctx, t.port)
+            status, _, body = B.http_get(ctx, t.port)
         except OSError as e:
             return f"probe failed: {e}"
         if status != 200 or len(body) != B.SMALL_SIZE:

@@ -3,9 +3,10 @@
 authgate's `listen ... tls` next to Squid's `https_port` (Debian's Squid 5.7
 is the GnuTLS flavour, `squid -v` says --with-gnutls; its https_port serves
 TLS 1.3 through GnuTLS), both open proxies (no authentication), one
-certificate (a private CA's EC P-256 leaf made with the openssl CLI), the
-same nginx origin (/small, 100 bytes). wrk and h2load cannot use an HTTPS
-proxy, so the load client is tests/tools/tls_load.c (OpenSSL, one blocking
+certificate (a private CA's EC P-256 leaf, made by the tests' throwaway CA,
+tests/integration/harness/tlsca.py: python3-cryptography), the same nginx
+origin (/small, 100 bytes). wrk and h2load cannot use an HTTPS proxy, so the
+load client is tests/tools/tls_load.c (OpenSSL, one blocking
 thread per connection; built with gcc into the temp dir), run three ways:
 
   ka      keep-alive: requests on a few long-lived TLS connections
@@ -56,24 +57,16 @@ def build_tls_load(ctx):
 
 
 def make_certs(ctx):
-    """A CA and a leaf for localhost (EC P-256), readable by Squid's user."""
+    """A CA and a leaf for localhost (EC P-256), readable by Squid's user: the
+    tests' throwaway CA (tests/integration/harness/tlsca.py) -> (cert, key, ca)."""
+    from harness.tlsca import ProxyCA  # tests/integration, on bench.py's sys.path
     d = os.path.join(ctx.tmp, "tls")
     os.makedirs(d, mode=0o755, exist_ok=True)
-
-    def run(*argv):
-        subprocess.run(argv, check=True, capture_output=True, timeout=60, cwd=d)
-
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA")
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost")
-    with open(os.path.join(d, "ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext")
-    for f in ("leaf.pem", "leaf.key", "ca.pem"):
-        os.chmod(os.path.join(d, f), 0o644)  # the private temp dir; Squid runs as proxy
-    return d
+    ca = ProxyCA(d, cn="bench CA")
+    cert, key = ca.issue(chain=False)
+    for f in (cert, key, ca.ca_file):
+        os.chmod(f, 0o644)  # the private temp dir; Squid runs as proxy
+    return cert, key, str(ca.ca_file)
 
 
 def tls_run(ctx, tool, t, port, mode, ca, label):
@@ -114,8 +107,7 @@ def section_tls(ctx):
     tool = build_tls_load(ctx)
     if tool is None:
         return
-    d = make_certs(ctx)
-    cert, key, ca = (os.path.join(d, f) for f in ("leaf.pem", "leaf.key", "ca.pem"))
+    cert, key, ca = make_certs(ctx)
     ports = {}
     ag_port, sq_port = B.free_port(), B.free_port()
     t = B.start_authgate(ctx, name="authgate-tls", extra_lines=[
@@ -123,8 +115,7 @@ def section_tls(ctx):
     if t.ok:
         ports[t.name] = ag_port
     if not ctx.args.no_squid:
-        s = B.start_squid(ctx, name="squid-tls", extra_lines=[
-            f"https_port 127.0.0.1:{sq_port} tls-cert={cert} tls-key={key}"])
+        s = B.start_squid(ctx, name="squid-tls", https=(sq_port, cert, key))
         if s.ok:
             ports[s.name] = sq_port
     targets = [ctx.targets[n] for n in ("authgate-tls", "squid-tls") if n in ports]

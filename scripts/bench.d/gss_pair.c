@@ -32,7 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static gss_OID_desc spnego_oid = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
+#include "gss_util.h"
+#include "json_text.h"
+
 static atomic_bool g_stop;
 static const char *g_service = "HTTP@localhost";
 
@@ -49,19 +51,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void gss_err(OM_uint32 maj, OM_uint32 min, const char *what, char *err, size_t cap)
-{
-    OM_uint32 m, ctx = 0;
-    gss_buffer_desc a = GSS_C_EMPTY_BUFFER, b = GSS_C_EMPTY_BUFFER;
-    gss_display_status(&m, maj, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &a);
-    ctx = 0;
-    gss_display_status(&m, min, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5, &ctx, &b);
-    snprintf(err, cap, "%s: %.*s (%.*s)", what, (int)a.length, a.value ? (char *)a.value : "",
-             (int)b.length, b.value ? (char *)b.value : "");
-    gss_release_buffer(&m, &a);
-    gss_release_buffer(&m, &b);
 }
 
 static int setup(struct worker *w, char *err, size_t cap)
@@ -201,13 +190,7 @@ int main(int argc, char **argv)
     }
     double el = now_s() - t0;
     char esc[700];
-    size_t e = 0;
-    for (const char *p = first; *p && e < sizeof esc - 3; p++) {
-        if (*p == '"' || *p == '\\')
-            esc[e++] = '\\';
-        esc[e++] = (*p >= 32 && *p < 127) ? *p : '?';
-    }
-    esc[e] = 0;
+    json_text(esc, sizeof esc, first);
     printf("PAIRJSON {\"threads\":%d,\"seconds\":%.3f,\"pairs\":%" PRIu64 ",\"per_sec\":%.1f,"
            "\"failures\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
            threads, el, pairs, (double)pairs / el, fail, esc);

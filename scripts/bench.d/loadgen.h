@@ -23,7 +23,7 @@
  * The mechanism (the including file) defines, before including this file,
  *   #define MECH_SCHEME "NTLM"                 the scheme name in the headers
  *   static const int mech_max_legs;            requests up to the 200
- * and provides
+ * and defines (this file declares them)
  *   static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
  *   static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
  *   static void mech_thread_free(void *tstate);
@@ -67,6 +67,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_text.h"
+
 #define LG_BUF 65536
 #define LG_REQ 16384
 #define LG_HIST_US 10   /* histogram bucket width */
@@ -83,6 +85,13 @@ struct lg_opts {
     long body;      /* expected body size of a 200, -1 = any */
     const char *user, *password, *domain, *workstation, *service;
 };
+
+/* The mechanism's part (the including file defines them). */
+static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
+static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
+static void mech_thread_free(void *st);
+static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,
+                     char *err, size_t errcap);
 
 enum lg_state { S_CONNECTING, S_WRITING, S_READING, S_WAIT_EOF };
 
@@ -915,13 +924,7 @@ static int lg_main(int argc, char **argv)
         }
     }
     char esc[600];
-    size_t e = 0;
-    for (const char *p = first; *p && e < sizeof esc - 3; p++) {
-        if (*p == '"' || *p == '\\')
-            esc[e++] = '\\';
-        esc[e++] = (*p >= 32 && *p < 127) ? *p : '?';
-    }
-    esc[e] = 0;
+    json_text(esc, sizeof esc, first);
     uint64_t failures = sum.st407 + sum.st_other + sum.closed_early + sum.sock_err + sum.mech_err +
                         sum.body_err + sum.timeouts;
     printf("LOADJSON {\"scheme\":\"%s\",\"mode\":\"%s\",\"seconds\":%.3f,\"handshakes\":%" PRIu64

@@ -24,33 +24,13 @@
 
 #define MECH_SCHEME "Negotiate"
 static const int mech_max_legs = 1;
-struct lg_opts;
-static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
-static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
-static void mech_thread_free(void *st);
-static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,
-                     char *err, size_t errcap);
 
+#include "gss_util.h"
 #include "loadgen.h"
-
-static gss_OID_desc spnego_oid = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
 
 struct neg_state {
     gss_name_t target;
 };
-
-static void gss_err(OM_uint32 maj, OM_uint32 min, const char *what, char *err, size_t cap)
-{
-    OM_uint32 m, ctx = 0;
-    gss_buffer_desc a = GSS_C_EMPTY_BUFFER, b = GSS_C_EMPTY_BUFFER;
-    gss_display_status(&m, maj, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &a);
-    ctx = 0;
-    gss_display_status(&m, min, GSS_C_MECH_CODE, (gss_OID)gss_mech_krb5, &ctx, &b);
-    snprintf(err, cap, "%s: %.*s (%.*s)", what, (int)a.length, a.value ? (char *)a.value : "",
-             (int)b.length, b.value ? (char *)b.value : "");
-    gss_release_buffer(&m, &a);
-    gss_release_buffer(&m, &b);
-}
 
 static gss_name_t import_target(const char *service, char *err, size_t cap)
 {

@@ -21,12 +21,6 @@
 
 #define MECH_SCHEME "NTLM"
 static const int mech_max_legs = 2;
-struct lg_opts;
-static int mech_global_init(struct lg_opts *o, char *err, size_t cap);
-static void *mech_thread_init(struct lg_opts *o, char *err, size_t cap);
-static void mech_thread_free(void *st);
-static int mech_step(void *st, int leg, const char *chal, size_t chal_len, char *out, size_t cap,
-                     char *err, size_t errcap);
 
 #include "loadgen.h"
 

@@ -11,9 +11,10 @@ import json
 import pytest
 
 from harness.accesslog import access_records, result_status
-from harness.auth import IDENTITY_HEADER, USERS, write_user_file
+from harness.auth import (IDENTITY_HEADER, USERS, close_during_verification,
+                          verification_times_out, write_user_file)
 from harness.auth import auth_env, backend, local_env, winbind_env  # noqa: F401 (fixtures)
-from harness.ctl_client import stats, status
+from harness.ctl_client import stats
 from harness.gateway import log_events
 from harness.ntlm_client import basic, is_fresh_407, offered, pa
 from harness.procs import threads_waiting_on_socket
@@ -298,17 +299,7 @@ def test_winbind_hung_beyond_handshake_timeout_503(winbind_env, origin):
     wb = winbind_env.winbind
     wb_alice = wb_cred(winbind_env, "alice")
     gw = winbind_env.make("basic", handshake_timeout="1s", basic_cache_ttl=0)
-    wb.pause()
-    try:
-        c = gw.client()
-        r = c.request(get_request(origin.url("/hung"), [wb_alice]), timeout=8)
-        assert_error_response(r, 503)
-        assert c.is_closed(2.0)
-        gw.wait_log(r"event=auth_backend_timeout")
-    finally:
-        wb.resume()
-    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
-               "the hung verification to return")
+    verification_times_out(gw, wb, gw.client(), get_request(origin.url("/hung"), [wb_alice]))
     r = gw.client().request(get_request(origin.url("/after"), [wb_alice]), timeout=5)
     assert r.status == 200
     assert [q.target for q in origin.requests] == ["/after"]
@@ -321,22 +312,8 @@ def test_client_closes_while_verification_runs(winbind_env, origin):
     wb_alice, wb_bob = wb_cred(winbind_env, "alice"), wb_cred(winbind_env, "bob")
     gw = winbind_env.make("basic", handshake_timeout="20s", basic_cache_ttl=0,
                           log_level="debug", ctl=True)
-    wb.pause()
-    try:
-        c = gw.client()
-        c.send(get_request(origin.url("/detached"), [wb_alice]))
-        wait_until(lambda: threads_waiting_on_socket(gw.proc.pid), 10,
-                   "a pool thread blocked on the paused winbindd")
-        c.close()
-        m = gw.wait_log(r"conn=(\d+) event=close reason=client_(eof|error)")
-        conn_id = m.group(1)
-    finally:
-        wb.resume()
-    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
-               "the detached verification to return")
-    wait_until(lambda: status(gw)["jobs_in_flight"] == "0", 5, "jobs_in_flight 0")
-    st = status(gw)
-    assert (st["connections"], st["handshakes"]) == ("0", "0"), st
+    conn_id = close_during_verification(gw, wb, gw.client(),
+                                        get_request(origin.url("/detached"), [wb_alice]))
     c2 = gw.client()
     r = c2.request(get_request(origin.url("/echo/next"), [wb_bob]), timeout=5)
     assert header_values(echo_json(r), IDENTITY_HEADER) == [winbind_env.identity("bob")]

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from harness.accesslog import access_records, result_status
-from harness.auth import IDENTITY_HEADER, USERS, AuthEnv, ident, write_user_file
+from harness.auth import (IDENTITY_HEADER, USERS, AuthEnv, close_during_verification, ident,
+                          verification_times_out, write_user_file)
 from harness.auth import auth_env, backend, local_env, winbind_env  # noqa: F401 (fixtures)
 from harness.ctl_client import stats, status
 from harness.gateway import free_port, log_events
@@ -222,17 +223,8 @@ def test_winbind_hung_beyond_handshake_timeout_503(winbind_env, origin):
     gw = winbind_env.make("ntlm", handshake_timeout="1s")
     c = gw.client()
     chal, t1 = type1_leg(c, origin.url("/echo"))
-    wb.pause()
-    try:
-        t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
-        r = c.request(get_request(origin.url("/echo"), [ntlm_pa(t3)]), timeout=8)
-        assert_error_response(r, 503)
-        assert c.is_closed(2.0)
-        gw.wait_log(r"event=auth_backend_timeout")
-    finally:
-        wb.resume()
-    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
-               "the hung verification to return")
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    verification_times_out(gw, wb, c, get_request(origin.url("/echo"), [ntlm_pa(t3)]))
     r, _, _ = ntlm_legs(gw.client(), origin.url("/echo"), "alice", PW["alice"])
     assert r.status == 200
     assert "event=auth_ok" not in gw.error_log.split("auth_backend_timeout")[0]
@@ -245,22 +237,9 @@ def test_client_closes_while_verification_runs(winbind_env, origin):
     gw = winbind_env.make("ntlm", handshake_timeout="20s", log_level="debug", ctl=True)
     c = gw.client()
     chal, t1 = type1_leg(c, origin.url("/echo"))
-    wb.pause()
-    try:
-        t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
-        c.send(get_request(origin.url("/echo/detached"), [ntlm_pa(t3)]))
-        wait_until(lambda: threads_waiting_on_socket(gw.proc.pid), 10,
-                   "a pool thread blocked on the paused winbindd")
-        c.close()
-        m = gw.wait_log(r"conn=(\d+) event=close reason=client_(eof|error)")
-        conn_id = m.group(1)
-    finally:
-        wb.resume()
-    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
-               "the detached verification to return")
-    wait_until(lambda: status(gw)["jobs_in_flight"] == "0", 5, "jobs_in_flight 0")
-    st = status(gw)
-    assert (st["connections"], st["handshakes"]) == ("0", "0"), st
+    t3 = authenticate_msg(chal, "alice", PW["alice"], negotiate=t1)
+    conn_id = close_during_verification(gw, wb, c,
+                                        get_request(origin.url("/echo/detached"), [ntlm_pa(t3)]))
     r, _, _ = ntlm_legs(gw.client(), origin.url("/echo/next"), "bob", PW["bob"])
     assert ident(r) == ["AUTHGATE\\bob"]
     assert "conn=%s event=auth_ok" % conn_id not in gw.error_log

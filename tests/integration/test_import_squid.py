@@ -25,6 +25,7 @@ import pytest
 from harness.auth import write_user_file
 from harness.gateway import authgate_bin, free_port
 from harness.rawhttp import RawClient, build_request, get_request
+from harness.squid import htpasswd_text, squid_conf
 from peers.winbind import NSS_WRAPPER, asan_runtime
 
 SQUID = shutil.which("squid")
@@ -72,30 +73,12 @@ class Squid:
         with open(hosts, "w") as f:
             f.write("127.0.0.1 localhost %s\n" % " ".join(NAMES))
         d = self.dir
-        private = f"""
-visible_hostname ag-import-test
-cache_effective_user proxy
-cache_effective_group proxy
-pid_filename {d}/squid.pid
-cache_log {d}/cache.log
-access_log none
-cache_store_log none
-coredump_dir {d}
-netdb_filename none
-pinger_enable off
-shutdown_lifetime 0 seconds
-icp_port 0
-htcp_port 0
-snmp_port 0
-cache deny all
-hosts_file {hosts}
-dns_nameservers 127.0.0.1
-"""
         # The test's own port instead of the config's.
         text = re.sub(r"(?m)^http_port\s+\S+.*$", "http_port 127.0.0.1:%d" % port, text)
         self.conf = os.path.join(d, "squid.conf")
         with open(self.conf, "w") as f:
-            f.write(text + private)
+            f.write(squid_conf(d, "ag-import-test", workers=None, logfile_rotate=False,
+                               hosts_file=hosts, allow_all=False, head=text + "\n"))
         os.chmod(self.conf, 0o644)
         self.proc = subprocess.Popen(
             [SQUID, "-N", "-f", self.conf, "-n", "agimp%d" % port],
@@ -308,12 +291,7 @@ def test_basic_auth(make_gateway, tmp_path, origin):
     """Basic with Squid's htpasswd helper; authgate gets the same users in
     its own user file (the note says how)."""
     htpasswd = tmp_path / "htpasswd"
-    lines = []
-    for u, pw in PASSWORDS.items():
-        h = subprocess.run(["openssl", "passwd", "-apr1", pw], capture_output=True,
-                           check=True).stdout.decode().strip()
-        lines.append("%s:%s\n" % (u, h))
-    htpasswd.write_text("".join(lines))
+    htpasswd.write_text(htpasswd_text(PASSWORDS))
     os.chmod(htpasswd, 0o644)
     shared = tempfile.mkdtemp(prefix="ag-htpasswd-", dir="/tmp")
     os.chmod(shared, 0o755)

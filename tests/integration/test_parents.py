@@ -23,7 +23,6 @@ as localhost (direct): the same origin, two routes.
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -33,7 +32,7 @@ from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
 from harness.gateway import check_config, free_port
 from harness.origin import HELLO, pattern
 from harness.tools import wait_until
-from harness.squid import IDENT, Squid
+from harness.squid import IDENT, Squid, htpasswd_text
 from harness.tlsca import ProxyCA
 from peers.fixtures import kdc  # noqa: F401
 from test_ctl import doctor
@@ -125,10 +124,8 @@ def test_connect_through_parent(make_gateway, tmp_path, squids, tls_origin):
 
 
 def squid_basic(squids, tmp_path, user="gw", password="gw-Secret9", tls=None):
-    h = subprocess.run(["openssl", "passwd", "-apr1", password], capture_output=True,
-                       check=True).stdout.decode().strip()
     sq = squids(start=False, tls=tls)
-    htpasswd = sq.private_file("htpasswd", "%s:%s\n" % (user, h))
+    htpasswd = sq.private_file("htpasswd", htpasswd_text({user: password}))
     sq.auth_lines = [
         "auth_param basic program /usr/lib/squid/basic_ncsa_auth %s" % htpasswd,
         "auth_param basic realm parent",

@@ -44,8 +44,7 @@ class TlsClient(RawClient):
 
     def __init__(self, host, port, ca, timeout=5.0, session=None, server_hostname="localhost"):
         super().__init__(host, port, timeout=timeout)
-        ctx = ca.client_context()
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname, session=session)
+        self.sock = ca.wrap(self.sock, server_hostname=server_hostname, session=session)
 
     def _fill(self, deadline):
         try:
@@ -173,7 +172,7 @@ def test_proxy_protocol_then_tls(make_gateway, tmp_path, ca, sockdir, origin):
     gw.start()
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
     s.sendall(b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 3128\r\n")
-    t = ca.client_context().wrap_socket(s, server_hostname="localhost")
+    t = ca.wrap(s)
     t.sendall(get_request(origin.url("/echo")))
     data = b""
     while b"\r\n\r\n" not in data:
@@ -205,7 +204,7 @@ def test_tls_hello_on_plain_port(make_gateway, tmp_path, ca, sockdir, origin):
     plain = gw.ports[1]
     s = socket.create_connection(("127.0.0.1", plain), timeout=5)
     with pytest.raises(ssl.SSLError):
-        ca.client_context().wrap_socket(s, server_hostname="localhost")
+        ca.wrap(s)
     s.close()
     gw.wait_log(r"event=bad_request client=127\.0\.0\.1 status=400 "
                 r"error=\"TLS handshake on a plain listener\"")

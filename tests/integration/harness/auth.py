@@ -21,9 +21,11 @@ import shutil
 
 import pytest
 
-from .ctl_client import short_tmpdir
+from .ctl_client import short_tmpdir, status
 from .gateway import GatewayError, sanitizer_env
 from .ntlm_client import nt_hash
+from .procs import threads_waiting_on_socket
+from .tools import assert_error_response, wait_until
 
 USERS = {"alice": "alice-Pass1", "bob": "bob-Pass2", "carol": "carol-Pass3"}
 IDENTITY_HEADER = "X-Authenticated-User"
@@ -45,6 +47,48 @@ def ident(resp):
     assert resp.status == 200, resp
     j = json.loads(resp.body)
     return [v for n, v in j["headers"] if n.lower() == IDENTITY_HEADER.lower()]
+
+
+def verification_times_out(gw, wb, c, request):
+    """A verification that outlives handshake_timeout: with winbindd (wb)
+    paused, request on c must get 503 and a closed connection, logged as
+    auth_backend_timeout; then winbindd resumes and the hung verification
+    is waited for."""
+    wb.pause()
+    try:
+        r = c.request(request, timeout=8)
+        assert_error_response(r, 503)
+        assert c.is_closed(2.0)
+        gw.wait_log(r"event=auth_backend_timeout")
+    finally:
+        wb.resume()
+    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
+               "the hung verification to return")
+
+
+def close_during_verification(gw, wb, c, request):
+    """Row 77 (a client closes while its verification runs): with winbindd
+    (wb) paused, sends request on c, closes c once a pool thread is blocked
+    on winbindd, resumes winbindd, and waits until the detached job has
+    returned and nothing is left of the connection (no connection, no
+    handshake in the status). -> the closed connection's id (its result must
+    go nowhere). gw needs ctl=True and log_level debug."""
+    wb.pause()
+    try:
+        c.send(request)
+        wait_until(lambda: threads_waiting_on_socket(gw.proc.pid), 10,
+                   "a pool thread blocked on the paused winbindd")
+        c.close()
+        m = gw.wait_log(r"conn=(\d+) event=close reason=client_(eof|error)")
+        conn_id = m.group(1)
+    finally:
+        wb.resume()
+    wait_until(lambda: not threads_waiting_on_socket(gw.proc.pid), 10,
+               "the detached verification to return")
+    wait_until(lambda: status(gw)["jobs_in_flight"] == "0", 5, "jobs_in_flight 0")
+    st = status(gw)
+    assert (st["connections"], st["handshakes"]) == ("0", "0"), st
+    return conn_id
 
 
 class AuthEnv:

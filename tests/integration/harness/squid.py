@@ -26,6 +26,80 @@ IDENT = "X-Authenticated-User"
 LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un %%>lp" % IDENT
 
 
+def squid_conf(d, name, port=None, https=None, workers=1, max_fds=None, access_log=None,
+               logfile_rotate=True, hosts_file=None, lines=(), allow_all=True, head=""):
+    """The text of a private squid.conf: what every Squid started by the tests
+    and by scripts/bench needs to run beside others (its files in directory d,
+    no cache, no ICP/HTCP/SNMP, no pinger, a quick shutdown), and the caller's
+    parts. One builder for harness/squid.py, test_import_squid.py and
+    scripts/bench.d/bench.py.
+
+      head        text put first, as it is (a comment; a whole configuration
+                  under test)
+      port        http_port on 127.0.0.1 (None: none added, head has one)
+      https       (port, cert, key): an https_port on 127.0.0.1
+      workers     `workers N` (None: none, Squid's default one)
+      max_fds     max_filedescriptors
+      access_log  None: `access_log none`; a path: the agtest LOGFORMAT to
+                  it, unbuffered
+      logfile_rotate  `logfile_rotate 0` (False: Squid's default)
+      hosts_file  a private hosts file, and DNS on loopback only
+      lines       auth_param / acl / http_access lines, before the last
+      allow_all   `http_access allow all` last (with auth lines, the
+                  rule after their `http_access deny all`)"""
+    out = []
+    if port is not None:
+        out.append("http_port 127.0.0.1:%d" % port)
+    if https is not None:
+        out.append("https_port 127.0.0.1:%d tls-cert=%s tls-key=%s" % tuple(https))
+    out += ["visible_hostname %s" % name,
+            "cache_effective_user proxy",
+            "cache_effective_group proxy"]
+    if workers is not None:
+        out.append("workers %d" % workers)
+    if max_fds is not None:
+        out.append("max_filedescriptors %d" % max_fds)
+    out += ["pid_filename %s/squid.pid" % d,
+            "cache_log %s/cache.log" % d]
+    if access_log is None:
+        out.append("access_log none")
+    else:
+        out += [LOGFORMAT, "access_log stdio:%s agtest" % access_log]
+    out.append("cache_store_log none")
+    if logfile_rotate:
+        out.append("logfile_rotate 0")
+    out += ["coredump_dir %s" % d,
+            "netdb_filename none",
+            "pinger_enable off",
+            "shutdown_lifetime 0 seconds",
+            "icp_port 0",
+            "htcp_port 0",
+            "snmp_port 0",
+            "cache deny all"]
+    if access_log is not None:
+        out.append("buffered_logs off")
+    if hosts_file is not None:
+        out += ["hosts_file %s" % hosts_file, "dns_nameservers 127.0.0.1"]
+    out += list(lines)
+    if allow_all:
+        out.append("http_access allow all")
+    return head + "\n".join(out) + "\n"
+
+
+def htpasswd_text(users):
+    """An htpasswd file's text for Squid's basic_ncsa_auth, {user: password}:
+    APR1-MD5 (which it supports) from `openssl passwd -apr1`, the password on
+    stdin (never in a process's argv)."""
+    out = []
+    for user, password in users.items():
+        p = subprocess.run(["openssl", "passwd", "-apr1", "-stdin"], input=password + "\n",
+                           text=True, capture_output=True, timeout=30)
+        if p.returncode != 0 or not p.stdout.startswith("$apr1$"):
+            raise RuntimeError("openssl passwd -apr1 failed: %s" % p.stderr.strip())
+        out.append("%s:%s\n" % (user, p.stdout.strip()))
+    return "".join(out)
+
+
 class SquidError(RuntimeError):
     """Squid missing or not starting: a broken set-up, never the verdict."""
 
@@ -60,35 +134,15 @@ class Squid:
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.port = port or self.port or free_port()
         conf = self.dir / "squid.conf"
-        ports = ["http_port 127.0.0.1:%d" % self.port]
+        https = None
         if self.tls:
             # Copies the proxy user can read (the pytest tree is 0700).
             cert = self.private_file("tls.pem", pathlib.Path(self.tls[0]).read_bytes())
             key = self.private_file("tls.key", pathlib.Path(self.tls[1]).read_bytes())
             self.tls_port = self.tls_port or free_port()
-            ports.append("https_port 127.0.0.1:%d tls-cert=%s tls-key=%s"
-                         % (self.tls_port, cert, key))
-        conf.write_text("\n".join(ports + [
-            "visible_hostname %s" % self.name,
-            "cache_effective_user proxy",
-            "cache_effective_group proxy",
-            "workers 1",
-            "pid_filename %s/squid.pid" % self.dir,
-            "cache_log %s/cache.log" % self.dir,
-            LOGFORMAT,
-            "access_log stdio:%s agtest" % self.access_log_path,
-            "cache_store_log none",
-            "logfile_rotate 0",
-            "coredump_dir %s" % self.dir,
-            "netdb_filename none",
-            "pinger_enable off",
-            "shutdown_lifetime 0 seconds",
-            "icp_port 0",
-            "htcp_port 0",
-            "snmp_port 0",
-            "cache deny all",
-            "buffered_logs off",
-        ] + self.auth_lines + ["http_access allow all", ""]))
+            https = (self.tls_port, cert, key)
+        conf.write_text(squid_conf(self.dir, self.name, port=self.port, https=https,
+                                   access_log=self.access_log_path, lines=self.auth_lines))
         svc = re.sub(r"[^A-Za-z0-9]", "", "agt%d%s%d" % (os.getpid(), self.name, self.port))
         self._out = open(self.dir / "stdout.log", "ab")
         cache_log = self.dir / "cache.log"

@@ -1,5 +1,5 @@
-"""A throwaway CA and the proxy's certificates for tests of `listen ... tls`,
-made with python3-cryptography (Debian): a CA, leaf certificates for
+"""A throwaway CA and the proxy's certificates for tests of `listen ... tls`
+(and scripts/bench's tls section), made with python3-cryptography (Debian): a CA, leaf certificates for
 localhost / 127.0.0.1 signed by it (valid, expired, or with another key), and
 what a client needs to check or pin them (the CA file, Chromium's SPKI hash,
 RFC 5929's tls-server-end-point hash).
@@ -81,6 +81,12 @@ class ProxyCA:
     def client_context(self):
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         return ctx
+
+    def wrap(self, sock, server_hostname="localhost", session=None):
+        """sock, connected to a proxy's TLS listener, as a TLS client that
+        verifies the proxy against this CA (the handshake done)."""
+        return self.client_context().wrap_socket(sock, server_hostname=server_hostname,
+                                                 session=session)
 
 
 def leaf_der(cert_path):
