@@ -76,6 +76,10 @@
 /* Response bodies at least this long (Content-Length) are relayed with
  * splice(2): below it the pipe and poll set-up costs more than the copies. */
 #define AG_SPLICE_MIN (256 * 1024)
+/* Bytes one splice pump moves per wakeup before it yields to the loop's other
+ * connections (an open-ended tunnel whose both ends keep up would otherwise
+ * never return): four 1 MiB pipe loads amortise the wakeup. */
+#define AG_SPLICE_BURST (4 * 1024 * 1024)
 
 /* --- deadlines (milliseconds) ------------------------------------------- */
 

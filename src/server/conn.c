@@ -93,6 +93,7 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->rq.req_head_up);
     ag_buf_free(&c->url_text);
     ag_config_unref(c->cfg);
+    free(c->tun_sp);
     free(c);
     ag_server_conn_gone(srv);
 }
@@ -108,6 +109,11 @@ void conn_close(struct conn *c, const char *reason)
     if (c->splicing) {
         c->splicing = false;
         ag_splice_close(&c->sp, conn_handle_closed);
+    }
+    if (c->tun_spliced) {
+        c->tun_spliced = false;
+        ag_splice_close(&c->tun_sp[0], conn_handle_closed);
+        ag_splice_close(&c->tun_sp[1], conn_handle_closed);
     }
     conn_enter(c, CONN_CLOSING);
     ag_upstream_close(c->up);
@@ -532,6 +538,11 @@ void conn_update_reading(struct conn *c)
             return;
     }
     struct ag_upstream *up = c->up;
+    if (c->state == CONN_TUNNEL && c->tun_spliced)
+        return; /* the pumps own both sockets */
+    if (c->state == CONN_TUNNEL && c->tun_splice_want && up && up->connected && !up->closing &&
+        c->out_pending == 0 && up->out_pending == 0 && exchange_start_tunnel_splice(c))
+        return;
     bool want_client =
         !c->eof && c->inbuf.len < AG_INBUF_MAX && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->state == CONN_TUNNEL)

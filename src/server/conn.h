@@ -149,6 +149,11 @@ struct conn {
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
     struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
     bool splicing;        /* the splice relay runs (its handles are counted) */
+    /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
+     * [1] upstream to client (allocated when it starts: most connections
+     * never tunnel); tun_splice_want: start once both write queues drain. */
+    struct ag_splice *tun_sp;
+    bool tun_spliced, tun_splice_want;
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):
@@ -226,5 +231,8 @@ void exchange_up_tls_ready(struct conn *c);
 void exchange_up_tls_failed(struct conn *c, const char *why);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
+/* A plain tunnel whose write queues drained: its two directions go to
+ * splice pumps. false when they could not start (relay in user space). */
+bool exchange_start_tunnel_splice(struct conn *c);
 
 #endif

@@ -6,9 +6,11 @@
  * (so a pipelined request waits for this response). Response side: the
  * upstream's head is rewritten (hop-by-hop fields out, framing regenerated,
  * Via in) and its body is re-framed for the client. Loop thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <arpa/inet.h>
@@ -1065,6 +1067,9 @@ static void tunnel_open(struct conn *c, const char *rest, size_t rest_len)
     char *d = ag_buf_steal(&ok, &okl);
     conn_write_client(c, d, okl);
     conn_enter(c, CONN_TUNNEL);
+    /* Plain TCP on both sides: the bytes can go socket to socket (a TLS
+     * listener or parent needs OpenSSL to see them). */
+    c->tun_splice_want = !c->tls && !up->tls;
     /* Bytes that followed the CONNECT head belong to the tunnel. */
     if (c->inbuf.len) {
         size_t n;
@@ -1303,6 +1308,7 @@ static void splice_done(struct ag_splice *s, int status)
     ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
              (unsigned long long)s->moved);
     conn_count_out(c, s->moved);
+    c->srv->stats.splice_bytes += s->moved;
     ag_splice_close(s, conn_handle_closed);
     if (status != 0) {
         conn_close(c, "splice_failed");
@@ -1341,6 +1347,100 @@ void exchange_start_splice(struct conn *c)
         ag_splice_close(&c->sp, conn_handle_closed);
         conn_update_reading(c);
     }
+}
+
+/* --- zero-copy tunnels ------------------------------------------------------ */
+
+/* What a tunnel pump delivered since the last look goes into the byte counts
+ * at once: the tunnel's log line is written when it closes, maybe mid-pump. */
+static void tunnel_pump_count(struct conn *c, struct ag_splice *s)
+{
+    uint64_t n = ag_splice_take(s);
+    c->srv->stats.splice_bytes += n;
+    if (s == &c->tun_sp[0]) {
+        c->bytes_in += n;
+        c->srv->stats.bytes_in += n;
+    } else {
+        conn_count_out(c, n);
+    }
+}
+
+static void tunnel_pump_progress(struct ag_splice *s)
+{
+    struct conn *c = s->owner;
+    tunnel_pump_count(c, s);
+    conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+}
+
+/* One direction ended: its EOF is passed on as a half-close (the pump's own
+ * dup of the destination: the libuv stream has nothing queued), and the
+ * tunnel closes once both ended, as the user-space relay does. */
+static void tunnel_pump_done(struct ag_splice *s, int status)
+{
+    struct conn *c = s->owner;
+    bool from_client = s == &c->tun_sp[0];
+    tunnel_pump_count(c, s);
+    ag_debug("conn=%llu event=tunnel_splice_done from=%s status=%d moved=%llu",
+             (unsigned long long)c->id, from_client ? "client" : "upstream", status,
+             (unsigned long long)s->moved);
+    if (status != 0) {
+        conn_close(c, from_client ? "client_error" : "upstream_error");
+        return;
+    }
+    if (from_client)
+        c->tun_client_eof = true;
+    else
+        c->tun_up_eof = true;
+    if (c->tun_client_eof && c->tun_up_eof) {
+        conn_close(c, "tunnel_done");
+        return;
+    }
+    if (shutdown(s->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN)
+        conn_close(c, "tunnel_shutdown");
+}
+
+bool exchange_start_tunnel_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    c->tun_splice_want = false;
+    uv_os_fd_t cfd, ufd;
+    if (c->tun_client_eof || c->tun_up_eof || uv_fileno((uv_handle_t *)&c->tcp, &cfd) != 0 ||
+        uv_fileno((uv_handle_t *)up->tcp, &ufd) != 0)
+        return false;
+    if (!c->tun_sp && !(c->tun_sp = calloc(2, sizeof *c->tun_sp)))
+        return false;
+    /* The streams stop reading first: from here the pumps alone touch the
+     * sockets (nothing is queued: the caller waited for both queues). */
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (up->reading) {
+        uv_read_stop((uv_stream_t *)up->tcp);
+        up->reading = false;
+    }
+    /* Open-ended pumps never finish inside their start. */
+    int rc0 = ag_splice_start(&c->tun_sp[0], c->srv->loop, cfd, ufd, AG_SPLICE_OPEN, c,
+                              tunnel_pump_done, tunnel_pump_progress);
+    if (rc0 < 0)
+        return false;
+    c->handles += 2;
+    int rc1 = rc0 == 0 ? ag_splice_start(&c->tun_sp[1], c->srv->loop, ufd, cfd, AG_SPLICE_OPEN, c,
+                                         tunnel_pump_done, tunnel_pump_progress)
+                       : -1;
+    if (rc1 >= 0)
+        c->handles += 2;
+    if (rc0 != 0 || rc1 != 0) {
+        /* Half made: release what was made, relay in user space. */
+        ag_splice_close(&c->tun_sp[0], conn_handle_closed);
+        if (rc1 >= 0)
+            ag_splice_close(&c->tun_sp[1], conn_handle_closed);
+        return false;
+    }
+    c->tun_spliced = true;
+    c->srv->stats.spliced_tunnels++;
+    ag_debug("conn=%llu event=tunnel_splice_start", (unsigned long long)c->id);
+    return true;
 }
 
 /* The upstream whose bytes or end belong to the exchange in progress, or
