@@ -193,17 +193,51 @@ uint64_t ag_splice_take(struct ag_splice *s)
     return n;
 }
 
+int ag_splice_again(struct ag_splice *s, uint64_t len)
+{
+    if (!s->running || !s->finished || s->open || s->in_pipe || s->to_read)
+        return -1;
+    s->finished = false;
+    s->to_read = len;
+    pump(s);
+    return 0;
+}
+
+bool ag_splice_reusable(const struct ag_splice *s)
+{
+    return !s->running && !s->closing;
+}
+
+static void on_src_closed(uv_handle_t *h)
+{
+    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, src_poll));
+    uv_close_cb cb = s->close_cb;
+    s->closing--;
+    cb(h); /* last: it may free the owner, and s with it */
+}
+
+static void on_dst_closed(uv_handle_t *h)
+{
+    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, dst_poll));
+    uv_close_cb cb = s->close_cb;
+    s->closing--;
+    cb(h);
+}
+
 void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb)
 {
     if (!s->running)
         return;
     s->running = false;
     s->finished = true;
-    uv_close((uv_handle_t *)&s->src_poll, close_cb);
+    s->close_cb = close_cb;
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->src_poll, on_src_closed);
     /* A closed poll handle no longer watches its fd: the dups can go now. */
     close(s->src_fd);
     if (s->dst_fd >= 0) {
-        uv_close((uv_handle_t *)&s->dst_poll, close_cb);
+        s->closing++;
+        uv_close((uv_handle_t *)&s->dst_poll, on_dst_closed);
         close(s->dst_fd);
     } else {
         close(-1 - s->dst_fd);

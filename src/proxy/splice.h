@@ -40,6 +40,8 @@ struct ag_splice {
     bool open;        /* open-ended: the source's EOF is the normal end */
     bool running, finished;
     bool src_polled, dst_polled;
+    int closing;          /* poll handles closed, their callbacks not yet run */
+    uv_close_cb close_cb; /* the owner's, called after ours */
     void *owner;
     ag_splice_done_cb done;
     void (*progress)(struct ag_splice *s); /* bytes moved: restart deadlines */
@@ -57,6 +59,13 @@ int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint
 /* Bytes delivered since the last call: for the owner's byte counts, which
  * must be right at any moment (a tunnel's log line is written at close). */
 uint64_t ag_splice_take(struct ag_splice *s);
+/* A pump that finished with status 0 moves len more bytes between the same
+ * sockets (the next chunk of one body: no new pipe, dups or polls). 0 when
+ * started (done fires later, maybe at once), negative when it cannot. */
+int ag_splice_again(struct ag_splice *s, uint64_t len);
+/* Nothing of an earlier pump is still closing: the struct can start again
+ * (libuv still owns a closing handle's memory until its callback). */
+bool ag_splice_reusable(const struct ag_splice *s);
 /* Stops and releases everything; close_cb runs once per poll handle (2). */
 void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb);
 

@@ -106,8 +106,8 @@ void conn_close(struct conn *c, const char *reason)
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
     ag_auth_close(c);
-    if (c->splicing) {
-        c->splicing = false;
+    if (c->splicing || c->sp_kept) {
+        c->splicing = c->sp_kept = false;
         ag_splice_close(&c->sp, conn_handle_closed);
     }
     if (c->tun_spliced) {

@@ -92,6 +92,10 @@ struct conn_request {
     bool up_dirty;       /* upstream sent bytes past its response: never reuse */
     bool up_407;         /* upstream asked for proxy credentials: 502, never relayed */
     bool splice_pending; /* a body waits for the client writes to drain to splice */
+    bool splice_chunk;   /* what waits or runs is the rest of one chunk's data, not the
+                            whole body: the parser goes on after it */
+    bool resp_in_chunk;  /* the response parser is inside a chunk's data (its size line
+                            parsed, not yet its CRLF): content_length is what is left */
     char hier_ip[48];    /* upstream address for the access log */
     /* the response */
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
@@ -149,6 +153,8 @@ struct conn {
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
     struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
     bool splicing;        /* the splice relay runs (its handles are counted) */
+    bool sp_kept;         /* sp finished one chunk and stays open (handles counted) for the next
+                             chunks of the same response; closed at its end */
     /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
      * [1] upstream to client (allocated when it starts: most connections
      * never tunnel); tun_splice_want: start once both write queues drain. */
