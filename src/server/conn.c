@@ -584,18 +584,24 @@ static void free_shutdown_req(uv_shutdown_t *req, int status)
     free(req);
 }
 
-static void tunnel_eof(struct conn *c, bool from_client)
+bool conn_tunnel_side_ended(struct conn *c, bool from_client)
 {
-    /* Half-close: pass the EOF on, close once both directions ended. */
-    uv_stream_t *other = from_client ? (uv_stream_t *)c->up->tcp : (uv_stream_t *)&c->tcp;
     if (from_client)
         c->tun_client_eof = true;
     else
         c->tun_up_eof = true;
-    if (c->tun_client_eof && c->tun_up_eof) {
-        conn_close(c, "tunnel_done");
+    if (!(c->tun_client_eof && c->tun_up_eof))
+        return false;
+    conn_close(c, "tunnel_done");
+    return true;
+}
+
+static void tunnel_eof(struct conn *c, bool from_client)
+{
+    /* Half-close: pass the EOF on, close once both directions ended. */
+    uv_stream_t *other = from_client ? (uv_stream_t *)c->up->tcp : (uv_stream_t *)&c->tcp;
+    if (conn_tunnel_side_ended(c, from_client))
         return;
-    }
     if (!from_client && c->tls)
         conn_tls_close_notify(c);
     if (from_client && c->up->tls)

@@ -235,6 +235,9 @@ void exchange_pool_timer(struct conn *c);
  * with the hop), or failed (the parent is failed: back-off, next parent). */
 void exchange_up_tls_ready(struct conn *c);
 void exchange_up_tls_failed(struct conn *c, const char *why);
+/* One direction of a tunnel ended (its EOF read): true when both have, and
+ * the connection is closed ("tunnel_done"). */
+bool conn_tunnel_side_ended(struct conn *c, bool from_client);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
 /* A plain tunnel whose write queues drained: its two directions go to

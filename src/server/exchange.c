@@ -1459,14 +1459,8 @@ static void tunnel_pump_done(struct ag_splice *s, int status)
         conn_close(c, from_client ? "client_error" : "upstream_error");
         return;
     }
-    if (from_client)
-        c->tun_client_eof = true;
-    else
-        c->tun_up_eof = true;
-    if (c->tun_client_eof && c->tun_up_eof) {
-        conn_close(c, "tunnel_done");
+    if (conn_tunnel_side_ended(c, from_client))
         return;
-    }
     if (shutdown(s->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN)
         conn_close(c, "tunnel_shutdown");
 }
