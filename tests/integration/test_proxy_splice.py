@@ -296,3 +296,18 @@ def test_upstream_closing_inside_a_spliced_chunk_closes_the_client(make_gateway,
         assert not last and len(body) + len(rest) < 512 * 1024, (len(body), len(rest))
     finally:
         o.stop()
+
+
+def test_shutdown_closes_a_spliced_tunnel_and_exits_clean(make_gateway, echo_server, sockdir):
+    """SIGTERM with a spliced tunnel open: the tunnel closes (its pumps'
+    handles with it: the loop closes, rc 0, no sanitizer report) and its
+    access-log line is written."""
+    gw = _gw(make_gateway, echo_server, sockdir)
+    c = gw.client()
+    _connect(c, "127.0.0.1:%d" % echo_server.port)
+    _wait_stat(gw, "spliced_tunnels", lambda v: v == 1)
+    c.send(b"ping")
+    assert c.read_exact(4, timeout=3) == b"ping"
+    assert gw.stop() == 0
+    assert c.is_closed(3.0)
+    assert any("TCP_TUNNEL" in l for l in gw.access_log), gw.access_log
