@@ -76,6 +76,16 @@
 /* Response bodies at least this long (Content-Length) are relayed with
  * splice(2): below it the pipe and poll set-up costs more than the copies. */
 #define AG_SPLICE_MIN (256 * 1024)
+/* A chunked response's chunk is spliced when at least this much of its data
+ * is still to come after a read: its size line already parsed (framing
+ * stays llhttp's), the data goes socket to socket, and the parser is told it
+ * passed. Two full reads (AG_READ_CHUNK) at least: below it the pipe set-up
+ * (pipe, dups, polls: about ten syscalls) costs more than the copies. */
+#define AG_SPLICE_CHUNK_MIN (128 * 1024)
+/* Bytes one splice pump moves per wakeup before it yields to the loop's other
+ * connections (an open-ended tunnel whose both ends keep up would otherwise
+ * never return): four 1 MiB pipe loads amortise the wakeup. */
+#define AG_SPLICE_BURST (4 * 1024 * 1024)
 
 /* --- deadlines (milliseconds) ------------------------------------------- */
 

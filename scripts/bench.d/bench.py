@@ -1019,6 +1019,9 @@ SECTIONS += bench_auth.register(sys.modules[__name__])
 # TLS to the proxy (tls: authgate's listen ... tls vs Squid's https_port).
 import bench_tls  # noqa: E402
 SECTIONS += bench_tls.register(sys.modules[__name__])
+# CONNECT tunnel throughput: HTTPS through authgate and Squid vs direct TLS
+import bench_tunnel  # noqa: E402
+SECTIONS += bench_tunnel.register(sys.modules[__name__])
 # syscalls and CPU per request: authgate vs nginx (reverse proxy) vs Squid
 import bench_syscalls  # noqa: E402
 SECTIONS += bench_syscalls.register(sys.modules[__name__], bench_auth)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "authgate/limits.h"
 #include "splice.h"
 
 /* 1 MiB is the unprivileged pipe maximum; fewer wakeups per megabyte. */
@@ -52,15 +53,20 @@ static void pump(struct ag_splice *s)
     if (s->finished)
         return;
     bool want_read = false, want_write = false;
+    uint64_t burst = 0;
+    /* MORE (hold a partial segment for what follows) only while a known
+     * length is still to come: a tunnel's bytes are often a whole
+     * interactive message that must leave at once. */
+    unsigned more = s->open ? 0 : SPLICE_F_MORE;
     for (;;) {
         bool moved = false;
         if (s->in_pipe) {
-            ssize_t m =
-                splice(s->pipe_r, NULL, s->dst_fd, NULL, s->in_pipe,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (s->to_read ? SPLICE_F_MORE : 0));
+            ssize_t m = splice(s->pipe_r, NULL, s->dst_fd, NULL, s->in_pipe,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (s->to_read ? more : 0));
             if (m > 0) {
                 s->in_pipe -= (size_t)m;
                 s->moved += (uint64_t)m;
+                burst += (uint64_t)m;
                 moved = true;
             } else if (m < 0 && errno == EAGAIN) {
                 want_write = true;
@@ -78,6 +84,9 @@ static void pump(struct ag_splice *s)
             if (n > 0) {
                 s->in_pipe += (size_t)n;
                 s->to_read -= (uint64_t)n;
+                moved = true;
+            } else if (n == 0 && s->open) {
+                s->to_read = 0; /* the end: deliver what the pipe holds */
                 moved = true;
             } else if (n == 0) {
                 finish(s, UV_EOF); /* the source ended before the length it announced */
@@ -97,7 +106,16 @@ static void pump(struct ag_splice *s)
             break;
         if (s->progress)
             s->progress(s);
+        if (s->finished)
+            return; /* the owner closed the connection */
         want_read = want_write = false;
+        if (burst >= AG_SPLICE_BURST) {
+            /* Fair to the loop's other connections: come back on the next
+             * turn (level-triggered: the polls fire at once if still ready). */
+            want_read = s->to_read && s->in_pipe < s->pipe_cap;
+            want_write = s->in_pipe > 0;
+            break;
+        }
     }
     /* Level-triggered polls, armed only for what blocked. */
     if (want_read && !s->src_polled) {
@@ -154,12 +172,56 @@ int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint
     }
     s->dst_poll.data = owner;
     s->to_read = len;
+    s->open = len == AG_SPLICE_OPEN;
     s->owner = owner;
     s->done = done;
     s->progress = progress;
     s->running = true;
+    if (s->open) {
+        uv_poll_start(&s->src_poll, UV_READABLE, on_src_poll);
+        s->src_polled = true;
+    } else {
+        pump(s);
+    }
+    return 0;
+}
+
+uint64_t ag_splice_take(struct ag_splice *s)
+{
+    uint64_t n = s->moved - s->taken;
+    s->taken = s->moved;
+    return n;
+}
+
+int ag_splice_again(struct ag_splice *s, uint64_t len)
+{
+    if (!s->running || !s->finished || s->open || s->in_pipe || s->to_read)
+        return -1;
+    s->finished = false;
+    s->to_read = len;
     pump(s);
     return 0;
+}
+
+bool ag_splice_reusable(const struct ag_splice *s)
+{
+    return !s->running && !s->closing;
+}
+
+static void on_src_closed(uv_handle_t *h)
+{
+    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, src_poll));
+    uv_close_cb cb = s->close_cb;
+    s->closing--;
+    cb(h); /* last: it may free the owner, and s with it */
+}
+
+static void on_dst_closed(uv_handle_t *h)
+{
+    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, dst_poll));
+    uv_close_cb cb = s->close_cb;
+    s->closing--;
+    cb(h);
 }
 
 void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb)
@@ -168,11 +230,14 @@ void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb)
         return;
     s->running = false;
     s->finished = true;
-    uv_close((uv_handle_t *)&s->src_poll, close_cb);
+    s->close_cb = close_cb;
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->src_poll, on_src_closed);
     /* A closed poll handle no longer watches its fd: the dups can go now. */
     close(s->src_fd);
     if (s->dst_fd >= 0) {
-        uv_close((uv_handle_t *)&s->dst_poll, close_cb);
+        s->closing++;
+        uv_close((uv_handle_t *)&s->dst_poll, on_dst_closed);
         close(s->dst_fd);
     } else {
         close(-1 - s->dst_fd);

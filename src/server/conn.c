@@ -93,6 +93,7 @@ void conn_handle_closed(uv_handle_t *h)
     ag_buf_free(&c->rq.req_head_up);
     ag_buf_free(&c->url_text);
     ag_config_unref(c->cfg);
+    free(c->tun_sp);
     free(c);
     ag_server_conn_gone(srv);
 }
@@ -105,9 +106,14 @@ void conn_close(struct conn *c, const char *reason)
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
     ag_auth_close(c);
-    if (c->splicing) {
-        c->splicing = false;
+    if (c->splicing || c->sp_kept) {
+        c->splicing = c->sp_kept = false;
         ag_splice_close(&c->sp, conn_handle_closed);
+    }
+    if (c->tun_spliced) {
+        c->tun_spliced = false;
+        ag_splice_close(&c->tun_sp[0], conn_handle_closed);
+        ag_splice_close(&c->tun_sp[1], conn_handle_closed);
     }
     conn_enter(c, CONN_CLOSING);
     ag_upstream_close(c->up);
@@ -532,6 +538,11 @@ void conn_update_reading(struct conn *c)
             return;
     }
     struct ag_upstream *up = c->up;
+    if (c->state == CONN_TUNNEL && c->tun_spliced)
+        return; /* the pumps own both sockets */
+    if (c->state == CONN_TUNNEL && c->tun_splice_want && up && up->connected && !up->closing &&
+        c->out_pending == 0 && up->out_pending == 0 && exchange_start_tunnel_splice(c))
+        return;
     bool want_client =
         !c->eof && c->inbuf.len < AG_INBUF_MAX && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->state == CONN_TUNNEL)
@@ -573,18 +584,24 @@ static void free_shutdown_req(uv_shutdown_t *req, int status)
     free(req);
 }
 
-static void tunnel_eof(struct conn *c, bool from_client)
+bool conn_tunnel_side_ended(struct conn *c, bool from_client)
 {
-    /* Half-close: pass the EOF on, close once both directions ended. */
-    uv_stream_t *other = from_client ? (uv_stream_t *)c->up->tcp : (uv_stream_t *)&c->tcp;
     if (from_client)
         c->tun_client_eof = true;
     else
         c->tun_up_eof = true;
-    if (c->tun_client_eof && c->tun_up_eof) {
-        conn_close(c, "tunnel_done");
+    if (!(c->tun_client_eof && c->tun_up_eof))
+        return false;
+    conn_close(c, "tunnel_done");
+    return true;
+}
+
+static void tunnel_eof(struct conn *c, bool from_client)
+{
+    /* Half-close: pass the EOF on, close once both directions ended. */
+    uv_stream_t *other = from_client ? (uv_stream_t *)c->up->tcp : (uv_stream_t *)&c->tcp;
+    if (conn_tunnel_side_ended(c, from_client))
         return;
-    }
     if (!from_client && c->tls)
         conn_tls_close_notify(c);
     if (from_client && c->up->tls)

@@ -92,6 +92,10 @@ struct conn_request {
     bool up_dirty;       /* upstream sent bytes past its response: never reuse */
     bool up_407;         /* upstream asked for proxy credentials: 502, never relayed */
     bool splice_pending; /* a body waits for the client writes to drain to splice */
+    bool splice_chunk;   /* what waits or runs is the rest of one chunk's data, not the
+                            whole body: the parser goes on after it */
+    bool resp_in_chunk;  /* the response parser is inside a chunk's data (its size line
+                            parsed, not yet its CRLF): content_length is what is left */
     char hier_ip[48];    /* upstream address for the access log */
     /* the response */
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
@@ -149,6 +153,13 @@ struct conn {
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
     struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
     bool splicing;        /* the splice relay runs (its handles are counted) */
+    bool sp_kept;         /* sp finished one chunk and stays open (handles counted) for the next
+                             chunks of the same response; closed at its end */
+    /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
+     * [1] upstream to client (allocated when it starts: most connections
+     * never tunnel); tun_splice_want: start once both write queues drain. */
+    struct ag_splice *tun_sp;
+    bool tun_spliced, tun_splice_want;
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):
@@ -224,7 +235,13 @@ void exchange_pool_timer(struct conn *c);
  * with the hop), or failed (the parent is failed: back-off, next parent). */
 void exchange_up_tls_ready(struct conn *c);
 void exchange_up_tls_failed(struct conn *c, const char *why);
+/* One direction of a tunnel ended (its EOF read): true when both have, and
+ * the connection is closed ("tunnel_done"). */
+bool conn_tunnel_side_ended(struct conn *c, bool from_client);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
+/* A plain tunnel whose write queues drained: its two directions go to
+ * splice pumps. false when they could not start (relay in user space). */
+bool exchange_start_tunnel_splice(struct conn *c);
 
 #endif

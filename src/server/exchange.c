@@ -6,9 +6,11 @@
  * (so a pipelined request waits for this response). Response side: the
  * upstream's head is rewritten (hop-by-hop fields out, framing regenerated,
  * Via in) and its body is re-framed for the client. Loop thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <arpa/inet.h>
@@ -817,7 +819,35 @@ static int rs_body(llhttp_t *p, const char *at, size_t len)
     struct conn *c = conn_of(p);
     if (!c)
         return -1;
-    return stage_body(&c->stage_client, c->rq.resp_chunked_out, at, len);
+    /* (Empty after a spliced chunk: the parser is only told its data
+     * passed. An empty chunk would end the chunked body we send.) */
+    if (!len)
+        return 0;
+    /* splice_chunk here: the splice could not start after the rest of the
+     * chunk's size line went out; its data follows raw, in user space. */
+    return stage_body(&c->stage_client, c->rq.resp_chunked_out && !c->rq.splice_chunk, at, len);
+}
+
+static int rs_chunk_header(llhttp_t *p)
+{
+    int rc = on_chunk_header(p);
+    struct conn *c = conn_of(p);
+    if (!rc && c)
+        c->rq.resp_in_chunk = p->content_length > 0;
+    return rc;
+}
+
+static int rs_chunk_complete(llhttp_t *p)
+{
+    struct conn *c = conn_of(p);
+    if (!c)
+        return 0;
+    c->rq.resp_in_chunk = false;
+    if (c->rq.splice_chunk) { /* (relayed raw, see rs_body) */
+        c->rq.splice_chunk = false;
+        return ag_buf_append(&c->stage_client, "\r\n", 2) ? -1 : 0;
+    }
+    return 0;
 }
 
 static int rs_message_complete(llhttp_t *p)
@@ -829,6 +859,10 @@ static int rs_message_complete(llhttp_t *p)
         return 0; /* an interim response: the final one follows */
     if (c->rq.resp_chunked_out)
         ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
+    if (c->sp_kept) { /* its dups would hold the upstream socket open */
+        c->sp_kept = false;
+        ag_splice_close(&c->sp, conn_handle_closed);
+    }
     c->rq.resp_done = true;
     return HPE_PAUSED;
 }
@@ -841,7 +875,8 @@ static const llhttp_settings_t response_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rs_headers_complete,
     .on_body = rs_body,
-    .on_chunk_header = on_chunk_header,
+    .on_chunk_header = rs_chunk_header,
+    .on_chunk_complete = rs_chunk_complete,
     .on_message_complete = rs_message_complete,
 };
 
@@ -1070,6 +1105,9 @@ static void tunnel_open(struct conn *c, const char *rest, size_t rest_len)
     char *d = ag_buf_steal(&ok, &okl);
     conn_write_client(c, d, okl);
     conn_enter(c, CONN_TUNNEL);
+    /* Plain TCP on both sides: the bytes can go socket to socket (a TLS
+     * listener or parent needs OpenSSL to see them). */
+    c->tun_splice_want = !c->tls && !up->tls;
     /* Bytes that followed the CONNECT head belong to the tunnel. */
     if (c->inbuf.len) {
         size_t n;
@@ -1307,10 +1345,32 @@ static void splice_done(struct ag_splice *s, int status)
     c->splicing = false;
     ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
              (unsigned long long)s->moved);
-    conn_count_out(c, s->moved);
-    ag_splice_close(s, conn_handle_closed);
+    uint64_t n = ag_splice_take(s);
+    conn_count_out(c, n);
+    c->srv->stats.splice_bytes += n;
+    if (status == 0 && c->rq.splice_chunk) {
+        c->sp_kept = true; /* for this response's next long chunk */
+    } else {
+        c->sp_kept = false;
+        ag_splice_close(s, conn_handle_closed);
+    }
     if (status != 0) {
         conn_close(c, "splice_failed");
+        return;
+    }
+    if (c->rq.splice_chunk) {
+        /* The chunk's data passed: llhttp (in its chunk-data state, which
+         * counts down content_length) goes on at the CRLF that must end it,
+         * so every size line and the body's end are still its to check. */
+        c->rq.splice_chunk = false;
+        if (c->up)
+            c->up->parser.content_length = 0;
+        if (ag_buf_append(&c->stage_client, "\r\n", 2) != 0) {
+            conn_close(c, "nomem");
+            return;
+        }
+        conn_flush(c);
+        conn_update_reading(c);
         return;
     }
     c->rq.resp_done = true;
@@ -1322,19 +1382,37 @@ void exchange_start_splice(struct conn *c)
     struct ag_upstream *up = c->up;
     c->rq.splice_pending = false;
     uv_os_fd_t src, dst;
-    if (!up || uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
+    /* (The last chunk's pump may still be closing: this piece goes in user
+     * space, raw when it is the rest of a chunk, see rs_body.) */
+    if (!up || (!c->sp_kept && !ag_splice_reusable(&c->sp)) ||
+        uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
         conn_update_reading(c);
         return;
     }
     uint64_t len = up->parser.content_length; /* llhttp counts down what is left */
+    if (c->sp_kept) {
+        /* The pump of this response's last long chunk: same sockets. */
+        c->splicing = true;
+        if (ag_splice_again(&c->sp, len) == 0) {
+            c->srv->stats.spliced_chunks++;
+            return;
+        }
+        c->splicing = c->sp_kept = false;
+        ag_splice_close(&c->sp, conn_handle_closed);
+        conn_update_reading(c); /* the rest of the chunk raw, in user space */
+        return;
+    }
     ag_debug("conn=%llu event=splice_start bytes=%llu", (unsigned long long)c->id,
              (unsigned long long)len);
     /* Counted before starting: the pump may finish (and splice_done run)
      * inside ag_splice_start when the whole body is already readable. */
     c->handles += 2;
     c->splicing = true;
+    bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the start) */
     int rc = ag_splice_start(&c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
+    if (rc == 0 && chunk)
+        c->srv->stats.spliced_chunks++;
     if (rc < 0) {
         c->handles -= 2;
         c->splicing = false;
@@ -1346,6 +1424,94 @@ void exchange_start_splice(struct conn *c)
         ag_splice_close(&c->sp, conn_handle_closed);
         conn_update_reading(c);
     }
+}
+
+/* --- zero-copy tunnels ------------------------------------------------------ */
+
+/* What a tunnel pump delivered since the last look goes into the byte counts
+ * at once: the tunnel's log line is written when it closes, maybe mid-pump. */
+static void tunnel_pump_count(struct conn *c, struct ag_splice *s)
+{
+    uint64_t n = ag_splice_take(s);
+    c->srv->stats.splice_bytes += n;
+    if (s == &c->tun_sp[0]) {
+        c->bytes_in += n;
+        c->srv->stats.bytes_in += n;
+    } else {
+        conn_count_out(c, n);
+    }
+}
+
+static void tunnel_pump_progress(struct ag_splice *s)
+{
+    struct conn *c = s->owner;
+    tunnel_pump_count(c, s);
+    conn_set_timer(c, c->cfg->tunnel_idle_timeout_ms);
+}
+
+/* One direction ended: its EOF is passed on as a half-close (the pump's own
+ * dup of the destination: the libuv stream has nothing queued), and the
+ * tunnel closes once both ended, as the user-space relay does. */
+static void tunnel_pump_done(struct ag_splice *s, int status)
+{
+    struct conn *c = s->owner;
+    bool from_client = s == &c->tun_sp[0];
+    tunnel_pump_count(c, s);
+    ag_debug("conn=%llu event=tunnel_splice_done from=%s status=%d moved=%llu",
+             (unsigned long long)c->id, from_client ? "client" : "upstream", status,
+             (unsigned long long)s->moved);
+    if (status != 0) {
+        conn_close(c, from_client ? "client_error" : "upstream_error");
+        return;
+    }
+    if (conn_tunnel_side_ended(c, from_client))
+        return;
+    if (shutdown(s->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN)
+        conn_close(c, "tunnel_shutdown");
+}
+
+bool exchange_start_tunnel_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    c->tun_splice_want = false;
+    uv_os_fd_t cfd, ufd;
+    if (c->tun_client_eof || c->tun_up_eof || uv_fileno((uv_handle_t *)&c->tcp, &cfd) != 0 ||
+        uv_fileno((uv_handle_t *)up->tcp, &ufd) != 0)
+        return false;
+    if (!c->tun_sp && !(c->tun_sp = calloc(2, sizeof *c->tun_sp)))
+        return false;
+    /* The streams stop reading first: from here the pumps alone touch the
+     * sockets (nothing is queued: the caller waited for both queues). */
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (up->reading) {
+        uv_read_stop((uv_stream_t *)up->tcp);
+        up->reading = false;
+    }
+    /* Open-ended pumps never finish inside their start. */
+    int rc0 = ag_splice_start(&c->tun_sp[0], c->srv->loop, cfd, ufd, AG_SPLICE_OPEN, c,
+                              tunnel_pump_done, tunnel_pump_progress);
+    if (rc0 < 0)
+        return false;
+    c->handles += 2;
+    int rc1 = rc0 == 0 ? ag_splice_start(&c->tun_sp[1], c->srv->loop, ufd, cfd, AG_SPLICE_OPEN, c,
+                                         tunnel_pump_done, tunnel_pump_progress)
+                       : -1;
+    if (rc1 >= 0)
+        c->handles += 2;
+    if (rc0 != 0 || rc1 != 0) {
+        /* Half made: release what was made, relay in user space. */
+        ag_splice_close(&c->tun_sp[0], conn_handle_closed);
+        if (rc1 >= 0)
+            ag_splice_close(&c->tun_sp[1], conn_handle_closed);
+        return false;
+    }
+    c->tun_spliced = true;
+    c->srv->stats.spliced_tunnels++;
+    ag_debug("conn=%llu event=tunnel_splice_start", (unsigned long long)c->id);
+    return true;
 }
 
 /* The upstream whose bytes or end belong to the exchange in progress, or
@@ -1408,6 +1574,23 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             uv_read_stop((uv_stream_t *)up->tcp);
             up->reading = false;
         }
+        c->rq.splice_pending = true;
+    } else if (c->rq.resp_started && c->rq.resp_chunked_out && c->rq.resp_in_chunk &&
+               !c->rq.splice_chunk && !c->tls && !up->tls &&
+               up->parser.content_length >= AG_SPLICE_CHUNK_MIN) {
+        /* The rest of a long chunk: its own size line to the client (we
+         * re-frame every piece of body we send), then the data spliced. */
+        if (ag_buf_printf(&c->stage_client, "%llx\r\n",
+                          (unsigned long long)up->parser.content_length) != 0) {
+            conn_close(c, "nomem");
+            return;
+        }
+        conn_flush(c);
+        if (up->reading) {
+            uv_read_stop((uv_stream_t *)up->tcp);
+            up->reading = false;
+        }
+        c->rq.splice_chunk = true;
         c->rq.splice_pending = true;
     }
     conn_update_reading(c);
