@@ -936,6 +936,15 @@ void free_parent_auth(struct conn *c)
 static void open_upstream(struct conn *c);
 static void start_hop(struct conn *c);
 
+/* c->rq.parent_why becomes "name: why"; its block is made by the first
+ * failure of the exchange (without one the log says "no parent"). */
+static void set_parent_why(struct conn *c, const char *name, const char *why)
+{
+    if (!c->rq.parent_why && !(c->rq.parent_why = malloc(AG_PARENT_WHY_MAX)))
+        return;
+    snprintf(c->rq.parent_why, AG_PARENT_WHY_MAX, "%s: %s", name, why);
+}
+
 /* The next parent of the request's route that is not in back-off, into
  * c->rq.parent; false when none is left. */
 static bool next_parent(struct conn *c)
@@ -949,13 +958,13 @@ static bool next_parent(struct conn *c)
         if (!p) {
             /* The rules and this connection's configuration are of
              * different reloads: the parent is gone. */
-            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: not configured", name);
+            set_parent_why(c, name, "not configured");
             continue;
         }
         struct ag_parent_health *h = ag_parent_health(p->name, p->host, p->port);
         if (!ag_parent_usable(h, now)) {
             c->srv->stats.parent_skipped++;
-            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: in back-off", p->name);
+            set_parent_why(c, p->name, "in back-off");
             continue;
         }
         c->rq.parent = p;
@@ -974,7 +983,7 @@ static void no_parent(struct conn *c)
     ag_err("conn=%llu event=parent_none_left client=%s host=%s reason=\"%s\"",
            (unsigned long long)c->id, c->peer,
            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
-           c->rq.parent_why[0] ? c->rq.parent_why : "no parent");
+           c->rq.parent_why ? c->rq.parent_why : "no parent");
     upstream_failed(c, 502, "no parent proxy available");
 }
 
@@ -1002,7 +1011,7 @@ static void parent_down(struct conn *c, const char *why)
     if (ag_parent_mark_down(c->rq.parent_health, ag_now_ms(), c->cfg->parent_backoff_ms))
         ag_warn("event=parent_down parent=%s address=%s:%u reason=\"%s\" backoff_ms=%u", p->name,
                 p->host, (unsigned)p->port, why, c->cfg->parent_backoff_ms);
-    snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: %s", p->name, why);
+    set_parent_why(c, p->name, why);
     ag_upstream_close(c->up);
     c->up = NULL;
     if (!next_parent(c)) {
@@ -1176,7 +1185,7 @@ void exchange_up_tls_ready(struct conn *c)
 
 void exchange_up_tls_failed(struct conn *c, const char *why)
 {
-    char w[sizeof c->rq.parent_why];
+    char w[AG_PARENT_WHY_MAX];
     c->srv->stats.parent_tls_failed++;
     ag_warn("conn=%llu event=parent_tls_failed parent=%s address=%s:%u reason=\"%s\"",
             (unsigned long long)c->id, c->rq.parent->name, c->rq.parent->host,
@@ -1327,9 +1336,15 @@ void exchange_start_splice(struct conn *c)
              (unsigned long long)len);
     /* Counted before starting: the pump may finish (and splice_done run)
      * inside ag_splice_start when the whole body is already readable. */
+    /* Made once per connection phase: kept for the next body, freed by
+     * the idle release and the close (conn.c). */
+    if (!c->sp && !(c->sp = malloc(sizeof *c->sp))) {
+        conn_update_reading(c); /* relay in user space */
+        return;
+    }
     c->handles += 2;
     c->splicing = true;
-    int rc = ag_splice_start(&c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
+    int rc = ag_splice_start(c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
     if (rc < 0) {
         c->handles -= 2;
         c->splicing = false;
@@ -1338,7 +1353,7 @@ void exchange_start_splice(struct conn *c)
     }
     if (rc == 1) {
         c->splicing = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
+        ag_splice_close(c->sp, conn_handle_closed);
         conn_update_reading(c);
     }
 }
