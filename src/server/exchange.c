@@ -155,29 +155,6 @@ const llhttp_settings_t ag_request_settings = {
 
 /* --- access log ------------------------------------------------------------- */
 
-/* s as the inside of a JSON string, in a malloc'd buffer of the worst-case
- * size (6 bytes per byte, "\u00XX"): a URL up to AG_URL_MAX is never cut.
- * NULL when out of memory. */
-static char *json_escape_dup(const char *s)
-{
-    size_t n = strlen(s), o = 0;
-    char *d = malloc(6 * n + 1);
-    if (!d)
-        return NULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            d[o++] = '\\';
-            d[o++] = (char)*p;
-        } else if (*p < 0x20 || *p >= 0x7f) {
-            o += (size_t)snprintf(d + o, 7, "\\u%04x", *p);
-        } else {
-            d[o++] = (char)*p;
-        }
-    }
-    d[o] = '\0';
-    return d;
-}
-
 /* Squid's hierarchy codes: the origin itself, or the first parent that
  * answered (FIRSTUP_PARENT, as Squid logs a cache_peer). */
 static const char *hierarchy(const struct conn *c)
@@ -213,37 +190,13 @@ void exchange_log(struct conn *c)
     else if (!c->rq.log_url)
         tag = "NONE_NONE";
     const char *method = c->rq.log_url ? llhttp_method_name((llhttp_method_t)c->rq.method) : "NONE";
-    if (c->cfg->access_format == AG_ACCESS_JSON) {
-        /* One JSON object per line. The URL is already log-escaped (\xHH);
-         * every string is JSON-escaped here too, so a shipper's parser never
-         * sees a raw control byte, quote or backslash. */
-        const char *src[4] = {c->rq.log_url ? c->rq.log_url : "error:invalid-request",
-                              ag_auth_user(c), c->rq.ctype[0] ? c->rq.ctype : "-", c->peer};
-        char *jd[4];
-        const char *js[4];
-        for (int k = 0; k < 4; k++) {
-            jd[k] = json_escape_dup(src[k]);
-            js[k] = jd[k] ? jd[k] : "-";
-        }
-        ag_access("{\"time\":%lld.%03d,\"duration_ms\":%llu,\"client\":\"%s\","
-                  "\"result\":\"%s\",\"status\":%d,\"bytes\":%llu,\"method\":\"%s\","
-                  "\"url\":\"%s\",\"user\":\"%s\",\"hierarchy\":\"%s\","
-                  "\"upstream\":\"%s\",\"content_type\":\"%s\",\"conn\":%llu}",
-                  (long long)tv.tv_sec, (int)(tv.tv_usec / 1000),
-                  (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), js[3], tag, s,
-                  (unsigned long long)c->rq.bytes_sent, method, js[0], js[1], hierarchy(c),
-                  c->rq.hier_ip, js[2], (unsigned long long)c->id);
-        for (int k = 0; k < 4; k++)
-            free(jd[k]);
-        return;
-    }
-    /* Squid's native format, built without printf:
-     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
     const char *url = c->rq.log_url ? c->rq.log_url : "error:invalid-request";
     const char *user = ag_auth_user(c);
     const char *ctype = c->rq.ctype[0] ? c->rq.ctype : "-";
-    size_t need = strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) +
-                  strlen(c->rq.hier_ip) + 160; /* numbers, tags, method, spaces */
+    bool json = c->cfg->access_format == AG_ACCESS_JSON;
+    size_t need =
+        strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) + strlen(c->rq.hier_ip);
+    need = need * (json ? AG_LINE_JSON_GROWTH : 1) + 260; /* numbers, names, tags, spaces */
     char small[AG_ACCESS_LINE_MAX];
     struct ag_line l = {.p = small, .cap = sizeof small};
     if (need > sizeof small) {
@@ -252,11 +205,54 @@ void exchange_log(struct conn *c)
             return;
         l.cap = need;
     }
+    uint64_t ms = uv_now(c->srv->loop) - c->rq.t_start_ms;
+    if (json) {
+        /* One JSON object per line. The URL is already log-escaped (\xHH);
+         * every string is JSON-escaped here too, so a shipper's parser never
+         * sees a raw control byte, quote or backslash. */
+        ag_line_str(&l, "{\"time\":");
+        ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
+        ag_line_ch(&l, '.');
+        ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+        ag_line_str(&l, ",\"duration_ms\":");
+        ag_line_u64(&l, ms, 0, ' ');
+        ag_line_str(&l, ",\"client\":\"");
+        ag_line_json(&l, c->peer);
+        ag_line_str(&l, "\",\"result\":\"");
+        ag_line_str(&l, tag);
+        ag_line_str(&l, "\",\"status\":");
+        if (s < 0)
+            ag_line_ch(&l, '-');
+        ag_line_u64(&l, (uint64_t)(s < 0 ? -(int64_t)s : s), 0, ' ');
+        ag_line_str(&l, ",\"bytes\":");
+        ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
+        ag_line_str(&l, ",\"method\":\"");
+        ag_line_json(&l, method);
+        ag_line_str(&l, "\",\"url\":\"");
+        ag_line_json(&l, url);
+        ag_line_str(&l, "\",\"user\":\"");
+        ag_line_json(&l, user);
+        ag_line_str(&l, "\",\"hierarchy\":\"");
+        ag_line_str(&l, hierarchy(c));
+        ag_line_str(&l, "\",\"upstream\":\"");
+        ag_line_json(&l, c->rq.hier_ip);
+        ag_line_str(&l, "\",\"content_type\":\"");
+        ag_line_json(&l, ctype);
+        ag_line_str(&l, "\",\"conn\":");
+        ag_line_u64(&l, c->id, 0, ' ');
+        ag_line_str(&l, "}\n");
+        ag_access_line(l.p, l.len);
+        if (l.p != small)
+            free(l.p);
+        return;
+    }
+    /* Squid's native format, built without printf:
+     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
     ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
     ag_line_ch(&l, '.');
     ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
     ag_line_ch(&l, ' ');
-    ag_line_u64(&l, uv_now(c->srv->loop) - c->rq.t_start_ms, 6, ' ');
+    ag_line_u64(&l, ms, 6, ' ');
     ag_line_ch(&l, ' ');
     ag_line_str(&l, c->peer);
     ag_line_ch(&l, ' ');

@@ -54,6 +54,12 @@ void ag_line_str(struct ag_line *l, const char *s);
 void ag_line_ch(struct ag_line *l, char ch);
 /* v in decimal, right-aligned in width with pad (' ' or '0'): %6llu, %03d. */
 void ag_line_u64(struct ag_line *l, uint64_t v, unsigned width, char pad);
+/* s as the inside of a JSON string: '"' and '\\' escaped, control bytes,
+ * DEL and every byte >= 0x80 as \u00XX (a non-UTF-8 byte becomes its
+ * Latin-1 code point: the line stays valid JSON whatever s holds). At most
+ * AG_LINE_JSON_GROWTH bytes per byte of s. */
+void ag_line_json(struct ag_line *l, const char *s);
+#define AG_LINE_JSON_GROWTH 6
 
 #define ag_err(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
 #define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)
