@@ -396,29 +396,3 @@ void ag_access_line(const char *line, size_t n)
     pthread_mutex_unlock(&mu);
     report_resumed();
 }
-
-void ag_access(const char *fmt, ...)
-{
-    if (!ag_access_enabled())
-        return;
-    char small[AG_ACCESS_LINE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    char *line = small;
-    if ((size_t)n + 1 >= sizeof small) {
-        /* A long URL: the line is never cut (it never was). */
-        if (!(line = malloc((size_t)n + 2)))
-            return;
-        va_start(ap, fmt);
-        vsnprintf(line, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    line[n] = '\n';
-    ag_access_line(line, (size_t)n + 1);
-    if (line != small)
-        free(line);
-}

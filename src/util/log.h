@@ -33,9 +33,8 @@ int ag_log_set_buffer(size_t size);
 void ag_log_flush(void);
 
 void ag_log(enum ag_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One access-log line (the caller formats Squid's native fields). */
-void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* One access-log line already built, its '\n' included. */
+/* One access-log line already built (ag_line_*, no printf), its '\n'
+ * included. */
 void ag_access_line(const char *line, size_t n);
 bool ag_access_enabled(void);
 /* Log lines lost to failed writes since start (both logs); each failing
