@@ -164,6 +164,14 @@ static const char *hierarchy(const struct conn *c)
     return c->rq.parent ? "FIRSTUP_PARENT" : "HIER_DIRECT";
 }
 
+/* The wall-clock time of a line as Squid logs it: seconds.milliseconds. */
+static void line_time(struct ag_line *l, const struct timeval *tv)
+{
+    ag_line_u64(l, (uint64_t)tv->tv_sec, 0, ' ');
+    ag_line_ch(l, '.');
+    ag_line_u64(l, (uint64_t)(tv->tv_usec / 1000), 3, '0');
+}
+
 void exchange_log(struct conn *c)
 {
     struct ag_stats *st = &c->srv->stats;
@@ -211,9 +219,7 @@ void exchange_log(struct conn *c)
          * every string is JSON-escaped here too, so a shipper's parser never
          * sees a raw control byte, quote or backslash. */
         ag_line_str(&l, "{\"time\":");
-        ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
-        ag_line_ch(&l, '.');
-        ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+        line_time(&l, &tv);
         ag_line_str(&l, ",\"duration_ms\":");
         ag_line_u64(&l, ms, 0, ' ');
         ag_line_str(&l, ",\"client\":\"");
@@ -221,9 +227,7 @@ void exchange_log(struct conn *c)
         ag_line_str(&l, "\",\"result\":\"");
         ag_line_str(&l, tag);
         ag_line_str(&l, "\",\"status\":");
-        if (s < 0)
-            ag_line_ch(&l, '-');
-        ag_line_u64(&l, (uint64_t)(s < 0 ? -(int64_t)s : s), 0, ' ');
+        ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 0, ' ');
         ag_line_str(&l, ",\"bytes\":");
         ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
         ag_line_str(&l, ",\"method\":\"");
@@ -248,9 +252,7 @@ void exchange_log(struct conn *c)
     }
     /* Squid's native format, built without printf:
      * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
-    ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
-    ag_line_ch(&l, '.');
-    ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+    line_time(&l, &tv);
     ag_line_ch(&l, ' ');
     ag_line_u64(&l, ms, 6, ' ');
     ag_line_ch(&l, ' ');

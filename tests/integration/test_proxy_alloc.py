@@ -34,14 +34,20 @@ def malloc_count(tmp_path_factory):
     return out
 
 
-def allocs(gw, path):
-    """The counter's total, read through SIGUSR2 (the tool writes path)."""
+def counter_report(gw, path):
+    """The counter's report lines, read through SIGUSR2 (the tool writes
+    path): "allocs N", "live BYTES", then the busiest callers."""
     if path.exists():
         path.unlink()
     gw.signal(signal.SIGUSR2)
     wait_until(lambda: path.exists() and path.read_text().endswith("\n"), 5.0,
                "the allocation counter's report")
-    return int(path.read_text().splitlines()[0].split()[1])
+    return path.read_text().splitlines()
+
+
+def allocs(gw, path):
+    """The counter's total of allocations."""
+    return int(counter_report(gw, path)[0].split()[1])
 
 
 def counted_gateway(make_gateway, malloc_count, sockdir, **options):
@@ -109,12 +115,7 @@ def test_idle_connection_gives_buffers_back(make_gateway, origin, malloc_count, 
 
 def heap_live(gw, path):
     """Heap bytes the daemon holds now (the counter's "live" line)."""
-    if path.exists():
-        path.unlink()
-    gw.signal(signal.SIGUSR2)
-    wait_until(lambda: path.exists() and path.read_text().endswith("\n"), 5.0,
-               "the allocation counter's report")
-    return int(path.read_text().splitlines()[1].split()[1])
+    return int(counter_report(gw, path)[1].split()[1])
 
 
 # Heap one idle keep-alive client may hold once its buffers went back
