@@ -98,7 +98,8 @@ static void make_keys(struct keys *k, const char *user, const char *addr)
     k->ul = k->has_u ? user_key(user, k->u) : 0;
     /* addr is already a key (ag_addr_key, once per connection): copied */
     k->al = k->has_a ? strnlen(addr, AG_ADDR_KEY_MAX) : 0;
-    memcpy(k->a, addr, k->al);
+    if (k->has_a)
+        memcpy(k->a, addr, k->al);
     k->a[k->al] = '\0';
     k->pl = 0;
     if (k->has_u && k->has_a) {
