@@ -417,4 +417,17 @@
  * thousands of idle clients do not each hold a set. */
 #define AG_IDLE_RELEASE_MS 1000
 
+/* Why the last parent of a route could not be used ("NAME: in back-off",
+ * "NAME: TLS: ..."), for the parent_none_left log line: a parent name and
+ * a short reason. Made only when a parent fails (conn.h: parent_why). */
+#define AG_PARENT_WHY_MAX 160
+
+/* The most a client connection's own struct may take (conn.h; the bytes
+ * every idle keep-alive client holds besides its libuv handles' kernel
+ * side): issue 16 asks an idle connection for under 2 KiB in all, and
+ * this keeps room for the allocator's header and the idle upstream's
+ * share. A field that pushes it over belongs in a part made on first use
+ * (like the splice relay or the TLS layer). */
+#define AG_CONN_STRUCT_MAX 1664
+
 #endif

@@ -125,19 +125,20 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
-bool ag_upstream_self_connected(int fd)
+bool ag_upstream_self_connected(int fd, const struct sockaddr *peer)
 {
-    struct sockaddr_storage me, peer;
-    socklen_t ml = sizeof me, pl = sizeof peer;
-    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || ml != pl)
+    /* The peer is the address we connected to: only our own end costs a
+     * syscall (getsockname), once per new upstream connection. */
+    struct sockaddr_storage me;
+    socklen_t ml = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 || me.ss_family != peer->sa_family)
         return false;
     if (me.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const void *)&me, *b = (const void *)&peer;
+        const struct sockaddr_in *a = (const void *)&me, *b = (const void *)peer;
         return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
     }
     if (me.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const void *)&me, *b = (const void *)&peer;
+        const struct sockaddr_in6 *a = (const void *)&me, *b = (const void *)peer;
         return a->sin6_port == b->sin6_port &&
                memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
     }
@@ -151,8 +152,8 @@ static void on_connect(uv_connect_t *req, int status)
     if (!up)
         return; /* abandoned: its close callback frees it */
     uv_os_fd_t fd;
-    if (status == 0 && uv_fileno((uv_handle_t *)&a->tcp, &fd) == 0 &&
-        ag_upstream_self_connected(fd))
+    if (status == 0 && up->ai_cur && uv_fileno((uv_handle_t *)&a->tcp, &fd) == 0 &&
+        ag_upstream_self_connected(fd, up->ai_cur->ai_addr))
         status = UV_ECONNREFUSED;
     if (status == 0) {
         up->attempt = NULL;

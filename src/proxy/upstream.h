@@ -79,10 +79,14 @@ uint32_t ag_upstream_live(void);
  * Accepts NULL. No callback fires for the owner after this. */
 void ag_upstream_close(struct ag_upstream *up);
 
-/* True when connected socket fd is connected to itself: a connect to a
- * loopback port nobody listens on, from an ephemeral port that happens to
- * be the same number, completes as a TCP simultaneous open, and what we
- * write comes back as the "response". Treated as connection refused. */
-bool ag_upstream_self_connected(int fd);
+/* True when socket fd, connected to peer, is connected to itself: a
+ * connect to a local port nobody listens on, from an ephemeral port that
+ * happens to be the same number, completes as a TCP simultaneous open, and
+ * what we write comes back as the "response" (a CONNECT would answer 200
+ * and echo the client). Still happens on Linux 6.18: connect() picks even
+ * ephemeral ports, so a target such as 127.0.0.1:40002 (even, in
+ * ip_local_port_range, no listener) connected to itself after ~10,000
+ * attempts. Treated as connection refused. */
+bool ag_upstream_self_connected(int fd, const struct sockaddr *peer);
 
 #endif

@@ -86,7 +86,7 @@ static void basic_done(struct ag_job *j, void *owner)
         if (b->cache_ttl_ms)
             ag_basic_cache_insert(srv->basic_cache, b->cred.user, b->cred.password, &bid,
                                   now + b->cache_ttl_ms);
-        ag_throttle_success(srv->throttle, b->cred.user, c->peer, now);
+        ag_throttle_success(srv->throttle, b->cred.user, auth_addr_key(c), now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_BASIC, &b->id, now);
         ag_info("conn=%llu event=auth_ok scheme=Basic client=%s user=\"%s\" backend=%s ms=%llu",
                 (unsigned long long)c->id, c->peer, u,
@@ -118,11 +118,12 @@ static bool basic_throttled(struct conn *c, const struct ag_basic_cred *cred, ui
                             struct ag_basic_identity *hit, bool *cached)
 {
     struct ag_server *srv = c->srv;
-    bool throttled = ag_throttle_check(srv->throttle, cred->user, c->peer, now) != 0;
+    bool throttled = ag_throttle_check(srv->throttle, cred->user, auth_addr_key(c), now) != 0;
     *cached = !throttled && c->cfg->basic_cache_ttl_ms &&
               ag_basic_cache_lookup(srv->basic_cache, cred->user, cred->password, now, hit);
     if (!throttled && !*cached)
-        throttled = ag_throttle_check_backend(srv->throttle, cred->user, c->peer, now) != 0;
+        throttled =
+            ag_throttle_check_backend(srv->throttle, cred->user, auth_addr_key(c), now) != 0;
     if (!throttled)
         return false;
     /* Same answer as a wrong password: guessing learns nothing. */

@@ -17,6 +17,16 @@
 #include "auth/scheme.h"
 #include "conn.h"
 #include "util/log.h"
+#include "session/table.h"
+
+/* The client address as the failure throttle counts it: the session row's
+ * key, computed once per connection (ag_session_add), not per check. The
+ * auth paths run with a row (request_row); without one, the address text
+ * (an IPv4 address is its own key). */
+static inline const char *auth_addr_key(const struct conn *c)
+{
+    return c->session ? c->session->addr_key : c->peer;
+}
 
 /* --- auth_state.c ------------------------------------------------------------ */
 

@@ -132,7 +132,7 @@ static void ntlm_done(struct ag_job *j, void *owner)
     const char *via = c->session->ntlm_in_negotiate ? "Negotiate" : "NTLM";
     if (n->rc == 0) {
         srv->auth.succeeded[AG_SCHEME_NTLM]++;
-        ag_throttle_success(srv->throttle, a->user, c->peer, now);
+        ag_throttle_success(srv->throttle, a->user, auth_addr_key(c), now);
         ag_session_authenticate(srv->sessions, c->session, AG_SCHEME_NTLM, &n->id, now);
         static const uint8_t unbound[16];
         bool bound = a->v2.channel_bindings && memcmp(a->v2.channel_bindings, unbound, 16) != 0;
@@ -230,8 +230,8 @@ static enum ag_auth_verdict ntlm_submit(struct conn *c, struct ag_ntlm_verify *v
 {
     struct ag_server *srv = c->srv;
     uint64_t now = uv_now(srv->loop);
-    if (ag_throttle_check(srv->throttle, v->a.user, c->peer, now) != 0 ||
-        ag_throttle_check_backend(srv->throttle, v->a.user, c->peer, now) != 0) {
+    if (ag_throttle_check(srv->throttle, v->a.user, auth_addr_key(c), now) != 0 ||
+        ag_throttle_check_backend(srv->throttle, v->a.user, auth_addr_key(c), now) != 0) {
         ag_ntlm_verify_free(v);
         return ntlm_refuse(c, "auth_throttled", "too many failures", false,
                            &srv->auth.fail_throttled);

@@ -167,7 +167,7 @@ void auth_verify_failed(struct conn *c, enum ag_scheme scheme, int rc, enum ag_r
     /* Only a checked password counts towards the user's ceiling (what a
      * domain controller's lockout counts): not unknown users, malformed
      * names or MIC mismatches. */
-    ag_throttle_fail(srv->throttle, user, c->peer, refusal == AG_REFUSED_PASSWORD,
+    ag_throttle_fail(srv->throttle, user, auth_addr_key(c), refusal == AG_REFUSED_PASSWORD,
                      uv_now(srv->loop));
     ag_info("conn=%llu req=%llu event=auth_failed scheme=%s %sclient=%s %s reason=\"%s\"",
             (unsigned long long)c->id, (unsigned long long)c->rq.id, ag_scheme_name(scheme), pre,

@@ -47,6 +47,13 @@ static const bool legal[CONN_STATES][CONN_STATES] = {
 };
 #undef LIVE
 
+/* What every idle keep-alive client costs is mostly this struct (its
+ * buffers go back at AG_IDLE_RELEASE_MS): parts only some phases need
+ * (TLS, splice, a shutdown, a parent's failure reason) are made on first
+ * use instead, and this keeps a new field from quietly growing it. */
+_Static_assert(sizeof(struct conn) <= AG_CONN_STRUCT_MAX,
+               "struct conn grew past AG_CONN_STRUCT_MAX: move the field into a lazy part");
+
 void conn_enter(struct conn *c, enum conn_state to)
 {
     (void)legal; /* read only by the assert (compiled out with NDEBUG) */
@@ -58,6 +65,7 @@ void conn_request_reset(struct conn *c, uint64_t now_ms)
 {
     struct conn_request *rq = &c->rq;
     free(rq->resp_extra);
+    free(rq->parent_why);
     free_parent_auth(c);
     /* The upstream head's block serves the next exchange (wiped now). */
     struct ag_buf head_up = rq->req_head_up;
@@ -92,6 +100,7 @@ void conn_handle_closed(uv_handle_t *h)
     conn_tls_free(c);
     ag_buf_free(&c->rq.req_head_up);
     ag_buf_free(&c->url_text);
+    free(c->sp);
     ag_config_unref(c->cfg);
     free(c->tun_sp);
     free(c);
@@ -108,7 +117,7 @@ void conn_close(struct conn *c, const char *reason)
     ag_auth_close(c);
     if (c->splicing || c->sp_kept) {
         c->splicing = c->sp_kept = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
+        ag_splice_close(c->sp, conn_handle_closed);
     }
     if (c->tun_spliced) {
         c->tun_spliced = false;
@@ -149,6 +158,7 @@ static void on_linger_deadline(uv_timer_t *t)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
+    free(req); /* runs even when the close cancels it (UV_ECANCELED) */
     if (status != 0 || c->state != CONN_FLUSH_CLOSE ||
         uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read) != 0) {
         conn_close(c, "done");
@@ -174,8 +184,13 @@ void conn_close_after_flush(struct conn *c)
     c->up = NULL;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    /* Made here, not kept in every connection: only its last moments
+     * need it (freed by on_shutdown). */
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req)
+        req->data = c;
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
         conn_close(c, "shutdown_failed");
         return;
     }
@@ -196,7 +211,7 @@ static bool conn_idle(const struct conn *c)
 static bool holds_blocks(const struct conn *c)
 {
     return c->inbuf.cap || c->head.raw.cap || c->head.cap_fields || c->stage_client.cap ||
-           c->stage_up.cap || c->rq.req_head_up.cap || c->url_text.cap;
+           c->stage_up.cap || c->rq.req_head_up.cap || c->url_text.cap || c->sp;
 }
 
 /* AG_IDLE_RELEASE_MS: an idle connection's blocks go back (wiped). */
@@ -208,6 +223,12 @@ static void release_blocks(struct conn *c)
     ag_buf_free(&c->stage_up);
     ag_buf_free(&c->rq.req_head_up);
     ag_buf_free(&c->url_text);
+    /* idle: its poll handles closed in an earlier turn of the loop (the
+     * check costs nothing and keeps libuv's memory out of free's reach) */
+    if (c->sp && !c->splicing && !c->sp_kept && ag_splice_reusable(c->sp)) {
+        free(c->sp);
+        c->sp = NULL;
+    }
     if (c->up && c->up->idle)
         ag_head_release(&c->up->head);
     c->srv->stats.idle_released++;
@@ -1003,7 +1024,7 @@ int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
         return 0;
     }
     if (l->proxy_protocol) {
-        if (c->peer_addr.ss_family == 0) {
+        if (c->peer_addr.sa.sa_family == 0) {
             /* Reset before we looked (a balancer's connect-only check):
              * no peer, nothing to refuse. */
             conn_close(c, "peer_gone");

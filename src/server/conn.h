@@ -25,6 +25,14 @@
 struct ag_route;
 struct ag_parent_health;
 
+/* A client address: IPv4 or IPv6 only (28 bytes, where a sockaddr_storage
+ * takes 128 in every connection). */
+union conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
 /* The connection's state; conn_enter() in conn.c is its only writer and
  * asserts the move against a table of legal transitions:
  *   NEW         -> READ_HEAD                               (accepted)
@@ -83,9 +91,11 @@ struct conn_request {
                                                made the gateway resolve): go through its parents */
     bool parent_connect;                    /* our CONNECT is at the parent; its answer awaited */
     size_t parent_head_bytes;               /* bytes of the parent's answer to CONNECT so far */
-    char *parent_auth;    /* auth=negotiate: this request's Proxy-Authorization line to the
-                             parent (owned, wiped: free_parent_auth) */
-    char parent_why[160]; /* why the last parent could not be used, for the log */
+    char *parent_auth; /* auth=negotiate: this request's Proxy-Authorization line to the
+                          parent (owned, wiped: free_parent_auth) */
+    char *parent_why;  /* why the last parent could not be used, for the log: owned,
+                          AG_PARENT_WHY_MAX, made by the first failure (only a
+                          parent route needs it: not in every idle connection) */
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
@@ -110,19 +120,18 @@ struct conn_request {
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* the client-side deadline of the current state */
-    uv_shutdown_t shutdown_req;
+    uv_timer_t timer;      /* the client-side deadline of the current state */
     int handles;           /* open handles; freed when it drops to 0 */
     struct ag_server *srv; /* borrowed */
     struct ag_config *cfg; /* owned reference, refreshed at each request */
     struct conn *prev, *next;
     uint64_t id;
     enum conn_state state;
-    char peer[48];                     /* client IP as text */
-    struct sockaddr_storage peer_addr; /* client address, for src= rules: the TCP peer's,
-                                          or the PROXY header's once it is taken */
-    bool pp_wait; /* a proxy_protocol listener's connection before its header: nothing
-                     reaches llhttp, and the deadline is proxy_protocol_timeout */
+    char peer[48];             /* client IP as text */
+    union conn_addr peer_addr; /* client address, for src= rules: the TCP peer's,
+                                  or the PROXY header's once it is taken */
+    bool pp_wait;              /* a proxy_protocol listener's connection before its header: nothing
+                                  reaches llhttp, and the deadline is proxy_protocol_timeout */
     uint64_t created_ms;
     uint64_t bytes_in, bytes_out; /* client bytes read / sent since accept, all exchanges */
 
@@ -151,10 +160,14 @@ struct conn {
     struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
-    struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
-    bool splicing;        /* the splice relay runs (its handles are counted) */
-    bool sp_kept;         /* sp finished one chunk and stays open (handles counted) for the next
-                             chunks of the same response; closed at its end */
+    /* zero-copy body relay (two handles while running): made by the first
+     * splice of the connection, freed by the idle release (conn_idle) and
+     * the close; most connections never splice, and its 400 bytes would
+     * otherwise sit in every idle one (issue 16) */
+    struct ag_splice *sp;
+    bool splicing; /* the splice relay runs (its handles are counted) */
+    bool sp_kept;  /* sp finished one chunk and stays open (handles counted) for the next
+                      chunks of the same response; closed at its end */
     /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
      * [1] upstream to client (allocated when it starts: most connections
      * never tunnel); tun_splice_want: start once both write queues drain. */

@@ -157,29 +157,6 @@ const llhttp_settings_t ag_request_settings = {
 
 /* --- access log ------------------------------------------------------------- */
 
-/* s as the inside of a JSON string, in a malloc'd buffer of the worst-case
- * size (6 bytes per byte, "\u00XX"): a URL up to AG_URL_MAX is never cut.
- * NULL when out of memory. */
-static char *json_escape_dup(const char *s)
-{
-    size_t n = strlen(s), o = 0;
-    char *d = malloc(6 * n + 1);
-    if (!d)
-        return NULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            d[o++] = '\\';
-            d[o++] = (char)*p;
-        } else if (*p < 0x20 || *p >= 0x7f) {
-            o += (size_t)snprintf(d + o, 7, "\\u%04x", *p);
-        } else {
-            d[o++] = (char)*p;
-        }
-    }
-    d[o] = '\0';
-    return d;
-}
-
 /* Squid's hierarchy codes: the origin itself, or the first parent that
  * answered (FIRSTUP_PARENT, as Squid logs a cache_peer). */
 static const char *hierarchy(const struct conn *c)
@@ -187,6 +164,14 @@ static const char *hierarchy(const struct conn *c)
     if (!c->rq.hier_ip[0])
         return "HIER_NONE";
     return c->rq.parent ? "FIRSTUP_PARENT" : "HIER_DIRECT";
+}
+
+/* The wall-clock time of a line as Squid logs it: seconds.milliseconds. */
+static void line_time(struct ag_line *l, const struct timeval *tv)
+{
+    ag_line_u64(l, (uint64_t)tv->tv_sec, 0, ' ');
+    ag_line_ch(l, '.');
+    ag_line_u64(l, (uint64_t)(tv->tv_usec / 1000), 3, '0');
 }
 
 void exchange_log(struct conn *c)
@@ -215,38 +200,13 @@ void exchange_log(struct conn *c)
     else if (!c->rq.log_url)
         tag = "NONE_NONE";
     const char *method = c->rq.log_url ? llhttp_method_name((llhttp_method_t)c->rq.method) : "NONE";
-    if (c->cfg->access_format == AG_ACCESS_JSON) {
-        /* One JSON object per line. The URL is already log-escaped (\xHH);
-         * every string is JSON-escaped here too, so a shipper's parser never
-         * sees a raw control byte, quote or backslash. */
-        const char *src[4] = {c->rq.log_url ? c->rq.log_url : "error:invalid-request",
-                              ag_auth_user(c), c->rq.ctype[0] ? c->rq.ctype : "-", c->peer};
-        char *jd[4];
-        const char *js[4];
-        for (int k = 0; k < 4; k++) {
-            jd[k] = json_escape_dup(src[k]);
-            js[k] = jd[k] ? jd[k] : "-";
-        }
-        ag_access("{\"time\":%lld.%03d,\"duration_ms\":%llu,\"client\":\"%s\","
-                  "\"result\":\"%s\",\"status\":%d,\"bytes\":%llu,\"method\":\"%s\","
-                  "\"url\":\"%s\",\"user\":\"%s\",\"hierarchy\":\"%s\","
-                  "\"upstream\":\"%s\",\"content_type\":\"%s\",\"conn\":%llu}",
-                  (long long)tv.tv_sec, (int)(tv.tv_usec / 1000),
-                  (unsigned long long)(uv_now(c->srv->loop) - c->rq.t_start_ms), js[3], tag, s,
-                  (unsigned long long)c->rq.bytes_sent, method, js[0], js[1], hierarchy(c),
-                  c->rq.hier_ip, js[2], (unsigned long long)c->id);
-        for (int k = 0; k < 4; k++)
-            free(jd[k]);
-        c->srv->stats.access_log_lines++;
-        return;
-    }
-    /* Squid's native format, built without printf:
-     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
     const char *url = c->rq.log_url ? c->rq.log_url : "error:invalid-request";
     const char *user = ag_auth_user(c);
     const char *ctype = c->rq.ctype[0] ? c->rq.ctype : "-";
-    size_t need = strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) +
-                  strlen(c->rq.hier_ip) + 160; /* numbers, tags, method, spaces */
+    bool json = c->cfg->access_format == AG_ACCESS_JSON;
+    size_t need =
+        strlen(url) + strlen(user) + strlen(ctype) + strlen(c->peer) + strlen(c->rq.hier_ip);
+    need = need * (json ? AG_LINE_JSON_GROWTH : 1) + 260; /* numbers, names, tags, spaces */
     char small[AG_ACCESS_LINE_MAX];
     struct ag_line l = {.p = small, .cap = sizeof small};
     if (need > sizeof small) {
@@ -255,11 +215,48 @@ void exchange_log(struct conn *c)
             return;
         l.cap = need;
     }
-    ag_line_u64(&l, (uint64_t)tv.tv_sec, 0, ' ');
-    ag_line_ch(&l, '.');
-    ag_line_u64(&l, (uint64_t)(tv.tv_usec / 1000), 3, '0');
+    uint64_t ms = uv_now(c->srv->loop) - c->rq.t_start_ms;
+    if (json) {
+        /* One JSON object per line. The URL is already log-escaped (\xHH);
+         * every string is JSON-escaped here too, so a shipper's parser never
+         * sees a raw control byte, quote or backslash. */
+        ag_line_str(&l, "{\"time\":");
+        line_time(&l, &tv);
+        ag_line_str(&l, ",\"duration_ms\":");
+        ag_line_u64(&l, ms, 0, ' ');
+        ag_line_str(&l, ",\"client\":\"");
+        ag_line_json(&l, c->peer);
+        ag_line_str(&l, "\",\"result\":\"");
+        ag_line_str(&l, tag);
+        ag_line_str(&l, "\",\"status\":");
+        ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 0, ' ');
+        ag_line_str(&l, ",\"bytes\":");
+        ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
+        ag_line_str(&l, ",\"method\":\"");
+        ag_line_json(&l, method);
+        ag_line_str(&l, "\",\"url\":\"");
+        ag_line_json(&l, url);
+        ag_line_str(&l, "\",\"user\":\"");
+        ag_line_json(&l, user);
+        ag_line_str(&l, "\",\"hierarchy\":\"");
+        ag_line_str(&l, hierarchy(c));
+        ag_line_str(&l, "\",\"upstream\":\"");
+        ag_line_json(&l, c->rq.hier_ip);
+        ag_line_str(&l, "\",\"content_type\":\"");
+        ag_line_json(&l, ctype);
+        ag_line_str(&l, "\",\"conn\":");
+        ag_line_u64(&l, c->id, 0, ' ');
+        ag_line_str(&l, "}\n");
+        ag_access_line(l.p, l.len);
+        if (l.p != small)
+            free(l.p);
+        return;
+    }
+    /* Squid's native format, built without printf:
+     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
+    line_time(&l, &tv);
     ag_line_ch(&l, ' ');
-    ag_line_u64(&l, uv_now(c->srv->loop) - c->rq.t_start_ms, 6, ' ');
+    ag_line_u64(&l, ms, 6, ' ');
     ag_line_ch(&l, ' ');
     ag_line_str(&l, c->peer);
     ag_line_ch(&l, ' ');
@@ -861,7 +858,7 @@ static int rs_message_complete(llhttp_t *p)
         ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
     if (c->sp_kept) { /* its dups would hold the upstream socket open */
         c->sp_kept = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
+        ag_splice_close(c->sp, conn_handle_closed);
     }
     c->rq.resp_done = true;
     return HPE_PAUSED;
@@ -976,6 +973,15 @@ void free_parent_auth(struct conn *c)
 static void open_upstream(struct conn *c);
 static void start_hop(struct conn *c);
 
+/* c->rq.parent_why becomes "name: why"; its block is made by the first
+ * failure of the exchange (without one the log says "no parent"). */
+static void set_parent_why(struct conn *c, const char *name, const char *why)
+{
+    if (!c->rq.parent_why && !(c->rq.parent_why = malloc(AG_PARENT_WHY_MAX)))
+        return;
+    snprintf(c->rq.parent_why, AG_PARENT_WHY_MAX, "%s: %s", name, why);
+}
+
 /* The next parent of the request's route that is not in back-off, into
  * c->rq.parent; false when none is left. */
 static bool next_parent(struct conn *c)
@@ -989,13 +995,13 @@ static bool next_parent(struct conn *c)
         if (!p) {
             /* The rules and this connection's configuration are of
              * different reloads: the parent is gone. */
-            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: not configured", name);
+            set_parent_why(c, name, "not configured");
             continue;
         }
         struct ag_parent_health *h = ag_parent_health(p->name, p->host, p->port);
         if (!ag_parent_usable(h, now)) {
             c->srv->stats.parent_skipped++;
-            snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: in back-off", p->name);
+            set_parent_why(c, p->name, "in back-off");
             continue;
         }
         c->rq.parent = p;
@@ -1014,7 +1020,7 @@ static void no_parent(struct conn *c)
     ag_err("conn=%llu event=parent_none_left client=%s host=%s reason=\"%s\"",
            (unsigned long long)c->id, c->peer,
            ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)),
-           c->rq.parent_why[0] ? c->rq.parent_why : "no parent");
+           c->rq.parent_why ? c->rq.parent_why : "no parent");
     upstream_failed(c, 502, "no parent proxy available");
 }
 
@@ -1042,7 +1048,7 @@ static void parent_down(struct conn *c, const char *why)
     if (ag_parent_mark_down(c->rq.parent_health, ag_now_ms(), c->cfg->parent_backoff_ms))
         ag_warn("event=parent_down parent=%s address=%s:%u reason=\"%s\" backoff_ms=%u", p->name,
                 p->host, (unsigned)p->port, why, c->cfg->parent_backoff_ms);
-    snprintf(c->rq.parent_why, sizeof c->rq.parent_why, "%s: %s", p->name, why);
+    set_parent_why(c, p->name, why);
     ag_upstream_close(c->up);
     c->up = NULL;
     if (!next_parent(c)) {
@@ -1219,7 +1225,7 @@ void exchange_up_tls_ready(struct conn *c)
 
 void exchange_up_tls_failed(struct conn *c, const char *why)
 {
-    char w[sizeof c->rq.parent_why];
+    char w[AG_PARENT_WHY_MAX];
     c->srv->stats.parent_tls_failed++;
     ag_warn("conn=%llu event=parent_tls_failed parent=%s address=%s:%u reason=\"%s\"",
             (unsigned long long)c->id, c->rq.parent->name, c->rq.parent->host,
@@ -1384,7 +1390,7 @@ void exchange_start_splice(struct conn *c)
     uv_os_fd_t src, dst;
     /* (The last chunk's pump may still be closing: this piece goes in user
      * space, raw when it is the rest of a chunk, see rs_body.) */
-    if (!up || (!c->sp_kept && !ag_splice_reusable(&c->sp)) ||
+    if (!up || (c->sp && !c->sp_kept && !ag_splice_reusable(c->sp)) ||
         uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
         uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
         conn_update_reading(c);
@@ -1394,12 +1400,12 @@ void exchange_start_splice(struct conn *c)
     if (c->sp_kept) {
         /* The pump of this response's last long chunk: same sockets. */
         c->splicing = true;
-        if (ag_splice_again(&c->sp, len) == 0) {
+        if (ag_splice_again(c->sp, len) == 0) {
             c->srv->stats.spliced_chunks++;
             return;
         }
         c->splicing = c->sp_kept = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
+        ag_splice_close(c->sp, conn_handle_closed);
         conn_update_reading(c); /* the rest of the chunk raw, in user space */
         return;
     }
@@ -1407,10 +1413,16 @@ void exchange_start_splice(struct conn *c)
              (unsigned long long)len);
     /* Counted before starting: the pump may finish (and splice_done run)
      * inside ag_splice_start when the whole body is already readable. */
+    /* Made once per connection phase: kept for the next body, freed by
+     * the idle release and the close (conn.c). */
+    if (!c->sp && !(c->sp = malloc(sizeof *c->sp))) {
+        conn_update_reading(c); /* relay in user space */
+        return;
+    }
     c->handles += 2;
     c->splicing = true;
     bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the start) */
-    int rc = ag_splice_start(&c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
+    int rc = ag_splice_start(c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
     if (rc == 0 && chunk)
         c->srv->stats.spliced_chunks++;
     if (rc < 0) {
@@ -1421,7 +1433,7 @@ void exchange_start_splice(struct conn *c)
     }
     if (rc == 1) {
         c->splicing = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
+        ag_splice_close(c->sp, conn_handle_closed);
         conn_update_reading(c);
     }
 }

@@ -96,7 +96,11 @@ static void make_keys(struct keys *k, const char *user, const char *addr)
     k->has_u = user != NULL;
     k->has_a = addr != NULL;
     k->ul = k->has_u ? user_key(user, k->u) : 0;
-    k->al = k->has_a ? ag_addr_key(addr, k->a) : 0;
+    /* addr is already a key (ag_addr_key, once per connection): copied */
+    k->al = k->has_a ? strnlen(addr, AG_ADDR_KEY_MAX) : 0;
+    if (k->has_a)
+        memcpy(k->a, addr, k->al);
+    k->a[k->al] = '\0';
     k->pl = 0;
     if (k->has_u && k->has_a) {
         memcpy(k->p, k->u, k->ul + 1); /* with its NUL: "ab"+"c" differs from "a"+"bc" */
@@ -265,8 +269,8 @@ static int check_one(struct ag_throttle *t, struct thr_table *tab, const char *k
     return tab->n >= tab->max ? AG_EAGAIN : 0;
 }
 
-static int ag_throttle_check_unlocked(struct ag_throttle *t, const char *user,
-                                      const char *addr_text, uint64_t now_ms)
+static int ag_throttle_check_unlocked(struct ag_throttle *t, const char *user, const char *addr_key,
+                                      uint64_t now_ms)
 {
     struct keys k;
     int rp = 0, ra = 0;
@@ -274,7 +278,7 @@ static int ag_throttle_check_unlocked(struct ag_throttle *t, const char *user,
     if (!t)
         return 0;
     t->st.checks++;
-    make_keys(&k, user, addr_text);
+    make_keys(&k, user, addr_key);
     if (k.pl && t->pair_cap)
         rp = check_one(t, &t->pairs, k.p, k.pl, t->pair_cap, now_ms);
     if (k.has_a && t->lim.per_addr)
@@ -293,15 +297,16 @@ static int ag_throttle_check_unlocked(struct ag_throttle *t, const char *user,
 }
 
 static int ag_throttle_check_backend_unlocked(struct ag_throttle *t, const char *user,
-                                              const char *addr_text, uint64_t now_ms)
+                                              const char *addr_key, uint64_t now_ms)
 {
     struct keys k;
     struct thr_ent *e, *p;
 
+    /* Not counted in checks: it is the second half of the attempt
+     * ag_throttle_check counted (one handshake, one check). */
     if (!t || !user || !t->lim.per_user)
         return 0;
-    t->st.checks++;
-    make_keys(&k, user, addr_text);
+    make_keys(&k, user, addr_key);
     e = ent_find(t, &t->users, k.u, k.ul, now_ms, NULL);
     if (!e) {
         if (t->users.n < t->users.max)
@@ -333,8 +338,8 @@ static void fail_one(struct ag_throttle *t, struct thr_table *tab, const char *k
         e->count++;
 }
 
-static void ag_throttle_fail_unlocked(struct ag_throttle *t, const char *user,
-                                      const char *addr_text, bool wrong_password, uint64_t now_ms)
+static void ag_throttle_fail_unlocked(struct ag_throttle *t, const char *user, const char *addr_key,
+                                      bool wrong_password, uint64_t now_ms)
 {
     struct keys k;
     if (!t)
@@ -342,7 +347,7 @@ static void ag_throttle_fail_unlocked(struct ag_throttle *t, const char *user,
     t->st.failures++;
     if (wrong_password)
         t->st.wrong_passwords++;
-    make_keys(&k, user, addr_text);
+    make_keys(&k, user, addr_key);
     if (k.pl && t->pair_cap)
         fail_one(t, &t->pairs, k.p, k.pl, now_ms);
     if (k.has_a && t->lim.per_addr)
@@ -352,7 +357,7 @@ static void ag_throttle_fail_unlocked(struct ag_throttle *t, const char *user,
 }
 
 static void ag_throttle_success_unlocked(struct ag_throttle *t, const char *user,
-                                         const char *addr_text, uint64_t now_ms)
+                                         const char *addr_key, uint64_t now_ms)
 {
     struct keys k;
     struct thr_ent *u, *p;
@@ -360,7 +365,7 @@ static void ag_throttle_success_unlocked(struct ag_throttle *t, const char *user
 
     if (!t || !user)
         return;
-    make_keys(&k, user, addr_text);
+    make_keys(&k, user, addr_key);
     u = ent_find(t, &t->users, k.u, k.ul, now_ms, NULL);
     p = k.pl ? ent_find(t, &t->pairs, k.p, k.pl, now_ms, &b) : NULL;
     /* Marked only for a user someone is failing for: normal traffic adds
@@ -421,38 +426,38 @@ void ag_throttle_set_limits(struct ag_throttle *t, const struct ag_throttle_limi
         LOCKED(t, ag_throttle_set_limits_unlocked(t, lim));
 }
 
-int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_text,
+int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_key,
                       uint64_t now_ms)
 {
     if (!t)
         return 0;
     int r;
-    LOCKED(t, r = ag_throttle_check_unlocked(t, user, addr_text, now_ms));
+    LOCKED(t, r = ag_throttle_check_unlocked(t, user, addr_key, now_ms));
     return r;
 }
 
-int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_text,
+int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_key,
                               uint64_t now_ms)
 {
     if (!t)
         return 0;
     int r;
-    LOCKED(t, r = ag_throttle_check_backend_unlocked(t, user, addr_text, now_ms));
+    LOCKED(t, r = ag_throttle_check_backend_unlocked(t, user, addr_key, now_ms));
     return r;
 }
 
-void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_text,
+void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_key,
                       bool wrong_password, uint64_t now_ms)
 {
     if (t)
-        LOCKED(t, ag_throttle_fail_unlocked(t, user, addr_text, wrong_password, now_ms));
+        LOCKED(t, ag_throttle_fail_unlocked(t, user, addr_key, wrong_password, now_ms));
 }
 
-void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text,
+void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_key,
                          uint64_t now_ms)
 {
     if (t)
-        LOCKED(t, ag_throttle_success_unlocked(t, user, addr_text, now_ms));
+        LOCKED(t, ag_throttle_success_unlocked(t, user, addr_key, now_ms));
 }
 
 void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *out)

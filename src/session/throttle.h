@@ -56,7 +56,8 @@ struct ag_throttle_limits {
 
 /* Counters shown by authgatectl, monotonic since creation. */
 struct ag_throttle_stats {
-    uint64_t checks;            /* ag_throttle_check + ag_throttle_check_backend calls */
+    uint64_t checks;            /* attempts checked: ag_throttle_check calls (the backend
+                                   check after it is the same attempt, not counted) */
     uint64_t refused_pair;      /* refused: (user, address) over its cap */
     uint64_t refused_addr;      /* refused: address over its cap */
     uint64_t refused_user;      /* refused: user at its ceiling, address not known good */
@@ -81,27 +82,27 @@ struct ag_throttle *ag_throttle_create(size_t max_entries, const struct ag_throt
 void ag_throttle_set_limits(struct ag_throttle *t, const struct ag_throttle_limits *lim);
 
 /* May this client try this user at all (before anything answers it, the
- * Basic cache included)? The (user, address) and address caps. user and
- * addr_text may be NULL (not known: that dimension is skipped). Returns 0 =
- * yes; AG_ELIMIT = no, a cap is reached; AG_EAGAIN = no, a table is full
- * and this key cannot be tracked (fail-safe). Strings are borrowed. A NULL t
- * means throttling is not configured and allows everything (the other calls
- * ignore a NULL t too): a caller whose ag_throttle_create failed must not
- * pass NULL here. */
-int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_text,
+ * Basic cache included)? The (user, address) and address caps. addr_key
+ * is the client address's key (ag_addr_key: the caller computes it once
+ * per connection, not per check). user and addr_key may be NULL (not known: that dimension is
+ * skipped). Returns 0 = yes; AG_ELIMIT = no, a cap is reached; AG_EAGAIN = no, a table is full and
+ * this key cannot be tracked (fail-safe). Strings are borrowed. A NULL t means throttling is not
+ * configured and allows everything (the other calls ignore a NULL t too): a caller whose
+ * ag_throttle_create failed must not pass NULL here. */
+int ag_throttle_check(struct ag_throttle *t, const char *user, const char *addr_key,
                       uint64_t now_ms);
 
-/* May an attempt for user from addr_text go to the backend? The user's
+/* May an attempt for user from addr_key go to the backend? The user's
  * ceiling, passed by a known-good address. Same returns as above. Call it
  * after ag_throttle_check. */
-int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_text,
+int ag_throttle_check_backend(struct ag_throttle *t, const char *user, const char *addr_key,
                               uint64_t now_ms);
 
 /* Counts one failed verification against (user, addr), addr, and, when
  * wrong_password (the backend verified the password and it was wrong),
  * against the user's ceiling. Either string may be NULL. Never fails (see
  * fail_unrecorded). */
-void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_text,
+void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_key,
                       bool wrong_password, uint64_t now_ms);
 
 /* A successful verification: forgets the failures of (user, addr) and the
@@ -109,7 +110,7 @@ void ag_throttle_fail(struct ag_throttle *t, const char *user, const char *addr_
  * user had tracked failures. The address counter is kept on purpose: a
  * guesser behind one address who knows one valid password must not reset
  * its count with it. */
-void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_text,
+void ag_throttle_success(struct ag_throttle *t, const char *user, const char *addr_key,
                          uint64_t now_ms);
 
 void ag_throttle_stats(const struct ag_throttle *t, struct ag_throttle_stats *out);

@@ -317,6 +317,22 @@ void ag_line_u64(struct ag_line *l, uint64_t v, unsigned width, char pad)
     ag_line_mem(l, d + sizeof d - n, n);
 }
 
+void ag_line_json(struct ag_line *l, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            ag_line_mem(l, e, sizeof e);
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            ag_line_mem(l, e, sizeof e);
+        } else {
+            ag_line_mem(l, (const char *)p, 1);
+        }
+    }
+}
+
 /* "YYYY-mm-ddTHH:MM:SS" of the second sec: gmtime and strftime once a
  * second per thread, not per line. */
 static const char *utc_second(time_t sec)
@@ -379,30 +395,4 @@ void ag_access_line(const char *line, size_t n)
     sink_put(&acc_s, line, n);
     pthread_mutex_unlock(&mu);
     report_resumed();
-}
-
-void ag_access(const char *fmt, ...)
-{
-    if (!ag_access_enabled())
-        return;
-    char small[AG_ACCESS_LINE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    char *line = small;
-    if ((size_t)n + 1 >= sizeof small) {
-        /* A long URL: the line is never cut (it never was). */
-        if (!(line = malloc((size_t)n + 2)))
-            return;
-        va_start(ap, fmt);
-        vsnprintf(line, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    line[n] = '\n';
-    ag_access_line(line, (size_t)n + 1);
-    if (line != small)
-        free(line);
 }

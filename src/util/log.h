@@ -33,9 +33,8 @@ int ag_log_set_buffer(size_t size);
 void ag_log_flush(void);
 
 void ag_log(enum ag_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One access-log line (the caller formats Squid's native fields). */
-void ag_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* One access-log line already built, its '\n' included. */
+/* One access-log line already built (ag_line_*, no printf), its '\n'
+ * included. */
 void ag_access_line(const char *line, size_t n);
 bool ag_access_enabled(void);
 /* Log lines lost to failed writes since start (both logs); each failing
@@ -54,6 +53,12 @@ void ag_line_str(struct ag_line *l, const char *s);
 void ag_line_ch(struct ag_line *l, char ch);
 /* v in decimal, right-aligned in width with pad (' ' or '0'): %6llu, %03d. */
 void ag_line_u64(struct ag_line *l, uint64_t v, unsigned width, char pad);
+/* s as the inside of a JSON string: '"' and '\\' escaped, control bytes,
+ * DEL and every byte >= 0x80 as \u00XX (a non-UTF-8 byte becomes its
+ * Latin-1 code point: the line stays valid JSON whatever s holds). At most
+ * AG_LINE_JSON_GROWTH bytes per byte of s. */
+void ag_line_json(struct ag_line *l, const char *s);
+#define AG_LINE_JSON_GROWTH 6
 
 #define ag_err(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
 #define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)

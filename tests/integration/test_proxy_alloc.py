@@ -34,14 +34,20 @@ def malloc_count(tmp_path_factory):
     return out
 
 
-def allocs(gw, path):
-    """The counter's total, read through SIGUSR2 (the tool writes path)."""
+def counter_report(gw, path):
+    """The counter's report lines, read through SIGUSR2 (the tool writes
+    path): "allocs N", "live BYTES", then the busiest callers."""
     if path.exists():
         path.unlink()
     gw.signal(signal.SIGUSR2)
     wait_until(lambda: path.exists() and path.read_text().endswith("\n"), 5.0,
                "the allocation counter's report")
-    return int(path.read_text().splitlines()[0].split()[1])
+    return path.read_text().splitlines()
+
+
+def allocs(gw, path):
+    """The counter's total of allocations."""
+    return int(counter_report(gw, path)[0].split()[1])
 
 
 def counted_gateway(make_gateway, malloc_count, sockdir, **options):
@@ -105,3 +111,44 @@ def test_idle_connection_gives_buffers_back(make_gateway, origin, malloc_count, 
     assert allocs(gw, report) > before
     lines = gw.wait_access_log(4)
     assert parse_access(lines[-1])["url"] == origin.url("/after")
+
+
+def heap_live(gw, path):
+    """Heap bytes the daemon holds now (the counter's "live" line)."""
+    return int(counter_report(gw, path)[1].split()[1])
+
+
+# Heap one idle keep-alive client may hold once its buffers went back
+# (AG_IDLE_RELEASE_MS), without authentication (as scripts/bench measures
+# it): its struct conn (AG_CONN_STRUCT_MAX, 1,600 bytes today) and the
+# allocator's header, nothing else. Issue 16 asks for under 2 KiB per idle
+# connection; the splice relay, the TLS layer, the shutdown request and a
+# parent's failure reason are made on first use instead. (With auth_schemes,
+# the connection's session row adds its 728 bytes.)
+IDLE_CONN_HEAP_MAX = 1700
+
+
+def test_idle_connection_footprint(make_gateway, origin, malloc_count, sockdir):
+    """N keep-alive clients, each after one request whose upstream closed
+    (/close: no pooled upstream stays attached), hold at most
+    IDLE_CONN_HEAP_MAX bytes of heap each once their buffers are released:
+    measured as what their close gives back (caches that outlive them,
+    such as the resolver's, are not theirs)."""
+    gw, report = counted_gateway(make_gateway, malloc_count, sockdir, auth_schemes="none")
+    n = 100
+    clients = [gw.client() for _ in range(n)]
+    for c in clients:
+        assert c.request(get_request(origin.url("/close"))).status == 200
+    wait_until(lambda: stats(gw).get("idle_released", 0) >= n, 10.0,
+               "every connection's idle release")
+    # they are idle, not gone: each still serves (and is released again)
+    for c in (clients[0], clients[-1]):
+        assert c.request(get_request(origin.url("/close"))).status == 200
+    wait_until(lambda: stats(gw)["idle_released"] >= n + 2, 10.0, "the idle release")
+    held = heap_live(gw, report)
+    for c in clients:
+        c.close()
+    # "connections" drops once a connection's memory is freed
+    wait_until(lambda: stats(gw)["connections"] == 0, 10.0, "every connection closed")
+    per_conn = (held - heap_live(gw, report)) / n
+    assert 0 < per_conn <= IDLE_CONN_HEAP_MAX, "%.0f bytes of heap per idle connection" % per_conn

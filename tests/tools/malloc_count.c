@@ -4,7 +4,8 @@
  *
  *   cc -O2 -shared -fPIC -o malloc_count.so malloc_count.c
  *   LD_PRELOAD=./malloc_count.so AG_MALLOC_COUNT_FILE=/path authgate -c ...
- *   kill -USR2 PID   -> /path holds "allocs N\n" and, for the busiest
+ *   kill -USR2 PID   -> /path holds "allocs N\n", "live BYTES\n" (heap
+ *                       held now, usable sizes) and, for the busiest
  *                       callers, "caller 0xADDR N\n" (addr2line -e authgate
  *                       after subtracting the load base from /proc/PID/maps)
  *
@@ -26,8 +27,27 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+size_t malloc_usable_size(void *);
 
 static unsigned long allocs;
+/* Bytes held now (the allocator's usable size of every live block): what
+ * idle connections keep (test_idle_connection_footprint). */
+static long live;
+
+static void *held(void *p)
+{
+    if (p)
+        __atomic_add_fetch(&live, (long)malloc_usable_size(p), __ATOMIC_RELAXED);
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        __atomic_sub_fetch(&live, (long)malloc_usable_size(p), __ATOMIC_RELAXED);
+    __libc_free(p);
+}
 #define SLOTS 256
 static struct {
     void *caller;
@@ -59,25 +79,31 @@ static void count(void *caller)
 void *malloc(size_t n)
 {
     count(__builtin_return_address(0));
-    return __libc_malloc(n);
+    return held(__libc_malloc(n));
 }
 
 void *calloc(size_t a, size_t b)
 {
     count(__builtin_return_address(0));
-    return __libc_calloc(a, b);
+    return held(__libc_calloc(a, b));
 }
 
 void *realloc(void *p, size_t n)
 {
     count(__builtin_return_address(0));
-    return __libc_realloc(p, n);
+    long before = p ? (long)malloc_usable_size(p) : 0;
+    void *q = __libc_realloc(p, n);
+    if (q || !n) {
+        __atomic_sub_fetch(&live, before, __ATOMIC_RELAXED);
+        held(q);
+    }
+    return q;
 }
 
 int posix_memalign(void **out, size_t align, size_t n)
 {
     count(__builtin_return_address(0));
-    void *p = __libc_memalign(align, n);
+    void *p = held(__libc_memalign(align, n));
     if (!p)
         return ENOMEM;
     *out = p;
@@ -87,19 +113,19 @@ int posix_memalign(void **out, size_t align, size_t n)
 void *aligned_alloc(size_t align, size_t n)
 {
     count(__builtin_return_address(0));
-    return __libc_memalign(align, n);
+    return held(__libc_memalign(align, n));
 }
 
 void *memalign(size_t align, size_t n)
 {
     count(__builtin_return_address(0));
-    return __libc_memalign(align, n);
+    return held(__libc_memalign(align, n));
 }
 
 void *valloc(size_t n)
 {
     count(__builtin_return_address(0));
-    return __libc_memalign((size_t)sysconf(_SC_PAGESIZE), n);
+    return held(__libc_memalign((size_t)sysconf(_SC_PAGESIZE), n));
 }
 
 /* Async-signal-safe number formatting. */
@@ -127,6 +153,11 @@ static void on_usr2(int sig)
         size_t n = 0;
         memcpy(line, "allocs ", 7);
         n = 7 + put_num(line + 7, __atomic_load_n(&allocs, __ATOMIC_RELAXED), 10);
+        line[n++] = '\n';
+        (void)!write(fd, line, n);
+        long l = __atomic_load_n(&live, __ATOMIC_RELAXED);
+        memcpy(line, "live ", 5);
+        n = 5 + put_num(line + 5, l > 0 ? (unsigned long)l : 0, 10);
         line[n++] = '\n';
         (void)!write(fd, line, n);
         for (size_t i = 0; i < SLOTS; i++) {

@@ -72,11 +72,46 @@ static void test_bounded(void **state)
     assert_int_equal(l.len, sizeof buf);
 }
 
+static void check_json(const char *in, const char *want)
+{
+    char got[256];
+    struct ag_line l = {.p = got, .cap = sizeof got - 1};
+    ag_line_json(&l, in);
+    got[l.len] = '\0';
+    assert_false(l.cut);
+    assert_string_equal(got, want);
+}
+
+/* Hostile values in a JSON access-log line (a URL, a Basic user name, a
+ * Content-Type from the origin): nothing may end the string, escape the
+ * escape, or leave a byte a strict JSON parser refuses. */
+static void test_json_escapes_hostile_values(void **state)
+{
+    (void)state;
+    check_json("", "");
+    check_json("plain/text; charset=x", "plain/text; charset=x");
+    check_json("a\"b", "a\\\"b");
+    check_json("\",\"status\":200,\"x\":\"", "\\\",\\\"status\\\":200,\\\"x\\\":\\\"");
+    check_json("back\\slash\\", "back\\\\slash\\\\");
+    check_json("\\\"", "\\\\\\\"");
+    check_json("nl\r\nend", "nl\\u000d\\u000aend");
+    check_json("\x01\x1f\x7f\t", "\\u0001\\u001f\\u007f\\u0009");
+    /* not UTF-8: each byte as its Latin-1 code point, never raw */
+    check_json("\xff\xfe\xc3(", "\\u00ff\\u00fe\\u00c3(");
+    check_json("caf\xc3\xa9", "caf\\u00c3\\u00a9");
+    /* the worst case is AG_LINE_JSON_GROWTH bytes per byte */
+    char worst[7];
+    struct ag_line l = {.p = worst, .cap = sizeof worst};
+    ag_line_json(&l, "\x01");
+    assert_int_equal(l.len, AG_LINE_JSON_GROWTH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers_match_printf),
         cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_json_escapes_hostile_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,19 @@
 
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "session/addrkey.h"
 #include "session/throttle.h"
+
+/* The key of an address text, as a connection computes it once (four
+ * calls may share one statement). */
+static const char *K(const char *addr)
+{
+    static char keys[4][AG_ADDR_KEY_MAX + 1];
+    static unsigned next;
+    char *k = keys[next++ % 4];
+    ag_addr_key(addr, k);
+    return k;
+}
 
 #define WIN ((uint64_t)AG_FAIL_WINDOW_S * 1000)
 
@@ -195,20 +207,37 @@ static void test_address_cap_across_users(void **state)
 static void test_ipv6_folding(void **state)
 {
     (void)state;
+    /* the server hands the throttle each connection's ag_addr_key */
     struct ag_throttle *t = mk(100, 2, 3, 0, WIN);
-    ag_throttle_fail(t, "u", "2001:db8:1:2::1", false, 1);
-    ag_throttle_fail(t, "u", "2001:db8:1:2:ffff:1:2:3", false, 2);
+    ag_throttle_fail(t, "u", K("2001:db8:1:2::1"), false, 1);
+    ag_throttle_fail(t, "u", K("2001:db8:1:2:ffff:1:2:3"), false, 2);
     /* the same /64 is one client, for the pair and for the address */
-    assert_int_equal(ag_throttle_check(t, "u", "2001:db8:1:2::9", 3), AG_ELIMIT);
-    ag_throttle_fail(t, "v", "2001:db8:1:2::a", false, 3);
-    assert_int_equal(ag_throttle_check(t, "w", "2001:db8:1:2::b", 3), AG_ELIMIT);
+    assert_int_equal(ag_throttle_check(t, "u", K("2001:db8:1:2::9"), 3), AG_ELIMIT);
+    ag_throttle_fail(t, "v", K("2001:db8:1:2::a"), false, 3);
+    assert_int_equal(ag_throttle_check(t, "w", K("2001:db8:1:2::b"), 3), AG_ELIMIT);
     /* the next /64 is another */
-    assert_int_equal(ag_throttle_check(t, "u", "2001:db8:1:3::1", 3), 0);
+    assert_int_equal(ag_throttle_check(t, "u", K("2001:db8:1:3::1"), 3), 0);
     /* IPv4-mapped counts as the IPv4 address */
-    ag_throttle_fail(t, "u", "::ffff:192.0.2.9", false, 4);
+    ag_throttle_fail(t, "u", K("::ffff:192.0.2.9"), false, 4);
     ag_throttle_fail(t, "u", "192.0.2.9", false, 5);
     assert_int_equal(ag_throttle_check(t, "u", "192.0.2.9", 6), AG_ELIMIT);
-    assert_int_equal(ag_throttle_check(t, "u", "::ffff:192.0.2.9", 6), AG_ELIMIT);
+    assert_int_equal(ag_throttle_check(t, "u", K("::ffff:192.0.2.9"), 6), AG_ELIMIT);
+    ag_throttle_free(t);
+}
+
+/* One attempt (the check and the backend check after it, as NTLM and a
+ * Basic cache miss run them) counts one throttle_checks. */
+static void test_attempt_counts_one_check(void **state)
+{
+    (void)state;
+    struct ag_throttle *t = mk(100, 2, 3, 5, WIN);
+    struct ag_throttle_stats st;
+    assert_int_equal(check_all(t, "alice", "198.51.100.7", 1), 0);
+    ag_throttle_stats(t, &st);
+    assert_int_equal(st.checks, 1);
+    assert_int_equal(check_all(t, "bob", "198.51.100.7", 2), 0);
+    ag_throttle_stats(t, &st);
+    assert_int_equal(st.checks, 2);
     ag_throttle_free(t);
 }
 
@@ -283,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_known_good_address_passes_ceiling),
         cmocka_unit_test(test_address_cap_across_users),
         cmocka_unit_test(test_ipv6_folding),
+        cmocka_unit_test(test_attempt_counts_one_check),
         cmocka_unit_test(test_full_table_fails_safe),
         cmocka_unit_test(test_set_limits_and_args),
     };

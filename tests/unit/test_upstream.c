@@ -36,7 +36,7 @@ static void test_self_connect_detected(void **state)
     socklen_t l = sizeof sa;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &l), 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_true(ag_upstream_self_connected(fd));
+    assert_true(ag_upstream_self_connected(fd, (struct sockaddr *)&sa));
     /* what it writes, it reads: the 502 this check prevents */
     assert_int_equal(write(fd, "GET /", 5), 5);
     char buf[8];
@@ -55,9 +55,9 @@ static void test_real_connection_not_self(void **state)
     assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &l), 0);
     assert_int_equal(listen(ls, 1), 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_false(ag_upstream_self_connected(fd));
+    assert_false(ag_upstream_self_connected(fd, (struct sockaddr *)&sa));
     int unconnected = socket(AF_INET, SOCK_STREAM, 0);
-    assert_false(ag_upstream_self_connected(unconnected));
+    assert_false(ag_upstream_self_connected(unconnected, (struct sockaddr *)&sa));
     close(unconnected);
     close(fd);
     close(ls);
