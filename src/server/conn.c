@@ -568,6 +568,16 @@ void conn_update_reading(struct conn *c)
     }
 }
 
+void conn_up_read_pooled(struct ag_upstream *up)
+{
+    if (up->reading)
+        return;
+    if (uv_read_start((uv_stream_t *)up->tcp, on_alloc, on_read_up) == 0)
+        up->reading = true;
+    else
+        uppool_lost(up);
+}
+
 static void free_shutdown_req(uv_shutdown_t *req, int status)
 {
     free(req);
@@ -712,6 +722,10 @@ static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     struct conn *c = up->owner;
     if (!c) {
         free(buf->base); /* on_alloc's own block: no owner, no loop buffer */
+        /* Idle in the shared pool: an end, an error or a stray byte means
+         * the connection cannot carry the next request. */
+        if (n != 0 && up->in_pool)
+            uppool_lost(up);
         return;
     }
     struct ag_server *srv = c->srv;

@@ -296,6 +296,17 @@ static void next_request(struct conn *c)
     conn_parse(c);
 }
 
+/* Whether a connection that may be reused may also serve OTHER clients:
+ * never one that carried connection-bound origin auth (pinned: the origin
+ * authenticated the connection, not the request), never through a parent
+ * that takes single-use Negotiate tokens, nothing with bytes still queued. */
+static bool shared_pool_ok(const struct conn *c, const struct ag_upstream *up)
+{
+    const struct ag_parent *p = c->rq.parent;
+    return c->cfg->upstream_pool > 0 && !up->pinned && !c->srv->stopping && up->out_pending == 0 &&
+           !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE);
+}
+
 void exchange_maybe_done(struct conn *c)
 {
     if (conn_ending(c) || !c->rq.resp_done || !c->rq.msg_done)
@@ -312,7 +323,12 @@ void exchange_maybe_done(struct conn *c)
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }
-        if (reuse) {
+        if (reuse && shared_pool_ok(c, up)) {
+            /* Any client of this loop may take it now. */
+            c->up = NULL;
+            uppool_put(c->srv, up, c->cfg);
+        } else if (reuse) {
+            /* Pinned (or the shared pool is off): this client's alone. */
             up->idle = true;
             up->reused = false;
             uv_timer_stop(&up->timer);
@@ -697,14 +713,18 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
 
 /* --- the upstream response ------------------------------------------------- */
 
-/* True when a WWW-Authenticate field starts with NTLM or Negotiate (with a
- * token after it, so not a bare list element). */
-static bool www_auth_conn_bound(const struct ag_head *h)
+/* True when a field (WWW-Authenticate, Authorization) starts with NTLM or
+ * Negotiate with a token after it, or lists either as a bare challenge. */
+static void pin_upstream(struct conn *c, struct ag_upstream *up);
+
+static bool conn_bound_auth(const struct ag_head *h, const char *field)
 {
+    if (ag_head_has_token(h, field, "NTLM") || ag_head_has_token(h, field, "Negotiate"))
+        return true;
     for (uint32_t i = 0; i < h->n_fields; i++) {
         size_t nl, vl;
         const char *nm = ag_head_name(h, i, &nl);
-        if (!ag_strieq(nm, nl, "WWW-Authenticate"))
+        if (!ag_strieq(nm, nl, field))
             continue;
         const char *v = ag_head_value(h, i, &vl);
         if ((vl >= 5 && ag_strieq(v, 4, "NTLM") && v[4] == ' ') ||
@@ -790,10 +810,11 @@ static int rs_headers_complete(llhttp_t *p)
     /* An origin doing connection-bound auth (NTLM/Negotiate to the origin)
      * works through us: its upstream connection belongs to this client
      * connection alone (MS-NTHT 2.2.3). Say so, as Windows clients expect. */
-    if (st == 401 && (ag_head_has_token(&up->head, "WWW-Authenticate", "NTLM") ||
-                      ag_head_has_token(&up->head, "WWW-Authenticate", "Negotiate") ||
-                      www_auth_conn_bound(&up->head)))
-        rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
+    if (conn_bound_auth(&up->head, "WWW-Authenticate")) {
+        pin_upstream(c, up);
+        if (st == 401)
+            rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
+    }
     if (c->rq.resp_extra)
         rc |= ag_buf_appendz(b, c->rq.resp_extra);
     if (c->rq.close_after || !c->rq.keepalive || c->srv->stopping)
@@ -901,6 +922,19 @@ void exchange_upstream_timeout(struct conn *c)
     upstream_failed(c, 504, "upstream timeout");
 }
 
+/* The connection carries connection-oriented origin auth (NTLM or
+ * Negotiate, MS-NTHT 2.2.3): it belongs to this client connection for its
+ * life, never to the shared pool (Squid pins it the same way). */
+static void pin_upstream(struct conn *c, struct ag_upstream *up)
+{
+    if (up->pinned)
+        return;
+    up->pinned = true;
+    c->srv->stats.upstream_pinned++;
+    ag_debug("conn=%llu event=upstream_pinned host=%s port=%u", (unsigned long long)c->id, up->host,
+             (unsigned)up->port);
+}
+
 static void start_exchange_io(struct conn *c)
 {
     struct ag_upstream *up = c->up;
@@ -908,6 +942,8 @@ static void start_exchange_io(struct conn *c)
     up->parser.data = up;
     ag_head_reset(&up->head);
     snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+    if (conn_bound_auth(&c->head, "Authorization"))
+        pin_upstream(c, up);
     if (ag_buf_append(&c->stage_up, c->rq.req_head_up.data, c->rq.req_head_up.len) != 0) {
         upstream_failed(c, 502, "request head too large");
         return;
@@ -1285,6 +1321,8 @@ static void open_upstream(struct conn *c)
         return;
     }
     c->up->via_parent = p != NULL;
+    if (p)
+        snprintf(c->up->parent_name, sizeof c->up->parent_name, "%s", p->name);
 }
 
 /* --- zero-copy bodies ------------------------------------------------------- */
@@ -1408,6 +1446,14 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     conn_update_reading(c);
 }
 
+/* RFC 9110 §9.2.2: a request that may be sent twice with the effect of
+ * once (nginx and Squid retry only these on a reused connection). */
+static bool idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+           method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
+}
+
 void exchange_on_upstream_eof(struct conn *c, int err)
 {
     if (c->rq.parent_connect && c->state == CONN_UPSTREAM) {
@@ -1428,8 +1474,12 @@ void exchange_on_upstream_eof(struct conn *c, int err)
     }
     /* A pooled connection the origin closed just as we reused it: one retry
      * on a fresh connection when nothing of the exchange is lost. */
-    if (!c->rq.resp_started && up->reused && !c->rq.retried && !c->rq.req_has_body) {
+    if (!c->rq.resp_started && up->reused && !c->rq.retried && !c->rq.req_has_body &&
+        idempotent(c->rq.method)) {
         c->rq.retried = true;
+        c->srv->stats.upstream_pool_stale_retries++;
+        ag_debug("conn=%llu req=%llu event=upstream_stale_retry host=%s", (unsigned long long)c->id,
+                 (unsigned long long)c->rq.id, up->host);
         ag_upstream_close(up);
         c->up = NULL;
         open_upstream(c);
@@ -1672,7 +1722,8 @@ static void connect_hop(struct conn *c)
      * so those parents get a fresh connection per request. */
     if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
         up->via_parent == (p != NULL) && (up->tls != NULL) == (p && p->tls) && up->port == port &&
-        strcmp(up->host, host) == 0 && !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        strcmp(up->host, host) == 0 && strcmp(up->parent_name, p ? p->name : "") == 0 &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;
@@ -1681,6 +1732,23 @@ static void connect_hop(struct conn *c)
     }
     ag_upstream_close(up);
     c->up = NULL;
+    /* The loop's shared pool: the same rules as above (a dst= rule decides
+     * on an address we connect to ourselves). */
+    if (c->cfg->upstream_pool > 0 && !c->rq.is_connect && !c->rq.rules_by_addr &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        struct ag_upstream *pu = uppool_take(c->srv, host, port, p ? p->name : "", p && p->tls);
+        if (pu) {
+            c->srv->stats.upstream_pool_hits++;
+            c->srv->stats.upstream_reused++;
+            pu->owner = c;
+            pu->idle = false;
+            pu->reused = true;
+            c->up = pu;
+            start_exchange_io(c);
+            return;
+        }
+        c->srv->stats.upstream_pool_misses++;
+    }
     open_upstream(c);
 }
 
