@@ -526,6 +526,20 @@ static int parent_fields(struct conn *c, struct ag_buf *b)
     return rc;
 }
 
+static int content_length_field(struct ag_buf *b, uint64_t n)
+{
+    int rc = ag_buf_append(b, "Content-Length: ", 16);
+    rc |= ag_buf_append_u64(b, n);
+    return rc | ag_buf_append(b, "\r\n", 2);
+}
+
+static int via_field(struct ag_buf *b, const char *pseudonym)
+{
+    int rc = ag_buf_append(b, "Via: 1.1 ", 9);
+    rc |= ag_buf_appendz(b, pseudonym);
+    return rc | ag_buf_append(b, "\r\n", 2);
+}
+
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
@@ -539,17 +553,22 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         rc = ag_buf_printf(b, "%s %s HTTP/1.1\r\n",
                            llhttp_method_name((llhttp_method_t)c->rq.method), url);
     } else {
-        rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n",
-                           llhttp_method_name((llhttp_method_t)c->rq.method),
-                           c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
-                           c->rq.target.path_len ? c->rq.target.path : "/");
+        /* Every request: appends, no printf. */
+        rc = ag_buf_appendz(b, llhttp_method_name((llhttp_method_t)c->rq.method));
+        rc |= ag_buf_append(b, " ", 1);
+        rc |= c->rq.target.path_len ? ag_buf_append(b, c->rq.target.path, c->rq.target.path_len)
+                                    : ag_buf_append(b, "/", 1);
+        rc |= ag_buf_append(b, " HTTP/1.1\r\n", 11);
     }
+    rc |= c->rq.target.ipv6 ? ag_buf_append(b, "Host: [", 7) : ag_buf_append(b, "Host: ", 6);
+    rc |= ag_buf_appendz(b, c->rq.target.host);
     if (c->rq.target.ipv6)
-        rc |= ag_buf_printf(b, "Host: [%s]", c->rq.target.host);
-    else
-        rc |= ag_buf_printf(b, "Host: %s", c->rq.target.host);
-    rc |= c->rq.target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->rq.target.port)
-                                  : ag_buf_append(b, "\r\n", 2);
+        rc |= ag_buf_append(b, "]", 1);
+    if (c->rq.target.port != 80) {
+        rc |= ag_buf_append(b, ":", 1);
+        rc |= ag_buf_append_u64(b, c->rq.target.port);
+    }
+    rc |= ag_buf_append(b, "\r\n", 2);
     const char *xff = NULL;
     size_t xffl = 0;
     for (uint32_t i = 0; i < h->n_fields && !rc; i++) {
@@ -583,9 +602,8 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
     if (c->rq.req_chunked)
         rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
     else if (c->parser.flags & F_CONTENT_LENGTH)
-        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
-                            (unsigned long long)c->rq.req_content_length);
-    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", cfg->via_pseudonym);
+        rc |= content_length_field(b, c->rq.req_content_length);
+    rc |= via_field(b, cfg->via_pseudonym);
     if (cfg->x_forwarded_for)
         rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
                             xff ? ", " : "", c->peer);
@@ -788,12 +806,15 @@ static int rs_headers_complete(llhttp_t *p)
     c->rq.resp_started = true;
     c->rq.status = st;
     bool no_body = c->rq.is_head || st == 204 || st == 304;
-    int rc = ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
+    int rc = ag_buf_append(b, "HTTP/1.1 ", 9);
+    rc |= ag_buf_append_u64(b, (uint64_t)st);
+    rc |= ag_buf_append(b, " ", 1);
+    rc |= ag_buf_append(b, reason, rl);
+    rc |= ag_buf_append(b, "\r\n", 2);
     rc |= copy_fields(b, &up->head, c);
     if (no_body) {
         if (p->flags & F_CONTENT_LENGTH)
-            rc |=
-                ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+            rc |= content_length_field(b, p->content_length);
     } else if (p->flags & F_CHUNKED) {
         if (c->rq.http10)
             c->rq.close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
@@ -802,11 +823,11 @@ static int rs_headers_complete(llhttp_t *p)
             rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
         }
     } else if (p->flags & F_CONTENT_LENGTH) {
-        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+        rc |= content_length_field(b, p->content_length);
     } else {
         c->rq.close_after = true; /* close-delimited */
     }
-    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
+    rc |= via_field(b, c->cfg->via_pseudonym);
     /* An origin doing connection-bound auth (NTLM/Negotiate to the origin)
      * works through us: its upstream connection belongs to this client
      * connection alone (MS-NTHT 2.2.3). Say so, as Windows clients expect. */
@@ -1619,13 +1640,18 @@ void exchange_on_head(struct conn *c)
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
+    /* The access log names the URL as sent until it parses, then the
+     * canonical one: a proxied (absolute-form) request escapes it once,
+     * below; origin form (health check, PAC, refusals) here. */
+    if (ul && url[0] == '/')
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
 
     /* Framing that could smuggle a request (head.h): refused before a
      * byte moves. */
     const char *framing_why;
     int framing = ag_head_check_framing(h, c->rq.http10, &framing_why);
     if (framing != 0) {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         c->rq.close_after = true;
         c->srv->stats.bad_requests++;
         exchange_reply(c, framing, NULL, framing_why);
@@ -1636,6 +1662,7 @@ void exchange_on_head(struct conn *c)
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
                               : ag_target_parse_absolute(url, ul, &c->rq.target);
     if (rc != 0) {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         c->srv->stats.bad_requests++;
         c->rq.close_after = true;
         exchange_reply(c, 400, NULL,
@@ -1648,6 +1675,7 @@ void exchange_on_head(struct conn *c)
      * would read "GET ?x HTTP/1.1". Browsers and curl send "/?x"; anything
      * else gets 400 rather than a request line we made up. */
     if (!c->rq.is_connect && c->rq.target.path_len && c->rq.target.path[0] != '/') {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         bad_request(c, "request target without a path");
         return;
     }
