@@ -962,7 +962,8 @@ static void start_exchange_io(struct conn *c)
     llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
     up->parser.data = up;
     ag_head_reset(&up->head);
-    snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+    _Static_assert(sizeof c->rq.hier_ip == sizeof up->peer_ip, "hier_ip is a copy of peer_ip");
+    memcpy(c->rq.hier_ip, up->peer_ip, sizeof c->rq.hier_ip); /* terminated by inet_ntop */
     if (conn_bound_auth(&c->head, "Authorization"))
         pin_upstream(c, up);
     if (ag_buf_append(&c->stage_up, c->rq.req_head_up.data, c->rq.req_head_up.len) != 0) {
