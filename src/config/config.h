@@ -140,6 +140,8 @@ struct ag_config {
     uint32_t connect_timeout_ms;        /* "connect_timeout DURATION" */
     uint32_t upstream_idle_timeout_ms;  /* "upstream_idle_timeout DURATION" */
     uint32_t upstream_keepalive_ms;     /* "upstream_keepalive_timeout DURATION" */
+    uint32_t upstream_pool;             /* "upstream_keepalive N": per loop, 0 = no shared pool */
+    uint32_t upstream_pool_per_host;    /* "upstream_keepalive_per_host N" */
     uint32_t tunnel_idle_timeout_ms;    /* "tunnel_idle_timeout DURATION" */
     uint32_t shutdown_timeout_ms;       /* "shutdown_timeout DURATION" */
     uint32_t drain_timeout_ms;          /* "drain_timeout DURATION" */

@@ -310,13 +310,46 @@ void ag_target_authority(const struct ag_target *t, char *out, size_t cap)
         snprintf(out, cap, "%s:%u", t->host, t->port);
 }
 
+/* Appends n bytes at *o, truncating at cap - 1 (room for the NUL). */
+static void put(char *out, size_t cap, size_t *o, const char *s, size_t n)
+{
+    if (*o + 1 >= cap)
+        return;
+    if (n > cap - 1 - *o)
+        n = cap - 1 - *o;
+    memcpy(out + *o, s, n);
+    *o += n;
+}
+
+/* Built by copies, not snprintf: it runs for every request (the access
+ * log's URL, a parent's request line). */
 void ag_target_url(const struct ag_target *t, char *out, size_t cap)
 {
-    char port[8] = "";
-    if (t->port != 80)
-        snprintf(port, sizeof port, ":%u", t->port);
-    snprintf(out, cap, "http://%s%s%s%s%.*s", t->ipv6 ? "[" : "", t->host, t->ipv6 ? "]" : "", port,
-             t->path_len ? (int)t->path_len : 1, t->path_len ? t->path : "/");
+    if (!cap)
+        return;
+    size_t o = 0;
+    put(out, cap, &o, "http://", 7);
+    if (t->ipv6)
+        put(out, cap, &o, "[", 1);
+    put(out, cap, &o, t->host, strlen(t->host));
+    if (t->ipv6)
+        put(out, cap, &o, "]", 1);
+    if (t->port != 80) {
+        char d[6];
+        size_t i = sizeof d;
+        unsigned v = t->port;
+        do {
+            d[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        d[--i] = ':';
+        put(out, cap, &o, d + i, sizeof d - i);
+    }
+    if (t->path_len)
+        put(out, cap, &o, t->path, t->path_len);
+    else
+        put(out, cap, &o, "/", 1);
+    out[o] = '\0';
 }
 
 /* ---- the path path= rules see ---------------------------------------------- */

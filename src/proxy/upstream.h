@@ -2,8 +2,11 @@
  *
  * Glossary: resolve = uv_getaddrinfo with a deadline (numeric hosts skip it);
  * connect = try each resolved address in turn, each with its own deadline;
- * pooled = idle after a finished exchange, kept for the next request of the
- * SAME client connection to the same host:port (never shared across clients).
+ * pooled = idle after a finished exchange: in the loop's shared pool
+ * (src/server/uppool.c, owner NULL) for any client's next request to the
+ * same hop, or, when pinned, kept by its client connection alone;
+ * pinned = the connection carried connection-oriented origin auth (NTLM,
+ * Negotiate): it belongs to its client connection for life (MS-NTHT).
  *
  * Ownership: the client connection owns its upstream (ag_upstream_close hands
  * it to libuv; the memory is freed by the last close callback). While a
@@ -60,9 +63,14 @@ struct ag_upstream {
     struct ag_head head;
     size_t out_pending; /* bytes queued to the origin, not yet written */
     bool reading;
-    bool reused;             /* this exchange runs on a pooled connection */
-    bool idle;               /* pooled */
-    bool via_parent;         /* connected to a parent proxy, not an origin (pool reuse checks it) */
+    bool reused;     /* this exchange runs on a pooled connection */
+    bool idle;       /* pooled */
+    bool via_parent; /* connected to a parent proxy, not an origin (pool reuse checks it) */
+    bool pinned;     /* connection-bound origin auth seen: never in the shared pool */
+    bool in_pool;    /* linked in the loop's shared pool (owner NULL) */
+    struct ag_upstream *pool_prev, *pool_next; /* the shared pool's list, newest first */
+    void *pool_srv;                            /* the loop whose pool holds it (in_pool) */
+    char parent_name[64];    /* the parent's name ("" direct): part of the pool key */
     struct ag_tls_pipe *tls; /* "parent ... tls": the TLS layer (tls_pipe.h) over tcp, else NULL;
                                 freed with the upstream's memory, never before */
 };

@@ -224,6 +224,21 @@ void conn_resume(struct conn *c);
 void conn_set_timer(struct conn *c, uint64_t ms);
 void conn_refresh_config(struct conn *c);
 
+/* uppool.c: the loop's shared pool of idle upstream connections */
+/* Parks up (its exchange ended cleanly) with no owner; evicts past the
+ * ceilings of cfg. */
+void uppool_put(struct ag_server *srv, struct ag_upstream *up, const struct ag_config *cfg);
+/* The newest idle connection to the hop (parent "" = direct), unlinked and
+ * its timer stopped, or NULL. */
+struct ag_upstream *uppool_take(struct ag_server *srv, const char *host, uint16_t port,
+                                const char *parent, bool tls);
+/* A pooled connection was closed by its origin, failed or spoke: dropped. */
+void uppool_lost(struct ag_upstream *up);
+/* Closes every pooled connection (the loop stops). */
+void uppool_close_all(struct ag_server *srv);
+/* conn.c: arms the reads of a pooled connection (EOF detection). */
+void conn_up_read_pooled(struct ag_upstream *up);
+
 /* exchange.c */
 /* Wipes and frees c->rq.parent_auth. */
 void free_parent_auth(struct conn *c);

@@ -300,6 +300,17 @@ static void next_request(struct conn *c)
     conn_parse(c);
 }
 
+/* Whether a connection that may be reused may also serve OTHER clients:
+ * never one that carried connection-bound origin auth (pinned: the origin
+ * authenticated the connection, not the request), never through a parent
+ * that takes single-use Negotiate tokens, nothing with bytes still queued. */
+static bool shared_pool_ok(const struct conn *c, const struct ag_upstream *up)
+{
+    const struct ag_parent *p = c->rq.parent;
+    return c->cfg->upstream_pool > 0 && !up->pinned && !c->srv->stopping && up->out_pending == 0 &&
+           !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE);
+}
+
 void exchange_maybe_done(struct conn *c)
 {
     if (conn_ending(c) || !c->rq.resp_done || !c->rq.msg_done)
@@ -316,7 +327,12 @@ void exchange_maybe_done(struct conn *c)
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }
-        if (reuse) {
+        if (reuse && shared_pool_ok(c, up)) {
+            /* Any client of this loop may take it now. */
+            c->up = NULL;
+            uppool_put(c->srv, up, c->cfg);
+        } else if (reuse) {
+            /* Pinned (or the shared pool is off): this client's alone. */
             up->idle = true;
             up->reused = false;
             uv_timer_stop(&up->timer);
@@ -514,6 +530,20 @@ static int parent_fields(struct conn *c, struct ag_buf *b)
     return rc;
 }
 
+static int content_length_field(struct ag_buf *b, uint64_t n)
+{
+    int rc = ag_buf_append(b, "Content-Length: ", 16);
+    rc |= ag_buf_append_u64(b, n);
+    return rc | ag_buf_append(b, "\r\n", 2);
+}
+
+static int via_field(struct ag_buf *b, const char *pseudonym)
+{
+    int rc = ag_buf_append(b, "Via: 1.1 ", 9);
+    rc |= ag_buf_appendz(b, pseudonym);
+    return rc | ag_buf_append(b, "\r\n", 2);
+}
+
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
     const struct ag_head *h = &c->head;
@@ -527,17 +557,22 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
         rc = ag_buf_printf(b, "%s %s HTTP/1.1\r\n",
                            llhttp_method_name((llhttp_method_t)c->rq.method), url);
     } else {
-        rc = ag_buf_printf(b, "%s %.*s HTTP/1.1\r\n",
-                           llhttp_method_name((llhttp_method_t)c->rq.method),
-                           c->rq.target.path_len ? (int)c->rq.target.path_len : 1,
-                           c->rq.target.path_len ? c->rq.target.path : "/");
+        /* Every request: appends, no printf. */
+        rc = ag_buf_appendz(b, llhttp_method_name((llhttp_method_t)c->rq.method));
+        rc |= ag_buf_append(b, " ", 1);
+        rc |= c->rq.target.path_len ? ag_buf_append(b, c->rq.target.path, c->rq.target.path_len)
+                                    : ag_buf_append(b, "/", 1);
+        rc |= ag_buf_append(b, " HTTP/1.1\r\n", 11);
     }
+    rc |= c->rq.target.ipv6 ? ag_buf_append(b, "Host: [", 7) : ag_buf_append(b, "Host: ", 6);
+    rc |= ag_buf_appendz(b, c->rq.target.host);
     if (c->rq.target.ipv6)
-        rc |= ag_buf_printf(b, "Host: [%s]", c->rq.target.host);
-    else
-        rc |= ag_buf_printf(b, "Host: %s", c->rq.target.host);
-    rc |= c->rq.target.port != 80 ? ag_buf_printf(b, ":%u\r\n", c->rq.target.port)
-                                  : ag_buf_append(b, "\r\n", 2);
+        rc |= ag_buf_append(b, "]", 1);
+    if (c->rq.target.port != 80) {
+        rc |= ag_buf_append(b, ":", 1);
+        rc |= ag_buf_append_u64(b, c->rq.target.port);
+    }
+    rc |= ag_buf_append(b, "\r\n", 2);
     const char *xff = NULL;
     size_t xffl = 0;
     for (uint32_t i = 0; i < h->n_fields && !rc; i++) {
@@ -571,9 +606,8 @@ static int build_upstream_head(struct conn *c, struct ag_buf *b)
     if (c->rq.req_chunked)
         rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
     else if (c->parser.flags & F_CONTENT_LENGTH)
-        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n",
-                            (unsigned long long)c->rq.req_content_length);
-    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", cfg->via_pseudonym);
+        rc |= content_length_field(b, c->rq.req_content_length);
+    rc |= via_field(b, cfg->via_pseudonym);
     if (cfg->x_forwarded_for)
         rc |= ag_buf_printf(b, "X-Forwarded-For: %.*s%s%s\r\n", (int)xffl, xff ? xff : "",
                             xff ? ", " : "", c->peer);
@@ -701,14 +735,18 @@ static bool addr_allowed(void *owner, const struct sockaddr *sa)
 
 /* --- the upstream response ------------------------------------------------- */
 
-/* True when a WWW-Authenticate field starts with NTLM or Negotiate (with a
- * token after it, so not a bare list element). */
-static bool www_auth_conn_bound(const struct ag_head *h)
+/* True when a field (WWW-Authenticate, Authorization) starts with NTLM or
+ * Negotiate with a token after it, or lists either as a bare challenge. */
+static void pin_upstream(struct conn *c, struct ag_upstream *up);
+
+static bool conn_bound_auth(const struct ag_head *h, const char *field)
 {
+    if (ag_head_has_token(h, field, "NTLM") || ag_head_has_token(h, field, "Negotiate"))
+        return true;
     for (uint32_t i = 0; i < h->n_fields; i++) {
         size_t nl, vl;
         const char *nm = ag_head_name(h, i, &nl);
-        if (!ag_strieq(nm, nl, "WWW-Authenticate"))
+        if (!ag_strieq(nm, nl, field))
             continue;
         const char *v = ag_head_value(h, i, &vl);
         if ((vl >= 5 && ag_strieq(v, 4, "NTLM") && v[4] == ' ') ||
@@ -772,12 +810,15 @@ static int rs_headers_complete(llhttp_t *p)
     c->rq.resp_started = true;
     c->rq.status = st;
     bool no_body = c->rq.is_head || st == 204 || st == 304;
-    int rc = ag_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", st, (int)rl, reason);
+    int rc = ag_buf_append(b, "HTTP/1.1 ", 9);
+    rc |= ag_buf_append_u64(b, (uint64_t)st);
+    rc |= ag_buf_append(b, " ", 1);
+    rc |= ag_buf_append(b, reason, rl);
+    rc |= ag_buf_append(b, "\r\n", 2);
     rc |= copy_fields(b, &up->head, c);
     if (no_body) {
         if (p->flags & F_CONTENT_LENGTH)
-            rc |=
-                ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+            rc |= content_length_field(b, p->content_length);
     } else if (p->flags & F_CHUNKED) {
         if (c->rq.http10)
             c->rq.close_after = true; /* HTTP/1.0 has no chunked: delimit by close */
@@ -786,18 +827,19 @@ static int rs_headers_complete(llhttp_t *p)
             rc |= ag_buf_appendz(b, "Transfer-Encoding: chunked\r\n");
         }
     } else if (p->flags & F_CONTENT_LENGTH) {
-        rc |= ag_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+        rc |= content_length_field(b, p->content_length);
     } else {
         c->rq.close_after = true; /* close-delimited */
     }
-    rc |= ag_buf_printf(b, "Via: 1.1 %s\r\n", c->cfg->via_pseudonym);
+    rc |= via_field(b, c->cfg->via_pseudonym);
     /* An origin doing connection-bound auth (NTLM/Negotiate to the origin)
      * works through us: its upstream connection belongs to this client
      * connection alone (MS-NTHT 2.2.3). Say so, as Windows clients expect. */
-    if (st == 401 && (ag_head_has_token(&up->head, "WWW-Authenticate", "NTLM") ||
-                      ag_head_has_token(&up->head, "WWW-Authenticate", "Negotiate") ||
-                      www_auth_conn_bound(&up->head)))
-        rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
+    if (conn_bound_auth(&up->head, "WWW-Authenticate")) {
+        pin_upstream(c, up);
+        if (st == 401)
+            rc |= ag_buf_appendz(b, "Proxy-Support: Session-Based-Authentication\r\n");
+    }
     if (c->rq.resp_extra)
         rc |= ag_buf_appendz(b, c->rq.resp_extra);
     if (c->rq.close_after || !c->rq.keepalive || c->srv->stopping)
@@ -938,13 +980,29 @@ void exchange_upstream_timeout(struct conn *c)
     upstream_failed(c, 504, "upstream timeout");
 }
 
+/* The connection carries connection-oriented origin auth (NTLM or
+ * Negotiate, MS-NTHT 2.2.3): it belongs to this client connection for its
+ * life, never to the shared pool (Squid pins it the same way). */
+static void pin_upstream(struct conn *c, struct ag_upstream *up)
+{
+    if (up->pinned)
+        return;
+    up->pinned = true;
+    c->srv->stats.upstream_pinned++;
+    ag_debug("conn=%llu event=upstream_pinned host=%s port=%u", (unsigned long long)c->id, up->host,
+             (unsigned)up->port);
+}
+
 static void start_exchange_io(struct conn *c)
 {
     struct ag_upstream *up = c->up;
     llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
     up->parser.data = up;
     ag_head_reset(&up->head);
-    snprintf(c->rq.hier_ip, sizeof c->rq.hier_ip, "%s", up->peer_ip);
+    _Static_assert(sizeof c->rq.hier_ip == sizeof up->peer_ip, "hier_ip is a copy of peer_ip");
+    memcpy(c->rq.hier_ip, up->peer_ip, sizeof c->rq.hier_ip); /* terminated by inet_ntop */
+    if (conn_bound_auth(&c->head, "Authorization"))
+        pin_upstream(c, up);
     if (ag_buf_append(&c->stage_up, c->rq.req_head_up.data, c->rq.req_head_up.len) != 0) {
         upstream_failed(c, 502, "request head too large");
         return;
@@ -1334,6 +1392,8 @@ static void open_upstream(struct conn *c)
         return;
     }
     c->up->via_parent = p != NULL;
+    if (p)
+        snprintf(c->up->parent_name, sizeof c->up->parent_name, "%s", p->name);
 }
 
 /* --- zero-copy bodies ------------------------------------------------------- */
@@ -1608,6 +1668,14 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     conn_update_reading(c);
 }
 
+/* RFC 9110 §9.2.2: a request that may be sent twice with the effect of
+ * once (nginx and Squid retry only these on a reused connection). */
+static bool idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+           method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
+}
+
 void exchange_on_upstream_eof(struct conn *c, int err)
 {
     if (c->rq.parent_connect && c->state == CONN_UPSTREAM) {
@@ -1628,8 +1696,12 @@ void exchange_on_upstream_eof(struct conn *c, int err)
     }
     /* A pooled connection the origin closed just as we reused it: one retry
      * on a fresh connection when nothing of the exchange is lost. */
-    if (!c->rq.resp_started && up->reused && !c->rq.retried && !c->rq.req_has_body) {
+    if (!c->rq.resp_started && up->reused && !c->rq.retried && !c->rq.req_has_body &&
+        idempotent(c->rq.method)) {
         c->rq.retried = true;
+        c->srv->stats.upstream_pool_stale_retries++;
+        ag_debug("conn=%llu req=%llu event=upstream_stale_retry host=%s", (unsigned long long)c->id,
+                 (unsigned long long)c->rq.id, up->host);
         ag_upstream_close(up);
         c->up = NULL;
         open_upstream(c);
@@ -1769,13 +1841,18 @@ void exchange_on_head(struct conn *c)
 
     size_t ul;
     const char *url = ag_head_url(h, &ul);
-    c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
+    /* The access log names the URL as sent until it parses, then the
+     * canonical one: a proxied (absolute-form) request escapes it once,
+     * below; origin form (health check, PAC, refusals) here. */
+    if (ul && url[0] == '/')
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
 
     /* Framing that could smuggle a request (head.h): refused before a
      * byte moves. */
     const char *framing_why;
     int framing = ag_head_check_framing(h, c->rq.http10, &framing_why);
     if (framing != 0) {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         c->rq.close_after = true;
         c->srv->stats.bad_requests++;
         exchange_reply(c, framing, NULL, framing_why);
@@ -1786,6 +1863,7 @@ void exchange_on_head(struct conn *c)
     int rc = c->rq.is_connect ? ag_target_parse_authority(url, ul, &c->rq.target)
                               : ag_target_parse_absolute(url, ul, &c->rq.target);
     if (rc != 0) {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         c->srv->stats.bad_requests++;
         c->rq.close_after = true;
         exchange_reply(c, 400, NULL,
@@ -1798,6 +1876,7 @@ void exchange_on_head(struct conn *c)
      * would read "GET ?x HTTP/1.1". Browsers and curl send "/?x"; anything
      * else gets 400 rather than a request line we made up. */
     if (!c->rq.is_connect && c->rq.target.path_len && c->rq.target.path[0] != '/') {
+        c->rq.log_url = ag_escape_buf(&c->url_text, url, ul);
         bad_request(c, "request target without a path");
         return;
     }
@@ -1872,7 +1951,8 @@ static void connect_hop(struct conn *c)
      * so those parents get a fresh connection per request. */
     if (up && up->idle && !c->rq.is_connect && !c->rq.rules_by_addr &&
         up->via_parent == (p != NULL) && (up->tls != NULL) == (p && p->tls) && up->port == port &&
-        strcmp(up->host, host) == 0 && !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        strcmp(up->host, host) == 0 && strcmp(up->parent_name, p ? p->name : "") == 0 &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
         c->srv->stats.upstream_reused++;
         up->idle = false;
         up->reused = true;
@@ -1881,6 +1961,23 @@ static void connect_hop(struct conn *c)
     }
     ag_upstream_close(up);
     c->up = NULL;
+    /* The loop's shared pool: the same rules as above (a dst= rule decides
+     * on an address we connect to ourselves). */
+    if (c->cfg->upstream_pool > 0 && !c->rq.is_connect && !c->rq.rules_by_addr &&
+        !(p && p->auth == AG_PARENT_AUTH_NEGOTIATE)) {
+        struct ag_upstream *pu = uppool_take(c->srv, host, port, p ? p->name : "", p && p->tls);
+        if (pu) {
+            c->srv->stats.upstream_pool_hits++;
+            c->srv->stats.upstream_reused++;
+            pu->owner = c;
+            pu->idle = false;
+            pu->reused = true;
+            c->up = pu;
+            start_exchange_io(c);
+            return;
+        }
+        c->srv->stats.upstream_pool_misses++;
+    }
     open_upstream(c);
 }
 

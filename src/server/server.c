@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "conn.h"
 #include "authgate/err.h"
 #include "authgate/limits.h"
 #include "proxy/parent.h"
@@ -386,6 +387,7 @@ void ag_server_stop(struct ag_server *srv)
         uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->cfg->shutdown_timeout_ms,
                        0);
         ag_conn_drain_all(srv, false);
+        uppool_close_all(srv); /* idle shared upstreams: no exchange to finish */
         /* Every loop drains its own connections, on its own thread. */
         if (is_main)
             for (unsigned i = 1; i < srv->n_shards; i++)

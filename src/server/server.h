@@ -27,6 +27,8 @@
 /* Counters since start; every limit hit has one (visible through authgatectl).
  * The fields, their stats keys, metric names and help are listed once, in
  * stats.def. */
+struct ag_upstream;
+
 struct ag_stats {
 #define AG_STAT_SERVER(field, ...) uint64_t field;
 #include "stats.def"
@@ -125,6 +127,10 @@ struct ag_server {
     char *config_path;
     struct ag_listener *listeners[AG_MAX_LISTENERS];
     size_t n_listeners;
+    /* The loop's shared pool of idle upstream connections (uppool.c):
+     * newest first, no lock (each loop its own). */
+    struct ag_upstream *pool_head, *pool_tail;
+    uint32_t pool_n;
     struct conn *conns; /* doubly linked list of live connections */
     uint32_t n_conns;
     uint64_t next_conn_id;

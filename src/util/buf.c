@@ -57,6 +57,17 @@ int ag_buf_appendz(struct ag_buf *b, const char *s)
     return ag_buf_append(b, s, strlen(s));
 }
 
+int ag_buf_append_u64(struct ag_buf *b, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return ag_buf_append(b, d + i, sizeof d - i);
+}
+
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...)
 {
     char small[512];

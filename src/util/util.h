@@ -30,6 +30,9 @@ int ag_buf_append(struct ag_buf *b, const void *p, size_t n);
 /* Room for extra more bytes past len (AG_ELIMIT past the ceiling, AG_ENOMEM). */
 int ag_buf_reserve(struct ag_buf *b, size_t extra);
 int ag_buf_appendz(struct ag_buf *b, const char *s);
+/* Appends v in decimal: the per-request heads (status, Content-Length,
+ * port) without a printf. */
+int ag_buf_append_u64(struct ag_buf *b, uint64_t v);
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (memmove) and wipes the bytes it vacates. */
 void ag_buf_consume(struct ag_buf *b, size_t n);

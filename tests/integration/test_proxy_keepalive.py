@@ -1,6 +1,7 @@
 """Keep-alive on both sides: a client connection carries many requests; the
-upstream connection is reused for the same client connection and host:port,
-and never shared with another client connection."""
+upstream connection is reused for the same host:port. With the shared pool
+off (upstream_keepalive 0) it is never shared with another client
+connection; test_upstream_pool.py covers the shared pool (the default)."""
 
 import pytest
 
@@ -34,6 +35,7 @@ def test_curl_reuses_proxy_connection(gateway, origin):
     assert len({r.conn_id for r in reqs}) == 1
 
 
+@pytest.mark.gateway_config(upstream_keepalive="0")
 def test_two_clients_never_share_upstream(gateway, origin):
     a = gateway.client()
     b = gateway.client()
@@ -47,6 +49,7 @@ def test_two_clients_never_share_upstream(gateway, origin):
     assert reqs["/a1"] != reqs["/b1"]
 
 
+@pytest.mark.gateway_config(upstream_keepalive="0")
 def test_idle_upstream_of_one_client_not_given_to_another(gateway, origin):
     a = gateway.client()
     _get(a, origin.url("/a1"))  # a's upstream connection is now idle
@@ -56,6 +59,7 @@ def test_idle_upstream_of_one_client_not_given_to_another(gateway, origin):
     assert reqs["/a1"] != reqs["/b1"]
 
 
+@pytest.mark.gateway_config(upstream_keepalive="0")
 def test_upstream_of_closed_client_not_reused(gateway, origin):
     a = gateway.client()
     _get(a, origin.url("/a1"))
@@ -68,6 +72,7 @@ def test_upstream_of_closed_client_not_reused(gateway, origin):
     assert reqs["/b1"] == reqs["/b2"]
 
 
+@pytest.mark.gateway_config(upstream_keepalive="0")
 def test_upstream_closed_when_client_closes(gateway, origin):
     a = gateway.client()
     _get(a, origin.url("/a1"))
@@ -150,9 +155,13 @@ def test_http10_client_with_connection_keepalive_kept(gateway, origin):
     assert not c.is_closed(0.3)
 
 
-def test_concurrent_clients(gateway, origin):
+@pytest.mark.parametrize("shared", [
+    pytest.param(False, marks=pytest.mark.gateway_config(upstream_keepalive="0")),
+    pytest.param(True, marks=pytest.mark.gateway_config(upstream_keepalive="64"))])
+def test_concurrent_clients(gateway, origin, shared):
     """Many clients at once, each with several keep-alive requests of mixed
-    sizes: every response intact, every client on its own upstream."""
+    sizes: every response intact; without the shared pool every client on
+    its own upstream."""
     import threading
     from harness.origin import pattern
     from harness.rawhttp import RawClient
@@ -178,6 +187,8 @@ def test_concurrent_clients(gateway, origin):
         t.join(30)
     assert errors == []
     reqs = origin.wait_requests(n_clients * n_reqs)
+    if shared:
+        return
     by_client = {}
     for r in reqs:
         by_client.setdefault(r.target.split("c=")[1], set()).add(r.conn_id)

@@ -132,6 +132,8 @@ static void test_defaults_match_limits(void **state)
     assert_int_equal(c->connect_timeout_ms, AG_CONNECT_TIMEOUT_MS);
     assert_int_equal(c->upstream_idle_timeout_ms, AG_UPSTREAM_IDLE_TIMEOUT_MS);
     assert_int_equal(c->upstream_keepalive_ms, AG_UPSTREAM_KEEPALIVE_MS);
+    assert_int_equal(c->upstream_pool, AG_UPSTREAM_POOL);
+    assert_int_equal(c->upstream_pool_per_host, AG_UPSTREAM_POOL_PER_HOST);
     assert_int_equal(c->tunnel_idle_timeout_ms, AG_TUNNEL_IDLE_TIMEOUT_MS);
     assert_int_equal(c->shutdown_timeout_ms, AG_SHUTDOWN_TIMEOUT_MS);
     assert_int_equal(c->drain_timeout_ms, AG_DRAIN_TIMEOUT_MS);
@@ -251,6 +253,8 @@ static const struct num_case {
     {"connect_timeout 1500ms", offsetof(struct ag_config, connect_timeout_ms), 1500},
     {"upstream_idle_timeout 1h", offsetof(struct ag_config, upstream_idle_timeout_ms), 3600000},
     {"upstream_keepalive_timeout 4s", offsetof(struct ag_config, upstream_keepalive_ms), 4000},
+    {"upstream_keepalive 0", offsetof(struct ag_config, upstream_pool), 0},
+    {"upstream_keepalive_per_host 3", offsetof(struct ag_config, upstream_pool_per_host), 3},
     {"tunnel_idle_timeout 90m", offsetof(struct ag_config, tunnel_idle_timeout_ms), 5400000},
     {"shutdown_timeout 61s", offsetof(struct ag_config, shutdown_timeout_ms), 61000},
     {"drain_timeout 2s", offsetof(struct ag_config, drain_timeout_ms), 2000},
@@ -321,6 +325,8 @@ static const struct dump_case {
     {"connect_timeout 3s", "connect_timeout 3s"},
     {"upstream_idle_timeout 2m", "upstream_idle_timeout 2m"},
     {"upstream_keepalive_timeout 5s", "upstream_keepalive_timeout 5s"},
+    {"upstream_keepalive 12", "upstream_keepalive 12"},
+    {"upstream_keepalive_per_host 4", "upstream_keepalive_per_host 4"},
     {"tunnel_idle_timeout 120m", "tunnel_idle_timeout 2h"},
     {"shutdown_timeout 30s", "shutdown_timeout 30s"},
     {"drain_timeout 1500ms", "drain_timeout 1500ms"},

@@ -119,6 +119,20 @@ static void test_authority(void **state)
         assert_int_equal(ag_target_parse_absolute(urls[i].url, strlen(urls[i].url), &t), 0);
         ag_target_url(&t, out, sizeof out);
         assert_string_equal(out, urls[i].want);
+        /* truncated like snprintf: every prefix, always terminated */
+        for (size_t cap = 1; cap <= strlen(urls[i].want); cap++) {
+            char small[64];
+            memset(small, 'Z', sizeof small);
+            ag_target_url(&t, small, cap);
+            assert_int_equal(strlen(small), cap - 1);
+            assert_memory_equal(small, urls[i].want, cap - 1);
+        }
+        {
+            char port_only[64];
+            assert_int_equal(ag_target_parse_absolute("http://h:65535/", 15, &t), 0);
+            ag_target_url(&t, port_only, sizeof port_only);
+            assert_string_equal(port_only, "http://h:65535/");
+        }
     }
 }
 

@@ -203,6 +203,7 @@ class OriginServer:
         self._stop = threading.Event()
         self._threads = []
         self.errors = []  # parse errors / exceptions seen by the origin
+        self._conn_user = {}  # /ntlmconn: connection id -> the user it authenticated
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -355,6 +356,7 @@ class OriginServer:
                 with self._lock:
                     self._requests.append(req)
                 conn.requests += 1
+                req.conn_seq = conn.requests
                 self._read_body(sock, reader, req)
                 req.complete = True
                 if not self._respond(sock, req):
@@ -493,6 +495,33 @@ class OriginServer:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+            return False
+        if head == "ntlmconn":
+            # An origin doing connection-bound auth (NTLM to the origin,
+            # MS-NTHT): "Authorization: NTLM type3-USER" authenticates the
+            # CONNECTION as USER; later requests on it without Authorization
+            # are answered as USER. Any other NTLM token gets the challenge.
+            auth = req.header("authorization") or ""
+            if auth.startswith("NTLM type3-"):
+                self._conn_user[req.conn_id] = auth[len("NTLM type3-"):]
+            elif auth.startswith("NTLM "):
+                return send_full(401, b"challenge\n",
+                                 extra=[("WWW-Authenticate", "NTLM challenge-token")])
+            user = self._conn_user.get(req.conn_id)
+            if user is None:
+                return send_full(401, b"log in\n", extra=[("WWW-Authenticate", "NTLM")])
+            return send_full(200, b"hello " + user.encode() + b"\n")
+        if head == "drop-second":
+            # A keep-alive origin that closes a connection when its second
+            # request arrives, without answering (its keep-alive timeout
+            # raced the request): the proxy's reuse must cope.
+            if req.conn_seq >= 2:
+                return False
+            return send_full(200, HELLO)
+        if head == "close-after":
+            # Answers as keep-alive, then closes at once: the connection
+            # dies idle, wherever the proxy keeps it.
+            send_full(200, HELLO)
             return False
         if head == "auth401":
             return send_full(401, b"log in\n", extra=[("WWW-Authenticate", arg)])
