@@ -1,8 +1,7 @@
 /* splice.c - the zero-copy body pump (see splice.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
-#include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "splice.h"
@@ -14,24 +13,23 @@ static void pump(struct ag_splice *s);
 
 static void finish(struct ag_splice *s, int status);
 
-/* The handles' data belongs to the owner (its close callback reads it): the
- * pump is found from the handle's place inside struct ag_splice. */
-static void on_src_poll(uv_poll_t *h, int status, int events)
+static void on_poll(uv_poll_t *h, int status, int events)
 {
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, src_poll));
+    struct ag_splice *s = h->data;
     if (status < 0)
         finish(s, status);
     else
         pump(s);
 }
 
-static void on_dst_poll(uv_poll_t *h, int status, int events)
+/* The pump's memory goes with its last handle: until libuv ran a handle's
+ * close callback the handle sits on its loop's closing queue, and memory
+ * reused for a new handle before that puts it there twice. */
+static void on_poll_closed(uv_handle_t *h)
 {
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, dst_poll));
-    if (status < 0)
-        finish(s, status);
-    else
-        pump(s);
+    struct ag_splice *s = h->data;
+    if (--s->open_handles == 0)
+        free(s);
 }
 
 static void finish(struct ag_splice *s, int status)
@@ -101,14 +99,14 @@ static void pump(struct ag_splice *s)
     }
     /* Level-triggered polls, armed only for what blocked. */
     if (want_read && !s->src_polled) {
-        uv_poll_start(&s->src_poll, UV_READABLE, on_src_poll);
+        uv_poll_start(&s->src_poll, UV_READABLE, on_poll);
         s->src_polled = true;
     } else if (!want_read && s->src_polled) {
         uv_poll_stop(&s->src_poll);
         s->src_polled = false;
     }
     if (want_write && !s->dst_polled) {
-        uv_poll_start(&s->dst_poll, UV_WRITABLE, on_dst_poll);
+        uv_poll_start(&s->dst_poll, UV_WRITABLE, on_poll);
         s->dst_polled = true;
     } else if (!want_write && s->dst_polled) {
         uv_poll_stop(&s->dst_poll);
@@ -116,14 +114,22 @@ static void pump(struct ag_splice *s)
     }
 }
 
-int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint64_t len,
-                    void *owner, ag_splice_done_cb done, void (*progress)(struct ag_splice *))
+struct ag_splice *ag_splice_open(uv_loop_t *loop, int src, int dst, uint64_t len, void *owner,
+                                 ag_splice_done_cb done, void (*progress)(struct ag_splice *),
+                                 int *err)
 {
-    memset(s, 0, sizeof *s);
+    struct ag_splice *s = calloc(1, sizeof *s);
+    if (!s) {
+        *err = -ENOMEM;
+        return NULL;
+    }
     s->src_fd = s->dst_fd = s->pipe_r = s->pipe_w = -1;
     int p[2];
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
-        return -errno;
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+        *err = -errno;
+        free(s);
+        return NULL;
+    }
     s->pipe_r = p[0];
     s->pipe_w = p[1];
     int cap = fcntl(s->pipe_w, F_SETPIPE_SZ, PIPE_WANT);
@@ -132,52 +138,60 @@ int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint
     s->pipe_cap = cap > 0 ? (size_t)cap : 65536;
     s->src_fd = fcntl(src, F_DUPFD_CLOEXEC, 0);
     s->dst_fd = fcntl(dst, F_DUPFD_CLOEXEC, 0);
-    if (s->src_fd < 0 || s->dst_fd < 0 || uv_poll_init_socket(loop, &s->src_poll, s->src_fd) != 0) {
-        int e = -errno;
+    int rc = -EIO;
+    if (s->src_fd < 0 || s->dst_fd < 0)
+        rc = -errno;
+    else if ((rc = uv_poll_init_socket(loop, &s->src_poll, s->src_fd)) == 0 &&
+             (rc = uv_poll_init_socket(loop, &s->dst_poll, s->dst_fd)) != 0) {
+        /* Half made: the source's handle is closed like a whole pump's,
+         * and frees the pump. */
+        s->src_poll.data = s;
+        s->open_handles = 1;
+        uv_close((uv_handle_t *)&s->src_poll, on_poll_closed);
+        close(s->src_fd);
+        close(s->dst_fd);
+        close(s->pipe_r);
+        close(s->pipe_w);
+        *err = rc;
+        return NULL;
+    }
+    if (rc != 0) {
         if (s->src_fd >= 0)
             close(s->src_fd);
         if (s->dst_fd >= 0)
             close(s->dst_fd);
         close(s->pipe_r);
         close(s->pipe_w);
-        return e ? e : -EIO;
+        free(s);
+        *err = rc ? rc : -EIO;
+        return NULL;
     }
-    s->src_poll.data = owner;
-    if (uv_poll_init_socket(loop, &s->dst_poll, s->dst_fd) != 0) {
-        /* Half made: the caller counts both handles and closes through
-         * ag_splice_close, which stands in for the missing one. */
-        s->dst_poll.data = owner;
-        s->running = true;
-        s->finished = true;
-        s->dst_fd = -1 - s->dst_fd; /* mark: dst poll not initialised */
-        return 1;
-    }
-    s->dst_poll.data = owner;
+    s->src_poll.data = s->dst_poll.data = s;
+    s->open_handles = 2;
     s->to_read = len;
     s->owner = owner;
     s->done = done;
     s->progress = progress;
     s->running = true;
-    pump(s);
-    return 0;
+    return s;
 }
 
-void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb)
+void ag_splice_run(struct ag_splice *s)
 {
-    if (!s->running)
+    pump(s);
+}
+
+void ag_splice_close(struct ag_splice *s)
+{
+    if (!s || !s->running)
         return;
     s->running = false;
     s->finished = true;
-    uv_close((uv_handle_t *)&s->src_poll, close_cb);
+    uv_close((uv_handle_t *)&s->src_poll, on_poll_closed);
+    uv_close((uv_handle_t *)&s->dst_poll, on_poll_closed);
     /* A closed poll handle no longer watches its fd: the dups can go now. */
     close(s->src_fd);
-    if (s->dst_fd >= 0) {
-        uv_close((uv_handle_t *)&s->dst_poll, close_cb);
-        close(s->dst_fd);
-    } else {
-        close(-1 - s->dst_fd);
-        close_cb((uv_handle_t *)&s->dst_poll); /* keep the owner's count balanced */
-    }
+    close(s->dst_fd);
     close(s->pipe_r);
     close(s->pipe_w);
     s->src_fd = s->dst_fd = s->pipe_r = s->pipe_w = -1;

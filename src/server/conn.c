@@ -105,10 +105,8 @@ void conn_close(struct conn *c, const char *reason)
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
     ag_auth_close(c);
-    if (c->splicing) {
-        c->splicing = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
-    }
+    ag_splice_close(c->sp);
+    c->sp = NULL;
     conn_enter(c, CONN_CLOSING);
     ag_upstream_close(c->up);
     c->up = NULL;
@@ -556,7 +554,7 @@ void conn_update_reading(struct conn *c)
         return;
     }
     bool want_up =
-        !c->splicing && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
+        !c->sp && !c->rq.splice_pending && c->out_pending < AG_WRITE_HIGH_WATER &&
         (up->idle || c->state == CONN_FORWARD || c->rq.parent_connect ||
          (up->tls && !up->tls->handshaken) || (c->state == CONN_TUNNEL && !c->tun_up_eof));
     if (want_up && !up->reading) {

@@ -147,8 +147,8 @@ struct conn {
     struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
-    struct ag_splice sp;  /* zero-copy body relay (two handles while running) */
-    bool splicing;        /* the splice relay runs (its handles are counted) */
+    struct ag_splice *sp; /* the zero-copy body pump while it runs, else NULL (its own
+                             memory and handles: splice.h) */
 };
 
 /* The connection is on its way out (flushing its last bytes, or closed):

@@ -879,7 +879,7 @@ static void upstream_failed_detail(struct conn *c, int status, const char *why, 
          * close. A flushed, lingering close keeps what went before intact
          * (a whole earlier pipelined response still in the socket);
          * a splice in progress is torn down at once. */
-        if (c->splicing)
+        if (c->sp)
             conn_close(c, "upstream_failed_mid_response");
         else
             conn_close_after_flush(c);
@@ -1299,11 +1299,11 @@ static void splice_progress(struct ag_splice *s)
 static void splice_done(struct ag_splice *s, int status)
 {
     struct conn *c = s->owner;
-    c->splicing = false;
+    c->sp = NULL;
     ag_debug("conn=%llu event=splice_done status=%d moved=%llu", (unsigned long long)c->id, status,
              (unsigned long long)s->moved);
     conn_count_out(c, s->moved);
-    ag_splice_close(s, conn_handle_closed);
+    ag_splice_close(s);
     if (status != 0) {
         conn_close(c, "splice_failed");
         return;
@@ -1325,22 +1325,19 @@ void exchange_start_splice(struct conn *c)
     uint64_t len = up->parser.content_length; /* llhttp counts down what is left */
     ag_debug("conn=%llu event=splice_start bytes=%llu", (unsigned long long)c->id,
              (unsigned long long)len);
-    /* Counted before starting: the pump may finish (and splice_done run)
-     * inside ag_splice_start when the whole body is already readable. */
-    c->handles += 2;
-    c->splicing = true;
-    int rc = ag_splice_start(&c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
-    if (rc < 0) {
-        c->handles -= 2;
-        c->splicing = false;
+    /* A pump of its own each time: the last one's handles may still be on
+     * the loop's closing queue (it finished earlier in this loop turn). */
+    int err = 0;
+    c->sp = ag_splice_open(c->srv->loop, src, dst, len, c, splice_done, splice_progress, &err);
+    if (!c->sp) {
+        ag_debug("conn=%llu event=splice_unavailable error=\"%s\"", (unsigned long long)c->id,
+                 uv_strerror(err));
         conn_update_reading(c); /* relay in user space */
         return;
     }
-    if (rc == 1) {
-        c->splicing = false;
-        ag_splice_close(&c->sp, conn_handle_closed);
-        conn_update_reading(c);
-    }
+    /* May finish at once (splice_done runs inside) when the rest of the
+     * body is already readable. */
+    ag_splice_run(c->sp);
 }
 
 /* The upstream whose bytes or end belong to the exchange in progress, or
