@@ -427,6 +427,8 @@ static void reply_with(struct conn *c, int status, const char *extra, const char
         conn_write_client(c, copy, body->len);
     }
     exchange_log(c);
+    if (conn_ending(c))
+        return; /* the reply's write closed it */
     if (!keep) {
         conn_close_after_flush(c);
         return;
@@ -1064,6 +1066,8 @@ static void tunnel_open(struct conn *c, const char *rest, size_t rest_len)
     size_t okl;
     char *d = ag_buf_steal(&ok, &okl);
     conn_write_client(c, d, okl);
+    if (conn_ending(c))
+        return; /* the write closed it */
     conn_enter(c, CONN_TUNNEL);
     /* Bytes that followed the CONNECT head belong to the tunnel. */
     if (c->inbuf.len) {
