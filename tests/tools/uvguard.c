@@ -253,55 +253,25 @@ int uv_loop_close(uv_loop_t *loop)
     return rc;
 }
 
-#define ON_LOOP_THREAD(h, what)                                                                    \
-    do {                                                                                           \
+/* A libuv call on handle h, allowed from its loop's thread only. */
+#define ON_LOOP_THREAD(ret, name, params, args)                                                    \
+    ret name params                                                                                \
+    {                                                                                              \
+        REAL(name);                                                                                \
         pthread_mutex_lock(&mu);                                                                   \
         if (!on_loop_thread(((uv_handle_t *)(h))->loop))                                           \
-            finding("%s(%p) from another thread", what, (void *)(h));                              \
+            finding("%s(%p) from another thread", #name, (void *)(h));                             \
         pthread_mutex_unlock(&mu);                                                                 \
-    } while (0)
+        return real args;                                                                          \
+    }
 
-int uv_timer_start(uv_timer_t *h, uv_timer_cb cb, uint64_t timeout, uint64_t repeat)
-{
-    REAL(uv_timer_start);
-    ON_LOOP_THREAD(h, "uv_timer_start");
-    return real(h, cb, timeout, repeat);
-}
-
-int uv_timer_stop(uv_timer_t *h)
-{
-    REAL(uv_timer_stop);
-    ON_LOOP_THREAD(h, "uv_timer_stop");
-    return real(h);
-}
-
-int uv_read_start(uv_stream_t *h, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
-{
-    REAL(uv_read_start);
-    ON_LOOP_THREAD(h, "uv_read_start");
-    return real(h, alloc_cb, read_cb);
-}
-
-int uv_read_stop(uv_stream_t *h)
-{
-    REAL(uv_read_stop);
-    ON_LOOP_THREAD(h, "uv_read_stop");
-    return real(h);
-}
-
-int uv_poll_start(uv_poll_t *h, int events, uv_poll_cb cb)
-{
-    REAL(uv_poll_start);
-    ON_LOOP_THREAD(h, "uv_poll_start");
-    return real(h, events, cb);
-}
-
-int uv_poll_stop(uv_poll_t *h)
-{
-    REAL(uv_poll_stop);
-    ON_LOOP_THREAD(h, "uv_poll_stop");
-    return real(h);
-}
+ON_LOOP_THREAD(int, uv_timer_start, (uv_timer_t * h, uv_timer_cb cb, uint64_t t, uint64_t r),
+               (h, cb, t, r))
+ON_LOOP_THREAD(int, uv_timer_stop, (uv_timer_t * h), (h))
+ON_LOOP_THREAD(int, uv_read_start, (uv_stream_t * h, uv_alloc_cb a, uv_read_cb r), (h, a, r))
+ON_LOOP_THREAD(int, uv_read_stop, (uv_stream_t * h), (h))
+ON_LOOP_THREAD(int, uv_poll_start, (uv_poll_t * h, int events, uv_poll_cb cb), (h, events, cb))
+ON_LOOP_THREAD(int, uv_poll_stop, (uv_poll_t * h), (h))
 
 void free(void *p)
 {
