@@ -140,7 +140,7 @@ struct ag_splice *ag_splice_open(uv_loop_t *loop, int src, int dst, uint64_t len
     s->dst_fd = fcntl(dst, F_DUPFD_CLOEXEC, 0);
     int rc = -EIO;
     if (s->src_fd < 0 || s->dst_fd < 0)
-        rc = -errno;
+        rc = errno ? -errno : -EIO;
     else if ((rc = uv_poll_init_socket(loop, &s->src_poll, s->src_fd)) == 0 &&
              (rc = uv_poll_init_socket(loop, &s->dst_poll, s->dst_fd)) != 0) {
         /* Half made: the source's handle is closed like a whole pump's,
@@ -163,7 +163,7 @@ struct ag_splice *ag_splice_open(uv_loop_t *loop, int src, int dst, uint64_t len
         close(s->pipe_r);
         close(s->pipe_w);
         free(s);
-        *err = rc ? rc : -EIO;
+        *err = rc;
         return NULL;
     }
     s->src_poll.data = s->dst_poll.data = s;
