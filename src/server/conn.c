@@ -56,6 +56,27 @@ _Static_assert(sizeof(struct conn) <= AG_CONN_STRUCT_MAX,
 
 void conn_enter(struct conn *c, enum conn_state to)
 {
+    /* A closed connection stays closed, in every build: a caller that went
+     * on after something it called closed the connection would otherwise
+     * bring it back to life, and its next conn_close would close the same
+     * libuv handles twice (libuv aborts). Refused, logged, counted. */
+    static const char *const names[CONN_STATES] = {
+        [CONN_NEW] = "new",
+        [CONN_READ_HEAD] = "read_head",
+        [CONN_AUTH_VERIFY] = "auth_verify",
+        [CONN_UPSTREAM] = "upstream",
+        [CONN_FORWARD] = "forward",
+        [CONN_TUNNEL] = "tunnel",
+        [CONN_FLUSH_CLOSE] = "flush_close",
+        [CONN_CLOSING] = "closing",
+    };
+    if (c->state == CONN_CLOSING) {
+        c->srv->stats.conn_state_refused++;
+        ag_warn("conn=%llu event=state_refused from=closing to=%s note=\"a bug: the connection "
+                "stays closed\"",
+                (unsigned long long)c->id, to < CONN_STATES && names[to] ? names[to] : "?");
+        return;
+    }
     (void)legal; /* read only by the assert (compiled out with NDEBUG) */
     assert(c->state < CONN_STATES && to < CONN_STATES && legal[c->state][to]);
     c->state = to;

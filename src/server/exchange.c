@@ -447,6 +447,8 @@ static void reply_with(struct conn *c, int status, const char *extra, const char
         conn_write_client(c, copy, body->len);
     }
     exchange_log(c);
+    if (conn_ending(c))
+        return; /* the reply's write closed it */
     if (!keep) {
         conn_close_after_flush(c);
         return;
@@ -1168,6 +1170,8 @@ static void tunnel_open(struct conn *c, const char *rest, size_t rest_len)
     size_t okl;
     char *d = ag_buf_steal(&ok, &okl);
     conn_write_client(c, d, okl);
+    if (conn_ending(c))
+        return; /* the write closed it */
     conn_enter(c, CONN_TUNNEL);
     /* Plain TCP on both sides: the bytes can go socket to socket (a TLS
      * listener or parent needs OpenSSL to see them). */

@@ -57,8 +57,11 @@ def proc_sample(pid):
 
 class Stack:
     def __init__(self, workdir, binary=None, ntlm_backend="winbind", basic_backend="winbind",
-                 gateway_options=None):
+                 gateway_options=None, preload=None):
+        """preload: a library preloaded into the daemon before the others
+        (tests/tools/uvguard.c)."""
         self.workdir = pathlib.Path(workdir)
+        self.preload = preload
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = binary
         self.ntlm_backend = ntlm_backend
@@ -95,6 +98,9 @@ class Stack:
         env.setdefault("LSAN_OPTIONS",
                        "suppressions=%s:print_suppressions=0:exitcode=88" % LSAN_SUPP)
         self.gw.env = self.wb.gateway_env(sanitizer_env(env), binary=self.gw.binary)
+        if self.preload:
+            self.gw.env["LD_PRELOAD"] = " ".join([str(self.preload)] + [
+                p for p in self.gw.env.get("LD_PRELOAD", "").split() if p])
         self.gw.start(prefix=self.wb.client_prefix())
         return self
 

@@ -2,7 +2,7 @@
 """Chaos client: random but valid-looking traffic against a live authgate
 (the ASan build, by preference), with invariants checked after every step.
 
-    tests/tools/chaos.py [--minutes M | --seconds S] [--seed N] [--out DIR]
+    tests/tools/chaos.py [--minutes M | --seconds S] [--seed N] [--out DIR] [--uvguard]
 
 AUTHGATE_BIN selects the binary (scripts/chaos-style runs use
 build-asan/authgate). The stack is tests/tools/agstack.py: KDC, winbindd,
@@ -37,6 +37,12 @@ Invariants after every step:
 At the end: every connection closed, fds of the daemon back to the baseline
 (/proc), SIGTERM gives exit status 0 (uv_loop_close succeeded, "event=stopped"
 logged), and no sanitizer report on stderr or in the error log.
+
+--uvguard (a build without sanitizers) preloads tests/tools/uvguard.c into the
+daemon: a libuv handle initialised again while closing, a block freed while
+it holds a live or closing handle, a double uv_close or a handle touched from
+another loop's thread stops the daemon at that call, with a backtrace in
+OUT/uvguard.log (libuv itself would only assert at the end of the loop turn).
 """
 
 import argparse
@@ -46,8 +52,10 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -479,13 +487,40 @@ def warm_up(st, ch):
     ch.wait_quiescent()
 
 
-def run(seconds, seed, workdir, binary=None, log=print):
+def build_uvguard(workdir, binary):
+    """tests/tools/uvguard.c built into workdir, for a daemon without
+    sanitizers (ASan interposes free() itself)."""
+    from peers.winbind import asan_runtime
+    if asan_runtime(binary):
+        raise ValueError("--uvguard needs a build without sanitizers (%s links ASan)" % binary)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise ValueError("--uvguard needs a C compiler")
+    out = pathlib.Path(workdir) / "uvguard.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-g", "-o", str(out),
+                    str(pathlib.Path(__file__).resolve().parent / "uvguard.c"), "-ldl",
+                    "-lpthread"], check=True, timeout=120)
+    return out
+
+
+def run(seconds, seed, workdir, binary=None, log=print, uvguard=False):
     """Runs the chaos for `seconds`; returns the counters. Raises Finding (or
-    the harness's GatewayError at the stop) on a broken invariant."""
+    the harness's GatewayError at the stop) on a broken invariant. uvguard:
+    preload tests/tools/uvguard.c (see --uvguard)."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    guard_log = workdir / "uvguard.log"
+    preload = build_uvguard(workdir, binary or agstack.authgate_bin()) if uvguard else None
+    if uvguard:
+        os.environ["UVGUARD_LOG"] = str(guard_log)
     st = Stack(workdir, binary,
                gateway_options={"head_timeout": "60s", "idle_timeout": "60s",
                                 "handshake_timeout": "60s", "tunnel_idle_timeout": "60s",
-                                "upstream_idle_timeout": "2s"})
+                                "upstream_idle_timeout": "2s"}, preload=preload)
+
+    def guard_report():
+        return ("\n--- uvguard ---\n" + guard_log.read_text()) if guard_log.exists() else ""
+
     with st:
         os.environ.update(st.kdc.client_env("alice"))
         ch = Chaos(st, seed, log)
@@ -503,12 +538,15 @@ def run(seconds, seed, workdir, binary=None, log=print):
                     log("chaos: %.0fs %s" % (time.monotonic() - t0, dict(ch.n)))
                     next_report += 60
         except Finding as e:
-            raise Finding("seed=%d step=%d: %s\n%s" % (seed, ch.n["steps"], e,
-                                                       st.gw.logs_tail(4000))) from None
+            raise Finding("seed=%d step=%d: %s\n%s%s" % (seed, ch.n["steps"], e,
+                                                         st.gw.logs_tail(4000),
+                                                         guard_report())) from None
         ch.finish()
         ch.n["fds_end"] = wait_fds(st, baseline)
         ch.n["fds_baseline"] = baseline
     # Stack.__exit__ -> Gateway.stop(): SIGTERM, exit status 0, no sanitizer report
+    if guard_log.exists():
+        raise Finding("uvguard:%s" % guard_report())
     if "event=stopped" not in st.gw.error_log:
         raise Finding("no event=stopped (uv_loop_close) in the error log")
     ch.n["exit_status"] = st.gw.returncode
@@ -522,6 +560,8 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--uvguard", action="store_true",
+                    help="preload tests/tools/uvguard.c (a build without sanitizers)")
     a = ap.parse_args(argv)
     seconds = a.seconds if a.seconds is not None else (a.minutes or 1.0) * 60
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
@@ -529,7 +569,7 @@ def main(argv=None):
     print("chaos: seed=%d (replay with --seed %d) out=%s binary=%s"
           % (seed, seed, out, agstack.authgate_bin()), flush=True)
     try:
-        n = run(seconds, seed, out, log=lambda m: print(m, flush=True))
+        n = run(seconds, seed, out, log=lambda m: print(m, flush=True), uvguard=a.uvguard)
     except AssertionError as e:
         print("chaos: FINDING: %s" % e, flush=True)
         return 1

@@ -649,15 +649,19 @@ def make_tls_context(certfile, keyfile):
 class ScriptedOrigin:
     """A one-connection origin for broken upstream behaviour: it accepts one
     connection, reads the request, sends `reply` (bytes, may be empty), then
-    closes, or with hold=True keeps the connection open until stop()."""
+    closes, or with hold=True keeps the connection open until stop().
+    before_reply, if given, is called between the request and the reply (a
+    test stops the gateway there); `sent` is set once the reply is out."""
 
-    def __init__(self, reply=b"", hold=False, host="127.0.0.1"):
+    def __init__(self, reply=b"", hold=False, host="127.0.0.1", before_reply=None):
         self.reply = reply
         self.hold = hold
         self.host = host
+        self.before_reply = before_reply
         self.port = None
         self._sock = None
         self._done = threading.Event()
+        self.sent = threading.Event()
 
     def url(self, path="/"):
         return "http://%s:%d%s" % (self.host, self.port, path)
@@ -680,8 +684,11 @@ class ScriptedOrigin:
             self._accepting_over.set()  # one connection only
         try:
             s.recv(65536)
+            if self.before_reply:
+                self.before_reply()
             if self.reply:
                 s.sendall(self.reply)
+            self.sent.set()
             if self.hold:
                 self._done.wait(30)
         except OSError:
