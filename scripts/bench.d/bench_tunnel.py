@@ -117,8 +117,7 @@ def tunnel_run(ctx, t, url, ca, proxy_port):
 
 def section_tunnel(ctx):
     import bench_tls
-    d = bench_tls.make_certs(ctx)
-    cert, key, ca = (os.path.join(d, f) for f in ("leaf.pem", "leaf.key", "ca.pem"))
+    cert, key, ca = (str(p) for p in bench_tls.make_certs(ctx))
     port = start_tls_origin(ctx, cert, key)
     if port is None:
         return

@@ -350,6 +350,12 @@ void conn_set_timer(struct conn *c, uint64_t ms)
 
 /* --- writing --------------------------------------------------------------- */
 
+/* Bytes of an ended tunnel still queued for either side. */
+static bool tunnel_queued(const struct conn *c)
+{
+    return c->out_pending > 0 || (c->up && c->up->out_pending > 0);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
@@ -368,6 +374,11 @@ static void on_written(uv_write_t *req, int status)
         return;
     if (status < 0) {
         conn_close(c, "write_error");
+        return;
+    }
+    if (c->state == CONN_TUNNEL && c->tun_client_eof && c->tun_up_eof) {
+        if (!tunnel_queued(c))
+            conn_close(c, "tunnel_done");
         return;
     }
     conn_update_reading(c);
@@ -400,8 +411,12 @@ static void send_out(struct conn *c, bool to_client, char *data, size_t len, str
     if (w && owner) {
         block = ag_buf_steal(owner, NULL);
     } else if (w && (block = malloc(len - done))) {
+        /* The copy holds only the rest: it starts at the block and is
+         * len - done long (queueing len bytes from it sent bytes past the
+         * block's end and the rest twice over). */
         memcpy(block, data + done, len - done);
         data = block;
+        len -= done;
         done = 0;
     }
     if (!w || !block) {
@@ -656,7 +671,12 @@ bool conn_tunnel_side_ended(struct conn *c, bool from_client)
         c->tun_up_eof = true;
     if (!(c->tun_client_eof && c->tun_up_eof))
         return false;
-    conn_close(c, "tunnel_done");
+    /* What is still queued for either side goes out first: closing now
+     * cancels it (the end of an upload to a target that half-closed first
+     * was lost). on_written closes once both queues are empty; neither side
+     * is read any more, and the tunnel's idle deadline bounds the wait. */
+    if (!tunnel_queued(c))
+        conn_close(c, "tunnel_done");
     return true;
 }
 

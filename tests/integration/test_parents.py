@@ -30,9 +30,13 @@ import pytest
 from harness.accesslog import parse_access
 from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
 from harness.gateway import check_config, free_port
-from harness.origin import HELLO, pattern
+import socket
+
+from harness.origin import (HELLO, SLOW_RCVBUF, StreamServer, pattern, read_slowly,
+                            stream_check)
 from harness.tools import wait_until
 from harness.squid import IDENT, Squid, htpasswd_text
+from harness.ntlm_client import basic
 from harness.tlsca import ProxyCA
 from peers.fixtures import kdc  # noqa: F401
 from test_ctl import doctor
@@ -434,6 +438,39 @@ def test_tls_parent_get_and_connect(make_gateway, tmp_path, squids, origin, tls_
     assert "TCP_TUNNEL/200" in line and "FIRSTUP_PARENT/127.0.0.1" in line, line
     _, line = access(gw, routed + "0")
     assert "FIRSTUP_PARENT/127.0.0.1" in line, line
+
+
+def test_tls_parent_tunnel_to_slow_client_intact(make_gateway, tmp_path, squids):
+    """16 MiB from the target through Squid's https_port and a tunnel to a
+    client that reads slowly: the decrypted bytes the gateway writes to the
+    client back up (a partial write, the rest copied and queued) and every
+    byte arrives once, in order (the queued copy was once queued at its
+    read's full length)."""
+    target = StreamServer(send=16 * 1024 * 1024).start()
+    try:
+        sq, ca = tls_squid(squids, tmp_path)
+        gw = gateway_with(make_gateway, tmp_path, ["sq localhost:%d tls" % sq.tls_port],
+                          parent_tls_ca=str(ca.ca_file), connect_ports=str(target.port))
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", gw.port))
+        auth = "127.0.0.1:%d" % target.port
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n"
+                   % (auth, auth, basic("alice", PW["alice"]))).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(4096)
+            assert b, head
+            head += b
+        head, _, got = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        got += read_slowly(s, len(target.data) + 1 - len(got))
+        s.close()
+        wrong = stream_check(got, target.data)
+        assert not wrong, wrong
+    finally:
+        target.stop()
 
 
 def test_basic_to_tls_parent(make_gateway, tmp_path, squids, origin, tls_origin):

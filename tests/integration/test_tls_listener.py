@@ -28,7 +28,7 @@ from harness.ctl_client import short_tmpdir, stats
 from harness.gateway import check_config, free_port, sanitizer_env
 from harness.ntlm_client import (AV_CHANNEL_BINDINGS, b64, basic, challenge_from,
                                  authenticate_msg, negotiate_msg, pa, offered)
-from harness.origin import STREAM_SHA256
+from harness.origin import STREAM_SHA256, StreamServer, stream_bytes, stream_check
 from harness.rawhttp import RawClient, Timeout, get_request
 from harness.tlsca import (ProxyCA, cb_application_data, leaf_der, ntlm_channel_bindings)
 from harness.tools import wait_until
@@ -153,6 +153,37 @@ def test_connect_tls_in_tls(make_gateway, tmp_path, ca, sockdir, tls_origin):
     assert (rc, code) == (0, 200), err
     assert b"hello" in body or b"GET" in body
     assert stats(gw)["tunnels"] == 1
+
+
+def test_tunnel_upload_to_slow_target_intact(make_gateway, tmp_path, ca, sockdir):
+    """16 MiB through a tunnel on the TLS listener to a target that reads
+    slowly: the gateway's writes to it back up (a partial write, the rest
+    copied out of the read buffer and queued) and every byte arrives once, in
+    order. The queued copy was once queued at the read's full length: the
+    bytes already written went out twice, followed by bytes past the copy."""
+    target = StreamServer().start()
+    try:
+        gw = tls_gateway(make_gateway, tmp_path, ca, sockdir, auth_schemes="none",
+                         connect_ports=[target.port])
+        s = ca.wrap(socket.create_connection(("127.0.0.1", gw.port), timeout=30))
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                  % (target.port, target.port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(4096)
+            assert b, head
+            head += b
+        assert head.startswith(b"HTTP/1.1 200"), head
+        data = stream_bytes(16 * 1024 * 1024)
+        s.sendall(data)
+        # close_notify ends the client's side (passed on to the target as
+        # EOF); the target sent nothing, so the gateway's comes back.
+        s.unwrap().close()
+        got = target.wait_received(1)[0]
+        wrong = stream_check(got, data)
+        assert not wrong, wrong
+    finally:
+        target.stop()
 
 
 def test_curl_ntlm_over_tls(make_gateway, tmp_path, ca, sockdir, origin):

@@ -640,6 +640,104 @@ class EchoServer:
                 pass
 
 
+SLOW_RCVBUF = 4096  # a slow reader's receive buffer: the sender's writes back up at once
+
+
+def stream_bytes(n, seed=16):
+    """n pseudo-random bytes (no period a reordering or a repeat could hide in)."""
+    return random.Random(seed).randbytes(n)
+
+
+def read_slowly(sock, limit, deadline_s=60.0):
+    """Reads sock to EOF (or limit bytes) in 4 KiB pieces with a pause every
+    64 of them: the writer on the other side meets backpressure all along."""
+    got = bytearray()
+    sock.settimeout(deadline_s)
+    reads = 0
+    while len(got) < limit:
+        b = sock.recv(4096)
+        if not b:
+            break
+        got += b
+        reads += 1
+        if reads % 64 == 0:
+            time.sleep(0.002)
+    return bytes(got)
+
+
+def stream_check(got, want):
+    """'' when got == want, else where and how they differ (no 16 MiB repr)."""
+    if got == want:
+        return ""
+    n = min(len(got), len(want))
+    at = next((i for i in range(n) if got[i] != want[i]), n)
+    return "%d bytes for %d, first difference at byte %d" % (len(got), len(want), at)
+
+
+class StreamServer:
+    """A tunnel target that sends `send` bytes of stream_bytes on each
+    connection as fast as the socket takes them, then half-closes, while it
+    reads what it receives slowly (SLOW_RCVBUF, read_slowly): `received` holds
+    each connection's bytes once its peer half-closed."""
+
+    def __init__(self, send=0, host="127.0.0.1"):
+        self.host = host
+        self.port = None
+        self.data = stream_bytes(send)
+        self.received = []
+        self._lock = threading.Lock()
+        self._sock = None
+
+    def start(self):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(8)
+        self.port = self._sock.getsockname()[1]
+        self._accepting_over = threading.Event()
+        threading.Thread(target=self._accept, daemon=True, name="stream-accept").start()
+        return self
+
+    def _accept(self):
+        try:
+            while True:
+                try:
+                    s, _ = self._sock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=self._send, args=(s,), daemon=True).start()
+                threading.Thread(target=self._read, args=(s,), daemon=True).start()
+        finally:
+            self._accepting_over.set()
+
+    def _send(self, s):
+        try:
+            s.sendall(self.data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _read(self, s):
+        try:
+            got = read_slowly(s, 1 << 31)
+        except OSError:
+            got = None
+        with self._lock:
+            self.received.append(got)
+
+    def wait_received(self, n=1, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= n:
+                    return list(self.received)
+            time.sleep(0.01)
+        raise AssertionError("stream server: %d connection(s) not ended in %.0f s" % (n, timeout))
+
+    def stop(self):
+        _end_accept(self._sock, self._accepting_over, "stream server")
+
+
 def make_tls_context(certfile, keyfile):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certfile, keyfile)
