@@ -200,6 +200,8 @@ int main(int argc, char **argv)
     srv.shutdown_timer.data = &srv;
     uv_timer_init(&loop, &srv.reload_timer);
     srv.reload_timer.data = &srv;
+    uv_timer_init(&loop, &srv.trim_timer);
+    srv.trim_timer.data = &srv;
     uv_timer_init(&loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_signal_t *sigs[] = {&srv.sig_term, &srv.sig_int, &srv.sig_hup, &srv.sig_usr1};

@@ -428,6 +428,14 @@
  * thousands of idle clients do not each hold a set. */
 #define AG_IDLE_RELEASE_MS 1000
 
+/* After idle releases, the heap's free pages go back to the kernel this
+ * long after the first of them (malloc_trim): the released buffers of
+ * thousands of idle clients lie in holes between live connections, where
+ * glibc never returns them by itself, so RSS kept the peak. One trim per
+ * loop per half second at most: trimming after every release would make
+ * the next allocations fault the same pages in again. */
+#define AG_HEAP_TRIM_DELAY_MS 500
+
 /* Why the last parent of a route could not be used ("NAME: in back-off",
  * "NAME: TLS: ..."), for the parent_none_left log line: a parent name and
  * a short reason. Made only when a parent fails (conn.h: parent_why). */

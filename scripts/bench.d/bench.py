@@ -810,7 +810,11 @@ async def _idle_round(ctx, t, n):
     t0 = time.monotonic()
     conns, errors = await _open_idle(t.port, n, req, ctx.args.idle_concurrency, 30)
     opened = time.monotonic() - t0
-    await asyncio.sleep(1.0)  # settle; lets the event loop notice peer closes
+    # Settle past authgate's idle release (AG_IDLE_RELEASE_MS, 1 s) and its
+    # heap trim (0.5 s after), so that what is measured is idle connections,
+    # not the buffers of their one request; also lets the event loop notice
+    # peer closes. Squid gets the same wait.
+    await asyncio.sleep(2.0)
     with_conns = rss_kib(t)
     fds_with = fd_count(t)
     alive = sum(1 for r, _ in conns if not r.at_eof())

@@ -4,6 +4,7 @@
  * bytes, enforces the buffer ceilings and deadlines, and owns teardown. */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,6 +248,13 @@ static bool holds_blocks(const struct conn *c)
            c->stage_up.cap || c->rq.req_head_up.cap || c->url_text.cap || c->sp;
 }
 
+static void on_trim(uv_timer_t *t)
+{
+    struct ag_server *srv = t->data;
+    malloc_trim(0);
+    srv->stats.heap_trims++;
+}
+
 /* AG_IDLE_RELEASE_MS: an idle connection's blocks go back (wiped). */
 static void release_blocks(struct conn *c)
 {
@@ -265,6 +273,9 @@ static void release_blocks(struct conn *c)
     if (c->up && c->up->idle)
         ag_head_release(&c->up->head);
     c->srv->stats.idle_released++;
+    /* Once the loop has stopped its own timers are closing. */
+    if (!c->srv->stopped && !uv_is_active((uv_handle_t *)&c->srv->trim_timer))
+        uv_timer_start(&c->srv->trim_timer, on_trim, AG_HEAP_TRIM_DELAY_MS, 0);
 }
 
 static void on_timer(uv_timer_t *t)

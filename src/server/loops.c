@@ -265,6 +265,8 @@ int ag_server_start_loops(struct ag_server *m)
         s->shutdown_timer.data = s;
         uv_timer_init(s->loop, &s->reload_timer);
         s->reload_timer.data = s;
+        uv_timer_init(s->loop, &s->trim_timer);
+        s->trim_timer.data = s;
         uv_async_init(s->loop, &s->call_async, on_call);
         s->call_async.data = s;
         s->calls_open = true;
@@ -287,6 +289,7 @@ int ag_server_start_loops(struct ag_server *m)
             uv_close((uv_handle_t *)&s->call_async, NULL);
             uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
             uv_close((uv_handle_t *)&s->reload_timer, NULL);
+            uv_close((uv_handle_t *)&s->trim_timer, NULL);
             for (size_t k = 0; k < s->n_listeners; k++)
                 uv_close((uv_handle_t *)&s->listeners[k]->tcp, ag_server_listener_closed);
             uv_run(s->loop, UV_RUN_DEFAULT);

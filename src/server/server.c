@@ -400,6 +400,7 @@ void ag_server_stop(struct ag_server *srv)
         srv->stopped = true;
         close_if_open((uv_handle_t *)&srv->shutdown_timer);
         close_if_open((uv_handle_t *)&srv->reload_timer);
+        close_if_open((uv_handle_t *)&srv->trim_timer);
         if (is_main)
             close_if_open((uv_handle_t *)&srv->drain_timer);
         if (!is_main || srv->n_shards > 1)

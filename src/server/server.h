@@ -146,6 +146,8 @@ struct ag_server {
      * its deadline, and whether another SIGHUP came meanwhile */
     struct ag_job *reload_job;
     uv_timer_t reload_timer;
+    /* returns freed heap pages after idle releases (conn.c, AG_HEAP_TRIM_DELAY_MS) */
+    uv_timer_t trim_timer;
     bool reload_again;
     uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
     int exit_code;

@@ -152,3 +152,4 @@ def test_idle_connection_footprint(make_gateway, origin, malloc_count, sockdir):
     wait_until(lambda: stats(gw)["connections"] == 0, 10.0, "every connection closed")
     per_conn = (held - heap_live(gw, report)) / n
     assert 0 < per_conn <= IDLE_CONN_HEAP_MAX, "%.0f bytes of heap per idle connection" % per_conn
+

@@ -5,9 +5,10 @@ connection; test_upstream_pool.py covers the shared pool (the default)."""
 
 import pytest
 
+from harness.ctl_client import stats
 from harness.origin import HELLO
 from harness.rawhttp import get_request
-from harness.tools import curl
+from harness.tools import curl, wait_until
 
 
 def _get(c, url, **kw):
@@ -205,3 +206,22 @@ def test_idle_client_connection_closed(gateway, origin):
     t0 = time.monotonic()
     assert c.is_closed(3.0), "idle keep-alive connection not closed"
     assert time.monotonic() - t0 < 2.5
+
+
+def test_idle_release_hands_heap_pages_back(make_gateway, origin, tmp_path):
+    """The buffers idle connections give back lie in holes between live
+    connections, which glibc never returns to the kernel by itself: the
+    loop trims the heap (malloc_trim) AG_HEAP_TRIM_DELAY_MS after an idle
+    release, once per burst of them, and counts it (heap_trims)."""
+    gw = make_gateway(status_socket=str(tmp_path / "ctl.sock"), workers=1)
+    clients = [gw.client() for _ in range(20)]
+    for c in clients:
+        assert c.request(get_request(origin.url("/small"))).status == 200
+    wait_until(lambda: stats(gw).get("idle_released", 0) >= 20, 10.0, "the idle releases")
+    wait_until(lambda: stats(gw).get("heap_trims", 0) >= 1, 5.0, "a heap trim")
+    # one burst of releases, one or two trims (not one per connection)
+    assert stats(gw)["heap_trims"] <= 4
+    # still serving after the trim
+    assert clients[0].request(get_request(origin.url("/after"))).status == 200
+    for c in clients:
+        c.close()
