@@ -247,37 +247,34 @@ void exchange_log(struct conn *c)
         ag_line_str(&l, "\",\"conn\":");
         ag_line_u64(&l, c->id, 0, ' ');
         ag_line_str(&l, "}\n");
-        ag_access_line(l.p, l.len);
-        if (l.p != small)
-            free(l.p);
-        return;
+    } else {
+        /* Squid's native format, built without printf:
+         * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
+        line_time(&l, &tv);
+        ag_line_ch(&l, ' ');
+        ag_line_u64(&l, ms, 6, ' ');
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, c->peer);
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, tag);
+        ag_line_ch(&l, '/');
+        ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 3, '0');
+        ag_line_ch(&l, ' ');
+        ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, method);
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, url);
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, user);
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, hierarchy(c));
+        ag_line_str(&l, c->rq.hier_ip[0] ? "/" : "/-");
+        ag_line_str(&l, c->rq.hier_ip);
+        ag_line_ch(&l, ' ');
+        ag_line_str(&l, ctype);
+        ag_line_ch(&l, '\n');
     }
-    /* Squid's native format, built without printf:
-     * "%lld.%03d %6llu %s %s/%03d %llu %s %s %s %s%s %s\n". */
-    line_time(&l, &tv);
-    ag_line_ch(&l, ' ');
-    ag_line_u64(&l, ms, 6, ' ');
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, c->peer);
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, tag);
-    ag_line_ch(&l, '/');
-    ag_line_u64(&l, (uint64_t)(s > 0 ? s : 0), 3, '0');
-    ag_line_ch(&l, ' ');
-    ag_line_u64(&l, c->rq.bytes_sent, 0, ' ');
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, method);
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, url);
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, user);
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, hierarchy(c));
-    ag_line_str(&l, c->rq.hier_ip[0] ? "/" : "/-");
-    ag_line_str(&l, c->rq.hier_ip);
-    ag_line_ch(&l, ' ');
-    ag_line_str(&l, ctype);
-    ag_line_ch(&l, '\n');
     ag_access_line(l.p, l.len);
     /* Counted after the line is in the log (or its buffer): the client may
      * have its response before this, so whoever rotates the log and needs

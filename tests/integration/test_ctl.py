@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness.ctl_client import ctl, ctl_bin, ctl_json, raw_exchange
+from harness.ctl_client import ctl, ctl_bin, ctl_json, raw_exchange, stats
 from harness.ctl_client import sockdir  # noqa: F401 (fixtures)
 from harness.gateway import authgate_bin, free_port, render_config, sanitizer_env, \
     sanitizer_reports
@@ -698,6 +698,8 @@ def test_json_access_log(make_gateway, origin, sockdir):
     assert recs[1]["hierarchy"] == "HIER_DIRECT" and recs[1]["upstream"] == "127.0.0.1"
     assert recs[1]["bytes"] > 0 and isinstance(recs[1]["time"], float)
     assert recs[0]["conn"] == recs[1]["conn"]
+    # JSON lines are counted like the others (access_log_lines)
+    assert stats(gw)["access_log_lines"] == 2
     # a reload back to squid switches the format
     gw.reload({"access_log_format": "squid"})
     assert c.request(get_request(origin.url("/c"), headers=[basic_header()])).status == 200
