@@ -19,7 +19,7 @@ void ag_head_reset(struct ag_head *h)
     h->n_fields = 0;
     h->url_off = h->url_len = 0;
     h->in_field = h->in_value = false;
-    h->conn_fields = false;
+    h->conn_fields = h->conn_marked = false;
     h->err = 0;
 }
 
@@ -88,6 +88,7 @@ int ag_head_on_field(struct ag_head *h, const char *at, size_t len)
         f->name_off = (uint32_t)h->raw.len;
         f->name_len = 0;
         f->val_off = f->val_len = 0;
+        f->hop = false;
         h->in_field = true;
     }
     if (append(h, at, len))
@@ -98,8 +99,22 @@ int ag_head_on_field(struct ag_head *h, const char *at, size_t len)
 
 static bool tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    /* Letters, digits and '-' first: nearly every byte of every name. */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           (c && strchr("!#$%&'*+.^_`|~", c));
+}
+
+static const char *const hop_fields[] = {
+    "Connection", "Proxy-Connection",    "Keep-Alive",         "TE", "Trailer",
+    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate", NULL,
+};
+
+static bool fixed_hop(const char *nm, size_t nl)
+{
+    for (const char *const *p = hop_fields; *p; p++)
+        if (ag_strieq(nm, nl, *p))
+            return true;
+    return false;
 }
 
 int ag_head_field_done(struct ag_head *h)
@@ -116,6 +131,7 @@ int ag_head_field_done(struct ag_head *h)
             return -1;
     if (ag_strieq(nm, nl, "Connection") || ag_strieq(nm, nl, "Proxy-Connection"))
         h->conn_fields = true;
+    h->fields[h->n_fields - 1].hop = fixed_hop(nm, nl);
     return 0;
 }
 
@@ -209,31 +225,46 @@ bool ag_head_accepts_html(const struct ag_head *h)
     return has_element(h, "Accept", "text/html", true);
 }
 
-static const char *const hop_fields[] = {
-    "Connection", "Proxy-Connection",    "Keep-Alive",         "TE", "Trailer",
-    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate", NULL,
-};
-
-bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_header)
+/* Sets hop on every field whose name an element of a Connection or
+ * Proxy-Connection field lists: elements times fields, once per head. */
+static void mark_conn_named(struct ag_head *h)
 {
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        size_t nl, vl;
+        const char *nm = ag_head_name(h, i, &nl);
+        if (!ag_strieq(nm, nl, "Connection") && !ag_strieq(nm, nl, "Proxy-Connection"))
+            continue;
+        const char *v = ag_head_value(h, i, &vl);
+        size_t k = 0;
+        while (k < vl) {
+            while (k < vl && (v[k] == ' ' || v[k] == '\t' || v[k] == ','))
+                k++;
+            size_t s = k;
+            while (k < vl && v[k] != ',')
+                k++;
+            size_t e = k;
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
+            for (uint32_t j = 0; e > s && j < h->n_fields; j++) {
+                size_t jl;
+                const char *jn = ag_head_name(h, j, &jl);
+                if (jl == e - s && ag_strnieq(jn, v + s, jl))
+                    h->fields[j].hop = true;
+            }
+        }
+    }
+    h->conn_marked = true;
+}
+
+bool ag_head_is_hop(struct ag_head *h, uint32_t i, const char *identity_header)
+{
+    if (h->conn_fields && !h->conn_marked)
+        mark_conn_named(h);
+    if (h->fields[i].hop)
+        return true;
     size_t nl;
     const char *nm = ag_head_name(h, i, &nl);
-    for (const char *const *p = hop_fields; *p; p++)
-        if (ag_strieq(nm, nl, *p))
-            return true;
-    if (identity_header && ag_strieq(nm, nl, identity_header))
-        return true;
-    /* Every field the sender named in Connection is hop-by-hop too (none
-     * without a Connection field: no scan of every field per field). */
-    if (!h->conn_fields)
-        return false;
-    char name[128];
-    if (nl >= sizeof name)
-        return false;
-    memcpy(name, nm, nl);
-    name[nl] = '\0';
-    return ag_head_has_token(h, "Connection", name) ||
-           ag_head_has_token(h, "Proxy-Connection", name);
+    return identity_header && ag_strieq(nm, nl, identity_header);
 }
 
 const char *ag_head_scan_defects(const char *data, size_t n, bool have_fields, bool *last_lf,

@@ -21,6 +21,11 @@
 struct ag_field {
     uint32_t name_off, name_len;
     uint32_t val_off, val_len;
+    /* Hop-by-hop: a name of the fixed list, set when the name ends, or one
+     * the sender listed in Connection, set by the head's first hop query.
+     * Both once per field, not once per field per query: every request and
+     * every response asks of each of its fields. */
+    bool hop;
 };
 
 struct ag_head {
@@ -31,6 +36,7 @@ struct ag_head {
     uint32_t limit;            /* header_max of the config in force */
     bool in_field, in_value;   /* which span the last callback extended */
     bool conn_fields;          /* a Connection or Proxy-Connection field is present */
+    bool conn_marked;          /* the fields named in them have hop set */
     int err;                   /* AG_ELIMIT once a ceiling was hit */
 };
 
@@ -98,7 +104,8 @@ int ag_head_check_framing(const struct ag_head *h, bool http10, const char **why
 
 /* True when field i must not be forwarded: the fixed hop-by-hop set, any
  * field named in Connection / Proxy-Connection, Proxy-Authorization, and
- * the configured identity header (may be NULL). */
-bool ag_head_is_hop(const struct ag_head *h, uint32_t i, const char *identity_header);
+ * the configured identity header (may be NULL). Call on a complete head:
+ * the first call marks the fields that Connection names (non-const). */
+bool ag_head_is_hop(struct ag_head *h, uint32_t i, const char *identity_header);
 
 #endif

@@ -99,10 +99,26 @@ static int ipv4_parse(const char *name, size_t n, uint32_t *out)
     return 0;
 }
 
+/* By hand, not snprintf: every request naming an IPv4 host comes here. */
 static int put_ipv4(const uint8_t a[4], char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
-    return n > 0 && (size_t)n < cap ? n : AG_ELIMIT;
+    char t[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (i)
+            t[n++] = '.';
+        if (v >= 100)
+            t[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            t[n++] = (char)('0' + v / 10 % 10);
+        t[n++] = (char)('0' + v % 10);
+    }
+    if (n >= cap)
+        return AG_ELIMIT;
+    memcpy(out, t, n);
+    out[n] = '\0';
+    return (int)n;
 }
 
 /* RFC 5952 §4: lower-case hex, no leading zeros, the longest run of two or

@@ -545,7 +545,7 @@ static int via_field(struct ag_buf *b, const char *pseudonym)
 
 static int build_upstream_head(struct conn *c, struct ag_buf *b)
 {
-    const struct ag_head *h = &c->head;
+    struct ag_head *h = &c->head;
     const struct ag_config *cfg = c->cfg;
     int rc;
     if (c->rq.parent) {
@@ -755,7 +755,7 @@ static bool conn_bound_auth(const struct ag_head *h, const char *field)
     return false;
 }
 
-static int copy_fields(struct ag_buf *b, const struct ag_head *h, struct conn *c)
+static int copy_fields(struct ag_buf *b, struct ag_head *h, struct conn *c)
 {
     int rc = 0;
     for (uint32_t i = 0; i < h->n_fields && !rc; i++) {

@@ -55,21 +55,14 @@ int ag_hexval(char c)
     return -1;
 }
 
-bool ag_strieq(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++)
-        if (ag_ascii_lower(a[i]) != ag_ascii_lower(b[i]))
-            return false;
-    return true;
-}
-
 /* Kept verbatim: printable ASCII except '"', '\\' and the extra set. */
 static bool plain(unsigned char ch, const char *extra)
 {
-    return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && !strchr(extra, ch);
+    /* Letters and digits first: the extra sets are punctuation, and the
+     * access log escapes every URL byte by byte. */
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && !(*extra && strchr(extra, ch));
 }
 
 static char *escape(char *dst, size_t dstcap, const char *src, size_t n, const char *extra)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "authgate/err.h"
 
@@ -75,8 +76,23 @@ static inline char ag_ascii_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 }
 
-/* ASCII case-insensitive equality of (a,alen) with NUL-terminated b. */
-bool ag_strieq(const char *a, size_t alen, const char *b);
+/* ASCII case-insensitive equality of a[0..n) and b[0..n). */
+static inline bool ag_strnieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ag_ascii_lower(a[i]) != ag_ascii_lower(b[i]))
+            return false;
+    return true;
+}
+
+/* ASCII case-insensitive equality of (a,alen) with NUL-terminated b.
+ * Inline: most b are literals, whose strlen the compiler folds, so a field
+ * of another length costs one compare (headers are matched against names on
+ * every request). */
+static inline bool ag_strieq(const char *a, size_t alen, const char *b)
+{
+    return strlen(b) == alen && ag_strnieq(a, b, alen);
+}
 /* Escapes untrusted bytes for a log line into dst (always NUL-terminated):
  * printable ASCII except '"' and '\\' kept, everything else \xHH; truncated
  * to dstcap-1 with a trailing "..." when cut. Returns dst. */

@@ -180,6 +180,8 @@ static void test_host_canon(void **state)
         {"017700000002", "127.0.0.2", AG_HOST_IPV4},
         {"127.0.0.2.", "127.0.0.2", AG_HOST_IPV4},
         {"0x7f.1", "127.0.0.1", AG_HOST_IPV4},
+        {"10.100.9.109", "10.100.9.109", AG_HOST_IPV4}, /* one, two and three digits */
+        {"100.20.0.199", "100.20.0.199", AG_HOST_IPV4},
         {"0", "0.0.0.0", AG_HOST_IPV4},
         {"0x", "0.0.0.0", AG_HOST_IPV4}, /* "0x" alone is the number 0 */
         {"0x.0x.0x.0x", "0.0.0.0", AG_HOST_IPV4},
@@ -372,6 +374,29 @@ static void test_head_tokens_and_hops(void **state)
     const char *v;
     size_t vl;
     assert_int_equal(ag_head_find(&h, "proxy-authorization", &v, &vl), 1);
+
+    /* Marks are per head: a field named before its Connection field, in a
+     * second Connection field, with blanks around; a head without
+     * Connection after a reset keeps nothing of the last one's marks. */
+    ag_head_reset(&h);
+    add(&h, "X-Early", "1");
+    add(&h, "Connection", "close");
+    add(&h, "Proxy-Connection", " ,x-early ,\tX-Late\t");
+    add(&h, "X-Late", "2");
+    add(&h, "X-Lat", "3");
+    add(&h, "X-Other", "4");
+    bool want[] = {true, true, true, true, false, false};
+    for (uint32_t i = 0; i < h.n_fields; i++)
+        assert_int_equal(ag_head_is_hop(&h, i, NULL), want[i]);
+    ag_head_reset(&h);
+    add(&h, "Connection", "x-b");
+    add(&h, "X-B", "1");
+    assert_true(ag_head_is_hop(&h, 1, NULL)); /* marked again, for this head */
+    ag_head_reset(&h);
+    add(&h, "X-Early", "1");
+    add(&h, "X-Late", "2");
+    assert_false(ag_head_is_hop(&h, 0, NULL));
+    assert_false(ag_head_is_hop(&h, 1, NULL));
     ag_head_free(&h);
 }
 
