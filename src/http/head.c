@@ -104,15 +104,30 @@ static bool tchar(unsigned char c)
            (c && strchr("!#$%&'*+.^_`|~", c));
 }
 
-static const char *const hop_fields[] = {
-    "Connection", "Proxy-Connection",    "Keep-Alive",         "TE", "Trailer",
-    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate", NULL,
+/* With their lengths: every field name of every head is checked here. */
+#define HOP(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} hop_fields[] = {
+    HOP("Connection"),
+    HOP("Proxy-Connection"),
+    HOP("Keep-Alive"),
+    HOP("TE"),
+    HOP("Trailer"),
+    HOP("Upgrade"),
+    HOP("Proxy-Authorization"),
+    HOP("Proxy-Authenticate"),
 };
+#undef HOP
 
 static bool fixed_hop(const char *nm, size_t nl)
 {
-    for (const char *const *p = hop_fields; *p; p++)
-        if (ag_strieq(nm, nl, *p))
+    for (size_t i = 0; i < sizeof hop_fields / sizeof hop_fields[0]; i++)
+        if (nl == hop_fields[i].len && ag_strnieq(nm, hop_fields[i].name, nl))
             return true;
     return false;
 }

@@ -40,7 +40,7 @@ int ag_buf_reserve(struct ag_buf *b, size_t extra)
     return 0;
 }
 
-int ag_buf_append(struct ag_buf *b, const void *p, size_t n)
+int ag_buf_append_grow(struct ag_buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
@@ -50,11 +50,6 @@ int ag_buf_append(struct ag_buf *b, const void *p, size_t n)
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
-}
-
-int ag_buf_appendz(struct ag_buf *b, const char *s)
-{
-    return ag_buf_append(b, s, strlen(s));
 }
 
 int ag_buf_append_u64(struct ag_buf *b, uint64_t v)

@@ -26,11 +26,30 @@ struct ag_buf {
 };
 
 void ag_buf_init(struct ag_buf *b, size_t max);
-/* Appends n bytes; AG_ELIMIT past the ceiling, AG_ENOMEM. */
-int ag_buf_append(struct ag_buf *b, const void *p, size_t n);
 /* Room for extra more bytes past len (AG_ELIMIT past the ceiling, AG_ENOMEM). */
 int ag_buf_reserve(struct ag_buf *b, size_t extra);
-int ag_buf_appendz(struct ag_buf *b, const char *s);
+/* ag_buf_append when the block must grow (or the ceiling refuses). */
+int ag_buf_append_grow(struct ag_buf *b, const void *p, size_t n);
+/* Appends n bytes; AG_ELIMIT past the ceiling, AG_ENOMEM. Inline: heads
+ * are built from dozens of small appends per request, and a block that
+ * has room needs only the copy. */
+static inline int ag_buf_append(struct ag_buf *b, const void *p, size_t n)
+{
+    /* (The first block may be larger than a small ceiling. The PTRDIFF_MAX
+     * test is for the compiler: no block is that big.) */
+    if (n > b->cap - b->len || n > b->max - b->len || n > PTRDIFF_MAX)
+        return ag_buf_append_grow(b, p, n);
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
+    return 0;
+}
+/* Inline too: the length of a literal folds. */
+static inline int ag_buf_appendz(struct ag_buf *b, const char *s)
+{
+    return ag_buf_append(b, s, strlen(s));
+}
 /* Appends v in decimal: the per-request heads (status, Content-Length,
  * port) without a printf. */
 int ag_buf_append_u64(struct ag_buf *b, uint64_t v);
