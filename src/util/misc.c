@@ -76,6 +76,13 @@ static char *escape(char *dst, size_t dstcap, const char *src, size_t n, const c
     for (size_t i = 0; i < n && total < dstcap; i++)
         total += plain((unsigned char)src[i], extra) ? 1 : 4;
     bool cut = total >= dstcap;
+    if (!cut && total == n) {
+        /* Nothing to escape (most URLs): one copy. */
+        if (n)
+            memcpy(dst, src, n);
+        dst[n] = '\0';
+        return dst;
+    }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)src[i];
         size_t need = plain(ch, extra) ? 1 : 4;
