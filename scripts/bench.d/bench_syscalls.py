@@ -159,12 +159,11 @@ class Strace:
 
 
 def summary(calls, n):
-    """(calls per request, "name per-request, ..." for every call made, the
-    rare ones -- timers, the buffered log's flush -- with 3 decimals)."""
+    """(calls per request, "name per-request, ..." for every call made, with
+    3 decimals: the rare ones -- timers, the buffered log's flush -- show)."""
     total = sum(calls.values())
     top = sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))
-    return total / n, ", ".join(f"{k} {v / n:.2f}" if v / n >= 0.05 else f"{k} {v / n:.3f}"
-                                for k, v in top)
+    return total / n, ", ".join(f"{k} {v / n:.3f}" for k, v in top)
 
 
 def put_calls(ctx, metric, col, calls, n, what):
