@@ -48,6 +48,7 @@ spread over the rounds, and the load average at the start and the end.
 """
 
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -226,8 +227,6 @@ class Driver:
     proxy's close).  conns=1 is one request after another."""
 
     def __init__(self, ctx, t, conns, close):
-        import selectors
-        self.sel_mod = selectors
         self.t, self.close = t, close
         self.req = request(ctx, close)
         self.sel = selectors.DefaultSelector()
@@ -241,14 +240,14 @@ class Driver:
             sl.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sl.s.setblocking(False)
             sl.s.connect_ex(("127.0.0.1", self.t.port))
-            self.sel.register(sl.s, self.sel_mod.EVENT_WRITE, sl)
+            self.sel.register(sl.s, selectors.EVENT_WRITE, sl)
         else:
             self._send(sl)
 
     def _send(self, sl):
         if sl.s.send(self.req) != len(self.req):   # ~100 bytes fit any buffer
             raise OSError("short send")
-        self.sel.modify(sl.s, self.sel_mod.EVENT_READ, sl)
+        self.sel.modify(sl.s, selectors.EVENT_READ, sl)
 
     def run(self, total, timeout=180):
         """Makes `total` requests; returns when all completed, raises OSError
@@ -265,7 +264,7 @@ class Driver:
                 raise OSError(f"timeout: {done} of {total} responses")
             for key, ev in sel.select(min(left, 1.0)):
                 sl = key.data
-                if ev & self.sel_mod.EVENT_WRITE:
+                if ev & selectors.EVENT_WRITE:
                     err = sl.s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err:
                         raise OSError(err, os.strerror(err))
