@@ -104,15 +104,20 @@
 #define AG_UPSTREAM_KEEPALIVE_MS 15000
 /* Idle upstream connections one event loop keeps for any client
  * ("upstream_keepalive"; 0 = no shared pool, only a client connection's
- * own). Each holds a descriptor and ~1 KiB; 64 covers the concurrency of a
- * busy site per loop, like nginx's usual "keepalive 32..64" per worker. */
-#define AG_UPSTREAM_POOL 64
+ * own). Each holds a descriptor and ~1 KiB. It must cover the requests in
+ * flight at once, or every burst of answers closes what the next burst
+ * connects again: at 64 (and 32 per host), 50 busy clients of one origin
+ * cost a connect and a close per request, a third of the loop's CPU
+ * (scripts/bench, keep-alive rows). The descriptor guard in
+ * exchange_maybe_done stops pooling near the descriptor limit. */
+#define AG_UPSTREAM_POOL 256
 /* Ceiling of the option: past this a pool holds more descriptors than
  * the accept gate leaves for clients at the default max_connections. */
 #define AG_UPSTREAM_POOL_MAX 4096
 /* Idle connections kept per hop ("upstream_keepalive_per_host"): one busy
- * origin must not take the whole pool from the others. */
-#define AG_UPSTREAM_POOL_PER_HOST 32
+ * origin must not take the whole pool from the others, yet a parent proxy
+ * is the one hop of all traffic, so half the pool. */
+#define AG_UPSTREAM_POOL_PER_HOST 128
 /* A CONNECT tunnel with no traffic either way. */
 #define AG_TUNNEL_IDLE_TIMEOUT_MS 600000
 /* Graceful shutdown waits at most this long for in-flight exchanges. */
