@@ -22,6 +22,7 @@
 
 #include "auth/ntlm.h"
 #include "config/config.h"
+#include "util/list.h"
 #include "work.h"
 
 /* Counters since start; every limit hit has one (visible through authgatectl).
@@ -129,7 +130,7 @@ struct ag_server {
     size_t n_listeners;
     /* The loop's shared pool of idle upstream connections (uppool.c):
      * newest first, no lock (each loop its own). */
-    struct ag_upstream *pool_head, *pool_tail;
+    struct ag_list pool; /* of ag_upstream.pool_node */
     uint32_t pool_n;
     struct conn *conns; /* doubly linked list of live connections */
     uint32_t n_conns;
