@@ -132,7 +132,7 @@ struct ag_server {
      * newest first, no lock (each loop its own). */
     struct ag_list pool; /* of ag_upstream.pool_node */
     uint32_t pool_n;
-    struct conn *conns; /* doubly linked list of live connections */
+    struct ag_list conns; /* of conn.node: live connections, newest first */
     uint32_t n_conns;
     uint64_t next_conn_id;
     uint64_t next_req_id; /* request ids (conn_request.id), server-wide */
