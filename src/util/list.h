@@ -3,7 +3,8 @@
  * Glossary: node = a struct ag_list_node embedded in the element (the
  * element owns its node; the list owns nothing and frees nothing); list =
  * its two ends, first and last; entry = the element a node is embedded in
- * (ag_list_entry, a container-of that maps NULL to NULL).
+ * (ag_list_entry, a container-of that maps NULL to NULL); hlist = the chain
+ * of one hash bucket (below): a one-pointer head, O(1) unlink all the same.
  *
  * Why NULL-terminated with a two-pointer head rather than a circular list
  * with a sentinel: every holder here (the server of a loop, the caches,
@@ -101,8 +102,8 @@ static inline void ag_list_move_last(struct ag_list *l, struct ag_list_node *n)
 #define ag_container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 /* As ag_container_of, but NULL for NULL (the end of a walk, an empty list):
- * a function, so that p is evaluated once. */
-static inline void *ag_list_entry_at(struct ag_list_node *n, size_t off)
+ * a function, so that p is evaluated once. n: a list or an hlist node. */
+static inline void *ag_list_entry_at(void *n, size_t off)
 {
     return n ? (void *)((char *)n - off) : NULL;
 }
@@ -120,5 +121,42 @@ static inline void *ag_list_entry_at(struct ag_list_node *n, size_t off)
     for (type *pos = ag_list_entry((l)->first, type, member),                                      \
               *nxt = pos ? ag_list_entry(pos->member.next, type, member) : NULL;                   \
          pos; pos = nxt, nxt = pos ? ag_list_entry(pos->member.next, type, member) : NULL)
+
+/* --- hlist: the chain of one hash bucket -------------------------------------
+ * A bucket is one pointer (struct ag_hlist_node *, NULL when empty), so a
+ * bucket array is half the size of one of lists; a node finds its way out
+ * without the bucket through pprev, the pointer that points at it (the
+ * bucket itself or the previous node's next). */
+
+struct ag_hlist_node {
+    struct ag_hlist_node *next;   /* NULL at the end of the chain */
+    struct ag_hlist_node **pprev; /* the pointer that points at this node */
+};
+
+/* Links n (not in any chain) first in *bucket. */
+static inline void ag_hlist_push(struct ag_hlist_node **bucket, struct ag_hlist_node *n)
+{
+    n->next = *bucket;
+    if (n->next)
+        n->next->pprev = &n->next;
+    n->pprev = bucket;
+    *bucket = n;
+}
+
+/* Unlinks n, which must be in a chain, in O(1); n's pointers end NULL. */
+static inline void ag_hlist_remove(struct ag_hlist_node *n)
+{
+    *n->pprev = n->next;
+    if (n->next)
+        n->next->pprev = n->pprev;
+    n->next = NULL;
+    n->pprev = NULL;
+}
+
+/* Walks the chain of bucket (a struct ag_hlist_node *) with `type *pos`
+ * declared by the loop. The body must not unlink pos. */
+#define ag_hlist_for_each(pos, bucket, type, member)                                               \
+    for (type *pos = ag_list_entry((bucket), type, member); pos;                                   \
+         pos = ag_list_entry(pos->member.next, type, member))
 
 #endif

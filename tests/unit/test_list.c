@@ -1,4 +1,4 @@
-/* test_list.c - the intrusive list (util/list.h): every operation against a
+/* test_list.c - the intrusive list and hash chain (util/list.h): every operation against a
  * plain array model, the links checked both ways after each step. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +14,13 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define N_ITEMS 8
 
-/* The node is deliberately not the first field: container-of must subtract. */
+/* The nodes are deliberately not the first field: container-of must subtract. */
 struct item {
     int id;
     char pad[13];
     struct ag_list_node node;
     int after;
+    struct ag_hlist_node hnode;
 };
 
 struct model {
@@ -256,6 +257,87 @@ static void test_for_each_safe_removes_and_frees(void **state)
     assert_null(ag_list_last(&l));
 }
 
+/* ---- hlist ---------------------------------------------------------------- */
+
+#define N_BUCKETS 3
+
+/* Each bucket's chain holds exactly the model's ids (newest first), every
+ * pprev points at the pointer that points at its node, unlinked items are
+ * NULL both ways. */
+static void check_buckets(struct ag_hlist_node *const *buckets, const struct model *m,
+                          struct item *items)
+{
+    for (int b = 0; b < N_BUCKETS; b++) {
+        size_t i = 0;
+        struct ag_hlist_node *const *pp = &buckets[b];
+        ag_hlist_for_each (it, buckets[b], struct item, hnode) {
+            assert_true(i < m[b].n);
+            assert_int_equal(it->id, m[b].ids[i]);
+            assert_ptr_equal(it->hnode.pprev, pp);
+            pp = &it->hnode.next;
+            i++;
+        }
+        assert_int_equal(i, m[b].n);
+    }
+    for (int id = 0; id < N_ITEMS; id++) {
+        bool in = false;
+        for (int b = 0; b < N_BUCKETS; b++)
+            in |= model_has(&m[b], id);
+        if (!in) {
+            assert_null(items[id].hnode.next);
+            assert_null(items[id].hnode.pprev);
+        }
+    }
+}
+
+/* Random pushes and removes over three buckets (fixed seed) against the
+ * model: removal of the first, a middle and the last of a chain, and of
+ * the only one, all happen many times. */
+static void test_hlist_random_ops_match_model(void **state)
+{
+    (void)state;
+    struct item items[N_ITEMS];
+    struct ag_hlist_node *buckets[N_BUCKETS] = {NULL};
+    struct model m[N_BUCKETS] = {{{0}, 0}};
+    int where[N_ITEMS];
+    unsigned seed = 777;
+    init_items(items);
+    for (int i = 0; i < N_ITEMS; i++)
+        where[i] = -1;
+    for (int step = 0; step < 20000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        int id = (int)((seed >> 16) % N_ITEMS);
+        int b = (int)((seed >> 8) % N_BUCKETS);
+        if (where[id] < 0) {
+            ag_hlist_push(&buckets[b], &items[id].hnode);
+            model_insert(&m[b], 0, id);
+            where[id] = b;
+        } else {
+            ag_hlist_remove(&items[id].hnode);
+            model_remove(&m[where[id]], id);
+            where[id] = -1;
+        }
+        check_buckets(buckets, m, items);
+    }
+}
+
+static void test_hlist_empty_bucket(void **state)
+{
+    (void)state;
+    struct ag_hlist_node *bucket = NULL;
+    struct item it = {.id = 3};
+    int visited = 0;
+    ag_hlist_for_each (x, bucket, struct item, hnode)
+        visited++;
+    assert_int_equal(visited, 0);
+    ag_hlist_push(&bucket, &it.hnode);
+    ag_hlist_for_each (x, bucket, struct item, hnode)
+        visited += x->id;
+    assert_int_equal(visited, 3);
+    ag_hlist_remove(&it.hnode);
+    assert_null(bucket);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +347,8 @@ int main(void)
         cmocka_unit_test(test_random_ops_match_model),
         cmocka_unit_test(test_for_each_visits_in_order),
         cmocka_unit_test(test_for_each_safe_removes_and_frees),
+        cmocka_unit_test(test_hlist_random_ops_match_model),
+        cmocka_unit_test(test_hlist_empty_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
