@@ -20,18 +20,17 @@
 #define PAIR_KEY_MAX (AG_USER_MAX + 1 + AG_ADDR_KEY_MAX)
 
 struct thr_ent {
-    struct thr_ent *hnext;   /* bucket chain */
-    struct thr_ent **hpprev; /* the pointer that points at us */
-    struct ag_list_node age; /* age list, by window start: oldest first */
-    uint64_t start;          /* window start, monotonic ms */
-    uint32_t count;          /* failures in this window */
-    bool good;               /* pairs: the user succeeded from here */
+    struct ag_hlist_node hnode; /* in its bucket's chain */
+    struct ag_list_node age;    /* age list, by window start: oldest first */
+    uint64_t start;             /* window start, monotonic ms */
+    uint32_t count;             /* failures in this window */
+    bool good;                  /* pairs: the user succeeded from here */
     size_t keylen;
     char key[]; /* normalised key (may hold a NUL), NUL-terminated */
 };
 
 struct thr_table {
-    struct thr_ent **buckets; /* owned; mask + 1 heads */
+    struct ag_hlist_node **buckets; /* owned; mask + 1 chains of thr_ent.hnode */
     size_t mask;
     size_t n, max;
     struct ag_list age; /* of thr_ent.age: oldest first, newest last */
@@ -132,9 +131,7 @@ static struct thr_ent *oldest(const struct thr_table *tab)
 
 static void ent_remove(struct thr_table *tab, struct thr_ent *e)
 {
-    *e->hpprev = e->hnext;
-    if (e->hnext)
-        e->hnext->hpprev = e->hpprev;
+    ag_hlist_remove(&e->hnode);
     ag_list_remove(&tab->age, &e->age);
     tab->n--;
     free(e);
@@ -174,7 +171,7 @@ static struct thr_ent *ent_find(struct ag_throttle *t, struct thr_table *tab, co
     b = hash_key(t, tab, k, n);
     if (bucket)
         *bucket = b;
-    for (struct thr_ent *e = tab->buckets[b]; e; e = e->hnext)
+    ag_hlist_for_each (e, tab->buckets[b], struct thr_ent, hnode)
         if (e->keylen == n && memcmp(e->key, k, n) == 0)
             return e;
     return NULL;
@@ -194,11 +191,7 @@ static struct thr_ent *ent_add(struct thr_table *tab, size_t b, const char *k, s
     e->key[n] = '\0';
     e->keylen = n;
     e->start = now;
-    e->hnext = tab->buckets[b];
-    if (e->hnext)
-        e->hnext->hpprev = &e->hnext;
-    e->hpprev = &tab->buckets[b];
-    tab->buckets[b] = e;
+    ag_hlist_push(&tab->buckets[b], &e->hnode);
     ag_list_push_last(&tab->age, &e->age);
     tab->n++;
     return e;
