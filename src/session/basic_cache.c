@@ -20,19 +20,18 @@
 #define SALT_LEN 32
 
 struct cache_ent {
-    uint8_t key[KEY_LEN];      /* salted hash of the credential; wiped on removal */
-    uint64_t expires_ms;       /* monotonic ms; dead when <= now */
-    struct cache_ent *hnext;   /* bucket chain */
-    struct cache_ent **hpprev; /* the pointer that points at us: O(1) unlink */
-    struct ag_list_node age;   /* age list: oldest first */
-    size_t names_len;          /* bytes in names[] */
-    char names[];              /* "user\0domain\0" */
+    uint8_t key[KEY_LEN];       /* salted hash of the credential; wiped on removal */
+    uint64_t expires_ms;        /* monotonic ms; dead when <= now */
+    struct ag_hlist_node hnode; /* in its bucket's chain: O(1) unlink */
+    struct ag_list_node age;    /* age list: oldest first */
+    size_t names_len;           /* bytes in names[] */
+    char names[];               /* "user\0domain\0" */
 };
 
 struct ag_basic_cache {
     /* Shared by every event loop (workers N): each public call holds mu. */
     pthread_mutex_t mu;
-    struct cache_ent **buckets; /* owned; nbuckets = mask + 1, a power of two */
+    struct ag_hlist_node **buckets; /* owned; nbuckets = mask + 1, a power of two */
     size_t mask;
     size_t n, max;
     struct ag_list age;     /* of cache_ent.age: oldest first, newest last */
@@ -93,9 +92,7 @@ static struct cache_ent *oldest(const struct ag_basic_cache *c)
 
 static void unlink_ent(struct ag_basic_cache *c, struct cache_ent *e)
 {
-    *e->hpprev = e->hnext;
-    if (e->hnext)
-        e->hnext->hpprev = e->hpprev;
+    ag_hlist_remove(&e->hnode);
     ag_list_remove(&c->age, &e->age);
     c->n--;
     ag_wipe(e, sizeof(*e) + e->names_len);
@@ -104,7 +101,7 @@ static void unlink_ent(struct ag_basic_cache *c, struct cache_ent *e)
 
 static struct cache_ent *find(const struct ag_basic_cache *c, const uint8_t key[KEY_LEN])
 {
-    for (struct cache_ent *e = c->buckets[bucket_of(c, key)]; e; e = e->hnext)
+    ag_hlist_for_each (e, c->buckets[bucket_of(c, key)], struct cache_ent, hnode)
         if (ag_ct_memcmp(e->key, key, KEY_LEN) == 0)
             return e;
     return NULL;
@@ -180,11 +177,7 @@ static int ag_basic_cache_insert_unlocked(struct ag_basic_cache *c, const char *
     memcpy(e->names + ulen + dlen + 2, id->sids ? id->sids : "", slen + 1);
 
     b = bucket_of(c, e->key);
-    e->hnext = c->buckets[b];
-    if (e->hnext)
-        e->hnext->hpprev = &e->hnext;
-    e->hpprev = &c->buckets[b];
-    c->buckets[b] = e;
+    ag_hlist_push(&c->buckets[b], &e->hnode);
 
     ag_list_push_last(&c->age, &e->age);
     c->n++;
