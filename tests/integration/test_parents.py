@@ -721,3 +721,28 @@ def test_tls_parent_origin_ntlm_pins_connection(make_gateway, tmp_path, squids, 
     assert len({x[6] for x in recs[:3]}) == 1 and recs[3][6] != recs[0][6], recs
     st = stats(gw)
     assert st["upstream_pinned"] >= 1 and st["upstream_pool_hits"] == 0, st
+
+
+@pytest.mark.parametrize("scheme", ["NTLM", "Negotiate"])
+def test_tls_parent_origin_challenge_pins_connection(make_gateway, tmp_path, squids, origin,
+                                                     sockdir, scheme):
+    """An origin's NTLM or Negotiate challenge relayed by a TLS parent pins
+    the gateway's TLS connection to the client that got it: the next client
+    gets a connection of its own (Squid logs two source ports), the pool
+    counts no hit; the client is told Session-Based-Authentication."""
+    sq, ca = tls_squid(squids, tmp_path)
+    gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
+                            ca)
+    a = gw.client()
+    r = a.request(get_request(origin.url("/auth401/%s" % scheme, host="127.0.0.1"),
+                              [("Proxy-Authorization", basic("alice", PW["alice"]))]))
+    assert r.status == 401 and r.header("www-authenticate") == scheme, r
+    assert r.header("proxy-support") == "Session-Based-Authentication", r
+    r = get(gw, origin.url("/size/777", host="127.0.0.1"), "bob")
+    assert r.status == 200 and r.body == pattern(777), (r.status, len(r.body))
+    first = sq.wait_logged(lambda x: x[1].endswith("/auth401/%s" % scheme))
+    second = sq.wait_logged(lambda x: x[1].endswith("/size/777"))
+    assert first[2] == "401" and first[6] != second[6], (first, second)
+    st = stats(gw)
+    assert st["upstream_pinned"] == 1 and st["upstream_pool_hits"] == 0, st
+    assert st["upstream_opened"] == 2 and st["parent_routed"] == 2, st
