@@ -723,13 +723,14 @@ def test_tls_parent_origin_ntlm_pins_connection(make_gateway, tmp_path, squids, 
     assert st["upstream_pinned"] >= 1 and st["upstream_pool_hits"] == 0, st
 
 
-@pytest.mark.parametrize("scheme", ["NTLM", "Negotiate"])
-def test_tls_parent_origin_challenge_pins_connection(make_gateway, tmp_path, squids, origin,
-                                                     sockdir, scheme):
-    """An origin's NTLM or Negotiate challenge relayed by a TLS parent pins
-    the gateway's TLS connection to the client that got it: the next client
-    gets a connection of its own (Squid logs two source ports), the pool
-    counts no hit; the client is told Session-Based-Authentication."""
+def test_tls_parent_origin_negotiate_challenge_pins_connection(make_gateway, tmp_path, squids,
+                                                               origin, sockdir):
+    """An origin's Negotiate challenge relayed by a TLS parent pins the
+    gateway's TLS connection to the client that got it (NTLM: the test
+    above): the next client gets a connection of its own (Squid logs two
+    source ports), the pool counts no hit; the client is told
+    Session-Based-Authentication."""
+    scheme = "Negotiate"
     sq, ca = tls_squid(squids, tmp_path)
     gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
                             ca)
