@@ -23,6 +23,7 @@
 #include "authgate/limits.h"
 #include "commands.h"
 #include "ctl.h"
+#include "util/list.h"
 #include "util/log.h"
 
 struct ctl_ping;
@@ -31,9 +32,9 @@ struct ctl_conn {
     uv_pipe_t pipe;
     uv_timer_t timer; /* AG_CTL_TIMEOUT_MS for the whole exchange */
     uv_write_t wreq;
-    int handles;        /* open handles; freed at 0 */
-    struct ag_ctl *ctl; /* borrowed; holds a reference for us */
-    struct ctl_conn *prev, *next;
+    int handles;              /* open handles; freed at 0 */
+    struct ag_ctl *ctl;       /* borrowed; holds a reference for us */
+    struct ag_list_node node; /* in ctl->conns */
     uint64_t id;
     uint32_t uid, gid;
     int pid;
@@ -55,7 +56,7 @@ struct ag_ctl {
     uv_pipe_t pipe;
     struct ag_server *srv; /* borrowed */
     char *path;            /* owned: unlinked at stop */
-    struct ctl_conn *conns;
+    struct ag_list conns;  /* of ctl_conn.node, newest first */
     unsigned n_conns;
     int refs; /* the listening pipe + one per connection */
     uint64_t next_id;
@@ -82,12 +83,7 @@ static void on_cc_closed(uv_handle_t *h)
     if (--cc->handles > 0)
         return;
     struct ag_ctl *ctl = cc->ctl;
-    if (cc->prev)
-        cc->prev->next = cc->next;
-    else
-        ctl->conns = cc->next;
-    if (cc->next)
-        cc->next->prev = cc->prev;
+    ag_list_remove(&ctl->conns, &cc->node);
     ctl->n_conns--;
     free(cc->out);
     free(cc);
@@ -298,10 +294,7 @@ static void on_ctl_connection(uv_stream_t *s, int status)
     cc->ctl = ctl;
     cc->id = ++ctl->next_id;
     ctl->refs++;
-    cc->next = ctl->conns;
-    if (ctl->conns)
-        ctl->conns->prev = cc;
-    ctl->conns = cc;
+    ag_list_push_first(&ctl->conns, &cc->node);
     ctl->n_conns++;
     if (uv_accept(s, (uv_stream_t *)&cc->pipe) != 0) {
         cc_close(cc);
@@ -446,7 +439,7 @@ void ag_ctl_stop(struct ag_server *srv)
         return;
     srv->ctl = NULL;
     unlink(ctl->path);
-    for (struct ctl_conn *cc = ctl->conns; cc; cc = cc->next)
+    ag_list_for_each (cc, &ctl->conns, struct ctl_conn, node)
         cc_close(cc);
     uv_close((uv_handle_t *)&ctl->pipe, on_ctl_pipe_closed);
 }

@@ -29,6 +29,7 @@
 #include "authgate/limits.h"
 #include "commands.h"
 #include "util/addr.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -40,7 +41,7 @@ struct mh_conn {
     llhttp_t parser;
     int handles; /* open handles; freed at 0 */
     struct ag_metrics_http *mh;
-    struct mh_conn *prev, *next;
+    struct ag_list_node node; /* in mh->conns */
     uint64_t id;
     struct sockaddr_storage peer;
     char rbuf[1024]; /* one read; the head is parsed as it arrives */
@@ -64,7 +65,7 @@ struct mh_conn {
 struct ag_metrics_http {
     uv_tcp_t tcp;
     struct ag_server *srv; /* borrowed */
-    struct mh_conn *conns;
+    struct ag_list conns;  /* of mh_conn.node, newest first */
     unsigned n_conns;
     int refs;
     uint64_t next_id;
@@ -88,12 +89,7 @@ static void on_mc_closed(uv_handle_t *h)
     if (--mc->handles > 0)
         return;
     struct ag_metrics_http *mh = mc->mh;
-    if (mc->prev)
-        mc->prev->next = mc->next;
-    else
-        mh->conns = mc->next;
-    if (mc->next)
-        mc->next->prev = mc->prev;
+    ag_list_remove(&mh->conns, &mc->node);
     mh->n_conns--;
     if (mc->body_owned)
         ag_ctl_reply_free(&mc->body);
@@ -368,10 +364,7 @@ static void on_mh_connection(uv_stream_t *s, int status)
     mc->mh = mh;
     mc->id = ++mh->next_id;
     mh->refs++;
-    mc->next = mh->conns;
-    if (mh->conns)
-        mh->conns->prev = mc;
-    mh->conns = mc;
+    ag_list_push_first(&mh->conns, &mc->node);
     mh->n_conns++;
     if (uv_accept(s, (uv_stream_t *)&mc->tcp) != 0) {
         mc_close(mc);
@@ -435,7 +428,7 @@ void ag_metrics_http_stop(struct ag_server *srv)
     if (!mh)
         return;
     srv->metrics_http = NULL;
-    for (struct mh_conn *mc = mh->conns; mc; mc = mc->next)
+    ag_list_for_each (mc, &mh->conns, struct mh_conn, node)
         mc_close(mc);
     uv_close((uv_handle_t *)&mh->tcp, on_listener_closed);
 }

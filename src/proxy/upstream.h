@@ -23,6 +23,7 @@
 
 #include "http/head.h"
 #include "http/target.h"
+#include "util/list.h"
 
 struct ag_upstream;
 /* status: 0 connected, AG_ENOTFOUND (name), AG_EIO (refused/unreachable on
@@ -68,9 +69,9 @@ struct ag_upstream {
     bool via_parent; /* connected to a parent proxy, not an origin (pool reuse checks it) */
     bool pinned;     /* connection-bound origin auth seen: never in the shared pool */
     bool in_pool;    /* linked in the loop's shared pool (owner NULL) */
-    struct ag_upstream *pool_prev, *pool_next; /* the shared pool's list, newest first */
-    void *pool_srv;                            /* the loop whose pool holds it (in_pool) */
-    char parent_name[64];    /* the parent's name ("" direct): part of the pool key */
+    struct ag_list_node pool_node; /* in the shared pool's list, newest first (in_pool) */
+    void *pool_srv;                /* the loop whose pool holds it (in_pool) */
+    char parent_name[64];          /* the parent's name ("" direct): part of the pool key */
     struct ag_tls_pipe *tls; /* "parent ... tls": the TLS layer (tls_pipe.h) over tcp, else NULL;
                                 freed with the upstream's memory, never before */
 };

@@ -61,7 +61,9 @@ static void each_on_loop(struct ag_server *srv, void *arg)
 {
     struct each_arg *e = arg;
     uint64_t now = uv_now(srv->loop);
-    for (const struct conn *c = srv->conns; c && !e->stop; c = c->next) {
+    ag_list_for_each (c, &srv->conns, struct conn, node) {
+        if (e->stop)
+            break;
         if (c->state == CONN_CLOSING)
             continue;
         struct ag_conn_info ci;
@@ -95,9 +97,8 @@ static void kick_on_loop(struct ag_server *srv, void *arg)
 {
     struct kick_arg *k = arg;
     uint64_t now = uv_now(srv->loop);
-    struct conn *c, *next;
-    for (c = srv->conns; c; c = next) {
-        next = c->next; /* a closing conn stays listed until its close callback */
+    /* (a closing conn stays listed until its close callback) */
+    ag_list_for_each_safe (c, next, &srv->conns, struct conn, node) {
         if (c->state == CONN_CLOSING)
             continue;
         struct ag_conn_info ci;

@@ -107,12 +107,7 @@ void conn_handle_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     struct ag_server *srv = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    ag_list_remove(&srv->conns, &c->node);
     srv->n_conns--;
     ag_head_free(&c->head);
     ag_buf_free(&c->inbuf);
@@ -1073,10 +1068,7 @@ int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
     /* Unique over every loop: kick id=N names one connection. */
     c->id = __atomic_add_fetch(&srv->main->next_conn_id, 1, __ATOMIC_RELAXED);
     c->created_ms = uv_now(srv->loop);
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    ag_list_push_first(&srv->conns, &c->node);
     srv->n_conns++;
     srv->stats.conns_accepted++;
     /* TCP_NODELAY: inherited from the listener (ag_server_listen). */
@@ -1129,9 +1121,7 @@ int ag_conn_accept(struct ag_server *srv, uv_stream_t *listener)
 
 void ag_conn_drain_all(struct ag_server *srv, bool force)
 {
-    struct conn *c = srv->conns, *next;
-    for (; c; c = next) {
-        next = c->next;
+    ag_list_for_each_safe (c, next, &srv->conns, struct conn, node) {
         if (force) {
             conn_close(c, "shutdown");
         } else if (c->state == CONN_READ_HEAD && !c->rq.in_message && c->inbuf.len == 0) {

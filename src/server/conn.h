@@ -21,6 +21,7 @@
 #include "proxy/splice.h"
 #include "proxy/upstream.h"
 #include "server.h"
+#include "util/list.h"
 
 struct ag_route;
 struct ag_parent_health;
@@ -120,11 +121,11 @@ struct conn_request {
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;      /* the client-side deadline of the current state */
-    int handles;           /* open handles; freed when it drops to 0 */
-    struct ag_server *srv; /* borrowed */
-    struct ag_config *cfg; /* owned reference, refreshed at each request */
-    struct conn *prev, *next;
+    uv_timer_t timer;         /* the client-side deadline of the current state */
+    int handles;              /* open handles; freed when it drops to 0 */
+    struct ag_server *srv;    /* borrowed */
+    struct ag_config *cfg;    /* owned reference, refreshed at each request */
+    struct ag_list_node node; /* in srv->conns */
     uint64_t id;
     enum conn_state state;
     char peer[48];             /* client IP as text */

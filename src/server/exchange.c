@@ -1010,8 +1010,11 @@ static void start_exchange_io(struct conn *c)
     uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
     /* The head is staged for a fresh or a pooled upstream connection: one
      * forwarded request (the retry on a fresh connection is the same one). */
-    if (!c->rq.retried)
+    if (!c->rq.retried) {
         c->srv->stats.forwarded++;
+        if (c->rq.parent)
+            c->srv->stats.parent_routed++; /* on a reused connection too */
+    }
     conn_flush(c);
     conn_resume(c);
 }
@@ -1260,13 +1263,14 @@ static void hop_connected(struct conn *c)
         const struct ag_parent *p = c->rq.parent;
         if (ag_parent_mark_up(c->rq.parent_health))
             ag_info("event=parent_up parent=%s address=%s:%u", p->name, p->host, (unsigned)p->port);
-        c->srv->stats.parent_routed++;
     }
     if (c->rq.is_connect) {
-        if (c->rq.parent)
+        if (c->rq.parent) {
+            c->srv->stats.parent_routed++; /* a tunnel; requests: start_exchange_io */
             parent_connect_start(c);
-        else
+        } else {
             tunnel_open(c, NULL, 0);
+        }
         return;
     }
     start_exchange_io(c);

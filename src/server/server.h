@@ -22,6 +22,7 @@
 
 #include "auth/ntlm.h"
 #include "config/config.h"
+#include "util/list.h"
 #include "work.h"
 
 /* Counters since start; every limit hit has one (visible through authgatectl).
@@ -129,9 +130,9 @@ struct ag_server {
     size_t n_listeners;
     /* The loop's shared pool of idle upstream connections (uppool.c):
      * newest first, no lock (each loop its own). */
-    struct ag_upstream *pool_head, *pool_tail;
+    struct ag_list pool; /* of ag_upstream.pool_node */
     uint32_t pool_n;
-    struct conn *conns; /* doubly linked list of live connections */
+    struct ag_list conns; /* of conn.node: live connections, newest first */
     uint32_t n_conns;
     uint64_t next_conn_id;
     uint64_t next_req_id; /* request ids (conn_request.id), server-wide */

@@ -176,7 +176,7 @@ static void add_loop(struct ag_server *srv, void *arg)
         dw->pools[i].completed += sw->pools[i].completed;
         dw->pools[i].refused_cap += sw->pools[i].refused_cap;
     }
-    for (const struct conn *c = srv->conns; c; c = c->next)
+    ag_list_for_each (c, &srv->conns, const struct conn, node)
         v->tunnels_open += c->state == CONN_TUNNEL;
 }
 

@@ -13,19 +13,12 @@
 #include <string.h>
 
 #include "conn.h"
+#include "util/list.h"
 #include "util/log.h"
 
 static void unlink_up(struct ag_server *srv, struct ag_upstream *up)
 {
-    if (up->pool_prev)
-        up->pool_prev->pool_next = up->pool_next;
-    else
-        srv->pool_head = up->pool_next;
-    if (up->pool_next)
-        up->pool_next->pool_prev = up->pool_prev;
-    else
-        srv->pool_tail = up->pool_prev;
-    up->pool_prev = up->pool_next = NULL;
+    ag_list_remove(&srv->pool, &up->pool_node);
     up->in_pool = false;
     up->pool_srv = NULL;
     srv->pool_n--;
@@ -69,13 +62,7 @@ void uppool_put(struct ag_server *srv, struct ag_upstream *up, const struct ag_c
     up->reused = false;
     up->in_pool = true;
     up->pool_srv = srv;
-    up->pool_prev = NULL;
-    up->pool_next = srv->pool_head;
-    if (srv->pool_head)
-        srv->pool_head->pool_prev = up;
-    else
-        srv->pool_tail = up;
-    srv->pool_head = up;
+    ag_list_push_first(&srv->pool, &up->pool_node);
     srv->pool_n++;
     uv_timer_start(&up->timer, on_pool_timer, cfg->upstream_keepalive_ms, 0);
     /* Reads stay armed while idle: the origin's close (or any byte, which
@@ -86,7 +73,7 @@ void uppool_put(struct ag_server *srv, struct ag_upstream *up, const struct ag_c
     /* Ceilings: the oldest of the same hop, then the oldest of all. */
     uint32_t same = 0;
     struct ag_upstream *oldest = NULL;
-    for (struct ag_upstream *u = srv->pool_head; u; u = u->pool_next)
+    ag_list_for_each (u, &srv->pool, struct ag_upstream, pool_node)
         if (same_hop(u, up->host, up->port, up->parent_name, up->tls != NULL)) {
             same++;
             oldest = u;
@@ -95,16 +82,16 @@ void uppool_put(struct ag_server *srv, struct ag_upstream *up, const struct ag_c
         srv->stats.upstream_pool_evicted++;
         drop(oldest);
     }
-    while (srv->pool_n > cfg->upstream_pool && srv->pool_tail) {
+    while (srv->pool_n > cfg->upstream_pool && !ag_list_empty(&srv->pool)) {
         srv->stats.upstream_pool_evicted++;
-        drop(srv->pool_tail);
+        drop(ag_list_entry(ag_list_last(&srv->pool), struct ag_upstream, pool_node));
     }
 }
 
 struct ag_upstream *uppool_take(struct ag_server *srv, const char *host, uint16_t port,
                                 const char *parent, bool tls)
 {
-    for (struct ag_upstream *u = srv->pool_head; u; u = u->pool_next) {
+    ag_list_for_each (u, &srv->pool, struct ag_upstream, pool_node) {
         if (!same_hop(u, host, port, parent, tls) || u->closing)
             continue;
         unlink_up(srv, u);
@@ -116,6 +103,6 @@ struct ag_upstream *uppool_take(struct ag_server *srv, const char *host, uint16_
 
 void uppool_close_all(struct ag_server *srv)
 {
-    while (srv->pool_head)
-        drop(srv->pool_head);
+    while (!ag_list_empty(&srv->pool))
+        drop(ag_list_entry(ag_list_first(&srv->pool), struct ag_upstream, pool_node));
 }

@@ -5,30 +5,10 @@
 #include "util/log.h"
 #include "work.h"
 
-/* --- lists (under w->mu) ------------------------------------------------------ */
-
-static void push(struct ag_job **head, struct ag_job **tail, struct ag_job *j)
+/* The job waiting longest in p's queue, NULL when none (under w->mu). */
+static struct ag_job *queue_first(const struct ag_pool *p)
 {
-    j->next = NULL;
-    j->prev = *tail;
-    if (*tail)
-        (*tail)->next = j;
-    else
-        *head = j;
-    *tail = j;
-}
-
-static void unlink_job(struct ag_job **head, struct ag_job **tail, struct ag_job *j)
-{
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        *head = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        *tail = j->prev;
-    j->prev = j->next = NULL;
+    return ag_list_entry(ag_list_first(&p->queue), struct ag_job, node);
 }
 
 /* --- worker threads ---------------------------------------------------------- */
@@ -39,12 +19,12 @@ static void worker_main(void *arg)
     struct ag_workers *w = p->w; /* the core: threads and queues */
     uv_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->stopping && !p->qhead)
+        while (!w->stopping && ag_list_empty(&p->queue))
             uv_cond_wait(&p->cv, &w->mu);
         if (w->stopping)
             break; /* what is still queued is freed by ag_workers_stop */
-        struct ag_job *j = p->qhead;
-        unlink_job(&p->qhead, &p->qtail, j);
+        struct ag_job *j = queue_first(p);
+        ag_list_remove(&p->queue, &j->node);
         j->state = AG_JOB_RUNNING;
         j->hop = -1;
         p->busy++;
@@ -60,14 +40,14 @@ static void worker_main(void *arg)
             j->pool = q->id;
             j->stage++;
             j->state = AG_JOB_QUEUED;
-            push(&q->qhead, &q->qtail, j);
+            ag_list_push_last(&q->queue, &j->node);
             uv_cond_signal(&q->cv);
             continue;
         }
         j->state = AG_JOB_FINISHED;
         /* Back to the loop that submitted it (j->w: its port). */
         struct ag_pool *home = &j->w->pools[j->pool];
-        push(&home->done_head, &home->done_tail, j);
+        ag_list_push_last(&home->done, &j->node);
         /* Coalescing: many sends before the loop wakes make one callback,
          * which drains the whole list. */
         uv_async_send(&home->async);
@@ -102,12 +82,10 @@ static void drain_finished(struct ag_pool *p, bool call_done)
 {
     struct ag_workers *w = p->w;
     uv_mutex_lock(&w->core->mu);
-    struct ag_job *list = p->done_head;
-    p->done_head = p->done_tail = NULL;
+    struct ag_list list = p->done; /* taken whole: no node points at its head */
+    ag_list_init(&p->done);
     uv_mutex_unlock(&w->core->mu);
-    while (list) {
-        struct ag_job *j = list;
-        list = j->next;
+    ag_list_for_each_safe (j, next, &list, struct ag_job, node) {
         w->completed += !j->uncounted;
         w->pools[j->home].completed += !j->uncounted;
         job_gone(w, j);
@@ -218,9 +196,9 @@ void ag_workers_stop(struct ag_workers *w)
         struct ag_pool *p = &w->pools[i];
         /* Every other loop stopped before the core does: what is still
          * queued was submitted from this loop. */
-        while (p->qhead) {
-            struct ag_job *j = p->qhead;
-            unlink_job(&p->qhead, &p->qtail, j);
+        struct ag_job *j;
+        while ((j = queue_first(p))) {
+            ag_list_remove(&p->queue, &j->node);
             j->w->cancelled += !j->uncounted;
             job_gone(j->w, j);
             job_free(j);
@@ -260,7 +238,7 @@ int ag_job_submit(struct ag_workers *w, enum ag_pool_id pool, struct ag_job *j, 
     j->hop = -1;
     j->queued_ms = uv_now(w->loop);
     j->state = AG_JOB_QUEUED;
-    push(&q->qhead, &q->qtail, j);
+    ag_list_push_last(&q->queue, &j->node);
     uv_cond_signal(&q->cv);
     uv_mutex_unlock(&core->mu);
     if (p->in_flight++ == 0)
@@ -282,7 +260,7 @@ void ag_job_detach(struct ag_job *j)
     bool queued = j->state == AG_JOB_QUEUED;
     if (queued) {
         struct ag_pool *p = &core->pools[j->pool];
-        unlink_job(&p->qhead, &p->qtail, j);
+        ag_list_remove(&p->queue, &j->node);
     }
     uv_mutex_unlock(&core->mu);
     if (queued) {

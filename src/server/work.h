@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "util/list.h"
+
 enum ag_pool_id { AG_POOL_WINBIND, AG_POOL_KERBEROS, AG_POOL_LOCAL, AG_POOL_N };
 
 struct ag_job;
@@ -54,12 +56,12 @@ struct ag_pool {
     /* core only: */
     uv_thread_t *threads;
     uint32_t n_threads;
-    uv_cond_t cv;                 /* work queued or stopping */
-    struct ag_job *qhead, *qtail; /* waiting, under core->mu */
-    uint32_t busy;                /* under core->mu: threads inside run */
-    uint32_t shared_in_flight;    /* under core->mu: every loop's jobs, against max_jobs */
+    uv_cond_t cv;              /* work queued or stopping */
+    struct ag_list queue;      /* of ag_job.node: waiting, oldest first, under core->mu */
+    uint32_t busy;             /* under core->mu: threads inside run */
+    uint32_t shared_in_flight; /* under core->mu: every loop's jobs, against max_jobs */
     /* each port (loop): */
-    struct ag_job *done_head, *done_tail;       /* finished, under core->mu */
+    struct ag_list done;                        /* of ag_job.node: finished, under core->mu */
     uv_async_t async;                           /* wakes the loop to drain the finished list */
     uint32_t in_flight;                         /* loop: submitted here, not yet freed */
     uint64_t submitted, completed, refused_cap; /* completed: by the pool submitted to */
@@ -80,14 +82,14 @@ enum ag_job_state { AG_JOB_QUEUED = 1, AG_JOB_RUNNING, AG_JOB_FINISHED };
 
 struct ag_job {
     const struct ag_job_ops *ops;
-    struct ag_workers *w;       /* the port it was submitted from (its loop) */
-    struct ag_job *prev, *next; /* queue or finished list, under core->mu */
-    enum ag_job_state state;    /* under core->mu */
-    enum ag_pool_id pool;       /* where it is now, under core->mu */
-    enum ag_pool_id home;       /* where it was submitted (its cap), loop only */
-    int hop;                    /* run only: a pool to continue on, or -1 */
-    int stage;                  /* run: 0, then 1 after a hop */
-    void *owner;                /* NULL once detached; loop only */
+    struct ag_workers *w;     /* the port it was submitted from (its loop) */
+    struct ag_list_node node; /* in a queue or a finished list, under core->mu */
+    enum ag_job_state state;  /* under core->mu */
+    enum ag_pool_id pool;     /* where it is now, under core->mu */
+    enum ag_pool_id home;     /* where it was submitted (its cap), loop only */
+    int hop;                  /* run only: a pool to continue on, or -1 */
+    int stage;                /* run: 0, then 1 after a hop */
+    void *owner;              /* NULL once detached; loop only */
     uint64_t queued_ms;
     /* Set by the caller: left out of the submitted/completed/detached/
      * cancelled/refused counters (a status-socket ping: diagnostics, not

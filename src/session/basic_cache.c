@@ -2,7 +2,7 @@
  *
  * A hash table of chained entries (the buckets are indexed by key bytes: the
  * key is already a salted SHA-256, so an attacker cannot aim collisions at a
- * bucket) plus a doubly linked age list for O(1) eviction of the oldest.
+ * bucket) plus an age list (util/list.h) for O(1) eviction of the oldest.
  */
 #include <errno.h>
 #include <nettle/sha2.h>
@@ -13,29 +13,29 @@
 
 #include "authgate/err.h"
 #include "session/basic_cache.h"
+#include "util/list.h"
 #include "util/util.h"
 
 #define KEY_LEN SHA256_DIGEST_SIZE
 #define SALT_LEN 32
 
 struct cache_ent {
-    uint8_t key[KEY_LEN];            /* salted hash of the credential; wiped on removal */
-    uint64_t expires_ms;             /* monotonic ms; dead when <= now */
-    struct cache_ent *hnext;         /* bucket chain */
-    struct cache_ent **hpprev;       /* the pointer that points at us: O(1) unlink */
-    struct cache_ent *older, *newer; /* age list */
-    size_t names_len;                /* bytes in names[] */
-    char names[];                    /* "user\0domain\0" */
+    uint8_t key[KEY_LEN];       /* salted hash of the credential; wiped on removal */
+    uint64_t expires_ms;        /* monotonic ms; dead when <= now */
+    struct ag_hlist_node hnode; /* in its bucket's chain: O(1) unlink */
+    struct ag_list_node age;    /* age list: oldest first */
+    size_t names_len;           /* bytes in names[] */
+    char names[];               /* "user\0domain\0" */
 };
 
 struct ag_basic_cache {
     /* Shared by every event loop (workers N): each public call holds mu. */
     pthread_mutex_t mu;
-    struct cache_ent **buckets; /* owned; nbuckets = mask + 1, a power of two */
+    struct ag_hlist_node **buckets; /* owned; nbuckets = mask + 1, a power of two */
     size_t mask;
     size_t n, max;
-    struct cache_ent *oldest, *newest; /* age list ends */
-    uint8_t salt[SALT_LEN];            /* secret; wiped on free */
+    struct ag_list age;     /* of cache_ent.age: oldest first, newest last */
+    uint8_t salt[SALT_LEN]; /* secret; wiped on free */
     struct ag_basic_cache_stats st;
 };
 
@@ -84,19 +84,16 @@ static size_t bucket_of(const struct ag_basic_cache *c, const uint8_t key[KEY_LE
     return (size_t)h & c->mask;
 }
 
+/* The entry inserted first, NULL when the cache is empty. */
+static struct cache_ent *oldest(const struct ag_basic_cache *c)
+{
+    return ag_list_entry(ag_list_first(&c->age), struct cache_ent, age);
+}
+
 static void unlink_ent(struct ag_basic_cache *c, struct cache_ent *e)
 {
-    *e->hpprev = e->hnext;
-    if (e->hnext)
-        e->hnext->hpprev = e->hpprev;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        c->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        c->newest = e->older;
+    ag_hlist_remove(&e->hnode);
+    ag_list_remove(&c->age, &e->age);
     c->n--;
     ag_wipe(e, sizeof(*e) + e->names_len);
     free(e);
@@ -104,7 +101,7 @@ static void unlink_ent(struct ag_basic_cache *c, struct cache_ent *e)
 
 static struct cache_ent *find(const struct ag_basic_cache *c, const uint8_t key[KEY_LEN])
 {
-    for (struct cache_ent *e = c->buckets[bucket_of(c, key)]; e; e = e->hnext)
+    ag_hlist_for_each (e, c->buckets[bucket_of(c, key)], struct cache_ent, hnode)
         if (ag_ct_memcmp(e->key, key, KEY_LEN) == 0)
             return e;
     return NULL;
@@ -169,7 +166,7 @@ static int ag_basic_cache_insert_unlocked(struct ag_basic_cache *c, const char *
         /* Full: the oldest goes (it is also the first to expire when every
          * entry has the same TTL, so expired entries leave first). */
         c->st.evictions++;
-        unlink_ent(c, c->oldest);
+        unlink_ent(c, oldest(c));
     }
     memcpy(e->key, key, KEY_LEN);
     ag_wipe(key, sizeof(key));
@@ -180,19 +177,9 @@ static int ag_basic_cache_insert_unlocked(struct ag_basic_cache *c, const char *
     memcpy(e->names + ulen + dlen + 2, id->sids ? id->sids : "", slen + 1);
 
     b = bucket_of(c, e->key);
-    e->hnext = c->buckets[b];
-    if (e->hnext)
-        e->hnext->hpprev = &e->hnext;
-    e->hpprev = &c->buckets[b];
-    c->buckets[b] = e;
+    ag_hlist_push(&c->buckets[b], &e->hnode);
 
-    e->newer = NULL;
-    e->older = c->newest;
-    if (c->newest)
-        c->newest->newer = e;
-    else
-        c->oldest = e;
-    c->newest = e;
+    ag_list_push_last(&c->age, &e->age);
     c->n++;
     c->st.inserts++;
     return 0;
@@ -203,8 +190,7 @@ static size_t ag_basic_cache_purge_unlocked(struct ag_basic_cache *c, uint64_t n
     size_t dropped = 0;
     if (!c)
         return 0;
-    for (struct cache_ent *e = c->oldest, *next; e; e = next) {
-        next = e->newer;
+    ag_list_for_each_safe (e, next, &c->age, struct cache_ent, age) {
         if (e->expires_ms <= now_ms) {
             unlink_ent(c, e);
             dropped++;
@@ -218,8 +204,8 @@ static void ag_basic_cache_clear_unlocked(struct ag_basic_cache *c)
 {
     if (!c)
         return;
-    while (c->oldest)
-        unlink_ent(c, c->oldest);
+    while (!ag_list_empty(&c->age))
+        unlink_ent(c, oldest(c));
 }
 
 static size_t ag_basic_cache_count_unlocked(const struct ag_basic_cache *c)

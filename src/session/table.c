@@ -1,8 +1,8 @@
 /* table.c - the auth-session table (see table.h).
  *
- * Rows sit on one intrusive list (O(1) removal: a connection holds its own
- * row, nothing looks a row up by id). Handshake counts by client address
- * key (for the per-address cap: IPv6 counted by /64, see addrkey.h) sit in a
+ * Rows sit on one intrusive list (util/list.h; O(1) removal: a connection
+ * holds its own row, nothing looks a row up by id). Handshake counts by
+ * client address key (for the per-address cap: IPv6 counted by /64, see addrkey.h) sit in a
  * hash map chained on a power-of-two bucket array that doubles when the load
  * passes 1. */
 #include <assert.h>
@@ -24,7 +24,7 @@ struct addr_count {
 
 struct ag_session_table {
     size_t rows, authenticated, handshakes;
-    struct ag_session *list;
+    struct ag_list list; /* of ag_session.node, newest first */
     struct addr_count **abuckets;
     size_t nabuckets, naddrs;
     uint64_t refused_global, refused_addr;
@@ -98,10 +98,8 @@ void ag_session_table_free(struct ag_session_table *t)
 {
     if (!t)
         return;
-    for (struct ag_session *s = t->list, *n; s; s = n) {
-        n = s->next;
+    ag_list_for_each_safe (s, n, &t->list, struct ag_session, node)
         free_row(s);
-    }
     for (size_t i = 0; i < t->nabuckets; i++)
         for (struct addr_count *a = t->abuckets[i], *n; a; a = n) {
             n = a->next;
@@ -123,10 +121,7 @@ struct ag_session *ag_session_add(struct ag_session_table *t, uint64_t conn_id, 
     ag_addr_key(peer, s->addr_key);
     s->last_use_ms = now_ms;
     pthread_mutex_lock(&t->mu);
-    s->next = t->list;
-    if (t->list)
-        t->list->prev = s;
-    t->list = s;
+    ag_list_push_first(&t->list, &s->node);
     t->rows++;
     pthread_mutex_unlock(&t->mu);
     return s;
@@ -318,12 +313,7 @@ void ag_session_remove(struct ag_session_table *t, struct ag_session *s)
         return;
     ag_session_reset(t, s);
     pthread_mutex_lock(&t->mu);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->list = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    ag_list_remove(&t->list, &s->node);
     t->rows--;
     pthread_mutex_unlock(&t->mu);
     free_row(s);
@@ -335,7 +325,7 @@ void ag_session_foreach(const struct ag_session_table *t,
     /* Only meaningful with one loop (the tests): other loops' rows change
      * under their own threads. */
     pthread_mutex_lock(&((struct ag_session_table *)t)->mu);
-    for (const struct ag_session *s = t->list; s; s = s->next)
+    ag_list_for_each (s, &t->list, const struct ag_session, node)
         if (!fn(s, arg))
             break;
     pthread_mutex_unlock(&((struct ag_session_table *)t)->mu);

@@ -23,6 +23,7 @@
 #include "auth/identity.h"
 #include "config/config.h"
 #include "session/addrkey.h"
+#include "util/list.h"
 
 enum ag_auth_state {
     AG_AS_NONE = 0,        /* no identity, no handshake */
@@ -46,7 +47,7 @@ struct ag_session {
     uint64_t requests;
     void *mech; /* scheme state between rounds, owned */
     void (*mech_free)(void *);
-    struct ag_session *prev, *next; /* iteration list */
+    struct ag_list_node node; /* in the table's list of rows (under its mu) */
 };
 
 struct ag_session_counters {

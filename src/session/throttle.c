@@ -12,6 +12,7 @@
 #include "authgate/limits.h"
 #include "session/addrkey.h"
 #include "session/throttle.h"
+#include "util/list.h"
 #include "util/util.h"
 
 #define SEED_LEN 16
@@ -19,22 +20,21 @@
 #define PAIR_KEY_MAX (AG_USER_MAX + 1 + AG_ADDR_KEY_MAX)
 
 struct thr_ent {
-    struct thr_ent *hnext;         /* bucket chain */
-    struct thr_ent **hpprev;       /* the pointer that points at us */
-    struct thr_ent *older, *newer; /* age list, by window start */
-    uint64_t start;                /* window start, monotonic ms */
-    uint32_t count;                /* failures in this window */
-    bool good;                     /* pairs: the user succeeded from here */
+    struct ag_hlist_node hnode; /* in its bucket's chain */
+    struct ag_list_node age;    /* age list, by window start: oldest first */
+    uint64_t start;             /* window start, monotonic ms */
+    uint32_t count;             /* failures in this window */
+    bool good;                  /* pairs: the user succeeded from here */
     size_t keylen;
     char key[]; /* normalised key (may hold a NUL), NUL-terminated */
 };
 
 struct thr_table {
-    struct thr_ent **buckets; /* owned; mask + 1 heads */
+    struct ag_hlist_node **buckets; /* owned; mask + 1 chains of thr_ent.hnode */
     size_t mask;
     size_t n, max;
-    struct thr_ent *oldest, *newest;
-    uint8_t tag; /* mixed into the hash: tables hash apart */
+    struct ag_list age; /* of thr_ent.age: oldest first, newest last */
+    uint8_t tag;        /* mixed into the hash: tables hash apart */
 };
 
 struct ag_throttle {
@@ -123,35 +123,16 @@ static int table_init(struct thr_table *tab, size_t max, uint8_t tag)
     return 0;
 }
 
-static void age_unlink(struct thr_table *tab, struct thr_ent *e)
+/* The entry whose window started first, NULL when the table is empty. */
+static struct thr_ent *oldest(const struct thr_table *tab)
 {
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        tab->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        tab->newest = e->older;
-}
-
-static void age_append(struct thr_table *tab, struct thr_ent *e)
-{
-    e->newer = NULL;
-    e->older = tab->newest;
-    if (tab->newest)
-        tab->newest->newer = e;
-    else
-        tab->oldest = e;
-    tab->newest = e;
+    return ag_list_entry(ag_list_first(&tab->age), struct thr_ent, age);
 }
 
 static void ent_remove(struct thr_table *tab, struct thr_ent *e)
 {
-    *e->hpprev = e->hnext;
-    if (e->hnext)
-        e->hnext->hpprev = e->hpprev;
-    age_unlink(tab, e);
+    ag_hlist_remove(&e->hnode);
+    ag_list_remove(&tab->age, &e->age);
     tab->n--;
     free(e);
 }
@@ -159,25 +140,24 @@ static void ent_remove(struct thr_table *tab, struct thr_ent *e)
 /* Restarts e's window at now: it moves to the new end (now is the latest). */
 static void ent_restart(struct thr_table *tab, struct thr_ent *e, uint64_t now)
 {
-    age_unlink(tab, e);
     e->start = now;
     e->count = 0;
-    age_append(tab, e);
+    ag_list_move_last(&tab->age, &e->age);
 }
 
 static void table_free(struct thr_table *tab)
 {
-    while (tab->oldest)
-        ent_remove(tab, tab->oldest);
+    while (!ag_list_empty(&tab->age))
+        ent_remove(tab, oldest(tab));
     free(tab->buckets);
 }
 
 /* Evicts every entry whose window has passed (they form the old end). */
 static void evict_expired(struct ag_throttle *t, struct thr_table *tab, uint64_t now)
 {
-    while (tab->oldest && now >= tab->oldest->start &&
-           now - tab->oldest->start >= t->lim.window_ms) {
-        ent_remove(tab, tab->oldest);
+    struct thr_ent *e;
+    while ((e = oldest(tab)) && now >= e->start && now - e->start >= t->lim.window_ms) {
+        ent_remove(tab, e);
         t->st.expired++;
     }
 }
@@ -191,7 +171,7 @@ static struct thr_ent *ent_find(struct ag_throttle *t, struct thr_table *tab, co
     b = hash_key(t, tab, k, n);
     if (bucket)
         *bucket = b;
-    for (struct thr_ent *e = tab->buckets[b]; e; e = e->hnext)
+    ag_hlist_for_each (e, tab->buckets[b], struct thr_ent, hnode)
         if (e->keylen == n && memcmp(e->key, k, n) == 0)
             return e;
     return NULL;
@@ -211,12 +191,8 @@ static struct thr_ent *ent_add(struct thr_table *tab, size_t b, const char *k, s
     e->key[n] = '\0';
     e->keylen = n;
     e->start = now;
-    e->hnext = tab->buckets[b];
-    if (e->hnext)
-        e->hnext->hpprev = &e->hnext;
-    e->hpprev = &tab->buckets[b];
-    tab->buckets[b] = e;
-    age_append(tab, e);
+    ag_hlist_push(&tab->buckets[b], &e->hnode);
+    ag_list_push_last(&tab->age, &e->age);
     tab->n++;
     return e;
 }

@@ -13,7 +13,10 @@ What is shown, each from the peers' own records:
 * a parent down: 502 with the reason in the log; a failing parent skipped
   for parent_backoff, the next one used, and recovered after the back-off;
 * the identity header seen by the parent (Squid logs it with %{...}>h) only
-  with parent_identity_header on.
+  with parent_identity_header on;
+* a TLS parent's connection pooled across client connections (Squid logs one
+  source port for all), dropped when the parent closes it idle, retried once
+  when it closes under a GET, pinned to its client when the origin does NTLM.
 
 The gateway authenticates clients with Basic against a local user file
 (test_rules.start_gateway), so that a client's credentials exist and can be
@@ -32,8 +35,9 @@ from harness.ctl_client import ctl_json, sockdir, stats  # noqa: F401 (fixture)
 from harness.gateway import check_config, free_port
 import socket
 
-from harness.origin import (HELLO, SLOW_RCVBUF, StreamServer, pattern, read_slowly,
-                            stream_check)
+from harness.origin import (HELLO, SLOW_RCVBUF, OriginServer, StreamServer, make_tls_context,
+                            pattern, read_slowly, stream_check)
+from harness.rawhttp import get_request
 from harness.tools import wait_until
 from harness.squid import IDENT, Squid, htpasswd_text
 from harness.ntlm_client import basic
@@ -317,6 +321,9 @@ def test_negotiate_to_parent(make_gateway, tmp_path, squids, kdc, origin, tls_or
     me = kdc.principal("HTTP/localhost")
     recs = [x for x in sq.access_log if x[1] == routed and x[2] == "200"]
     assert len(recs) == 2 and all(x[4] == me for x in recs), sq.access_log
+    # Two client connections, two connections to the parent: a connection
+    # that carried a single-use token is never shared (the pool skips it).
+    assert recs[0][6] != recs[1][6], recs
     port = str(sq.tls_port if tls else sq.port)
     assert all(x[5] == port for x in sq.access_log if x[0] != "-"), sq.access_log
     assert sq.wait_logged(lambda x: x[0] == "CONNECT" and x[2] == "200")[4] == me
@@ -591,3 +598,152 @@ def test_tls_parent_bad_ca_file_refused_at_load(tmp_path):
     conf.write_text("parent sq 127.0.0.1:3129 tls\nparent_tls_ca %s\n" % junk)
     rc, out = check_config(conf)
     assert rc == 1 and "parent sq tls: %s: cannot load CA certificates" % junk in out, out
+
+
+# --- the shared upstream pool with a TLS parent ------------------------------
+# One loop (workers 1: each loop has its own pool) and a status socket for the
+# pool counters. Each curl is a new client connection; Squid's log has the
+# source port of the gateway's connection it came in on (the last field), so
+# the parent itself says how many TLS connections carried the requests.
+
+def pooled_tls_gateway(make_gateway, tmp_path, sockdir, parent_line, ca, **opts):
+    return gateway_with(make_gateway, tmp_path, [parent_line], parent_tls_ca=str(ca.ca_file),
+                        status_socket=str(sockdir / "ctl.sock"), workers="1", **opts)
+
+
+def wait_stat(gw, name, at_least, what):
+    wait_until(lambda: stats(gw).get(name, 0) >= at_least, timeout=10, what=what)
+
+
+def test_tls_parent_connection_pooled_across_clients(make_gateway, tmp_path, squids, origin,
+                                                     sockdir):
+    """Four requests from four client connections, one after the other, go
+    over ONE TLS connection to the parent: the gateway counts one miss and
+    three hits, Squid logs all four on its https_port from one source port,
+    and every client gets its own, intact body."""
+    sq, ca = tls_squid(squids, tmp_path)
+    gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
+                            ca)
+    sizes = [1000, 70000, 5, 300000]  # distinct bodies: a mix-up shows
+    for n in sizes:
+        r = get(gw, origin.url("/size/%d" % n, host="127.0.0.1"))
+        assert r.status == 200 and r.body == pattern(n), (n, r.status, len(r.body))
+    recs = [sq.wait_logged(lambda x, n=n: x[1].endswith("/size/%d" % n)) for n in sizes]
+    assert all(x[0] == "GET" and x[2] == "200" and x[5] == str(sq.tls_port) for x in recs), recs
+    assert len({x[6] for x in recs}) == 1, recs  # one TLS connection to the parent
+    st = stats(gw)
+    assert (st["upstream_pool_misses"], st["upstream_pool_hits"]) == (1, 3), st
+    assert st["upstream_opened"] == 1 and st["parent_routed"] == 4, st
+    assert st["upstream_pool_stale_retries"] == 0 and st["parent_tls_failed"] == 0, st
+
+
+def test_tls_parent_closing_idle_pooled_connection(make_gateway, tmp_path, squids, origin,
+                                                   sockdir):
+    """Squid closes an idle client connection after client_idle_pconn_timeout
+    (close_notify, then FIN): the gateway drops it from the pool while it is
+    idle, and the next client's request goes over a fresh TLS connection."""
+    sq, ca = tls_squid(squids, tmp_path, auth_lines=["client_idle_pconn_timeout 1 second"])
+    gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
+                            ca)
+    r = get(gw, origin.url("/first", host="127.0.0.1"))
+    assert r.status == 200 and r.body == HELLO, r
+    wait_stat(gw, "upstream_pool_closed_idle", 1, "the parent's idle close seen by the pool")
+    r = get(gw, origin.url("/size/4321", host="127.0.0.1"))
+    assert r.status == 200 and r.body == pattern(4321), (r.status, len(r.body))
+    first = sq.wait_logged(lambda x: x[1].endswith("/first"))
+    second = sq.wait_logged(lambda x: x[1].endswith("/size/4321"))
+    assert first[6] != second[6], (first, second)  # a new TLS connection
+    st = stats(gw)
+    assert st["upstream_pool_closed_idle"] == 1 and st["upstream_opened"] == 2, st
+    assert st["upstream_pool_hits"] == 0 and st["upstream_pool_stale_retries"] == 0, st
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_tls_parent_stale_pooled_connection(make_gateway, tmp_path, sockdir, method):
+    """A TLS parent that closes a pooled connection just as the next request
+    arrives (the harness origin in the role of an HTTPS proxy: absolute-form
+    requests over TLS, dropping a connection's second request unanswered):
+    a GET is retried once on a fresh TLS connection, a POST is not (502)."""
+    ca = ProxyCA(tmp_path / "ca-stale")
+    par = OriginServer(ssl_context=make_tls_context(*ca.issue()), name="tls-parent").start()
+    try:
+        gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir,
+                                "sq localhost:%d tls" % par.port, ca)
+        r = get(gw, "http://127.0.0.1:9/drop-second/1")
+        assert r.status == 200 and r.body == HELLO, r
+        args = ("-d", "x=1") if method == "POST" else ()
+        r = get(gw, "http://127.0.0.1:9/drop-second/2", "alice", *args)
+        reqs = par.wait_requests(3 if method == "GET" else 2)
+        assert all(q.tls for q in reqs), reqs
+        assert reqs[1].conn_id == reqs[0].conn_id, reqs  # the pooled connection was taken
+        st = stats(gw)
+        assert st["upstream_pool_hits"] == 1, st
+        if method == "GET":
+            assert r.status == 200 and r.body == HELLO, r
+            assert [q.target for q in reqs] == ["http://127.0.0.1:9/drop-second/1"] + [
+                "http://127.0.0.1:9/drop-second/2"] * 2, reqs
+            assert reqs[2].conn_id != reqs[0].conn_id, reqs
+            assert st["upstream_pool_stale_retries"] == 1 and st["upstream_opened"] == 2, st
+        else:
+            assert r.status == 502, r
+            assert [q.method for q in par.requests] == ["GET", "POST"], par.requests
+            assert st["upstream_pool_stale_retries"] == 0, st
+    finally:
+        par.stop()
+
+
+def test_tls_parent_origin_ntlm_pins_connection(make_gateway, tmp_path, squids, origin, sockdir):
+    """An origin doing NTLM behind a TLS parent: Squid pins its connection to
+    the origin to the gateway's TLS connection, so the gateway must pin that
+    TLS connection to alice's client connection. Bob, on another client
+    connection, must get the origin's 401, never "hello alice"."""
+    sq, ca = tls_squid(squids, tmp_path)
+    gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
+                            ca)
+    url = origin.url("/ntlmconn", host="127.0.0.1")
+
+    def ask(c, user, *headers):
+        return c.request(get_request(url, [("Proxy-Authorization", basic(user, PW[user]))] +
+                                     list(headers)))
+
+    a = gw.client()
+    r = ask(a, "alice", ("Authorization", "NTLM type1"))
+    assert r.status == 401 and r.header("proxy-support") == "Session-Based-Authentication", r
+    r = ask(a, "alice", ("Authorization", "NTLM type3-alice"))
+    assert r.status == 200 and r.body == b"hello alice\n", r
+    r = ask(a, "alice")
+    assert r.status == 200 and r.body == b"hello alice\n", r  # still alice's connection
+    b = gw.client()
+    r = ask(b, "bob")
+    assert r.status == 401 and r.body == b"log in\n", r.body
+    wait_until(lambda: len(sq.access_log) >= 4, what="four requests in Squid's log")
+    recs = sq.access_log
+    assert len({x[6] for x in recs[:3]}) == 1 and recs[3][6] != recs[0][6], recs
+    st = stats(gw)
+    assert st["upstream_pinned"] >= 1 and st["upstream_pool_hits"] == 0, st
+
+
+def test_tls_parent_origin_negotiate_challenge_pins_connection(make_gateway, tmp_path, squids,
+                                                               origin, sockdir):
+    """An origin's Negotiate challenge relayed by a TLS parent pins the
+    gateway's TLS connection to the client that got it (NTLM: the test
+    above): the next client gets a connection of its own (Squid logs two
+    source ports), the pool counts no hit; the client is told
+    Session-Based-Authentication."""
+    scheme = "Negotiate"
+    sq, ca = tls_squid(squids, tmp_path)
+    gw = pooled_tls_gateway(make_gateway, tmp_path, sockdir, "sq localhost:%d tls" % sq.tls_port,
+                            ca)
+    a = gw.client()
+    r = a.request(get_request(origin.url("/auth401/%s" % scheme, host="127.0.0.1"),
+                              [("Proxy-Authorization", basic("alice", PW["alice"]))]))
+    assert r.status == 401 and r.header("www-authenticate") == scheme, r
+    assert r.header("proxy-support") == "Session-Based-Authentication", r
+    r = get(gw, origin.url("/size/777", host="127.0.0.1"), "bob")
+    assert r.status == 200 and r.body == pattern(777), (r.status, len(r.body))
+    first = sq.wait_logged(lambda x: x[1].endswith("/auth401/%s" % scheme))
+    second = sq.wait_logged(lambda x: x[1].endswith("/size/777"))
+    assert first[2] == "401" and first[6] != second[6], (first, second)
+    st = stats(gw)
+    assert st["upstream_pinned"] == 1 and st["upstream_pool_hits"] == 0, st
+    assert st["upstream_opened"] == 2 and st["parent_routed"] == 2, st

@@ -439,6 +439,10 @@ class OriginServer:
     def _respond(self, sock, req):
         """Sends the response; returns whether the connection stays open."""
         path = req.target.split("?", 1)[0]
+        if path.startswith("http://"):
+            # Absolute form (RFC 9112 3.2.2): the origin stands in for a
+            # parent proxy; its path selects the behaviour all the same.
+            path = "/" + path[len("http://"):].partition("/")[2]
         head_only = req.method == "HEAD"
         keep = self._keep_alive(req)
         base = [("Server", "test-origin")]

@@ -21,9 +21,10 @@ import time
 from harness.gateway import free_port
 
 IDENT = "X-Authenticated-User"
-# The last field: the local port the request came in on (http_port or the
-# https_port of a TLS parent).
-LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un %%>lp" % IDENT
+# Then the local port the request came in on (http_port or the https_port
+# of a TLS parent), and last the client's source port: one value per client
+# connection, so that a test counts the connections the gateway opened.
+LOGFORMAT = "logformat agtest %%rm %%ru %%>Hs %%{%s}>h %%un %%>lp %%>p" % IDENT
 
 
 def squid_conf(d, name, port=None, https=None, workers=1, max_fds=None, access_log=None,
