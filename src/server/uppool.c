@@ -70,14 +70,17 @@ void uppool_put(struct ag_server *srv, struct ag_upstream *up, const struct ag_c
     conn_up_read_pooled(up);
     if (!up->in_pool)
         return; /* (a read start that failed dropped it) */
-    /* Ceilings: the oldest of the same hop, then the oldest of all. */
+    /* Ceilings: the oldest of the same hop, then the oldest of all. No
+     * hop can be over its ceiling while the whole pool is not: the walk
+     * (every put, a string compare per entry) is skipped then. */
     uint32_t same = 0;
     struct ag_upstream *oldest = NULL;
-    ag_list_for_each (u, &srv->pool, struct ag_upstream, pool_node)
-        if (same_hop(u, up->host, up->port, up->parent_name, up->tls != NULL)) {
-            same++;
-            oldest = u;
-        }
+    if (srv->pool_n > cfg->upstream_pool_per_host)
+        ag_list_for_each (u, &srv->pool, struct ag_upstream, pool_node)
+            if (same_hop(u, up->host, up->port, up->parent_name, up->tls != NULL)) {
+                same++;
+                oldest = u;
+            }
     if (same > cfg->upstream_pool_per_host && oldest) {
         srv->stats.upstream_pool_evicted++;
         drop(oldest);
