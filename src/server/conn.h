@@ -118,6 +118,12 @@ struct conn_request {
     uint64_t bytes_sent; /* bytes of this exchange sent to the client */
 };
 
+/* The body pump of a client connection and the splice end on its socket. */
+struct conn_pump {
+    struct ag_splice pump;
+    struct ag_splice_end end;
+};
+
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;      /* the client-side deadline of the current state */
@@ -160,14 +166,15 @@ struct conn {
     struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
-    /* zero-copy body relay (two handles while running): made by the first
-     * splice of the connection, freed by the idle release (conn_idle) and
-     * the close; most connections never splice, and its 400 bytes would
-     * otherwise sit in every idle one (issue 16) */
-    struct ag_splice *sp;
-    bool splicing; /* the splice relay runs (its handles are counted) */
-    bool sp_kept;  /* sp finished one chunk and stays open (handles counted) for the next
-                      chunks of the same response; closed at its end */
+    /* zero-copy body relay: made by the first splice of the connection, kept
+     * across its responses (the pipe while empty, the client socket's end
+     * while the connection lives: one handle, counted), released by the idle
+     * release (conn_idle) and the close; most connections never splice, and
+     * its bytes would otherwise sit in every idle one (issue 16) */
+    struct conn_pump *sp;
+    bool splicing;  /* a body pump runs */
+    bool sp_retire; /* the idle release closes sp's end: sp is freed by its close callback
+                       and not used until then */
     /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
      * [1] upstream to client (allocated when it starts: most connections
      * never tunnel); tun_splice_want: start once both write queues drain. */
@@ -266,6 +273,9 @@ void exchange_up_tls_failed(struct conn *c, const char *why);
 /* One direction of a tunnel ended (its EOF read): true when both have, and
  * the connection is closed ("tunnel_done"). */
 bool conn_tunnel_side_ended(struct conn *c, bool from_client);
+/* The splice end on the client socket (made on first use, kept while the
+ * connection lives), NULL when it cannot be had now (relay in user space). */
+struct ag_splice_end *conn_splice_end(struct conn *c);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
 /* A plain tunnel whose write queues drained: its two directions go to

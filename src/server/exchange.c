@@ -316,11 +316,13 @@ void exchange_maybe_done(struct conn *c)
     if (up) {
         bool reuse = up->connected && !up->closing && !c->rq.up_dirty && !c->rq.is_connect &&
                      c->state == CONN_FORWARD && llhttp_should_keep_alive(&up->parser);
-        /* Each pooled upstream holds a descriptor for an idle client: past
+        /* Each pooled upstream holds a descriptor for an idle client (two
+         * with the splice end it keeps, counted in ag_splice_fds): past
          * three quarters of the descriptor limit, new clients matter more
          * than the pool (the accept gate closes at the limit itself). */
         if (reuse &&
-            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live()) * 4 > c->srv->fd_limit * 3) {
+            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live() + ag_splice_fds()) * 4 >
+                c->srv->fd_limit * 3) {
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }
@@ -897,10 +899,6 @@ static int rs_message_complete(llhttp_t *p)
         return 0; /* an interim response: the final one follows */
     if (c->rq.resp_chunked_out)
         ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
-    if (c->sp_kept) { /* its dups would hold the upstream socket open */
-        c->sp_kept = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-    }
     c->rq.resp_done = true;
     return HPE_PAUSED;
 }
@@ -1415,12 +1413,7 @@ static void splice_done(struct ag_splice *s, int status)
     uint64_t n = ag_splice_take(s);
     conn_count_out(c, n);
     c->srv->stats.splice_bytes += n;
-    if (status == 0 && c->rq.splice_chunk) {
-        c->sp_kept = true; /* for this response's next long chunk */
-    } else {
-        c->sp_kept = false;
-        ag_splice_close(s, conn_handle_closed);
-    }
+    /* (The pump let go of both ends: the streams own the sockets again.) */
     if (status != 0) {
         conn_close(c, "splice_failed");
         return;
@@ -1448,55 +1441,47 @@ void exchange_start_splice(struct conn *c)
 {
     struct ag_upstream *up = c->up;
     c->rq.splice_pending = false;
-    uv_os_fd_t src, dst;
-    /* (The last chunk's pump may still be closing: this piece goes in user
-     * space, raw when it is the rest of a chunk, see rs_body.) */
-    if (!up || (c->sp && !c->sp_kept && !ag_splice_reusable(c->sp)) ||
-        uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
-        uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
+    /* The ends (a dup and a poll handle per socket) and the pipe are kept:
+     * the upstream's with the upstream (pooled too), the client's and the
+     * pipe with the connection, so a body costs no set-up or tear-down
+     * system call once they exist. An end still closing (the idle release
+     * ran in this loop turn) is not reused: this piece goes in user space,
+     * raw when it is the rest of a chunk (see rs_body). */
+    bool up_reused = false;
+    struct ag_splice_end *ue = up ? ag_upstream_splice_end(up, &up_reused) : NULL;
+    if (ue && up_reused)
+        c->srv->stats.splice_ends_reused++;
+    struct ag_splice_end *ce = ue ? conn_splice_end(c) : NULL;
+    if (!ce) {
         conn_update_reading(c);
         return;
     }
     uint64_t len = up->parser.content_length; /* llhttp counts down what is left */
-    if (c->sp_kept) {
-        /* The pump of this response's last long chunk: same sockets. */
-        c->splicing = true;
-        if (ag_splice_again(c->sp, len) == 0) {
-            c->srv->stats.spliced_chunks++;
-            return;
-        }
-        c->splicing = c->sp_kept = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-        conn_update_reading(c); /* the rest of the chunk raw, in user space */
-        return;
-    }
     ag_debug("conn=%llu event=splice_start bytes=%llu", (unsigned long long)c->id,
              (unsigned long long)len);
-    /* Counted before starting: the pump may finish (and splice_done run)
-     * inside ag_splice_start when the whole body is already readable. */
-    /* Made once per connection phase: kept for the next body, freed by
-     * the idle release and the close (conn.c). */
-    if (!c->sp && !(c->sp = malloc(sizeof *c->sp))) {
-        conn_update_reading(c); /* relay in user space */
-        return;
-    }
-    c->handles += 2;
+    bool pipe_kept = c->sp->pump.pipe_r >= 0;
+    bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the run) */
+    /* Set before the run: the pump may finish (and splice_done run) inside
+     * it when the whole body is already readable. */
     c->splicing = true;
-    bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the start) */
-    int rc = ag_splice_start(c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
-    if (rc == 0 && chunk)
-        c->srv->stats.spliced_chunks++;
-    if (rc < 0) {
-        c->handles -= 2;
+    if (ag_splice_run(&c->sp->pump, ue, ce, len, c, splice_done, splice_progress) != 0) {
         c->splicing = false;
         conn_update_reading(c); /* relay in user space */
         return;
     }
-    if (rc == 1) {
-        c->splicing = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-        conn_update_reading(c);
+    /* Still running (the rest of the body is not in the socket yet): from
+     * here the pump alone reads the upstream socket. When it finished inside
+     * the run, the connection went on (to the pool, reads still armed). */
+    if (c->splicing && up->reading) {
+        uv_read_stop((uv_stream_t *)up->tcp);
+        up->reading = false;
     }
+    if (pipe_kept)
+        c->srv->stats.splice_pipes_reused++;
+    if (chunk)
+        c->srv->stats.spliced_chunks++;
+    else
+        c->srv->stats.spliced_bodies++;
 }
 
 /* --- zero-copy tunnels ------------------------------------------------------ */
@@ -1539,7 +1524,7 @@ static void tunnel_pump_done(struct ag_splice *s, int status)
     }
     if (conn_tunnel_side_ended(c, from_client))
         return;
-    if (shutdown(s->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN)
+    if (shutdown(s->own[1].fd, SHUT_WR) != 0 && errno != ENOTCONN)
         conn_close(c, "tunnel_shutdown");
 }
 
@@ -1643,10 +1628,11 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     /* The rest of a long body goes socket to socket through a pipe. */
     if (c->rq.resp_started && !c->rq.resp_chunked_out && !c->tls && !up->tls &&
         (up->parser.flags & F_CONTENT_LENGTH) && up->parser.content_length >= AG_SPLICE_MIN) {
-        if (up->reading) {
-            uv_read_stop((uv_stream_t *)up->tcp);
-            up->reading = false;
-        }
+        /* The stream's reads stay armed for now: conn_update_reading below
+         * either starts the pump (which stops them if the body is not all
+         * there: exchange_start_splice) or stops them until the client's
+         * writes drain. A body already whole in the socket then costs no
+         * epoll_ctl to stop and restart the reads around it. */
         c->rq.splice_pending = true;
     } else if (c->rq.resp_started && c->rq.resp_chunked_out && c->rq.resp_in_chunk &&
                !c->rq.splice_chunk && !c->tls && !up->tls &&
@@ -1659,11 +1645,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             return;
         }
         conn_flush(c);
-        if (up->reading) {
-            uv_read_stop((uv_stream_t *)up->tcp);
-            up->reading = false;
-        }
-        c->rq.splice_chunk = true;
+        c->rq.splice_chunk = true; /* (the reads: as above) */
         c->rq.splice_pending = true;
     }
     conn_update_reading(c);
