@@ -154,6 +154,7 @@ struct ag_splice_end *conn_splice_end(struct conn *c)
         if (!(c->sp = malloc(sizeof *c->sp)))
             return NULL;
         ag_splice_init(&c->sp->pump);
+        ag_splice_init(&c->sp->req);
         ag_splice_end_init(&c->sp->end);
     }
     if (c->sp->end.open) {
@@ -178,7 +179,12 @@ static void sp_release(struct conn *c, uv_close_cb close_cb)
         c->splicing = false;
         ag_splice_halt(&c->sp->pump);
     }
+    if (c->req_splicing) {
+        c->req_splicing = false;
+        ag_splice_halt(&c->sp->req);
+    }
     ag_splice_drop_pipe(&c->sp->pump);
+    ag_splice_drop_pipe(&c->sp->req);
     ag_splice_end_close(&c->sp->end, close_cb);
 }
 
@@ -316,12 +322,13 @@ static void release_blocks(struct conn *c)
     ag_buf_free(&c->url_text);
     /* idle: no pump runs. The pipe goes now; the memory holding the end's
      * poll handle only once libuv is done with it (sp_end_retired). */
-    if (c->sp && !c->splicing && !c->sp_retire) {
+    if (c->sp && !c->splicing && !c->req_splicing && !c->sp_retire) {
         if (c->sp->end.open) {
             c->sp_retire = true;
             sp_release(c, sp_end_retired);
         } else if (!c->sp->end.closing) {
             ag_splice_drop_pipe(&c->sp->pump);
+            ag_splice_drop_pipe(&c->sp->req);
             free(c->sp);
             c->sp = NULL;
         }
@@ -687,6 +694,8 @@ void conn_update_reading(struct conn *c)
         want_client = !c->eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->tls && conn_tls_backlog(c) >= AG_TLS_BACKLOG_MAX)
         want_client = false;
+    if (c->rq.req_splice_pending || c->req_splicing)
+        want_client = false; /* the request pump reads the client socket */
     if (want_client && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_read_client) == 0)
             c->reading = true;
@@ -698,6 +707,10 @@ void conn_update_reading(struct conn *c)
     }
     if (!up || !up->connected || up->closing)
         return;
+    if (c->rq.req_splice_pending && up->out_pending == 0) {
+        exchange_start_req_splice(c); /* (it updates the reading itself) */
+        return;
+    }
     if (c->rq.splice_pending && c->out_pending == 0) {
         exchange_start_splice(c);
         return;
@@ -1057,6 +1070,8 @@ void conn_parse(struct conn *c)
             break;
         }
         ag_buf_consume(&c->inbuf, used);
+        if (c->rq.req_in_chunk && c->inbuf.len == 0)
+            exchange_check_req_splice(c);
         if (c->state == CONN_READ_HEAD && !c->head_ready && c->rq.head_bytes > c->cfg->header_max) {
             c->srv->stats.header_too_large++;
             c->rq.keepalive = false;

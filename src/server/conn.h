@@ -99,14 +99,19 @@ struct conn_request {
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
-    bool up_dirty;       /* upstream sent bytes past its response: never reuse */
-    bool up_407;         /* upstream asked for proxy credentials: 502, never relayed */
-    bool splice_pending; /* a body waits for the client writes to drain to splice */
-    bool splice_chunk;   /* what waits or runs is the rest of one chunk's data, not the
-                            whole body: the parser goes on after it */
-    bool resp_in_chunk;  /* the response parser is inside a chunk's data (its size line
-                            parsed, not yet its CRLF): content_length is what is left */
-    char hier_ip[48];    /* upstream address for the access log */
+    bool up_dirty;           /* upstream sent bytes past its response: never reuse */
+    bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
+    bool splice_pending;     /* a body waits for the client writes to drain to splice */
+    bool splice_chunk;       /* what waits or runs is the rest of one chunk's data, not the
+                                whole body: the parser goes on after it */
+    bool resp_in_chunk;      /* the response parser is inside a chunk's data (its size line
+                                parsed, not yet its CRLF): content_length is what is left */
+    bool req_in_chunk;       /* the same for the request parser (a chunked request body) */
+    bool req_splice_pending; /* the rest of a long request chunk waits for the upstream
+                                writes to drain to splice */
+    bool req_splice_chunk;   /* what waits or runs is the rest of one request chunk's data
+                                (its size line, ours, is out): relayed raw if not spliced */
+    char hier_ip[48];        /* upstream address for the access log */
     /* the response */
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
     char *resp_extra;    /* header lines added to this exchange's response (owned), e.g.
@@ -120,7 +125,8 @@ struct conn_request {
 
 /* The body pump of a client connection and the splice end on its socket. */
 struct conn_pump {
-    struct ag_splice pump;
+    struct ag_splice pump; /* response bodies and chunks: upstream to client */
+    struct ag_splice req;  /* long chunks of chunked request bodies: client to upstream */
     struct ag_splice_end end;
 };
 
@@ -172,9 +178,10 @@ struct conn {
      * release (conn_idle) and the close; most connections never splice, and
      * its bytes would otherwise sit in every idle one (issue 16) */
     struct conn_pump *sp;
-    bool splicing;  /* a body pump runs */
-    bool sp_retire; /* the idle release closes sp's end: sp is freed by its close callback
-                       and not used until then */
+    bool splicing;     /* a body pump runs */
+    bool req_splicing; /* the request pump runs (client reads stopped) */
+    bool sp_retire;    /* the idle release closes sp's end: sp is freed by its close callback
+                          and not used until then */
     /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
      * [1] upstream to client (allocated when it starts: most connections
      * never tunnel); tun_splice_want: start once both write queues drain. */
@@ -276,6 +283,12 @@ bool conn_tunnel_side_ended(struct conn *c, bool from_client);
 /* The splice end on the client socket (made on first use, kept while the
  * connection lives), NULL when it cannot be had now (relay in user space). */
 struct ag_splice_end *conn_splice_end(struct conn *c);
+/* Writes to the upstream drained: the rest of a long request chunk waiting
+ * for splice can start. */
+void exchange_start_req_splice(struct conn *c);
+/* The request parser just took bytes: when it is inside a long chunk with
+ * nothing more buffered, the rest of that chunk is to be spliced. */
+void exchange_check_req_splice(struct conn *c);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
 /* A plain tunnel whose write queues drained: its two directions go to

@@ -130,7 +130,32 @@ static int rq_body(llhttp_t *p, const char *at, size_t len)
         }
         return 0;
     }
-    return stage_body(&c->stage_up, c->rq.req_chunked, at, len);
+    /* (Empty after a spliced chunk: the parser is only told its data
+     * passed. req_splice_chunk here: the splice could not start after our
+     * size line for the rest of the chunk went out: the data follows raw.) */
+    if (!len)
+        return 0;
+    return stage_body(&c->stage_up, c->rq.req_chunked && !c->rq.req_splice_chunk, at, len);
+}
+
+static int rq_chunk_header(llhttp_t *p)
+{
+    int rc = on_chunk_header(p);
+    struct conn *c = p->data;
+    if (!rc)
+        c->rq.req_in_chunk = p->content_length > 0 && !c->rq.drain;
+    return rc;
+}
+
+static int rq_chunk_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->rq.req_in_chunk = false;
+    if (c->rq.req_splice_chunk) { /* (relayed raw, see rq_body) */
+        c->rq.req_splice_chunk = false;
+        return ag_buf_append(&c->stage_up, "\r\n", 2) ? -1 : 0;
+    }
+    return 0;
 }
 
 static int rq_message_complete(llhttp_t *p)
@@ -151,7 +176,8 @@ const llhttp_settings_t ag_request_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rq_headers_complete,
     .on_body = rq_body,
-    .on_chunk_header = on_chunk_header,
+    .on_chunk_header = rq_chunk_header,
+    .on_chunk_complete = rq_chunk_complete,
     .on_message_complete = rq_message_complete,
 };
 
@@ -948,8 +974,15 @@ static void upstream_failed_detail(struct conn *c, int status, const char *why, 
             (unsigned long long)c->id, (unsigned long long)c->rq.id,
             ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status, why,
             detail ? " detail=\"" : "", detail ? detail : "", detail ? "\"" : "");
-    ag_upstream_close(c->up);
+    ag_upstream_close(c->up); /* (halts a request pump on it) */
     c->up = NULL;
+    if (c->req_splicing) {
+        /* Part of a request chunk went into a pump the parser never saw:
+         * the client's stream cannot be read on. */
+        c->req_splicing = false;
+        conn_close(c, "upstream_failed_mid_request");
+        return;
+    }
     if (c->rq.resp_started && c->rq.status) {
         /* The response cannot be finished: the client learns it from the
          * close. A flushed, lingering close keeps what went before intact
@@ -1482,6 +1515,90 @@ void exchange_start_splice(struct conn *c)
         c->srv->stats.spliced_chunks++;
     else
         c->srv->stats.spliced_bodies++;
+}
+
+/* --- zero-copy request chunks ------------------------------------------------ */
+
+/* The long chunks of a chunked request body, client to upstream, as the
+ * response's go the other way: llhttp parses every size line and the end of
+ * the body (the smuggling checks stay its own), a size line of our own goes
+ * before the rest of the chunk's data, which is spliced, and the parser is
+ * then told those bytes passed. A bad size line after it closes the
+ * connection before any of it is sent (the parser refuses it); a client that
+ * stops inside a spliced chunk closes the connection, its upstream with it
+ * (never pooled: its request was cut). */
+void exchange_check_req_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    if (c->state != CONN_FORWARD || !c->rq.req_chunked || c->rq.drain || c->rq.msg_done ||
+        c->rq.req_splice_chunk || c->tls || !up || up->tls || !up->connected || up->closing ||
+        c->rq.parent_connect || c->parser.content_length < AG_SPLICE_CHUNK_MIN)
+        return;
+    if (ag_buf_printf(&c->stage_up, "%llx\r\n", (unsigned long long)c->parser.content_length) !=
+        0) {
+        conn_close(c, "nomem");
+        return;
+    }
+    conn_flush(c);
+    c->rq.req_splice_chunk = true;
+    c->rq.req_splice_pending = true; /* (conn_update_reading stops the client's reads) */
+}
+
+static void req_splice_progress(struct ag_splice *s)
+{
+    struct conn *c = s->owner;
+    uint64_t n = ag_splice_take(s);
+    c->bytes_in += n;
+    c->srv->stats.bytes_in += n;
+    c->srv->stats.splice_bytes += n;
+    if (c->up)
+        uv_timer_again(&c->up->timer);
+}
+
+static void req_splice_done(struct ag_splice *s, int status)
+{
+    struct conn *c = s->owner;
+    c->req_splicing = false;
+    req_splice_progress(s);
+    ag_debug("conn=%llu event=req_splice_done status=%d moved=%llu", (unsigned long long)c->id,
+             status, (unsigned long long)s->moved);
+    if (status != 0) {
+        conn_close(c, status == UV_EOF ? "client_eof_in_chunk" : "req_splice_failed");
+        return;
+    }
+    /* The chunk's data passed: llhttp goes on at the CRLF that must end it. */
+    c->rq.req_splice_chunk = false;
+    c->parser.content_length = 0;
+    if (ag_buf_append(&c->stage_up, "\r\n", 2) != 0) {
+        conn_close(c, "nomem");
+        return;
+    }
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+void exchange_start_req_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    c->rq.req_splice_pending = false;
+    bool up_reused = false;
+    struct ag_splice_end *ue = up ? ag_upstream_splice_end(up, &up_reused) : NULL;
+    struct ag_splice_end *ce = ue ? conn_splice_end(c) : NULL;
+    uint64_t len = c->parser.content_length; /* llhttp counts down what is left */
+    c->req_splicing = ce != NULL;
+    if (!ce ||
+        ag_splice_run(&c->sp->req, ce, ue, len, c, req_splice_done, req_splice_progress) != 0) {
+        /* (An end busy with the response's pump, or none to be had: the
+         * rest of the chunk goes raw, in user space, see rq_body.) */
+        c->req_splicing = false;
+        conn_update_reading(c);
+        return;
+    }
+    if (ue && up_reused)
+        c->srv->stats.splice_ends_reused++;
+    c->srv->stats.spliced_request_chunks++;
+    ag_debug("conn=%llu event=req_splice_start bytes=%llu", (unsigned long long)c->id,
+             (unsigned long long)len);
 }
 
 /* --- zero-copy tunnels ------------------------------------------------------ */
