@@ -774,12 +774,19 @@ def section_throughput(ctx):
                 cpu[t.name][0] += r["cpu_s"]
                 cpu[t.name][1] += r["requests"]
     for t in targets:
-        v = sorted(rates[t.name])
+        v = rates[t.name]
         if not v:
             continue
         ctx.put("tp_mibs", t.name, statistics.median(v))
         if rounds > 1:
-            log(f"1MiB {t.name}: MiB/s per round " + ", ".join(f"{x:.0f}" for x in rates[t.name]))
+            log(f"1MiB {t.name}: MiB/s per round " + ", ".join(f"{x:.0f}" for x in v))
+        d = rates.get("direct")
+        if t.name != "direct" and d and len(d) == len(v) and rounds > 1:
+            # the same round's runs are seconds apart: their ratio moves less
+            # than the rates themselves when the machine's load drifts
+            per = [x / y for x, y in zip(v, d) if y]
+            log(f"1MiB {t.name}/direct per round " + ", ".join(f"{x:.2f}" for x in per)
+                + f"; median {statistics.median(per):.2f}")
         cs, n = cpu[t.name]
         if n:
             ctx.put("tp_cpu_us", t.name, cs * 1e6 / n)
