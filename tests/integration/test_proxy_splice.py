@@ -12,6 +12,7 @@ import time
 from harness.ctl_client import ctl_json, stats
 from harness.ctl_client import sockdir  # noqa: F401 (fixture)
 from harness.ntlm_client import basic, pa
+from harness.origin import recv_head
 from harness.rawhttp import build_request, get_request
 from harness.tools import wait_until
 
@@ -153,12 +154,10 @@ class ChunkOrigin:
         buf = b""
         try:
             while self.replies:
-                while b"\r\n\r\n" not in buf:
-                    d = s.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = recv_head(s, buf)
+                if got is None:
+                    return
+                head, buf = got
                 self.heads.append(head)
                 reply = self.replies.pop(0)
                 if reply is None:
@@ -352,13 +351,10 @@ class UploadOrigin:
         buf = b""
         try:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    d = s.recv(1 << 20)
-                    if not d:
-                        return
-                    self.raw[i] += d
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = recv_head(s, buf, self.raw[i])
+                if got is None:
+                    return
+                head, buf = got
                 while True:
                     body, rest, last = decode_chunks(buf)
                     if last and rest.startswith(b"\r\n"):

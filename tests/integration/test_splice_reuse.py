@@ -13,6 +13,7 @@ import threading
 
 from harness.ctl_client import sockdir  # noqa: F401 (fixture)
 from harness.ctl_client import stats
+from harness.origin import recv_head
 from harness.rawhttp import get_request
 from harness.tools import wait_until
 
@@ -62,12 +63,10 @@ class BodyOrigin:
         buf = b""
         try:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    d = s.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = recv_head(s, buf)
+                if got is None:
+                    return
+                head, buf = got
                 path = head.split(b" ")[1].decode()
                 path = path[path.index("/", len("http://")):] if path.startswith("http") else path
                 self.paths.append((n, path))
