@@ -958,6 +958,18 @@ static void on_up_timer(uv_timer_t *t)
     exchange_upstream_timeout(c);
 }
 
+/* Bytes came from the upstream (or a pump moved some of its exchange): its
+ * silence deadline, upstream_idle_timeout, starts again. uv_timer_again
+ * does not do that: it restarts only a repeating timer, and this one is
+ * not, so the deadline counted from the request and cut every response
+ * that took longer (a large download: 504, or a truncated body). */
+static void upstream_heard(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    if (up && !up->idle && c->state == CONN_FORWARD && uv_is_active((uv_handle_t *)&up->timer))
+        uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
+}
+
 void exchange_pool_timer(struct conn *c)
 {
     uv_timer_start(&c->up->timer, on_up_timer, c->cfg->upstream_keepalive_ms, 0);
@@ -1432,9 +1444,7 @@ static void open_upstream(struct conn *c)
 
 static void splice_progress(struct ag_splice *s)
 {
-    struct conn *c = s->owner;
-    if (c->up)
-        uv_timer_again(&c->up->timer);
+    upstream_heard(s->owner);
 }
 
 static void splice_done(struct ag_splice *s, int status)
@@ -1551,8 +1561,7 @@ static void req_splice_progress(struct ag_splice *s)
     c->bytes_in += n;
     c->srv->stats.bytes_in += n;
     c->srv->stats.splice_bytes += n;
-    if (c->up)
-        uv_timer_again(&c->up->timer);
+    upstream_heard(c);
 }
 
 static void req_splice_done(struct ag_splice *s, int status)
@@ -1712,7 +1721,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     struct ag_upstream *up = forwarding_upstream(c);
     if (!up)
         return;
-    uv_timer_again(&up->timer);
+    upstream_heard(c);
     enum llhttp_errno e = llhttp_execute(&up->parser, data, (size_t)n);
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&up->parser);

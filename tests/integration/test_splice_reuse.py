@@ -10,10 +10,11 @@ import os
 import random
 import socket
 import threading
+import time
 
 from harness.ctl_client import sockdir  # noqa: F401 (fixture)
 from harness.ctl_client import stats
-from harness.origin import recv_head
+from harness.origin import SLOW_RCVBUF, read_slowly, recv_head
 from harness.rawhttp import get_request
 from harness.tools import wait_until
 
@@ -105,6 +106,12 @@ def _fds(gw):
     return len(os.listdir("/proc/%d/fd" % gw.proc.pid))
 
 
+def _cpu_s(gw):
+    with open("/proc/%d/stat" % gw.proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _base(gw):
     """The descriptors of the idle daemon, once the harness's start-up probe
     connection is gone (served by the loop before a ctl answer)."""
@@ -161,6 +168,34 @@ def test_large_bodies_on_one_connection_reuse_pipe_and_ends(make_gateway, sockdi
         c.close()
         wait_until(lambda: stats(gw)["upstream_pool_evicted"] >= 1, 10, "the eviction")
         _back_to(gw, base, "after the eviction")
+    finally:
+        o.stop()
+
+
+def test_slow_reader_then_idle_daemon_spins_on_no_poll(make_gateway, sockdir):
+    """A body to a client that reads it slowly (a small receive buffer):
+    the pump waits on the client's end for room to the last byte. When it
+    ends, the kept ends' polls are stopped, so the idle daemon spins on none
+    of them (a write poll left armed on the client's dup would fire on every
+    loop turn). Measured at once: the idle release closes that end after
+    AG_IDLE_RELEASE_MS."""
+    o = BodyOrigin()
+    try:
+        gw = _gw(make_gateway, sockdir)
+        n = 8 << 20
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+        s.connect(("127.0.0.1", gw.port))
+        with s:
+            s.sendall(get_request(o.url("/b/41/%d" % n)))
+            head, rest = recv_head(s, b"")
+            got = rest + read_slowly(s, n - len(rest))
+            cpu0, t0 = _cpu_s(gw), time.monotonic()
+            time.sleep(0.4)  # a measuring window, not a wait for anything
+            busy = (_cpu_s(gw) - cpu0) / (time.monotonic() - t0)
+            assert head.startswith(b"HTTP/1.1 200 ") and got == _body(41, n), len(got)
+            assert busy < 0.25, "the idle daemon used %.0f%% of a CPU" % (busy * 100)
+            assert stats(gw)["spliced_bodies"] == 1
     finally:
         o.stop()
 
