@@ -1480,22 +1480,29 @@ static void splice_done(struct ag_splice *s, int status)
     exchange_maybe_done(c);
 }
 
+/* The ends (a dup and a poll handle per socket) of a body pump: kept, the
+ * upstream's with the upstream (pooled too), the client's (and the pipes)
+ * with the connection, so a body costs no set-up or tear-down system call
+ * once they exist. false when one cannot be had now (an end still closing:
+ * the idle release ran in this loop turn): that piece goes in user space. */
+static bool splice_ends(struct conn *c, struct ag_splice_end **ue, struct ag_splice_end **ce)
+{
+    bool up_reused = false;
+    *ue = c->up ? ag_upstream_splice_end(c->up, &up_reused) : NULL;
+    *ce = *ue ? conn_splice_end(c) : NULL;
+    if (*ce && up_reused)
+        c->srv->stats.splice_ends_reused++;
+    return *ce != NULL;
+}
+
 void exchange_start_splice(struct conn *c)
 {
     struct ag_upstream *up = c->up;
     c->rq.splice_pending = false;
-    /* The ends (a dup and a poll handle per socket) and the pipe are kept:
-     * the upstream's with the upstream (pooled too), the client's and the
-     * pipe with the connection, so a body costs no set-up or tear-down
-     * system call once they exist. An end still closing (the idle release
-     * ran in this loop turn) is not reused: this piece goes in user space,
-     * raw when it is the rest of a chunk (see rs_body). */
-    bool up_reused = false;
-    struct ag_splice_end *ue = up ? ag_upstream_splice_end(up, &up_reused) : NULL;
-    if (ue && up_reused)
-        c->srv->stats.splice_ends_reused++;
-    struct ag_splice_end *ce = ue ? conn_splice_end(c) : NULL;
-    if (!ce) {
+    /* (No ends: the body in user space, raw when it is the rest of a chunk,
+     * see rs_body.) */
+    struct ag_splice_end *ue, *ce;
+    if (!splice_ends(c, &ue, &ce)) {
         conn_update_reading(c);
         return;
     }
@@ -1588,14 +1595,11 @@ static void req_splice_done(struct ag_splice *s, int status)
 
 void exchange_start_req_splice(struct conn *c)
 {
-    struct ag_upstream *up = c->up;
     c->rq.req_splice_pending = false;
-    bool up_reused = false;
-    struct ag_splice_end *ue = up ? ag_upstream_splice_end(up, &up_reused) : NULL;
-    struct ag_splice_end *ce = ue ? conn_splice_end(c) : NULL;
+    struct ag_splice_end *ue, *ce;
     uint64_t len = c->parser.content_length; /* llhttp counts down what is left */
-    c->req_splicing = ce != NULL;
-    if (!ce ||
+    c->req_splicing = splice_ends(c, &ue, &ce);
+    if (!c->req_splicing ||
         ag_splice_run(&c->sp->req, ce, ue, len, c, req_splice_done, req_splice_progress) != 0) {
         /* (An end busy with the response's pump, or none to be had: the
          * rest of the chunk goes raw, in user space, see rq_body.) */
@@ -1603,8 +1607,6 @@ void exchange_start_req_splice(struct conn *c)
         conn_update_reading(c);
         return;
     }
-    if (ue && up_reused)
-        c->srv->stats.splice_ends_reused++;
     c->srv->stats.spliced_request_chunks++;
     ag_debug("conn=%llu event=req_splice_start bytes=%llu", (unsigned long long)c->id,
              (unsigned long long)len);
