@@ -74,13 +74,16 @@
  * keeps per-read overhead low for large transfers. */
 #define AG_READ_CHUNK (64 * 1024)
 /* Response bodies at least this long (Content-Length) are relayed with
- * splice(2): below it the pipe and poll set-up costs more than the copies. */
+ * splice(2): below it a connection's first pump (pipe, F_SETPIPE_SZ, dups,
+ * poll set-up: about ten syscalls, then kept for its later bodies) costs
+ * more than the copies. */
 #define AG_SPLICE_MIN (256 * 1024)
-/* A chunked response's chunk is spliced when at least this much of its data
- * is still to come after a read: its size line already parsed (framing
- * stays llhttp's), the data goes socket to socket, and the parser is told it
- * passed. Two full reads (AG_READ_CHUNK) at least: below it the pipe set-up
- * (pipe, dups, polls: about ten syscalls) costs more than the copies. */
+/* A chunk of a chunked response (or request) body is spliced when at least
+ * this much of its data is still to come after a read: its size line
+ * already parsed (framing stays llhttp's), the data goes socket to socket,
+ * and the parser is told it passed. Two full reads (AG_READ_CHUNK) at
+ * least: below it a first pump's set-up (pipe, dups, polls: about ten
+ * syscalls) and our own size line cost more than the copies. */
 #define AG_SPLICE_CHUNK_MIN (128 * 1024)
 /* Bytes one splice pump moves per wakeup before it yields to the loop's other
  * connections (an open-ended tunnel whose both ends keep up would otherwise

@@ -12,39 +12,107 @@
 #define PIPE_WANT (1024 * 1024)
 
 static void pump(struct ag_splice *s);
-
 static void finish(struct ag_splice *s, int status);
 
-/* The handles' data belongs to the owner (its close callback reads it): the
- * pump is found from the handle's place inside struct ag_splice. */
-static void on_src_poll(uv_poll_t *h, int status, int events)
+static uint32_t held; /* atomic: every event loop makes pumps (workers N) */
+
+uint32_t ag_splice_fds(void)
 {
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, src_poll));
+    return __atomic_load_n(&held, __ATOMIC_RELAXED);
+}
+
+static void hold(int n)
+{
+    if (n > 0)
+        __atomic_add_fetch(&held, (uint32_t)n, __ATOMIC_RELAXED);
+    else
+        __atomic_sub_fetch(&held, (uint32_t)-n, __ATOMIC_RELAXED);
+}
+
+static void close_pipe(struct ag_splice *s)
+{
+    if (s->pipe_r < 0)
+        return;
+    close(s->pipe_r);
+    close(s->pipe_w);
+    hold(-2);
+    s->pipe_r = s->pipe_w = -1;
+    s->in_pipe = 0;
+}
+
+static int make_pipe(struct ag_splice *s)
+{
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -errno;
+    hold(2);
+    s->pipe_r = p[0];
+    s->pipe_w = p[1];
+    s->in_pipe = 0;
+    int cap = fcntl(s->pipe_w, F_SETPIPE_SZ, PIPE_WANT);
+    if (cap <= 0)
+        cap = fcntl(s->pipe_w, F_GETPIPE_SZ);
+    s->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+    return 0;
+}
+
+/* Level-triggered, armed only for what blocked. */
+static void watch(struct ag_splice_end *e, int events, bool want);
+
+static void on_end_poll(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    /* The handle's data belongs to the owner (its close callback reads it):
+     * the end is found from the handle's place inside it. */
+    struct ag_splice_end *e =
+        (struct ag_splice_end *)((char *)h - offsetof(struct ag_splice_end, poll));
+    struct ag_splice *s = e->user;
+    if (!s)
+        return;
     if (status < 0)
         finish(s, status);
     else
         pump(s);
 }
 
-static void on_dst_poll(uv_poll_t *h, int status, int events)
+static void watch(struct ag_splice_end *e, int events, bool want)
 {
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, dst_poll));
-    if (status < 0)
-        finish(s, status);
-    else
-        pump(s);
+    if (!e)
+        return;
+    if (want && !e->polled) {
+        uv_poll_start(&e->poll, events, on_end_poll);
+        e->polled = true;
+    } else if (!want && e->polled) {
+        uv_poll_stop(&e->poll);
+        e->polled = false;
+    }
+}
+
+/* The pump lets go of its ends (polls stopped: the streams own the sockets
+ * again) and of a pipe that is not empty (bytes of a body that will never
+ * be delivered must not reach the next one). */
+static void release(struct ag_splice *s)
+{
+    s->finished = true;
+    s->active = false;
+    struct ag_splice_end *ends[2] = {s->src, s->dst};
+    for (int i = 0; i < 2; i++) {
+        if (!ends[i])
+            continue;
+        watch(ends[i], 0, false);
+        if (ends[i]->user == s)
+            ends[i]->user = NULL;
+    }
+    s->src = s->dst = NULL;
+    if (s->in_pipe)
+        close_pipe(s);
 }
 
 static void finish(struct ag_splice *s, int status)
 {
     if (s->finished)
         return;
-    s->finished = true;
-    if (s->src_polled)
-        uv_poll_stop(&s->src_poll);
-    if (s->dst_polled)
-        uv_poll_stop(&s->dst_poll);
-    s->src_polled = s->dst_polled = false;
+    release(s);
     s->done(s, status);
 }
 
@@ -61,7 +129,7 @@ static void pump(struct ag_splice *s)
     for (;;) {
         bool moved = false;
         if (s->in_pipe) {
-            ssize_t m = splice(s->pipe_r, NULL, s->dst_fd, NULL, s->in_pipe,
+            ssize_t m = splice(s->pipe_r, NULL, s->dst->fd, NULL, s->in_pipe,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (s->to_read ? more : 0));
             if (m > 0) {
                 s->in_pipe -= (size_t)m;
@@ -80,7 +148,7 @@ static void pump(struct ag_splice *s)
             if (want > s->to_read)
                 want = (size_t)s->to_read;
             ssize_t n =
-                splice(s->src_fd, NULL, s->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                splice(s->src->fd, NULL, s->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 s->in_pipe += (size_t)n;
                 s->to_read -= (uint64_t)n;
@@ -117,73 +185,130 @@ static void pump(struct ag_splice *s)
             break;
         }
     }
-    /* Level-triggered polls, armed only for what blocked. */
-    if (want_read && !s->src_polled) {
-        uv_poll_start(&s->src_poll, UV_READABLE, on_src_poll);
-        s->src_polled = true;
-    } else if (!want_read && s->src_polled) {
-        uv_poll_stop(&s->src_poll);
-        s->src_polled = false;
+    watch(s->src, UV_READABLE, want_read);
+    watch(s->dst, UV_WRITABLE, want_write);
+}
+
+void ag_splice_end_init(struct ag_splice_end *e)
+{
+    memset(e, 0, sizeof *e);
+    e->fd = -1;
+}
+
+int ag_splice_end_open(struct ag_splice_end *e, uv_loop_t *loop, int fd, void *owner)
+{
+    ag_splice_end_init(e);
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -errno;
+    int rc = uv_poll_init_socket(loop, &e->poll, d);
+    if (rc != 0) {
+        close(d); /* (libuv initialises the handle only once it can succeed) */
+        return rc;
     }
-    if (want_write && !s->dst_polled) {
-        uv_poll_start(&s->dst_poll, UV_WRITABLE, on_dst_poll);
-        s->dst_polled = true;
-    } else if (!want_write && s->dst_polled) {
-        uv_poll_stop(&s->dst_poll);
-        s->dst_polled = false;
+    hold(1);
+    e->fd = d;
+    e->poll.data = owner;
+    e->open = true;
+    return 0;
+}
+
+static void on_end_closed(uv_handle_t *h)
+{
+    struct ag_splice_end *e =
+        (struct ag_splice_end *)((char *)h - offsetof(struct ag_splice_end, poll));
+    uv_close_cb cb = e->close_cb;
+    e->closing = false;
+    cb(h); /* last: it may free the owner, and the end with it */
+}
+
+void ag_splice_end_close(struct ag_splice_end *e, uv_close_cb close_cb)
+{
+    if (!e->open)
+        return;
+    if (e->user)
+        ag_splice_halt(e->user);
+    e->open = false;
+    e->closing = true;
+    e->polled = false;
+    e->close_cb = close_cb;
+    uv_close((uv_handle_t *)&e->poll, on_end_closed);
+    /* A closed poll handle no longer watches its fd: the dup can go now. */
+    close(e->fd);
+    hold(-1);
+    e->fd = -1;
+}
+
+void ag_splice_init(struct ag_splice *s)
+{
+    memset(s, 0, sizeof *s);
+    s->pipe_r = s->pipe_w = -1;
+    ag_splice_end_init(&s->own[0]);
+    ag_splice_end_init(&s->own[1]);
+}
+
+int ag_splice_run(struct ag_splice *s, struct ag_splice_end *src, struct ag_splice_end *dst,
+                  uint64_t len, void *owner, ag_splice_done_cb done,
+                  void (*progress)(struct ag_splice *))
+{
+    if (s->active || !src->open || !dst->open || src->user || dst->user)
+        return -EBUSY;
+    if (s->pipe_r < 0) {
+        int rc = make_pipe(s);
+        if (rc != 0)
+            return rc;
     }
+    s->src = src;
+    s->dst = dst;
+    src->user = dst->user = s;
+    s->to_read = len;
+    s->moved = s->taken = 0;
+    s->open = len == AG_SPLICE_OPEN;
+    s->owner = owner;
+    s->done = done;
+    s->progress = progress;
+    s->finished = false;
+    s->active = true;
+    if (s->open)
+        watch(s->src, UV_READABLE, true);
+    else
+        pump(s);
+    return 0;
+}
+
+void ag_splice_halt(struct ag_splice *s)
+{
+    if (s->active)
+        release(s);
+}
+
+void ag_splice_drop_pipe(struct ag_splice *s)
+{
+    if (!s->active)
+        close_pipe(s);
 }
 
 int ag_splice_start(struct ag_splice *s, uv_loop_t *loop, int src, int dst, uint64_t len,
                     void *owner, ag_splice_done_cb done, void (*progress)(struct ag_splice *))
 {
-    memset(s, 0, sizeof *s);
-    s->src_fd = s->dst_fd = s->pipe_r = s->pipe_w = -1;
-    int p[2];
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
-        return -errno;
-    s->pipe_r = p[0];
-    s->pipe_w = p[1];
-    int cap = fcntl(s->pipe_w, F_SETPIPE_SZ, PIPE_WANT);
-    if (cap <= 0)
-        cap = fcntl(s->pipe_w, F_GETPIPE_SZ);
-    s->pipe_cap = cap > 0 ? (size_t)cap : 65536;
-    s->src_fd = fcntl(src, F_DUPFD_CLOEXEC, 0);
-    s->dst_fd = fcntl(dst, F_DUPFD_CLOEXEC, 0);
-    if (s->src_fd < 0 || s->dst_fd < 0 || uv_poll_init_socket(loop, &s->src_poll, s->src_fd) != 0) {
-        int e = -errno;
-        if (s->src_fd >= 0)
-            close(s->src_fd);
-        if (s->dst_fd >= 0)
-            close(s->dst_fd);
-        close(s->pipe_r);
-        close(s->pipe_w);
-        return e ? e : -EIO;
+    ag_splice_init(s);
+    int rc = make_pipe(s);
+    if (rc != 0)
+        return rc;
+    rc = ag_splice_end_open(&s->own[0], loop, src, owner);
+    if (rc != 0) {
+        close_pipe(s);
+        return rc;
     }
-    s->src_poll.data = owner;
-    if (uv_poll_init_socket(loop, &s->dst_poll, s->dst_fd) != 0) {
+    s->made = true;
+    if (ag_splice_end_open(&s->own[1], loop, dst, owner) != 0) {
         /* Half made: the caller counts both handles and closes through
          * ag_splice_close, which stands in for the missing one. */
-        s->dst_poll.data = owner;
-        s->running = true;
+        s->own[1].poll.data = owner;
         s->finished = true;
-        s->dst_fd = -1 - s->dst_fd; /* mark: dst poll not initialised */
         return 1;
     }
-    s->dst_poll.data = owner;
-    s->to_read = len;
-    s->open = len == AG_SPLICE_OPEN;
-    s->owner = owner;
-    s->done = done;
-    s->progress = progress;
-    s->running = true;
-    if (s->open) {
-        uv_poll_start(&s->src_poll, UV_READABLE, on_src_poll);
-        s->src_polled = true;
-    } else {
-        pump(s);
-    }
-    return 0;
+    return ag_splice_run(s, &s->own[0], &s->own[1], len, owner, done, progress) == 0 ? 0 : 1;
 }
 
 uint64_t ag_splice_take(struct ag_splice *s)
@@ -193,57 +318,17 @@ uint64_t ag_splice_take(struct ag_splice *s)
     return n;
 }
 
-int ag_splice_again(struct ag_splice *s, uint64_t len)
-{
-    if (!s->running || !s->finished || s->open || s->in_pipe || s->to_read)
-        return -1;
-    s->finished = false;
-    s->to_read = len;
-    pump(s);
-    return 0;
-}
-
-bool ag_splice_reusable(const struct ag_splice *s)
-{
-    return !s->running && !s->closing;
-}
-
-static void on_src_closed(uv_handle_t *h)
-{
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, src_poll));
-    uv_close_cb cb = s->close_cb;
-    s->closing--;
-    cb(h); /* last: it may free the owner, and s with it */
-}
-
-static void on_dst_closed(uv_handle_t *h)
-{
-    struct ag_splice *s = (struct ag_splice *)((char *)h - offsetof(struct ag_splice, dst_poll));
-    uv_close_cb cb = s->close_cb;
-    s->closing--;
-    cb(h);
-}
-
 void ag_splice_close(struct ag_splice *s, uv_close_cb close_cb)
 {
-    if (!s->running)
+    if (!s->made)
         return;
-    s->running = false;
-    s->finished = true;
-    s->close_cb = close_cb;
-    s->closing = 1;
-    uv_close((uv_handle_t *)&s->src_poll, on_src_closed);
-    /* A closed poll handle no longer watches its fd: the dups can go now. */
-    close(s->src_fd);
-    if (s->dst_fd >= 0) {
-        s->closing++;
-        uv_close((uv_handle_t *)&s->dst_poll, on_dst_closed);
-        close(s->dst_fd);
-    } else {
-        close(-1 - s->dst_fd);
-        close_cb((uv_handle_t *)&s->dst_poll); /* keep the owner's count balanced */
+    s->made = false;
+    ag_splice_halt(s);
+    for (int i = 0; i < 2; i++) {
+        if (s->own[i].open)
+            ag_splice_end_close(&s->own[i], close_cb);
+        else
+            close_cb((uv_handle_t *)&s->own[i].poll); /* keep the owner's count balanced */
     }
-    close(s->pipe_r);
-    close(s->pipe_w);
-    s->src_fd = s->dst_fd = s->pipe_r = s->pipe_w = -1;
+    close_pipe(s);
 }

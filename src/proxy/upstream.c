@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "authgate/err.h"
+#include "splice.h"
 #include "tls_pipe.h"
 #include "upstream.h"
 #include "util/log.h"
@@ -42,6 +43,7 @@ static void free_upstream_if_done(struct ag_upstream *up)
         if (up->ai)
             freeaddrinfo(up->ai);
         ag_head_free(&up->head);
+        free(up->sp_end); /* (closed: its callback came first) */
         if (up->tls) {
             ag_tls_pipe_free(up->tls);
             free(up->tls);
@@ -60,6 +62,31 @@ static void on_tcp_closed(uv_handle_t *h)
     struct ag_upstream *up = h->data;
     free(h); /* the attempt */
     free_upstream_if_done(up);
+}
+
+static void on_sp_end_closed(uv_handle_t *h)
+{
+    free_upstream_if_done(h->data);
+}
+
+struct ag_splice_end *ag_upstream_splice_end(struct ag_upstream *up, bool *reused)
+{
+    *reused = false;
+    if (!up->tcp || !up->connected || up->closing)
+        return NULL;
+    if (up->sp_end && up->sp_end->open) {
+        *reused = true;
+        return up->sp_end;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)up->tcp, &fd) != 0)
+        return NULL;
+    if (!up->sp_end && !(up->sp_end = malloc(sizeof *up->sp_end)))
+        return NULL;
+    if (ag_splice_end_open(up->sp_end, up->tcp->loop, fd, up) != 0)
+        return NULL;
+    up->handles++; /* its poll handle: the memory waits for its close */
+    return up->sp_end;
 }
 
 static void free_attempt(uv_handle_t *h)
@@ -99,6 +126,10 @@ void ag_upstream_close(struct ag_upstream *up)
         up->gai = NULL;
     }
     abandon_attempt(up);
+    /* The dup would hold the socket open past its close (and in the pool,
+     * past its eviction): it goes with the socket. */
+    if (up->sp_end)
+        ag_splice_end_close(up->sp_end, on_sp_end_closed);
     uv_close((uv_handle_t *)&up->timer, on_timer_closed);
     if (up->tcp)
         uv_close((uv_handle_t *)up->tcp, on_tcp_closed);

@@ -38,6 +38,7 @@ typedef bool (*ag_upstream_filter)(void *owner, const struct sockaddr *sa);
 struct gai_ctx;
 struct ag_tls_pipe;
 struct ag_attempt;
+struct ag_splice_end;
 
 struct ag_upstream {
     uv_tcp_t *tcp;              /* the connected socket (inside its attempt), NULL before */
@@ -74,6 +75,9 @@ struct ag_upstream {
     char parent_name[64];          /* the parent's name ("" direct): part of the pool key */
     struct ag_tls_pipe *tls; /* "parent ... tls": the TLS layer (tls_pipe.h) over tcp, else NULL;
                                 freed with the upstream's memory, never before */
+    struct ag_splice_end *sp_end; /* the splice end on tcp (splice.h): made by the first body
+                                     spliced from it, kept while the socket lives (pooled too,
+                                     its poll stopped), closed with it; NULL before */
 };
 
 /* Allocates an upstream for host:port and starts resolving and connecting;
@@ -87,6 +91,12 @@ uint32_t ag_upstream_live(void);
 /* Detaches from the owner, cancels pending work and closes the handles.
  * Accepts NULL. No callback fires for the owner after this. */
 void ag_upstream_close(struct ag_upstream *up);
+
+/* The splice end (a dup of the socket with a poll handle) for bodies
+ * spliced from this connection, made on first use and kept until
+ * ag_upstream_close. NULL when it cannot be made, or the connection is not
+ * connected or closing. *reused: it existed already. */
+struct ag_splice_end *ag_upstream_splice_end(struct ag_upstream *up, bool *reused);
 
 /* True when socket fd, connected to peer, is connected to itself: a
  * connect to a local port nobody listens on, from an ephemeral port that

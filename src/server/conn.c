@@ -101,9 +101,8 @@ void conn_request_reset(struct conn *c, uint64_t now_ms)
 
 /* --- teardown -------------------------------------------------------------- */
 
-void conn_handle_closed(uv_handle_t *h)
+static void conn_unref(struct conn *c)
 {
-    struct conn *c = h->data;
     if (--c->handles > 0)
         return;
     struct ag_server *srv = c->srv;
@@ -124,6 +123,66 @@ void conn_handle_closed(uv_handle_t *h)
     ag_server_conn_gone(srv);
 }
 
+void conn_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+/* The idle release closed the client socket's splice end: the pump's
+ * memory (which holds the end) goes now, before the count drops. */
+static void sp_end_retired(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (c->sp_retire) {
+        c->sp_retire = false;
+        free(c->sp);
+        c->sp = NULL;
+    }
+    conn_unref(c);
+}
+
+struct ag_splice_end *conn_splice_end(struct conn *c)
+{
+    if (c->sp_retire)
+        return NULL; /* (its end is still closing) */
+    if (!c->sp) {
+        if (!(c->sp = malloc(sizeof *c->sp)))
+            return NULL;
+        ag_splice_init(&c->sp->pump);
+        ag_splice_init(&c->sp->req);
+        ag_splice_end_init(&c->sp->end);
+    }
+    if (c->sp->end.open) {
+        c->srv->stats.splice_ends_reused++;
+        return &c->sp->end;
+    }
+    uv_os_fd_t fd;
+    if (c->sp->end.closing || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        ag_splice_end_open(&c->sp->end, c->srv->loop, fd, c) != 0)
+        return NULL;
+    c->handles++;
+    return &c->sp->end;
+}
+
+/* Lets go of the kept pipe and the client socket's end (an idle connection,
+ * or one closing); close_cb counts the end's handle down. */
+static void sp_release(struct conn *c, uv_close_cb close_cb)
+{
+    if (!c->sp)
+        return;
+    if (c->splicing) {
+        c->splicing = false;
+        ag_splice_halt(&c->sp->pump);
+    }
+    if (c->req_splicing) {
+        c->req_splicing = false;
+        ag_splice_halt(&c->sp->req);
+    }
+    ag_splice_drop_pipe(&c->sp->pump);
+    ag_splice_drop_pipe(&c->sp->req);
+    ag_splice_end_close(&c->sp->end, close_cb);
+}
+
 void conn_close(struct conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSING)
@@ -132,10 +191,7 @@ void conn_close(struct conn *c, const char *reason)
     if (c->state == CONN_TUNNEL)
         exchange_log(c);
     ag_auth_close(c);
-    if (c->splicing || c->sp_kept) {
-        c->splicing = c->sp_kept = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-    }
+    sp_release(c, conn_handle_closed);
     if (c->tun_spliced) {
         c->tun_spliced = false;
         ag_splice_close(&c->tun_sp[0], conn_handle_closed);
@@ -259,11 +315,18 @@ static void release_blocks(struct conn *c)
     ag_buf_free(&c->stage_up);
     ag_buf_free(&c->rq.req_head_up);
     ag_buf_free(&c->url_text);
-    /* idle: its poll handles closed in an earlier turn of the loop (the
-     * check costs nothing and keeps libuv's memory out of free's reach) */
-    if (c->sp && !c->splicing && !c->sp_kept && ag_splice_reusable(c->sp)) {
-        free(c->sp);
-        c->sp = NULL;
+    /* idle: no pump runs. The pipe goes now; the memory holding the end's
+     * poll handle only once libuv is done with it (sp_end_retired). */
+    if (c->sp && !c->splicing && !c->req_splicing && !c->sp_retire) {
+        if (c->sp->end.open) {
+            c->sp_retire = true;
+            sp_release(c, sp_end_retired);
+        } else if (!c->sp->end.closing) {
+            ag_splice_drop_pipe(&c->sp->pump);
+            ag_splice_drop_pipe(&c->sp->req);
+            free(c->sp);
+            c->sp = NULL;
+        }
     }
     if (c->up && c->up->idle)
         ag_head_release(&c->up->head);
@@ -626,6 +689,8 @@ void conn_update_reading(struct conn *c)
         want_client = !c->eof && !(up && up->out_pending >= AG_WRITE_HIGH_WATER);
     if (c->tls && conn_tls_backlog(c) >= AG_TLS_BACKLOG_MAX)
         want_client = false;
+    if (c->rq.req_splice_pending || c->req_splicing)
+        want_client = false; /* the request pump reads the client socket */
     if (want_client && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_read_client) == 0)
             c->reading = true;
@@ -637,6 +702,10 @@ void conn_update_reading(struct conn *c)
     }
     if (!up || !up->connected || up->closing)
         return;
+    if (c->rq.req_splice_pending && up->out_pending == 0) {
+        exchange_start_req_splice(c); /* (it updates the reading itself) */
+        return;
+    }
     if (c->rq.splice_pending && c->out_pending == 0) {
         exchange_start_splice(c);
         return;
@@ -996,6 +1065,8 @@ void conn_parse(struct conn *c)
             break;
         }
         ag_buf_consume(&c->inbuf, used);
+        if (c->rq.req_in_chunk && c->inbuf.len == 0)
+            exchange_check_req_splice(c);
         if (c->state == CONN_READ_HEAD && !c->head_ready && c->rq.head_bytes > c->cfg->header_max) {
             c->srv->stats.header_too_large++;
             c->rq.keepalive = false;

@@ -100,14 +100,19 @@ struct conn_request {
     /* the upstream side */
     struct ag_buf req_head_up; /* upstream request head, kept for one retry */
     bool retried;
-    bool up_dirty;       /* upstream sent bytes past its response: never reuse */
-    bool up_407;         /* upstream asked for proxy credentials: 502, never relayed */
-    bool splice_pending; /* a body waits for the client writes to drain to splice */
-    bool splice_chunk;   /* what waits or runs is the rest of one chunk's data, not the
-                            whole body: the parser goes on after it */
-    bool resp_in_chunk;  /* the response parser is inside a chunk's data (its size line
-                            parsed, not yet its CRLF): content_length is what is left */
-    char hier_ip[48];    /* upstream address for the access log */
+    bool up_dirty;           /* upstream sent bytes past its response: never reuse */
+    bool up_407;             /* upstream asked for proxy credentials: 502, never relayed */
+    bool splice_pending;     /* a body waits for the client writes to drain to splice */
+    bool splice_chunk;       /* what waits or runs is the rest of one chunk's data, not the
+                                whole body: the parser goes on after it */
+    bool resp_in_chunk;      /* the response parser is inside a chunk's data (its size line
+                                parsed, not yet its CRLF): content_length is what is left */
+    bool req_in_chunk;       /* the same for the request parser (a chunked request body) */
+    bool req_splice_pending; /* the rest of a long request chunk waits for the upstream
+                                writes to drain to splice */
+    bool req_splice_chunk;   /* what waits or runs is the rest of one request chunk's data
+                                (its size line, ours, is out): relayed raw if not spliced */
+    char hier_ip[48];        /* upstream address for the access log */
     /* the response */
     bool resp_started, resp_done, resp_chunked_out, resp_1xx;
     char *resp_extra;    /* header lines added to this exchange's response (owned), e.g.
@@ -117,6 +122,13 @@ struct conn_request {
     uint64_t t_start_ms; /* monotonic start of the exchange */
     uint64_t id;         /* request id: req= in the error log, shown on error pages */
     uint64_t bytes_sent; /* bytes of this exchange sent to the client */
+};
+
+/* The body pump of a client connection and the splice end on its socket. */
+struct conn_pump {
+    struct ag_splice pump; /* response bodies and chunks: upstream to client */
+    struct ag_splice req;  /* long chunks of chunked request bodies: client to upstream */
+    struct ag_splice_end end;
 };
 
 struct conn {
@@ -161,14 +173,16 @@ struct conn {
     struct ag_job *job;         /* verification in flight, NULL when none */
     bool tun_client_eof, tun_up_eof;
     struct conn_tls *tls; /* the TLS layer (tls.h) on a tls listener's connection, else NULL */
-    /* zero-copy body relay (two handles while running): made by the first
-     * splice of the connection, freed by the idle release (conn_idle) and
-     * the close; most connections never splice, and its 400 bytes would
-     * otherwise sit in every idle one (issue 16) */
-    struct ag_splice *sp;
-    bool splicing; /* the splice relay runs (its handles are counted) */
-    bool sp_kept;  /* sp finished one chunk and stays open (handles counted) for the next
-                      chunks of the same response; closed at its end */
+    /* zero-copy body relay: made by the first splice of the connection, kept
+     * across its responses (the pipe while empty, the client socket's end
+     * while the connection lives: one handle, counted), released by the idle
+     * release (conn_idle) and the close; most connections never splice, and
+     * its bytes would otherwise sit in every idle one (issue 16) */
+    struct conn_pump *sp;
+    bool splicing;     /* a body pump runs */
+    bool req_splicing; /* the request pump runs (client reads stopped) */
+    bool sp_retire;    /* the idle release closes sp's end: sp is freed by its close callback
+                          and not used until then */
     /* A plain CONNECT tunnel relayed by two pumps, [0] client to upstream and
      * [1] upstream to client (allocated when it starts: most connections
      * never tunnel); tun_splice_want: start once both write queues drain. */
@@ -267,6 +281,15 @@ void exchange_up_tls_failed(struct conn *c, const char *why);
 /* One direction of a tunnel ended (its EOF read): true when both have, and
  * the connection is closed ("tunnel_done"). */
 bool conn_tunnel_side_ended(struct conn *c, bool from_client);
+/* The splice end on the client socket (made on first use, kept while the
+ * connection lives), NULL when it cannot be had now (relay in user space). */
+struct ag_splice_end *conn_splice_end(struct conn *c);
+/* Writes to the upstream drained: the rest of a long request chunk waiting
+ * for splice can start. */
+void exchange_start_req_splice(struct conn *c);
+/* The request parser just took bytes: when it is inside a long chunk with
+ * nothing more buffered, the rest of that chunk is to be spliced. */
+void exchange_check_req_splice(struct conn *c);
 /* Writes to the client drained: a body waiting for splice can start. */
 void exchange_start_splice(struct conn *c);
 /* A plain tunnel whose write queues drained: its two directions go to

@@ -130,7 +130,32 @@ static int rq_body(llhttp_t *p, const char *at, size_t len)
         }
         return 0;
     }
-    return stage_body(&c->stage_up, c->rq.req_chunked, at, len);
+    /* (Empty after a spliced chunk: the parser is only told its data
+     * passed. req_splice_chunk here: the splice could not start after our
+     * size line for the rest of the chunk went out: the data follows raw.) */
+    if (!len)
+        return 0;
+    return stage_body(&c->stage_up, c->rq.req_chunked && !c->rq.req_splice_chunk, at, len);
+}
+
+static int rq_chunk_header(llhttp_t *p)
+{
+    int rc = on_chunk_header(p);
+    struct conn *c = p->data;
+    if (!rc)
+        c->rq.req_in_chunk = p->content_length > 0 && !c->rq.drain;
+    return rc;
+}
+
+static int rq_chunk_complete(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->rq.req_in_chunk = false;
+    if (c->rq.req_splice_chunk) { /* (relayed raw, see rq_body) */
+        c->rq.req_splice_chunk = false;
+        return ag_buf_append(&c->stage_up, "\r\n", 2) ? -1 : 0;
+    }
+    return 0;
 }
 
 static int rq_message_complete(llhttp_t *p)
@@ -151,7 +176,8 @@ const llhttp_settings_t ag_request_settings = {
     .on_header_value_complete = on_value_done,
     .on_headers_complete = rq_headers_complete,
     .on_body = rq_body,
-    .on_chunk_header = on_chunk_header,
+    .on_chunk_header = rq_chunk_header,
+    .on_chunk_complete = rq_chunk_complete,
     .on_message_complete = rq_message_complete,
 };
 
@@ -316,11 +342,13 @@ void exchange_maybe_done(struct conn *c)
     if (up) {
         bool reuse = up->connected && !up->closing && !c->rq.up_dirty && !c->rq.is_connect &&
                      c->state == CONN_FORWARD && llhttp_should_keep_alive(&up->parser);
-        /* Each pooled upstream holds a descriptor for an idle client: past
+        /* Each pooled upstream holds a descriptor for an idle client (two
+         * with the splice end it keeps, counted in ag_splice_fds): past
          * three quarters of the descriptor limit, new clients matter more
          * than the pool (the accept gate closes at the limit itself). */
         if (reuse &&
-            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live()) * 4 > c->srv->fd_limit * 3) {
+            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live() + ag_splice_fds()) * 4 >
+                c->srv->fd_limit * 3) {
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }
@@ -897,10 +925,6 @@ static int rs_message_complete(llhttp_t *p)
         return 0; /* an interim response: the final one follows */
     if (c->rq.resp_chunked_out)
         ag_buf_append(&c->stage_client, "0\r\n\r\n", 5);
-    if (c->sp_kept) { /* its dups would hold the upstream socket open */
-        c->sp_kept = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-    }
     c->rq.resp_done = true;
     return HPE_PAUSED;
 }
@@ -934,6 +958,18 @@ static void on_up_timer(uv_timer_t *t)
     exchange_upstream_timeout(c);
 }
 
+/* Bytes came from the upstream (or a pump moved some of its exchange): its
+ * silence deadline, upstream_idle_timeout, starts again. uv_timer_again
+ * does not do that: it restarts only a repeating timer, and this one is
+ * not, so the deadline counted from the request and cut every response
+ * that took longer (a large download: 504, or a truncated body). */
+static void upstream_heard(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    if (up && !up->idle && c->state == CONN_FORWARD && uv_is_active((uv_handle_t *)&up->timer))
+        uv_timer_start(&up->timer, on_up_timer, c->cfg->upstream_idle_timeout_ms, 0);
+}
+
 void exchange_pool_timer(struct conn *c)
 {
     uv_timer_start(&c->up->timer, on_up_timer, c->cfg->upstream_keepalive_ms, 0);
@@ -950,8 +986,15 @@ static void upstream_failed_detail(struct conn *c, int status, const char *why, 
             (unsigned long long)c->id, (unsigned long long)c->rq.id,
             ag_escape(host, sizeof host, c->rq.target.host, strlen(c->rq.target.host)), status, why,
             detail ? " detail=\"" : "", detail ? detail : "", detail ? "\"" : "");
-    ag_upstream_close(c->up);
+    ag_upstream_close(c->up); /* (halts a request pump on it) */
     c->up = NULL;
+    if (c->req_splicing) {
+        /* Part of a request chunk went into a pump the parser never saw:
+         * the client's stream cannot be read on. */
+        c->req_splicing = false;
+        conn_close(c, "upstream_failed_mid_request");
+        return;
+    }
     if (c->rq.resp_started && c->rq.status) {
         /* The response cannot be finished: the client learns it from the
          * close. A flushed, lingering close keeps what went before intact
@@ -1405,9 +1448,7 @@ static void open_upstream(struct conn *c)
 
 static void splice_progress(struct ag_splice *s)
 {
-    struct conn *c = s->owner;
-    if (c->up)
-        uv_timer_again(&c->up->timer);
+    upstream_heard(s->owner);
 }
 
 static void splice_done(struct ag_splice *s, int status)
@@ -1419,12 +1460,7 @@ static void splice_done(struct ag_splice *s, int status)
     uint64_t n = ag_splice_take(s);
     conn_count_out(c, n);
     c->srv->stats.splice_bytes += n;
-    if (status == 0 && c->rq.splice_chunk) {
-        c->sp_kept = true; /* for this response's next long chunk */
-    } else {
-        c->sp_kept = false;
-        ag_splice_close(s, conn_handle_closed);
-    }
+    /* (The pump let go of both ends: the streams own the sockets again.) */
     if (status != 0) {
         conn_close(c, "splice_failed");
         return;
@@ -1448,59 +1484,136 @@ static void splice_done(struct ag_splice *s, int status)
     exchange_maybe_done(c);
 }
 
+/* The ends (a dup and a poll handle per socket) of a body pump: kept, the
+ * upstream's with the upstream (pooled too), the client's (and the pipes)
+ * with the connection, so a body costs no set-up or tear-down system call
+ * once they exist. false when one cannot be had now (an end still closing:
+ * the idle release ran in this loop turn): that piece goes in user space. */
+static bool splice_ends(struct conn *c, struct ag_splice_end **ue, struct ag_splice_end **ce)
+{
+    bool up_reused = false;
+    *ue = c->up ? ag_upstream_splice_end(c->up, &up_reused) : NULL;
+    *ce = *ue ? conn_splice_end(c) : NULL;
+    if (*ce && up_reused)
+        c->srv->stats.splice_ends_reused++;
+    return *ce != NULL;
+}
+
 void exchange_start_splice(struct conn *c)
 {
     struct ag_upstream *up = c->up;
     c->rq.splice_pending = false;
-    uv_os_fd_t src, dst;
-    /* (The last chunk's pump may still be closing: this piece goes in user
-     * space, raw when it is the rest of a chunk, see rs_body.) */
-    if (!up || (c->sp && !c->sp_kept && !ag_splice_reusable(c->sp)) ||
-        uv_fileno((uv_handle_t *)up->tcp, &src) != 0 ||
-        uv_fileno((uv_handle_t *)&c->tcp, &dst) != 0) {
+    /* (No ends: the body in user space, raw when it is the rest of a chunk,
+     * see rs_body.) */
+    struct ag_splice_end *ue, *ce;
+    if (!splice_ends(c, &ue, &ce)) {
         conn_update_reading(c);
         return;
     }
     uint64_t len = up->parser.content_length; /* llhttp counts down what is left */
-    if (c->sp_kept) {
-        /* The pump of this response's last long chunk: same sockets. */
-        c->splicing = true;
-        if (ag_splice_again(c->sp, len) == 0) {
-            c->srv->stats.spliced_chunks++;
-            return;
-        }
-        c->splicing = c->sp_kept = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-        conn_update_reading(c); /* the rest of the chunk raw, in user space */
-        return;
-    }
     ag_debug("conn=%llu event=splice_start bytes=%llu", (unsigned long long)c->id,
              (unsigned long long)len);
-    /* Counted before starting: the pump may finish (and splice_done run)
-     * inside ag_splice_start when the whole body is already readable. */
-    /* Made once per connection phase: kept for the next body, freed by
-     * the idle release and the close (conn.c). */
-    if (!c->sp && !(c->sp = malloc(sizeof *c->sp))) {
-        conn_update_reading(c); /* relay in user space */
-        return;
-    }
-    c->handles += 2;
+    bool pipe_kept = c->sp->pump.pipe_r >= 0;
+    bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the run) */
+    /* Set before the run: the pump may finish (and splice_done run) inside
+     * it when the whole body is already readable. */
     c->splicing = true;
-    bool chunk = c->rq.splice_chunk; /* (splice_done may clear it inside the start) */
-    int rc = ag_splice_start(c->sp, c->srv->loop, src, dst, len, c, splice_done, splice_progress);
-    if (rc == 0 && chunk)
-        c->srv->stats.spliced_chunks++;
-    if (rc < 0) {
-        c->handles -= 2;
+    if (ag_splice_run(&c->sp->pump, ue, ce, len, c, splice_done, splice_progress) != 0) {
         c->splicing = false;
         conn_update_reading(c); /* relay in user space */
         return;
     }
-    if (rc == 1) {
-        c->splicing = false;
-        ag_splice_close(c->sp, conn_handle_closed);
-        conn_update_reading(c);
+    /* Still running (the rest of the body is not in the socket yet): from
+     * here the pump alone reads the upstream socket. When it finished inside
+     * the run, the connection went on (to the pool, reads still armed). */
+    if (c->splicing && up->reading) {
+        uv_read_stop((uv_stream_t *)up->tcp);
+        up->reading = false;
     }
+    if (pipe_kept)
+        c->srv->stats.splice_pipes_reused++;
+    if (chunk)
+        c->srv->stats.spliced_chunks++;
+    else
+        c->srv->stats.spliced_bodies++;
+}
+
+/* --- zero-copy request chunks ------------------------------------------------ */
+
+/* The long chunks of a chunked request body, client to upstream, as the
+ * response's go the other way: llhttp parses every size line and the end of
+ * the body (the smuggling checks stay its own), a size line of our own goes
+ * before the rest of the chunk's data, which is spliced, and the parser is
+ * then told those bytes passed. A bad size line after it closes the
+ * connection before any of it is sent (the parser refuses it); a client that
+ * stops inside a spliced chunk closes the connection, its upstream with it
+ * (never pooled: its request was cut). */
+void exchange_check_req_splice(struct conn *c)
+{
+    struct ag_upstream *up = c->up;
+    if (c->state != CONN_FORWARD || !c->rq.req_chunked || c->rq.drain || c->rq.msg_done ||
+        c->rq.req_splice_chunk || c->tls || !up || up->tls || !up->connected || up->closing ||
+        c->rq.parent_connect || c->parser.content_length < AG_SPLICE_CHUNK_MIN)
+        return;
+    if (ag_buf_printf(&c->stage_up, "%llx\r\n", (unsigned long long)c->parser.content_length) !=
+        0) {
+        conn_close(c, "nomem");
+        return;
+    }
+    conn_flush(c);
+    c->rq.req_splice_chunk = true;
+    c->rq.req_splice_pending = true; /* (conn_update_reading stops the client's reads) */
+}
+
+static void req_splice_progress(struct ag_splice *s)
+{
+    struct conn *c = s->owner;
+    uint64_t n = ag_splice_take(s);
+    c->bytes_in += n;
+    c->srv->stats.bytes_in += n;
+    c->srv->stats.splice_bytes += n;
+    upstream_heard(c);
+}
+
+static void req_splice_done(struct ag_splice *s, int status)
+{
+    struct conn *c = s->owner;
+    c->req_splicing = false;
+    req_splice_progress(s);
+    ag_debug("conn=%llu event=req_splice_done status=%d moved=%llu", (unsigned long long)c->id,
+             status, (unsigned long long)s->moved);
+    if (status != 0) {
+        conn_close(c, status == UV_EOF ? "client_eof_in_chunk" : "req_splice_failed");
+        return;
+    }
+    /* The chunk's data passed: llhttp goes on at the CRLF that must end it. */
+    c->rq.req_splice_chunk = false;
+    c->parser.content_length = 0;
+    if (ag_buf_append(&c->stage_up, "\r\n", 2) != 0) {
+        conn_close(c, "nomem");
+        return;
+    }
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+void exchange_start_req_splice(struct conn *c)
+{
+    c->rq.req_splice_pending = false;
+    struct ag_splice_end *ue, *ce;
+    uint64_t len = c->parser.content_length; /* llhttp counts down what is left */
+    c->req_splicing = splice_ends(c, &ue, &ce);
+    if (!c->req_splicing ||
+        ag_splice_run(&c->sp->req, ce, ue, len, c, req_splice_done, req_splice_progress) != 0) {
+        /* (An end busy with the response's pump, or none to be had: the
+         * rest of the chunk goes raw, in user space, see rq_body.) */
+        c->req_splicing = false;
+        conn_update_reading(c);
+        return;
+    }
+    c->srv->stats.spliced_request_chunks++;
+    ag_debug("conn=%llu event=req_splice_start bytes=%llu", (unsigned long long)c->id,
+             (unsigned long long)len);
 }
 
 /* --- zero-copy tunnels ------------------------------------------------------ */
@@ -1543,7 +1656,7 @@ static void tunnel_pump_done(struct ag_splice *s, int status)
     }
     if (conn_tunnel_side_ended(c, from_client))
         return;
-    if (shutdown(s->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN)
+    if (shutdown(s->own[1].fd, SHUT_WR) != 0 && errno != ENOTCONN)
         conn_close(c, "tunnel_shutdown");
 }
 
@@ -1614,7 +1727,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     struct ag_upstream *up = forwarding_upstream(c);
     if (!up)
         return;
-    uv_timer_again(&up->timer);
+    upstream_heard(c);
     enum llhttp_errno e = llhttp_execute(&up->parser, data, (size_t)n);
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&up->parser);
@@ -1647,10 +1760,11 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
     /* The rest of a long body goes socket to socket through a pipe. */
     if (c->rq.resp_started && !c->rq.resp_chunked_out && !c->tls && !up->tls &&
         (up->parser.flags & F_CONTENT_LENGTH) && up->parser.content_length >= AG_SPLICE_MIN) {
-        if (up->reading) {
-            uv_read_stop((uv_stream_t *)up->tcp);
-            up->reading = false;
-        }
+        /* The stream's reads stay armed for now: conn_update_reading below
+         * either starts the pump (which stops them if the body is not all
+         * there: exchange_start_splice) or stops them until the client's
+         * writes drain. A body already whole in the socket then costs no
+         * epoll_ctl to stop and restart the reads around it. */
         c->rq.splice_pending = true;
     } else if (c->rq.resp_started && c->rq.resp_chunked_out && c->rq.resp_in_chunk &&
                !c->rq.splice_chunk && !c->tls && !up->tls &&
@@ -1663,11 +1777,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
             return;
         }
         conn_flush(c);
-        if (up->reading) {
-            uv_read_stop((uv_stream_t *)up->tcp);
-            up->reading = false;
-        }
-        c->rq.splice_chunk = true;
+        c->rq.splice_chunk = true; /* (the reads: as above) */
         c->rq.splice_pending = true;
     }
     conn_update_reading(c);

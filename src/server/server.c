@@ -26,7 +26,8 @@ void ag_server_listener_closed(uv_handle_t *h)
 /* The accept gate, global over every loop: a slot is taken (atomically)
  * before accepting, so N loops together never pass max_connections; and
  * far enough from the descriptor limit that each client may still get one
- * more for its upstream (AG_FD_RESERVE left for everything else, or half of
+ * more for its upstream (the descriptors the splice pumps keep, pipes and
+ * dups, counted too; AG_FD_RESERVE left for everything else, or half of
  * a limit smaller than twice that: under `ulimit -n 64` a fixed reserve of
  * 64 closed the gate for good and the daemon served nobody). */
 static bool take_slot(struct ag_server *srv)
@@ -35,7 +36,8 @@ static bool take_slot(struct ag_server *srv)
     uint32_t *g = &srv->main->global_conns;
     uint32_t n = __atomic_add_fetch(g, 1, __ATOMIC_SEQ_CST);
     if (n <= srv->cfg->max_connections &&
-        (!srv->fd_limit || (uint64_t)n - 1 + ag_upstream_live() + reserve < srv->fd_limit))
+        (!srv->fd_limit ||
+         (uint64_t)n - 1 + ag_upstream_live() + ag_splice_fds() + reserve < srv->fd_limit))
         return true;
     __atomic_sub_fetch(g, 1, __ATOMIC_SEQ_CST);
     return false;

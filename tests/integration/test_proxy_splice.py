@@ -12,7 +12,9 @@ import time
 from harness.ctl_client import ctl_json, stats
 from harness.ctl_client import sockdir  # noqa: F401 (fixture)
 from harness.ntlm_client import basic, pa
+from harness.origin import recv_head
 from harness.rawhttp import build_request, get_request
+from harness.tools import wait_until
 
 DEMO_USERS = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "demo-users"
 
@@ -152,12 +154,10 @@ class ChunkOrigin:
         buf = b""
         try:
             while self.replies:
-                while b"\r\n\r\n" not in buf:
-                    d = s.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = recv_head(s, buf)
+                if got is None:
+                    return
+                head, buf = got
                 self.heads.append(head)
                 reply = self.replies.pop(0)
                 if reply is None:
@@ -311,3 +311,154 @@ def test_shutdown_closes_a_spliced_tunnel_and_exits_clean(make_gateway, echo_ser
     assert gw.stop() == 0
     assert c.is_closed(3.0)
     assert any("TCP_TUNNEL" in l for l in gw.access_log), gw.access_log
+
+
+# ---------------------------------------------------------------------------
+# chunked request bodies: long chunks' data spliced client to upstream
+
+
+class UploadOrigin:
+    """A keep-alive origin for chunked uploads, one thread per connection:
+    it reads each request head and its chunked body (raw, as the gateway
+    framed it), records both, and answers 200 with the body's length; a
+    connection's raw bytes and whether it ended are kept per connection."""
+
+    def __init__(self):
+        self.raw = []      # per connection: every byte received
+        self.ended = []    # per connection: an Event set at EOF (or error)
+        self.bodies = []   # decoded bodies of the complete requests
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self._sock.accept()
+            except OSError:
+                return
+            self.raw.append(bytearray())
+            self.ended.append(threading.Event())
+            threading.Thread(target=self._serve, args=(s, len(self.raw) - 1),
+                             daemon=True).start()
+
+    def _serve(self, s, i):
+        buf = b""
+        try:
+            while True:
+                got = recv_head(s, buf, self.raw[i])
+                if got is None:
+                    return
+                head, buf = got
+                while True:
+                    body, rest, last = decode_chunks(buf)
+                    if last and rest.startswith(b"\r\n"):
+                        break
+                    d = s.recv(1 << 20)
+                    if not d:
+                        return
+                    self.raw[i] += d
+                    buf += d
+                buf = rest[2:]
+                self.bodies.append(body)
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d"
+                          % (len(str(len(body))), len(body)))
+        except OSError:
+            pass
+        finally:
+            s.close()
+            self.ended[i].set()
+
+    def stop(self):
+        self._sock.close()
+
+
+def _upload_head(url):
+    return (b"POST %s HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+            % (url.encode(), url.split("/")[2].encode()))
+
+
+def _chunked(chunks, last=True):
+    out = b"".join(b"%x\r\n" % len(ch) + ch + b"\r\n" for ch in chunks)
+    return out + (b"0\r\n\r\n" if last else b"")
+
+
+def _send_slowly(c, data, piece=64 * 1024):
+    """In pieces with a pause between: each long chunk's size line and first
+    bytes arrive in one read, the rest later (what a splice takes over)."""
+    for i in range(0, len(data), piece):
+        c.send(data[i:i + piece])
+        time.sleep(0.005)
+
+
+def test_chunked_upload_long_chunks_spliced_byte_exact(make_gateway, sockdir):
+    chunks = [os.urandom(n) for n in (7, 600 * 1024, 1000, (1 << 20) + 5, 130 * 1024 + 1)]
+    o = UploadOrigin()
+    try:
+        gw = _chunk_gw(make_gateway, sockdir)
+        c = gw.client(timeout=20)
+        head = _upload_head(o.url("/up"))
+        for rnd in range(2):  # twice on one client connection and one pooled upstream
+            _send_slowly(c, head + _chunked(chunks))
+            r = c.recv_response(timeout=20)
+            assert r.status == 200 and r.body == b"%d" % sum(map(len, chunks)), r
+            assert o.bodies[rnd] == b"".join(chunks)
+        assert len(o.raw) == 1
+        st = stats(gw)
+        # the 600 KiB and the 1 MiB chunk at least, each time
+        assert st["spliced_request_chunks"] >= 4, st
+        assert st["bytes_in"] == 2 * (len(head) + len(_chunked(chunks))), st
+        assert not c.is_closed(0.2)
+    finally:
+        o.stop()
+
+
+def test_bad_size_line_after_spliced_request_chunk_forwards_nothing_of_it(make_gateway,
+                                                                         sockdir):
+    good = os.urandom(512 * 1024)
+    evil = b"zz\r\nGET /smuggled HTTP/1.1\r\nHost: evil\r\n\r\n"
+    o = UploadOrigin()
+    try:
+        gw = _chunk_gw(make_gateway, sockdir)
+        c = gw.client(timeout=20)
+        _send_slowly(c, _upload_head(o.url("/bad")) + _chunked([good], last=False))
+        wait_until(lambda: stats(gw)["spliced_request_chunks"] == 1, 10, "the request pump")
+        c.send(evil)
+        r = c.recv_response(timeout=10)
+        assert r.status == 400, r
+        assert c.is_closed(5)
+        # the upstream connection is closed, never pooled, and got the
+        # chunk (re-framed, whole) but no byte of the bad size line
+        assert o.ended[0].wait(10)
+        raw = bytes(o.raw[0])
+        assert b"smuggled" not in raw and b"zz" not in raw.split(b"\r\n\r\n", 1)[1][-8:]
+        body, rest, last = decode_chunks(raw.split(b"\r\n\r\n", 1)[1])
+        assert body == good and rest == b"" and not last, (len(body), rest[:40], last)
+    finally:
+        o.stop()
+
+
+def test_client_stopping_inside_spliced_request_chunk_closes_upstream(make_gateway, sockdir):
+    o = UploadOrigin()
+    try:
+        gw = _chunk_gw(make_gateway, sockdir)
+        c = gw.client(timeout=20)
+        whole = _upload_head(o.url("/cut")) + b"%x\r\n" % (1 << 20) + os.urandom(400 * 1024)
+        _send_slowly(c, whole)
+        wait_until(lambda: stats(gw)["spliced_request_chunks"] == 1, 10, "the request pump")
+        c.close()  # inside the chunk's data
+        # the origin's connection closes: the cut request never completes, and
+        # the upstream never goes back to the pool
+        assert o.ended[0].wait(10)
+        assert o.bodies == []
+        c2 = gw.client(timeout=20)
+        _send_slowly(c2, _upload_head(o.url("/next")) + _chunked([b"x" * 10]))
+        assert c2.recv_response(timeout=10).status == 200
+        assert len(o.raw) == 2  # a new upstream connection
+    finally:
+        o.stop()

@@ -1,5 +1,7 @@
 """Upstream failures become small, self-delimited gateway errors."""
 
+import socket
+import threading
 import time
 
 import pytest
@@ -87,3 +89,37 @@ def test_upstream_garbage_response_502(gateway):
         assert_error_response(resp, 502)
     finally:
         up.stop()
+
+
+@pytest.mark.gateway_config(upstream_idle_timeout="600ms")
+def test_upstream_idle_timeout_is_silence_not_total_time(gateway):
+    """upstream_idle_timeout is the origin's silence while a response is
+    awaited: a response whose bytes keep coming, a piece every 150 ms for
+    about 1.8 s (three times the timeout), arrives whole. The deadline was
+    started once and never restarted (uv_timer_again restarts only a
+    repeating timer), so every response longer than the timeout was cut
+    (a long download: 504 or a truncated body)."""
+    pieces = [b"piece-%02d;" % i for i in range(12)]
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+
+    def serve():
+        s, _ = lsock.accept()
+        with s:
+            s.recv(65536)
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(b"".join(pieces)))
+            for p in pieces:
+                time.sleep(0.15)
+                s.sendall(p)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        c = gateway.client(timeout=10)
+        resp = c.request(get_request("http://127.0.0.1:%d/drip" % port), timeout=10)
+        assert resp.status == 200 and resp.body == b"".join(pieces), resp
+    finally:
+        lsock.close()
+        t.join(10)

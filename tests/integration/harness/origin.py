@@ -166,6 +166,21 @@ def _parse_head(raw):
     return parts, headers
 
 
+def recv_head(sock, buf, raw=None):
+    """Reads from sock until buf (bytes already read) holds a whole head:
+    (head, the bytes after it), or None at the peer's end. raw, a
+    bytearray, gets every byte read."""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(1 << 20)
+        if not d:
+            return None
+        if raw is not None:
+            raw += d
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def _end_accept(lsock, accepting_over, name):
     """Closes a listening socket once the thread accepting on it is gone.
 
