@@ -329,6 +329,25 @@ def cpu_seconds(t, names=None):
     return sum(stats[pid][3] for pid in pids) / CLK_TCK
 
 
+def cpu_sys_seconds(t):
+    """The system (kernel) part of cpu_seconds: fields 15 and 17 (stime,
+    cstime) of the same processes. The part no proxy design changes while it
+    makes the same socket calls, so the split tells a proxy's own cost from
+    the kernel's."""
+    if t is None or t.proc is None:
+        return None
+    total = 0
+    for pid in tree_pids(t):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[12]) + int(fields[14])
+    return total / CLK_TCK
+
+
 class CpuMeter:
     """CPU time of a proxy over one measured run: made right before the load
     generator starts, stop() right after it ends, result(n) gives (seconds,
@@ -339,7 +358,8 @@ class CpuMeter:
         self.t = t
         names = []
         self.before = cpu_seconds(t, names) if t.proxied else None
-        self.after = None
+        self.sys_before = cpu_sys_seconds(t) if self.before is not None else None
+        self.after = self.sys_after = None
         if self.before is not None and not getattr(t, "cpu_logged", False):
             t.cpu_logged = True
             counts = {n: names.count(n) for n in names}
@@ -349,6 +369,13 @@ class CpuMeter:
     def stop(self):
         if self.before is not None:
             self.after = cpu_seconds(self.t)
+            self.sys_after = cpu_sys_seconds(self.t)
+
+    def sys_us(self, count):
+        """Kernel microseconds per request (or handshake), or None."""
+        if self.sys_before is None or self.sys_after is None or not count:
+            return None
+        return max(0.0, self.sys_after - self.sys_before) / count * 1e6
 
     def result(self, count):
         if self.before is None or self.after is None or not count:
@@ -685,6 +712,7 @@ def wrk(ctx, t, path, conns, threads, seconds, headers=None, label=""):
     r["seconds"] = r["duration_us"] / 1e6
     r["rps"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
     r["cpu_s"], r["cpu_us"] = cpu.result(r["requests"])
+    r["cpu_sys_us"] = cpu.sys_us(r["requests"])
     errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
     bad = []
     if r["requests"] == 0:
