@@ -99,25 +99,13 @@ static int ipv4_parse(const char *name, size_t n, uint32_t *out)
     return 0;
 }
 
-/* By hand, not snprintf: every request naming an IPv4 host comes here. */
 static int put_ipv4(const uint8_t a[4], char *out, size_t cap)
 {
-    char t[16];
-    size_t n = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned v = a[i];
-        if (i)
-            t[n++] = '.';
-        if (v >= 100)
-            t[n++] = (char)('0' + v / 100);
-        if (v >= 10)
-            t[n++] = (char)('0' + v / 10 % 10);
-        t[n++] = (char)('0' + v % 10);
-    }
+    char t[AG_IPV4_TEXT_MAX];
+    size_t n = ag_ipv4_text(a, t);
     if (n >= cap)
         return AG_ELIMIT;
-    memcpy(out, t, n);
-    out[n] = '\0';
+    memcpy(out, t, n + 1);
     return (int)n;
 }
 

@@ -32,12 +32,34 @@ int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a)
     return AF_INET6;
 }
 
+size_t ag_ipv4_text(const uint8_t a[4], char out[AG_IPV4_TEXT_MAX])
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (i)
+            out[n++] = '.';
+        if (v >= 100)
+            out[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            out[n++] = (char)('0' + v / 10 % 10);
+        out[n++] = (char)('0' + v % 10);
+    }
+    out[n] = '\0';
+    return n;
+}
+
 void ag_addr_text(const struct sockaddr *sa, char *out, size_t cap)
 {
     const void *a = NULL;
-    if (sa->sa_family == AF_INET)
-        a = &((const struct sockaddr_in *)sa)->sin_addr;
-    else if (sa->sa_family == AF_INET6)
+    if (sa->sa_family == AF_INET) {
+        char t[AG_IPV4_TEXT_MAX];
+        size_t n = ag_ipv4_text((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, t);
+        if (n < cap) {
+            memcpy(out, t, n + 1);
+            return;
+        }
+    } else if (sa->sa_family == AF_INET6)
         a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     if (!a || !inet_ntop(sa->sa_family, a, out, (socklen_t)cap))
         snprintf(out, cap, "-");

@@ -25,6 +25,12 @@ bool ag_addr_v4mapped(const uint8_t a[16]);
  * another family. *a borrows from sa. */
 int ag_addr_bytes(const struct sockaddr *sa, const uint8_t **a);
 
+/* The dotted quad of the 4 bytes a into out (NUL-terminated); its length.
+ * By hand, not printf: every new client and every request naming an IPv4
+ * host is written this way. */
+#define AG_IPV4_TEXT_MAX 16
+size_t ag_ipv4_text(const uint8_t a[4], char out[AG_IPV4_TEXT_MAX]);
+
 /* sa's address (no port) as text into out: "192.0.2.1", "2001:db8::1";
  * "-" for another family. Always NUL-terminated (cap >= 2). */
 void ag_addr_text(const struct sockaddr *sa, char *out, size_t cap);

@@ -5,12 +5,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "authgate/err.h"
 #include "authgate/limits.h"
+#include "util/addr.h"
 #include "util/cursor.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -564,6 +567,37 @@ static void test_cursor_overflow_safety(void **state)
     assert_int_equal(c.off, 100);
 }
 
+/* An address as log text: the dotted quad by hand must match inet_ntop
+ * for every octet width, and a too-small buffer gives "-" as before. */
+static void test_addr_text(void **state)
+{
+    (void)state;
+    static const uint8_t quads[][4] = {
+        {0, 0, 0, 0}, {127, 0, 0, 1}, {10, 100, 9, 109}, {255, 255, 255, 255}, {1, 20, 199, 99},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(quads); i++) {
+        struct sockaddr_in sin = {.sin_family = AF_INET};
+        memcpy(&sin.sin_addr, quads[i], 4);
+        char want[INET_ADDRSTRLEN], got[64];
+        assert_non_null(inet_ntop(AF_INET, &sin.sin_addr, want, sizeof want));
+        ag_addr_text((const struct sockaddr *)&sin, got, sizeof got);
+        assert_string_equal(got, want);
+        char t[AG_IPV4_TEXT_MAX];
+        assert_int_equal(ag_ipv4_text(quads[i], t), strlen(want));
+        assert_string_equal(t, want);
+    }
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    memcpy(&sin.sin_addr, quads[3], 4);
+    char small[15];
+    ag_addr_text((const struct sockaddr *)&sin, small, sizeof small);
+    assert_string_equal(small, "-");
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+    sin6.sin6_addr.s6_addr[15] = 1;
+    char six[64];
+    ag_addr_text((const struct sockaddr *)&sin6, six, sizeof six);
+    assert_string_equal(six, "::1");
+}
+
 static void test_put_le(void **state)
 {
     (void)state;
@@ -603,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_cursor_short_reads),
         cmocka_unit_test(test_cursor_overflow_safety),
         cmocka_unit_test(test_put_le),
+        cmocka_unit_test(test_addr_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
