@@ -787,6 +787,14 @@ def section_throughput(ctx):
     target's median round; the proxy's CPU per response is over all rounds
     (steadier than the rate)."""
     targets = [t for t in load_targets(ctx) if t.ok]
+    # The event-driven reference in the same rounds: what the best proxy
+    # reaches on this machine tells the proxy's cost from the machine's
+    # (client, origin and proxy share its CPUs). BENCH_TP_NGINX=0: not run.
+    ng = None
+    if env_int("BENCH_TP_NGINX", 1) and shutil.which("nginx"):
+        ng = bench_syscalls.start_nginx_proxy(ctx, "nginx-tp", " proxy_buffering off;")
+        if ng.ok:
+            targets.append(ng)
     rounds = 1 if ctx.args.quick else max(1, env_int("BENCH_TP_ROUNDS", 5))
     rates = {t.name: [] for t in targets}
     cpu = {t.name: [0.0, 0] for t in targets}
@@ -819,6 +827,17 @@ def section_throughput(ctx):
         if n:
             ctx.put("tp_cpu_us", t.name, cs * 1e6 / n)
             ctx.put("tp_cpu_s", t.name, cs)
+    if ng is not None:
+        d, a, n = (rates.get(k) for k in ("direct", "authgate", "nginx-tp"))
+        if d and n and len(d) == len(n):
+            line = (f"1 MiB through nginx as a reverse proxy (proxy_buffering off, the "
+                    f"event-driven reference, same rounds): median {statistics.median(n):.0f} MiB/s, "
+                    f"{statistics.median([x / y for x, y in zip(n, d) if y]):.2f}x direct")
+            if a and len(a) == len(n):
+                line += (f"; authgate/nginx {statistics.median([x / y for x, y in zip(a, n) if y]):.2f}x")
+            print(line)
+            log(line)
+        stop_target(ctx, ng)
 
 
 async def _open_idle(port, n, request, concurrency, timeout):

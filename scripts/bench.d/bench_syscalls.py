@@ -337,7 +337,10 @@ def count_handshakes(ctx, t, loader, n, env=None, extra=()):
 # nginx as a reverse proxy
 
 
-def start_nginx_proxy(ctx, name="nginx"):
+def start_nginx_proxy(ctx, name="nginx", location_extra=""):
+    """nginx as a reverse proxy to the bench's origin; location_extra: more
+    directives for its location (the throughput section streams with
+    "proxy_buffering off;", as authgate and Squid do)."""
     t = B.Target(name, "nginx", B.free_port())
     ctx.targets[name] = t
     d = os.path.join(ctx.tmp, name)
@@ -360,7 +363,7 @@ def start_nginx_proxy(ctx, name="nginx"):
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
+            proxy_set_header Host $host;{location_extra}
         }}
     }}"""))
     t.logs = [os.path.join(d, "error.log"), os.path.join(d, "stdout.log")]
