@@ -187,26 +187,46 @@ int ag_head_find(const struct ag_head *h, const char *name, const char **val, si
     return n;
 }
 
-/* Whether a comma-separated, OWS-trimmed element of v is token; with
- * params, an element's ";parameters" are cut first (media ranges). */
+static bool ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* The next element of the comma-separated list v from *pos: its bounds
+ * [*s, *e), OWS-trimmed and never empty; false at the end of the list. */
+static bool next_element(const char *v, size_t vl, size_t *pos, size_t *s, size_t *e)
+{
+    size_t i = *pos;
+    while (i < vl && (ows(v[i]) || v[i] == ','))
+        i++;
+    if (i >= vl) {
+        *pos = i;
+        return false;
+    }
+    *s = i;
+    while (i < vl && v[i] != ',')
+        i++;
+    *pos = i;
+    while (i > *s && ows(v[i - 1]))
+        i--;
+    *e = i;
+    return true;
+}
+
+/* Whether an element of v is token; with params, an element's
+ * ";parameters" are cut first (media ranges). */
 static bool list_contains(const char *v, size_t vl, const char *token, size_t tl, bool params)
 {
-    size_t i = 0;
-    while (i < vl) {
-        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < vl && v[i] != ',')
-            i++;
-        size_t e = i;
+    size_t pos = 0, s, e;
+    while (next_element(v, vl, &pos, &s, &e)) {
         if (params) {
             const char *semi = memchr(v + s, ';', e - s);
             if (semi)
                 e = (size_t)(semi - v);
+            while (e > s && ows(v[e - 1]))
+                e--;
         }
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (e > s && ag_strieq(v + s, e - s, token) && tl == e - s)
+        if (e - s == tl && ag_strnieq(v + s, token, tl))
             return true;
     }
     return false;
@@ -250,23 +270,14 @@ static void mark_conn_named(struct ag_head *h)
         if (!ag_strieq(nm, nl, "Connection") && !ag_strieq(nm, nl, "Proxy-Connection"))
             continue;
         const char *v = ag_head_value(h, i, &vl);
-        size_t k = 0;
-        while (k < vl) {
-            while (k < vl && (v[k] == ' ' || v[k] == '\t' || v[k] == ','))
-                k++;
-            size_t s = k;
-            while (k < vl && v[k] != ',')
-                k++;
-            size_t e = k;
-            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-                e--;
-            for (uint32_t j = 0; e > s && j < h->n_fields; j++) {
+        size_t pos = 0, s, e;
+        while (next_element(v, vl, &pos, &s, &e))
+            for (uint32_t j = 0; j < h->n_fields; j++) {
                 size_t jl;
                 const char *jn = ag_head_name(h, j, &jl);
                 if (jl == e - s && ag_strnieq(jn, v + s, jl))
                     h->fields[j].hop = true;
             }
-        }
     }
     h->conn_marked = true;
 }
