@@ -107,11 +107,19 @@ static int rq_headers_complete(llhttp_t *p)
  * copied, so a chunked body is re-chunked (one chunk per llhttp callback)
  * and a Content-Length body goes as it is. llhttp callback convention: 0 or
  * -1 (out of buffer). */
+/* A chunk's size line, ours: every chunk we send is framed anew (and no
+ * printf per body piece). 0 or an ag_buf error. */
+static int chunk_size_line(struct ag_buf *b, uint64_t len)
+{
+    int rc = ag_buf_append_hex(b, len);
+    return rc ? rc : ag_buf_append(b, "\r\n", 2);
+}
+
 static int stage_body(struct ag_buf *b, bool chunked, const char *at, size_t len)
 {
     int rc = 0;
     if (chunked)
-        rc = ag_buf_printf(b, "%zx\r\n", len);
+        rc = chunk_size_line(b, len);
     if (!rc)
         rc = ag_buf_append(b, at, len);
     if (!rc && chunked)
@@ -1555,8 +1563,7 @@ void exchange_check_req_splice(struct conn *c)
         c->rq.req_splice_chunk || c->tls || !up || up->tls || !up->connected || up->closing ||
         c->rq.parent_connect || c->parser.content_length < AG_SPLICE_CHUNK_MIN)
         return;
-    if (ag_buf_printf(&c->stage_up, "%llx\r\n", (unsigned long long)c->parser.content_length) !=
-        0) {
+    if (chunk_size_line(&c->stage_up, c->parser.content_length) != 0) {
         conn_close(c, "nomem");
         return;
     }
@@ -1771,8 +1778,7 @@ void exchange_on_upstream_read(struct conn *c, ssize_t n, const char *data)
                up->parser.content_length >= AG_SPLICE_CHUNK_MIN) {
         /* The rest of a long chunk: its own size line to the client (we
          * re-frame every piece of body we send), then the data spliced. */
-        if (ag_buf_printf(&c->stage_client, "%llx\r\n",
-                          (unsigned long long)up->parser.content_length) != 0) {
+        if (chunk_size_line(&c->stage_client, up->parser.content_length) != 0) {
             conn_close(c, "nomem");
             return;
         }

@@ -63,6 +63,18 @@ int ag_buf_append_u64(struct ag_buf *b, uint64_t v)
     return ag_buf_append(b, d + i, sizeof d - i);
 }
 
+int ag_buf_append_hex(struct ag_buf *b, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char d[16];
+    size_t i = sizeof d;
+    do {
+        d[--i] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    return ag_buf_append(b, d + i, sizeof d - i);
+}
+
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...)
 {
     char small[512];

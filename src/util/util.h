@@ -53,6 +53,8 @@ static inline int ag_buf_appendz(struct ag_buf *b, const char *s)
 /* Appends v in decimal: the per-request heads (status, Content-Length,
  * port) without a printf. */
 int ag_buf_append_u64(struct ag_buf *b, uint64_t v);
+/* Appends v in lower-case hex, no leading zeros: chunk size lines. */
+int ag_buf_append_hex(struct ag_buf *b, uint64_t v);
 int ag_buf_printf(struct ag_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (memmove) and wipes the bytes it vacates. */
 void ag_buf_consume(struct ag_buf *b, size_t n);

@@ -567,6 +567,31 @@ static void test_cursor_overflow_safety(void **state)
     assert_int_equal(c.off, 100);
 }
 
+/* Numbers written without printf must read back as printf writes them. */
+static void test_buf_append_numbers(void **state)
+{
+    (void)state;
+    static const uint64_t vals[] = {0, 1, 9, 10, 15, 16, 255, 4096, 131072, 0xdeadbeef, UINT64_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(vals); i++) {
+        struct ag_buf b;
+        ag_buf_init(&b, 64);
+        char want[64];
+        assert_int_equal(ag_buf_append_hex(&b, vals[i]), 0);
+        assert_int_equal(ag_buf_append(&b, "|", 1), 0);
+        assert_int_equal(ag_buf_append_u64(&b, vals[i]), 0);
+        snprintf(want, sizeof want, "%llx|%llu", (unsigned long long)vals[i],
+                 (unsigned long long)vals[i]);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.data, want, b.len);
+        ag_buf_free(&b);
+    }
+    struct ag_buf small;
+    ag_buf_init(&small, 3);
+    assert_int_equal(ag_buf_append_hex(&small, 0x1000), AG_ELIMIT); /* the ceiling holds */
+    assert_int_equal(small.len, 0);
+    ag_buf_free(&small);
+}
+
 /* An address as log text: the dotted quad by hand must match inet_ntop
  * for every octet width, and a too-small buffer gives "-" as before. */
 static void test_addr_text(void **state)
@@ -638,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_cursor_overflow_safety),
         cmocka_unit_test(test_put_le),
         cmocka_unit_test(test_addr_text),
+        cmocka_unit_test(test_buf_append_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
