@@ -322,8 +322,7 @@ static void release_blocks(struct conn *c)
             c->sp_retire = true;
             sp_release(c, sp_end_retired);
         } else if (!c->sp->end.closing) {
-            ag_splice_drop_pipe(&c->sp->pump);
-            ag_splice_drop_pipe(&c->sp->req);
+            sp_release(c, NULL); /* (the pipes: no end to close) */
             free(c->sp);
             c->sp = NULL;
         }

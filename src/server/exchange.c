@@ -354,9 +354,8 @@ void exchange_maybe_done(struct conn *c)
          * with the splice end it keeps, counted in ag_splice_fds): past
          * three quarters of the descriptor limit, new clients matter more
          * than the pool (the accept gate closes at the limit itself). */
-        if (reuse &&
-            ((uint64_t)ag_server_conns(c->srv) + ag_upstream_live() + ag_splice_fds()) * 4 >
-                c->srv->fd_limit * 3) {
+        if (reuse && (ag_server_conns(c->srv) + ag_server_fds_besides_clients()) * 4 >
+                         c->srv->fd_limit * 3) {
             c->srv->stats.upstream_not_pooled_fds++;
             reuse = false;
         }

@@ -23,6 +23,11 @@ void ag_server_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
+uint64_t ag_server_fds_besides_clients(void)
+{
+    return (uint64_t)ag_upstream_live() + ag_splice_fds();
+}
+
 /* The accept gate, global over every loop: a slot is taken (atomically)
  * before accepting, so N loops together never pass max_connections; and
  * far enough from the descriptor limit that each client may still get one
@@ -37,7 +42,7 @@ static bool take_slot(struct ag_server *srv)
     uint32_t n = __atomic_add_fetch(g, 1, __ATOMIC_SEQ_CST);
     if (n <= srv->cfg->max_connections &&
         (!srv->fd_limit ||
-         (uint64_t)n - 1 + ag_upstream_live() + ag_splice_fds() + reserve < srv->fd_limit))
+         (uint64_t)n - 1 + ag_server_fds_besides_clients() + reserve < srv->fd_limit))
         return true;
     __atomic_sub_fetch(g, 1, __ATOMIC_SEQ_CST);
     return false;

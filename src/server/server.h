@@ -252,6 +252,10 @@ bool ag_server_loop_info(struct ag_server *main, unsigned i, struct ag_loop_info
 void ag_server_parent_health(const struct ag_parent *p, bool *down, uint64_t *failures);
 /* Connections of every loop (atomic read). */
 uint32_t ag_server_conns(const struct ag_server *srv);
+/* Descriptors held besides the clients' own sockets, over every loop:
+ * upstream sockets and the splice pumps' pipes and dups. The accept gate
+ * and the pool's descriptor check both leave room for them. */
+uint64_t ag_server_fds_besides_clients(void);
 /* The number of loops workers N asks for (auto: one per CPU). */
 unsigned ag_server_loops_wanted(const struct ag_config *cfg);
 
